@@ -1,0 +1,105 @@
+"""The kernel contract: what every public kernel does before it launches.
+
+1. ``operand`` validates each input (type, dtype, rank, NaN/Inf) and says
+   whether we are executing (NumPy data) or counting (MetaTensor shapes).
+2. The kernel checks shapes, picks or validates block sizes, and checks its
+   tiles against SRAM (``tinyml.sim.check_tiles``).
+3. Inputs are registered and outputs allocated in the active profile's HBM
+   ledger, so capacity is enforced.
+4. The Numba body walks the tile loops, filling per-block counters.
+5. ``Profile.record`` costs the counters and appends the kernel record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..sim import DTypeError, MetaTensor, NonFiniteError, ShapeError, TileConfigError, canonical
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A validated kernel input: float32 data (executing) or None (counting)."""
+
+    name: str
+    obj: object                 # the caller's object, registered in the HBM ledger
+    data: "np.ndarray | None"
+    shape: tuple
+    dtype: str                  # logical dtype (byte accounting)
+
+    @property
+    def execute(self) -> bool:
+        return self.data is not None
+
+
+def operand(x, name: str, *, ndim: int, dtype: str, allowed: tuple[str, ...]) -> Operand:
+    """Validate one input of a kernel; see the module docstring."""
+    if isinstance(x, MetaTensor):
+        if x.ndim != ndim:
+            raise ShapeError(f"{name} must be {ndim}-D, got shape {x.shape}")
+        return Operand(name, x, None, x.shape, canonical(x.dtype, allowed))
+    logical = canonical(dtype, allowed)
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception:
+            raise DTypeError(f"{name} must be a NumPy array or tinyml.sim.meta(...), got {type(x).__name__}") from None
+    if x.dtype.kind not in "fiu":
+        raise DTypeError(
+            f"{name} has NumPy dtype {x.dtype}; tinyml kernels take real numbers "
+            f"(float or int arrays; the logical dtype {logical!r} sets the byte count)"
+        )
+    if x.ndim != ndim:
+        raise ShapeError(f"{name} must be {ndim}-D, got shape {x.shape}")
+    if 0 in x.shape:
+        raise ShapeError(f"{name} has an empty dimension, shape {x.shape}; every dimension must be >= 1")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise NonFiniteError(
+                f"{name} holds {int(bad.sum())} NaN/Inf value(s), the first at index {first} "
+                f"(value {x[first]}); a tiled kernel would spread them silently. "
+                f"Clean the input first, e.g. np.nan_to_num({name})."
+            )
+    data = np.ascontiguousarray(x, dtype=np.float32)
+    return Operand(name, x, data, tuple(x.shape), logical)
+
+
+def same_mode(*ops: Operand) -> bool:
+    """True if executing; raise if some inputs are data and others MetaTensors."""
+    modes = {op.execute for op in ops}
+    if len(modes) > 1:
+        kinds = ", ".join(f"{op.name}={'array' if op.execute else 'MetaTensor'}" for op in ops)
+        raise DTypeError(f"mixing NumPy arrays and MetaTensors ({kinds}); pass all arrays to execute "
+                         f"or all tinyml.sim.meta(...) to count")
+    return modes.pop()
+
+
+def block_size(value, name: str, default: int) -> int:
+    """A user-given block size (positive int) or the default."""
+    if value is None:
+        return int(default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise TileConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+@contextlib.contextmanager
+def blas_single_thread():
+    """Pin BLAS to one thread while Numba's prange runs blocks in parallel.
+
+    ``np.dot`` inside a prange body calls BLAS from every worker; a
+    multi-threaded BLAS there oversubscribes the cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-int(a) // int(b))

@@ -1,0 +1,62 @@
+"""What every matmul version shares: validation, HBM allocation, launch, recording."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...sim import FLOAT_DTYPES, ShapeError, bits, current_profile
+from ...sim.counters import new_counters
+from .._contract import Operand, operand, same_mode
+
+_DUMMY = np.zeros((1, 1), dtype=np.float32)   # stands in for data in counting mode
+
+
+@dataclass
+class MatmulCall:
+    """A validated matmul call: C (M x N) = A (M x K) @ B (K x N)."""
+
+    a: Operand
+    b: Operand
+    m: int
+    n: int
+    k: int
+    dtype: str
+    execute: bool
+
+    @property
+    def elem_bits(self) -> int:
+        return bits(self.dtype)
+
+
+def prepare(a, b, dtype: str, kernel: str) -> MatmulCall:
+    """Validate the operands of ``kernel``; shapes must be (M, K) and (K, N)."""
+    A = operand(a, "a", ndim=2, dtype=dtype, allowed=FLOAT_DTYPES)
+    B = operand(b, "b", ndim=2, dtype=dtype, allowed=FLOAT_DTYPES)
+    execute = same_mode(A, B)
+    if A.dtype != B.dtype:
+        raise ShapeError(f"{kernel}: a is {A.dtype} but b is {B.dtype}; both operands need one logical dtype")
+    if A.shape[1] != B.shape[0]:
+        raise ShapeError(
+            f"{kernel}: inner dimensions differ: a is {A.shape} (M={A.shape[0]}, K={A.shape[1]}) "
+            f"but b is {B.shape} (K={B.shape[0]}, N={B.shape[1]}); a's columns must equal b's rows"
+        )
+    return MatmulCall(A, B, A.shape[0], B.shape[1], A.shape[1], A.dtype, execute)
+
+
+def run(call: MatmulCall, name: str, body, grid: tuple, n_blocks: int, sizes: tuple,
+        sram_per_block: int, panels=None):
+    """Allocate C, run ``body`` over the grid, record the launch; returns C."""
+    prof = current_profile()
+    prof.hbm.track(call.a.obj, "a", call.dtype)
+    prof.hbm.track(call.b.obj, "b", call.dtype)
+    c = prof.hbm.new_tensor("c", (call.m, call.n), call.dtype, call.execute)
+    counters = new_counters(n_blocks, n_operands=2)
+    a_data = call.a.data if call.execute else _DUMMY
+    b_data = call.b.data if call.execute else _DUMMY
+    c_data = c if call.execute else _DUMMY
+    body(a_data, b_data, c_data, call.m, call.n, call.k, *sizes, call.execute, counters, call.elem_bits)
+    prof.record(name, grid, counters, dtype=call.dtype, sram_per_block=sram_per_block,
+                panels=panels(grid) if panels else None)
+    return c

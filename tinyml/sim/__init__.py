@@ -1,0 +1,25 @@
+"""tinyml.sim: a cycle-approximate GPU memory-hierarchy simulator.
+
+It imports nothing else of tinyml. Kernels report per-block counters
+(:mod:`tinyml.sim.counters`, filled through :mod:`tinyml.sim.tiles`); the cost
+model (:mod:`tinyml.sim.cost`) turns them into seconds; a :class:`Profile`
+collects the launches.
+"""
+
+from .cost import Cost, kernel_cost, occupancy, waves_for
+from .device import DEFAULT_DEVICE, Device, list_presets, load_device
+from .dtypes import FLOAT_DTYPES, bits, canonical, nbytes
+from .errors import (DeviceConfigError, DTypeError, HbmOutOfMemoryError, LabError, NonFiniteError,
+                     SramOverflowError, ShapeError, TileConfigError, TinymlError)
+from .memory import HbmLedger
+from .meta import MetaTensor, meta
+from .profile import KernelRecord, Profile, active_profile, current_profile
+from .sram import check_tiles, tiles_bytes
+
+__all__ = [
+    "Cost", "kernel_cost", "occupancy", "waves_for", "DEFAULT_DEVICE", "Device", "list_presets",
+    "load_device", "FLOAT_DTYPES", "bits", "canonical", "nbytes", "DeviceConfigError", "DTypeError",
+    "HbmOutOfMemoryError", "LabError", "NonFiniteError", "SramOverflowError", "ShapeError",
+    "TileConfigError", "TinymlError", "HbmLedger", "MetaTensor", "meta", "KernelRecord", "Profile",
+    "active_profile", "current_profile", "check_tiles", "tiles_bytes",
+]

@@ -1,0 +1,145 @@
+"""The cost model: per-block counters -> seconds and cycles.
+
+One page of arithmetic, checkable by hand (docs: "How the simulator works")::
+
+    blocks_per_sm = min(max_blocks_per_sm, sram_per_sm // sram_per_block)   # occupancy
+    slots         = sm_count * blocks_per_sm
+    waves         = ceil(n_blocks / slots)          # block b runs in wave b // slots,
+                                                    # on SM (b % slots) % sm_count
+    for each wave, for each SM, over the blocks it holds in that wave:
+        t_hbm    = HBM bytes   / (hbm_bandwidth  * eff_hbm    / sm_count)
+        t_sram   = SRAM bytes  / (sram_bandwidth * eff_sram   / sm_count)
+        t_matmul = matmul FLOP / (matmul_flops   * eff_matmul / sm_count)
+        t_vector = vector FLOP / (vector_flops   * eff_vector / sm_count)
+        t_sm     = max(t_hbm, t_sram, t_matmul, t_vector)
+    t_wave = max over SMs of t_sm
+    time   = launch_overhead + sum over waves of t_wave
+
+Every resource is shared fairly between the SMs: an SM gets 1/sm_count of the
+HBM bandwidth, so a grid with fewer blocks than SMs cannot reach full
+bandwidth (low occupancy), and a last, partial wave costs a full wave's time
+for its busiest SM (tail effect).
+
+L2 reuse (optional, declared by the kernel): when the blocks of one wave read
+the same *panel* of an input (e.g. tiled-matmul blocks in one tile row all read
+the same rows of A), the panel comes from HBM once per wave and the other
+blocks hit in L2. Blocks of a wave are assumed to stream through their panels
+in lockstep, so the live L2 working set is small. Blocks that declare no
+panels are charged every byte they load.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .counters import FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ, SRAM_WRITE
+from .device import Device
+
+RESOURCES = ("hbm", "sram", "matmul", "vector")
+#: what ``bound`` says when each resource (the ``limiter``) limits a kernel
+BOUND_NAMES = {"hbm": "memory", "sram": "sram", "matmul": "compute", "vector": "compute", "launch": "launch"}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What the cost model says about one kernel launch."""
+
+    time_s: float
+    cycles: float
+    waves: int
+    blocks_per_sm: int
+    bound: str                      # memory | compute | sram | launch
+    limiter: str                    # hbm | sram | matmul | vector | launch
+    resource_s: dict = field(default_factory=dict)   # summed over waves, busiest SM
+    hbm_read_bytes: int = 0         # after L2 reuse: what HBM really serves
+    hbm_write_bytes: int = 0
+    l2_hit_bytes: int = 0           # loads served by L2 instead of HBM
+
+
+def occupancy(device: Device, sram_per_block: int) -> int:
+    """Resident blocks per SM, limited by SRAM and by the hardware limit."""
+    if sram_per_block <= 0:
+        return device.max_blocks_per_sm
+    return max(1, min(device.max_blocks_per_sm, device.sram_per_sm // int(sram_per_block)))
+
+
+def dram_reads(counters: np.ndarray, wave: np.ndarray, panels: dict | None) -> np.ndarray:
+    """Per-block HBM read bytes after wave-level L2 reuse of declared panels."""
+    reads = counters[:, HBM_READ].astype(np.float64)
+    if not panels:
+        return reads
+    saved = np.zeros_like(reads)
+    for operand, panel in panels.items():
+        col = counters[:, FIRST_OPERAND + operand].astype(np.float64)
+        panel = np.asarray(panel, dtype=np.int64)
+        key = wave * (int(panel.max()) + 1) + panel
+        _, first = np.unique(key, return_index=True)
+        repeat = np.ones(len(key), dtype=bool)
+        repeat[first] = False
+        saved += np.where(repeat, col, 0.0)          # a repeat read hits in L2
+    # Spread each wave's savings evenly over its blocks: the fetch is shared.
+    n_waves = int(wave.max()) + 1 if len(wave) else 0
+    wave_reads = np.bincount(wave, weights=reads, minlength=n_waves)
+    wave_saved = np.bincount(wave, weights=saved, minlength=n_waves)
+    scale = np.divide(wave_reads - wave_saved, wave_reads, out=np.ones(n_waves), where=wave_reads > 0)
+    return reads * scale[wave]
+
+
+def kernel_cost(device: Device, counters: np.ndarray, *, dtype: str = "fp16",
+                sram_per_block: int = 0, panels: dict | None = None) -> Cost:
+    """Turn a launch's per-block counters into time on ``device`` (see module doc)."""
+    n = counters.shape[0]
+    bps = occupancy(device, sram_per_block)
+    if n == 0:
+        t = device.launch_overhead_s
+        return Cost(t, t * device.clock_hz, 0, bps, "launch", "launch", {r: 0.0 for r in RESOURCES})
+    slots = device.sm_count * bps
+    idx = np.arange(n, dtype=np.int64)
+    wave = idx // slots
+    sm = (idx % slots) % device.sm_count
+    n_waves = int(wave[-1]) + 1
+
+    reads = dram_reads(counters, wave, panels)
+    per_block = np.stack([
+        reads + counters[:, HBM_WRITE],
+        (counters[:, SRAM_READ] + counters[:, SRAM_WRITE]).astype(np.float64),
+        counters[:, FLOPS_MATMUL].astype(np.float64),
+        counters[:, FLOPS_VECTOR].astype(np.float64),
+    ], axis=1)                                                    # (n, 4)
+    slot = wave * device.sm_count + sm
+    per_sm = np.stack([np.bincount(slot, weights=per_block[:, r], minlength=n_waves * device.sm_count)
+                       for r in range(4)], axis=1).reshape(n_waves, device.sm_count, 4)
+    share = np.array([
+        device.hbm_bandwidth * device.eff_hbm,
+        device.sram_bandwidth * device.eff_sram,
+        device.matmul_rate(dtype) * device.eff_matmul,
+        device.vector_rate("fp32") * device.eff_vector,
+    ]) / device.sm_count
+    times = per_sm / share                                        # (waves, SMs, 4)
+    t_sm = times.max(axis=2)
+    busiest = t_sm.argmax(axis=1)
+    critical = times[np.arange(n_waves), busiest]                 # (waves, 4)
+    t_waves = float(t_sm.max(axis=1).sum())
+    resource_s = {r: float(critical[:, i].sum()) for i, r in enumerate(RESOURCES)}
+    # Attribute each wave's time to the resource that limited its busiest SM.
+    limiting = critical.argmax(axis=1)
+    by_resource = np.bincount(limiting, weights=critical.max(axis=1), minlength=4)
+    limiter = RESOURCES[int(by_resource.argmax())]
+    if device.launch_overhead_s > t_waves:
+        limiter = "launch"
+    time_s = device.launch_overhead_s + t_waves
+    read_total = int(counters[:, HBM_READ].sum())
+    dram_read = int(round(float(reads.sum())))
+    return Cost(
+        time_s=time_s, cycles=time_s * device.clock_hz, waves=n_waves, blocks_per_sm=bps,
+        bound=BOUND_NAMES[limiter], limiter=limiter, resource_s=resource_s, hbm_read_bytes=dram_read,
+        hbm_write_bytes=int(counters[:, HBM_WRITE].sum()), l2_hit_bytes=read_total - dram_read,
+    )
+
+
+def waves_for(device: Device, n_blocks: int, sram_per_block: int = 0) -> int:
+    """Number of waves a grid of ``n_blocks`` takes (closed form)."""
+    return math.ceil(n_blocks / (device.sm_count * occupancy(device, sram_per_block)))

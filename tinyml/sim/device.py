@@ -1,0 +1,241 @@
+"""The simulated GPU: a frozen bundle of numbers, each with its source.
+
+Presets are TOML files in ``tinyml/sim/presets/`` (data, not code). Every
+number is written as ``key = { value = ..., source = "..." }`` so a reader can
+check where it came from. A user file may also give plain numbers; their source
+is then the file itself.
+
+Schema (all sections and keys are required unless marked optional)::
+
+    name = "a100-40gb"
+    description = "..."
+    [sm]            count, clock_hz, sram_bytes, max_blocks
+    [sram]          bandwidth                     # bytes/s, whole chip
+    [hbm]           capacity_bytes, bandwidth     # bytes, bytes/s
+    [host]          bandwidth                     # bytes/s, host DRAM <-> HBM
+    [launch]        overhead_s
+    [matmul_flops]  fp16, bf16, fp32 (int8, fp8 optional)   # FLOP/s, tensor cores
+    [vector_flops]  fp32 (fp16, bf16 optional)              # FLOP/s, CUDA cores
+    [efficiency]    hbm, sram, matmul, vector     # achievable / spec, in (0, 1]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .dtypes import canonical
+from .errors import DeviceConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEFAULT_DEVICE = "a100-40gb"
+
+# (section, key, attribute, integer?)
+_SCALARS = [
+    ("sm", "count", "sm_count", True),
+    ("sm", "clock_hz", "clock_hz", False),
+    ("sm", "sram_bytes", "sram_per_sm", True),
+    ("sm", "max_blocks", "max_blocks_per_sm", True),
+    ("sram", "bandwidth", "sram_bandwidth", False),
+    ("hbm", "capacity_bytes", "hbm_capacity", True),
+    ("hbm", "bandwidth", "hbm_bandwidth", False),
+    ("host", "bandwidth", "host_bandwidth", False),
+    ("launch", "overhead_s", "launch_overhead_s", False),
+    ("efficiency", "hbm", "eff_hbm", False),
+    ("efficiency", "sram", "eff_sram", False),
+    ("efficiency", "matmul", "eff_matmul", False),
+    ("efficiency", "vector", "eff_vector", False),
+]
+_RATE_TABLES = {"matmul_flops": ("fp16", "bf16", "fp32"), "vector_flops": ("fp32",)}
+
+
+@dataclass(frozen=True, eq=False)
+class Device:
+    """A simulated accelerator. Build one with :func:`load_device`.
+
+    Rates are spec numbers; the cost model multiplies each by its efficiency
+    factor (``eff_*``) to get what a real kernel can reach.
+    """
+
+    name: str
+    description: str
+    sm_count: int
+    clock_hz: float
+    sram_per_sm: int
+    max_blocks_per_sm: int
+    sram_bandwidth: float
+    hbm_capacity: int
+    hbm_bandwidth: float
+    host_bandwidth: float
+    launch_overhead_s: float
+    eff_hbm: float
+    eff_sram: float
+    eff_matmul: float
+    eff_vector: float
+    matmul_flops: Mapping[str, float]
+    vector_flops: Mapping[str, float]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    # ---- derived numbers -------------------------------------------------
+    @property
+    def sram_total(self) -> int:
+        """SRAM bytes on the whole chip (SMs x SRAM per SM)."""
+        return self.sm_count * self.sram_per_sm
+
+    def matmul_rate(self, dtype: str) -> float:
+        """Spec tensor-core FLOP/s for ``dtype``."""
+        return self._rate(self.matmul_flops, "matmul_flops", dtype)
+
+    def vector_rate(self, dtype: str = "fp32") -> float:
+        """Spec CUDA-core (non-matmul) FLOP/s for ``dtype`` (falls back to fp32)."""
+        dt = canonical(dtype)
+        if dt not in self.vector_flops:
+            dt = "fp32"
+        return self._rate(self.vector_flops, "vector_flops", dt)
+
+    def ridge_point(self, dtype: str = "fp16") -> float:
+        """FLOPs per HBM byte above which a matmul kernel is compute-bound."""
+        return (self.matmul_rate(dtype) * self.eff_matmul) / (self.hbm_bandwidth * self.eff_hbm)
+
+    def _rate(self, table: Mapping[str, float], section: str, dtype: str) -> float:
+        dt = canonical(dtype)
+        if dt not in table:
+            raise DeviceConfigError(
+                f"device {self.name!r} has no {dt} rate in [{section}] "
+                f"(it has {', '.join(table)}); add `{dt} = <FLOP/s>` to its TOML "
+                f"or use a logical dtype it supports"
+            )
+        return table[dt]
+
+    def replace(self, **changes: Any) -> "Device":
+        """A copy with some numbers changed, e.g. ``dev.replace(hbm_bandwidth=3e12)``."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["matmul_flops"] = dict(self.matmul_flops)
+        d["vector_flops"] = dict(self.vector_flops)
+        d["sources"] = dict(self.sources)
+        d["sram_total"] = self.sram_total
+        return d
+
+
+# ---- loading ----------------------------------------------------------------
+
+def list_presets() -> list[str]:
+    """Names of the device presets shipped with tinyml."""
+    folder = resources.files("tinyml.sim") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_device(spec: "str | Path | Device | None" = None) -> Device:
+    """Return a :class:`Device` from a preset name, a TOML path or a Device.
+
+    ``None`` gives the default (the FlashAttention paper's A100 40GB).
+    """
+    if isinstance(spec, Device):
+        return spec
+    if spec is None:
+        spec = DEFAULT_DEVICE
+    text_spec = str(spec)
+    if text_spec in _CACHE:
+        return _CACHE[text_spec]
+    path = Path(text_spec)
+    if text_spec.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise DeviceConfigError(f"device file {text_spec!r} does not exist")
+        device = _from_text(path.read_text(), origin=str(path), require_sources=False)
+    else:
+        presets = list_presets()
+        if text_spec not in presets:
+            raise DeviceConfigError(
+                f"unknown device {text_spec!r}; presets are {', '.join(presets)} "
+                f"(or pass the path of your own .toml file; see `tinyml devices`)"
+            )
+        text = (resources.files("tinyml.sim") / "presets" / f"{text_spec}.toml").read_text()
+        device = _from_text(text, origin=f"preset {text_spec}", require_sources=True)
+    _CACHE[text_spec] = device
+    return device
+
+
+_CACHE: dict[str, Device] = {}
+
+
+def _from_text(text: str, origin: str, require_sources: bool) -> Device:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DeviceConfigError(f"{origin}: not valid TOML: {exc}") from None
+    sources: dict[str, str] = {}
+
+    def number(section: str, key: str, integer: bool) -> float:
+        where = f"{origin}: [{section}] {key}"
+        table = data.get(section)
+        if not isinstance(table, dict):
+            raise DeviceConfigError(f"{origin}: missing section [{section}] (needs `{key}`)")
+        if key not in table:
+            raise DeviceConfigError(f"{where} is missing")
+        raw = table[key]
+        if isinstance(raw, dict):
+            if "value" not in raw:
+                raise DeviceConfigError(f"{where} is a table without `value`")
+            value, source = raw["value"], raw.get("source")
+        else:
+            value, source = raw, None
+        if source is None:
+            if require_sources:
+                raise DeviceConfigError(
+                    f"{where} has no source; write {key} = {{ value = {raw!r}, source = \"...\" }}"
+                )
+            source = origin
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DeviceConfigError(f"{where} must be a number, got {value!r}")
+        if not value > 0:
+            raise DeviceConfigError(f"{where} must be positive, got {value!r}")
+        if section == "efficiency" and value > 1:
+            raise DeviceConfigError(f"{where} is a fraction of spec in (0, 1], got {value!r}")
+        if integer:
+            if float(value) != int(value):
+                raise DeviceConfigError(f"{where} must be a whole number, got {value!r}")
+            value = int(value)
+        sources[f"{section}.{key}"] = str(source)
+        return value
+
+    for key in ("name", "description"):
+        if not isinstance(data.get(key), str) or not data.get(key):
+            raise DeviceConfigError(f"{origin}: top-level `{key}` (a string) is missing")
+    values = {attr: number(sec, key, integer) for sec, key, attr, integer in _SCALARS}
+    tables = {}
+    for section, required in _RATE_TABLES.items():
+        table = data.get(section)
+        if not isinstance(table, dict):
+            raise DeviceConfigError(f"{origin}: missing section [{section}] (needs {', '.join(required)})")
+        for key in required:
+            if key not in table:
+                raise DeviceConfigError(f"{origin}: [{section}] {key} is missing")
+        rates = {}
+        for key in table:
+            try:
+                name = canonical(key)
+            except Exception:
+                raise DeviceConfigError(f"{origin}: [{section}] {key} is not a known dtype") from None
+            rates[name] = float(number(section, key, False))
+        tables[section] = MappingProxyType(rates)
+    known = {s for s, *_ in _SCALARS} | set(_RATE_TABLES) | {"name", "description"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DeviceConfigError(f"{origin}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return Device(
+        name=data["name"], description=data["description"], **values,
+        matmul_flops=tables["matmul_flops"], vector_flops=tables["vector_flops"],
+        sources=MappingProxyType(sources),
+    )

@@ -1,0 +1,96 @@
+"""The HBM ledger: every tensor a kernel touches lives in simulated HBM.
+
+Inputs are registered the first time a kernel sees them, outputs are allocated
+through the ledger, and an entry disappears when its Python object is garbage
+collected (``weakref.finalize``), so live bytes follow what the program really
+keeps alive. Going over the device's capacity raises
+:class:`HbmOutOfMemoryError` listing what is live.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dtypes import nbytes
+from .errors import HbmOutOfMemoryError
+from .meta import MetaTensor
+from .units import fmt_bytes as _fmt
+
+
+@dataclass(frozen=True)
+class Allocation:
+    name: str
+    shape: tuple
+    dtype: str
+    nbytes: int
+
+
+class HbmLedger:
+    """Live allocations, current and peak bytes of one simulated HBM."""
+
+    def __init__(self, capacity: int, device_name: str = "device"):
+        self.capacity = int(capacity)
+        self.device_name = device_name
+        self.live: dict[int, Allocation] = {}
+        self.used = 0
+        self.peak = 0
+        self._ids = itertools.count()
+        self._tracked: dict[int, int] = {}      # id(obj) -> allocation id
+
+    # -- raw allocations ----------------------------------------------------
+    def alloc(self, name: str, shape, dtype: str) -> int:
+        """Reserve HBM for a tensor; returns a handle for :meth:`free`."""
+        size = nbytes(int(np.prod(shape, dtype=np.int64)) if len(shape) else 1, dtype)
+        if self.used + size > self.capacity:
+            raise HbmOutOfMemoryError(self._oom_message(name, tuple(shape), dtype, size))
+        handle = next(self._ids)
+        self.live[handle] = Allocation(name, tuple(int(s) for s in shape), dtype, size)
+        self.used += size
+        self.peak = max(self.peak, self.used)
+        return handle
+
+    def free(self, handle: int) -> None:
+        alloc = self.live.pop(handle, None)
+        if alloc is not None:
+            self.used -= alloc.nbytes
+
+    # -- objects whose lifetime Python manages ----------------------------------
+    def track(self, obj, name: str, dtype: str) -> None:
+        """Account for ``obj`` (an ndarray or MetaTensor) until it is garbage collected."""
+        key = id(obj)
+        if key in self._tracked:
+            return
+        handle = self.alloc(name, obj.shape, dtype)
+        self._tracked[key] = handle
+        weakref.finalize(obj, self._release, key, handle)
+
+    def _release(self, key: int, handle: int) -> None:
+        self._tracked.pop(key, None)
+        self.free(handle)
+
+    def new_tensor(self, name: str, shape, dtype: str, execute: bool):
+        """Allocate an output: a float32 array (executing) or a MetaTensor (counting)."""
+        shape = tuple(int(s) for s in shape)
+        obj = np.empty(shape, dtype=np.float32) if execute else MetaTensor(shape, dtype)
+        self.track(obj, name, dtype)
+        return obj
+
+    def _oom_message(self, name: str, shape: tuple, dtype: str, size: int) -> str:
+        lines = [
+            f"out of HBM on {self.device_name}: allocating {name} {shape} {dtype} needs "
+            f"{_fmt(size)}, but {_fmt(self.used)} of {_fmt(self.capacity)} is in use "
+            f"({_fmt(self.capacity - self.used)} free).",
+        ]
+        if self.live:
+            lines.append("Live allocations:")
+            for a in sorted(self.live.values(), key=lambda a: -a.nbytes)[:10]:
+                lines.append(f"  {a.name:<16} {str(a.shape):<24} {a.dtype:<5} {_fmt(a.nbytes)}")
+            if len(self.live) > 10:
+                lines.append(f"  ... and {len(self.live) - 10} more")
+        lines.append("Use a smaller shape, a device with more HBM (`tinyml devices`), "
+                     "or a kernel that never materialises this tensor.")
+        return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""Profile: the ordered record of every kernel launched on a simulated device.
+
+    with Profile("a100-40gb") as prof:
+        c = matmul(a, b)
+    print(prof.table())
+    prof.to_chrome_trace("trace.json")     # open in ui.perfetto.dev
+    prof.roofline("roofline.png")
+
+Kernels record into the innermost active profile. With none active, a kernel
+runs in a throwaway profile on the default device (capacity is still checked).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cost import kernel_cost
+from .counters import FLOPS_MATMUL, FLOPS_VECTOR, SRAM_READ, SRAM_WRITE
+from .device import Device, load_device
+from .memory import HbmLedger
+
+_STACK: list["Profile"] = []
+
+
+@dataclass
+class KernelRecord:
+    """One kernel launch as the simulator saw it (fields of the JSON schema)."""
+
+    name: str
+    grid: tuple
+    n_blocks: int
+    dtype: str
+    start_s: float
+    time_s: float
+    cycles: float
+    bound: str
+    limiter: str
+    waves: int
+    blocks_per_sm: int
+    sram_per_block_bytes: int
+    hbm_read_bytes: int
+    hbm_write_bytes: int
+    l2_hit_bytes: int
+    sram_read_bytes: int
+    sram_write_bytes: int
+    flops_matmul: int
+    flops_vector: int
+    peak_hbm_bytes: int
+    stream: int = 0
+    resource_s: dict = field(default_factory=dict)
+
+    @property
+    def hbm_bytes(self) -> int:
+        return self.hbm_read_bytes + self.hbm_write_bytes
+
+    @property
+    def flops(self) -> int:
+        return self.flops_matmul + self.flops_vector
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity: FLOPs per HBM byte."""
+        return self.flops / self.hbm_bytes if self.hbm_bytes else float("inf")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["grid"] = list(self.grid)
+        return d
+
+
+class Profile:
+    """A context manager that collects :class:`KernelRecord` s on one device."""
+
+    def __init__(self, device: "str | Device | None" = None, name: str = "profile"):
+        self.device = load_device(device)
+        self.name = name
+        self.hbm = HbmLedger(self.device.hbm_capacity, self.device.name)
+        self.records: list[KernelRecord] = []
+
+    # -- activation -----------------------------------------------------------
+    def __enter__(self) -> "Profile":
+        _STACK.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _STACK.remove(self)
+
+    # -- recording --------------------------------------------------------------
+    def record(self, name: str, grid: tuple, counters: np.ndarray, *, dtype: str,
+               sram_per_block: int, panels: dict | None = None, stream: int = 0) -> KernelRecord:
+        """Cost a launch's counters on this device and append the record."""
+        cost = kernel_cost(self.device, counters, dtype=dtype, sram_per_block=sram_per_block, panels=panels)
+        sums = counters.sum(axis=0) if counters.shape[0] else np.zeros(counters.shape[1], np.int64)
+        rec = KernelRecord(
+            name=name, grid=tuple(int(g) for g in grid), n_blocks=int(counters.shape[0]), dtype=dtype,
+            start_s=self.time_s, time_s=cost.time_s, cycles=cost.cycles, bound=cost.bound, limiter=cost.limiter,
+            waves=cost.waves, blocks_per_sm=cost.blocks_per_sm, sram_per_block_bytes=int(sram_per_block),
+            hbm_read_bytes=cost.hbm_read_bytes, hbm_write_bytes=cost.hbm_write_bytes,
+            l2_hit_bytes=cost.l2_hit_bytes,
+            sram_read_bytes=int(sums[SRAM_READ]), sram_write_bytes=int(sums[SRAM_WRITE]),
+            flops_matmul=int(sums[FLOPS_MATMUL]), flops_vector=int(sums[FLOPS_VECTOR]),
+            peak_hbm_bytes=self.hbm.peak, stream=stream, resource_s=cost.resource_s,
+        )
+        self.records.append(rec)
+        return rec
+
+    # -- totals -------------------------------------------------------------------
+    def _sum(self, attr: str):
+        return sum(getattr(r, attr) for r in self.records)
+
+    @property
+    def time_s(self) -> float:
+        return self._sum("time_s")
+
+    @property
+    def hbm_read_bytes(self) -> int:
+        return self._sum("hbm_read_bytes")
+
+    @property
+    def hbm_write_bytes(self) -> int:
+        return self._sum("hbm_write_bytes")
+
+    @property
+    def hbm_bytes(self) -> int:
+        return self.hbm_read_bytes + self.hbm_write_bytes
+
+    @property
+    def flops_matmul(self) -> int:
+        return self._sum("flops_matmul")
+
+    @property
+    def flops_vector(self) -> int:
+        return self._sum("flops_vector")
+
+    @property
+    def peak_hbm_bytes(self) -> int:
+        return self.hbm.peak
+
+    @property
+    def bound(self) -> str:
+        """What limits the whole profile: the bound of the kernels taking most time."""
+        by: dict[str, float] = {}
+        for r in self.records:
+            by[r.bound] = by.get(r.bound, 0.0) + r.time_s
+        return max(by, key=by.get) if by else "none"
+
+    def totals(self) -> dict:
+        return {
+            "kernels": len(self.records), "time_s": self.time_s,
+            "hbm_read_bytes": self.hbm_read_bytes, "hbm_write_bytes": self.hbm_write_bytes,
+            "flops_matmul": self.flops_matmul, "flops_vector": self.flops_vector,
+            "peak_hbm_bytes": self.peak_hbm_bytes, "bound": self.bound,
+        }
+
+    # -- outputs ------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"device": self.device.name, "totals": self.totals(),
+                "kernels": [r.to_dict() for r in self.records]}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def table(self, width: int = 110) -> str:
+        """A plain-text table of the kernels and their totals."""
+        from .report import profile_table
+
+        return profile_table(self, width=width)
+
+    def to_chrome_trace(self, path: "str | Path") -> Path:
+        """Write a Chrome trace (open it at ui.perfetto.dev or chrome://tracing)."""
+        from .report import chrome_trace
+
+        path = Path(path)
+        path.write_text(json.dumps(chrome_trace(self)))
+        return path
+
+    def roofline(self, path: "str | Path", dtype: str = "fp16"):
+        """Draw every kernel against the device's roofs; returns the figure's path."""
+        from .roofline import draw_roofline
+
+        return draw_roofline([self], path, dtype=dtype)
+
+
+def active_profile() -> Profile | None:
+    """The innermost active profile, or None."""
+    return _STACK[-1] if _STACK else None
+
+
+def current_profile() -> Profile:
+    """The active profile, or a throwaway one on the default device."""
+    return _STACK[-1] if _STACK else Profile()

@@ -1,0 +1,84 @@
+"""Numba helpers every kernel body uses to move bytes and do math.
+
+Each helper does the work *only in executing mode* (``execute=True``) but
+always adds to the block's counters, so counting mode walks the same loops and
+produces identical numbers. Bytes come from ``elem_bits`` (the logical dtype):
+a tile of ``n`` elements moves ``ceil(n * elem_bits / 8)`` bytes.
+
+    load_tile    HBM -> SRAM   hbm_read += b, sram_write += b, operand read += b
+    store_tile   SRAM -> HBM   sram_read += b, hbm_write += b
+    load_direct  HBM -> registers (no SRAM staging, no reuse)
+    store_direct registers -> HBM
+    count_mma    a tile matmul on tensor cores: 2mnk matmul FLOPs, operands read from SRAM
+    count_fma    a tile matmul done with scalar FMAs (CUDA cores): 2mnk vector FLOPs, operands from SRAM
+    count_vector n elementwise/reduction FLOPs on the vector units
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from .counters import FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ, SRAM_WRITE
+
+
+@njit(cache=True)
+def tile_bytes(n_elements, elem_bits):
+    """Whole bytes occupied by ``n_elements`` of ``elem_bits`` bits."""
+    return (n_elements * elem_bits + 7) // 8
+
+
+@njit(cache=True)
+def load_tile(src, r0, c0, rows, cols, dst, execute, counters, blk, operand, elem_bits):
+    """Copy ``src[r0:r0+rows, c0:c0+cols]`` (HBM) into ``dst[:rows, :cols]`` (SRAM)."""
+    if execute:
+        for i in range(rows):
+            dst[i, :cols] = src[r0 + i, c0:c0 + cols]
+    b = tile_bytes(rows * cols, elem_bits)
+    counters[blk, HBM_READ] += b
+    counters[blk, SRAM_WRITE] += b
+    counters[blk, FIRST_OPERAND + operand] += b
+
+
+@njit(cache=True)
+def store_tile(src, rows, cols, dst, r0, c0, execute, counters, blk, elem_bits):
+    """Copy ``src[:rows, :cols]`` (SRAM or registers) to ``dst[r0:r0+rows, c0:c0+cols]`` (HBM)."""
+    if execute:
+        for i in range(rows):
+            dst[r0 + i, c0:c0 + cols] = src[i, :cols]
+    b = tile_bytes(rows * cols, elem_bits)
+    counters[blk, SRAM_READ] += b
+    counters[blk, HBM_WRITE] += b
+
+
+@njit(cache=True)
+def count_load_direct(n_elements, counters, blk, operand, elem_bits):
+    """Count ``n_elements`` read from HBM straight into registers (no SRAM)."""
+    b = tile_bytes(n_elements, elem_bits)
+    counters[blk, HBM_READ] += b
+    counters[blk, FIRST_OPERAND + operand] += b
+
+
+@njit(cache=True)
+def count_store_direct(n_elements, counters, blk, elem_bits):
+    """Count ``n_elements`` written from registers straight to HBM."""
+    counters[blk, HBM_WRITE] += tile_bytes(n_elements, elem_bits)
+
+
+@njit(cache=True)
+def count_mma(m, n, k, counters, blk, elem_bits):
+    """Count a (m x k) @ (k x n) tile product on tensor cores, operands read from SRAM."""
+    counters[blk, FLOPS_MATMUL] += 2 * m * n * k
+    counters[blk, SRAM_READ] += tile_bytes(m * k + k * n, elem_bits)
+
+
+@njit(cache=True)
+def count_vector(n_flops, counters, blk):
+    """Count ``n_flops`` non-matmul FLOPs (adds, exps, max, scaling ...)."""
+    counters[blk, FLOPS_VECTOR] += n_flops
+
+
+@njit(cache=True)
+def count_fma(m, n, k, counters, blk, elem_bits):
+    """Count a (m x k) @ (k x n) tile product done with scalar FMAs on the vector units."""
+    counters[blk, FLOPS_VECTOR] += 2 * m * n * k
+    counters[blk, SRAM_READ] += tile_bytes(m * k + k * n, elem_bits)
