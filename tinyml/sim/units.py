@@ -12,8 +12,10 @@ def _scaled(x: float, units: tuple, base: float = 1000.0) -> str:
     raise AssertionError
 
 
-def fmt_bytes(n: float) -> str:
-    """``fmt_bytes(4.4e9) == '4.4 GB'``"""
+def fmt_bytes(n: float, binary: bool = False) -> str:
+    """``fmt_bytes(4.4e9) == '4.4 GB'``; ``binary=True`` for SRAM sizes: ``'192 KiB'``."""
+    if binary:
+        return _scaled(n, ("B", "KiB", "MiB", "GiB", "TiB", "PiB"), base=1024.0)
     return _scaled(n, ("B", "KB", "MB", "GB", "TB", "PB"))
 
 

@@ -46,7 +46,7 @@ def prepare(a, b, dtype: str, kernel: str) -> MatmulCall:
 
 
 def run(call: MatmulCall, name: str, body, grid: tuple, n_blocks: int, sizes: tuple,
-        sram_per_block: int, panels=None):
+        sram_per_block: int, panels=None, extra: tuple = ()):
     """Allocate C, run ``body`` over the grid, record the launch; returns C."""
     prof = current_profile()
     prof.hbm.track(call.a.obj, "a", call.dtype)
@@ -56,7 +56,7 @@ def run(call: MatmulCall, name: str, body, grid: tuple, n_blocks: int, sizes: tu
     a_data = call.a.data if call.execute else _DUMMY
     b_data = call.b.data if call.execute else _DUMMY
     c_data = c if call.execute else _DUMMY
-    body(a_data, b_data, c_data, call.m, call.n, call.k, *sizes, call.execute, counters, call.elem_bits)
+    body(a_data, b_data, c_data, call.m, call.n, call.k, *sizes, call.execute, counters, call.elem_bits, *extra)
     prof.record(name, grid, counters, dtype=call.dtype, sram_per_block=sram_per_block,
                 panels=panels(grid) if panels else None)
     return c

@@ -85,10 +85,10 @@ def resolve_tiles(call, block_m, block_n, block_k, kernel: str) -> tuple[MatmulT
     return tiles, check_matmul_tiles(dev, tiles, call.m, call.n, call.k, call.dtype, kernel)
 
 
-def launch_tiled(call, tiles: MatmulTiles, sram: int, name: str, body):
+def launch_tiled(call, tiles: MatmulTiles, sram: int, name: str, body, extra: tuple = ()):
     grid = (ceil_div(call.m, tiles.block_m), ceil_div(call.n, tiles.block_n))
     return run(call, name, body, grid, grid[0] * grid[1],
-               (tiles.block_m, tiles.block_n, tiles.block_k), sram, panels=tile_panels)
+               (tiles.block_m, tiles.block_n, tiles.block_k), sram, panels=tile_panels, extra=extra)
 
 
 def matmul_v2(a, b, *, dtype: str = "fp16", block_m: int | None = None, block_n: int | None = None,

@@ -1,0 +1,58 @@
+"""The ``tinyml`` command line: tables for people, ``--json`` for machines.
+
+Every command prints a :class:`~tinyml.TinymlError`'s message (never a
+traceback) and exits with status 2 when the input is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..sim.errors import TinymlError
+
+EPILOG = """examples:
+  tinyml tour                                  the guided demo
+  tinyml devices                               every simulated GPU
+  tinyml devices a100-40gb                     one GPU, each number with its source
+  tinyml matmul --m 4096 --n 4096 --k 4096     naive vs tiled matmul on the A100
+  tinyml lab list                              the course labs
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import devices, kernels, lab, tour
+
+    parser = argparse.ArgumentParser(
+        prog="tinyml", description="See the GPU memory hierarchy at work, on a laptop CPU.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (tour, devices, kernels, lab):
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return f"tinyml {__version__}"
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["tour", *(argv or [])])
+    try:
+        return int(args.func(args) or 0)
+    except TinymlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

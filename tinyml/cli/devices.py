@@ -1,0 +1,82 @@
+"""``tinyml devices [NAME] [--json]``: the simulated GPUs and where their numbers come from."""
+
+from __future__ import annotations
+
+from ..sim.units import fmt_bytes, fmt_rate, fmt_time
+from ._out import console, emit_json, table
+
+HELP = """examples:
+  tinyml devices                 a table of every preset
+  tinyml devices h100-sxm        one device: every number with its source
+  tinyml devices my_gpu.toml     your own device file
+  tinyml devices --json          everything, machine-readable
+"""
+
+
+def register(sub) -> None:
+    import argparse
+
+    p = sub.add_parser("devices", help="list the simulated GPUs", epilog=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", help="a preset name or a .toml file: show every number with its source")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def summary_row(d) -> list[str]:
+    return [d.name, str(d.sm_count), fmt_bytes(d.sram_per_sm, binary=True), fmt_bytes(d.sram_total, binary=True),
+            fmt_bytes(d.hbm_capacity), fmt_rate(d.hbm_bandwidth), fmt_rate(d.matmul_rate("fp16"), "FLOP/s"),
+            f"{d.ridge_point('fp16'):.0f}", fmt_time(d.launch_overhead_s)]
+
+
+SUMMARY_COLUMNS = ["device", "SMs", "SRAM/SM", "SRAM total", "HBM", "HBM BW", "fp16 matmul",
+                   "ridge FLOP/B", "launch"]
+
+
+def run(args) -> int:
+    from ..sim import list_presets, load_device
+
+    if args.name:
+        d = load_device(args.name)
+        if args.json:
+            emit_json({"devices": [d.to_dict()]})
+            return 0
+        rows = [[key, _value(d, key), src] for key, src in d.sources.items()]
+        c = console()
+        c.print(f"[bold]{d.name}[/bold]: {d.description}")
+        c.print(table(None, ["number", "value", "source"], rows))
+        return 0
+    devices = [load_device(n) for n in list_presets()]
+    if args.json:
+        emit_json({"devices": [d.to_dict() for d in devices]})
+        return 0
+    right = set(SUMMARY_COLUMNS) - {"device"}
+    console().print(table("Simulated devices (tinyml devices NAME for sources)", SUMMARY_COLUMNS,
+                          [summary_row(d) for d in devices], right))
+    return 0
+
+
+_ATTRS = {"sm.count": "sm_count", "sm.clock_hz": "clock_hz", "sm.sram_bytes": "sram_per_sm",
+          "sm.max_blocks": "max_blocks_per_sm", "sram.bandwidth": "sram_bandwidth",
+          "hbm.capacity_bytes": "hbm_capacity", "hbm.bandwidth": "hbm_bandwidth",
+          "host.bandwidth": "host_bandwidth", "launch.overhead_s": "launch_overhead_s",
+          "efficiency.hbm": "eff_hbm", "efficiency.sram": "eff_sram", "efficiency.matmul": "eff_matmul",
+          "efficiency.vector": "eff_vector"}
+
+
+def _value(d, key: str) -> str:
+    section, name = key.split(".")
+    if section in ("matmul_flops", "vector_flops"):
+        return fmt_rate(getattr(d, section)[name], "FLOP/s")
+    v = getattr(d, _ATTRS[key])
+    if key.endswith("bandwidth"):
+        return fmt_rate(v)
+    if key == "sm.sram_bytes":
+        return fmt_bytes(v, binary=True)
+    if key == "hbm.capacity_bytes":
+        return fmt_bytes(v)
+    if key == "launch.overhead_s":
+        return fmt_time(v)
+    if key == "sm.clock_hz":
+        return fmt_rate(v, "Hz")
+    return f"{v:g}"

@@ -1,0 +1,113 @@
+"""``tinyml matmul``: run or cost the matmul versions on a simulated device."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._out import console, emit_json, table
+from .results import COMPARISON_COLUMNS, comparison_rows, run_variant
+
+HELP = """examples:
+  tinyml matmul --m 4096 --n 4096 --k 4096                 all versions on the A100, costed
+  tinyml matmul --m 256 --n 256 --k 256 --variant tiled    execute (small shapes run the numerics)
+  tinyml matmul --m 64 --n 64 --k 64 --device toy --block-m 16 --block-n 16 --block-k 16
+  tinyml matmul --m 4096 --n 4096 --k 4096 --json --trace mm.json --roofline mm.png
+
+Shapes up to --execute-limit (M*N*K <= 2^27 by default) execute on the CPU and are
+checked against NumPy; larger ones run in counting mode (shapes only, same tile loops).
+"""
+
+VARIANTS = {"naive": 1, "tiled": 2, "mma": 3}
+EXECUTE_LIMIT = 2 ** 27
+
+
+def register(sub) -> None:
+    p = sub.add_parser("matmul", help="naive vs tiled matmul on a simulated GPU", epilog=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--m", type=int, required=True, help="rows of A and C")
+    p.add_argument("--n", type=int, required=True, help="columns of B and C")
+    p.add_argument("--k", type=int, required=True, help="columns of A, rows of B")
+    p.add_argument("--dtype", default="fp16", help="logical dtype for byte counts: fp16, bf16, fp32 (default fp16)")
+    p.add_argument("--device", default=None, help="preset name or .toml file (default a100-40gb)")
+    p.add_argument("--variant", choices=[*VARIANTS, "all"], default="all", help="which version (default all)")
+    p.add_argument("--block-m", type=int, default=None, help="tile rows (default: chosen from SRAM)")
+    p.add_argument("--block-n", type=int, default=None, help="tile columns (default: chosen from SRAM)")
+    p.add_argument("--block-k", type=int, default=None, help="tile depth (default: chosen from SRAM)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--count-only", action="store_true", help="shapes only: cost without numerics")
+    mode.add_argument("--execute", action="store_true", help="run the numerics even for big shapes (slow)")
+    p.add_argument("--seed", type=int, default=0, help="random inputs' seed when executing")
+    p.add_argument("--json", action="store_true", help="print the JSON schema of kernel commands")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome trace (open in ui.perfetto.dev)")
+    p.add_argument("--roofline", metavar="FILE", help="write a roofline plot (PNG)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..kernels.matmul import matmul
+    from ..kernels.reference import matmul as reference
+    from ..sim import Profile, ShapeError, load_device, meta
+
+    for name in ("m", "n", "k"):
+        if getattr(args, name) < 1:
+            raise ShapeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    device = load_device(args.device)
+    m, n, k = args.m, args.n, args.k
+    execute = args.execute or (not args.count_only and m * n * k <= EXECUTE_LIMIT)
+    mode = "execute" if execute else "count"
+    if execute:
+        rng = np.random.default_rng(args.seed)
+        a = rng.standard_normal((m, k)).astype(np.float32)   # (M, K)
+        b = rng.standard_normal((k, n)).astype(np.float32)   # (K, N)
+        expected = reference(a, b)                           # (M, N) float64
+    else:
+        a, b = meta((m, k), args.dtype), meta((k, n), args.dtype)
+    blocks = {"block_m": args.block_m, "block_n": args.block_n, "block_k": args.block_k}
+    variants = list(VARIANTS) if args.variant == "all" else [args.variant]
+
+    results, profiles = [], []
+    for variant in variants:
+        version = VARIANTS[variant]
+        sizes = {key: v for key, v in blocks.items() if v is not None and not (version == 1 and key == "block_k")}
+
+        def go(version=version, sizes=sizes):
+            c = matmul(a, b, version=version, dtype=args.dtype, **sizes)
+            return {"max_abs_err": float(np.abs(c - expected).max())} if execute else {}
+
+        result, prof = run_variant(variant, device, mode, go)
+        results.append(result)
+        if prof is not None:
+            profiles.append(prof)
+
+    if args.trace and profiles:
+        merged = Profile(device, name="matmul")
+        for prof in profiles:
+            for r in prof.records:
+                r.start_s = merged.time_s
+                merged.records.append(r)
+        merged.to_chrome_trace(args.trace)
+    if args.roofline and profiles:
+        from ..sim.roofline import draw_roofline
+
+        draw_roofline(profiles, args.roofline, dtype=args.dtype)
+
+    payload = {"device": device.name, "command": "matmul",
+               "params": {"m": m, "n": n, "k": k, "dtype": args.dtype, **blocks}, "results": results}
+    if args.json:
+        emit_json(payload)
+    else:
+        c = console()
+        title = (f"matmul {m}x{k} @ {k}x{n} {args.dtype} on {device.name} "
+                 f"({'executed and checked against NumPy' if execute else 'counting mode: shapes only'})")
+        c.print(table(title, COMPARISON_COLUMNS, comparison_rows(results), set(COMPARISON_COLUMNS[1:6])))
+        for r in results:
+            if "error" in r:
+                c.print(f"[bold]{r['variant']}[/bold]: {r['error']['message']}")
+            elif execute:
+                c.print(f"{r['variant']}: max |error| vs float64 NumPy = {r['max_abs_err']:.2e}")
+        for path in (args.trace, args.roofline):
+            if path and profiles:
+                c.print(f"wrote {path}")
+    return 0

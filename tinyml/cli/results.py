@@ -1,0 +1,65 @@
+"""The one JSON schema every kernel command prints with ``--json``::
+
+    {"device": "a100-40gb", "command": "matmul", "params": {...},
+     "results": [{"variant", "mode", "hbm_read_bytes", "hbm_write_bytes", "l2_hit_bytes",
+                  "flops_matmul", "flops_vector", "peak_hbm_bytes", "time_s", "bound",
+                  "kernels": [per-kernel records: the same fields plus "name", "grid", ...]},
+                 {"variant": "naive", "error": {"type": "HbmOutOfMemoryError", "message": "..."}}]}
+
+A variant that fails (out of HBM, tiles that overflow SRAM) is a result with an
+``error`` field, so a sweep shows where each variant stops fitting.
+"""
+
+from __future__ import annotations
+
+from ..sim.errors import TinymlError
+
+FIELDS = ("hbm_read_bytes", "hbm_write_bytes", "l2_hit_bytes", "flops_matmul", "flops_vector")
+
+
+def profile_result(variant: str, prof, mode: str, **extra) -> dict:
+    """A result entry from a Profile holding one variant's kernels."""
+    out = {"variant": variant, "mode": mode}
+    out.update({f: sum(getattr(r, f) for r in prof.records) for f in FIELDS})
+    out.update(peak_hbm_bytes=prof.peak_hbm_bytes, time_s=prof.time_s, bound=prof.bound)
+    out.update(extra)
+    out["kernels"] = [r.to_dict() for r in prof.records]
+    return out
+
+
+def error_result(variant: str, exc: TinymlError, mode: str) -> dict:
+    return {"variant": variant, "mode": mode, "error": {"type": type(exc).__name__, "message": str(exc)}}
+
+
+def run_variant(variant: str, device, mode: str, fn) -> tuple[dict, object]:
+    """Run ``fn()`` in a fresh Profile on ``device``; returns (result, profile or None)."""
+    from ..sim import Profile
+
+    prof = Profile(device, name=variant)
+    try:
+        with prof:
+            extra = fn() or {}
+    except TinymlError as exc:
+        return error_result(variant, exc, mode), None
+    return profile_result(variant, prof, mode, **extra), prof
+
+
+def comparison_rows(results: list[dict]) -> list[list[str]]:
+    """Rows for people: one per variant, with the speedup over the first that ran."""
+    from ..sim.units import fmt_bytes, fmt_flops, fmt_time
+
+    base = next((r for r in results if "error" not in r), None)
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append([r["variant"], "-", "-", "-", "-", "-", r["error"]["type"]])
+            continue
+        flops = r["flops_matmul"] + r["flops_vector"]
+        speedup = base["time_s"] / r["time_s"] if base else 1.0
+        rows.append([r["variant"], fmt_bytes(r["hbm_read_bytes"] + r["hbm_write_bytes"]),
+                     fmt_bytes(r["l2_hit_bytes"]), fmt_flops(flops), fmt_time(r["time_s"]),
+                     f"{speedup:.1f}x", r["bound"]])
+    return rows
+
+
+COMPARISON_COLUMNS = ["variant", "HBM bytes", "L2 hits", "FLOPs", "sim time", "speedup", "bound"]
