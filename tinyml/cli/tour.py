@@ -26,7 +26,7 @@ def register(sub) -> None:
 def hierarchy(device) -> list[dict]:
     return [
         {"level": "SRAM (on chip)", "capacity_bytes": device.sram_total,
-         "per_unit": f"{device.sram_per_sm // 1024} KB x {device.sm_count} SMs", "bandwidth": device.sram_bandwidth},
+         "per_unit": f"{device.sram_per_sm // 1024} KiB x {device.sm_count} SMs", "bandwidth": device.sram_bandwidth},
         {"level": "HBM (GPU memory)", "capacity_bytes": device.hbm_capacity, "per_unit": "",
          "bandwidth": device.hbm_bandwidth},
         {"level": "host DRAM (CPU)", "capacity_bytes": None, "per_unit": "over the host link",
