@@ -19,8 +19,10 @@ def table(title: str | None, columns: list[str], rows: list[list[str]], right: s
     from rich.table import Table
 
     t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold")
-    for c in columns:
-        t.add_column(c, justify="right" if right and c in right else "left", no_wrap=True)
+    for i, c in enumerate(columns):
+        last = i == len(columns) - 1      # the last column (messages, sources) may wrap
+        t.add_column(c, justify="right" if right and c in right else "left", no_wrap=not last,
+                     overflow="fold" if last else "ellipsis")
     for r in rows:
         t.add_row(*r)
     return t

@@ -48,11 +48,12 @@ def run(args) -> int:
 
     from ..kernels.matmul import matmul
     from ..kernels.reference import matmul as reference
-    from ..sim import Profile, ShapeError, load_device, meta
+    from ..sim import FLOAT_DTYPES, Profile, ShapeError, canonical, load_device, meta
 
     for name in ("m", "n", "k"):
         if getattr(args, name) < 1:
             raise ShapeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    args.dtype = canonical(args.dtype, FLOAT_DTYPES)
     device = load_device(args.device)
     m, n, k = args.m, args.n, args.k
     execute = args.execute or (not args.count_only and m * n * k <= EXECUTE_LIMIT)
@@ -102,6 +103,9 @@ def run(args) -> int:
         title = (f"matmul {m}x{k} @ {k}x{n} {args.dtype} on {device.name} "
                  f"({'executed and checked against NumPy' if execute else 'counting mode: shapes only'})")
         c.print(table(title, COMPARISON_COLUMNS, comparison_rows(results), set(COMPARISON_COLUMNS[1:6])))
+        if args.block_k is not None and "naive" in variants:
+            c.print("note: naive has no K tiling (each thread streams a whole row and column); "
+                    "--block-k applies to tiled and mma only")
         for r in results:
             if "error" in r:
                 c.print(f"[bold]{r['variant']}[/bold]: {r['error']['message']}")
