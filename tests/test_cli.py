@@ -15,8 +15,8 @@ KERNEL_KEYS = {"name", "grid", "hbm_read_bytes", "hbm_write_bytes", "flops_matmu
                "peak_hbm_bytes", "time_s", "bound"}
 
 
-def run_json(capsys, *argv):
-    assert main([*argv, "--json"]) == 0
+def run_json(capsys, *argv, status=0):
+    assert main([*argv, "--json"]) == status
     return json.loads(capsys.readouterr().out)
 
 
@@ -59,7 +59,7 @@ def test_small_matmul_executes_and_reports_error(capsys):
 
 def test_failed_variant_is_a_result_with_error(capsys):
     out = run_json(capsys, "matmul", "--m", "64", "--n", "64", "--k", "64", "--device", "toy",
-                   "--block-m", "32", "--block-n", "32", "--block-k", "16")
+                   "--block-m", "32", "--block-n", "32", "--block-k", "16", status=1)
     by = {r["variant"]: r for r in out["results"]}
     assert "error" not in by["naive"]
     for v in ("tiled", "mma"):
@@ -71,7 +71,7 @@ def test_out_of_hbm_is_reported_per_variant(capsys):
     toy = load_device("toy")
     n = 1024  # three 1024x1024 fp16 matrices = 6 MiB > 1 MiB of toy HBM
     assert 3 * n * n * 2 > toy.hbm_capacity
-    out = run_json(capsys, "matmul", "--m", str(n), "--n", str(n), "--k", str(n), "--device", "toy")
+    out = run_json(capsys, "matmul", "--m", str(n), "--n", str(n), "--k", str(n), "--device", "toy", status=1)
     assert {r["error"]["type"] for r in out["results"]} == {"HbmOutOfMemoryError"}
 
 
@@ -113,3 +113,12 @@ def test_import_is_light():
     code = "import sys, tinyml, tinyml.sim; print('numba' in sys.modules, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_json_into_a_closed_pipe_is_quiet():
+    code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-m', 'tinyml.cli', 'devices', '--json'], "
+            "stdout=subprocess.PIPE, stderr=subprocess.PIPE); p.stdout.close(); "
+            "err = p.stderr.read().decode(); print(p.wait(), 'Traceback' in err)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    status, traceback = out.split()
+    assert traceback == "False" and status == "0"

@@ -1,7 +1,9 @@
 """The ``tinyml`` command line: tables for people, ``--json`` for machines.
 
-Every command prints a :class:`~tinyml.TinymlError`'s message (never a
-traceback) and exits with status 2 when the input is wrong.
+Every command prints a ``TinymlError``'s message (never a traceback) and exits
+with status 2 when the input is wrong. Kernel commands that run several
+variants report a variant that fails (out of HBM, tiles overflowing SRAM) as a
+result with an ``error`` field, print the rest, and exit with status 1.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ def main(argv: "list[str] | None" = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:          # `tinyml ... --json | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

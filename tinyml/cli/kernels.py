@@ -13,8 +13,9 @@ HELP = """examples:
   tinyml matmul --m 64 --n 64 --k 64 --device toy --block-m 16 --block-n 16 --block-k 16
   tinyml matmul --m 4096 --n 4096 --k 4096 --json --trace mm.json --roofline mm.png
 
-Shapes up to --execute-limit (M*N*K <= 2^27 by default) execute on the CPU and are
-checked against NumPy; larger ones run in counting mode (shapes only, same tile loops).
+Shapes with M*N*K <= 2^27 execute on the CPU and are checked against NumPy; larger ones
+run in counting mode (shapes only, same tile loops). --count-only / --execute force either.
+Exit status: 0 if every variant ran, 1 if some failed (their "error" is in the output).
 """
 
 VARIANTS = {"naive": 1, "tiled": 2, "mma": 3}
@@ -114,4 +115,4 @@ def run(args) -> int:
         for path in (args.trace, args.roofline):
             if path and profiles:
                 c.print(f"wrote {path}")
-    return 0
+    return 1 if any("error" in r for r in results) else 0

@@ -1,9 +1,11 @@
 """tinyml.kernels: tiled kernels that run real numerics and report the bytes they move.
 
-Every public kernel follows the contract in :mod:`tinyml.kernels._contract`.
-Plain NumPy references live in :mod:`tinyml.kernels.reference`.
+One subpackage per idea (``tinyml.kernels.matmul`` ...), each in numbered
+versions. Every public kernel follows the contract in
+:mod:`tinyml.kernels._contract`; plain NumPy references live in
+:mod:`tinyml.kernels.reference`. Import kernels from their subpackage::
+
+    from tinyml.kernels.matmul import matmul
+
+(Nothing is re-exported here, so ``tinyml.kernels.matmul`` is always the module.)
 """
-
-from .matmul import matmul, matmul_v1, matmul_v2, matmul_v3
-
-__all__ = ["matmul", "matmul_v1", "matmul_v2", "matmul_v3"]

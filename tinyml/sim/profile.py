@@ -164,7 +164,7 @@ class Profile:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def table(self, width: int = 110) -> str:
+    def table(self, width: int = 120) -> str:
         """A plain-text table of the kernels and their totals."""
         from .report import profile_table
 

@@ -7,7 +7,7 @@ import io
 from .units import fmt_bytes, fmt_flops, fmt_time
 
 
-def profile_table(prof, width: int = 110) -> str:
+def profile_table(prof, width: int = 120) -> str:
     """Render a profile as a plain-text table (rich, exported without colour)."""
     from rich.console import Console
     from rich.table import Table
@@ -20,7 +20,8 @@ def profile_table(prof, width: int = 110) -> str:
               fmt_flops(tot["flops_matmul"]), fmt_flops(tot["flops_vector"]), "",
               fmt_time(tot["time_s"]), tot["bound"]]
     for c, f in zip(cols, footer):
-        t.add_column(c, footer=f, justify="left" if c in ("kernel", "bound") else "right")
+        t.add_column(c, footer=f, justify="left" if c in ("kernel", "bound") else "right",
+                     no_wrap=c in ("kernel", "grid"))
     for r in prof.records:
         t.add_row(r.name, "x".join(map(str, r.grid)), str(r.waves), fmt_bytes(r.hbm_read_bytes),
                   fmt_bytes(r.hbm_write_bytes), fmt_flops(r.flops_matmul), fmt_flops(r.flops_vector),

@@ -1,12 +1,12 @@
 """Matrix multiply in numbered versions: naive -> SRAM-tiled -> tensor-core tiles.
 
-========  =========================================  ==========================
-version   idea                                       HBM reads
-========  =========================================  ==========================
-v1        one thread per output, streams from HBM    2 M N K s
-v2        SRAM tiles, FMA loops on vector units      (M K ceil(N/BN) + K N ceil(M/BM)) s
-v3        SRAM tiles, MMA on tensor cores            same as v2
-========  =========================================  ==========================
+| version | idea                                      | HBM reads (before L2 reuse)             |
+|---------|-------------------------------------------|-----------------------------------------|
+| v1      | one thread per output, streams from HBM   | `2 M N K s`                             |
+| v2      | SRAM tiles, FMA loops on the vector units | `(M K ceil(N/BN) + K N ceil(M/BM)) s`   |
+| v3      | SRAM tiles, MMA on tensor cores           | same as v2                              |
+
+``s`` is bytes per element of the logical dtype; every version writes ``M N s``.
 """
 
 from __future__ import annotations
