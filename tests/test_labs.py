@@ -1,0 +1,192 @@
+"""The course labs: the checker accepts the reference solutions, says "not attempted"
+on the shipped labs, explains wrong answers, never runs a lab's cells, and every
+lab script (and solution) runs in smoke mode."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tinyml.labs import NOT_ATTEMPTED, OK, WRONG, check_lab, get_lab, list_labs, run_lab
+from tinyml.sim import LabError, TinymlError
+
+LABS = list_labs()
+NUMBERS = [lab.number for lab in LABS]
+
+
+def test_labs_are_found_with_titles_solutions_and_exercises():
+    assert NUMBERS[:2] == [1, 2]
+    assert [lab.title for lab in LABS[:2]] == ["The memory hierarchy", "Tiled matmul"]
+    for lab in LABS:
+        assert lab.path.is_file() and lab.path.parent.name == "labs"
+        assert lab.solution is not None, f"lab {lab.number} ships no labs/solutions/{lab.path.name}"
+        assert 2 <= len(lab.exercises) <= 4
+        assert all(e.id.startswith(f"{lab.number}.") for e in lab.exercises)
+        json.dumps(lab.to_dict())
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+def test_checker_accepts_the_reference_solution(number):
+    report = check_lab(number, path=get_lab(number).solution)
+    assert report.passed, report.render()
+    assert [r.status for r in report.results] == [OK] * len(get_lab(number).exercises)
+    out = json.loads(json.dumps(report.to_dict()))
+    assert out["passed"] is True and out["counts"][OK] == len(report.results)
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+def test_shipped_lab_is_not_attempted(number):
+    before = dict(os.environ)
+    report = check_lab(number)
+    assert dict(os.environ) == before                      # smoke mode is set only while checking
+    assert not report.passed
+    for r in report.results:
+        assert r.status == NOT_ATTEMPTED
+        assert f"Exercise {r.id}" in r.message and "NotImplementedError" in r.message
+    assert "[not attempted]" in report.render()
+
+
+def _strip_exercise_bodies(path, names):
+    """The file's AST without its module docstring and with exercise bodies cut to their docstrings."""
+    tree = ast.parse(path.read_text())
+    tree.body = tree.body[1:]
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in names:
+            node.body = node.body[:1]
+    return ast.dump(tree)
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+def test_solution_differs_from_the_lab_only_in_exercise_bodies(number):
+    lab = get_lab(number)
+    names = {e.function for e in lab.exercises}
+    assert _strip_exercise_bodies(lab.solution, names) == _strip_exercise_bodies(lab.path, names), (
+        f"{lab.solution} and {lab.path} differ outside the exercise bodies: edit the lab, then the solution")
+
+
+WRONG_LAB2 = """
+from tinyml.sim import nbytes
+
+def naive_hbm_read_bytes(m, n, k, dtype):
+    return 2 * m * n * k                    # elements, not bytes
+
+def tiled_hbm_read_bytes(m, n, k, dtype, block_m, block_n):
+    return nbytes(m * k * (n // block_n) + k * n * (m // block_m), dtype)   # floor misses edge tiles
+
+def toy_tiles():
+    return (32, 32, 16)                     # forgets the fp32 accumulator
+
+def waves(device, n_blocks, sram_per_block):
+    raise NotImplementedError("Exercise 2.4: later")
+
+raise SystemExit("the checker ran a top-level cell")
+"""
+
+
+def test_wrong_answers_say_what_is_wrong_and_hint(tmp_path):
+    path = tmp_path / "my_lab2.py"
+    path.write_text(WRONG_LAB2)
+    report = check_lab(2, path=path)
+    got = {r.id: r for r in report.results}
+    assert [got[i].status for i in ("2.1", "2.2", "2.3", "2.4")] == [WRONG, WRONG, WRONG, NOT_ATTEMPTED]
+    assert "naive_hbm_read_bytes(64, 64, 64, 'fp16') = 524,288" in got["2.1"].message
+    assert "bytes" in got["2.1"].message and "nbytes(1, dtype)" in got["2.1"].message
+    assert "ceil" in got["2.2"].message
+    assert "toy_tiles() = (32, 32, 16) needs 6,144 bytes of SRAM but the toy SM has 2,048" in got["2.3"].message
+    assert "C accumulator 32x32 fp32 = 4,096 B" in got["2.3"].message
+    assert not report.passed and "3 wrong, 1 not attempted" in report.render()
+
+
+def test_lab1_wrong_answers_and_crashes(tmp_path):
+    path = tmp_path / "my_lab1.py"
+    path.write_text(textwrap.dedent("""
+        def ridge_point(device, dtype="fp16"):
+            return device.matmul_rate(dtype) / device.hbm_bandwidth      # spec, not achievable
+
+        def largest_square_matmul(device, dtype="fp16"):
+            return int((device.hbm_capacity / 2) ** 0.5)                 # forgets B and C
+
+        def launch_break_even_bytes(device):
+            return 1 / 0
+    """))
+    got = {r.id: r for r in check_lab(1, path=path).results}
+    assert got["1.1"].status == WRONG and "no function matmul_intensity()" in got["1.1"].message
+    assert got["1.2"].status == WRONG and "eff_matmul" in got["1.2"].message
+    assert got["1.3"].status == WRONG and "raised ZeroDivisionError" in got["1.3"].message
+    assert got["1.4"].status == WRONG and "too big" in got["1.4"].message and "out of HBM" in got["1.4"].message
+
+
+def test_checker_runs_only_functions_and_the_constants_they_need(tmp_path):
+    marker = tmp_path / "cell-ran"
+    path = tmp_path / "partial.py"
+    path.write_text(textwrap.dedent(f"""
+        import os
+        import pathlib
+
+        SMOKE = os.environ.get("TINYML_LAB_SMOKE") == "1"
+        TILE = 16 if SMOKE else 999
+        DEPTH = TILE                                   # needed through TILE, transitively
+
+        pathlib.Path({str(marker)!r}).write_text("a cell ran")
+        print("cells print")
+
+        def toy_tiles():
+            return (TILE, TILE, DEPTH)
+    """))
+    got = {r.id: r for r in check_lab(2, path=path).results}
+    assert got["2.3"].status == OK, got["2.3"].message
+    assert got["2.1"].status == WRONG and "no function" in got["2.1"].message
+    assert not marker.exists()
+
+
+def test_errors_are_lab_errors_that_list_the_labs(tmp_path):
+    assert issubclass(LabError, TinymlError)
+    with pytest.raises(LabError, match=r"no lab 99.*available labs: 1 \(The memory hierarchy\), 2"):
+        check_lab(99)
+    with pytest.raises(LabError, match="available labs"):
+        run_lab(99)
+    with pytest.raises(LabError, match="does not exist"):
+        check_lab(1, path=tmp_path / "missing.py")
+    bad = tmp_path / "bad.py"
+    bad.write_text("def ridge_point(device:\n    return 1\n")
+    with pytest.raises(LabError, match=r"bad\.py, line 1"):
+        check_lab(1, path=bad)
+    other = tmp_path / "other.py"
+    other.write_text("def something():\n    return 1\n")
+    with pytest.raises(LabError, match="none of lab 1's exercise functions"):
+        check_lab(1, path=other)
+
+
+def test_labs_dir_can_be_moved(tmp_path, monkeypatch):
+    (tmp_path / "lab07_custom_things.py").write_text('"""Lab 7: Custom things."""\nprint("hi")\n')
+    (tmp_path / "notes.py").write_text("")
+    monkeypatch.setenv("TINYML_LABS_DIR", str(tmp_path))
+    labs = list_labs()
+    assert [(lab.number, lab.title) for lab in labs] == [(7, "Custom things")]
+    with pytest.raises(LabError, match=r"available labs: 7 \(Custom things\)"):
+        check_lab(1)
+    monkeypatch.setenv("TINYML_LABS_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(LabError, match="not a folder"):
+        list_labs()
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+def test_lab_runs_in_smoke_mode(number, capfd):
+    assert run_lab(number, smoke=True) == 0
+    out = capfd.readouterr().out
+    assert f"Lab {number}:" in out and "not attempted" in out
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+def test_solution_runs_in_smoke_mode(number):
+    env = {**os.environ, "TINYML_LAB_SMOKE": "1"}
+    proc = subprocess.run([sys.executable, str(get_lab(number).solution)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exercises are right" in proc.stdout, proc.stdout[-3000:]
