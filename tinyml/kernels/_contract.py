@@ -37,11 +37,14 @@ class Operand:
 
 def operand(x, name: str, *, ndim: int, dtype: str, allowed: tuple[str, ...]) -> Operand:
     """Validate one input of a kernel; see the module docstring."""
+    logical = canonical(dtype, allowed)      # validate the argument in both modes
     if isinstance(x, MetaTensor):
         if x.ndim != ndim:
             raise ShapeError(f"{name} must be {ndim}-D, got shape {x.shape}")
+        if min(x.shape, default=1) < 1:
+            raise ShapeError(f"{name} has shape {x.shape}; every dimension must be >= 1")
+        # a MetaTensor carries its own logical dtype, which wins over the argument
         return Operand(name, x, None, x.shape, canonical(x.dtype, allowed))
-    logical = canonical(dtype, allowed)
     if not isinstance(x, np.ndarray):
         try:
             x = np.asarray(x)

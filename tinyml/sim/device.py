@@ -22,6 +22,7 @@ Schema (all sections and keys are required unless marked optional)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -147,27 +148,27 @@ def load_device(spec: "str | Path | Device | None" = None) -> Device:
     if spec is None:
         spec = DEFAULT_DEVICE
     text_spec = str(spec)
-    if text_spec in _CACHE:
-        return _CACHE[text_spec]
+    presets = list_presets()
+    if text_spec in presets:                     # a preset name always means the preset
+        if text_spec not in _PRESET_CACHE:
+            text = (resources.files("tinyml.sim") / "presets" / f"{text_spec}.toml").read_text()
+            _PRESET_CACHE[text_spec] = _from_text(text, origin=f"preset {text_spec}", require_sources=True)
+        return _PRESET_CACHE[text_spec]
     path = Path(text_spec)
     if text_spec.endswith(".toml") or path.exists():
+        if path.is_dir():
+            raise DeviceConfigError(f"device file {text_spec!r} is a directory; pass the path of a .toml file")
         if not path.is_file():
             raise DeviceConfigError(f"device file {text_spec!r} does not exist")
-        device = _from_text(path.read_text(), origin=str(path), require_sources=False)
-    else:
-        presets = list_presets()
-        if text_spec not in presets:
-            raise DeviceConfigError(
-                f"unknown device {text_spec!r}; presets are {', '.join(presets)} "
-                f"(or pass the path of your own .toml file; see `tinyml devices`)"
-            )
-        text = (resources.files("tinyml.sim") / "presets" / f"{text_spec}.toml").read_text()
-        device = _from_text(text, origin=f"preset {text_spec}", require_sources=True)
-    _CACHE[text_spec] = device
-    return device
+        # user files are read every time, so an edited file is picked up
+        return _from_text(path.read_text(), origin=str(path), require_sources=False)
+    raise DeviceConfigError(
+        f"unknown device {text_spec!r}; presets are {', '.join(presets)} "
+        f"(or pass the path of your own .toml file; see `tinyml devices`)"
+    )
 
 
-_CACHE: dict[str, Device] = {}
+_PRESET_CACHE: dict[str, Device] = {}
 
 
 def _from_text(text: str, origin: str, require_sources: bool) -> Device:
@@ -197,8 +198,8 @@ def _from_text(text: str, origin: str, require_sources: bool) -> Device:
                     f"{where} has no source; write {key} = {{ value = {raw!r}, source = \"...\" }}"
                 )
             source = origin
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DeviceConfigError(f"{where} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise DeviceConfigError(f"{where} must be a finite number, got {value!r}")
         if not value > 0:
             raise DeviceConfigError(f"{where} must be positive, got {value!r}")
         if section == "efficiency" and value > 1:

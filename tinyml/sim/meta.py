@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from .dtypes import canonical, nbytes
+from .errors import ShapeError
 
 
 class MetaTensor:
@@ -20,6 +21,8 @@ class MetaTensor:
 
     def __init__(self, shape, dtype: str = "fp16"):
         self.shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in self.shape):
+            raise ShapeError(f"a tensor's dimensions cannot be negative, got shape {self.shape}")
         self.dtype = canonical(dtype)
 
     @property

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...sim import FLOAT_DTYPES, ShapeError, bits, current_profile
+from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
 from .._contract import Operand, operand, same_mode
 
@@ -36,7 +36,7 @@ def prepare(a, b, dtype: str, kernel: str) -> MatmulCall:
     B = operand(b, "b", ndim=2, dtype=dtype, allowed=FLOAT_DTYPES)
     execute = same_mode(A, B)
     if A.dtype != B.dtype:
-        raise ShapeError(f"{kernel}: a is {A.dtype} but b is {B.dtype}; both operands need one logical dtype")
+        raise DTypeError(f"{kernel}: a is {A.dtype} but b is {B.dtype}; both operands need one logical dtype")
     if A.shape[1] != B.shape[0]:
         raise ShapeError(
             f"{kernel}: inner dimensions differ: a is {A.shape} (M={A.shape[0]}, K={A.shape[1]}) "

@@ -25,6 +25,7 @@ from __future__ import annotations
 from numba import njit, prange
 
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
+from ...sim import TileConfigError
 from .._contract import block_size, ceil_div
 from ._launch import prepare, run
 
@@ -59,8 +60,16 @@ def expected_bytes(m: int, n: int, k: int, elem_bytes: float) -> tuple[float, fl
     return 2 * m * n * k * elem_bytes, m * n * elem_bytes
 
 
-def matmul_v1(a, b, *, dtype: str = "fp16", block_m: int | None = None, block_n: int | None = None):
-    """Naive matmul: C = A @ B with no reuse at all. See the module docstring."""
+def matmul_v1(a, b, *, dtype: str = "fp16", block_m: int | None = None, block_n: int | None = None,
+              block_k: int | None = None):
+    """Naive matmul: C = A @ B with no reuse at all. See the module docstring.
+
+    ``block_m`` x ``block_n`` is the thread block (one thread per output); v1 has
+    no K tiling, so ``block_k`` must be left out.
+    """
+    if block_k is not None:
+        raise TileConfigError(f"matmul_v1 has no K tiling (each thread streams a whole row and column), "
+                              f"so block_k={block_k!r} has no meaning; drop it or use version 2 or 3")
     call = prepare(a, b, dtype, "matmul_v1")
     bm = block_size(block_m, "block_m", DEFAULT_BLOCK)
     bn = block_size(block_n, "block_n", DEFAULT_BLOCK)

@@ -1,0 +1,80 @@
+"""Shared test setup: hypothesis profiles and fixtures.
+
+Profiles:
+
+* ``ci`` (the default, and always when the ``CI`` environment variable is set):
+  few, derandomized examples, so the whole suite runs in well under three
+  minutes on two cores, Numba compilation from a cold cache included.
+* ``dev``: many more examples; ``HYPOTHESIS_PROFILE=dev python -m pytest``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# `from strategies import ...` works under any pytest import mode
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
+settings.register_profile(
+    "ci",
+    deadline=None,
+    max_examples=40,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    deadline=None,
+    max_examples=500,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _no_profile_leaks():
+    """Every test starts and ends with no active Profile (kernels would record into a stale one)."""
+    from tinyml.sim import active_profile
+
+    assert active_profile() is None, "a previous test left a Profile active"
+    yield
+    leaked = active_profile()
+    if leaked is not None:
+        from tinyml.sim import profile as _profile
+
+        _profile._STACK.clear()
+        pytest.fail(f"test left Profile {leaked.name!r} active")
+
+
+@pytest.fixture(scope="session")
+def warm_kernels():
+    """Compile (or load from Numba's cache) every matmul body once, in both modes.
+
+    Tests of the kernels request it so the one-off JIT cost is paid in one
+    place, not inside the first hypothesis example.
+    """
+    from tinyml.kernels.matmul import matmul
+    from tinyml.sim import Profile, meta
+
+    a = np.ones((3, 2), np.float32)
+    b = np.ones((2, 5), np.float32)
+    with Profile("a100-40gb"):
+        for v in (1, 2, 3):
+            matmul(a, b, version=v)
+            matmul(meta((3, 2)), meta((2, 5)), version=v)
+    return matmul
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240601)

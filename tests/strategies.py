@@ -1,0 +1,165 @@
+"""Every hypothesis strategy of the test suite, in one place (MiniTorch style).
+
+The tests never take an expected number from tinyml's own output: the
+constants here (bytes per element, primes ...) are written out independently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from tinyml.sim import list_presets, load_device
+from tinyml.sim.counters import FIRST_OPERAND, HBM_READ, new_counters
+
+#: bytes per element of the floating-point logical dtypes, written out by hand
+ELEM_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
+FLOAT_DTYPES = tuple(ELEM_BYTES)
+PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67)
+PRESETS = tuple(list_presets())
+
+
+# ---- shapes and block sizes -----------------------------------------------------
+
+def dims(max_value: int = 70) -> st.SearchStrategy[int]:
+    """A matrix dimension: 1, a prime, or anything up to ``max_value``."""
+    return st.one_of(
+        st.just(1),
+        st.sampled_from([p for p in PRIMES if p <= max_value]),
+        st.integers(1, max_value),
+    )
+
+
+def matmul_shapes(max_value: int = 70) -> st.SearchStrategy[tuple[int, int, int]]:
+    """(M, N, K) for C (M x N) = A (M x K) @ B (K x N)."""
+    return st.tuples(dims(max_value), dims(max_value), dims(max_value))
+
+
+def block_sizes(max_value: int = 40) -> st.SearchStrategy[int]:
+    """A block size: 1, a prime, a power of two, or anything up to ``max_value``."""
+    return st.one_of(
+        st.just(1),
+        st.sampled_from([p for p in PRIMES if p <= max_value]),
+        st.sampled_from([2 ** i for i in range(6) if 2 ** i <= max_value]),
+        st.integers(1, max_value),
+    )
+
+
+def tiled_blocks(max_value: int = 40) -> st.SearchStrategy[tuple[int, int, int]]:
+    """(block_m, block_n, block_k) of a tiled matmul."""
+    return st.tuples(block_sizes(max_value), block_sizes(max_value), block_sizes(max_value))
+
+
+def logical_dtypes() -> st.SearchStrategy[str]:
+    return st.sampled_from(FLOAT_DTYPES)
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """A NumPy seed: data is drawn from it (much faster than element-wise strategies)."""
+    return st.integers(0, 2 ** 32 - 1)
+
+
+def tile_sram_bytes(bm: int, bn: int, bk: int, dtype: str) -> int:
+    """SRAM of one tiled-matmul block, by hand: A and B tiles in the dtype, fp32 accumulator."""
+    return (bm * bk + bk * bn) * ELEM_BYTES[dtype] + bm * bn * 4
+
+
+# ---- devices ----------------------------------------------------------------------
+
+def preset_names() -> st.SearchStrategy[str]:
+    return st.sampled_from(PRESETS)
+
+
+def devices() -> st.SearchStrategy:
+    """A shipped preset."""
+    return preset_names().map(load_device)
+
+
+@st.composite
+def small_devices(draw):
+    """A teaching device with few SMs and few resident blocks, so grids take many waves."""
+    return load_device("toy").replace(
+        sm_count=draw(st.integers(1, 8)),
+        max_blocks_per_sm=draw(st.integers(1, 4)),
+    )
+
+
+def any_devices() -> st.SearchStrategy:
+    return st.one_of(devices(), small_devices())
+
+
+def sram_per_block(device) -> st.SearchStrategy[int]:
+    """SRAM bytes of one block: none declared, anything up to the SM's SRAM, or just
+    at / just over a size where one more block fits (sram_per_sm // j, + 1)."""
+    edges = sorted({e for j in range(1, 41) for e in (device.sram_per_sm // j, device.sram_per_sm // j + 1)
+                    if 1 <= e <= device.sram_per_sm})
+    return st.one_of(st.just(0), st.integers(1, device.sram_per_sm), st.sampled_from(edges))
+
+
+# ---- counters ---------------------------------------------------------------------
+
+_BIG = 10 ** 9
+
+
+@st.composite
+def counters_arrays(draw, max_blocks: int = 300, n_operands: int = 0, big: int = _BIG):
+    """Per-block counters (int64, shape (n, 6 + n_operands)) with consistent columns:
+    the HBM read column is at least the sum of the operand columns."""
+    n = draw(st.integers(1, max_blocks))
+    seed = draw(seeds())
+    rng = np.random.default_rng(seed)
+    c = new_counters(n, n_operands)
+    # Mix zeros in, so single resources dominate some blocks.
+    c[:, :FIRST_OPERAND] = rng.integers(0, big, size=(n, FIRST_OPERAND)) * rng.integers(0, 2, size=(n, FIRST_OPERAND))
+    if n_operands:
+        ops = rng.integers(0, big, size=(n, n_operands))
+        c[:, FIRST_OPERAND:] = ops
+        c[:, HBM_READ] = ops.sum(axis=1) + c[:, HBM_READ] // 4
+    return c
+
+
+@st.composite
+def panel_launches(draw, max_blocks: int = 300, n_operands: int = 2):
+    """Counters plus L2 panels where every block of one panel reads that panel's bytes.
+
+    Returns (counters, panels, panel_bytes) where panels = {operand: int array (n,)}
+    and panel_bytes = {operand: int array (n_panels,)}.
+    """
+    n = draw(st.integers(1, max_blocks))
+    rng = np.random.default_rng(draw(seeds()))
+    c = new_counters(n, n_operands)
+    panels, panel_bytes = {}, {}
+    extra = rng.integers(0, 10 ** 6, size=n) * rng.integers(0, 2, size=n)   # reads outside any panel
+    c[:, HBM_READ] = extra
+    for op in range(n_operands):
+        n_panels = draw(st.integers(1, max(1, n)))
+        pan = rng.integers(0, n_panels, size=n)
+        pbytes = rng.integers(0, 10 ** 6, size=n_panels)
+        panels[op] = pan
+        panel_bytes[op] = pbytes
+        c[:, FIRST_OPERAND + op] = pbytes[pan]
+        c[:, HBM_READ] += pbytes[pan]
+    # other resources, so time is not only memory
+    c[:, 1:FIRST_OPERAND] = rng.integers(0, 10 ** 6, size=(n, FIRST_OPERAND - 1))
+    return c, panels, panel_bytes
+
+
+# ---- HBM ledger ---------------------------------------------------------------------
+
+def ledger_shapes() -> st.SearchStrategy[tuple]:
+    return st.lists(st.integers(1, 64), min_size=0, max_size=3).map(tuple)
+
+
+def ledger_dtypes() -> st.SearchStrategy[str]:
+    return st.sampled_from(("fp32", "fp16", "bf16", "fp8", "int8", "int4"))
+
+
+#: bits per element, written out by hand
+DTYPE_BITS = {"fp32": 32, "tf32": 32, "fp16": 16, "bf16": 16, "fp8": 8, "int8": 8, "int4": 4}
+
+
+def ledger_ops() -> st.SearchStrategy[list]:
+    """A program of ("alloc", shape, dtype) and ("free", pick) steps."""
+    alloc = st.tuples(st.just("alloc"), ledger_shapes(), ledger_dtypes())
+    free = st.tuples(st.just("free"), st.integers(0, 10 ** 6))
+    return st.lists(st.one_of(alloc, free), min_size=1, max_size=40)
