@@ -9,3 +9,5 @@ versions. Every public kernel follows the contract in
 
 (Nothing is re-exported here, so ``tinyml.kernels.matmul`` is always the module.)
 """
+
+from ..sim import jit as _jit  # noqa: F401,E402  (versioned Numba cache before any kernel is defined)

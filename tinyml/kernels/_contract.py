@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,10 +99,16 @@ def blas_single_thread():
     ``np.dot`` inside a prange body calls BLAS from every worker; a
     multi-threaded BLAS there oversubscribes the cores.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_controller():
+    """One threadpoolctl controller (building it scans the loaded libraries: ~1 ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def ceil_div(a: int, b: int) -> int:

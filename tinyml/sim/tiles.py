@@ -16,7 +16,9 @@ a tile of ``n`` elements moves ``ceil(n * elem_bits / 8)`` bytes.
 
 from __future__ import annotations
 
-from numba import njit
+from numba import config, njit
+
+from . import jit  # noqa: F401  (versioned Numba cache; before any @njit)
 
 from .counters import FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ, SRAM_WRITE
 
@@ -27,12 +29,31 @@ def tile_bytes(n_elements, elem_bits):
     return (n_elements * elem_bits + 7) // 8
 
 
+if config.DISABLE_JIT:
+    def copy_rect(src, sr, sc, rows, cols, dst, dr, dc):
+        """``dst[dr:dr+rows, dc:dc+cols] = src[sr:sr+rows, sc:sc+cols]`` (plain Python: NumPy slices)."""
+        dst[dr:dr + rows, dc:dc + cols] = src[sr:sr + rows, sc:sc + cols]
+else:
+    @njit(cache=True)
+    def copy_rect(src, sr, sc, rows, cols, dst, dr, dc):
+        """``dst[dr:dr+rows, dc:dc+cols] = src[sr:sr+rows, sc:sc+cols]``, one row at a time.
+
+        The element loop is written out because LLVM vectorizes it: about 2.5x
+        faster than Numba's slice assignment, and faster than a ``memcpy`` call
+        per row for rows this short.
+        """
+        for i in range(rows):
+            s = src[sr + i, sc:sc + cols]
+            d = dst[dr + i, dc:dc + cols]
+            for j in range(cols):
+                d[j] = s[j]
+
+
 @njit(cache=True)
 def load_tile(src, r0, c0, rows, cols, dst, execute, counters, blk, operand, elem_bits):
     """Copy ``src[r0:r0+rows, c0:c0+cols]`` (HBM) into ``dst[:rows, :cols]`` (SRAM)."""
     if execute:
-        for i in range(rows):
-            dst[i, :cols] = src[r0 + i, c0:c0 + cols]
+        copy_rect(src, r0, c0, rows, cols, dst, 0, 0)
     b = tile_bytes(rows * cols, elem_bits)
     counters[blk, HBM_READ] += b
     counters[blk, SRAM_WRITE] += b
@@ -43,8 +64,7 @@ def load_tile(src, r0, c0, rows, cols, dst, execute, counters, blk, operand, ele
 def store_tile(src, rows, cols, dst, r0, c0, execute, counters, blk, elem_bits):
     """Copy ``src[:rows, :cols]`` (SRAM or registers) to ``dst[r0:r0+rows, c0:c0+cols]`` (HBM)."""
     if execute:
-        for i in range(rows):
-            dst[r0 + i, c0:c0 + cols] = src[i, :cols]
+        copy_rect(src, 0, 0, rows, cols, dst, r0, c0)
     b = tile_bytes(rows * cols, elem_bits)
     counters[blk, SRAM_READ] += b
     counters[blk, HBM_WRITE] += b

@@ -10,6 +10,7 @@ tiles win, and SRAM capacity is what stops them growing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ...sim import Device, check_tiles, nbytes, tiles_bytes
 
@@ -49,26 +50,33 @@ def choose_tiles(device: Device, m: int, n: int, k: int, dtype: str) -> MatmulTi
     Ties go to the deeper K step (fewer, larger tile products), then to the
     smaller SRAM footprint (more resident blocks).
     """
-    best = None
-    for bm in SIZES:
-        for bn in SIZES:
-            if bm > _cap(m) or bn > _cap(n):
-                continue
-            for bk in DEPTHS:
-                if bk > max(_cap(k), DEPTHS[0]):
-                    continue
-                t = MatmulTiles(bm, bn, bk)
-                size = t.sram_bytes(dtype)
-                if size > device.sram_per_sm:
-                    continue
-                key = (bm * bn / (bm + bn), bk, -size)
-                if best is None or key > best[0]:
-                    best = (key, t)
+    best = _best_tiles(device.sram_per_sm, _cap(m), _cap(n), max(_cap(k), DEPTHS[0]), dtype)
     if best is None:
         smallest = MatmulTiles(SIZES[0], SIZES[0], DEPTHS[0])
         check_tiles(device, smallest.sram_tiles(dtype), kernel="matmul",
                     suggest=lambda: "This device's SRAM cannot hold even the smallest tiles; use another device")
-    return best[1]
+    return best
+
+
+@lru_cache(maxsize=None)
+def _best_tiles(sram_per_sm: int, max_m: int, max_n: int, max_k: int, dtype: str) -> "MatmulTiles | None":
+    """The search behind :func:`choose_tiles` (cached: it runs on every kernel call)."""
+    best = None
+    for bm in SIZES:
+        for bn in SIZES:
+            if bm > max_m or bn > max_n:
+                continue
+            for bk in DEPTHS:
+                if bk > max_k:
+                    continue
+                t = MatmulTiles(bm, bn, bk)
+                size = t.sram_bytes(dtype)
+                if size > sram_per_sm:
+                    continue
+                key = (bm * bn / (bm + bn), bk, -size)
+                if best is None or key > best[0]:
+                    best = (key, t)
+    return None if best is None else best[1]
 
 
 def check_matmul_tiles(device: Device, tiles: MatmulTiles, m: int, n: int, k: int, dtype: str,
