@@ -3,8 +3,9 @@
 A tiled matmul block keeps three tiles on chip: A (BM x BK), B (BK x BN) in the
 logical dtype and the fp32 accumulator C (BM x BN). Per step along K it loads
 (BM + BN) * BK elements and does 2 * BM * BN * BK FLOPs, so its arithmetic
-intensity is BM * BN / (BM + BN) FLOPs per element loaded: big, square output
-tiles win, and SRAM capacity is what stops them growing.
+intensity is 2 * BM * BN / (BM + BN) FLOPs per element loaded (divide by the
+element size for FLOPs per byte: BM * BN / (BM + BN) in fp16). Big, square
+output tiles win, and SRAM capacity is what stops them growing.
 """
 
 from __future__ import annotations
