@@ -163,3 +163,82 @@ def ledger_ops() -> st.SearchStrategy[list]:
     alloc = st.tuples(st.just("alloc"), ledger_shapes(), ledger_dtypes())
     free = st.tuples(st.just("free"), st.integers(0, 10 ** 6))
     return st.lists(st.one_of(alloc, free), min_size=1, max_size=40)
+
+
+# ---- attention ------------------------------------------------------------------------
+
+@st.composite
+def attention_shapes(draw, max_seq: int = 40, head_dims=(1, 3, 8, 16, 59, 64)):
+    """(batch, heads, kv_heads, seq_q, seq_k, head_dim): seq 1, primes, GQA/MQA, seq_q != seq_k."""
+    kv_heads = draw(st.sampled_from((1, 2)))
+    group = draw(st.sampled_from((1, 2, 3)))
+    seq_q = draw(st.one_of(st.sampled_from((1, 2, 7, 13, 17, 31)), st.integers(1, max_seq)))
+    seq_k = draw(st.one_of(st.just(seq_q), st.integers(1, max_seq)))
+    return (draw(st.integers(1, 2)), kv_heads * group, kv_heads, seq_q, seq_k,
+            draw(st.sampled_from(head_dims)))
+
+
+@st.composite
+def attention_inputs(draw, max_seq: int = 40, head_dims=(1, 3, 8, 16, 59, 64), big_logits: bool = True):
+    """q, k, v, dout as float32 arrays (logits up to about +-1e4 when big_logits), plus the shape."""
+    b, h, kvh, nq, nk, d = draw(attention_shapes(max_seq, head_dims))
+    rng = np.random.default_rng(draw(seeds()))
+    amp = draw(st.sampled_from((1.0, 1.0, 10.0, 100.0))) if big_logits else 1.0
+    q = (amp * rng.standard_normal((b, h, nq, d))).astype(np.float32)     # (B, H, Nq, d)
+    k = (amp * rng.standard_normal((b, kvh, nk, d))).astype(np.float32)   # (B, KVH, Nk, d)
+    v = rng.standard_normal((b, kvh, nk, d)).astype(np.float32)           # (B, KVH, Nk, d)
+    do = rng.standard_normal((b, h, nq, d)).astype(np.float32)            # (B, H, Nq, d)
+    return q, k, v, do
+
+
+@st.composite
+def attention_options(draw, seq_k: int, batch: int, allow_window: bool = False):
+    """causal / key padding (sometimes masking whole rows) / dropout / scale / window keyword arguments."""
+    kw = {"causal": draw(st.booleans())}
+    if draw(st.booleans()):
+        rng = np.random.default_rng(draw(seeds()))
+        mask = rng.random((batch, seq_k)) < draw(st.sampled_from((0.5, 0.9)))
+        if draw(st.booleans()):
+            mask[0, :] = False                       # a batch whose every key is padding
+        kw["key_padding_mask"] = mask
+    if draw(st.booleans()):
+        kw["dropout_p"] = draw(st.sampled_from((0.1, 0.5)))
+        kw["seed"] = draw(st.integers(0, 2 ** 31))
+    if draw(st.booleans()):
+        kw["scale"] = draw(st.sampled_from((0.05, 1.0)))
+    if allow_window and draw(st.booleans()):
+        kw["window"] = draw(st.sampled_from((0, 1, 3, (2, 1), (5, -1))))
+    return kw
+
+
+def attention_tolerance(naive_err: float, factor: float = 2.0) -> float:
+    """FlashAttention's rule: error vs float64 at most `factor` x the naive float32 error + 1e-6."""
+    return factor * naive_err + 1e-6
+
+
+def naive_float32_attention(q, k, v, **kw):
+    """The naive implementation in float32 (the baseline of the tolerance rule)."""
+    from tinyml.kernels.attention.masks import visible_matrix
+    from tinyml.kernels.attention._common import _window
+    from tinyml.kernels.attention.rng import keep_mask
+
+    b, h, nq, d = q.shape
+    g = h // k.shape[1]
+    k32 = np.repeat(k, g, axis=1).astype(np.float32)
+    v32 = np.repeat(v, g, axis=1).astype(np.float32)
+    scale = np.float32(1.0 / np.sqrt(d) if kw.get("scale") is None else kw["scale"])
+    s = scale * (q.astype(np.float32) @ np.swapaxes(k32, -1, -2))
+    ok = np.broadcast_to(visible_matrix(nq, k.shape[2], kw.get("causal", False),
+                                        _window(kw.get("window"), kw.get("causal", False))), s.shape)
+    if kw.get("key_padding_mask") is not None:
+        ok = ok & kw["key_padding_mask"][:, None, None, :]
+    s = np.where(ok, s, np.float32(-np.inf))
+    m = s.max(axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, np.float32(0))
+    e = np.where(ok, np.exp(s - m), np.float32(0))
+    den = e.sum(axis=-1, keepdims=True)
+    p = np.where(den > 0, e / np.where(den > 0, den, 1), np.float32(0)).astype(np.float32)
+    if kw.get("dropout_p", 0.0) > 0:
+        p = (p * keep_mask(kw.get("seed", 0), b, h, nq, k.shape[2], kw["dropout_p"])
+             / np.float32(1 - kw["dropout_p"])).astype(np.float32)
+    return p @ v32

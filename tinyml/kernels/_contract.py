@@ -36,7 +36,8 @@ class Operand:
         return self.data is not None
 
 
-def operand(x, name: str, *, ndim: int, dtype: str, allowed: tuple[str, ...]) -> Operand:
+def operand(x, name: str, *, ndim: int, dtype: str, allowed: tuple[str, ...],
+            check_finite: bool = True) -> Operand:
     """Validate one input of a kernel; see the module docstring."""
     logical = canonical(dtype, allowed)      # validate the argument in both modes
     if isinstance(x, MetaTensor):
@@ -60,7 +61,7 @@ def operand(x, name: str, *, ndim: int, dtype: str, allowed: tuple[str, ...]) ->
         raise ShapeError(f"{name} must be {ndim}-D, got shape {x.shape}")
     if 0 in x.shape:
         raise ShapeError(f"{name} has an empty dimension, shape {x.shape}; every dimension must be >= 1")
-    if x.dtype.kind == "f":
+    if check_finite and x.dtype.kind == "f":
         bad = ~np.isfinite(x)
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -11,3 +11,78 @@ import numpy as np
 def matmul(a, b) -> np.ndarray:
     """C = A @ B in float64. a: (M, K), b: (K, N) -> (M, N)."""
     return np.asarray(a, dtype=np.float64) @ np.asarray(b, dtype=np.float64)
+
+
+def _attention_probs(q, k, causal, key_padding_mask, dropout_p, seed, scale, window):
+    """float64 scores -> (P, P after dropout, lse, visible) for every (b, h, i, j)."""
+    from .attention.masks import visible_matrix
+    from .attention.rng import keep_mask
+
+    q = np.asarray(q, dtype=np.float64)                          # (B, H, Nq, d)
+    k = np.asarray(k, dtype=np.float64)                          # (B, KVH, Nk, d)
+    b, h, nq, d = q.shape
+    k = np.repeat(k, h // k.shape[1], axis=1)                    # (B, H, Nk, d)
+    nk = k.shape[2]
+    scale = 1.0 / np.sqrt(d) if scale is None else scale
+    s = scale * (q @ np.swapaxes(k, -1, -2))                     # (B, H, Nq, Nk)
+    ok = np.broadcast_to(visible_matrix(nq, nk, causal, window), s.shape)
+    if key_padding_mask is not None:
+        ok = ok & np.asarray(key_padding_mask, dtype=bool)[:, None, None, :]
+    s = np.where(ok, s, -np.inf)
+    row_max = s.max(axis=-1, keepdims=True)
+    row_max = np.where(np.isfinite(row_max), row_max, 0.0)       # fully masked rows
+    e = np.where(ok, np.exp(s - row_max), 0.0)
+    denom = e.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(denom > 0, e / denom, 0.0)
+        lse = np.where(denom[..., 0] > 0, row_max[..., 0] + np.log(denom[..., 0]), -np.inf)
+    pd = p
+    if dropout_p > 0:
+        pd = p * keep_mask(seed, b, h, nq, nk, dropout_p) / (1.0 - dropout_p)
+    return p, pd, lse
+
+
+def _window_pair(window, causal):
+    from .attention._common import _window
+
+    return _window(window, causal)
+
+
+def attention(q, k, v, *, causal=False, key_padding_mask=None, dropout_p=0.0, seed=0, scale=None,
+              window=None):
+    """Exact attention in float64: returns (O, lse).
+
+    q: (B, H, Nq, d); k, v: (B, KVH, Nk, d), H a multiple of KVH (GQA). Causal
+    masks align bottom-right; ``key_padding_mask`` (B, Nk) is True for real keys;
+    dropout keeps score (b, h, i, j) by the counter-based hash in
+    :mod:`tinyml.kernels.attention.rng`. Fully masked rows give O = 0, lse = -inf.
+    """
+    _, pd, lse = _attention_probs(q, k, causal, key_padding_mask, dropout_p, seed, scale,
+                                  _window_pair(window, causal))
+    v = np.asarray(v, dtype=np.float64)
+    v = np.repeat(v, np.shape(q)[1] // v.shape[1], axis=1)      # (B, H, Nk, d)
+    return pd @ v, lse
+
+
+def attention_backward(q, k, v, do, *, causal=False, key_padding_mask=None, dropout_p=0.0, seed=0,
+                       scale=None, window=None):
+    """Gradients (dq, dk, dv) of ``sum(O * do)`` in float64; dk, dv summed over each GQA group."""
+    q64 = np.asarray(q, dtype=np.float64)
+    b, h, nq, d = q64.shape
+    kvh = np.shape(k)[1]
+    g = h // kvh
+    scale_ = 1.0 / np.sqrt(d) if scale is None else scale
+    p, pd, _ = _attention_probs(q, k, causal, key_padding_mask, dropout_p, seed, scale,
+                                _window_pair(window, causal))
+    k64 = np.repeat(np.asarray(k, dtype=np.float64), g, axis=1)  # (B, H, Nk, d)
+    v64 = np.repeat(np.asarray(v, dtype=np.float64), g, axis=1)
+    do = np.asarray(do, dtype=np.float64)                        # (B, H, Nq, d)
+    dv = np.swapaxes(pd, -1, -2) @ do                            # (B, H, Nk, d)
+    dpd = do @ np.swapaxes(v64, -1, -2)                          # (B, H, Nq, Nk)
+    dp = dpd * (pd / np.where(p > 0, p, 1.0)) if dropout_p > 0 else dpd   # through dropout
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))         # softmax backward
+    dq = scale_ * (ds @ k64)                                     # (B, H, Nq, d)
+    dk = scale_ * (np.swapaxes(ds, -1, -2) @ q64)                # (B, H, Nk, d)
+    dk = dk.reshape(b, kvh, g, -1, d).sum(axis=2)
+    dv = dv.reshape(b, kvh, g, -1, d).sum(axis=2)
+    return dq, dk, dv

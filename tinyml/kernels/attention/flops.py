@@ -1,0 +1,28 @@
+"""How many vector (non-matmul) FLOPs each step of attention is charged, per score element.
+
+One convention for every variant, so their FLOP counts compare fairly. Each
+entry is per element of the (seq_q x seq_k) score matrix of one head, charged
+only for elements a kernel actually computes.
+
+GPU special functions (exp) run on slower units; tinyml charges them 1 FLOP,
+like the papers do, and says so in the docs.
+"""
+
+from __future__ import annotations
+
+from .rng import RNG_OPS
+
+SCALE = 1          # s = scale * (q . k)
+MASK = 1           # select -inf where a mask hides the key (only when a mask is active)
+ROW_MAX = 1        # running / row maximum
+EXP = 2            # subtract the max, exponentiate
+ROW_SUM = 1        # running / row sum
+NORMALIZE = 1      # p = e / l (standard softmax writes normalised P)
+DROPOUT = RNG_OPS + 2   # generate the random number, compare, scale the kept value
+SOFTMAX_BWD = 3    # dS = P * (dP - D): subtract, multiply (and the D rowsum's add)
+
+
+def forward_per_score(masked: bool, dropout: bool, normalize: bool) -> int:
+    """Vector FLOPs per computed score in a forward pass."""
+    return SCALE + (MASK if masked else 0) + ROW_MAX + EXP + ROW_SUM + (NORMALIZE if normalize else 0) \
+        + (DROPOUT if dropout else 0)
