@@ -51,8 +51,16 @@ def reference_time(dev, counters, dtype="fp16", spb=0) -> tuple[float, int]:
             acc["sram"] += row[SRAM_READ] + row[SRAM_WRITE]
             acc["matmul"] += row[FLOPS_MATMUL]
             acc["vector"] += row[FLOPS_VECTOR]
-        total += max(max(acc[r] / share[r] for r in share) for acc in per_sm.values())
+            acc["blocks"] = acc.get("blocks", 0) + 1
+        total += max(_sm_time({r: acc[r] / share[r] for r in share}, acc["blocks"]) for acc in per_sm.values())
     return total, n_waves
+
+
+def _sm_time(t: dict, resident: int) -> float:
+    """The docstring's overlap rules: matmul + vector add up; memory hides behind
+    compute only by the share the other resident blocks can cover."""
+    mem, comp = t["hbm"], max(t["sram"], t["matmul"] + t["vector"])
+    return max(mem, comp) + min(mem, comp) / resident
 
 
 def reference_l2(counters, panels, slots) -> int:
@@ -317,3 +325,29 @@ def test_cost_is_independent_of_panel_free_operand_columns(dev, counters):
     a = kernel_cost(dev, counters)
     b = kernel_cost(dev, with_ops)
     assert a.time_s == b.time_s and a.hbm_read_bytes == b.hbm_read_bytes
+
+
+# ---- the overlap rules, by hand on the toy device ----------------------------------------
+
+def _mixed_block(n):
+    c = new_counters(n)
+    c[:, HBM_READ] = 32_000             # 1 us of HBM per block
+    c[:, FLOPS_MATMUL] = 3_000_000      # 3 us of tensor cores
+    c[:, FLOPS_VECTOR] = 500_000        # 2 us of vector units: adds to the matmul time
+    return c
+
+
+def test_one_resident_block_waits_for_its_memory():
+    dev = load_device("toy")
+    # 4 blocks, 1 per SM: compute 3 + 2 = 5 us, memory 1 us, nothing hides it: 6 us.
+    cost = kernel_cost(dev, _mixed_block(4), dtype="fp16", sram_per_block=2048)
+    assert cost.time_s == pytest.approx(1e-6 + 6e-6, rel=1e-12)
+    assert (cost.bound, cost.limiter) == ("compute", "matmul")
+
+
+def test_two_resident_blocks_hide_half_the_memory():
+    dev = load_device("toy")
+    # 8 blocks, 2 per SM: per SM compute 10 us, memory 2 us, half hidden: 10 + 2 / 2 = 11 us.
+    cost = kernel_cost(dev, _mixed_block(8), dtype="fp16", sram_per_block=1024)
+    assert cost.waves == 1
+    assert cost.time_s == pytest.approx(1e-6 + 11e-6, rel=1e-12)

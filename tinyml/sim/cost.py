@@ -11,7 +11,10 @@ One page of arithmetic, checkable by hand (docs: "How the simulator works")::
         t_sram   = SRAM bytes  / (sram_bandwidth * eff_sram   / sm_count)
         t_matmul = matmul FLOP / (matmul_flops   * eff_matmul / sm_count)
         t_vector = vector FLOP / (vector_flops   * eff_vector / sm_count)
-        t_sm     = max(t_hbm, t_sram, t_matmul, t_vector)
+        t_mem    = t_hbm
+        t_comp   = max(t_sram, t_matmul + t_vector)
+        r        = blocks resident on this SM in this wave
+        t_sm     = max(t_mem, t_comp) + min(t_mem, t_comp) / r
     t_wave = max over SMs of t_sm
     time   = launch_overhead + sum over waves of t_wave
 
@@ -19,6 +22,18 @@ Every resource is shared fairly between the SMs: an SM gets 1/sm_count of the
 HBM bandwidth, so a grid with fewer blocks than SMs cannot reach full
 bandwidth (low occupancy), and a last, partial wave costs a full wave's time
 for its busiest SM (tail effect).
+
+Two rules decide what overlaps on one SM:
+
+* Tensor-core and vector work add up (``t_matmul + t_vector``): a block's warps
+  issue both from one instruction stream, and in attention they depend on each
+  other (the softmax needs S, the PV product needs P). FlashAttention-3 overlaps
+  them on Hopper with warp specialization; A100-era kernels do not.
+* Memory hides behind compute only as far as other resident blocks can fill
+  the gaps: while one block waits for its tiles, the ``r - 1`` others compute.
+  With one block per SM (big tiles, little occupancy) the two add up; with many
+  they overlap almost fully. A kernel whose only work is memory (or only
+  compute) is unaffected.
 
 L2 reuse (optional, declared by the kernel): when the blocks of one wave read
 the same *panel* of an input (e.g. tiled-matmul blocks in one tile row all read
@@ -112,6 +127,7 @@ def kernel_cost(device: Device, counters: np.ndarray, *, dtype: str = "fp16",
     slot = wave * device.sm_count + sm
     per_sm = np.stack([np.bincount(slot, weights=per_block[:, r], minlength=n_waves * device.sm_count)
                        for r in range(4)], axis=1).reshape(n_waves, device.sm_count, 4)
+    resident = np.bincount(slot, minlength=n_waves * device.sm_count).reshape(n_waves, device.sm_count)
     share = np.array([
         device.hbm_bandwidth * device.eff_hbm,
         device.sram_bandwidth * device.eff_sram,
@@ -119,15 +135,13 @@ def kernel_cost(device: Device, counters: np.ndarray, *, dtype: str = "fp16",
         device.vector_rate("fp32") * device.eff_vector,
     ]) / device.sm_count
     times = per_sm / share                                        # (waves, SMs, 4)
-    t_sm = times.max(axis=2)
+    t_sm = sm_time(times, resident)                               # (waves, SMs)
     busiest = t_sm.argmax(axis=1)
     critical = times[np.arange(n_waves), busiest]                 # (waves, 4)
-    t_waves = float(t_sm.max(axis=1).sum())
+    t_wave = t_sm.max(axis=1)
+    t_waves = float(t_wave.sum())
     resource_s = {r: float(critical[:, i].sum()) for i, r in enumerate(RESOURCES)}
-    # Attribute each wave's time to the resource that limited its busiest SM.
-    limiting = critical.argmax(axis=1)
-    by_resource = np.bincount(limiting, weights=critical.max(axis=1), minlength=4)
-    limiter = RESOURCES[int(by_resource.argmax())]
+    limiter = _limiter(critical, t_wave)
     if device.launch_overhead_s > t_waves:
         limiter = "launch"
     time_s = device.launch_overhead_s + t_waves
@@ -138,6 +152,25 @@ def kernel_cost(device: Device, counters: np.ndarray, *, dtype: str = "fp16",
         bound=BOUND_NAMES[limiter], limiter=limiter, resource_s=resource_s, hbm_read_bytes=dram_read,
         hbm_write_bytes=int(counters[:, HBM_WRITE].sum()), l2_hit_bytes=read_total - dram_read,
     )
+
+
+def sm_time(times: np.ndarray, resident: np.ndarray) -> np.ndarray:
+    """Time of each SM from its per-resource times (..., 4) and resident blocks (see module doc)."""
+    t_mem = times[..., 0]
+    t_comp = np.maximum(times[..., 1], times[..., 2] + times[..., 3])
+    hidden = np.minimum(t_mem, t_comp) / np.maximum(resident, 1)
+    return np.maximum(t_mem, t_comp) + hidden
+
+
+def _limiter(critical: np.ndarray, t_wave: np.ndarray) -> str:
+    """The resource that limited the busiest SMs, weighted by each wave's time."""
+    t_comp = critical[:, 2] + critical[:, 3]
+    per_wave = np.where(
+        critical[:, 0] > np.maximum(critical[:, 1], t_comp), 0,           # hbm
+        np.where(critical[:, 1] >= t_comp, 1,                              # sram
+                 np.where(critical[:, 2] >= critical[:, 3], 2, 3)))        # matmul | vector
+    by_resource = np.bincount(per_wave, weights=t_wave, minlength=4)
+    return RESOURCES[int(by_resource.argmax())]
 
 
 def waves_for(device: Device, n_blocks: int, sram_per_block: int = 0) -> int:
