@@ -7,6 +7,7 @@ here with plain Python loops, or from numbers worked out by hand on the
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import numpy as np
@@ -30,9 +31,11 @@ def blocks_per_sm(dev, spb: int) -> int:
 
 
 def reference_time(dev, counters, dtype="fp16", spb=0) -> tuple[float, int]:
-    """(time_s, waves) from the docstring's formula, without L2 reuse."""
+    """(time_s, waves) from the docstring's formula, without L2 reuse: one wave -> per-SM
+    sums; several -> each block, in order, on the first slot that frees up (heapq)."""
     n = counters.shape[0]
-    slots = dev.sm_count * blocks_per_sm(dev, spb)
+    bps = blocks_per_sm(dev, spb)
+    slots = dev.sm_count * bps
     n_waves = math.ceil(n / slots)
     share = {
         "hbm": dev.hbm_bandwidth * dev.eff_hbm / dev.sm_count,
@@ -40,20 +43,27 @@ def reference_time(dev, counters, dtype="fp16", spb=0) -> tuple[float, int]:
         "matmul": dev.matmul_rate(dtype) * dev.eff_matmul / dev.sm_count,
         "vector": dev.vector_rate("fp32") * dev.eff_vector / dev.sm_count,
     }
-    total = dev.launch_overhead_s
-    for w in range(n_waves):
-        per_sm = {}
-        for b in range(w * slots, min(n, (w + 1) * slots)):
-            sm = (b % slots) % dev.sm_count
-            acc = per_sm.setdefault(sm, {"hbm": 0, "sram": 0, "matmul": 0, "vector": 0})
-            row = [int(x) for x in counters[b]]
+
+    def work(rows):
+        acc = {"hbm": 0, "sram": 0, "matmul": 0, "vector": 0}
+        for row in rows:
+            row = [int(x) for x in row]
             acc["hbm"] += row[HBM_READ] + row[HBM_WRITE]
             acc["sram"] += row[SRAM_READ] + row[SRAM_WRITE]
             acc["matmul"] += row[FLOPS_MATMUL]
             acc["vector"] += row[FLOPS_VECTOR]
-            acc["blocks"] = acc.get("blocks", 0) + 1
-        total += max(_sm_time({r: acc[r] / share[r] for r in share}, acc["blocks"]) for acc in per_sm.values())
-    return total, n_waves
+        return {r: acc[r] / share[r] for r in share}
+
+    if n <= slots:
+        groups = {}
+        for b in range(n):
+            groups.setdefault(b % dev.sm_count, []).append(counters[b])
+        return dev.launch_overhead_s + max(_sm_time(work(rows), len(rows)) for rows in groups.values()), n_waves
+    free = [0.0] * slots
+    for b in range(n):
+        start = heapq.heappop(free)
+        heapq.heappush(free, start + bps * _sm_time(work([counters[b]]), bps))
+    return dev.launch_overhead_s + max(free), n_waves
 
 
 def _sm_time(t: dict, resident: int) -> float:
@@ -257,10 +267,11 @@ def test_toy_hand_computed_one_wave():
 
 def test_toy_hand_computed_two_waves():
     dev = load_device("toy")
-    # 2 KB per block -> 1 block per SM -> 4 slots -> 2 waves: block 4 alone in wave 2 (1 us).
+    # 2 KB per block -> 1 block per SM -> 4 slots -> 2 waves. Blocks 0-3 start at once (1, 3, 1, 2 us);
+    # block 4 (1 us) takes the first slot to free up, at 1 us, and ends at 2 us: block 1 ends last, at 3 us.
     cost = kernel_cost(dev, _five_blocks(), dtype="fp16", sram_per_block=2048)
     assert cost.blocks_per_sm == 1 and cost.waves == 2
-    assert cost.time_s == pytest.approx(1e-6 + 3e-6 + 1e-6, rel=1e-12)
+    assert cost.time_s == pytest.approx(1e-6 + 3e-6, rel=1e-12)
 
 
 def test_toy_hand_computed_fp32_matmul_rate():
@@ -351,3 +362,16 @@ def test_two_resident_blocks_hide_half_the_memory():
     cost = kernel_cost(dev, _mixed_block(8), dtype="fp16", sram_per_block=1024)
     assert cost.waves == 1
     assert cost.time_s == pytest.approx(1e-6 + 11e-6, rel=1e-12)
+
+
+def test_uneven_blocks_balance_across_slots():
+    dev = load_device("toy")
+    # 1 block per SM -> 4 slots. Block 0 does 4 us of tensor-core work, the others 1 us each.
+    # Blocks 1-3 finish at 1 us; blocks 4-6 take their slots (end at 2 us), block 7 the next (3 us);
+    # block 0 ends last at 4 us. Waiting at a wave boundary would have cost 4 + 1 = 5 us.
+    c = new_counters(8)
+    c[:, FLOPS_MATMUL] = 1_000_000
+    c[0, FLOPS_MATMUL] = 4_000_000
+    cost = kernel_cost(dev, c, dtype="fp16", sram_per_block=2048)
+    assert cost.waves == 2
+    assert cost.time_s == pytest.approx(1e-6 + 4e-6, rel=1e-12)

@@ -4,24 +4,29 @@ One page of arithmetic, checkable by hand (docs: "How the simulator works")::
 
     blocks_per_sm = min(max_blocks_per_sm, sram_per_sm // sram_per_block)   # occupancy
     slots         = sm_count * blocks_per_sm
-    waves         = ceil(n_blocks / slots)          # block b runs in wave b // slots,
-                                                    # on SM (b % slots) % sm_count
-    for each wave, for each SM, over the blocks it holds in that wave:
+    work of a set of blocks on one SM, with r of them resident together:
         t_hbm    = HBM bytes   / (hbm_bandwidth  * eff_hbm    / sm_count)
         t_sram   = SRAM bytes  / (sram_bandwidth * eff_sram   / sm_count)
         t_matmul = matmul FLOP / (matmul_flops   * eff_matmul / sm_count)
         t_vector = vector FLOP / (vector_flops   * eff_vector / sm_count)
         t_mem    = t_hbm
         t_comp   = max(t_sram, t_matmul + t_vector)
-        r        = blocks resident on this SM in this wave
         t_sm     = max(t_mem, t_comp) + min(t_mem, t_comp) / r
-    t_wave = max over SMs of t_sm
-    time   = launch_overhead + sum over waves of t_wave
+    if n_blocks <= slots (one wave): block b runs on SM b % sm_count;
+        time = launch_overhead + max over SMs of t_sm
+    else: each block holds one of the slots for blocks_per_sm * t_sm(the block alone,
+        r = blocks_per_sm); the block scheduler gives each block, in launch order, the
+        first slot that frees up (list scheduling);
+        time = launch_overhead + when the last slot finishes
+
+For a grid of identical blocks this is the familiar wave formula:
+``waves = ceil(n_blocks / slots)`` and ``time = launch_overhead + waves * t_wave``.
 
 Every resource is shared fairly between the SMs: an SM gets 1/sm_count of the
 HBM bandwidth, so a grid with fewer blocks than SMs cannot reach full
-bandwidth (low occupancy), and a last, partial wave costs a full wave's time
-for its busiest SM (tail effect).
+bandwidth (low occupancy), and a last, partial wave costs a full block
+duration (tail effect). Uneven blocks (causal attention) balance across SMs as
+they do on a real GPU, instead of waiting at wave boundaries.
 
 Two rules decide what overlaps on one SM:
 
@@ -30,10 +35,9 @@ Two rules decide what overlaps on one SM:
   other (the softmax needs S, the PV product needs P). FlashAttention-3 overlaps
   them on Hopper with warp specialization; A100-era kernels do not.
 * Memory hides behind compute only as far as other resident blocks can fill
-  the gaps: while one block waits for its tiles, the ``r - 1`` others compute.
-  With one block per SM (big tiles, little occupancy) the two add up; with many
-  they overlap almost fully. A kernel whose only work is memory (or only
-  compute) is unaffected.
+  the gaps (the ``/ r``): with one block per SM (big tiles) memory and compute
+  add up, and with many the slower resource alone sets the pace. tinyml's kernels load a tile, then compute on
+  it (no double buffering), which is exactly this picture.
 
 L2 reuse (optional, declared by the kernel): when the blocks of one wave read
 the same *panel* of an input (e.g. tiled-matmul blocks in one tile row all read
@@ -68,7 +72,7 @@ class Cost:
     blocks_per_sm: int
     bound: str                      # memory | compute | sram | launch
     limiter: str                    # hbm | sram | matmul | vector | launch
-    resource_s: dict = field(default_factory=dict)   # summed over waves, busiest SM
+    resource_s: dict = field(default_factory=dict)   # per resource, the slot that finishes last
     hbm_read_bytes: int = 0         # after L2 reuse: what HBM really serves
     hbm_write_bytes: int = 0
     l2_hit_bytes: int = 0           # loads served by L2 instead of HBM
@@ -114,7 +118,6 @@ def kernel_cost(device: Device, counters: np.ndarray, *, dtype: str = "fp16",
     slots = device.sm_count * bps
     idx = np.arange(n, dtype=np.int64)
     wave = idx // slots
-    sm = (idx % slots) % device.sm_count
     n_waves = int(wave[-1]) + 1
 
     reads = dram_reads(counters, wave, panels)
@@ -124,24 +127,30 @@ def kernel_cost(device: Device, counters: np.ndarray, *, dtype: str = "fp16",
         counters[:, FLOPS_MATMUL].astype(np.float64),
         counters[:, FLOPS_VECTOR].astype(np.float64),
     ], axis=1)                                                    # (n, 4)
-    slot = wave * device.sm_count + sm
-    per_sm = np.stack([np.bincount(slot, weights=per_block[:, r], minlength=n_waves * device.sm_count)
-                       for r in range(4)], axis=1).reshape(n_waves, device.sm_count, 4)
-    resident = np.bincount(slot, minlength=n_waves * device.sm_count).reshape(n_waves, device.sm_count)
     share = np.array([
         device.hbm_bandwidth * device.eff_hbm,
         device.sram_bandwidth * device.eff_sram,
         device.matmul_rate(dtype) * device.eff_matmul,
         device.vector_rate("fp32") * device.eff_vector,
     ]) / device.sm_count
-    times = per_sm / share                                        # (waves, SMs, 4)
-    t_sm = sm_time(times, resident)                               # (waves, SMs)
-    busiest = t_sm.argmax(axis=1)
-    critical = times[np.arange(n_waves), busiest]                 # (waves, 4)
-    t_wave = t_sm.max(axis=1)
-    t_waves = float(t_wave.sum())
-    resource_s = {r: float(critical[:, i].sum()) for i, r in enumerate(RESOURCES)}
-    limiter = _limiter(critical, t_wave)
+    times = per_block / share                                     # (n, 4) seconds on a whole SM
+    if n <= slots:       # one wave: block b shares SM b % sm_count with the others placed there
+        sm = idx % device.sm_count
+        per_sm = np.stack([np.bincount(sm, weights=times[:, i], minlength=device.sm_count)
+                           for i in range(4)], axis=1)            # (SMs, 4)
+        resident = np.bincount(sm, minlength=device.sm_count)
+        t_sm = sm_time(per_sm, resident)
+        busiest = int(t_sm.argmax())
+        makespan = float(t_sm[busiest])
+        resource_s = {res: float(per_sm[busiest, i]) for i, res in enumerate(RESOURCES)}
+        limiter = _limiter(per_sm, t_sm)
+    else:                # several waves: the block scheduler fills bps slots per SM as they free up
+        duration = sm_time(times, bps) * bps                      # (n,) each slot holds 1/bps of an SM
+        makespan, slot = schedule(duration, slots)
+        last = slot == int(np.argmax(np.bincount(slot, weights=duration)))   # the slot finishing last
+        resource_s = {res: float(bps * times[last, i].sum()) for i, res in enumerate(RESOURCES)}
+        limiter = _limiter(times, duration)
+    t_waves = makespan
     if device.launch_overhead_s > t_waves:
         limiter = "launch"
     time_s = device.launch_overhead_s + t_waves
@@ -154,22 +163,32 @@ def kernel_cost(device: Device, counters: np.ndarray, *, dtype: str = "fp16",
     )
 
 
-def sm_time(times: np.ndarray, resident: np.ndarray) -> np.ndarray:
-    """Time of each SM from its per-resource times (..., 4) and resident blocks (see module doc)."""
+def sm_time(times: np.ndarray, resident) -> np.ndarray:
+    """Time of an SM doing ``times`` (..., 4) of work with ``resident`` blocks (see module doc)."""
     t_mem = times[..., 0]
     t_comp = np.maximum(times[..., 1], times[..., 2] + times[..., 3])
-    hidden = np.minimum(t_mem, t_comp) / np.maximum(resident, 1)
-    return np.maximum(t_mem, t_comp) + hidden
+    return np.maximum(t_mem, t_comp) + np.minimum(t_mem, t_comp) / np.maximum(resident, 1)
 
 
-def _limiter(critical: np.ndarray, t_wave: np.ndarray) -> str:
-    """The resource that limited the busiest SMs, weighted by each wave's time."""
-    t_comp = critical[:, 2] + critical[:, 3]
-    per_wave = np.where(
-        critical[:, 0] > np.maximum(critical[:, 1], t_comp), 0,           # hbm
-        np.where(critical[:, 1] >= t_comp, 1,                              # sram
-                 np.where(critical[:, 2] >= critical[:, 3], 2, 3)))        # matmul | vector
-    by_resource = np.bincount(per_wave, weights=t_wave, minlength=4)
+def schedule(duration: np.ndarray, n_slots: int) -> tuple[float, np.ndarray]:
+    """(makespan, slot of each block) of list scheduling; closed form when all blocks are equal."""
+    n = len(duration)
+    if np.all(duration == duration[0]):
+        return float(-(-n // n_slots) * duration[0]), np.arange(n) % n_slots
+    from .schedule import list_schedule
+
+    makespan, slot = list_schedule(duration.astype(np.float64), int(n_slots))
+    return float(makespan), slot
+
+
+def _limiter(times: np.ndarray, duration: np.ndarray) -> str:
+    """The resource that limits most of the time, over blocks (or SMs)."""
+    t_comp = times[:, 2] + times[:, 3]
+    per_block = np.where(
+        times[:, 0] > np.maximum(times[:, 1], t_comp), 0,                  # hbm
+        np.where(times[:, 1] >= t_comp, 1,                                 # sram
+                 np.where(times[:, 2] >= times[:, 3], 2, 3)))              # matmul | vector
+    by_resource = np.bincount(per_block, weights=duration, minlength=4)
     return RESOURCES[int(by_resource.argmax())]
 
 
