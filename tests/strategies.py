@@ -242,3 +242,36 @@ def naive_float32_attention(q, k, v, **kw):
         p = (p * keep_mask(kw.get("seed", 0), b, h, nq, k.shape[2], kw["dropout_p"])
              / np.float32(1 - kw["dropout_p"])).astype(np.float32)
     return p @ v32
+
+
+# ---- softmax --------------------------------------------------------------------------
+
+def softmax_shapes(max_value: int = 70) -> st.SearchStrategy[tuple[int, int]]:
+    """(rows, cols) of a row-wise softmax: 1, primes, anything up to ``max_value``."""
+    return st.tuples(dims(max_value), dims(max_value))
+
+
+def softmax_blocks(max_value: int = 40) -> st.SearchStrategy[tuple[int, int]]:
+    """(block_rows, block_cols) of a tiled softmax."""
+    return st.tuples(block_sizes(max_value), block_sizes(max_value))
+
+
+#: logit magnitudes: tiny, ordinary, past fp16's exp overflow (~11), far past fp32's (~88)
+LOGIT_SCALES = (1e-3, 1.0, 30.0, 1e4)
+
+
+@st.composite
+def logit_arrays(draw, max_value: int = 70, masked: bool = True):
+    """(rows, cols) float32 logits up to about +-1e4, sometimes all shifted far from 0;
+    with ``masked``, sometimes with -inf entries and some rows that are -inf everywhere."""
+    r, c = draw(softmax_shapes(max_value))
+    rng = np.random.default_rng(draw(seeds()))
+    x = draw(st.sampled_from(LOGIT_SCALES)) * rng.standard_normal((r, c))       # (R, C)
+    x = (x + draw(st.sampled_from((0.0, 0.0, 1e4, -1e4)))).astype(np.float32)   # (R, C)
+    if masked:
+        mode = draw(st.sampled_from(("none", "some", "some", "rows")))
+        if mode in ("some", "rows"):
+            x[rng.random((r, c)) < draw(st.sampled_from((0.2, 0.7)))] = -np.inf
+        if mode == "rows":
+            x[rng.random(r) < 0.5] = -np.inf                                    # fully masked rows
+    return x

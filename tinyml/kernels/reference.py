@@ -86,3 +86,17 @@ def attention_backward(q, k, v, do, *, causal=False, key_padding_mask=None, drop
     dk = dk.reshape(b, kvh, g, -1, d).sum(axis=2)
     dv = dv.reshape(b, kvh, g, -1, d).sum(axis=2)
     return dq, dk, dv
+
+
+def softmax(x) -> np.ndarray:
+    """Row-wise softmax over the last axis in float64: exp(x - max) / sum(exp(x - max)).
+
+    ``-inf`` entries get probability 0; a row that is ``-inf`` everywhere gives
+    zeros (not NaN), the convention of tinyml's softmax and attention kernels.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    m = np.where(np.isneginf(m), 0.0, m)                    # fully masked rows: shift by 0
+    e = np.exp(x - m)
+    d = e.sum(axis=-1, keepdims=True)
+    return np.divide(e, d, out=np.zeros_like(e), where=d > 0)

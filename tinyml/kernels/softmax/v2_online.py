@@ -1,0 +1,92 @@
+"""softmax v2: online softmax (Milakov & Gimelshein 2018), two passes over HBM.
+
+The max and the sum are found in *one* pass. Keep a running max ``m`` and a
+running sum ``d`` of exponentials taken relative to ``m``; when the max grows
+from ``m`` to ``m_new``, every term already in ``d`` was shifted by the old
+max, so rescale it::
+
+    m_new = max(m, x)
+    d_new = d * exp(m - m_new) + exp(x - m_new)
+
+After the last element ``m`` is the row max and ``d = sum_j exp(x_j - m)``
+(the invariant; proof in docs/softmax.md). A second pass writes the output.
+Per tile of BC elements the block takes the tile's max first and rescales
+``d`` once (with BC = 1 this is exactly the per-element recurrence above). The
+rescale is computed every time, not only when the max grows: a GPU warp would
+diverge on the branch, and ``exp(0) = 1`` is harmless.
+
+Tile loop::
+
+    for each block b in parallel:                     # grid ceil(R/BR)
+        m = -inf (BR,);  d = 0 (BR,)                  # on chip, fp32
+        for c0 in range(0, C, BC):                    # pass 1: max and sum together
+            t = load x[rows of b, c0 : +BC]           # HBM -> SRAM
+            m_new = max(m, rowmax(t))
+            d = d * exp(m - m_new) + rowsum(exp(t - m_new))
+            m = m_new
+        for c0 in range(0, C, BC):                    # pass 2: the output
+            t = load x[rows of b, c0 : +BC]           # HBM -> SRAM, again
+            store exp(t - m) / d -> y[rows of b, c0 : +BC]
+
+HBM traffic (exact for any shape)::
+
+    reads  = 2 * R * C * s
+    writes = R * C * s
+    vector FLOPs = 7 * R * C + 3 * R * ceil(C / BC)
+                   (max 1; sub, exp, add 3; sub, exp, div 3 per element;
+                    the rescale's sub, exp, mul once per row per tile)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ...sim.tiles import count_vector, load_tile, store_tile
+from .._contract import ceil_div
+from ._launch import prepare, resolve_tiles, run
+from ._rowmath import tile_normalize, tile_online
+
+
+@njit(parallel=True, cache=True)
+def _body(x, y, R, C, BR, BC, execute, counters, elem_bits):
+    n_blocks = (R + BR - 1) // BR
+    s = 1 if not execute else 0          # counting mode: no real tile buffers
+    for blk in prange(n_blocks):
+        r0 = blk * BR
+        rows = min(BR, R - r0)
+        t = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.float32)   # (BR, BC) SRAM
+        m = np.full(BR - s * (BR - 1), -np.inf, dtype=np.float32)              # (BR,) running max
+        d = np.zeros(BR - s * (BR - 1), dtype=np.float32)                      # (BR,) running sum
+        for c0 in range(0, C, BC):                       # pass 1: max and sum together
+            cols = min(BC, C - c0)
+            load_tile(x, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
+            count_vector(4 * rows * cols, counters, blk)                # max; sub, exp, add
+            count_vector(3 * rows, counters, blk)                       # rescale: sub, exp, mul
+            if execute:
+                tile_online(t, rows, cols, m, d)
+        for c0 in range(0, C, BC):                       # pass 2: normalize
+            cols = min(BC, C - c0)
+            load_tile(x, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
+            count_vector(3 * rows * cols, counters, blk)                # sub, exp, div
+            if execute:
+                tile_normalize(t, rows, cols, m, d)
+            store_tile(t, rows, cols, y, r0, c0, execute, counters, blk, elem_bits)
+
+
+def expected_bytes(rows: int, cols: int, elem_bytes: float) -> tuple[float, float]:
+    """(HBM read bytes, HBM write bytes) of v2, from the formula above."""
+    return 2 * rows * cols * elem_bytes, rows * cols * elem_bytes
+
+
+def expected_flops(rows: int, cols: int, block_cols: int) -> int:
+    """Vector FLOPs of v2 with column tiles of ``block_cols``."""
+    return 7 * rows * cols + 3 * rows * ceil_div(cols, block_cols)
+
+
+def softmax_v2(x, *, dtype: str = "fp16", block_rows: int | None = None, block_cols: int | None = None):
+    """Online softmax over the last axis of ``x`` (R, C): the max and the sum in one
+    pass, the output in a second. See the module docstring."""
+    call = prepare(x, dtype, "softmax_v2")
+    tiles, sram = resolve_tiles(call, block_rows, block_cols, "softmax_v2")
+    return run(call, "softmax_v2_online", _body, tiles, sram)
