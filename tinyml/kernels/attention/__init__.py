@@ -1,4 +1,12 @@
 """Attention: standard (as PyTorch ran it in 2022) -> FlashAttention-1 -> FlashAttention-2.
 
 Layout: q (batch, heads, seq_q, head_dim); k, v (batch, kv_heads, seq_k, head_dim).
+
+| module        | what                                                                  |
+|---------------|-----------------------------------------------------------------------|
+| `standard`    | S = QK^T, mask, softmax, dropout, PV: one kernel each, N x N in HBM   |
+| `flash1`      | FlashAttention-1, Algorithm 1 (K/V outer loop, O, l, m back to HBM)   |
+| `flash2`      | FlashAttention-2 (Q outer loop, O on chip, sequence parallel, causal skipping) |
+| `flash`       | `flash_attention(version=1 or 2)` and `flash_attention_backward`      |
+| `paper`       | the FlashAttention paper's Figure 2, reproduced                       |
 """

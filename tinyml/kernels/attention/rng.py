@@ -10,6 +10,7 @@ exactly the same elements.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -39,6 +40,15 @@ def uniform(seed, b, h, i, j):
     z = _mix(z + np.uint64(i) * _GOLDEN)
     z = _mix(z + np.uint64(j) * _GOLDEN)
     return float(z >> _S11) * _TO_UNIT
+
+
+if numba.config.DISABLE_JIT:          # plain NumPy scalars warn when the hash wraps around (it must)
+    _uniform_jit = uniform
+
+    def uniform(seed, b, h, i, j):
+        """A number in [0, 1) that depends only on (seed, b, h, i, j)."""
+        with np.errstate(over="ignore"):
+            return _uniform_jit(seed, b, h, i, j)
 
 
 @njit(cache=True)

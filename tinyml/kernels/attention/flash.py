@@ -1,0 +1,61 @@
+"""FlashAttention, the public entry point: ``flash_attention(q, k, v, version=2, ...)``.
+
+``version=1`` runs FlashAttention-1 (Dao et al. 2022: outer loop over K/V
+blocks, O, l, m read and written back to HBM on every step, one block per
+(batch, head)); ``version=2`` runs FlashAttention-2 (Dao 2023: outer loop over
+Q blocks, O, l, m on chip, one block per (batch, head, q block)). Both take the
+same arguments and return O, or ``(O, saved)`` with ``return_saved=True``;
+:func:`flash_attention_backward` takes ``saved`` and returns (dq, dk, dv) with
+the version that made it.
+"""
+
+from __future__ import annotations
+
+from ...sim import TileConfigError
+
+
+def flash_attention(q, k, v, *, version: int = 2, causal: bool = False, key_padding_mask=None,
+                    dropout_p: float = 0.0, seed: int = 0, scale=None, window=None,
+                    block_q: "int | None" = None, block_k: "int | None" = None, dtype: str = "fp16",
+                    check_finite: bool = True, return_saved: bool = False):
+    """Exact attention without an N x N matrix in HBM, by FlashAttention ``version`` 1 or 2.
+
+    q: (B, H, Nq, d); k, v: (B, KVH, Nk, d) with H a multiple of KVH (GQA);
+    NumPy arrays (executing) or ``tinyml.sim.meta`` tensors (counting).
+    ``causal`` aligns bottom-right; ``key_padding_mask`` (B, Nk) bool is True
+    for real keys; ``dropout_p`` / ``seed`` drop probabilities (the mask is
+    regenerated, never stored); ``scale`` defaults to 1/sqrt(d); ``window``
+    (int or (left, right), version 2 only) is a sliding window; ``block_q`` /
+    ``block_k`` are the Q / K-V block rows (B_r / B_c; default: the largest
+    that fit SRAM); ``dtype`` is the logical dtype bytes are counted in.
+    """
+    if isinstance(version, bool) or version not in (1, 2):
+        raise TileConfigError(f"FlashAttention version must be 1 or 2, got {version!r}")
+    kw = dict(causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p, seed=seed, scale=scale,
+              block_q=block_q, block_k=block_k, dtype=dtype, check_finite=check_finite,
+              return_saved=return_saved)
+    if version == 1:
+        if window is not None:
+            raise TileConfigError(f"FlashAttention-1 has no sliding window (window={window!r}); "
+                                  f"use version=2 for a sliding window")
+        from .flash1 import flash_attention_v1
+
+        return flash_attention_v1(q, k, v, **kw)
+    from .flash2 import flash_attention_v2
+
+    return flash_attention_v2(q, k, v, window=window, **kw)
+
+
+def flash_attention_backward(dout, saved):
+    """Gradients (dq, dk, dv) of ``sum(O * dout)``; ``saved`` from ``flash_attention(..., return_saved=True)``.
+
+    dk, dv are shaped like k, v (summed over each GQA group). The backward of
+    the version that made ``saved`` runs.
+    """
+    from .flash2 import Flash2Saved, flash_attention_v2_backward
+
+    if isinstance(saved, Flash2Saved):
+        return flash_attention_v2_backward(dout, saved)
+    from .flash1 import flash_attention_v1_backward
+
+    return flash_attention_v1_backward(dout, saved)

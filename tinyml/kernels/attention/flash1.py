@@ -1,0 +1,359 @@
+"""FlashAttention-1: Algorithm 1 (forward) and Algorithm 4 (backward) of Dao et al. 2022.
+
+Standard attention writes the N x N score and probability matrices to HBM.
+FlashAttention never does: it walks K/V blocks in an outer loop and Q blocks in
+an inner loop, keeps S and P in SRAM, and carries the softmax's running row
+maximum ``m`` and row sum ``l`` in HBM next to the output ``O``, which it
+rescales every time a new K/V block changes them (Algorithm 1). The backward
+pass recomputes P from Q, K, ``l`` and ``m`` instead of reading it, and
+regenerates the dropout mask from the seed (Algorithm 4). The kernel bodies
+live in :mod:`.flash1_fwd` and :mod:`.flash1_bwd`.
+
+Block sizes (Algorithm 1, line 1): with M the SRAM of one SM counted in
+elements of the logical dtype (``sram_per_sm // bytes per element``)::
+
+    B_c = ceil(M / (4 d)),  B_r = min(B_c, d)      # a100-40gb, d = 64, fp16: B_c = 384, B_r = 64
+
+then clamped to the sequences (``B_c <= N_k``, ``B_r <= N_q``). If those tiles
+overflow SRAM (large d: at d = 128 in fp16, B_c = 192 and B_r = 128 need
+214,016 bytes), B_r is halved first (HBM traffic depends only on B_c), then
+B_c. Algorithm 4 (line 2) reuses the forward's sizes, but the paper's analysis
+is asymptotic: its four B_c x d tiles K_j, V_j, dK~_j, dV~_j alone would fill M.
+The backward therefore starts from the same rule and shrinks the same way
+until its tile set fits (a100-40gb, d = 64, fp16: B_c = 192, B_r = 32).
+Explicit ``block_q`` / ``block_k`` are clamped the same way; tiles that do not
+fit raise :class:`~tinyml.sim.SramOverflowError` with sizes that do, or, when
+not even 1 x 1 blocks fit, the largest head_dim that does.
+
+On-chip tiles of one forward block (checked against SRAM)::
+
+    K_j, V_j (B_c x d), Q_i, O_i (B_r x d), S_ij / P_ij (B_r x B_c)   logical dtype
+    l_i, m_i (B_r)                                                    fp32
+
+S is produced in fp32 registers by the MMA and kept on chip as P in the
+logical dtype, the operand of the P V tensor-core product. At the paper's
+configuration that is 164,352 bytes: one block per SM. The backward keeps
+K_j, V_j (logical) and dK~_j, dV~_j (fp32) (B_c x d); Q_i, O_i, dO_i (logical)
+and dQ_i (fp32) (B_r x d); P_ij, overwritten in place by dS_ij (B_r x B_c,
+logical); l_i, m_i, D_i (B_r, fp32).
+
+Grid: one thread block per (batch, query head), as the paper parallelises.
+FA1 computes every tile, even those a causal mask hides completely (skipping
+them is one of FlashAttention-2's improvements); FLOPs are charged for the
+full valid area of every tile.
+
+HBM traffic, exact (``s`` = bytes per element of the logical dtype, statistics
+and the dQ accumulator are fp32 = 4 bytes; ``T_c = ceil(N_k / B_c)``,
+``T_r = ceil(N_q / B_r)``). Per (batch, head) block of the forward::
+
+    reads  = 2 N_k d s                   K_j, V_j: once each
+           + 2 T_c N_q d s               Q_i, O_i: every inner step (the T_r steps of one
+                                          pass load B_r rows each, N_q rows in all)
+           + 2 T_c N_q 4                 l_i, m_i: every inner step
+           [+ N_k]                       key padding mask, 1 byte per key (only when given)
+    writes = N_q d s + 2 N_q 4           line 2: O = 0, l = 0, m = -inf
+           + T_c (N_q d s + 2 N_q 4)     O_i, l_i, m_i written back every inner step
+
+times ``batch * heads``. ``T_r`` only sets how that traffic is cut into tiles:
+``T_c * T_r`` inner steps each move one B_r-row tile of Q, O, l, m. With
+``B_c = Theta(M / d)`` the dominant term ``2 T_c N d s`` is
+``Theta(N^2 d^2 / M)`` element accesses: Theorem 2 of the paper (standard
+attention needs ``Theta(N d + N^2)``). Per block of the backward::
+
+    reads  = 2 N_k d s                   K_j, V_j once
+           + T_c N_q (3 d s + 4 d + 8)   Q_i, O_i, dO_i, dQ_i (fp32), l_i, m_i every inner step
+           [+ N_k]                       key padding mask
+    writes = N_q d 4 + 2 N_k d s         line 5: dQ = 0 (fp32), dK = 0, dV = 0
+           + (T_c - 1) N_q d 4 + N_q d s dQ_i every inner step; the last pass writes dq
+                                          in the logical dtype instead of the accumulator
+           + 2 N_k d s                   dK_j, dV_j after each inner loop
+
+With GQA (``group = heads // kv_heads > 1``) dK and dV are per query head and a
+second kernel, ``flash1_bwd_dkv_reduce``, reads ``2 B H N_k d s`` and writes
+``2 B KVH N_k d s``. :func:`flash1_expected_bytes` evaluates these formulas.
+Counters are before L2 reuse: with GQA the blocks of one group read the same
+K_j, V_j, declared as L2 panels, so ``hbm_read_bytes + l2_hit_bytes`` of the
+records equals the formula.
+
+FLOPs per (batch, head): matmul ``4 N_q N_k d`` forward (S = Q K^T, P V) and
+``10 N_q N_k d`` backward (S, dV, dP, dQ, dK), every tile; vector, with the
+per-score conventions of :mod:`.flops`: forward ``fwd_per_score * N_q N_k +
+T_c N_q (ROW_UPDATE + RESCALE_O d)`` (Algorithm 1 rescales O_i every inner
+step instead of normalising P), backward ``backward_per_score * N_q N_k +
+T_c N_q D_ROWSUM d`` (D_i is recomputed every inner step), and the GQA sum
+``2 (group - 1) N_k d`` per kv head.
+
+CPU numerics (the counters do not depend on them): tile products are BLAS
+``sgemm`` calls (:mod:`tinyml.kernels._mma`) except S = Q_i K_j^T, which sums d
+in one fixed order in float64, like a tensor core (exact products, one wide
+accumulator, a fixed instruction order whatever the tile shape). The backward
+then recomputes exactly the forward's scores, so P = exp(S - m) / l matches
+the forward's P even for logits of 1e3 and more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_tiles, current_profile, nbytes, tiles_bytes
+from ...sim.counters import new_counters
+from .._contract import blas_single_thread, block_size, ceil_div, operand
+from .._mma import sgemm
+from ._common import DUMMY2, AttentionCall, prepare_attention
+from . import flash1_bwd as _bwd
+from . import flash1_fwd as _fwd
+
+DUMMY3 = np.zeros((1, 1, 1), dtype=np.float32)   # stands in for (B*H, N, d) data in counting mode
+
+
+# ---- tiles and block sizes --------------------------------------------------------
+
+def forward_tiles(block_q: int, block_k: int, head_dim: int, dtype: str) -> dict:
+    """The tiles one forward block keeps on chip: {name: (shape, logical dtype)}."""
+    return {
+        "K_j": ((block_k, head_dim), dtype), "V_j": ((block_k, head_dim), dtype),
+        "Q_i": ((block_q, head_dim), dtype), "O_i": ((block_q, head_dim), dtype),
+        "S_ij/P_ij": ((block_q, block_k), dtype),
+        "l_i": ((block_q,), "fp32"), "m_i": ((block_q,), "fp32"),
+    }
+
+
+def backward_tiles(block_q: int, block_k: int, head_dim: int, dtype: str) -> dict:
+    """The tiles one backward block keeps on chip (P_ij is overwritten in place by dS_ij)."""
+    return {
+        "K_j": ((block_k, head_dim), dtype), "V_j": ((block_k, head_dim), dtype),
+        "dK~_j": ((block_k, head_dim), "fp32"), "dV~_j": ((block_k, head_dim), "fp32"),
+        "Q_i": ((block_q, head_dim), dtype), "O_i": ((block_q, head_dim), dtype),
+        "dO_i": ((block_q, head_dim), dtype), "dQ_i": ((block_q, head_dim), "fp32"),
+        "P_ij/dS_ij": ((block_q, block_k), dtype),
+        "l_i": ((block_q,), "fp32"), "m_i": ((block_q,), "fp32"), "D_i": ((block_q,), "fp32"),
+    }
+
+
+def paper_blocks(sram_per_sm: int, head_dim: int, dtype: str) -> tuple[int, int]:
+    """(B_r, B_c) of Algorithm 1, line 1, before clamping: M = SRAM in elements of ``dtype``."""
+    m = sram_per_sm // (nbytes(8, dtype) // 8)
+    b_c = ceil_div(m, 4 * head_dim)
+    return min(b_c, head_dim), b_c
+
+
+@lru_cache(maxsize=None)
+def default_blocks(sram_per_sm: int, seq_q: int, seq_k: int, head_dim: int, dtype: str,
+                   backward: bool = False) -> "tuple[int, int] | None":
+    """(block_q, block_k): the paper's sizes clamped to the sequences, B_r then B_c halved
+    until the tiles fit ``sram_per_sm``; None if not even 1 x 1 blocks fit."""
+    tiles = backward_tiles if backward else forward_tiles
+    b_r0, b_c = paper_blocks(sram_per_sm, head_dim, dtype)
+    while True:
+        b_r = min(b_r0, b_c)
+        while True:
+            cand = (min(b_r, seq_q), min(b_c, seq_k))
+            if tiles_bytes(tiles(*cand, head_dim, dtype)) <= sram_per_sm:
+                return cand
+            if b_r == 1:
+                break
+            b_r = ceil_div(b_r, 2)
+        if b_c == 1:
+            return None
+        b_c = ceil_div(b_c, 2)
+
+
+def largest_head_dim(sram_per_sm: int, dtype: str, backward: bool = False) -> int:
+    """The largest head_dim whose 1 x 1 blocks fit: the tile bytes are linear in d."""
+    tiles = backward_tiles if backward else forward_tiles
+    base = tiles_bytes(tiles(1, 1, 0, dtype))
+    per_d = tiles_bytes(tiles(1, 1, 1, dtype)) - base
+    return max(0, (sram_per_sm - base) // per_d)
+
+
+def resolve_blocks(call: AttentionCall, block_q, block_k, *, backward: bool, kernel: str) -> tuple[int, int, int]:
+    """(block_q, block_k, SRAM bytes per block): given or chosen, checked against the device."""
+    dev = current_profile().device
+    auto = default_blocks(dev.sram_per_sm, call.seq_q, call.seq_k, call.head_dim, call.dtype, backward)
+    tiles = backward_tiles if backward else forward_tiles
+
+    def suggest() -> str:
+        if auto is None:
+            return (f"No block size fits: even 1 x 1 blocks overflow at head_dim={call.head_dim}; the largest "
+                    f"head_dim that fits {dev.name}'s {dev.sram_per_sm:,}-byte SRAM in {call.dtype} is "
+                    f"{largest_head_dim(dev.sram_per_sm, call.dtype, backward)}. Use a smaller head_dim or a "
+                    f"device with more SRAM")
+        return (f"Blocks that fit: block_q={auto[0]}, block_k={auto[1]} "
+                f"({tiles_bytes(tiles(*auto, call.head_dim, call.dtype)):,} bytes); or omit the block sizes")
+
+    b_q = block_size(block_q, "block_q", auto[0] if auto else 1)
+    b_k = block_size(block_k, "block_k", auto[1] if auto else 1)
+    b_q, b_k = min(b_q, call.seq_q), min(b_k, call.seq_k)
+    sram = check_tiles(dev, tiles(b_q, b_k, call.head_dim, call.dtype), kernel=kernel, suggest=suggest)
+    return b_q, b_k, sram
+
+
+# ---- the byte formula -------------------------------------------------------------
+
+def flash1_expected_bytes(batch: int, heads: int, seq_q: int, seq_k: int, head_dim: int, *, block_q: int,
+                          block_k: int, dtype: str = "fp16", kv_heads: "int | None" = None,
+                          key_padding_mask: bool = False, backward: bool = False) -> tuple[int, int]:
+    """(HBM read bytes, HBM write bytes) of the forward (or the whole backward, GQA reduction
+    included), before L2 reuse, from the formulas in the module docstring."""
+    s = nbytes(8, dtype) // 8
+    n, m, d = seq_q, seq_k, head_dim
+    t_c = ceil_div(m, block_k)
+    mask = m if key_padding_mask else 0
+    if not backward:
+        reads = 2 * m * d * s + 2 * t_c * n * d * s + 2 * t_c * n * 4 + mask
+        writes = (1 + t_c) * (n * d * s + 2 * n * 4)
+        return batch * heads * reads, batch * heads * writes
+    reads = 2 * m * d * s + t_c * n * (3 * d * s + 4 * d + 8) + mask
+    writes = n * d * 4 + 2 * m * d * s + (t_c - 1) * n * d * 4 + n * d * s + 2 * m * d * s
+    reads, writes = batch * heads * reads, batch * heads * writes
+    kvh = heads if kv_heads is None else kv_heads
+    if heads // kvh > 1:
+        reads += 2 * batch * heads * m * d * s
+        writes += 2 * batch * kvh * m * d * s
+    return reads, writes
+
+
+# ---- forward ----------------------------------------------------------------------
+
+@dataclass
+class Flash1Saved:
+    """What the backward needs: the validated call, O and the softmax statistics l, m."""
+
+    call: AttentionCall
+    o: object            # (B, H, N_q, d) logical dtype
+    l: object            # (B, H, N_q) fp32 row sums of exp(S - m)
+    m: object            # (B, H, N_q) fp32 row maxima (-inf for a fully masked row)
+    check_finite: bool = True
+
+
+def _flat(call: AttentionCall, x, rows: int, *tail) -> np.ndarray:
+    """``x`` as (rows, *tail) for the Numba body, or a dummy in counting mode."""
+    if not call.execute:
+        return DUMMY3 if len(tail) == 2 else DUMMY2
+    return x.reshape(rows, *tail)
+
+
+def _kv_panels(call: AttentionCall, ops: tuple) -> "dict | None":
+    """L2 panels: the query heads of one GQA group read the same K_j, V_j."""
+    if call.group == 1:
+        return None
+    blk = np.arange(call.batch * call.heads)
+    kv = (blk // call.heads) * call.kv_heads + (blk % call.heads) // call.group
+    return {op: kv for op in ops}
+
+
+def _track_inputs(prof, call: AttentionCall) -> None:
+    for name, op in (("q", call.q), ("k", call.k), ("v", call.v)):
+        prof.hbm.track(op.obj, name, call.dtype)
+    if call.key_padding_obj is not None:
+        prof.hbm.track(call.key_padding_obj, "key_padding_mask", "int8")   # 1 byte per key
+
+
+def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, dropout_p: float = 0.0,
+                       seed: int = 0, scale=None, window=None, dtype: str = "fp16", check_finite: bool = True,
+                       return_saved: bool = False, block_q: "int | None" = None,
+                       block_k: "int | None" = None):
+    """FlashAttention-1 forward (Algorithm 1): one kernel, ``flash1_fwd``.
+
+    q: (B, H, N_q, d); k, v: (B, KVH, N_k, d), NumPy arrays (executing) or
+    ``tinyml.sim.meta`` tensors (counting). Returns o (B, H, N_q, d), or
+    ``(o, saved)`` with ``return_saved=True`` for
+    :func:`flash_attention_v1_backward`. ``block_q`` (B_r) and ``block_k`` (B_c)
+    default to the paper's sizes (module docstring) and are clamped to N_q and N_k.
+    """
+    call = prepare_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p,
+                             seed=seed, scale=scale, window=window, dtype=dtype, kernel="flash_attention_v1",
+                             check_finite=check_finite)
+    b_q, b_k, sram = resolve_blocks(call, block_q, block_k, backward=False, kernel="flash_attention_v1")
+    prof = current_profile()
+    _track_inputs(prof, call)
+    B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
+    o = prof.hbm.new_tensor("o", (B, H, NQ, D), call.dtype, call.execute)
+    l = prof.hbm.new_tensor("l", (B, H, NQ), "fp32", call.execute)
+    m = prof.hbm.new_tensor("m", (B, H, NQ), "fp32", call.execute)
+    counters = new_counters(B * H, _fwd.N_OPERANDS)
+    left, right = call.window
+    gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
+    with blas_single_thread():
+        _fwd.fwd_body(_flat(call, call.q.data, B * H, NQ, D), _flat(call, call.k.data, B * KVH, NK, D),
+                      _flat(call, call.v.data, B * KVH, NK, D), _flat(call, o, B * H, NQ, D),
+                      _flat(call, l, B * H, NQ), _flat(call, m, B * H, NQ), call.key_valid_array(),
+                      H, call.group, KVH, NQ, NK, D, b_q, b_k, call.scale, call.causal, call.offset,
+                      left, right, call.key_padding_obj is not None, call.dropout_p, call.seed,
+                      _fwd.fwd_per_score(call.masked, call.dropout_p > 0), call.execute, counters, call.elem_bits, gemm)
+    prof.record("flash1_fwd", (B, H), counters, dtype=call.dtype, sram_per_block=sram,
+                panels=_kv_panels(call, (_fwd.OP_K, _fwd.OP_V)))
+    if return_saved:
+        return o, Flash1Saved(call, o, l, m, check_finite)
+    return o
+
+
+# ---- backward ---------------------------------------------------------------------
+
+def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | None" = None,
+                                block_k: "int | None" = None):
+    """FlashAttention-1 backward (Algorithm 4): returns (dq, dk, dv), dk and dv shaped like k and v.
+
+    Kernels: ``flash1_bwd`` and, with GQA, ``flash1_bwd_dkv_reduce``. Block sizes
+    default to the paper's rule shrunk until the backward's tiles fit SRAM.
+    """
+    call = saved.call
+    DO = operand(dout, "dout", ndim=4, dtype=call.dtype, allowed=FLOAT_DTYPES, check_finite=saved.check_finite)
+    if DO.execute != call.execute:
+        raise DTypeError("flash_attention_v1_backward: dout is "
+                         f"{'an array' if DO.execute else 'a MetaTensor'} but the forward ran in "
+                         f"{'executing' if call.execute else 'counting'} mode; use the same kind")
+    if DO.shape != call.q.shape:
+        raise ShapeError(f"flash_attention_v1_backward: dout is {DO.shape} but the output is {call.q.shape}; "
+                         f"dout must have the output's shape")
+    if DO.dtype != call.dtype:
+        raise DTypeError(f"flash_attention_v1_backward: dout is {DO.dtype} but the forward ran in {call.dtype}")
+    b_q, b_k, sram = resolve_blocks(call, block_q, block_k, backward=True, kernel="flash_attention_v1_backward")
+    prof = current_profile()
+    _track_inputs(prof, call)
+    for name, obj, dt in (("o", saved.o, call.dtype), ("l", saved.l, "fp32"), ("m", saved.m, "fp32"),
+                          ("dout", DO.obj, call.dtype)):
+        prof.hbm.track(obj, name, dt)
+    B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
+    ex, G = call.execute, call.group
+    dq = prof.hbm.new_tensor("dq", (B, H, NQ, D), call.dtype, ex)
+    dq_acc = prof.hbm.new_tensor("dq_accum", (B, H, NQ, D), "fp32", ex)
+    dk = prof.hbm.new_tensor("dk", (B, KVH, NK, D), call.dtype, ex)
+    dv = prof.hbm.new_tensor("dv", (B, KVH, NK, D), call.dtype, ex)
+    if G > 1:
+        dkh = prof.hbm.new_tensor("dk_per_head", (B, H, NK, D), call.dtype, ex)
+        dvh = prof.hbm.new_tensor("dv_per_head", (B, H, NK, D), call.dtype, ex)
+    else:
+        dkh, dvh = dk, dv
+    counters = new_counters(B * H, _bwd.N_OPERANDS)
+    left, right = call.window
+    gemm = sgemm()
+    with blas_single_thread():
+        _bwd.bwd_body(_flat(call, call.q.data, B * H, NQ, D), _flat(call, call.k.data, B * KVH, NK, D),
+                      _flat(call, call.v.data, B * KVH, NK, D), _flat(call, saved.o, B * H, NQ, D),
+                      _flat(call, DO.data, B * H, NQ, D), _flat(call, saved.l, B * H, NQ),
+                      _flat(call, saved.m, B * H, NQ), call.key_valid_array(), _flat(call, dq_acc, B * H, NQ, D),
+                      _flat(call, dq, B * H, NQ, D), _flat(call, dkh, B * H, NK, D), _flat(call, dvh, B * H, NK, D),
+                      H, G, KVH, NQ, NK, D, b_q, b_k, call.scale, call.causal, call.offset, left, right,
+                      call.key_padding_obj is not None, call.dropout_p, call.seed,
+                      _bwd.backward_per_score(call.masked, call.dropout_p > 0), ex, counters,
+                      call.elem_bits, gemm)
+    prof.record("flash1_bwd", (B, H), counters, dtype=call.dtype, sram_per_block=sram,
+                panels=_kv_panels(call, (_bwd.OP_K, _bwd.OP_V)))
+    del dq_acc                      # the fp32 accumulator dies with the kernel
+    if G > 1:
+        rows = _bwd.REDUCE_ROWS
+        grid = (B * KVH, ceil_div(NK, rows))
+        counters = new_counters(grid[0] * grid[1], 2)
+        _bwd.reduce_body(_flat(call, dkh, B * H, NK, D), _flat(call, dvh, B * H, NK, D),
+                         _flat(call, dk, B * KVH, NK, D), _flat(call, dv, B * KVH, NK, D),
+                         G, NK, D, rows, ex, counters, call.elem_bits)
+        prof.record("flash1_bwd_dkv_reduce", grid, counters, dtype=call.dtype, sram_per_block=0)
+    return dq, dk, dv
+
+
+__all__ = ["flash_attention_v1", "flash_attention_v1_backward", "flash1_expected_bytes", "Flash1Saved",
+           "forward_tiles", "backward_tiles", "paper_blocks", "default_blocks", "largest_head_dim"]

@@ -1,0 +1,202 @@
+"""FlashAttention-1 backward: the Numba body of Algorithm 4 (Dao et al. 2022, Appendix B).
+
+One thread block per (batch, query head). Per block::
+
+    dQ = 0 (fp32 accumulator), dK = 0, dV = 0     # written to HBM (line 5)
+    for j in 0..T_c-1:                            # K/V blocks (outer loop)
+        load K_j, V_j (B_c, d); dK~ = dV~ = 0      # fp32, on chip
+        for i in 0..T_r-1:                        # Q blocks (inner loop)
+            load Q_i, O_i, dO_i (B_r, d), dQ_i (B_r, d) fp32, l_i, m_i (B_r)
+            S = MASK(scale * Q_i K_j^T); P = exp(S - m_i) / l_i       # recomputed
+            Z = dropout mask from the seed (regenerated, never stored)
+            dV~ += (P o Z)^T dO_i
+            dP = (dO_i V_j^T) o Z; D_i = rowsum(dO_i o O_i)
+            dS = P o (dP - D_i)
+            dQ_i += scale * dS K_j  -> HBM          # every inner step (the last one
+                                                    #  writes dq in the logical dtype)
+            dK~ += scale * dS^T Q_i
+        write dK_j = dK~, dV_j = dV~               # per query head
+
+With GQA (group > 1) dK, dV are per query head, (B, H, N_k, d), and a small
+second kernel sums each group into the kv head's (B, KVH, N_k, d).
+The exact byte formula is in :mod:`tinyml.kernels.attention.flash1`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ...sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
+from .._mma import mma_acc
+from .flash1_fwd import NEG_INF, _scores
+from .flops import DROPOUT, EXP, MASK, NORMALIZE, SCALE, SOFTMAX_BWD
+from .rng import keep
+
+# operand columns of the backward's counters
+OP_Q, OP_K, OP_V, OP_O, OP_DO, OP_DQ, OP_L, OP_M, OP_MASK = range(9)
+N_OPERANDS = 9
+
+#: D_i = rowsum(dO_i o O_i): a multiply and an add per element of O_i, every inner step
+D_ROWSUM = 2
+#: rows of (N_k, d) one block of the GQA reduction kernel sums
+REDUCE_ROWS = 64
+
+
+def backward_per_score(masked: bool, dropout: bool) -> int:
+    """Vector FLOPs per recomputed score: S, P = exp(S - m) / l, Z (twice), dS, scale * dS."""
+    return SCALE + (MASK if masked else 0) + EXP + NORMALIZE + ((DROPOUT + 1) if dropout else 0) \
+        + SOFTMAX_BWD + 1
+
+
+@njit(cache=True)
+def _bwd_step(q_s, k_s, kT_s, vT_s, o_s, do_s, dq_s, dk_t, dv_t, l_s, m_s, s64, ds_t, z_t, dp, pdT, dsT, d_row,
+              rows, cols, r0, c0, b, h, kvalid, scale, causal, offset, wl, wr, p_drop, seed, gemm):
+    """One inner step of Algorithm 4 on the tiles in SRAM (executing mode only)."""
+    _scores(q_s, kT_s, s64, rows, cols, r0, c0, b, kvalid, scale, causal, offset, wl, wr)
+    br, bc = ds_t.shape
+    inv_keep = 1.0 / (1.0 - p_drop)
+    for r in range(br):
+        live = r < rows and m_s[0, r] != NEG_INF          # a fully masked row has P = 0
+        for c in range(bc):
+            p = 0.0
+            z = 0.0
+            if live and c < cols:
+                p = math.exp(s64[r, c] - m_s[0, r]) / l_s[0, r]          # P = diag(l)^-1 exp(S - m)
+                z = 1.0
+                if p_drop > 0.0:
+                    z = inv_keep if keep(seed, b, h, r0 + r, c0 + c, p_drop) else 0.0
+            s64[r, c] = p                                 # S becomes P in place
+            z_t[r, c] = z
+            pdT[c, r] = p * z                             # (P o Z)^T
+    mma_acc(pdT, do_s, dv_t, gemm)                        # dV~ += (B_c, B_r) @ (B_r, d)
+    dp[:, :] = 0.0
+    mma_acc(do_s, vT_s, dp, gemm)                         # dP = (B_r, d) @ (d, B_c)
+    for r in range(rows):
+        dsum = 0.0
+        for x in range(do_s.shape[1]):
+            dsum += do_s[r, x] * o_s[r, x]
+        d_row[r] = dsum                                   # D_i = rowsum(dO_i o O_i)
+    for r in range(br):
+        for c in range(bc):
+            ds = 0.0
+            if r < rows and c < cols:
+                ds = scale * s64[r, c] * (dp[r, c] * z_t[r, c] - d_row[r])
+            ds_t[r, c] = ds                               # scale * dS, the MMA operand
+            dsT[c, r] = ds
+    mma_acc(ds_t, k_s, dq_s, gemm)                        # dQ_i += (B_r, B_c) @ (B_c, d)
+    mma_acc(dsT, q_s, dk_t, gemm)                         # dK~ += (B_c, B_r) @ (B_r, d)
+
+
+@njit(parallel=True, cache=True)
+def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, NK, D, BR, BC, scale,
+             causal, offset, wl, wr, has_mask, p_drop, seed, per_score, execute, counters, eb, gemm):
+    """Algorithm 4 over (batch * heads) blocks; q, o, do, dq_acc, dq: (B*H, N_q, d); k, v:
+    (B*KVH, N_k, d); dkh, dvh: (B*H, N_k, d) per query head; l, m: (B*H, N_q) fp32."""
+    e = 1 if execute else 0
+    s = 1 - e                                              # counting mode: 1-element tiles
+    n_blocks = counters.shape[0]
+    t_c = (NK + BC - 1) // BC
+    t_r = (NQ + BR - 1) // BR
+    br, bc, d = BR - s * (BR - 1), BC - s * (BC - 1), D - s * (D - 1)
+    for blk in prange(n_blocks):
+        b = blk // H
+        h = blk % H
+        kv = b * KVH + h // G
+        qb, ob, dob, dqab, dqb = q[blk * e], o[blk * e], do[blk * e], dq_acc[blk * e], dq[blk * e]
+        kb, vb, dkb, dvb = k[kv * e], v[kv * e], dkh[blk * e], dvh[blk * e]
+        k_s = np.zeros((bc, d), np.float32)                # (B_c, d) K_j
+        v_s = np.zeros((bc, d), np.float32)                # (B_c, d) V_j
+        kT_s = np.zeros((d, bc), np.float32)               # (d, B_c) layouts of K_j, V_j for the MMAs
+        vT_s = np.zeros((d, bc), np.float32)
+        dk_t = np.zeros((bc, d), np.float32)               # (B_c, d) dK~_j fp32
+        dv_t = np.zeros((bc, d), np.float32)               # (B_c, d) dV~_j fp32
+        q_s = np.zeros((br, d), np.float32)                # (B_r, d) Q_i
+        o_s = np.zeros((br, d), np.float32)                # (B_r, d) O_i
+        do_s = np.zeros((br, d), np.float32)               # (B_r, d) dO_i
+        dq_s = np.zeros((br, d), np.float32)               # (B_r, d) dQ_i fp32
+        s64 = np.zeros((br, bc))                           # (B_r, B_c) S -> P (registers)
+        ds_t = np.zeros((br, bc), np.float32)              # (B_r, B_c) dS (P's SRAM buffer)
+        z_t = np.zeros((br, bc), np.float32)               # (B_r, B_c) dropout mask Z (registers)
+        dp = np.zeros((br, bc), np.float32)                # (B_r, B_c) dP (registers)
+        pdT = np.zeros((bc, br), np.float32)               # (B_c, B_r) (P o Z)^T layout
+        dsT = np.zeros((bc, br), np.float32)               # (B_c, B_r) dS^T layout
+        l_s = np.zeros((1, br), np.float32)                # (1, B_r) l_i
+        m_s = np.zeros((1, br), np.float32)                # (1, B_r) m_i
+        d_row = np.zeros(br)                               # (B_r,) D_i
+        # line 5: dQ = 0 (fp32), dK = 0, dV = 0 in HBM
+        count_store_direct(NQ * D, counters, blk, 32)
+        count_store_direct(NK * D, counters, blk, eb)
+        count_store_direct(NK * D, counters, blk, eb)
+        if execute:
+            dqab[:, :] = 0.0
+            dkb[:, :] = 0.0
+            dvb[:, :] = 0.0
+        for j in range(t_c):
+            c0 = j * BC
+            cols = min(BC, NK - c0)
+            load_tile(kb, c0, 0, cols, D, k_s, execute, counters, blk, OP_K, eb)
+            load_tile(vb, c0, 0, cols, D, v_s, execute, counters, blk, OP_V, eb)
+            if has_mask:
+                count_load_direct(cols, counters, blk, OP_MASK, 8)          # 1 byte per key
+            if execute:
+                for c in range(cols):
+                    for x in range(D):
+                        kT_s[x, c] = k_s[c, x]
+                        vT_s[x, c] = v_s[c, x]
+                dk_t[:, :] = 0.0
+                dv_t[:, :] = 0.0
+            for i in range(t_r):
+                r0 = i * BR
+                rows = min(BR, NQ - r0)
+                load_tile(qb, r0, 0, rows, D, q_s, execute, counters, blk, OP_Q, eb)
+                load_tile(ob, r0, 0, rows, D, o_s, execute, counters, blk, OP_O, eb)
+                load_tile(dob, r0, 0, rows, D, do_s, execute, counters, blk, OP_DO, eb)
+                load_tile(dqab, r0, 0, rows, D, dq_s, execute, counters, blk, OP_DQ, 32)
+                load_tile(l, blk, r0, 1, rows, l_s, execute, counters, blk, OP_L, 32)
+                load_tile(m, blk, r0, 1, rows, m_s, execute, counters, blk, OP_M, 32)
+                count_mma(rows, cols, D, counters, blk, eb)                  # S = Q_i K_j^T
+                count_mma(cols, D, rows, counters, blk, eb)                  # dV~ += P^T dO_i
+                count_mma(rows, cols, D, counters, blk, eb)                  # dP = dO_i V_j^T
+                count_mma(rows, D, cols, counters, blk, eb)                  # dQ_i += dS K_j
+                count_mma(cols, D, rows, counters, blk, eb)                  # dK~ += dS^T Q_i
+                count_vector(per_score * rows * cols + D_ROWSUM * rows * D, counters, blk)
+                if execute:
+                    _bwd_step(q_s, k_s, kT_s, vT_s, o_s, do_s, dq_s, dk_t, dv_t, l_s, m_s, s64, ds_t, z_t, dp,
+                              pdT, dsT, d_row, rows, cols, r0, c0, b, h, kvalid, scale, causal, offset,
+                              wl, wr, p_drop, seed, gemm)
+                if j == t_c - 1:                           # last pass: dq itself, in the logical dtype
+                    store_tile(dq_s, rows, D, dqb, r0, 0, execute, counters, blk, eb)
+                else:
+                    store_tile(dq_s, rows, D, dqab, r0, 0, execute, counters, blk, 32)
+            store_tile(dk_t, cols, D, dkb, c0, 0, execute, counters, blk, eb)
+            store_tile(dv_t, cols, D, dvb, c0, 0, execute, counters, blk, eb)
+
+
+@njit(parallel=True, cache=True)
+def reduce_body(dkh, dvh, dk, dv, G, NK, D, ROWS, execute, counters, eb):
+    """dk[g] = sum of the group's per-query-head dK (same for dV); one block per (b, kv head, rows).
+    dkh, dvh: (B*H, N_k, d); dk, dv: (B*KVH, N_k, d). Elementwise: registers only, no SRAM."""
+    n_t = (NK + ROWS - 1) // ROWS
+    for blk in prange(counters.shape[0]):
+        g = blk // n_t                                     # b * KVH + kv head
+        r0 = (blk % n_t) * ROWS
+        rows = min(ROWS, NK - r0)
+        for _ in range(G):
+            count_load_direct(rows * D, counters, blk, 0, eb)
+            count_load_direct(rows * D, counters, blk, 1, eb)
+        count_vector(2 * (G - 1) * rows * D, counters, blk)
+        count_store_direct(rows * D, counters, blk, eb)
+        count_store_direct(rows * D, counters, blk, eb)
+        if execute:
+            for r in range(r0, r0 + rows):
+                for x in range(D):
+                    a = 0.0
+                    c = 0.0
+                    for t in range(G):
+                        a += dkh[g * G + t, r, x]
+                        c += dvh[g * G + t, r, x]
+                    dk[g, r, x] = a
+                    dv[g, r, x] = c

@@ -1,0 +1,177 @@
+"""FlashAttention-1 forward: the Numba body of Algorithm 1 (Dao et al. 2022).
+
+One thread block per (batch, query head). Per block (``N_q`` queries, ``N_k``
+keys, ``T_r = ceil(N_q / B_r)``, ``T_c = ceil(N_k / B_c)``)::
+
+    O = 0, l = 0, m = -inf                        # written to HBM (line 2)
+    for j in 0..T_c-1:                            # K/V blocks (outer loop)
+        load K_j, V_j                             # (B_c, d) each, once
+        for i in 0..T_r-1:                        # Q blocks (inner loop)
+            load Q_i, O_i (B_r, d), l_i, m_i (B_r)
+            S = scale * Q_i K_j^T ; mask          # (B_r, B_c), fp32 registers
+            m~ = rowmax(S); P~ = exp(S - m~); l~ = rowsum(P~)
+            m_new = max(m_i, m~); l_new = e^(m_i - m_new) l_i + e^(m~ - m_new) l~
+            O_i = (l_i e^(m_i - m_new) O_i + e^(m~ - m_new) dropout(P~) V_j) / l_new
+            write O_i, l_i = l_new, m_i = m_new   # back to HBM, every inner step
+
+The exact byte formula is in :mod:`tinyml.kernels.attention.flash1`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ...sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
+from .._mma import mma_acc
+from .flops import EXP, ROW_MAX, forward_per_score
+from .masks import visible
+from .rng import keep
+
+# operand columns of the forward's counters (HBM bytes read per input)
+OP_Q, OP_K, OP_V, OP_O, OP_L, OP_M, OP_MASK = range(7)
+N_OPERANDS = 7
+
+#: vector FLOPs per element of O_i per inner step: two scalings, an add, the division by l_new
+RESCALE_O = 4
+#: vector FLOPs per row per inner step: m_new (max), two exponentials, l_new (2 mul + 1 add)
+ROW_UPDATE = ROW_MAX + 2 * EXP + 3
+
+NEG_INF = -np.inf
+
+
+def fwd_per_score(masked: bool, dropout: bool) -> int:
+    """Vector FLOPs per score: scale, mask, rowmax, exp, rowsum, dropout (P~ is never normalised:
+    O_i is, ``RESCALE_O`` per element)."""
+    return forward_per_score(masked, dropout, normalize=False)
+
+
+@njit(cache=True)
+def _scores(q_s, kT_s, s64, rows, cols, r0, c0, b, kvalid, scale, causal, offset, wl, wr):
+    """s64[:rows, :cols] = MASK(scale * Q_i K_j^T) in float64; hidden scores are -inf.
+
+    CPU numerics (the counters are unaffected): like a tensor core (exact products, one
+    wide accumulator) the dot products sum d in a fixed order whatever the tile shape, so
+    the backward recomputes exactly the forward's scores. S stays float64 until P, so a
+    large logit (|S| ~ 1e3, where a float32 ulp is 1e-4) costs no accuracy.
+    """
+    for r in range(rows):
+        for c in range(cols):
+            s64[r, c] = 0.0
+        for x in range(q_s.shape[1]):
+            a = np.float64(q_s[r, x])
+            for c in range(cols):
+                s64[r, c] += a * kT_s[x, c]                # (B_r, d) @ (d, B_c), one row at a time
+        for c in range(cols):
+            if kvalid[b, c0 + c] and visible(r0 + r, c0 + c, offset, causal, wl, wr):
+                s64[r, c] = scale * s64[r, c]
+            else:
+                s64[r, c] = NEG_INF
+
+
+@njit(cache=True)
+def _fwd_step(q_s, kT_s, v_s, o_s, l_s, m_s, s64, p_t, pv, alpha, beta, rows, cols, r0, c0, b, h, kvalid,
+              scale, causal, offset, wl, wr, p_drop, seed, gemm):
+    """One inner step of Algorithm 1 on the tiles in SRAM (executing mode only)."""
+    _scores(q_s, kT_s, s64, rows, cols, r0, c0, b, kvalid, scale, causal, offset, wl, wr)
+    inv_keep = 1.0 / (1.0 - p_drop)
+    for r in range(rows):
+        mt = NEG_INF                                       # m~ = rowmax(S), as fp32 (what HBM keeps)
+        for c in range(cols):
+            mt = max(mt, s64[r, c])
+        mt = np.float64(np.float32(mt))
+        lt = 0.0                                           # l~ = rowsum(P~), before dropout
+        for c in range(cols):
+            e = 0.0 if mt == NEG_INF else math.exp(s64[r, c] - mt)
+            lt += e
+            if p_drop > 0.0:
+                e = e * inv_keep if keep(seed, b, h, r0 + r, c0 + c, p_drop) else 0.0
+            p_t[r, c] = e                                  # dropout(P~), the MMA operand
+        for c in range(cols, p_t.shape[1]):
+            p_t[r, c] = 0.0                                # a stale V row must not reach P V
+        m_old = m_s[0, r]
+        m_new = max(m_old, mt)
+        if m_new == NEG_INF:                               # nothing visible yet: O, l, m stay 0, 0, -inf
+            alpha[r] = 0.0
+            beta[r] = 0.0
+            continue
+        a = math.exp(m_old - m_new)                        # e^(m_i - m_new), 0 when m_i = -inf
+        bt = math.exp(mt - m_new)                          # e^(m~ - m_new), 0 when m~ = -inf
+        l_new = a * l_s[0, r] + bt * lt
+        alpha[r] = l_s[0, r] * a / l_new
+        beta[r] = bt / l_new
+        l_s[0, r] = l_new
+        m_s[0, r] = m_new
+    pv[:, :] = 0.0
+    mma_acc(p_t, v_s, pv, gemm)                            # (B_r, B_c) @ (B_c, d): dropout(P~) V_j
+    for r in range(rows):
+        for x in range(o_s.shape[1]):
+            o_s[r, x] = alpha[r] * o_s[r, x] + beta[r] * pv[r, x]
+
+
+@njit(parallel=True, cache=True)
+def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, scale, causal, offset, wl, wr,
+             has_mask, p_drop, seed, per_score, execute, counters, eb, gemm):
+    """Algorithm 1 over a grid of (batch * heads) blocks; q, o: (B*H, N_q, d), k, v: (B*KVH, N_k, d),
+    l, m: (B*H, N_q) fp32, kvalid: (B, N_k); per_score: vector FLOPs per score (:func:`fwd_per_score`).
+    Counting mode passes 1-element dummies."""
+    e = 1 if execute else 0
+    s = 1 - e                                               # counting mode: 1-element tiles
+    n_blocks = counters.shape[0]
+    t_c = (NK + BC - 1) // BC
+    t_r = (NQ + BR - 1) // BR
+    for blk in prange(n_blocks):
+        b = blk // H
+        h = blk % H
+        kv = b * KVH + h // G
+        qb, ob, kb, vb = q[blk * e], o[blk * e], k[kv * e], v[kv * e]       # (N, d) views of HBM
+        k_s = np.zeros((BC - s * (BC - 1), D - s * (D - 1)), np.float32)    # (B_c, d) K_j
+        kT_s = np.zeros((D - s * (D - 1), BC - s * (BC - 1)), np.float32)   # (d, B_c) K_j^T (layout only)
+        v_s = np.zeros((BC - s * (BC - 1), D - s * (D - 1)), np.float32)    # (B_c, d) V_j
+        q_s = np.zeros((BR - s * (BR - 1), D - s * (D - 1)), np.float32)    # (B_r, d) Q_i
+        o_s = np.zeros((BR - s * (BR - 1), D - s * (D - 1)), np.float32)    # (B_r, d) O_i
+        s64 = np.zeros((BR - s * (BR - 1), BC - s * (BC - 1)))              # (B_r, B_c) S_ij (registers)
+        p_t = np.zeros((BR - s * (BR - 1), BC - s * (BC - 1)), np.float32)  # (B_r, B_c) P_ij
+        pv = np.zeros((BR - s * (BR - 1), D - s * (D - 1)), np.float32)     # (B_r, d) registers
+        l_s = np.zeros((1, BR - s * (BR - 1)), np.float32)                  # (1, B_r) l_i
+        m_s = np.zeros((1, BR - s * (BR - 1)), np.float32)                  # (1, B_r) m_i
+        alpha = np.zeros(BR - s * (BR - 1))                                 # (B_r,) O_i rescale factors
+        beta = np.zeros(BR - s * (BR - 1))
+        # line 2: O = 0, l = 0, m = -inf in HBM
+        count_store_direct(NQ * D, counters, blk, eb)
+        count_store_direct(NQ, counters, blk, 32)
+        count_store_direct(NQ, counters, blk, 32)
+        if execute:
+            ob[:, :] = 0.0
+            l[blk, :] = 0.0
+            m[blk, :] = NEG_INF
+        for j in range(t_c):
+            c0 = j * BC
+            cols = min(BC, NK - c0)
+            load_tile(kb, c0, 0, cols, D, k_s, execute, counters, blk, OP_K, eb)
+            load_tile(vb, c0, 0, cols, D, v_s, execute, counters, blk, OP_V, eb)
+            if has_mask:
+                count_load_direct(cols, counters, blk, OP_MASK, 8)          # 1 byte per key
+            if execute:
+                for c in range(cols):
+                    for x in range(D):
+                        kT_s[x, c] = k_s[c, x]
+            for i in range(t_r):
+                r0 = i * BR
+                rows = min(BR, NQ - r0)
+                load_tile(qb, r0, 0, rows, D, q_s, execute, counters, blk, OP_Q, eb)
+                load_tile(ob, r0, 0, rows, D, o_s, execute, counters, blk, OP_O, eb)
+                load_tile(l, blk, r0, 1, rows, l_s, execute, counters, blk, OP_L, 32)
+                load_tile(m, blk, r0, 1, rows, m_s, execute, counters, blk, OP_M, 32)
+                count_mma(rows, cols, D, counters, blk, eb)                  # S = Q_i K_j^T
+                count_vector(per_score * rows * cols + ROW_UPDATE * rows + RESCALE_O * rows * D,
+                             counters, blk)
+                count_mma(rows, D, cols, counters, blk, eb)                  # P~ V_j
+                if execute:
+                    _fwd_step(q_s, kT_s, v_s, o_s, l_s, m_s, s64, p_t, pv, alpha, beta, rows, cols, r0, c0,
+                              b, h, kvalid, scale, causal, offset, wl, wr, p_drop, seed, gemm)
+                store_tile(o_s, rows, D, ob, r0, 0, execute, counters, blk, eb)
+                store_tile(l_s, 1, rows, l, blk, r0, execute, counters, blk, 32)
+                store_tile(m_s, 1, rows, m, blk, r0, execute, counters, blk, 32)

@@ -1,0 +1,251 @@
+"""FlashAttention-2 forward (Dao 2023, arXiv 2307.08691, Algorithm 1).
+
+What changed from FlashAttention-1: the loops are swapped. The outer loop runs
+over blocks of Q rows, so the output block O_i and its statistics m_i, l_i
+stay on chip for the whole inner loop over K/V blocks and are written once;
+the accumulator is kept unnormalised (rescaled by exp(m_old - m_new) only when
+the max grows) and divided by l once at the end; only O and the log-sum-exp
+are saved for the backward. Each (batch, head, q block) is its own thread
+block, so even batch x heads smaller than the SM count fills the GPU
+(sequence parallelism).
+
+Tile loop (grid (batch, heads, ceil(Nq / B_r)), the q-block index fastest and
+heaviest-first, so consecutive blocks read the same K and V from L2)::
+
+    for each block (b, h, i) in parallel:
+        if no key is visible to block i: O_i = 0, lse_i = -inf; store; done
+        Q_i = load Q[b, h, i*B_r : +B_r]                       # (B_r, d) HBM -> SRAM
+        O = zeros(B_r, d) fp32;  l = zeros(B_r);  m = full(B_r, -inf)
+        for j over the K/V blocks block i can see (fully masked tiles skipped):
+            K_j, V_j = load K, V[b, h // group, j*B_c : +B_c]  # (B_c, d) each
+            S = scale * Q_i K_j^T                              # (B_r, B_c) tensor cores
+            S = -inf where causal / window / key padding hides the key
+            m_new = max(m, rowmax(S));  P = exp(S - m_new)     # unnormalised
+            l = exp(m - m_new) * l + rowsum(P)
+            O = diag(exp(m - m_new)) O + dropout(P) V_j        # (B_r, d) tensor cores
+            m = m_new
+        O_i = O / l;  lse_i = m + log(l)                       # rows with l = 0: 0 and -inf
+        store O_i (logical dtype), lse_i (fp32)
+
+HBM traffic (``s`` bytes per element of the logical dtype, before L2 reuse).
+Without causal / window masks (every tile computed)::
+
+    reads  = B H Nq d s                      Q, once
+           + 2 B H ceil(Nq / B_r) Nk d s     K and V, once per q block
+           (+ B H ceil(Nq / B_r) Nk          the key padding mask, 1 byte a key, if given)
+    writes = B H Nq d s + 4 B H Nq           O and lse, once
+
+In general, with C the computed tiles ((i, j) such that some query of block i
+may see some key of block j) and r_i, c_j the valid rows / columns of a tile::
+
+    reads  = B H d s sum_{i with a tile in C} r_i + (2 d s (+1 with a mask)) B H sum_{(i,j) in C} c_j
+    writes = B H Nq d s + 4 B H Nq
+
+Causal with Nq = Nk = N and B_r = B_c = B dividing N: block i computes tiles
+j <= i, so K and V are read ``B H N (N / B + 1) d s / 2`` bytes each, about
+half of the non-causal ``B H N (N / B) d s``. FLOPs: ``4 d sum_{(i,j) in C} r_i c_j`` on tensor cores
+(QK^T and PV); vector FLOPs per computed score from
+:func:`tinyml.kernels.attention.flash2_tiles.fwd_per_score`, plus
+``(d + 3) r_i`` per computed tile (rescaling) and ``(d + 2) r_i`` per q block
+with any tile (final O / l and lse).
+
+L2: blocks of one wave with the same (batch, kv head) read the same K and V
+(the ``panels`` of the launch); the heaviest q block comes first, so the first
+reader in a wave reads the whole causal span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from ...sim import current_profile
+from ...sim.counters import new_counters
+from ...sim.tiles import count_load_direct, count_mma, count_vector, load_tile, store_tile
+from .._contract import blas_single_thread, ceil_div
+from .._mma import mma_acc, sgemm
+from ._common import DUMMY2, AttentionCall, prepare_attention
+from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
+from .masks import visible
+from .rng import keep
+
+KERNEL = "flash2_fwd"
+OP_Q, OP_K, OP_V, OP_MASK = 0, 1, 2, 3
+
+
+@dataclass
+class Flash2Saved:
+    """What the FlashAttention-2 backward needs: the call (q, k, v), O and lse (kept alive in HBM)."""
+
+    call: AttentionCall
+    o: object                 # (B, H, Nq, d) logical dtype
+    lse: object               # (B, H, Nq) fp32
+    block_q: "int | None"     # the caller's block sizes (None: the backward picks its own)
+    block_k: "int | None"
+    check_finite: bool = True
+    version: int = 2
+
+
+@njit(parallel=True, cache=True)
+def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, span_hi, causal, wl, wr,
+          has_mask, scale, dropout_p, seed, per_score, execute, counters, elem_bits, gemm):
+    # q, o: (B*H*NQ, D); k, v: (B*KVH*NK, D); lse: (B*H, NQ); key_valid: (B, NK)
+    nqb = (NQ + BR - 1) // BR
+    group = H // KVH
+    offset = NK - NQ
+    e = 0 if execute else 1                  # counting mode: 1-element tile buffers
+    keep_scale = 1.0 / (1.0 - dropout_p)
+    for blk in prange(B * H * nqb):
+        bh = blk // nqb
+        ib = nqb - 1 - blk % nqb             # heaviest (causal) q block first
+        b = bh // H
+        h = bh % H
+        r0 = ib * BR
+        rows = min(BR, NQ - r0)
+        kv0 = (b * KVH + h // group) * NK    # first row of this kv head in k, v
+        q_s = np.zeros((BR - e * (BR - 1), D - e * (D - 1)), dtype=np.float32)     # (BR, D) SRAM
+        k_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
+        kt_s = np.zeros((D - e * (D - 1), BC - e * (BC - 1)), dtype=np.float32)    # (D, BC) K_j^T
+        v_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
+        s_t = np.zeros((BR - e * (BR - 1), BC - e * (BC - 1)), dtype=np.float32)   # (BR, BC) S
+        p_t = np.zeros((BR - e * (BR - 1), BC - e * (BC - 1)), dtype=np.float32)   # (BR, BC) P
+        o_acc = np.zeros((BR - e * (BR - 1), D - e * (D - 1)), dtype=np.float32)   # (BR, D) fp32
+        m_i = np.full(BR, -np.inf, dtype=np.float32)                                # (BR,)
+        l_i = np.zeros(BR, dtype=np.float32)                                        # (BR,)
+        lse_row = np.full((1, BR), -np.inf, dtype=np.float32)                       # (1, BR)
+        lo = span_lo[ib]
+        hi = span_hi[ib]
+        if hi > lo:
+            load_tile(q, bh * NQ + r0, 0, rows, D, q_s, execute, counters, blk, OP_Q, elem_bits)
+            for jb in range(lo // BC, (hi + BC - 1) // BC):
+                c0 = jb * BC
+                cols = min(BC, NK - c0)
+                if execute and cols < BC:          # the last, partial tile: zero padding
+                    k_s[:] = 0.0
+                    v_s[:] = 0.0
+                load_tile(k, kv0 + c0, 0, cols, D, k_s, execute, counters, blk, OP_K, elem_bits)
+                load_tile(v, kv0 + c0, 0, cols, D, v_s, execute, counters, blk, OP_V, elem_bits)
+                if has_mask:
+                    count_load_direct(cols, counters, blk, OP_MASK, 8)     # key_valid[b, c0:c0+cols]
+                count_mma(rows, cols, D, counters, blk, elem_bits)         # S = Q_i K_j^T
+                count_vector(rows * cols * per_score, counters, blk)
+                count_vector(rows * (D + RESCALE_PER_ROW), counters, blk)
+                count_mma(rows, D, cols, counters, blk, elem_bits)         # O += P V_j
+                if not execute:
+                    continue
+                for c in range(BC):
+                    for dd in range(D):
+                        kt_s[dd, c] = k_s[c, dd]
+                s_t[:] = 0.0
+                mma_acc(q_s, kt_s, s_t, gemm)                              # (BR, D) @ (D, BC)
+                for r in range(rows):
+                    i = r0 + r
+                    m_old = m_i[r]
+                    mx = m_old
+                    for c in range(cols):
+                        j = c0 + c
+                        if visible(i, j, offset, causal, wl, wr) and key_valid[b, j]:
+                            s_t[r, c] *= scale           # rounded to fp32, as the backward recomputes it
+                            if s_t[r, c] > mx:
+                                mx = s_t[r, c]
+                        else:
+                            s_t[r, c] = -np.inf
+                    if mx == -np.inf:                  # nothing visible to this row yet
+                        for c in range(cols):
+                            p_t[r, c] = 0.0
+                        continue
+                    alpha = np.exp(m_old - mx)         # 0 on the row's first visible tile
+                    row_sum = 0.0
+                    for c in range(cols):
+                        pe = np.exp(s_t[r, c] - mx)    # exp(-inf) = 0 for hidden keys
+                        row_sum += pe
+                        if dropout_p > 0.0:
+                            pe = pe * keep_scale if keep(seed, b, h, i, c0 + c, dropout_p) else 0.0
+                        p_t[r, c] = pe
+                    for c in range(cols, BC):
+                        p_t[r, c] = 0.0
+                    l_i[r] = alpha * l_i[r] + row_sum
+                    m_i[r] = mx
+                    for dd in range(D):
+                        o_acc[r, dd] *= alpha
+                mma_acc(p_t, v_s, o_acc, gemm)                             # (BR, BC) @ (BC, D)
+            count_vector(rows * (D + FINAL_PER_ROW), counters, blk)
+            if execute:
+                for r in range(rows):
+                    if l_i[r] > 0.0:
+                        inv = 1.0 / l_i[r]
+                        for dd in range(D):
+                            o_acc[r, dd] *= inv
+                        lse_row[0, r] = m_i[r] + np.log(l_i[r])
+                    else:                              # a fully masked row
+                        for dd in range(D):
+                            o_acc[r, dd] = 0.0
+        store_tile(o_acc, rows, D, o, bh * NQ + r0, 0, execute, counters, blk, elem_bits)
+        store_tile(lse_row, 1, rows, lse, bh, r0, execute, counters, blk, 32)
+
+
+def kv_panels(n_blocks: int, per_bh: int, heads: int, kv_heads: int) -> np.ndarray:
+    """(n_blocks,) the (batch, kv head) each block reads K and V of: b * kv_heads + h // group."""
+    bh = np.arange(n_blocks) // per_bh
+    b, h = np.divmod(bh, heads)
+    return b * kv_heads + h // (heads // kv_heads)
+
+
+def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_finite: bool = True):
+    """Launch the forward of a validated call; returns O (and the saved state)."""
+    prof = current_profile()
+    blocks, sram = resolve_blocks(prof.device, "fwd", call.seq_q, call.seq_k, call.head_dim, call.dtype,
+                                  KERNEL, block_q, block_k)
+    B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
+    for op in (call.q, call.k, call.v):
+        prof.hbm.track(op.obj, op.name, call.dtype)
+    has_mask = call.key_padding_obj is not None
+    if has_mask:
+        prof.hbm.track(call.key_padding_obj, "key_padding_mask", "int8")
+    o = prof.hbm.new_tensor("o", (B, H, NQ, D), call.dtype, call.execute)          # (B, H, Nq, d)
+    lse = prof.hbm.new_tensor("lse", (B, H, NQ), "fp32", call.execute)             # (B, H, Nq)
+    span_lo, span_hi, _, _ = tile_grid(call, blocks)
+    nqb = ceil_div(NQ, blocks.block_q)
+    grid = (B, H, nqb)
+    counters = new_counters(B * H * nqb, n_operands=4)
+    x = call.execute
+    wl, wr = call.window
+    gemm = sgemm()
+    with blas_single_thread():
+        _body(call.q.data.reshape(B * H * NQ, D) if x else DUMMY2,
+              call.k.data.reshape(B * KVH * NK, D) if x else DUMMY2,
+              call.v.data.reshape(B * KVH * NK, D) if x else DUMMY2,
+              call.key_valid_array(),
+              o.reshape(B * H * NQ, D) if x else DUMMY2,
+              lse.reshape(B * H, NQ) if x else DUMMY2,
+              B, H, KVH, NQ, NK, D, blocks.block_q, blocks.block_k, span_lo, span_hi, call.causal, wl, wr,
+              has_mask, call.scale, call.dropout_p, call.seed,
+              fwd_per_score(call.masked, call.dropout_p > 0), x, counters, call.elem_bits, gemm)
+    panel = kv_panels(counters.shape[0], nqb, H, KVH)
+    panels = {OP_K: panel, OP_V: panel, OP_MASK: panel // KVH}
+    prof.record(KERNEL, grid, counters, dtype=call.dtype, sram_per_block=sram, panels=panels)
+    if not return_saved:
+        return o
+    return o, Flash2Saved(call, o, lse, block_q, block_k, check_finite)
+
+
+def flash_attention_v2(q, k, v, *, causal: bool = False, key_padding_mask=None, dropout_p: float = 0.0,
+                       seed: int = 0, scale=None, window=None, block_q: "int | None" = None,
+                       block_k: "int | None" = None, dtype: str = "fp16", check_finite: bool = True,
+                       return_saved: bool = False):
+    """FlashAttention-2 forward: O = softmax(scale Q K^T + mask) V without an N x N matrix in HBM.
+
+    q: (B, H, Nq, d); k, v: (B, KVH, Nk, d) (GQA when KVH < H); NumPy arrays
+    (executing) or ``tinyml.sim.meta`` tensors (counting). ``window`` is a
+    sliding window (int or (left, right)); ``block_q`` / ``block_k`` are B_r /
+    B_c (default: the largest that fit SRAM). Returns O (B, H, Nq, d), or
+    ``(O, saved)`` with ``return_saved=True`` for :func:`flash_attention_v2_backward`.
+    Records one kernel, ``flash2_fwd``. See the module docstring for the tile
+    loop and the HBM bytes.
+    """
+    call = prepare_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p,
+                             seed=seed, scale=scale, window=window, dtype=dtype, kernel=KERNEL,
+                             check_finite=check_finite)
+    return forward(call, block_q, block_k, return_saved, check_finite)
