@@ -18,19 +18,20 @@ EPILOG = """examples:
   tinyml devices                               every simulated GPU
   tinyml devices a100-40gb                     one GPU, each number with its source
   tinyml matmul --m 4096 --n 4096 --k 4096     naive vs tiled matmul on the A100
+  tinyml attention --paper fig2                the FlashAttention paper's Figure 2, reproduced
   tinyml lab list                              the course labs
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import devices, kernels, lab, tour
+    from . import attention, devices, kernels, lab, tour
 
     parser = argparse.ArgumentParser(
         prog="tinyml", description="See the GPU memory hierarchy at work, on a laptop CPU.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (tour, devices, kernels, lab):
+    for module in (tour, devices, kernels, attention, lab):
         module.register(sub)
     return parser
 

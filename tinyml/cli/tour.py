@@ -19,6 +19,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="preset name or .toml file (default a100-40gb)")
     p.add_argument("--size", type=int, default=4096, help="matmul size N for N x N x N (default 4096)")
+    p.add_argument("--long-seq", type=int, default=65536, help="sequence length of the memory stop (default 65536)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -81,6 +82,45 @@ def run(args) -> int:
             f"v2 then waits on the fp32 vector units ({tiled['bound']}-bound); v3 hands each tile product "
             f"to the tensor cores and is {mma['bound']}-bound: {naive['time_s'] / mma['time_s']:,.0f}x faster "
             f"than naive.\n")
-    c.print("[bold]Next:[/bold] tinyml matmul --help  |  tinyml devices  |  tinyml lab list  |  "
-            "docs: mkdocs serve (docs/)")
+    attention_story(c, device, n_long=args.long_seq)
+    c.print("[bold]Next:[/bold] tinyml matmul --help  |  tinyml attention --paper fig2  |  tinyml devices  |  "
+            "tinyml lab list  |  docs: mkdocs serve (docs/)")
     return 0
+
+
+def attention_story(c, device, n_long: int = 65536) -> None:
+    """Stops 3 and 4: FlashAttention's bytes and time, then its memory at long sequences."""
+    from ..kernels.attention.flash import flash_attention
+    from ..kernels.attention.paper import FIG2, run_variant as run_fig2
+    from ..kernels.attention.standard import standard_attention
+    from ..sim import HbmOutOfMemoryError, Profile, meta
+    from ..sim.units import fmt_bytes, fmt_flops, fmt_time
+
+    cfg = FIG2
+    c.print(f"[bold]3. Attention[/bold], GPT-2 medium as in the FlashAttention paper (B={cfg['batch']}, "
+            f"H={cfg['heads']}, N={cfg['seq']}, d={cfg['head_dim']}, causal, dropout), forward + backward:")
+    profs = {v: run_fig2(v, device) for v in ("standard", "flash1", "flash2")}
+    std = profs["standard"]
+    rows = [[v, str(len(p.records)), fmt_bytes(p.hbm_bytes), fmt_flops(p.flops_matmul + p.flops_vector),
+             fmt_time(p.time_s), f"{std.time_s / p.time_s:.1f}x", p.bound] for v, p in profs.items()]
+    cols = ["variant", "kernels", "HBM bytes", "FLOPs", "sim time", "speedup", "bound"]
+    c.print(table(None, cols, rows, set(cols[1:6])))
+    fa = profs["flash1"]
+    c.print(f"Standard attention writes the {cfg['seq']}x{cfg['seq']} score matrix of every head to HBM and "
+            f"reads it back kernel after kernel: {fmt_bytes(std.hbm_bytes)}. FlashAttention keeps each tile of "
+            f"scores in SRAM and recomputes them in the backward pass: "
+            f"{(fa.flops_matmul + fa.flops_vector) / (std.flops_matmul + std.flops_vector):.2f}x the FLOPs but "
+            f"{std.hbm_bytes / fa.hbm_bytes:.0f}x fewer bytes, so it is {std.time_s / fa.time_s:.1f}x faster. "
+            f"(`tinyml attention --paper fig2` puts these next to the paper's numbers.)\n")
+
+    c.print(f"[bold]4. Memory.[/bold] One sequence of {n_long:,} tokens, 16 heads, d=64, forward:")
+    for name, fn in (("standard", standard_attention), ("flash2", flash_attention)):
+        prof = Profile(device)
+        try:
+            with prof:
+                q, k, v = (meta((1, 16, n_long, 64), "fp16") for _ in range(3))
+                fn(q, k, v, causal=True)
+            c.print(f"  {name}: peak HBM {fmt_bytes(prof.peak_hbm_bytes)}, {fmt_time(prof.time_s)}")
+        except HbmOutOfMemoryError as exc:
+            c.print(f"  {name}: [bold]{type(exc).__name__}[/bold]: {str(exc).splitlines()[0]}")
+    c.print("")

@@ -1,0 +1,74 @@
+"""`tinyml attention`: the kernel-command JSON schema, executed checks, the paper's Figure 2."""
+
+import json
+
+import pytest
+
+from tinyml.cli import main
+
+KEYS = {"variant", "hbm_read_bytes", "hbm_write_bytes", "flops_matmul", "flops_vector", "peak_hbm_bytes",
+        "time_s", "kernels"}
+
+
+def run_json(capsys, *argv):
+    status = main([*argv, "--json"])
+    return status, json.loads(capsys.readouterr().out)
+
+
+def test_small_shape_executes_every_variant_forward_and_backward(capsys):
+    status, out = run_json(capsys, "attention", "--batch", "1", "--heads", "4", "--kv-heads", "2", "--seq", "19",
+                           "--seq-k", "23", "--head-dim", "8", "--causal", "--dropout", "0.2", "--backward")
+    assert status == 0
+    assert [r["variant"] for r in out["results"]] == ["standard", "flash1", "flash2"]
+    for r in out["results"]:
+        assert KEYS <= set(r) and r["mode"] == "execute"
+        assert r["max_abs_err"] < 1e-4 and r["max_abs_grad_err"] < 1e-4
+        assert r["hbm_read_bytes"] == sum(k["hbm_read_bytes"] for k in r["kernels"])
+
+
+def test_counting_mode_standard_moves_quadratic_bytes(capsys):
+    n, d, bh = 2048, 64, 8
+    status, out = run_json(capsys, "attention", "--batch", "1", "--heads", str(bh), "--seq", str(n),
+                           "--head-dim", str(d), "--count-only", "--variants", "standard,flash2")
+    assert status == 0
+    std, fa2 = out["results"]
+    assert std["mode"] == "count"
+    s_bytes = bh * n * n * 2                       # one fp16 N x N matrix for every head
+    assert std["hbm_write_bytes"] >= 2 * s_bytes   # S and P at least
+    assert fa2["hbm_read_bytes"] + fa2["hbm_write_bytes"] < s_bytes
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--heads", "6", "--kv-heads", "4"], "does not divide"),
+    (["--variants", "standard,flash9"], "unknown variant"),
+    (["--seq", "0"], "--seq must be >= 1"),
+])
+def test_bad_input_exits_2_with_a_message(capsys, argv, needle):
+    assert main(["attention", "--head-dim", "8", "--seq", "16", *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def _fig2(capsys):
+    _, out = run_json(capsys, "attention", "--paper", "fig2")
+    assert {r["variant"] for r in out["results"]} == {"standard", "flash1", "flash2"}
+    return out
+
+
+def test_fig2_standard_attention_and_flop_ratio_match_the_paper(capsys):
+    out = _fig2(capsys)
+    assert len(out["targets"]) == 5
+    for t in out["targets"]:
+        if t["target"].startswith(("standard", "FLOPs")):
+            assert t["pass"], t
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap: tinyml's FA1 counts every tile re-read as HBM traffic (8.3 GB, 15 ms); the paper measured "
+    "DRAM traffic after the A100's 40 MB L2, which absorbs the repeated reads of Q, O and dO within a head. "
+    "Modelling L2 capacity and the register file is the next step (issue note)"))
+def test_fig2_flashattention_matches_the_paper(capsys):
+    out = _fig2(capsys)
+    for t in out["targets"]:
+        if t["target"].startswith("flash1"):
+            assert t["pass"], t

@@ -1,0 +1,179 @@
+"""``tinyml attention``: standard attention vs FlashAttention-1 vs FlashAttention-2."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._out import console, emit_json, table
+from .results import run_variant
+
+HELP = """examples:
+  tinyml attention --paper fig2                                 the FlashAttention paper's Figure 2, reproduced
+  tinyml attention --batch 8 --heads 16 --seq 4096 --head-dim 64 --causal --backward
+  tinyml attention --batch 1 --heads 32 --kv-heads 8 --seq 2048 --head-dim 128 --variants flash2
+  tinyml attention --batch 1 --heads 2 --seq 100 --head-dim 16 --dropout 0.1   (small: executes and checks)
+
+Shapes with batch*heads*seq*seq_k*head_dim <= 2^24 execute on the CPU and are checked against the
+float64 reference; larger ones run in counting mode. --count-only / --execute force either.
+Exit status: 0 if every variant ran, 1 if some failed (out of HBM, ...), 2 for bad input.
+"""
+
+VARIANTS = ("standard", "flash1", "flash2")
+EXECUTE_LIMIT = 2 ** 24
+
+
+def register(sub) -> None:
+    p = sub.add_parser("attention", help="standard vs FlashAttention on a simulated GPU", epilog=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--paper", choices=["fig2"], help="reproduce a figure of the FlashAttention paper")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--heads", type=int, default=16)
+    p.add_argument("--kv-heads", type=int, default=None, help="kv heads for MQA/GQA (default: heads)")
+    p.add_argument("--seq", type=int, default=1024, help="query sequence length")
+    p.add_argument("--seq-k", type=int, default=None, help="key sequence length (default: --seq)")
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--causal", action="store_true")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
+    p.add_argument("--backward", action="store_true", help="forward + backward")
+    p.add_argument("--dtype", default="fp16", help="logical dtype: fp16, bf16, fp32")
+    p.add_argument("--device", default=None, help="preset name or .toml file (default a100-40gb)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: standard,flash1,flash2")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--count-only", action="store_true", help="shapes only: cost without numerics")
+    mode.add_argument("--execute", action="store_true", help="run the numerics even for big shapes (slow)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome trace (open in ui.perfetto.dev)")
+    p.add_argument("--roofline", metavar="FILE", help="write a roofline plot (PNG)")
+    p.set_defaults(func=run)
+
+
+def _variants(text: str) -> list[str]:
+    from ..sim import TileConfigError
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in VARIANTS]
+    if bad or not names:
+        raise TileConfigError(f"unknown variant(s) {', '.join(bad) or '(none)'}; choose from {', '.join(VARIANTS)}")
+    return names
+
+
+def run(args) -> int:
+    if args.paper:
+        from .attention_paper import run_paper
+
+        return run_paper(args)
+    import numpy as np
+
+    from ..kernels import reference
+    from ..kernels.attention.flash import flash_attention, flash_attention_backward
+    from ..kernels.attention.standard import standard_attention, standard_attention_backward
+    from ..sim import FLOAT_DTYPES, ShapeError, canonical, load_device, meta
+
+    for name in ("batch", "heads", "seq", "head_dim"):
+        if getattr(args, name) < 1:
+            raise ShapeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    dtype = canonical(args.dtype, FLOAT_DTYPES)
+    device = load_device(args.device)
+    variants = _variants(args.variants)
+    b, h, d = args.batch, args.heads, args.head_dim
+    kvh = args.kv_heads or h
+    nq, nk = args.seq, args.seq_k or args.seq
+    if kvh < 1 or h % kvh:
+        raise ShapeError(f"--kv-heads {kvh} does not divide --heads {h}; GQA needs heads to be a multiple "
+                         f"of kv_heads (e.g. --heads 32 --kv-heads 8)")
+    if nk < 1:
+        raise ShapeError(f"--seq-k must be >= 1, got {nk}")
+    execute = args.execute or (not args.count_only and b * h * nq * nk * d <= EXECUTE_LIMIT)
+    mode = "execute" if execute else "count"
+    opts = dict(causal=args.causal, dropout_p=args.dropout, seed=args.seed)
+    if execute:
+        rng = np.random.default_rng(args.seed)
+        q = rng.standard_normal((b, h, nq, d)).astype(np.float32)       # (B, H, Nq, d)
+        k = rng.standard_normal((b, kvh, nk, d)).astype(np.float32)     # (B, KVH, Nk, d)
+        v = rng.standard_normal((b, kvh, nk, d)).astype(np.float32)     # (B, KVH, Nk, d)
+        dout = rng.standard_normal((b, h, nq, d)).astype(np.float32)    # (B, H, Nq, d)
+        o_ref, _ = reference.attention(q, k, v, **opts)
+        grads_ref = reference.attention_backward(q, k, v, dout, **opts) if args.backward else None
+    else:
+        q, dout = meta((b, h, nq, d), dtype), meta((b, h, nq, d), dtype)
+        k, v = meta((b, kvh, nk, d), dtype), meta((b, kvh, nk, d), dtype)
+
+    results, profiles = [], []
+    for variant in variants:
+        def go(variant=variant):
+            if variant == "standard":
+                o, saved = standard_attention(q, k, v, dtype=dtype, return_saved=True, **opts)
+                grads = standard_attention_backward(dout, saved) if args.backward else None
+            else:
+                o, saved = flash_attention(q, k, v, version=int(variant[-1]), dtype=dtype,
+                                           return_saved=True, **opts)
+                grads = flash_attention_backward(dout, saved) if args.backward else None
+            if not execute:
+                return {}
+            extra = {"max_abs_err": float(np.abs(o - o_ref).max())}
+            if grads is not None:
+                extra["max_abs_grad_err"] = float(max(np.abs(g - r).max() for g, r in zip(grads, grads_ref)))
+            return extra
+
+        result, prof = run_variant(variant, device, mode, go)
+        results.append(result)
+        if prof is not None:
+            profiles.append(prof)
+
+    _write_files(args, device, profiles)
+    payload = {"device": device.name, "command": "attention",
+               "params": {"batch": b, "heads": h, "kv_heads": kvh, "seq": nq, "seq_k": nk, "head_dim": d,
+                          "dtype": dtype, "backward": args.backward, **opts},
+               "results": results}
+    if args.json:
+        emit_json(payload)
+    else:
+        _print(args, device, payload, execute)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def _write_files(args, device, profiles) -> None:
+    from ..sim import Profile
+
+    if args.trace and profiles:
+        merged = Profile(device, name="attention")
+        for i, prof in enumerate(profiles):
+            for r in prof.records:
+                r.start_s, r.stream = merged.time_s, i
+                merged.records.append(r)
+        merged.to_chrome_trace(args.trace)
+    if args.roofline and profiles:
+        from ..sim.roofline import draw_roofline
+
+        draw_roofline(profiles, args.roofline, dtype=args.dtype)
+
+
+def _print(args, device, payload, execute) -> None:
+    from ..sim.units import fmt_bytes, fmt_flops, fmt_time
+
+    c = console()
+    p = payload["params"]
+    title = (f"attention B={p['batch']} H={p['heads']} KVH={p['kv_heads']} N={p['seq']} Nk={p['seq_k']} "
+             f"d={p['head_dim']} {p['dtype']}{' causal' if p['causal'] else ''}"
+             f"{' dropout ' + str(p['dropout_p']) if p['dropout_p'] else ''}, "
+             f"{'forward + backward' if p['backward'] else 'forward'} on {device.name} "
+             f"({'executed and checked against float64' if execute else 'counting mode'})")
+    base = next((r for r in payload["results"] if r["variant"] == "standard" and "error" not in r), None)
+    rows = []
+    for r in payload["results"]:
+        if "error" in r:
+            rows.append([r["variant"], *["-"] * 7, r["error"]["type"]])
+            continue
+        speed = f"{base['time_s'] / r['time_s']:.1f}x" if base else "-"
+        rows.append([r["variant"], fmt_bytes(r["hbm_read_bytes"]), fmt_bytes(r["hbm_write_bytes"]),
+                     fmt_flops(r["flops_matmul"]), fmt_flops(r["flops_vector"]), fmt_bytes(r["peak_hbm_bytes"]),
+                     fmt_time(r["time_s"]), speed, r["bound"]])
+    cols = ["variant", "HBM read", "HBM write", "matmul", "vector", "peak HBM", "sim time", "speedup", "bound"]
+    c.print(table(title, cols, rows, set(cols[1:8])))
+    for r in payload["results"]:
+        if "error" in r:
+            c.print(f"[bold]{r['variant']}[/bold]: {r['error']['message']}")
+        elif execute:
+            grad = f", gradients {r['max_abs_grad_err']:.1e}" if "max_abs_grad_err" in r else ""
+            c.print(f"{r['variant']}: max |error| vs float64: output {r['max_abs_err']:.1e}{grad}")
