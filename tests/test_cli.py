@@ -89,6 +89,9 @@ def test_tour_json(capsys):
     out = run_json(capsys, "tour", "--size", "1024")
     assert [lv["level"].split()[0] for lv in out["hierarchy"]] == ["SRAM", "HBM", "host"]
     assert len(out["matmul"]["results"]) == 3
+    std, fa1, fa2 = out["attention"]["results"]
+    assert std["variant"] == "standard" and std["hbm_write_bytes"] > fa1["hbm_write_bytes"] > 0
+    assert fa2["time_s"] < fa1["time_s"] < std["time_s"]
 
 
 @pytest.mark.parametrize("argv, needle", [

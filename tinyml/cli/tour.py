@@ -54,7 +54,8 @@ def run(args) -> int:
     if args.json:
         emit_json({"device": device.name, "hierarchy": levels, "ridge_flop_per_byte": device.ridge_point("fp16"),
                    "matmul": {"device": device.name, "command": "matmul",
-                              "params": {"m": n, "n": n, "k": n, "dtype": "fp16"}, "results": results}})
+                              "params": {"m": n, "n": n, "k": n, "dtype": "fp16"}, "results": results},
+                   "attention": attention_results(device)})
         return 0
 
     c = console()
@@ -86,6 +87,15 @@ def run(args) -> int:
     c.print("[bold]Next:[/bold] tinyml matmul --help  |  tinyml attention --paper fig2  |  tinyml devices  |  "
             "tinyml lab list  |  docs: mkdocs serve (docs/)")
     return 0
+
+
+def attention_results(device) -> dict:
+    """Stop 3 as JSON: the kernel-command schema for the Figure 2 configuration, forward + backward."""
+    from ..kernels.attention.paper import FIG2, run_variant as run_fig2
+    from .results import profile_result
+
+    return {"device": device.name, "command": "attention", "params": {**FIG2, "backward": True},
+            "results": [profile_result(v, run_fig2(v, device), "count") for v in ("standard", "flash1", "flash2")]}
 
 
 def attention_story(c, device, n_long: int = 65536) -> None:
