@@ -68,6 +68,7 @@ from .._contract import blas_single_thread, ceil_div
 from .._mma import mma_acc, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
 from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
+from .fastexp import exp_shifted
 from .masks import visible
 from .rng import keep
 
@@ -86,6 +87,15 @@ class Flash2Saved:
     block_k: "int | None"
     check_finite: bool = True
     version: int = 2
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def seg_sum(x, n):
+    """sum(x[:n]) in float64; reassociation lets it vectorise (the float64 sum of fp32 terms is ~exact anyway)."""
+    acc = 0.0
+    for c in range(n):
+        acc += x[c]
+    return acc
 
 
 @njit(parallel=True, cache=True)
@@ -115,6 +125,8 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         m_i = np.full(BR, -np.inf, dtype=np.float32)                                # (BR,)
         l_i = np.zeros(BR, dtype=np.float32)                                        # (BR,)
         lse_row = np.full((1, BR), -np.inf, dtype=np.float32)                       # (1, BR)
+        t_buf = np.empty(BC - e * (BC - 1))                                         # float64 scratch for exp_shifted
+        p_buf = np.empty(BC - e * (BC - 1))
         lo = span_lo[ib]
         hi = span_hi[ib]
         if hi > lo:
@@ -140,30 +152,49 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                         kt_s[dd, c] = k_s[c, dd]
                 s_t[:] = 0.0
                 mma_acc(q_s, kt_s, s_t, gemm)                              # (BR, D) @ (D, BC)
+                # Decide once per tile whether every score is visible: the causal / window
+                # limits are half-planes in (i, j), so checking the two extreme corners is
+                # enough; key padding needs each column. Full tiles skip the per-score test.
+                full = (visible(r0, c0 + cols - 1, offset, causal, wl, wr)
+                        and visible(r0 + rows - 1, c0, offset, causal, wl, wr))
+                if full and has_mask:
+                    for c in range(cols):
+                        if not key_valid[b, c0 + c]:
+                            full = False
+                            break
                 for r in range(rows):
                     i = r0 + r
                     m_old = m_i[r]
                     mx = m_old
-                    for c in range(cols):
-                        j = c0 + c
-                        if visible(i, j, offset, causal, wl, wr) and key_valid[b, j]:
-                            s_t[r, c] *= scale           # rounded to fp32, as the backward recomputes it
+                    if full:                           # no per-score test; the scaling loop vectorises
+                        for c in range(cols):
+                            s_t[r, c] *= scale               # rounded to fp32, as the backward recomputes it
+                        for c in range(cols):
                             if s_t[r, c] > mx:
                                 mx = s_t[r, c]
-                        else:
-                            s_t[r, c] = -np.inf
+                    else:
+                        for c in range(cols):
+                            j = c0 + c
+                            if visible(i, j, offset, causal, wl, wr) and key_valid[b, j]:
+                                s_t[r, c] *= scale
+                                if s_t[r, c] > mx:
+                                    mx = s_t[r, c]
+                            else:
+                                s_t[r, c] = -np.inf
                     if mx == -np.inf:                  # nothing visible to this row yet
                         for c in range(cols):
                             p_t[r, c] = 0.0
                         continue
                     alpha = np.exp(m_old - mx)         # 0 on the row's first visible tile
-                    row_sum = 0.0
-                    for c in range(cols):
-                        pe = np.exp(s_t[r, c] - mx)    # exp(-inf) = 0 for hidden keys
-                        row_sum += pe
-                        if dropout_p > 0.0:
-                            pe = pe * keep_scale if keep(seed, b, h, i, c0 + c, dropout_p) else 0.0
-                        p_t[r, c] = pe
+                    # P = exp(S - m_new) over the row segment at once (SIMD; exp(-inf) = 0 for hidden keys)
+                    exp_shifted(s_t[r], mx, cols, p_t[r], t_buf, p_buf)
+                    row_sum = seg_sum(p_t[r], cols)
+                    if dropout_p > 0.0:                # one test per row, not per score
+                        for c in range(cols):
+                            if keep(seed, b, h, i, c0 + c, dropout_p):
+                                p_t[r, c] *= keep_scale
+                            else:
+                                p_t[r, c] = 0.0
                     for c in range(cols, BC):
                         p_t[r, c] = 0.0
                     l_i[r] = alpha * l_i[r] + row_sum
