@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._out import console, emit_json, table
-from .results import run_variant
+from .results import run_variant, write_files
 
 HELP = """examples:
   tinyml attention --paper fig2                                 the FlashAttention paper's Figure 2, reproduced
@@ -121,7 +121,7 @@ def run(args) -> int:
         if prof is not None:
             profiles.append(prof)
 
-    _write_files(args, device, profiles)
+    write_files(args, device, profiles, "attention")
     payload = {"device": device.name, "command": "attention",
                "params": {"batch": b, "heads": h, "kv_heads": kvh, "seq": nq, "seq_k": nk, "head_dim": d,
                           "dtype": dtype, "backward": args.backward, **opts},
@@ -131,22 +131,6 @@ def run(args) -> int:
     else:
         _print(args, device, payload, execute)
     return 1 if any("error" in r for r in results) else 0
-
-
-def _write_files(args, device, profiles) -> None:
-    from ..sim import Profile
-
-    if args.trace and profiles:
-        merged = Profile(device, name="attention")
-        for i, prof in enumerate(profiles):
-            for r in prof.records:
-                r.start_s, r.stream = merged.time_s, i
-                merged.records.append(r)
-        merged.to_chrome_trace(args.trace)
-    if args.roofline and profiles:
-        from ..sim.roofline import draw_roofline
-
-        draw_roofline(profiles, args.roofline, dtype=args.dtype)
 
 
 def _print(args, device, payload, execute) -> None:

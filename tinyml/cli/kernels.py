@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._out import console, emit_json, table
-from .results import COMPARISON_COLUMNS, comparison_rows, run_variant
+from .results import COMPARISON_COLUMNS, comparison_rows, run_variant, write_files
 
 HELP = """examples:
   tinyml matmul --m 4096 --n 4096 --k 4096                 all versions on the A100, costed
@@ -49,7 +49,7 @@ def run(args) -> int:
 
     from ..kernels.matmul import matmul
     from ..kernels.reference import matmul as reference
-    from ..sim import FLOAT_DTYPES, Profile, ShapeError, canonical, load_device, meta
+    from ..sim import FLOAT_DTYPES, ShapeError, canonical, load_device, meta
 
     for name in ("m", "n", "k"):
         if getattr(args, name) < 1:
@@ -83,17 +83,7 @@ def run(args) -> int:
         if prof is not None:
             profiles.append(prof)
 
-    if args.trace and profiles:
-        merged = Profile(device, name="matmul")
-        for prof in profiles:
-            for r in prof.records:
-                r.start_s = merged.time_s
-                merged.records.append(r)
-        merged.to_chrome_trace(args.trace)
-    if args.roofline and profiles:
-        from ..sim.roofline import draw_roofline
-
-        draw_roofline(profiles, args.roofline, dtype=args.dtype)
+    write_files(args, device, profiles, "matmul")
 
     payload = {"device": device.name, "command": "matmul",
                "params": {"m": m, "n": n, "k": k, "dtype": args.dtype, **blocks}, "results": results}

@@ -63,3 +63,20 @@ def comparison_rows(results: list[dict]) -> list[list[str]]:
 
 
 COMPARISON_COLUMNS = ["variant", "HBM bytes", "L2 hits", "FLOPs", "sim time", "speedup", "bound"]
+
+
+def write_files(args, device, profiles, name: str) -> None:
+    """``--trace``: the variants back to back, one Perfetto track each; ``--roofline``: all kernels."""
+    from ..sim import Profile
+
+    if args.trace and profiles:
+        merged = Profile(device, name=name)
+        for stream, prof in enumerate(profiles):
+            for r in prof.records:
+                r.start_s, r.stream = merged.time_s, stream
+                merged.records.append(r)
+        merged.to_chrome_trace(args.trace)
+    if args.roofline and profiles:
+        from ..sim.roofline import draw_roofline
+
+        draw_roofline(profiles, args.roofline, dtype=args.dtype)
