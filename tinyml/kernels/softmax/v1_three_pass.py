@@ -62,13 +62,19 @@ def _body(x, y, R, C, BR, BC, execute, counters, elem_bits):
             count_vector(3 * rows * cols, counters, blk)                # sub, exp, add
             if execute:
                 tile_sum_exp(t, rows, cols, m, d)
-        for c0 in range(0, C, BC):                       # pass 3: normalize
-            cols = min(BC, C - c0)
-            load_tile(x, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
-            count_vector(3 * rows * cols, counters, blk)                # sub, exp, div
-            if execute:
-                tile_normalize(t, rows, cols, m, d)
-            store_tile(t, rows, cols, y, r0, c0, execute, counters, blk, elem_bits)
+        normalize_pass(x, y, r0, rows, C, BC, t, m, d, execute, counters, blk, elem_bits)   # pass 3
+
+
+@njit(cache=True)
+def normalize_pass(x, y, r0, rows, C, BC, t, m, d, execute, counters, blk, elem_bits):
+    """The last pass of v1 and v2: reload each tile, y = exp(x - m) / d, store it."""
+    for c0 in range(0, C, BC):
+        cols = min(BC, C - c0)
+        load_tile(x, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
+        count_vector(3 * rows * cols, counters, blk)                # sub, exp, div
+        if execute:
+            tile_normalize(t, rows, cols, m, d)
+        store_tile(t, rows, cols, y, r0, c0, execute, counters, blk, elem_bits)
 
 
 def expected_bytes(rows: int, cols: int, elem_bytes: float) -> tuple[float, float]:

@@ -42,10 +42,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ...sim.tiles import count_vector, load_tile, store_tile
+from ...sim.tiles import count_vector, load_tile
 from .._contract import ceil_div
 from ._launch import prepare, resolve_tiles, run
-from ._rowmath import tile_normalize, tile_online
+from ._rowmath import tile_online
+from .v1_three_pass import normalize_pass   # the same last pass as v1
 
 
 @njit(parallel=True, cache=True)
@@ -65,13 +66,7 @@ def _body(x, y, R, C, BR, BC, execute, counters, elem_bits):
             count_vector(3 * rows, counters, blk)                       # rescale: sub, exp, mul
             if execute:
                 tile_online(t, rows, cols, m, d)
-        for c0 in range(0, C, BC):                       # pass 2: normalize
-            cols = min(BC, C - c0)
-            load_tile(x, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
-            count_vector(3 * rows * cols, counters, blk)                # sub, exp, div
-            if execute:
-                tile_normalize(t, rows, cols, m, d)
-            store_tile(t, rows, cols, y, r0, c0, execute, counters, blk, elem_bits)
+        normalize_pass(x, y, r0, rows, C, BC, t, m, d, execute, counters, blk, elem_bits)   # pass 2
 
 
 def expected_bytes(rows: int, cols: int, elem_bytes: float) -> tuple[float, float]:
