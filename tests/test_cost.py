@@ -375,3 +375,64 @@ def test_uneven_blocks_balance_across_slots():
     cost = kernel_cost(dev, c, dtype="fp16", sram_per_block=2048)
     assert cost.waves == 2
     assert cost.time_s == pytest.approx(1e-6 + 4e-6, rel=1e-12)
+
+
+# ---- L2 capacity (Reuse), pipelining, register-file occupancy ---------------------------
+
+def sweeping_blocks(n_blocks: int, passes: int, distinct: int) -> np.ndarray:
+    """Blocks that read ``distinct`` bytes of operand 0 ``passes`` times and write them ``passes`` times."""
+    c = new_counters(n_blocks, n_operands=1)
+    c[:, HBM_READ] = c[:, FIRST_OPERAND] = passes * distinct
+    c[:, HBM_WRITE] = passes * distinct
+    return c
+
+
+@given(passes=st.integers(1, 6), distinct=st.integers(1, 10_000), n_blocks=st.integers(1, 20),
+       l2=st.integers(0, 200_000))
+def test_l2_capacity_reuse_is_all_or_nothing_per_wave(passes, distinct, n_blocks, l2):
+    from tinyml.sim import Reuse
+
+    dev = load_device("toy").replace(l2_bytes=l2)        # 4 SMs, 1 block per SM at 2 KB: 4 blocks per wave
+    c = sweeping_blocks(n_blocks, passes, distinct)
+    cost = kernel_cost(dev, c, sram_per_block=2048, reuse=Reuse(reads={0: distinct}, writes=distinct))
+    expect_r = expect_w = 0
+    for w0 in range(0, n_blocks, 4):
+        blocks = min(4, n_blocks - w0)
+        fits = l2 > 0 and blocks * 2 * distinct <= l2      # working set: distinct reads + distinct writes
+        expect_r += blocks * (distinct if fits else passes * distinct)
+        expect_w += blocks * (distinct if fits else passes * distinct)
+    assert (cost.hbm_read_bytes, cost.hbm_write_bytes) == (expect_r, expect_w)
+    assert cost.hbm_read_bytes + cost.l2_hit_bytes == passes * distinct * n_blocks
+    assert cost.hbm_write_bytes + cost.l2_write_hit_bytes == passes * distinct * n_blocks
+    assert cost.l2_working_set_bytes == min(4, n_blocks) * 2 * distinct
+    assert cost.time_s <= kernel_cost(dev, c, sram_per_block=2048).time_s * (1 + 1e-12)
+
+
+def test_data_a_block_wrote_itself_is_reread_from_l2():
+    from tinyml.sim import Reuse
+
+    dev = load_device("toy").replace(l2_bytes=10_000)
+    c = sweeping_blocks(2, 3, 1000)
+    cost = kernel_cost(dev, c, reuse=Reuse(reads={0: 0}, writes=1000))     # it wrote the data before reading it
+    assert cost.hbm_read_bytes == 0 and cost.hbm_write_bytes == 2 * 1000
+
+
+@given(mem=st.integers(1, 10**6), flops=st.integers(1, 10**9))
+def test_pipelined_kernels_overlap_their_own_loads_with_compute(mem, flops):
+    dev = load_device("toy")
+    c = new_counters(1)
+    c[0, HBM_READ] = mem
+    c[0, FLOPS_MATMUL] = flops
+    t_mem = mem / (dev.hbm_bandwidth / dev.sm_count)
+    t_mm = flops / (dev.matmul_rate("fp16") / dev.sm_count)
+    plain_t = kernel_cost(dev, c, sram_per_block=2048).time_s - dev.launch_overhead_s
+    piped_t = kernel_cost(dev, c, sram_per_block=2048, pipelined=True).time_s - dev.launch_overhead_s
+    assert math.isclose(plain_t, t_mem + t_mm, rel_tol=1e-9, abs_tol=1e-18)   # one block per SM: they add up
+    assert math.isclose(piped_t, max(t_mem, t_mm), rel_tol=1e-9, abs_tol=1e-18)
+
+
+def test_register_file_limits_occupancy():
+    dev = load_device("a100-40gb")
+    assert occupancy(dev, 16 * 1024) == 12                                   # 192 KB / 16 KB
+    assert occupancy(dev, 16 * 1024, regs_per_block=96 * 1024) == 2          # 256 KB / 96 KB
+    assert occupancy(load_device("toy"), 512, regs_per_block=10**6) == 2     # no register file: not a limit

@@ -34,6 +34,8 @@ SCALAR_FIELDS = {
     ("efficiency", "sram"): "eff_sram",
     ("efficiency", "matmul"): "eff_matmul",
     ("efficiency", "vector"): "eff_vector",
+    ("sm", "register_bytes"): "register_bytes",          # optional
+    ("l2", "capacity_bytes"): "l2_bytes",                # optional
 }
 
 
@@ -75,7 +77,7 @@ def test_every_preset_loads_with_sources(name):
                 assert dev.vector_rate(key) == entry["value"]
             else:
                 pytest.fail(f"{name}: unexpected number [{section}] {key}")
-    assert n_numbers >= len(SCALAR_FIELDS) + 4
+    assert n_numbers >= len(SCALAR_FIELDS) - 2 + 4
     assert all(isinstance(s, str) and s.strip() for s in dev.sources.values())
 
 
@@ -84,7 +86,7 @@ def test_preset_numbers_are_sane(name):
     dev = load_device(name)
     for attr in SCALAR_FIELDS.values():
         value = getattr(dev, attr)
-        assert value > 0 and math.isfinite(value), attr
+        assert (value >= 0 if attr in ("register_bytes", "l2_bytes") else value > 0) and math.isfinite(value), attr
     for attr in ("eff_hbm", "eff_sram", "eff_matmul", "eff_vector"):
         assert 0 < getattr(dev, attr) <= 1
     for attr in ("sm_count", "sram_per_sm", "max_blocks_per_sm", "hbm_capacity"):
@@ -200,7 +202,7 @@ def test_user_toml_with_plain_numbers_loads(tmp_path):
     assert dev.vector_rate("fp32") == 10e12
     # plain numbers: the file itself is the source of each
     assert dev.sources["hbm.bandwidth"] == str(path)
-    assert len(dev.sources) == len(SCALAR_FIELDS) + 4
+    assert len(dev.sources) == len(SCALAR_FIELDS) - 2 + 4          # the optional two are absent
     # also accepted as a string path
     assert load_device(str(path)).sm_count == 10
 
@@ -331,3 +333,16 @@ def test_directory_is_not_a_device_file(tmp_path):
     (tmp_path / "gpu.toml").mkdir()
     with pytest.raises(DeviceConfigError, match="is a directory"):
         load_device(tmp_path / "gpu.toml")
+
+
+def test_register_file_and_l2_are_optional_and_present_on_real_gpus(tmp_path):
+    for name in ("a100-40gb", "a100-80gb", "h100-sxm", "h200", "rtx-4090", "mi300x"):
+        dev = load_device(name)
+        assert dev.register_bytes >= 256 * 1024 and dev.l2_bytes >= 40 * 2**20, name
+    toy = load_device("toy")
+    assert toy.register_bytes == 0 and toy.l2_bytes == 0          # everything in SRAM, no cache: countable by hand
+    text = (resources.files("tinyml.sim") / "presets" / "a100-40gb.toml").read_text()
+    path = tmp_path / "regs.toml"
+    path.write_text(text.replace("register_bytes = { value = 262144", "register_bytes = { value = -1"))
+    with pytest.raises(DeviceConfigError, match="register_bytes must be positive"):
+        load_device(str(path))

@@ -118,3 +118,19 @@ def test_default_tiles_fit_in_a_launch(warm_kernels, name, dtype):
     rec = prof.records[0]
     assert 0 < rec.sram_per_block_bytes <= dev.sram_per_sm
     assert rec.blocks_per_sm == min(dev.max_blocks_per_sm, dev.sram_per_sm // rec.sram_per_block_bytes)
+
+
+def test_register_tiles_leave_sram_on_devices_with_a_register_file():
+    from tinyml.sim import tile_budget, tiles_fit
+
+    tiles = {"A": ((64, 64), "fp16"), "acc": ((64, 64), "fp32", "reg")}
+    a100, toy = load_device("a100-40gb"), load_device("toy")
+    assert tile_budget(a100, tiles) == (64 * 64 * 2, 64 * 64 * 4)
+    assert tile_budget(toy, tiles) == (64 * 64 * 6, 0)                       # no register file: all SRAM
+    assert check_tiles(a100, tiles, kernel="k") == 64 * 64 * 2
+    assert tiles_fit(a100, tiles) and not tiles_fit(toy, tiles)
+    big = {"A": ((8, 8), "fp16"), "acc": ((512, 256), "fp32", "reg")}      # 512 KB of accumulators
+    with pytest.raises(SramOverflowError) as err:
+        check_tiles(a100, big, kernel="k", suggest=lambda: "use smaller blocks")
+    msg = plain(str(err.value))
+    assert "registers" in msg and "524288" in msg and "262144" in msg and "acc 512x256 fp32" in msg

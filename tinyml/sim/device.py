@@ -17,6 +17,15 @@ Schema (all sections and keys are required unless marked optional)::
     [matmul_flops]  fp16, bf16, fp32 (int8, fp8 optional)   # FLOP/s, tensor cores
     [vector_flops]  fp32 (fp16, bf16 optional)              # FLOP/s, CUDA cores
     [efficiency]    hbm, sram, matmul, vector     # achievable / spec, in (0, 1]
+
+Optional (0 when absent)::
+
+    [sm]            register_bytes                # register file per SM: accumulators live here
+    [l2]            capacity_bytes                # last-level cache in front of HBM
+
+A device without a register file keeps every tile, accumulators included, in
+SRAM (the ``toy`` device does, so its tiles can be counted by hand); a device
+without an L2 capacity gets no reuse of re-read data (see :mod:`tinyml.sim.cost`).
 """
 
 from __future__ import annotations
@@ -56,6 +65,11 @@ _SCALARS = [
     ("efficiency", "matmul", "eff_matmul", False),
     ("efficiency", "vector", "eff_vector", False),
 ]
+# optional scalars: (section, key, attribute, integer?), 0 when absent
+_OPTIONAL = [
+    ("sm", "register_bytes", "register_bytes", True),
+    ("l2", "capacity_bytes", "l2_bytes", True),
+]
 _RATE_TABLES = {"matmul_flops": ("fp16", "bf16", "fp32"), "vector_flops": ("fp32",)}
 
 
@@ -84,6 +98,8 @@ class Device:
     eff_vector: float
     matmul_flops: Mapping[str, float]
     vector_flops: Mapping[str, float]
+    register_bytes: int = 0         # register file per SM (0: accumulators live in SRAM)
+    l2_bytes: int = 0               # L2 / last-level cache capacity (0: no capacity reuse)
     sources: Mapping[str, str] = field(default_factory=dict)
 
     # ---- derived numbers -------------------------------------------------
@@ -215,6 +231,9 @@ def _from_text(text: str, origin: str, require_sources: bool) -> Device:
         if not isinstance(data.get(key), str) or not data.get(key):
             raise DeviceConfigError(f"{origin}: top-level `{key}` (a string) is missing")
     values = {attr: number(sec, key, integer) for sec, key, attr, integer in _SCALARS}
+    for sec, key, attr, integer in _OPTIONAL:
+        if isinstance(data.get(sec), dict) and key in data[sec]:
+            values[attr] = number(sec, key, integer)
     tables = {}
     for section, required in _RATE_TABLES.items():
         table = data.get(section)
@@ -231,7 +250,7 @@ def _from_text(text: str, origin: str, require_sources: bool) -> Device:
                 raise DeviceConfigError(f"{origin}: [{section}] {key} is not a known dtype") from None
             rates[name] = float(number(section, key, False))
         tables[section] = MappingProxyType(rates)
-    known = {s for s, *_ in _SCALARS} | set(_RATE_TABLES) | {"name", "description"}
+    known = {s for s, *_ in _SCALARS + _OPTIONAL} | set(_RATE_TABLES) | {"name", "description"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise DeviceConfigError(f"{origin}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

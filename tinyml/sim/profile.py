@@ -45,6 +45,7 @@ class KernelRecord:
     hbm_read_bytes: int
     hbm_write_bytes: int
     l2_hit_bytes: int
+    l2_write_hit_bytes: int
     sram_read_bytes: int
     sram_write_bytes: int
     flops_matmul: int
@@ -91,16 +92,23 @@ class Profile:
 
     # -- recording --------------------------------------------------------------
     def record(self, name: str, grid: tuple, counters: np.ndarray, *, dtype: str,
-               sram_per_block: int, panels: dict | None = None, stream: int = 0) -> KernelRecord:
-        """Cost a launch's counters on this device and append the record."""
-        cost = kernel_cost(self.device, counters, dtype=dtype, sram_per_block=sram_per_block, panels=panels)
+               sram_per_block: int, panels: dict | None = None, stream: int = 0,
+               reuse=None, regs_per_block: int = 0, pipelined: bool = False) -> KernelRecord:
+        """Cost a launch's counters on this device and append the record.
+
+        ``panels`` and ``reuse`` declare L2 reuse (:mod:`tinyml.sim.cost`);
+        ``regs_per_block`` is the register-file bytes one block's accumulators take;
+        ``pipelined`` says the modelled GPU kernel overlaps its loads with its compute.
+        """
+        cost = kernel_cost(self.device, counters, dtype=dtype, sram_per_block=sram_per_block, panels=panels,
+                           reuse=reuse, regs_per_block=regs_per_block, pipelined=pipelined)
         sums = counters.sum(axis=0) if counters.shape[0] else np.zeros(counters.shape[1], np.int64)
         rec = KernelRecord(
             name=name, grid=tuple(int(g) for g in grid), n_blocks=int(counters.shape[0]), dtype=dtype,
             start_s=self.time_s, time_s=cost.time_s, cycles=cost.cycles, bound=cost.bound, limiter=cost.limiter,
             waves=cost.waves, blocks_per_sm=cost.blocks_per_sm, sram_per_block_bytes=int(sram_per_block),
             hbm_read_bytes=cost.hbm_read_bytes, hbm_write_bytes=cost.hbm_write_bytes,
-            l2_hit_bytes=cost.l2_hit_bytes,
+            l2_hit_bytes=cost.l2_hit_bytes, l2_write_hit_bytes=cost.l2_write_hit_bytes,
             sram_read_bytes=int(sums[SRAM_READ]), sram_write_bytes=int(sums[SRAM_WRITE]),
             flops_matmul=int(sums[FLOPS_MATMUL]), flops_vector=int(sums[FLOPS_VECTOR]),
             peak_hbm_bytes=self.hbm.peak, stream=stream, resource_s=cost.resource_s,
