@@ -1,14 +1,34 @@
-"""tinyml.compiler: the graph compiler (arrives with its own issue).
+"""tinyml.compiler: a small graph compiler that explains itself (DESIGN.md section 4).
 
-What will live here, following DESIGN.md section 4: a ``Graph`` IR of ``Node``s
-with symbolic ``TensorType`` shapes, an op registry using TVM's fusion-pattern
-vocabulary, passes that explain themselves (shape inference, operator fusion,
-the attention -> FlashAttention rewrite, weight quantization, memory planning,
-lowering), and a runner that executes compiled graphs through
-``tinyml.kernels`` on the simulator.
+* IR: :class:`Graph` of :class:`Node` s with symbolic :class:`TensorType` s
+  (:mod:`.symbolic` dims such as ``2*n``, :mod:`.sizes` polynomials such as ``12*n^2``);
+* one op registry (:mod:`.ops`): shape rule, NumPy reference, TVM fusion pattern, lowering kind;
+* a builder API (``g.matmul(x, w)``), a text printer, :func:`validate`, a reference :func:`interpret` er;
+* a model zoo (:mod:`.zoo`: ``mlp``, ``gpt2_block``, ``tiny_gpt``) with seeded random weights;
+* passes Graph -> Graph (:mod:`.passes`: ``infer_shapes``, ``dead_code``, ``cse``, ``fuse``,
+  ``rewrite_attention``) and a :func:`run_passes` pipeline that keeps, after every pass, the IR
+  text, a Graphviz drawing and a summary.
 
-It imports ``tinyml.kernels`` and ``tinyml.sim``; nothing below imports it.
-This module intentionally exports nothing yet.
+``import tinyml.compiler`` loads NumPy only: no Numba, no matplotlib, no graphviz.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from .errors import BindingError, GraphDTypeError, GraphError, GraphShapeError, SymbolicError
+from .graph import FusedGroup, Graph, Node, Value, Weight
+from .interpreter import interpret
+from .passes import cse, dead_code, fuse, infer_shapes, rewrite_attention
+from .pipeline import Pipeline, PipelineResult, Step, run_passes
+from .sizes import Poly
+from .symbolic import Affine, dim, sym
+from .types import TensorType
+from .validate import validate
+from . import zoo  # noqa: E402
+
+__all__ = [
+    "BindingError", "GraphDTypeError", "GraphError", "GraphShapeError", "SymbolicError",
+    "FusedGroup", "Graph", "Node", "Value", "Weight", "interpret",
+    "cse", "dead_code", "fuse", "infer_shapes", "rewrite_attention",
+    "Pipeline", "PipelineResult", "Step", "run_passes",
+    "Poly", "Affine", "dim", "sym", "TensorType", "validate", "zoo",
+]

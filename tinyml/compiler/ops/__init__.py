@@ -1,0 +1,11 @@
+"""The op registry and every op tinyml's compiler knows (see :mod:`.registry`).
+
+Importing this package registers the ops: elementwise/broadcast
+(:mod:`.elementwise`), matmul (:mod:`.linalg`), reductions (:mod:`.reduce`),
+layout (:mod:`.shape`), embedding and attention (:mod:`.nn`).
+"""
+
+from . import elementwise, linalg, nn, reduce, shape  # noqa: F401  (registration)
+from .registry import COMPLEX_PATTERNS, LOWER_KINDS, PATTERN_RANK, PATTERNS, OpDef, get, names, register
+
+__all__ = ["COMPLEX_PATTERNS", "LOWER_KINDS", "PATTERN_RANK", "PATTERNS", "OpDef", "get", "names", "register"]

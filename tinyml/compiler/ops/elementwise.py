@@ -1,0 +1,87 @@
+"""Elementwise and broadcast ops: unary maps, binary arithmetic, scaling and causal masking.
+
+Binary ops broadcast with NumPy's rules on symbolic shapes
+(:func:`tinyml.compiler.types.broadcast_shapes`). GeLU is GPT-2's tanh
+approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+``causal_mask(x, scale, fill)`` is the "scaled masking" of an attention block:
+``where(visible, scale * x, fill)`` over the last two axes, with queries and
+keys aligned bottom-right as FlashAttention does (query ``i`` sees key ``j``
+iff ``j <= i + Nk - Nq``). With ``fill = -inf`` it matches
+:func:`tinyml.kernels.reference.attention` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import GraphShapeError
+from ..types import TensorType, broadcast_shapes, same_dtype
+from ._util import need_rank
+from .registry import OpDef, register
+
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_A = 0.044715
+
+
+def gelu_ref(x):
+    return 0.5 * x * (1.0 + np.tanh(GELU_C * (x + GELU_A * x ** 3)))
+
+
+def _unary_rule(name):
+    def rule(types, attrs):
+        same_dtype(name, types)
+        return types[0]
+    return rule
+
+
+def _binary_rule(name):
+    def rule(types, attrs):
+        a, b = types
+        dt = same_dtype(name, types)
+        return TensorType(broadcast_shapes(a.shape, b.shape), dt)
+    return rule
+
+
+def _canon_scale(types, attrs):
+    if "factor" not in attrs:
+        raise GraphShapeError("scale needs a factor: g.scale(x, 0.125)")
+    return {"factor": float(attrs["factor"])}
+
+
+def _canon_mask(types, attrs):
+    need_rank("causal_mask", "its operand", types[0], 2)
+    return {"scale": float(attrs.get("scale", 1.0)), "fill": float(attrs.get("fill", -math.inf))}
+
+
+def causal_mask_ref(x, scale=1.0, fill=-math.inf):
+    nq, nk = x.shape[-2:]
+    visible = np.tri(nq, nk, k=nk - nq, dtype=bool)          # (Nq, Nk): j <= i + Nk - Nq
+    return np.where(visible, x * scale, fill)
+
+
+_UNARY = {
+    "exp": (np.exp, "e^x"),
+    "tanh": (np.tanh, "tanh(x)"),
+    "relu": (lambda x: np.maximum(x, 0.0), "max(x, 0)"),
+    "gelu": (gelu_ref, "GPT-2's tanh GeLU"),
+}
+for _name, (_ref, _doc) in _UNARY.items():
+    register(OpDef(_name, 1, _unary_rule(_name), _ref, "elementwise", "elementwise", _doc))
+
+register(OpDef("scale", 1, _unary_rule("scale"), lambda x, factor: x * factor, "elementwise", "elementwise",
+               "x * factor (a number baked into the op)", canon=_canon_scale))
+register(OpDef("causal_mask", 1, _unary_rule("causal_mask"), causal_mask_ref, "elementwise", "elementwise",
+               "where(j <= i + Nk - Nq, scale * x, fill) over the last two axes", canon=_canon_mask))
+
+_BINARY = {
+    "add": (np.add, True),
+    "sub": (np.subtract, False),
+    "mul": (np.multiply, True),
+    "div": (np.divide, False),
+}
+for _name, (_ref, _comm) in _BINARY.items():
+    register(OpDef(_name, 2, _binary_rule(_name), _ref, "broadcast", "elementwise",
+                   f"NumPy {_ref.__name__} with broadcasting", commutative=_comm))
