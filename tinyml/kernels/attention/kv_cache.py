@@ -1,0 +1,219 @@
+"""The KV cache: every past token's keys and values, kept in HBM for decoding.
+
+A decoder generates one token at a time. Attention for the new token needs the
+keys and values of every token before it, so instead of recomputing them the
+model keeps them: per layer, k and v of shape (batch, kv_heads, max_len,
+head_dim), allocated once for the longest sequence it will serve, plus the
+current length of each sequence. Each step appends one row per sequence and
+kv head (the ``kv_append`` kernel) and then attends over the first ``len``
+rows (:func:`tinyml.kernels.attention.decode.decode_attention`).
+
+Memory per token of context, over the whole model::
+
+    bytes_per_token = 2 x layers x kv_heads x head_dim x s       (K and V, s bytes per element)
+
+Llama-2-7B (32 layers, 32 kv heads, head_dim 128, fp16): 2 x 32 x 32 x 128 x 2
+= 512 KiB per token, so a 4K-token context holds 2 GiB and a 64K one 32 GiB.
+GQA and MQA (fewer kv heads) shrink it by heads / kv_heads.
+
+The append kernel (grid (batch, kv_heads), no SRAM staging: it is a copy)::
+
+    for each block (b, h) in parallel:
+        n = n_new[b]                                   # tokens sequence b appends
+        K[b, h, len[b] : len[b] + n] = K_new[b, h, :n]     # HBM -> registers -> HBM
+        V[b, h, len[b] : len[b] + n] = V_new[b, h, :n]
+    len += n_new                                       # on the host, after the launch
+
+HBM traffic: reads = writes = 2 x kv_heads x head_dim x s x sum_b n_new[b].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ...sim import FLOAT_DTYPES, DTypeError, NonFiniteError, ShapeError, bits, canonical, current_profile, nbytes
+from ...sim.counters import new_counters
+from ...sim.tiles import copy_rect, count_load_direct, count_store_direct
+from .._contract import operand, same_mode
+from ._common import DUMMY2
+
+KERNEL = "kv_append"
+
+
+class CacheLengthError(ShapeError):
+    """A sequence length is outside [1, max_len], or the lengths do not match the batch."""
+
+
+class KVCacheFullError(CacheLengthError):
+    """Appending would write past the cache's max_len."""
+
+
+# ---- memory --------------------------------------------------------------------------------
+
+def bytes_per_token(layers: int, kv_heads: int, head_dim: int, dtype: str = "fp16") -> int:
+    """HBM bytes one token of context occupies in a model's KV cache: 2 x layers x kv_heads x head_dim x s."""
+    for name, value in (("layers", layers), ("kv_heads", kv_heads), ("head_dim", head_dim)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ShapeError(f"bytes_per_token: {name} must be a positive integer, got {value!r}")
+    return nbytes(2 * int(layers) * int(kv_heads) * int(head_dim), dtype)
+
+
+# ---- per-sequence lengths --------------------------------------------------------------------
+
+def cache_lengths(cache_len, batch: int, max_len: int, *, kernel: str, lowest: int = 1) -> np.ndarray:
+    """``cache_len`` (an int, or one int per sequence) as a (batch,) int64 array in [lowest, max_len]."""
+    if isinstance(cache_len, (bool, np.bool_)):
+        raise DTypeError(f"{kernel}: cache_len must be an int or {batch} ints (one per sequence), got {cache_len!r}")
+    if isinstance(cache_len, (int, np.integer)):
+        lens = np.full(batch, int(cache_len), dtype=np.int64)
+    else:
+        arr = np.asarray(cache_len)
+        if arr.dtype.kind not in "iu":
+            raise DTypeError(f"{kernel}: cache_len must hold integers (one length per sequence), "
+                             f"got dtype {arr.dtype}: {cache_len!r}")
+        if arr.shape != (batch,):
+            raise CacheLengthError(f"{kernel}: cache_len must be an int or {batch} ints (one per sequence of "
+                                   f"the batch), got shape {arr.shape}")
+        lens = arr.astype(np.int64)
+    bad = np.flatnonzero((lens < lowest) | (lens > max_len))
+    if len(bad):
+        i = int(bad[0])
+        raise CacheLengthError(
+            f"{kernel}: sequence {i} has cache_len {int(lens[i])}, outside [{lowest}, {max_len}] "
+            f"(max_len is the cache's third dimension); {len(bad)} of {batch} lengths are out of range. "
+            f"A length counts the tokens already in the cache, the new one included.")
+    return lens
+
+
+def check_prefix_finite(x: np.ndarray, lens: np.ndarray, name: str) -> None:
+    """Raise NonFiniteError if a row a kernel will read (position < len of its sequence) is NaN/Inf.
+
+    Rows past a sequence's length are never read, so whatever they hold is allowed.
+    """
+    for b, n in enumerate(lens):
+        bad = ~np.isfinite(x[b, :, :n])                    # (KVH, n, d)
+        if bad.any():
+            h, t, c = (int(i) for i in np.argwhere(bad)[0])
+            raise NonFiniteError(
+                f"{name} holds {int(bad.sum())} NaN/Inf value(s) in the first {int(n)} positions of sequence {b}, "
+                f"the first at index {(b, h, t, c)} (value {x[b, h, t, c]}); attention would spread them "
+                f"silently. Clean the input first, e.g. np.nan_to_num({name}).")
+
+
+# ---- the append kernel -------------------------------------------------------------------------
+
+@njit(parallel=True, cache=True)
+def _append_body(k_new, v_new, k, v, lens, n_new, B, KVH, T, L, D, execute, counters, elem_bits):
+    # k_new, v_new: (B*KVH*T, D); k, v: (B*KVH*L, D)
+    for blk in prange(B * KVH):
+        b = blk // KVH
+        n = n_new[b]
+        if n == 0:
+            continue
+        src = blk * T                      # first new row of (b, h)
+        dst = blk * L + lens[b]            # first free row of (b, h) in the cache
+        count_load_direct(n * D, counters, blk, 0, elem_bits)
+        count_store_direct(n * D, counters, blk, elem_bits)
+        count_load_direct(n * D, counters, blk, 1, elem_bits)
+        count_store_direct(n * D, counters, blk, elem_bits)
+        if execute:
+            copy_rect(k_new, src, 0, n, D, k, dst, 0)
+            copy_rect(v_new, src, 0, n, D, v, dst, 0)
+
+
+class KVCache:
+    """One layer's KV cache in the active profile's HBM: k, v (batch, kv_heads, max_len, head_dim).
+
+    ``execute=False`` makes shape-only caches (``tinyml.sim.meta``) for counting
+    mode. ``lengths`` (batch,) counts the tokens each sequence holds; it starts
+    at 0 and grows with :meth:`append`. Attend with :meth:`attend` or
+    ``decode_attention(q, cache.k, cache.v, cache_len=cache.lengths)``.
+    """
+
+    def __init__(self, batch: int, kv_heads: int, max_len: int, head_dim: int, *, dtype: str = "fp16",
+                 execute: bool = True):
+        for name, value in (("batch", batch), ("kv_heads", kv_heads), ("max_len", max_len),
+                            ("head_dim", head_dim)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ShapeError(f"KVCache: {name} must be a positive integer, got {value!r}")
+        self.shape = (int(batch), int(kv_heads), int(max_len), int(head_dim))     # (B, KVH, L, d)
+        self.dtype = canonical(dtype, FLOAT_DTYPES)
+        hbm = current_profile().hbm
+        self.k = hbm.new_tensor("k_cache", self.shape, self.dtype, bool(execute))   # (B, KVH, L, d)
+        self.v = hbm.new_tensor("v_cache", self.shape, self.dtype, bool(execute))   # (B, KVH, L, d)
+        if execute:      # a GPU would leave it uninitialised; no kernel reads past a sequence's length
+            self.k.fill(0.0)
+            self.v.fill(0.0)
+        self.lengths = np.zeros(int(batch), dtype=np.int64)                         # (B,)
+
+    @property
+    def execute(self) -> bool:
+        return isinstance(self.k, np.ndarray)
+
+    @property
+    def max_len(self) -> int:
+        return self.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        """HBM bytes of k and v together."""
+        return 2 * nbytes(int(np.prod(self.shape)), self.dtype)
+
+    def append(self, k_new, v_new, *, n_new=None) -> None:
+        """Write new tokens' keys and values after each sequence's last one (one ``kv_append`` launch).
+
+        k_new, v_new: (batch, kv_heads, T, head_dim), or (batch, kv_heads, head_dim)
+        for one token (T = 1). ``n_new`` (int or one int per sequence, each in
+        [0, T]; default T) is how many of the T tokens each sequence takes: a
+        ragged prompt, or 0 for a sequence that is not generating this step.
+        Raises :class:`KVCacheFullError` if a sequence would pass max_len.
+        """
+        B, KVH, L, D = self.shape
+        ndim = getattr(k_new, "ndim", np.ndim(k_new))
+        if ndim not in (3, 4):
+            raise ShapeError(f"{KERNEL}: k_new must be (batch, kv_heads, T, head_dim) or (batch, kv_heads, "
+                             f"head_dim), got {ndim}-D shape {tuple(np.shape(k_new))}")
+        K = operand(k_new, "k_new", ndim=ndim, dtype=self.dtype, allowed=FLOAT_DTYPES)
+        V = operand(v_new, "v_new", ndim=ndim, dtype=self.dtype, allowed=FLOAT_DTYPES)
+        execute = same_mode(K, V)
+        if execute != self.execute:
+            raise DTypeError(f"{KERNEL}: the cache is {'arrays' if self.execute else 'MetaTensors'} but k_new is "
+                             f"{'an array' if execute else 'a MetaTensor'}; use the same mode for both")
+        if K.shape != V.shape:
+            raise ShapeError(f"{KERNEL}: k_new is {K.shape} but v_new is {V.shape}; they must have the same shape")
+        shape4 = K.shape if ndim == 4 else (K.shape[0], K.shape[1], 1, K.shape[2])
+        T = shape4[2]
+        if (shape4[0], shape4[1], shape4[3]) != (B, KVH, D):
+            raise ShapeError(f"{KERNEL}: k_new {K.shape} does not fit the cache {self.shape}: (batch, kv_heads, "
+                             f"head_dim) must be {(B, KVH, D)}")
+        if K.dtype != self.dtype:
+            raise DTypeError(f"{KERNEL}: k_new is {K.dtype} but the cache holds {self.dtype}")
+        n = cache_lengths(T if n_new is None else n_new, B, T, kernel=KERNEL, lowest=0)
+        full = np.flatnonzero(self.lengths + n > L)
+        if len(full):
+            i = int(full[0])
+            raise KVCacheFullError(
+                f"{KERNEL}: sequence {i} holds {int(self.lengths[i])} tokens and appends {int(n[i])}, which would "
+                f"pass the cache's max_len {L}; {len(full)} of {B} sequences are full. Allocate a KVCache with a "
+                f"larger max_len, or stop (or evict) those sequences before appending.")
+        prof = current_profile()
+        for obj, name in ((self.k, "k_cache"), (self.v, "v_cache"), (K.obj, "k_new"), (V.obj, "v_new")):
+            prof.hbm.track(obj, name, self.dtype)
+        counters = new_counters(B * KVH, n_operands=2)
+        _append_body(K.data.reshape(B * KVH * T, D) if execute else DUMMY2,
+                     V.data.reshape(B * KVH * T, D) if execute else DUMMY2,
+                     self.k.reshape(B * KVH * L, D) if execute else DUMMY2,
+                     self.v.reshape(B * KVH * L, D) if execute else DUMMY2,
+                     self.lengths, n, B, KVH, T, L, D, execute, counters, bits(self.dtype))
+        prof.record(KERNEL, (B, KVH), counters, dtype=self.dtype, sram_per_block=0)
+        self.lengths = self.lengths + n
+
+    def attend(self, q, **kwargs):
+        """``decode_attention(q, self.k, self.v, cache_len=self.lengths, dtype=self.dtype, **kwargs)``."""
+        from .decode import decode_attention
+
+        return decode_attention(q, self.k, self.v, cache_len=self.lengths, dtype=self.dtype, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"KVCache(shape={self.shape}, dtype={self.dtype!r}, lengths={self.lengths.tolist()})"
