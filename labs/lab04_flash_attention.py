@@ -97,8 +97,8 @@ with Profile(A100) as fa1:
     q, k, v = (meta((BATCH, HEADS, SEQ, HEAD_DIM)) for _ in range(3))
     flash_attention(q, k, v, version=1)
 r1 = fa1.records[0]
-bq, bk = default_blocks(A100.sram_per_sm, SEQ, SEQ, HEAD_DIM, "fp16")   # Algorithm 1, line 1: B_r, B_c
-counted = r1.hbm_read_bytes + r1.l2_hit_bytes + r1.hbm_write_bytes
+bq, bk = default_blocks(A100, SEQ, SEQ, HEAD_DIM, "fp16")   # Algorithm 1, line 1: B_r, B_c
+counted = r1.hbm_read_bytes + r1.l2_hit_bytes + r1.hbm_write_bytes + r1.l2_write_hit_bytes
 print(f"FlashAttention-1: {fmt_bytes(counted)} in {fmt_time(r1.time_s)} "
       f"(standard: {fmt_bytes(std.hbm_bytes)} in {fmt_time(std.time_s)})")
 try:
@@ -122,7 +122,7 @@ for sram in (A100.sram_per_sm // 2, A100.sram_per_sm, 2 * A100.sram_per_sm):
         q, k, v = (meta((BATCH, HEADS, SEQ, HEAD_DIM)) for _ in range(3))
         flash_attention(q, k, v, version=1)
     r = p.records[0]
-    print(f"SRAM {sram // 1024:>4} KiB per SM: {fmt_bytes(r.hbm_read_bytes + r.l2_hit_bytes + r.hbm_write_bytes)}")
+    print(f"SRAM {sram // 1024:>4} KiB per SM: {fmt_bytes(r.hbm_read_bytes + r.l2_hit_bytes + r.hbm_write_bytes + r.l2_write_hit_bytes)}")
 
 # %% [markdown]
 # ## 3. The fastest block sizes

@@ -28,10 +28,11 @@ from tinyml.kernels import reference
 from tinyml.kernels.attention.flash1 import (flash1_expected_bytes, flash_attention_v1,
                                              flash_attention_v1_backward)
 from tinyml.sim import (DTypeError, NonFiniteError, Profile, ShapeError, SramOverflowError,
-                        TileConfigError, TinymlError, meta)
+                        TileConfigError, TinymlError, load_device, meta)
 
 FP32 = 4              # statistics (l, m) and the dQ accumulator, bytes per element, by hand
 A100_SRAM = 196_608   # bytes per SM of the a100-40gb preset (192 KB)
+A100_REGS = 262_144   # register file per SM of the a100-40gb preset (256 KB)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -201,10 +202,16 @@ def expected_bytes_by_hand(b, h, kvh, nq, nk, d, bq, bk, s, mask, backward):
 
 def sram_by_hand(bq, bk, d, s, backward):
     """SRAM of one block, by hand, from the tile lists in the module docstring."""
-    if not backward:     # K_j, V_j, Q_i, O_i, S/P in the dtype; l_i, m_i fp32
-        return (2 * bk * d + 2 * bq * d + bq * bk) * s + 2 * bq * FP32
-    # K_j, V_j, Q_i, O_i, dO_i, P/dS in the dtype; dK~, dV~, dQ_i, l_i, m_i, D_i fp32
-    return (2 * bk * d + 3 * bq * d + bq * bk) * s + (2 * bk * d + bq * d + 3 * bq) * FP32
+    if not backward:     # K_j, V_j, Q_i, O_i, P in the dtype
+        return (2 * bk * d + 2 * bq * d + bq * bk) * s
+    return (2 * bk * d + 3 * bq * d + bq * bk) * s     # K_j, V_j, Q_i, O_i, dO_i, P/dS in the dtype
+
+
+def regs_by_hand(bq, bk, d, backward):
+    """Register bytes of one block: the fp32 accumulators."""
+    if not backward:     # S_ij, P_ij V_j, l_i, m_i
+        return (bq * bk + bq * d + 2 * bq) * FP32
+    return (2 * bk * d + bq * d + bq * bk + 3 * bq) * FP32     # dK~, dV~, dQ_i, S/dP, l_i, m_i, D_i
 
 
 def check_bytes(prof, shape, blocks, bwd_blocks, s, masked, dtype="fp16"):
@@ -213,7 +220,8 @@ def check_bytes(prof, shape, blocks, bwd_blocks, s, masked, dtype="fp16"):
     for recs, (bq, bk), backward in ((fwd, blocks, False), (bwd, bwd_blocks, True)):
         bq, bk = min(bq, nq), min(bk, nk)                # clamped to the sequences
         want = expected_bytes_by_hand(b, h, kvh, nq, nk, d, bq, bk, s, masked, backward)
-        got = (sum(r.hbm_read_bytes + r.l2_hit_bytes for r in recs), sum(r.hbm_write_bytes for r in recs))
+        got = (sum(r.hbm_read_bytes + r.l2_hit_bytes for r in recs),
+               sum(r.hbm_write_bytes + r.l2_write_hit_bytes for r in recs))           # before L2
         assert got == want, (backward, got, want)
         assert got == flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, dtype=dtype,
                                             kv_heads=kvh, key_padding_mask=masked, backward=backward)
@@ -235,6 +243,7 @@ def test_hbm_bytes_and_matmul_flops_equal_the_formula(shape, dtype, blocks, caus
     b, h, kvh, nq, nk, d = shape
     for (bq, bk), backward in ((blocks[:2], False), (blocks[2:], True)):   # big explicit blocks may overflow
         assume(sram_by_hand(min(bq, nq), min(bk, nk), d, ELEM_BYTES[dtype], backward) <= A100_SRAM)
+        assume(regs_by_hand(min(bq, nq), min(bk, nk), d, backward) <= A100_REGS)
     prof = count(shape, dtype, blocks[:2], blocks[2:], masked, causal=causal, dropout_p=0.1 * dropout)
     check_bytes(prof, shape, blocks[:2], blocks[2:], ELEM_BYTES[dtype], masked, dtype)
     # FA1 skips no tile, causal or not: QK^T and PV forward, five products backward
@@ -244,14 +253,22 @@ def test_hbm_bytes_and_matmul_flops_equal_the_formula(shape, dtype, blocks, caus
 
 def test_paper_configuration():
     """Figure 2's config (B=64, H=16, N=1024, d=64, fp16) on the A100: B_c = ceil(M / 4d) = 384,
-    B_r = min(B_c, d) = 64, 164,352 bytes of SRAM, one block per SM, one block per (b, h). The
-    backward's larger tile set fits with B_c = 192, B_r = 32 (halving B_r, then B_c)."""
-    shape = (64, 16, 16, 1024, 1024, 64)
+    B_r = min(B_c, d) = 64, 163,840 bytes of SRAM, one block per SM, one block per (b, h). The
+    backward's accumulators (dK~, dV~, S, dP, dQ_i in fp32) fit the 256 KB register file with
+    B_r = 32, B_c = 384 (halving B_r once)."""
+    shape = b, h, _, n, _, d = (64, 16, 16, 1024, 1024, 64)
     prof = count(shape, causal=True, dropout_p=0.1)
     fwd, bwd = prof.records
-    assert fwd.sram_per_block_bytes == 164_352 and fwd.blocks_per_sm == 1
+    assert fwd.sram_per_block_bytes == 163_840 and fwd.blocks_per_sm == 1
     assert fwd.grid == bwd.grid == (64, 16)
-    check_bytes(prof, shape, (64, 384), (32, 192), 2, False)
+    check_bytes(prof, shape, (64, 384), (32, 384), 2, False)
+    # L2: 108 concurrent blocks re-read their Q rows and rewrite O, l, m: 108 x (N d s + N d s + 8 N)
+    # = 28.5 MB fits the 40 MB L2, so after L2 the forward reads Q, K, V and writes O, l, m once
+    assert 108 * (2 * n * d * 2 + 8 * n) <= load_device("a100-40gb").l2_bytes
+    assert (fwd.hbm_read_bytes, fwd.hbm_write_bytes) == (b * h * 3 * n * d * 2, b * h * (n * d * 2 + 8 * n))
+    # the backward's working set (Q, O, dO, l, m re-read; dQ in fp32, dq, dK, dV written) does not fit
+    assert 108 * (3 * n * d * 2 + 8 * n + n * d * 6 + 2 * n * d * 2) > load_device("a100-40gb").l2_bytes
+    assert bwd.l2_hit_bytes == bwd.l2_write_hit_bytes == 0
 
 
 def test_default_blocks_clamp_to_the_sequences():
@@ -275,14 +292,14 @@ def test_gqa_blocks_share_k_and_v_through_l2():
 # ---- errors -------------------------------------------------------------------------------
 
 def test_head_dim_too_large_for_any_block():
-    """1 x 1 forward tiles need (4 d + 1) * 2 + 8 bytes in fp16: d = 24574 is the largest
-    that fits 196,608 bytes."""
-    q = meta((1, 1, 4, 24575))
+    """1 x 1 forward tiles need (4 d + 1) * 2 bytes of SRAM in fp16 (and 4 d + 12 of registers):
+    d = 24575 is the largest that fits 196,608 bytes."""
+    q = meta((1, 1, 4, 24576))
     with Profile("a100-40gb"), pytest.raises(SramOverflowError) as err:
         flash_attention_v1(q, q, q)
     msg = str(err.value)
-    assert "a100-40gb" in msg and "196,608" in msg and "24574" in msg
-    q = meta((1, 1, 4, 24574))
+    assert "a100-40gb" in msg and "196,608" in msg and "24575" in msg
+    q = meta((1, 1, 4, 24575))
     with Profile("a100-40gb"):
         flash_attention_v1(q, q, q)
 

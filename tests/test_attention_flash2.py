@@ -357,17 +357,25 @@ def test_causal_reads_about_half_and_l2_serves_each_kv_head_once_per_wave():
 # ---- block sizes and SRAM -------------------------------------------------------------------------
 
 def fwd_sram(br, bc, d, s):
-    return (br * d + 2 * bc * d + br * bc) * s + br * d * 4 + 2 * br * 4
+    return (br * d + 2 * bc * d) * s                                    # Q_i, K_j, V_j
+
+
+def fwd_regs(br, bc, d):
+    return (br * bc + br * d + 2 * br) * 4                             # S/P, O_i, m_i, l_i in fp32
 
 
 def bwd_sram(br, bc, d, s):
-    return (2 * bc * d + 2 * br * d + 2 * br * bc) * s + 2 * bc * d * 4 + br * d * 4 + 2 * br * 4
+    return (2 * bc * d + 2 * br * d + 2 * br * bc) * s                 # K_j, V_j, Q_i, dO_i, P_ij, dS_ij
+
+
+def bwd_regs(br, bc, d):
+    return (2 * br * bc + 2 * bc * d + br * d + 2 * br) * 4            # S, dP, dK_j, dV_j, dQ_i, lse, D
 
 
 @pytest.mark.parametrize("d,dtype,fwd,bwd", [
-    (64, "fp16", (128, 128), (64, 128)),       # FA2's own choice for d = 64: 128 x 128, backward 64 x 128
-    (128, "fp16", (128, 64), (64, 64)),
-    (64, "fp32", (128, 64), (32, 128)),
+    (64, "fp16", (128, 128), (128, 128)),      # FlashAttention-2's own A100 choice for d = 64 backward: 128 x 128
+    (128, "fp16", (128, 128), (64, 128)),      # backward 64 x 128, as FlashAttention-2 on the A100
+    (64, "fp32", (128, 128), (64, 128)),
 ])
 def test_default_blocks_on_a100(d, dtype, fwd, bwd):
     n = 2048
@@ -377,6 +385,12 @@ def test_default_blocks_on_a100(d, dtype, fwd, bwd):
     assert recs[0].grid == (1, 1, n // fwd[0]) and recs[0].sram_per_block_bytes == fwd_sram(*fwd, d, s)
     assert recs[2].grid == (1, 1, n // bwd[1]) and recs[2].sram_per_block_bytes == bwd_sram(*bwd, d, s)
     assert recs[1].grid == (1, 1, n // bwd[0])
+    # the choice is the first candidate (outer dimension first, 128 down to 16) that fits both budgets
+    sram, regs = 196_608, 262_144
+    assert fwd_sram(*fwd, d, s) <= sram and fwd_regs(*fwd, d) <= regs
+    assert bwd_sram(*bwd, d, s) <= sram and bwd_regs(*bwd, d) <= regs
+    if bwd[0] < 128:        # the bigger B_r did not fit
+        assert bwd_sram(2 * bwd[0], bwd[1], d, s) > sram or bwd_regs(2 * bwd[0], bwd[1], d) > regs
 
 
 def test_blocks_clamp_to_short_sequences():
@@ -423,23 +437,26 @@ def test_errors():
             flash_attention_backward(meta((1, 4, 8, 15)), saved)
         with pytest.raises(TinymlError):
             flash_attention_backward(np.zeros((1, 4, 8, 16), np.float32), saved)   # array after a counted forward
-        with pytest.raises(SramOverflowError, match="block_q=128, block_k=64"):
+        with pytest.raises(SramOverflowError, match="registers.*block_q=128, block_k=128"):
             flash_attention(meta((1, 1, 512, 128)), meta((1, 1, 512, 128)), meta((1, 1, 512, 128)),
-                            block_q=128, block_k=128)
+                            block_q=256, block_k=256)       # 384 KB of fp32 S and O: over the register file
 
 
 def test_head_dim_too_large_names_device_budget_and_largest_head_dim():
-    # forward, smallest blocks 16 x 16 in fp16: (16 d + 2 16 d + 256) 2 + 16 d 4 + 128 = 160 d + 640 bytes
-    big = meta((1, 1, 64, 2000))
+    # forward, smallest blocks 16 x 16 in fp16: SRAM (16 d + 2 16 d) 2 = 96 d bytes,
+    # registers (256 + 16 d + 32) 4 = 64 d + 1152 bytes: SRAM runs out first, at d = 2048
+    big = meta((1, 1, 64, 2100))
     with Profile("a100-40gb"), pytest.raises(SramOverflowError) as err:
         flash_attention(big, big, big)
     msg = str(err.value)
-    assert "a100-40gb" in msg and "196,608" in msg and str((196608 - 640) // 160) in msg
-    # the backward's tiles are bigger: 320 d + 1152 bytes; d = 800 fits the forward only
-    x = meta((1, 1, 64, 800))
+    assert "a100-40gb" in msg and "196,608" in msg and str(196608 // 96) in msg
+    # the backward: SRAM 128 d + 1024, registers 192 d + 2176: the register file runs out first;
+    # d = 1400 fits the forward only
+    assert (262144 - 2176) // 192 < (196608 - 1024) // 128
+    x = meta((1, 1, 64, 1400))
     with Profile("a100-40gb"):
         o, saved = flash_attention(x, x, x, return_saved=True)
-        with pytest.raises(SramOverflowError, match=str((196608 - 1152) // 320)):
+        with pytest.raises(SramOverflowError, match=str((262144 - 2176) // 192)):
             flash_attention_backward(x, saved)
 
 

@@ -63,11 +63,10 @@ def test_fig2_standard_attention_and_flop_ratio_match_the_paper(capsys):
             assert t["pass"], t
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap: tinyml's FA1 counts every tile re-read as HBM traffic (8.3 GB, 15 ms); the paper measured "
-    "DRAM traffic after the A100's 40 MB L2, which absorbs the repeated reads of Q, O and dO within a head. "
-    "Modelling L2 capacity and the register file is the next step (issue note)"))
 def test_fig2_flashattention_matches_the_paper(capsys):
+    """FA1 within 20% of 4.4 GB and 7.3 ms: the forward's re-reads of Q, O, l, m stay in the 40 MB L2
+    (108 heads x 264 KB), the backward's accumulators sit in the register file (so B_c = 384 as in the
+    paper), and the CUDA kernels prefetch the next tile while computing (pipelined)."""
     out = _fig2(capsys)
     for t in out["targets"]:
         if t["target"].startswith("flash1"):

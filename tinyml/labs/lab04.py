@@ -34,12 +34,12 @@ def _fa1_counted(batch, heads, seq, head_dim, dtype, block_q, block_k) -> tuple[
     from ..kernels.attention.flash import flash_attention
     from ..sim import Profile, load_device, meta
 
-    dev = load_device("a100-40gb").replace(name="a100-unlimited-sram", sram_per_sm=1 << 40)
+    dev = load_device("a100-40gb").replace(name="a100-unlimited-sram", sram_per_sm=1 << 40, register_bytes=1 << 40)
     with Profile(dev) as prof:
         q, k, v = (meta((batch, heads, seq, head_dim), dtype) for _ in range(3))
         flash_attention(q, k, v, version=1, dtype=dtype, block_q=block_q, block_k=block_k)
     r = prof.records[0]
-    return r.hbm_read_bytes + r.l2_hit_bytes, r.hbm_write_bytes
+    return r.hbm_read_bytes + r.l2_hit_bytes, r.hbm_write_bytes + r.l2_write_hit_bytes      # before L2
 
 
 def _fa1_variants(batch, heads, n, d, dtype, block_q, block_k) -> dict:

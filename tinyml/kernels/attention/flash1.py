@@ -95,10 +95,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 
 import numpy as np
 
-from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_tiles, current_profile, nbytes, tiles_bytes
+from ...sim import (FLOAT_DTYPES, Device, DTypeError, Reuse, ShapeError, check_registers, check_tiles,
+                    current_profile, nbytes, tile_budget, tiles_fit)
+from ...sim.sram import REG
 from ...sim.counters import new_counters
 from .._contract import blas_single_thread, block_size, ceil_div, operand
 from .._mma import sgemm
@@ -112,12 +115,13 @@ DUMMY3 = np.zeros((1, 1, 1), dtype=np.float32)   # stands in for (B*H, N, d) dat
 # ---- tiles and block sizes --------------------------------------------------------
 
 def forward_tiles(block_q: int, block_k: int, head_dim: int, dtype: str) -> dict:
-    """The tiles one forward block keeps on chip: {name: (shape, logical dtype)}."""
+    """The tiles one forward block keeps on chip: {name: (shape, logical dtype[, "reg"])}."""
     return {
         "K_j": ((block_k, head_dim), dtype), "V_j": ((block_k, head_dim), dtype),
         "Q_i": ((block_q, head_dim), dtype), "O_i": ((block_q, head_dim), dtype),
-        "S_ij/P_ij": ((block_q, block_k), dtype),
-        "l_i": ((block_q,), "fp32"), "m_i": ((block_q,), "fp32"),
+        "P_ij": ((block_q, block_k), dtype),
+        "S_ij": ((block_q, block_k), "fp32", REG), "P_ij V_j": ((block_q, head_dim), "fp32", REG),
+        "l_i": ((block_q,), "fp32", REG), "m_i": ((block_q,), "fp32", REG),
     }
 
 
@@ -125,12 +129,19 @@ def backward_tiles(block_q: int, block_k: int, head_dim: int, dtype: str) -> dic
     """The tiles one backward block keeps on chip (P_ij is overwritten in place by dS_ij)."""
     return {
         "K_j": ((block_k, head_dim), dtype), "V_j": ((block_k, head_dim), dtype),
-        "dK~_j": ((block_k, head_dim), "fp32"), "dV~_j": ((block_k, head_dim), "fp32"),
         "Q_i": ((block_q, head_dim), dtype), "O_i": ((block_q, head_dim), dtype),
-        "dO_i": ((block_q, head_dim), dtype), "dQ_i": ((block_q, head_dim), "fp32"),
-        "P_ij/dS_ij": ((block_q, block_k), dtype),
-        "l_i": ((block_q,), "fp32"), "m_i": ((block_q,), "fp32"), "D_i": ((block_q,), "fp32"),
+        "dO_i": ((block_q, head_dim), dtype), "P_ij/dS_ij": ((block_q, block_k), dtype),
+        "dK~_j": ((block_k, head_dim), "fp32", REG), "dV~_j": ((block_k, head_dim), "fp32", REG),
+        "dQ_i": ((block_q, head_dim), "fp32", REG), "S_ij/dP_ij": ((block_q, block_k), "fp32", REG),
+        "l_i": ((block_q,), "fp32", REG), "m_i": ((block_q,), "fp32", REG), "D_i": ((block_q,), "fp32", REG),
     }
+
+
+def _chip(device) -> "Device | SimpleNamespace":
+    """A device, or a bare SRAM size in bytes (a chip without a register file)."""
+    if isinstance(device, (int, np.integer)):
+        return SimpleNamespace(sram_per_sm=int(device), register_bytes=0)
+    return device
 
 
 def paper_blocks(sram_per_sm: int, head_dim: int, dtype: str) -> tuple[int, int]:
@@ -140,18 +151,28 @@ def paper_blocks(sram_per_sm: int, head_dim: int, dtype: str) -> tuple[int, int]
     return min(b_c, head_dim), b_c
 
 
-@lru_cache(maxsize=None)
-def default_blocks(sram_per_sm: int, seq_q: int, seq_k: int, head_dim: int, dtype: str,
+def default_blocks(device, seq_q: int, seq_k: int, head_dim: int, dtype: str,
                    backward: bool = False) -> "tuple[int, int] | None":
     """(block_q, block_k): the paper's sizes clamped to the sequences, B_r then B_c halved
-    until the tiles fit ``sram_per_sm``; None if not even 1 x 1 blocks fit."""
+    until the tiles fit the device's SRAM and register file; None if not even 1 x 1 blocks fit.
+
+    ``device`` is a Device or an SRAM size in bytes (then accumulators count as SRAM).
+    """
+    chip = _chip(device)
+    return _default_blocks(chip.sram_per_sm, chip.register_bytes, seq_q, seq_k, head_dim, dtype, backward)
+
+
+@lru_cache(maxsize=None)
+def _default_blocks(sram: int, regs: int, seq_q: int, seq_k: int, head_dim: int, dtype: str,
+                    backward: bool) -> "tuple[int, int] | None":
+    chip = SimpleNamespace(sram_per_sm=sram, register_bytes=regs)
     tiles = backward_tiles if backward else forward_tiles
-    b_r0, b_c = paper_blocks(sram_per_sm, head_dim, dtype)
+    b_r0, b_c = paper_blocks(sram, head_dim, dtype)
     while True:
         b_r = min(b_r0, b_c)
         while True:
             cand = (min(b_r, seq_q), min(b_c, seq_k))
-            if tiles_bytes(tiles(*cand, head_dim, dtype)) <= sram_per_sm:
+            if tiles_fit(chip, tiles(*cand, head_dim, dtype)):
                 return cand
             if b_r == 1:
                 break
@@ -161,34 +182,41 @@ def default_blocks(sram_per_sm: int, seq_q: int, seq_k: int, head_dim: int, dtyp
         b_c = ceil_div(b_c, 2)
 
 
-def largest_head_dim(sram_per_sm: int, dtype: str, backward: bool = False) -> int:
-    """The largest head_dim whose 1 x 1 blocks fit: the tile bytes are linear in d."""
+def largest_head_dim(device, dtype: str, backward: bool = False) -> int:
+    """The largest head_dim whose 1 x 1 blocks fit: SRAM and register bytes are linear in d."""
+    chip = _chip(device)
     tiles = backward_tiles if backward else forward_tiles
-    base = tiles_bytes(tiles(1, 1, 0, dtype))
-    per_d = tiles_bytes(tiles(1, 1, 1, dtype)) - base
-    return max(0, (sram_per_sm - base) // per_d)
+    base = tile_budget(chip, tiles(1, 1, 0, dtype))
+    per_d = [a - b for a, b in zip(tile_budget(chip, tiles(1, 1, 1, dtype)), base)]
+    best = (chip.sram_per_sm - base[0]) // per_d[0]
+    if per_d[1] > 0:
+        best = min(best, (chip.register_bytes - base[1]) // per_d[1])
+    return max(0, best)
 
 
-def resolve_blocks(call: AttentionCall, block_q, block_k, *, backward: bool, kernel: str) -> tuple[int, int, int]:
-    """(block_q, block_k, SRAM bytes per block): given or chosen, checked against the device."""
+def resolve_blocks(call: AttentionCall, block_q, block_k, *, backward: bool, kernel: str
+                   ) -> tuple[int, int, int, int]:
+    """(block_q, block_k, SRAM bytes, register bytes per block): given or chosen, checked against the device."""
     dev = current_profile().device
-    auto = default_blocks(dev.sram_per_sm, call.seq_q, call.seq_k, call.head_dim, call.dtype, backward)
+    auto = default_blocks(dev, call.seq_q, call.seq_k, call.head_dim, call.dtype, backward)
     tiles = backward_tiles if backward else forward_tiles
 
     def suggest() -> str:
         if auto is None:
             return (f"No block size fits: even 1 x 1 blocks overflow at head_dim={call.head_dim}; the largest "
                     f"head_dim that fits {dev.name}'s {dev.sram_per_sm:,}-byte SRAM in {call.dtype} is "
-                    f"{largest_head_dim(dev.sram_per_sm, call.dtype, backward)}. Use a smaller head_dim or a "
+                    f"{largest_head_dim(dev, call.dtype, backward)}. Use a smaller head_dim or a "
                     f"device with more SRAM")
         return (f"Blocks that fit: block_q={auto[0]}, block_k={auto[1]} "
-                f"({tiles_bytes(tiles(*auto, call.head_dim, call.dtype)):,} bytes); or omit the block sizes")
+                f"({tile_budget(dev, tiles(*auto, call.head_dim, call.dtype))[0]:,} bytes of SRAM); "
+                f"or omit the block sizes")
 
     b_q = block_size(block_q, "block_q", auto[0] if auto else 1)
     b_k = block_size(block_k, "block_k", auto[1] if auto else 1)
     b_q, b_k = min(b_q, call.seq_q), min(b_k, call.seq_k)
-    sram = check_tiles(dev, tiles(b_q, b_k, call.head_dim, call.dtype), kernel=kernel, suggest=suggest)
-    return b_q, b_k, sram
+    chosen = tiles(b_q, b_k, call.head_dim, call.dtype)
+    sram = check_tiles(dev, chosen, kernel=kernel, suggest=suggest)
+    return b_q, b_k, sram, check_registers(dev, chosen)
 
 
 # ---- the byte formula -------------------------------------------------------------
@@ -267,7 +295,7 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     call = prepare_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p,
                              seed=seed, scale=scale, window=window, dtype=dtype, kernel="flash_attention_v1",
                              check_finite=check_finite)
-    b_q, b_k, sram = resolve_blocks(call, block_q, block_k, backward=False, kernel="flash_attention_v1")
+    b_q, b_k, sram, regs = resolve_blocks(call, block_q, block_k, backward=False, kernel="flash_attention_v1")
     prof = current_profile()
     _track_inputs(prof, call)
     B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
@@ -284,8 +312,11 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
                       H, call.group, KVH, NQ, NK, D, b_q, b_k, call.scale, call.causal, call.offset,
                       left, right, call.key_padding_obj is not None, call.dropout_p, call.seed,
                       _fwd.fwd_per_score(call.masked, call.dropout_p > 0), call.execute, counters, call.elem_bits, gemm)
-    prof.record("flash1_fwd", (B, H), counters, dtype=call.dtype, sram_per_block=sram,
-                panels=_kv_panels(call, (_fwd.OP_K, _fwd.OP_V)))
+    s = nbytes(8, call.dtype) // 8
+    reuse = Reuse(reads={_fwd.OP_Q: NQ * D * s, _fwd.OP_O: 0, _fwd.OP_L: 0, _fwd.OP_M: 0},  # O, l, m: written first
+                  writes=NQ * D * s + 2 * NQ * 4)
+    prof.record("flash1_fwd", (B, H), counters, dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
+                panels=_kv_panels(call, (_fwd.OP_K, _fwd.OP_V)), reuse=reuse, pipelined=True)
     if return_saved:
         return o, Flash1Saved(call, o, l, m, check_finite)
     return o
@@ -311,7 +342,8 @@ def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | Non
                          f"dout must have the output's shape")
     if DO.dtype != call.dtype:
         raise DTypeError(f"flash_attention_v1_backward: dout is {DO.dtype} but the forward ran in {call.dtype}")
-    b_q, b_k, sram = resolve_blocks(call, block_q, block_k, backward=True, kernel="flash_attention_v1_backward")
+    b_q, b_k, sram, regs = resolve_blocks(call, block_q, block_k, backward=True,
+                                          kernel="flash_attention_v1_backward")
     prof = current_profile()
     _track_inputs(prof, call)
     for name, obj, dt in (("o", saved.o, call.dtype), ("l", saved.l, "fp32"), ("m", saved.m, "fp32"),
@@ -341,8 +373,12 @@ def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | Non
                       call.key_padding_obj is not None, call.dropout_p, call.seed,
                       _bwd.backward_per_score(call.masked, call.dropout_p > 0), ex, counters,
                       call.elem_bits, gemm)
-    prof.record("flash1_bwd", (B, H), counters, dtype=call.dtype, sram_per_block=sram,
-                panels=_kv_panels(call, (_bwd.OP_K, _bwd.OP_V)))
+    s = nbytes(8, call.dtype) // 8
+    reuse = Reuse(reads={_bwd.OP_Q: NQ * D * s, _bwd.OP_O: NQ * D * s, _bwd.OP_DO: NQ * D * s,
+                         _bwd.OP_DQ: 0, _bwd.OP_L: 4 * NQ, _bwd.OP_M: 4 * NQ},      # dQ: zeroed first
+                  writes=NQ * D * (4 + s) + 2 * NK * D * s)                        # dQ acc, dq, dK_j, dV_j
+    prof.record("flash1_bwd", (B, H), counters, dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
+                panels=_kv_panels(call, (_bwd.OP_K, _bwd.OP_V)), reuse=reuse, pipelined=True)
     del dq_acc                      # the fp32 accumulator dies with the kernel
     if G > 1:
         rows = _bwd.REDUCE_ROWS

@@ -291,7 +291,7 @@ def flash_attention_v2_backward(dout, saved: Flash2Saved):
     B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
     G = call.group
     dt, x, bits = call.dtype, call.execute, call.elem_bits
-    blocks, sram = resolve_blocks(prof.device, "bwd", NQ, NK, D, dt, KERNEL, saved.block_q, saved.block_k)
+    blocks, sram, regs = resolve_blocks(prof.device, "bwd", NQ, NK, D, dt, KERNEL, saved.block_q, saved.block_k)
     BR, BC = blocks.block_q, blocks.block_k
     for op in (call.q, call.k, call.v, dO):
         prof.hbm.track(op.obj, op.name, dt)
@@ -331,7 +331,8 @@ def flash_attention_v2_backward(dout, saved: Flash2Saved):
     b, h = np.divmod(bh, H)
     kv_panel = (b * KVH + h // G) * nkb + jb
     panels = {OP_Q: bh, OP_DO: bh, OP_LSE: bh, OP_D: bh, OP_K: kv_panel, OP_V: kv_panel, OP_MASK: b}
-    prof.record(KERNEL, (B, H, nkb), counters, dtype=dt, sram_per_block=sram, panels=panels)
+    prof.record(KERNEL, (B, H, nkb), counters, dtype=dt, sram_per_block=sram, panels=panels,
+                regs_per_block=regs, pipelined=True)
     del d_stat                              # freed: D is dead after the main kernel
 
     # 3. dq = scale * dq_accum, in the logical dtype

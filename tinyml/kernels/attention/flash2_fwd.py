@@ -227,7 +227,7 @@ def kv_panels(n_blocks: int, per_bh: int, heads: int, kv_heads: int) -> np.ndarr
 def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_finite: bool = True):
     """Launch the forward of a validated call; returns O (and the saved state)."""
     prof = current_profile()
-    blocks, sram = resolve_blocks(prof.device, "fwd", call.seq_q, call.seq_k, call.head_dim, call.dtype,
+    blocks, sram, regs = resolve_blocks(prof.device, "fwd", call.seq_q, call.seq_k, call.head_dim, call.dtype,
                                   KERNEL, block_q, block_k)
     B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
     for op in (call.q, call.k, call.v):
@@ -256,7 +256,8 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
               fwd_per_score(call.masked, call.dropout_p > 0), x, counters, call.elem_bits, gemm)
     panel = kv_panels(counters.shape[0], nqb, H, KVH)
     panels = {OP_K: panel, OP_V: panel, OP_MASK: panel // KVH}
-    prof.record(KERNEL, grid, counters, dtype=call.dtype, sram_per_block=sram, panels=panels)
+    prof.record(KERNEL, grid, counters, dtype=call.dtype, sram_per_block=sram, panels=panels,
+                regs_per_block=regs, pipelined=True)
     if not return_saved:
         return o
     return o, Flash2Saved(call, o, lse, block_q, block_k, check_finite)

@@ -1,12 +1,15 @@
 """FlashAttention-2's tiles: block sizes from SRAM, which tiles are computed, FLOP conventions.
 
-Block sizes. A forward block keeps Q_i (B_r x d), K_j, V_j (B_c x d) and the
-scores S_ij / P_ij (B_r x B_c) in the logical dtype, plus the fp32 output
-accumulator O_i (B_r x d) and the row statistics m_i, l_i (B_r each). A
-backward block keeps K_j, V_j (B_c x d), Q_i, dO_i (B_r x d), S/P and dP/dS
-(B_r x B_c) in the logical dtype, the fp32 accumulators dK_j, dV_j (B_c x d),
-the fp32 dQ_i tile it adds into HBM (B_r x d), and lse_i, D_i (B_r fp32).
-The default is the largest pair that fits one SM's SRAM, trying the block's own
+Block sizes. A forward block keeps Q_i (B_r x d), K_j, V_j (B_c x d) in SRAM
+in the logical dtype, and in registers the fp32 scores S_ij (B_r x B_c; P_ij
+is converted in place and fed to the P V product straight from registers), the
+fp32 output accumulator O_i (B_r x d) and the row statistics m_i, l_i. A
+backward block keeps K_j, V_j (B_c x d), Q_i, dO_i (B_r x d), P_ij and dS_ij
+(B_r x B_c, the transposed operands of dV += P^T dO and dK += dS^T Q) in SRAM
+in the logical dtype, and in registers the fp32 accumulators dK_j, dV_j
+(B_c x d), the fp32 S_ij and dP_ij, the fp32 dQ_i tile it adds into HBM
+(B_r x d), and lse_i, D_i. (On a device without a register file all of it is
+SRAM.) The default is the largest pair that fits one SM's SRAM and register file, trying the block's own
 (outer) dimension first: B_r in 128, 64, 32, 16 then B_c in 128, 64, 32, 16
 for the forward; B_c first for the backward (whose blocks own a K/V column
 block), each clamped to its sequence length.
@@ -28,7 +31,10 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from ...sim import Device, SramOverflowError, check_tiles, tiles_bytes
+from types import SimpleNamespace
+
+from ...sim import Device, SramOverflowError, check_registers, check_tiles, tile_budget, tiles_fit
+from ...sim.sram import REG
 from .flops import DROPOUT, EXP, MASK, SCALE, SOFTMAX_BWD, forward_per_score
 from .masks import key_range
 
@@ -65,16 +71,18 @@ class Flash2Blocks:
         br, bc = self.block_q, self.block_k
         return {
             "Q_i": ((br, d), dtype), "K_j": ((bc, d), dtype), "V_j": ((bc, d), dtype),
-            "S_ij/P_ij": ((br, bc), dtype), "O_i accumulator": ((br, d), "fp32"), "m_i, l_i": ((2, br), "fp32"),
+            "S_ij/P_ij": ((br, bc), "fp32", REG), "O_i accumulator": ((br, d), "fp32", REG),
+            "m_i, l_i": ((2, br), "fp32", REG),
         }
 
     def bwd_tiles(self, d: int, dtype: str) -> dict:
         br, bc = self.block_q, self.block_k
         return {
             "K_j": ((bc, d), dtype), "V_j": ((bc, d), dtype), "Q_i": ((br, d), dtype), "dO_i": ((br, d), dtype),
-            "S_ij/P_ij": ((br, bc), dtype), "dP_ij/dS_ij": ((br, bc), dtype),
-            "dK_j, dV_j accumulators": ((2, bc, d), "fp32"), "dQ_i tile": ((br, d), "fp32"),
-            "lse_i, D_i": ((2, br), "fp32"),
+            "P_ij": ((br, bc), dtype), "dS_ij": ((br, bc), dtype),
+            "S_ij, dP_ij": ((2, br, bc), "fp32", REG),
+            "dK_j, dV_j accumulators": ((2, bc, d), "fp32", REG), "dQ_i tile": ((br, d), "fp32", REG),
+            "lse_i, D_i": ((2, br), "fp32", REG),
         }
 
     def tiles(self, kind: str, d: int, dtype: str) -> dict:
@@ -89,44 +97,55 @@ def _candidates(kind: str, seq_q: int, seq_k: int):
     return [Flash2Blocks(r, c) for c in cols for r in rows]
 
 
+def _auto_blocks(device: Device, kind: str, seq_q: int, seq_k: int, d: int, dtype: str):
+    return _auto_blocks_cached(device.sram_per_sm, device.register_bytes, kind, seq_q, seq_k, d, dtype)
+
+
 @lru_cache(maxsize=None)
-def _auto_blocks(sram_per_sm: int, kind: str, seq_q: int, seq_k: int, d: int, dtype: str):
+def _auto_blocks_cached(sram: int, regs: int, kind: str, seq_q: int, seq_k: int, d: int, dtype: str):
+    chip = SimpleNamespace(sram_per_sm=sram, register_bytes=regs)
     for blocks in _candidates(kind, seq_q, seq_k):
-        if tiles_bytes(blocks.tiles(kind, d, dtype)) <= sram_per_sm:
+        if tiles_fit(chip, blocks.tiles(kind, d, dtype)):
             return blocks
     return None
 
 
 def largest_head_dim(device: Device, kind: str, seq_q: int, seq_k: int, dtype: str) -> int:
-    """The largest head dim whose tiles fit SRAM with the smallest blocks (0 if none)."""
+    """The largest head dim whose tiles fit SRAM and registers with the smallest blocks (0 if none)."""
     smallest = Flash2Blocks(min(SIZES[-1], seq_q), min(SIZES[-1], seq_k))
-    fixed = tiles_bytes(smallest.tiles(kind, 0, dtype))              # bytes independent of d
-    per_d = tiles_bytes(smallest.tiles(kind, 1, dtype)) - fixed      # bytes per unit of d
-    return max(0, (device.sram_per_sm - fixed) // per_d)
+    fixed = tile_budget(device, smallest.tiles(kind, 0, dtype))               # bytes independent of d
+    per_d = [a - b for a, b in zip(tile_budget(device, smallest.tiles(kind, 1, dtype)), fixed)]  # per unit of d
+    best = (device.sram_per_sm - fixed[0]) // per_d[0]
+    if per_d[1] > 0:
+        best = min(best, (device.register_bytes - fixed[1]) // per_d[1])
+    return max(0, best)
 
 
 def _head_dim_problem(device: Device, kind: str, seq_q: int, seq_k: int, d: int, dtype: str) -> str:
     smallest = Flash2Blocks(min(SIZES[-1], seq_q), min(SIZES[-1], seq_k))
-    need = tiles_bytes(smallest.tiles(kind, d, dtype))
+    sram, regs = tile_budget(device, smallest.tiles(kind, d, dtype))
     best = largest_head_dim(device, kind, seq_q, seq_k, dtype)
+    regs_part = (f" and {regs:,} bytes of registers (the register file has {device.register_bytes:,})"
+                 if regs else "")
     return (f"head_dim {d} is too large for {device.name}: even the smallest blocks "
-            f"(block_q={smallest.block_q}, block_k={smallest.block_k}) need {need:,} bytes of SRAM but an SM "
-            f"has {device.sram_per_sm:,} bytes; the largest head dim that fits ({dtype}) is {best}. "
-            f"Use a smaller head dim or a device with more SRAM per SM (`tinyml devices`)")
+            f"(block_q={smallest.block_q}, block_k={smallest.block_k}) need {sram:,} bytes of SRAM{regs_part} "
+            f"but an SM has {device.sram_per_sm:,} bytes of SRAM; the largest head dim that fits ({dtype}) is "
+            f"{best}. Use a smaller head dim or a device with more SRAM per SM (`tinyml devices`)")
 
 
 def choose_blocks(device: Device, kind: str, seq_q: int, seq_k: int, d: int, dtype: str,
                   kernel: str) -> Flash2Blocks:
     """The default blocks of ``kind`` ("fwd" or "bwd"); SramOverflowError if none fits."""
-    blocks = _auto_blocks(device.sram_per_sm, kind, seq_q, seq_k, d, dtype)
+    blocks = _auto_blocks(device, kind, seq_q, seq_k, d, dtype)
     if blocks is None:
         raise SramOverflowError(f"{kernel}: {_head_dim_problem(device, kind, seq_q, seq_k, d, dtype)}.")
     return blocks
 
 
 def resolve_blocks(device: Device, kind: str, seq_q: int, seq_k: int, d: int, dtype: str, kernel: str,
-                   block_q: "int | None", block_k: "int | None") -> tuple[Flash2Blocks, int]:
-    """The caller's block sizes (validated, clamped to the sequences) or the defaults, and their SRAM bytes."""
+                   block_q: "int | None", block_k: "int | None") -> tuple[Flash2Blocks, int, int]:
+    """The caller's block sizes (validated, clamped to the sequences) or the defaults, and their SRAM
+    and register bytes."""
     from .._contract import block_size
 
     if block_q is None or block_k is None:
@@ -136,13 +155,14 @@ def resolve_blocks(device: Device, kind: str, seq_q: int, seq_k: int, d: int, dt
     blocks = Flash2Blocks(min(block_size(block_q, "block_q", 0), seq_q), min(block_size(block_k, "block_k", 0), seq_k))
 
     def suggest() -> str:
-        auto = _auto_blocks(device.sram_per_sm, kind, seq_q, seq_k, d, dtype)
+        auto = _auto_blocks(device, kind, seq_q, seq_k, d, dtype)
         if auto is None:
             return _head_dim_problem(device, kind, seq_q, seq_k, d, dtype)
         return (f"Blocks that fit: block_q={auto.block_q}, block_k={auto.block_k}; "
                 f"or omit them to let tinyml choose")
 
-    return blocks, check_tiles(device, blocks.tiles(kind, d, dtype), kernel=kernel, suggest=suggest)
+    tiles = blocks.tiles(kind, d, dtype)
+    return blocks, check_tiles(device, tiles, kernel=kernel, suggest=suggest), check_registers(device, tiles)
 
 
 # ---- which tiles are computed ---------------------------------------------------------------
