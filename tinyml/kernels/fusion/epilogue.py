@@ -1,0 +1,300 @@
+"""Matmul with a fused epilogue: bias, activation and residual applied in SRAM.
+
+``y = act(a @ b + bias) + residual`` is, in eager PyTorch, a matmul that writes
+C to HBM and then one elementwise kernel per op reading it back. Here the
+output tile is finished where it already is: after the K loop each block runs
+the epilogue, an op program (program.py) over the fp32 accumulator and the
+bias and residual tiles, and stores the result once. The matmul is the
+tensor-core tiled matmul of :mod:`tinyml.kernels.matmul.v3_mma`.
+
+Tile loop::
+
+    for each block (bi, bj) in parallel:              # grid ceil(M/BM) x ceil(N/BN)
+        acc = zeros(BM, BN)                           # fp32 accumulator, on chip
+        for k0 in range(0, K, BK):
+            As = load A[bi*BM : +BM, k0 : +BK];  Bs = load B[k0 : +BK, bj*BN : +BN]
+            acc += mma(As, Bs)                        # tensor cores
+        # As and Bs are dead now: the epilogue's tiles reuse their SRAM
+        bias_s = load bias[bj*BN : +BN]               # if bias: once per block
+        res_s  = load residual[bi*BM : +BM, bj*BN : +BN]   # if residual
+        acc = program(acc, bias_s, res_s)             # e.g. gelu(acc + bias) + res, in SRAM
+        store acc -> Y[bi*BM : +BM, bj*BN : +BN]      # SRAM -> HBM, once
+
+HBM traffic (``s`` bytes per element, ``F`` the epilogue's FLOPs per element)::
+
+    reads  = (M K ceil(N/BN) + K N ceil(M/BM)) s      the matmul's (as v3)
+           + ceil(M/BM) N s                           bias, once per block row of tiles
+           + M N s                                    residual, once
+    writes = M N s
+    matmul FLOPs = 2 M N K;  vector FLOPs = F M N
+
+The unfused form (``matmul_epilogue_unfused``) writes C (M N s) and then runs
+:func:`~tinyml.kernels.fusion.elementwise.unfused_elementwise`: with bias, an
+activation and a residual that is 3 more kernels reading
+``(4 M N + ceil(M/BMe) N) s`` and writing ``3 M N s`` (``BMe`` the elementwise
+block rows), on top of the same matmul.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numba import njit, prange
+
+from ...sim import (DTypeError, ShapeError, bits, check_tiles, current_profile, nbytes, tile_budget,
+                    tiles_fit)
+from ...sim.counters import new_counters
+from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
+from .._contract import blas_single_thread, block_size, ceil_div, operand, same_mode
+from .._mma import mma_acc, sgemm
+from ..matmul._launch import prepare
+from ..matmul.tiles import DEPTHS, SIZES, MatmulTiles
+from ..matmul.v2_tiled import tile_panels
+from ..matmul.v3_mma import matmul_v3
+from .elementwise import unfused_elementwise
+from .interp import run_program
+from .ops import OPS
+from .program import Program, ProgramError
+
+_DUMMY = np.zeros((1, 1), dtype=np.float32)
+#: matmul's tile sizes plus 8, for small SRAMs that must also hold the epilogue's tiles
+EPILOGUE_SIZES = (8,) + SIZES
+
+
+@njit(parallel=True, cache=True)
+def _body(a, b, c, bias, res, M, N, K, BM, BN, BK, execute, counters, elem_bits, gemm,
+          code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
+    gn = (N + BN - 1) // BN
+    n_blocks = ((M + BM - 1) // BM) * gn
+    s = 1 if not execute else 0          # counting mode: no real tile buffers
+    for blk in prange(n_blocks):
+        r0 = (blk // gn) * BM
+        c0 = (blk % gn) * BN
+        rows = min(BM, M - r0)
+        cols = min(BN, N - c0)
+        a_s = np.zeros((BM - s * (BM - 1), BK - s * (BK - 1)), dtype=np.float32)   # (BM, BK) SRAM
+        b_s = np.zeros((BK - s * (BK - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BK, BN) SRAM
+        acc = np.zeros((BM - s * (BM - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BM, BN) fp32
+        for k0 in range(0, K, BK):
+            depth = min(BK, K - k0)
+            if execute and depth < BK:     # masked load: the padding must be zero
+                a_s[:] = 0.0
+                b_s[:] = 0.0
+            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, blk, 0, elem_bits)
+            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, blk, 1, elem_bits)
+            count_mma(rows, cols, depth, counters, blk, elem_bits)
+            if execute:
+                mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
+        # the epilogue, on the tile still in SRAM
+        bias_s = np.empty((1, BN - s * (BN - 1)), dtype=np.float32)                  # (1, BN) SRAM
+        res_s = np.empty((BM - s * (BM - 1), BN - s * (BN - 1)), dtype=np.float32)  # (BM, BN) SRAM
+        if bias_slot >= 0:
+            load_tile(bias, 0, c0, 1, cols, bias_s, execute, counters, blk, 2, elem_bits)
+        if res_slot >= 0:
+            load_tile(res, r0, c0, rows, cols, res_s, execute, counters, blk, 3, elem_bits)
+        count_vector(flops * rows * cols, counters, blk)
+        if execute and code.shape[0] > 0:
+            regs = np.empty((n_slots, BN), dtype=np.float32)                      # (slots, BN) registers
+            for i in range(rows):
+                for j in range(cols):
+                    regs[0, j] = acc[i, j]
+                    if bias_slot >= 0:
+                        regs[bias_slot, j] = bias_s[0, j]
+                    if res_slot >= 0:
+                        regs[res_slot, j] = res_s[i, j]
+                run_program(code, consts, regs, cols, r0 + i, c0, M, N)
+                for j in range(cols):
+                    acc[i, j] = regs[out_slot, j]
+        store_tile(acc, rows, cols, c, r0, c0, execute, counters, blk, elem_bits)
+
+
+def expected_bytes(m: int, n: int, k: int, elem_bytes: float, bm: int, bn: int, *, bias: bool = False,
+                   residual: bool = False) -> tuple[float, float]:
+    """(HBM read bytes before L2 reuse, HBM write bytes) of ``matmul_epilogue``, from the formula above."""
+    reads = m * k * ceil_div(n, bn) + k * n * ceil_div(m, bm) + ceil_div(m, bm) * n * bias + m * n * residual
+    return reads * elem_bytes, m * n * elem_bytes
+
+
+def epilogue_program(has_bias: bool, activation, has_residual: bool) -> "Program | None":
+    """``act(acc + bias) + residual`` as an op program over (acc, bias?, residual?); None if empty."""
+    n_in = 1 + has_bias + has_residual
+    instrs, cur = [], 0
+    if has_bias:
+        instrs.append(("add", (cur, 1)))
+        cur = n_in + len(instrs) - 1
+    if activation is not None:
+        info = OPS.get(activation) if isinstance(activation, str) else None
+        if info is None or info.arity != 1 or info.const:
+            choices = ", ".join(n for n, o in OPS.items() if o.arity == 1 and not o.const and n != "copy")
+            raise ProgramError(f"unknown activation {activation!r}; choose None or one of {choices}")
+        instrs.append((info.name, (cur,)))
+        cur = n_in + len(instrs) - 1
+    if has_residual:
+        instrs.append(("add", (cur, n_in - 1)))
+    return Program.from_instructions(n_in, instrs) if instrs else None
+
+
+@dataclass(frozen=True)
+class EpilogueTiles:
+    """A matmul's tiles plus the epilogue's. The bias and residual tiles are loaded after
+    the K loop, when the A and B buffers are dead, so they reuse that SRAM (as CUTLASS's
+    epilogue reuses the mainloop's shared memory); only what exceeds it is extra."""
+
+    tiles: MatmulTiles
+    has_bias: bool
+    has_residual: bool
+
+    def epilogue_bytes(self, dtype: str) -> int:
+        t = self.tiles
+        return nbytes(t.block_n * self.has_bias + t.block_m * t.block_n * self.has_residual, dtype)
+
+    def sram_tiles(self, dtype: str) -> dict:
+        t = self.tiles
+        out = dict(t.sram_tiles(dtype))
+        reused = nbytes(t.block_m * t.block_k + t.block_k * t.block_n, dtype)
+        extra = self.epilogue_bytes(dtype) - reused
+        if extra > 0:
+            out["bias/residual tiles beyond the A and B buffers"] = ((extra,), "int8")
+        return out
+
+
+@lru_cache(maxsize=None)
+def _best(device, m: int, n: int, k: int, dtype: str, has_bias: bool, has_res: bool) -> "EpilogueTiles | None":
+    """As matmul's tile search (highest intensity, then deepest K, then least SRAM), with the
+    epilogue's tiles in the budget and 8 as one more candidate size."""
+    cap = lambda d: next((s for s in SIZES if s >= d), SIZES[-1])       # noqa: E731
+    best = None
+    for bm in EPILOGUE_SIZES:
+        for bn in EPILOGUE_SIZES:
+            if bm > cap(m) or bn > cap(n):
+                continue
+            for bk in DEPTHS:
+                if bk > max(cap(k), DEPTHS[0]):
+                    continue
+                t = EpilogueTiles(MatmulTiles(bm, bn, bk), has_bias, has_res)
+                tiles = t.sram_tiles(dtype)
+                if tiles_fit(device, tiles):
+                    key = (bm * bn / (bm + bn), bk, -tile_budget(device, tiles)[0])
+                    if best is None or key > best[0]:
+                        best = (key, t)
+    return None if best is None else best[1]
+
+
+def _check_extra(x, name: str, shape: tuple, dtype: str, m: int, n: int):
+    if x is None:
+        return None
+    op = operand(x, name, ndim=len(shape), dtype=dtype, allowed=("fp16", "bf16", "fp32"))
+    if op.shape != shape:
+        raise ShapeError(f"matmul_epilogue: {name} must have shape {shape}, got {op.shape}; "
+                         f"the output a @ b is (M, N) = ({m}, {n})")
+    return op
+
+
+def _prepare(a, b, bias, residual, dtype, block_m, block_n, block_k, kernel):
+    call = prepare(a, b, dtype, kernel)
+    m, n = call.m, call.n
+    B = _check_extra(bias, "bias", (n,), call.dtype, m, n)
+    R = _check_extra(residual, "residual", (m, n), call.dtype, m, n)
+    extras = [op for op in (B, R) if op is not None]
+    same_mode(call.a, call.b, *extras)
+    for op in extras:
+        if op.dtype != call.dtype:
+            raise DTypeError(f"{kernel}: {op.name} is {op.dtype} but a and b are {call.dtype}; use one dtype")
+    return call, B, R
+
+
+def _resolve(call, B, R, block_m, block_n, block_k, kernel) -> tuple[EpilogueTiles, int]:
+    dev = current_profile().device
+    auto = _best(dev, call.m, call.n, call.k, call.dtype, B is not None, R is not None)
+    if auto is None:
+        auto = EpilogueTiles(MatmulTiles(EPILOGUE_SIZES[0], EPILOGUE_SIZES[0], DEPTHS[0]), B is not None,
+                             R is not None)
+    t = auto.tiles
+    tiles = EpilogueTiles(MatmulTiles(block_size(block_m, "block_m", t.block_m),
+                                      block_size(block_n, "block_n", t.block_n),
+                                      block_size(block_k, "block_k", t.block_k)), B is not None, R is not None)
+
+    def suggest() -> str:
+        if not tiles_fit(dev, auto.sram_tiles(call.dtype)):
+            return "This device's SRAM cannot hold even the smallest tiles with the epilogue's; use another device"
+        a = auto.tiles
+        return (f"Tiles that fit: block_m={a.block_m}, block_n={a.block_n}, block_k={a.block_k}; "
+                f"or omit the block sizes to let tinyml choose")
+
+    return tiles, check_tiles(dev, tiles.sram_tiles(call.dtype), kernel=kernel, suggest=suggest)
+
+
+def _epilogue_or(program, activation, B, R) -> "Program | None":
+    if program is None:
+        return epilogue_program(B is not None, activation, R is not None)
+    if activation is not None:
+        raise ProgramError("give either activation or an epilogue program, not both")
+    need = 1 + (B is not None) + (R is not None)
+    if not isinstance(program, Program) or program.n_inputs != need:
+        raise ProgramError(f"the epilogue must be a Program over (acc{', bias' if B is not None else ''}"
+                           f"{', residual' if R is not None else ''}): {need} input(s), got {program!r}")
+    return program
+
+
+def matmul_epilogue(a, b, *, bias=None, activation: "str | None" = None, residual=None, dtype: str = "fp16",
+                    epilogue: "Program | None" = None, block_m: "int | None" = None,
+                    block_n: "int | None" = None, block_k: "int | None" = None):
+    """``Y = act(a @ b + bias) + residual`` in one kernel. See the module docstring.
+
+    ``a`` (M, K), ``b`` (K, N), ``bias`` (N,), ``residual`` (M, N): arrays or
+    ``tinyml.sim.meta`` tensors. ``activation``: None or a one-operand op name
+    ('gelu', 'relu', 'silu', 'tanh' ...). ``epilogue`` replaces the default
+    chain with any op program over ``(acc, bias?, residual?)``. Block sizes
+    default to the highest-intensity tiles that fit SRAM with the epilogue's tiles.
+    """
+    call, B, R = _prepare(a, b, bias, residual, dtype, block_m, block_n, block_k, "matmul_epilogue")
+    program = _epilogue_or(epilogue, activation, B, R)
+    tiles, sram = _resolve(call, B, R, block_m, block_n, block_k, "matmul_epilogue")
+    t = tiles.tiles
+    if program is None:
+        code, consts = np.zeros((0, 5), np.int64), np.zeros(0, np.float32)
+        n_slots, out_slot, flops = 1, 0, 0
+    else:
+        code, consts = program.encode()
+        n_slots, out_slot, flops = program.n_slots, program.output, program.flops_per_element
+    bias_slot = 1 if B is not None else -1
+    res_slot = 1 + (B is not None) if R is not None else -1
+
+    prof = current_profile()
+    for op in (call.a, call.b, B, R):
+        if op is not None:
+            prof.hbm.track(op.obj, op.name, call.dtype)
+    y = prof.hbm.new_tensor("y", (call.m, call.n), call.dtype, call.execute)
+    grid = (ceil_div(call.m, t.block_m), ceil_div(call.n, t.block_n))
+    counters = new_counters(grid[0] * grid[1], n_operands=4)
+    ex = call.execute
+    bias2d = B.data.reshape(1, -1) if ex and B is not None else _DUMMY                # (1, N)
+    res2d = R.data if ex and R is not None else _DUMMY                                # (M, N)
+    gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
+    with blas_single_thread():
+        _body(call.a.data if ex else _DUMMY, call.b.data if ex else _DUMMY, y if ex else _DUMMY, bias2d, res2d,
+              call.m, call.n, call.k, t.block_m, t.block_n, t.block_k, ex, counters, bits(call.dtype), gemm,
+              code, consts, n_slots, out_slot, flops, bias_slot, res_slot)
+
+    def panels(g):
+        p = tile_panels(g)
+        p[2] = p[1]                  # blocks in one tile column read the same bias slice
+        return p
+
+    prof.record("matmul_epilogue", grid, counters, dtype=call.dtype, sram_per_block=sram, panels=panels(grid))
+    return y
+
+
+def matmul_epilogue_unfused(a, b, *, bias=None, activation: "str | None" = None, residual=None,
+                            dtype: str = "fp16", epilogue: "Program | None" = None, block_m: "int | None" = None,
+                            block_n: "int | None" = None, block_k: "int | None" = None):
+    """The eager form: ``matmul_v3`` writes C, then one elementwise kernel per epilogue op."""
+    call, B, R = _prepare(a, b, bias, residual, dtype, block_m, block_n, block_k, "matmul_epilogue_unfused")
+    program = _epilogue_or(epilogue, activation, B, R)
+    c = matmul_v3(call.a.obj, call.b.obj, dtype=call.dtype, block_m=block_m, block_n=block_n, block_k=block_k)
+    if program is None:
+        return c
+    extras = [op.obj for op in (B, R) if op is not None]
+    return unfused_elementwise(program, [c, *extras], dtype=call.dtype)
