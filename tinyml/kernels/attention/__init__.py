@@ -9,4 +9,7 @@ Layout: q (batch, heads, seq_q, head_dim); k, v (batch, kv_heads, seq_k, head_di
 | `flash2`      | FlashAttention-2 (Q outer loop, O on chip, sequence parallel, causal skipping) |
 | `flash`       | `flash_attention(version=1 or 2)` and `flash_attention_backward`      |
 | `paper`       | the FlashAttention paper's Figure 2, reproduced                       |
+| `decode`       | decoding: one query per sequence vs a KV cache, GQA heads share a block (`decode_attention`) |
+| `decode_split` | Flash-Decoding: split-KV partials + combine, split count from the SM count |
+| `kv_cache`     | `KVCache` (append kernel, per-sequence lengths), `bytes_per_token`        |
 """

@@ -1,0 +1,48 @@
+"""Weight quantization: formats, and matmul/gemv kernels that read packed weights.
+
+| format      | group along K | code              | scale      | bits / weight |
+|-------------|---------------|-------------------|------------|---------------|
+| int8        | whole row     | int8, symmetric   | fp16 / row | 8 + 16/K      |
+| int4-g<g>   | g (32/64/128) | int4, symmetric   | fp16       | 4 + 16/g      |
+| q8_0        | 32            | int8 (llama.cpp)  | fp16       | 8.5           |
+| q4_0        | 32            | int4 (llama.cpp)  | fp16       | 4.5           |
+| your Scheme | any           | 2/4/8-bit + table | fp16 (+min)| bits + 16(1+m)/g |
+
+``W`` is ``(N, K)`` (out, in), quantized along K. ``quantize(w, fmt)``
+returns a :class:`QuantizedTensor`; the kernels (``quantized_gemv``,
+``quantized_matmul``) dequantize tile by tile on chip, and the baseline
+``unfused_quantized_matmul`` writes fp16 weights to HBM first.
+See :mod:`.scheme` for the byte layout and how to bring your own scheme.
+"""
+
+from __future__ import annotations
+
+from .errors import BlockAlignmentError, ScaleOverflowError, SchemeDefinitionError, UnknownFormatError
+from .gguf import Q4_0, Q8_0
+from .int4 import Int4Grouped
+from .int8 import Int8PerChannel
+from .scheme import SCHEMES, Layout, Scheme, get_scheme, register, to_fp16
+from .tensor import QuantizedTensor, quantize
+
+for _scheme in (Int8PerChannel(), Int4Grouped(32), Int4Grouped(64), Int4Grouped(128), Q8_0(), Q4_0()):
+    register(_scheme)
+
+__all__ = [
+    "quantize", "QuantizedTensor", "Scheme", "Layout", "SCHEMES", "register", "get_scheme", "to_fp16",
+    "Int8PerChannel", "Int4Grouped", "Q8_0", "Q4_0",
+    "BlockAlignmentError", "ScaleOverflowError", "SchemeDefinitionError", "UnknownFormatError",
+    "quantized_gemv", "quantized_matmul", "dequantize_kernel", "unfused_quantized_matmul",
+    "error_report", "format_report", "sample_weights",
+]
+
+
+def __getattr__(name: str):
+    """The kernels load on first use (they import Numba and compile)."""
+    kernels = {"quantized_gemv": "gemv", "quantized_matmul": "matmul", "dequantize_kernel": "unfused",
+               "unfused_quantized_matmul": "unfused", "error_report": "report", "format_report": "report",
+               "sample_weights": "report"}
+    if name in kernels:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{kernels[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

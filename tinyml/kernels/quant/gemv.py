@@ -1,0 +1,140 @@
+"""Fused dequantize + gemv: y = W x with W read as packed bytes (batch 1, LLM decoding).
+
+At batch 1 every weight is used once, so the kernel is bound by how many bytes
+of W it reads: packed int4 moves ~0.28x the bytes of fp16. Each block owns
+BN output rows; the weights stream from HBM straight into registers (no reuse,
+so no SRAM staging) and are decoded there, nibble by nibble, never written
+back as fp16. Per group the scale is applied once to the partial dot product.
+
+Tile loop::
+
+    for each block b in parallel:                     # grid ceil(N / BN)
+        acc[0:BN] = 0                                 # fp32 partial sums
+        for k0 in range(0, Kp, BK):                   # Kp: K padded to whole groups
+            xs = load x[k0 : k0 + BK]                 # HBM -> SRAM, zero past K
+            for each row r of the block, each group G in the tile:
+                read G's bytes (scale [, min], codes)   # HBM -> registers
+                s  = sum_e xs[e] * levels[code_e]     # nibbles decoded inline
+                sx = sum_e xs[e]                      # only used with a min
+                acc[r] += scale * s + min * sx
+        store acc -> y[b*BN : +BN]
+
+HBM traffic (exact; before L2 reuse of x, which every block reads)::
+
+    reads  = qweight.nbytes + ceil(N / BN) * K * s
+    writes = N * s
+    vector FLOPs = N * (1 + m) * (2 * Kp + 2 * T)
+
+with ``s`` the bytes per element of x's logical dtype, ``m`` = 1 for schemes
+with a min, and ``T`` the (tile, group) pairs of one row: ``Kp / g`` when BK is
+a multiple of g, ``ceil(Kp / BK)`` for one group per row split over tiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ...sim import MetaTensor, ShapeError, check_tiles, current_profile
+from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
+from .._contract import block_size, ceil_div
+from ._decode import group_dot, half, tile_groups
+from ._launch import check_block_k, k_unit, prepare, run
+
+DEFAULT_BLOCK_N = 16
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _body(x, data, y, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
+          execute, counters, x_bits):
+    n_blocks = (N + BN - 1) // BN
+    s = 1 if not execute else 0                    # counting mode: no real buffers
+    m = 1 if has_min else 0
+    for blk in prange(n_blocks):
+        r0 = blk * BN
+        rows = min(BN, N - r0)
+        xs = np.zeros((1, BK - s * (BK - 1)), dtype=np.float32)      # (1, BK) SRAM
+        acc = np.zeros((1, BN - s * (BN - 1)), dtype=np.float32)     # (1, BN) fp32
+        for k0 in range(0, Kp, BK):
+            depth = min(BK, Kp - k0)
+            valid = max(0, min(depth, K - k0))
+            if execute and valid < BK:
+                xs[:] = 0.0
+            load_tile(x, 0, k0, 1, valid, xs, execute, counters, blk, 0, x_bits)
+            first, last, headers = tile_groups(k0, depth, g)
+            count_load_direct(rows * (depth * bits // 8 + headers * hdr), counters, blk, 1, 8)
+            count_vector(rows * (1 + m) * (2 * depth + 2 * (last - first + 1)), counters, blk)
+            if execute:
+                xv = xs[0]
+                for i in range(rows):
+                    row = data[r0 + i]
+                    total = np.float32(0.0)
+                    for gi in range(first, last + 1):
+                        g0 = gi * g
+                        lo = max(k0, g0) - g0
+                        hi = min(k0 + depth, g0 + g) - g0
+                        base = gi * block_bytes
+                        scale = half(row[base], row[base + 1])
+                        dot, sx = group_dot(row, base + hdr, lo, hi, g, bits, split, levels, xv, g0 - k0)
+                        total += scale * dot
+                        if has_min:
+                            total += half(row[base + 2], row[base + 3]) * sx
+                    acc[0, i] += total
+        store_tile(acc, 1, rows, y, 0, r0, execute, counters, blk, x_bits)
+
+
+def gemv_sram_tiles(bn: int, bk: int, dtype: str) -> dict:
+    return {"x tile": ((1, bk), dtype), "partial sums": ((bn,), "fp32")}
+
+
+def choose_block_k(call, bn: int, unit: int) -> int:
+    """The whole padded row if its x tile fits SRAM, else the most whole units that do."""
+    dev = current_profile().device
+    budget = (dev.sram_per_sm - 4 * bn) * 8 // call.elem_bits
+    bk = min(call.lay.padded_k, budget // unit * unit)
+    return max(bk, unit)                  # too small a device: check_tiles explains
+
+
+def quantized_gemv(x, qweight, *, dtype: str = "fp16", block_n: "int | None" = None,
+                   block_k: "int | None" = None):
+    """y = W x for a quantized W (N, K) and x (K,) or (1, K); returns (N,) or (1, N).
+
+    Reads the packed weights once (``qweight.nbytes``) and dequantizes on chip.
+    ``dtype``: logical dtype of x and y. ``block_n``: output rows per block
+    (default 16); ``block_k``: K tile, a multiple of the group size (default:
+    the whole row if it fits SRAM). Records one kernel in the active Profile.
+    """
+    x, vector = _as_row(x)
+    call = prepare(x, qweight, dtype, "quantized_gemv")
+    lay = call.lay
+    g, nbits, split, has_min, hdr, block_bytes, levels = call.scheme_args()
+    bn = block_size(block_n, "block_n", min(DEFAULT_BLOCK_N, call.n))
+    unit = k_unit(lay, split)
+    bk = check_block_k(block_size(block_k, "block_k", choose_block_k(call, bn, unit)), lay, split,
+                       "quantized_gemv")
+    dev = current_profile().device
+    sram = check_tiles(dev, gemv_sram_tiles(bn, bk, call.dtype), kernel="quantized_gemv",
+                       suggest=lambda: f"Try block_k={choose_block_k(call, bn, unit)} or a smaller block_n")
+    grid = (ceil_div(call.n, bn),)
+    x_data = call.x.data if call.execute else np.zeros((1, 1), np.float32)
+
+    def args(out, counters):
+        y2 = out.reshape(1, call.n) if call.execute else out           # (1, N)
+        return (x_data, call.weight_bytes(), y2, call.n, call.k, lay.padded_k, bn, bk, g, nbits, split,
+                has_min, hdr, block_bytes, levels, call.execute, counters, call.elem_bits)
+
+    return run(call, "quantized_gemv", _body, grid, sram, (call.n,) if vector else (1, call.n), args,
+               panels={0: np.zeros(grid[0], np.int64)})
+
+
+def _as_row(x):
+    """x (K,) -> (1, K), remembering it was a vector; (1, K) as is; anything else refused."""
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    if len(shape) == 1:
+        if isinstance(x, MetaTensor):
+            return MetaTensor((1, shape[0]), x.dtype), True
+        return np.asarray(x).reshape(1, -1), True
+    if len(shape) == 2 and shape[0] != 1:
+        raise ShapeError(f"quantized_gemv: x must be (K,) or (1, K), got shape {shape}; "
+                         f"for a batch of rows use quantized_matmul")
+    return x, False

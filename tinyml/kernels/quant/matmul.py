@@ -1,0 +1,154 @@
+"""Fused dequantize + matmul: y = x @ W^T with W (N, K) read as packed bytes.
+
+Each block owns a BM x BN tile of y (BM rows of x, BN rows of W). Per K tile it
+loads the x tile and the *packed* W tile into SRAM, dequantizes W into an
+on-chip (BK, BN) tile in the compute dtype and runs the tile product on the
+tensor cores. fp16 weights exist only in SRAM, never in HBM.
+
+Tile loop::
+
+    for each block (bi, bj) in parallel:              # grid ceil(M/BM) x ceil(N/BN)
+        acc = zeros(BM, BN)                           # fp32, on chip
+        for k0 in range(0, Kp, BK):                   # Kp: K padded to whole groups
+            xs = load x[bi*BM : +BM, k0 : +BK]        # HBM -> SRAM, zero past K
+            ps = load packed W[bj*BN : +BN, tile k0]  # HBM -> SRAM: codes + scales (+ mins)
+            ws = dequantize(ps)                       # (BK, BN): scale * levels[code] + min
+            acc += mma(xs, ws)                        # tensor cores
+        store acc -> y[bi*BM : +BM, bj*BN : +BN]
+
+HBM traffic (exact, before L2 reuse)::
+
+    reads  = ceil(N / BN) * M * K * s + ceil(M / BM) * qweight.nbytes
+    writes = M * N * s
+    matmul FLOPs = 2 * M * N * Kp        (padding included: the MMA runs on whole tiles' data)
+    vector FLOPs = ceil(M / BM) * N * Kp * (1 + m)     (the dequantize: a multiply [+ add])
+
+``s``: bytes per element of x's logical dtype; ``m`` = 1 for schemes with a min.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ...sim import check_tiles, current_profile, nbytes
+from ...sim.counters import SRAM_READ, SRAM_WRITE
+from ...sim.tiles import count_mma, count_vector, load_tile, store_tile, tile_bytes
+from .._contract import blas_single_thread, block_size, ceil_div
+from .._mma import mma_acc, sgemm
+from ._decode import count_load_bytes, decode_into, half, tile_groups
+from ._launch import check_block_k, fit_tiles, k_unit, packed_tile_bytes, prepare, run
+
+@njit(cache=True)
+def dequantize_tile(data, r0, cols, k0, depth, g, bits, split, has_min, hdr, block_bytes, levels, out,
+                    transposed):
+    """Decode rows ``r0 .. r0+cols`` of W, elements ``[k0, k0+depth)``, into ``out``:
+    ``out[e - k0, j]`` (transposed) or ``out[j, e - k0]``."""
+    first = k0 // g
+    last = (k0 + depth - 1) // g
+    for j in range(cols):
+        row = data[r0 + j]
+        for gi in range(first, last + 1):
+            g0 = gi * g
+            lo = max(k0, g0) - g0
+            hi = min(k0 + depth, g0 + g) - g0
+            base = gi * block_bytes
+            scale = half(row[base], row[base + 1])
+            mn = half(row[base + 2], row[base + 3]) if has_min else np.float32(0.0)
+            decode_into(row, base + hdr, lo, hi, g, bits, split, levels, scale, mn, out, j, g0 - k0,
+                        transposed)
+
+
+@njit(parallel=True, cache=True)
+def _body(x, data, y, M, N, K, Kp, BM, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
+          execute, counters, x_bits, gemm):
+    gn = (N + BN - 1) // BN
+    n_blocks = ((M + BM - 1) // BM) * gn
+    s = 1 if not execute else 0                    # counting mode: no real tile buffers
+    m = 1 if has_min else 0
+    for blk in prange(n_blocks):
+        r0 = (blk // gn) * BM
+        c0 = (blk % gn) * BN
+        rows = min(BM, M - r0)
+        cols = min(BN, N - c0)
+        xs = np.zeros((BM - s * (BM - 1), BK - s * (BK - 1)), dtype=np.float32)    # (BM, BK) SRAM
+        ws = np.zeros((BK - s * (BK - 1), BN - s * (BN - 1)), dtype=np.float32)    # (BK, BN) SRAM
+        acc = np.zeros((BM - s * (BM - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BM, BN) fp32
+        for k0 in range(0, Kp, BK):
+            depth = min(BK, Kp - k0)
+            valid = max(0, min(depth, K - k0))
+            if execute and depth < BK:
+                ws[:] = 0.0
+            if execute and valid < BK:
+                xs[:] = 0.0
+            load_tile(x, r0, k0, rows, valid, xs, execute, counters, blk, 0, x_bits)
+            first, last, headers = tile_groups(k0, depth, g)
+            packed = cols * (depth * bits // 8 + headers * hdr)
+            count_load_bytes(packed, counters, blk, 1)                     # packed W tile -> SRAM
+            counters[blk, SRAM_READ] += packed                             # ... read to dequantize
+            counters[blk, SRAM_WRITE] += tile_bytes(depth * cols, x_bits)  # the dequantized tile
+            count_vector(depth * cols * (1 + m), counters, blk)
+            count_mma(rows, cols, depth, counters, blk, x_bits)
+            if execute:
+                dequantize_tile(data, c0, cols, k0, depth, g, bits, split, has_min, hdr, block_bytes,
+                                levels, ws, True)
+                mma_acc(xs, ws, acc, gemm)                                 # (BM, BK) @ (BK, BN)
+        store_tile(acc, rows, cols, y, r0, c0, execute, counters, blk, x_bits)
+
+
+def matmul_sram_tiles(bm: int, bn: int, bk: int, lay, dtype: str) -> dict:
+    return {
+        "x tile": ((bm, bk), dtype),
+        "packed W tile": ((packed_tile_bytes(bn, bk, lay),), "int8"),
+        "W tile (dequantized)": ((bk, bn), dtype),
+        "C accumulator": ((bm, bn), "fp32"),
+    }
+
+
+def choose_tiles(call, unit: int) -> tuple[int, int, int]:
+    """Default (BM, BN, BK): up to 64 x 64 output tiles and K tiles of ~64 weights, shrunk to fit
+    SRAM; at small batch, BN narrows (down to 16) until the grid has a block for every SM."""
+    dev = current_profile().device
+    bk = min(max(unit, 64 // unit * unit), call.lay.padded_k)     # padded_k is a multiple of unit
+    bm, bn, bk = fit_tiles(lambda bm, bn, bk: _sram(bm, bn, bk, call), min(64, call.m), min(64, call.n), bk,
+                           unit, dev.sram_per_sm)
+    while bn > 16 and ceil_div(call.m, bm) * ceil_div(call.n, bn) < dev.sm_count:
+        bn //= 2
+    return bm, bn, bk
+
+
+def _sram(bm, bn, bk, call) -> int:
+    return sum(nbytes(int(np.prod(shape)), dt)
+               for shape, dt in matmul_sram_tiles(bm, bn, bk, call.lay, call.dtype).values())
+
+
+def quantized_matmul(x, qweight, *, dtype: str = "fp16", block_m: "int | None" = None,
+                     block_n: "int | None" = None, block_k: "int | None" = None):
+    """y = x @ W^T for x (M, K) and a quantized W (N, K); returns (M, N).
+
+    W's packed bytes are read from HBM and dequantized tile by tile in SRAM.
+    ``block_k`` must be a multiple of the group size. Records one kernel.
+    """
+    call = prepare(x, qweight, dtype, "quantized_matmul")
+    lay = call.lay
+    g, nbits, split, has_min, hdr, block_bytes, levels = call.scheme_args()
+    unit = k_unit(lay, split)
+    auto = choose_tiles(call, unit)
+    bm = block_size(block_m, "block_m", auto[0])
+    bn = block_size(block_n, "block_n", auto[1])
+    bk = check_block_k(block_size(block_k, "block_k", auto[2]), lay, split, "quantized_matmul")
+    dev = current_profile().device
+    sram = check_tiles(dev, matmul_sram_tiles(bm, bn, bk, lay, call.dtype), kernel="quantized_matmul",
+                       suggest=lambda: "Tiles that fit: block_m={}, block_n={}, block_k={}".format(*auto))
+    grid = (ceil_div(call.m, bm), ceil_div(call.n, bn))
+    x_data = call.x.data if call.execute else np.zeros((1, 1), np.float32)
+    gemm = sgemm()                       # load SciPy's BLAS first, so blas_single_thread pins it too
+    rows, cols = np.divmod(np.arange(grid[0] * grid[1]), grid[1])
+
+    def args(out, counters):
+        return (x_data, call.weight_bytes(), out, call.m, call.n, call.k, lay.padded_k, bm, bn, bk, g, nbits,
+                split, has_min, hdr, block_bytes, levels, call.execute, counters, call.elem_bits, gemm)
+
+    with blas_single_thread():
+        return run(call, "quantized_matmul", _body, grid, sram, (call.m, call.n), args,
+                   panels={0: rows, 1: cols})
