@@ -237,13 +237,13 @@ def test_gqa_reads_each_kv_head_once():
 
 def test_default_block_k_and_sram():
     """B_c = 128 for Llama-2-7B shapes; one block keeps Q, K_j, V_j (fp16) in SRAM and S/P, O, m, l (fp32)
-    in registers, or everything in SRAM on a device without a register file (toy)."""
+    in registers, or everything in SRAM on a device without a register file (m2-max)."""
     _, recs = run(meta((1, 32, 1, 128)), meta((1, 32, 4096, 128)), meta((1, 32, 4096, 128)), cache_len=4096,
                   split_kv=1)
     assert recs[0].sram_per_block_bytes == (128 + 2 * 128 * 128) * 2
     _, recs = run(meta((1, 1, 1, 8)), meta((1, 1, 5, 8)), meta((1, 1, 5, 8)), cache_len=3, split_kv=1)
     assert recs[0].sram_per_block_bytes == (8 + 2 * 5 * 8) * 2                       # B_c clamped to L = 5
-    _, recs = run(meta((1, 2, 1, 8)), meta((1, 1, 5, 8)), meta((1, 1, 5, 8)), device="toy", cache_len=3,
+    _, recs = run(meta((1, 2, 1, 8)), meta((1, 1, 5, 8)), meta((1, 1, 5, 8)), device="m2-max", cache_len=3,
                   split_kv=1, block_k=4)
     assert recs[0].sram_per_block_bytes == (2 * 8 + 2 * 4 * 8) * 2 + (2 * 4 + 2 * 8 + 2 * 2) * 4
 

@@ -123,12 +123,12 @@ def test_default_tiles_fit_in_a_launch(warm_kernels, name, dtype):
 def test_register_tiles_leave_sram_on_devices_with_a_register_file():
     from tinyml.sim import tile_budget, tiles_fit
 
-    tiles = {"A": ((64, 64), "fp16"), "acc": ((64, 64), "fp32", "reg")}
-    a100, toy = load_device("a100-40gb"), load_device("toy")
-    assert tile_budget(a100, tiles) == (64 * 64 * 2, 64 * 64 * 4)
-    assert tile_budget(toy, tiles) == (64 * 64 * 6, 0)                       # no register file: all SRAM
+    tiles = {"A": ((64, 64), "fp16"), "acc": ((128, 64), "fp32", "reg")}     # m2-max: 8 + 32 KB > 32 KB
+    a100, m2 = load_device("a100-40gb"), load_device("m2-max")
+    assert tile_budget(a100, tiles) == (64 * 64 * 2, 128 * 64 * 4)
+    assert tile_budget(m2, tiles) == (64 * 64 * 2 + 128 * 64 * 4, 0)        # no register file: all SRAM
     assert check_tiles(a100, tiles, kernel="k") == 64 * 64 * 2
-    assert tiles_fit(a100, tiles) and not tiles_fit(toy, tiles)
+    assert tiles_fit(a100, tiles) and not tiles_fit(m2, tiles)
     big = {"A": ((8, 8), "fp16"), "acc": ((512, 256), "fp32", "reg")}      # 512 KB of accumulators
     with pytest.raises(SramOverflowError) as err:
         check_tiles(a100, big, kernel="k", suggest=lambda: "use smaller blocks")

@@ -61,7 +61,7 @@ _ATTRS = {"sm.count": "sm_count", "sm.clock_hz": "clock_hz", "sm.sram_bytes": "s
           "hbm.capacity_bytes": "hbm_capacity", "hbm.bandwidth": "hbm_bandwidth",
           "host.bandwidth": "host_bandwidth", "launch.overhead_s": "launch_overhead_s",
           "efficiency.hbm": "eff_hbm", "efficiency.sram": "eff_sram", "efficiency.matmul": "eff_matmul",
-          "efficiency.vector": "eff_vector"}
+          "efficiency.vector": "eff_vector", "sm.register_bytes": "register_bytes", "l2.capacity_bytes": "l2_bytes"}
 
 
 def _value(d, key: str) -> str:
@@ -71,7 +71,7 @@ def _value(d, key: str) -> str:
     v = getattr(d, _ATTRS[key])
     if key.endswith("bandwidth"):
         return fmt_rate(v)
-    if key == "sm.sram_bytes":
+    if key in ("sm.sram_bytes", "sm.register_bytes", "l2.capacity_bytes"):
         return fmt_bytes(v, binary=True)
     if key == "hbm.capacity_bytes":
         return fmt_bytes(v)

@@ -24,8 +24,8 @@ Optional (0 when absent)::
     [l2]            capacity_bytes                # last-level cache in front of HBM
 
 A device without a register file keeps every tile, accumulators included, in
-SRAM (the ``toy`` device does, so its tiles can be counted by hand); a device
-without an L2 capacity gets no reuse of re-read data (see :mod:`tinyml.sim.cost`).
+SRAM; a device without an L2 capacity (``toy``, so its numbers can be checked
+by hand) gets no reuse of re-read data (see :mod:`tinyml.sim.cost`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ A tile set is ``{name: (shape, logical dtype)}`` for tiles in SRAM (shared
 memory), or ``{name: (shape, dtype, "reg")}`` for tiles a kernel keeps in
 registers: the fp32 accumulators a tensor-core MMA writes (a matmul's C tile,
 FlashAttention's S and O), which never pass through shared memory on a real
-GPU. A device without a register file (``register_bytes = 0``, like ``toy``)
-keeps those in SRAM too.
+GPU. A device without a register file (``register_bytes = 0``, like
+``m2-max``, whose register file Apple does not publish) keeps those in SRAM too.
 """
 
 from __future__ import annotations

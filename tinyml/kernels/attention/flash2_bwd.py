@@ -68,7 +68,7 @@ from ...sim.counters import new_counters
 from ...sim.tiles import (count_load_direct, count_mma, count_store_direct, count_vector, load_tile,
                           store_tile)
 from .._contract import blas_single_thread, ceil_div, operand, same_mode
-from .._mma import mma_acc, sgemm
+from .._mma import mma_acc, mma_acc_bt, sgemm
 from ._common import DUMMY2
 from .flash2_fwd import Flash2Saved
 from .flash2_tiles import bwd_per_score, resolve_blocks, tile_grid
@@ -119,9 +119,7 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
         kv0 = (b * KVH + h // group) * NK
         br_, bc_, d_ = BR - e * (BR - 1), BC - e * (BC - 1), D - e * (D - 1)
         k_s = np.zeros((bc_, d_), dtype=np.float32)      # (BC, D) SRAM
-        kt_s = np.zeros((d_, bc_), dtype=np.float32)     # (D, BC) K_j^T
         v_s = np.zeros((bc_, d_), dtype=np.float32)      # (BC, D)
-        vt_s = np.zeros((d_, bc_), dtype=np.float32)     # (D, BC) V_j^T
         q_s = np.zeros((br_, d_), dtype=np.float32)      # (BR, D)
         do_s = np.zeros((br_, d_), dtype=np.float32)     # (BR, D)
         lse_s = np.zeros((1, BR), dtype=np.float32)      # (1, BR)
@@ -150,11 +148,6 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
                 load_tile(v, kv0 + c0, 0, cols, D, v_s, execute, counters, blk, OP_V, elem_bits)
                 if has_mask:
                     count_load_direct(cols, counters, blk, OP_MASK, 8)      # key_valid[b, c0:c0+cols]
-                if execute:
-                    for c in range(BC):
-                        for x in range(D):
-                            kt_s[x, c] = k_s[c, x]
-                            vt_s[x, c] = v_s[c, x]
                 for ib in range(i_lo[jb], i_hi[jb]):
                     r0 = ib * BR
                     rows = min(BR, NQ - r0)
@@ -177,7 +170,7 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
                     if not execute:
                         continue
                     s_t[:] = 0.0
-                    mma_acc(q_s, kt_s, s_t, gemm)                    # (BR, D) @ (D, BC)
+                    mma_acc_bt(q_s, k_s, s_t, gemm)                  # (BR, D) @ (BC, D)^T, as the forward
                     for r in range(BR):
                         i = r0 + r
                         row_lse = lse_s[0, r] if r < rows else -np.inf
@@ -195,7 +188,7 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
                             pdt[c, r] = pe
                     mma_acc(pdt, do_s, dv_acc, gemm)                 # (BC, BR) @ (BR, D)
                     s_t[:] = 0.0
-                    mma_acc(do_s, vt_s, s_t, gemm)                   # dP: (BR, D) @ (D, BC)
+                    mma_acc_bt(do_s, v_s, s_t, gemm)                 # dP: (BR, D) @ (BC, D)^T
                     for r in range(BR):
                         for c in range(BC):
                             pe = p_t[r, c]

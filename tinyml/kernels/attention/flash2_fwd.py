@@ -65,7 +65,7 @@ from ...sim import current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_mma, count_vector, load_tile, store_tile
 from .._contract import blas_single_thread, ceil_div
-from .._mma import mma_acc, sgemm
+from .._mma import mma_acc, mma_acc_bt, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
 from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
 from .fastexp import exp_shifted
@@ -98,6 +98,19 @@ def seg_sum(x, n):
     return acc
 
 
+@njit(cache=True, fastmath={"reassoc", "nnan", "nsz", "contract", "arcp"})
+def scale_max(x, n, scale, mx):
+    """x[:n] *= scale (rounded to fp32, as the backward recomputes it), then max(mx, max(x[:n])).
+
+    The scores of a fully visible tile row are finite, so 'nnan' is safe and lets the max vectorise.
+    """
+    for c in range(n):
+        x[c] *= scale
+    for c in range(n):
+        mx = max(mx, x[c])
+    return mx
+
+
 @njit(parallel=True, cache=True)
 def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, span_hi, causal, wl, wr,
           has_mask, scale, dropout_p, seed, per_score, execute, counters, elem_bits, gemm):
@@ -117,7 +130,6 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         kv0 = (b * KVH + h // group) * NK    # first row of this kv head in k, v
         q_s = np.zeros((BR - e * (BR - 1), D - e * (D - 1)), dtype=np.float32)     # (BR, D) SRAM
         k_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
-        kt_s = np.zeros((D - e * (D - 1), BC - e * (BC - 1)), dtype=np.float32)    # (D, BC) K_j^T
         v_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
         s_t = np.zeros((BR - e * (BR - 1), BC - e * (BC - 1)), dtype=np.float32)   # (BR, BC) S
         p_t = np.zeros((BR - e * (BR - 1), BC - e * (BC - 1)), dtype=np.float32)   # (BR, BC) P
@@ -147,11 +159,8 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                 count_mma(rows, D, cols, counters, blk, elem_bits)         # O += P V_j
                 if not execute:
                     continue
-                for c in range(BC):
-                    for dd in range(D):
-                        kt_s[dd, c] = k_s[c, dd]
                 s_t[:] = 0.0
-                mma_acc(q_s, kt_s, s_t, gemm)                              # (BR, D) @ (D, BC)
+                mma_acc_bt(q_s, k_s, s_t, gemm)                            # (BR, D) @ (BC, D)^T
                 # Decide once per tile whether every score is visible: the causal / window
                 # limits are half-planes in (i, j), so checking the two extreme corners is
                 # enough; key padding needs each column. Full tiles skip the per-score test.
@@ -166,12 +175,8 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                     i = r0 + r
                     m_old = m_i[r]
                     mx = m_old
-                    if full:                           # no per-score test; the scaling loop vectorises
-                        for c in range(cols):
-                            s_t[r, c] *= scale               # rounded to fp32, as the backward recomputes it
-                        for c in range(cols):
-                            if s_t[r, c] > mx:
-                                mx = s_t[r, c]
+                    if full:                           # no per-score test: scale and max vectorise
+                        mx = scale_max(s_t[r], cols, scale, mx)
                     else:
                         for c in range(cols):
                             j = c0 + c
@@ -199,8 +204,9 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                         p_t[r, c] = 0.0
                     l_i[r] = alpha * l_i[r] + row_sum
                     m_i[r] = mx
-                    for dd in range(D):
-                        o_acc[r, dd] *= alpha
+                    if alpha != 1.0:                   # the max grew: rescale the running output row
+                        for dd in range(D):
+                            o_acc[r, dd] *= alpha
                 mma_acc(p_t, v_s, o_acc, gemm)                             # (BR, BC) @ (BC, D)
             count_vector(rows * (D + FINAL_PER_ROW), counters, blk)
             if execute:
