@@ -7,7 +7,9 @@
 * a model zoo (:mod:`.zoo`: ``mlp``, ``gpt2_block``, ``tiny_gpt``) with seeded random weights;
 * passes Graph -> Graph (:mod:`.passes`: ``infer_shapes``, ``dead_code``, ``cse``, ``fuse``,
   ``rewrite_attention``) and a :func:`run_passes` pipeline that keeps, after every pass, the IR
-  text, a Graphviz drawing and a summary.
+  text, a Graphviz drawing and a summary;
+* :func:`lower` (one kernel launch per fused group, or per node) and :func:`compile`
+  (passes + lowering -> :class:`Compiled`, whose ``run`` executes or counts on the simulator).
 
 ``import tinyml.compiler`` loads NumPy only: no Numba, no matplotlib, no graphviz.
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 from .errors import BindingError, GraphDTypeError, GraphError, GraphShapeError, SymbolicError
 from .graph import FusedGroup, Graph, Node, Value, Weight
 from .interpreter import interpret
+from .compile import Compiled, compile
+from .lower import lower
 from .passes import cse, dead_code, fuse, infer_shapes, rewrite_attention
 from .pipeline import Pipeline, PipelineResult, Step, run_passes
 from .sizes import Poly
@@ -31,4 +35,5 @@ __all__ = [
     "cse", "dead_code", "fuse", "infer_shapes", "rewrite_attention",
     "Pipeline", "PipelineResult", "Step", "run_passes",
     "Poly", "Affine", "dim", "sym", "TensorType", "validate", "zoo",
+    "Compiled", "compile", "lower",
 ]

@@ -1,0 +1,126 @@
+"""Compiler benchmark: what fusion and the attention rewrite buy on a GPT-2 block, and compile speed.
+
+Everything is measured in one run and checked against targets::
+
+    python benchmarks/bench_compiler.py              # full run (about 10 s once Numba's cache is warm)
+    python benchmarks/bench_compiler.py --quick      # CI smoke: the same targets, one timing round
+    python benchmarks/bench_compiler.py --json out.json
+
+1. GPT-2 small's block (d = 768, 12 heads) at n = 1024 tokens, fp16, on the
+   simulated A100 (``a100-40gb``), counting mode: lowered op by op (every node
+   its own kernel, as eager PyTorch runs it) vs compiled (cse, dead_code,
+   rewrite_attention, fuse: one kernel per fused group), and the numbers after
+   every pass. Targets: >= 3x fewer simulated HBM bytes, >= 2x less simulated time.
+2. Wall time of ``compile(tiny_gpt(layers=12), explain=False)`` at GPT-2 small
+   sizes (passes + lowering; the zoo building its 124M seeded random weights is
+   timed apart and reported as INFO). Target: < 5 s.
+
+Every target prints PASS or FAIL; the exit code is 1 if any fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:            # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from tinyml.compiler import compile, lower, zoo  # noqa: E402
+
+DEVICE = "a100-40gb"
+SEQ = 1024
+TARGETS = {
+    "bytes_ratio": 3.0,        # compiled moves >= 3x fewer HBM bytes than op by op
+    "time_ratio": 2.0,         # and takes >= 2x less simulated time
+    "compile_s": 5.0,          # compiling the 12-layer tiny GPT takes < 5 s
+}
+
+
+def gpt2_block() -> dict:
+    """Op by op vs compiled, and every step's numbers, at n = SEQ."""
+    g = zoo.get("gpt2_block")
+    c = compile(g, device=DEVICE, dtype="fp16", bindings={"n": SEQ})
+    out = {}
+    for label, plan in (("op_by_op", lower(g, fused=False)), ("compiled", c.plan)):
+        _, prof = plan.run(bindings={"n": SEQ}, device=DEVICE, dtype="fp16", count=True)
+        out[label] = {"kernels": len(prof.records), "hbm_bytes": int(prof.hbm_bytes), "time_s": prof.time_s,
+                      "flops": int(prof.flops_matmul + prof.flops_vector), "bound": prof.bound}
+    out["steps"] = [s.to_dict() for s in c.steps]
+    out["bytes_ratio"] = out["op_by_op"]["hbm_bytes"] / out["compiled"]["hbm_bytes"]
+    out["time_ratio"] = out["op_by_op"]["time_s"] / out["compiled"]["time_s"]
+    return out
+
+
+def compile_speed(rounds: int) -> dict:
+    t0 = time.perf_counter()
+    g = zoo.get("tiny_gpt", layers=12)
+    build = time.perf_counter() - t0
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        c = compile(g, device=DEVICE, explain=False)
+        times.append(time.perf_counter() - t0)
+    prof = c.profile({"n": SEQ})                                       # what the compiled model costs
+    return {"layers": 12, "nodes": len(g.nodes), "groups": len(c.graph.groups), "kernels": len(prof.records),
+            "hbm_bytes": int(prof.hbm_bytes), "time_s": prof.time_s, "build_s": build,
+            "compile_s": min(times), "rounds": rounds}
+
+
+def targets(block: dict, speed: dict) -> list:
+    return [
+        ("gpt2 block n=1024: >= 3x fewer HBM bytes than op by op", f"{block['bytes_ratio']:.2f}x",
+         block["bytes_ratio"] >= TARGETS["bytes_ratio"], True),
+        ("gpt2 block n=1024: >= 2x less simulated time than op by op", f"{block['time_ratio']:.2f}x",
+         block["time_ratio"] >= TARGETS["time_ratio"], True),
+        ("compile tiny_gpt (12 layers, explain off) < 5 s", f"{speed['compile_s']:.3f} s",
+         speed["compile_s"] < TARGETS["compile_s"], True),
+        ("zoo builds tiny_gpt's 124M random weights (not compile)", f"{speed['build_s']:.2f} s", True, False),
+    ]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="one timing round (CI smoke); the same targets")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    args = p.parse_args(argv)
+
+    print(f"tinyml compiler benchmark{' (--quick)' if args.quick else ''}")
+    block = gpt2_block()
+    print(f"\n1. GPT-2 block (d=768, 12 heads), n={SEQ}, fp16, {DEVICE}, counting mode")
+    print(f"   {'after pass':<20}{'nodes':>7}{'groups':>8}{'kernels':>9}{'HBM MB':>10}{'time us':>10}")
+    for s in block["steps"]:
+        print(f"   {s['pass']:<20}{s['nodes']:>7}{s['groups']:>8}{s['kernels']:>9}"
+              f"{s['hbm_bytes'] / 1e6:>10.1f}{s['time_s'] * 1e6:>10.1f}")
+    for label in ("op_by_op", "compiled"):
+        r = block[label]
+        print(f"   {label:<10} {r['kernels']:>3} kernels  {r['hbm_bytes'] / 1e6:8.1f} MB  "
+              f"{r['time_s'] * 1e6:8.1f} us  ({r['bound']}-bound)")
+    speed = compile_speed(1 if args.quick else 3)
+    print(f"\n2. compile(tiny_gpt(layers=12), explain=False): {speed['nodes']} nodes -> {speed['groups']} groups; "
+          f"best of {speed['rounds']}: {speed['compile_s']:.3f} s (building the model: {speed['build_s']:.2f} s)")
+    print(f"   compiled, at n={SEQ}: {speed['kernels']} kernels, {speed['hbm_bytes'] / 1e9:.2f} GB, "
+          f"{speed['time_s'] * 1e3:.2f} ms on {DEVICE}")
+
+    rows = targets(block, speed)
+    print("\ntargets")
+    failed = 0
+    for name, measured, ok, counts in rows:
+        status = ("PASS" if ok else "FAIL") if counts else "INFO"
+        failed += counts and not ok
+        print(f"   {status}  {name:<62} {measured}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": DEVICE, "seq": SEQ, "gpt2_block": block,
+                                               "compile": speed, "targets": [
+                                                   {"name": n, "measured": m, "ok": ok, "counts": c}
+                                                   for n, m, ok, c in rows]}, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

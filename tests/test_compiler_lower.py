@@ -1,0 +1,237 @@
+"""Lowering and compile(): compiled == interpreted (random graphs, attention patterns, the zoo),
+counting mode == executing mode, kernel counts derived from the lowering rules, and bytes
+equal to the closed-form formulas of the kernels the groups lower to."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from strategies_graph import attention_graphs, make_inputs, random_graphs
+from tinyml.compiler import BindingError, Graph, GraphError, compile, fuse, interpret, lower, zoo
+from tinyml.sim import Profile, meta
+from tinyml.sim.dtypes import nbytes
+
+
+def assert_close(outs, refs):
+    assert len(outs) == len(refs)
+    for out, ref in zip(outs, refs):
+        assert out.shape == ref.shape
+        scale = max(1.0, float(np.abs(ref[np.isfinite(ref)]).max(initial=0.0)))
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * scale)
+
+
+def same_counters(a: Profile, b: Profile):
+    key = lambda p: [(r.name, r.grid, r.hbm_read_bytes, r.hbm_write_bytes, r.flops_matmul, r.flops_vector)  # noqa
+                     for r in p.records]
+    assert key(a) == key(b)
+
+
+def small_zoo():
+    return {
+        "mlp": (zoo.get("mlp", d_model=16, d_hidden=24), {"x": ("n", 16)}),
+        "gpt2_block": (zoo.get("gpt2_block", d_model=32, n_heads=4), {"x": ("n", 32)}),
+        "tiny_gpt": (zoo.get("tiny_gpt", layers=2, vocab=53, d_model=32, n_heads=2, n_ctx=16), None),
+    }
+
+
+# ---- compiled == interpreted ------------------------------------------------------------------------
+
+
+@given(case=random_graphs())
+def test_compiled_equals_interpreter_on_random_graphs(case):
+    g, inputs, bindings = case
+    ref = interpret(g, inputs, bindings)
+    outs, _ = compile(g, explain=False, dtype="fp32").run(inputs, bindings)
+    assert_close(outs, ref)
+
+
+@given(case=random_graphs(), max_size=st.integers(1, 8))
+def test_small_groups_still_equal_interpreter(case, max_size):
+    g, inputs, bindings = case
+    passes = ["rewrite_attention", "cse", functools.partial(fuse, max_group_size=max_size)]
+    outs, _ = compile(g, passes=passes, explain=False, dtype="fp32").run(inputs, bindings)
+    assert_close(outs, interpret(g, inputs, bindings))
+
+
+@given(case=random_graphs())
+def test_op_by_op_equals_interpreter_on_random_graphs(case):
+    g, inputs, bindings = case
+    outs, _ = lower(g, fused=False).run(inputs, bindings, dtype="fp32")
+    assert_close(outs, interpret(g, inputs, bindings))
+
+
+@given(case=attention_graphs())
+def test_compiled_attention_patterns_equal_interpreter(case):
+    g, inputs, bindings, _ = case
+    outs, _ = compile(g, explain=False, dtype="fp32").run(inputs, bindings)
+    assert_close(outs, interpret(g, inputs, bindings))
+
+
+@given(case=random_graphs(max_steps=8))
+def test_counting_mode_counts_what_executing_mode_does(case):
+    g, inputs, bindings = case
+    c = compile(g, explain=False, dtype="fp32")
+    _, executed = c.run(inputs, bindings)
+    _, counted = c.run(bindings=bindings, count=True)
+    same_counters(executed, counted)
+
+
+@pytest.mark.parametrize("name", ["mlp", "gpt2_block", "tiny_gpt"])
+@pytest.mark.parametrize("n", [1, 7])
+def test_zoo_models_compiled_equal_interpreted(name, n):
+    g, _ = small_zoo()[name]
+    inputs = make_inputs(g, {"n": n}, seed=n)
+    ref = interpret(g, inputs)
+    c = compile(g, explain=False)
+    outs, executed = c.run(inputs)
+    assert_close(outs, ref)
+    outs, _ = lower(g, fused=False).run(inputs)
+    assert_close(outs, ref)
+    _, counted = c.run(bindings={"n": n}, count=True)
+    same_counters(executed, counted)
+
+
+# ---- kernel counts, from the rules -------------------------------------------------------------------
+
+
+def chain_graph(dtype="fp16"):
+    g = Graph("chain", dtype=dtype)
+    x = g.input("x", ("n", 32))                                    # (n, 32)
+    w, b = g.weight("w", (32, 48)), g.weight("b", (48,))
+    g.output(g.gelu(g.add(g.matmul(x, w), b)))                       # (n, 48)
+    return g
+
+
+def kernel_names(plan, n=16):
+    _, prof = plan.run(bindings={"n": n}, count=True)
+    return [r.name for r in prof.records]
+
+
+def test_matmul_add_gelu_is_one_kernel_fused_and_three_op_by_op():
+    g = chain_graph()
+    assert kernel_names(lower(fuse(g))) == ["matmul_epilogue"]        # one group: matmul + epilogue
+    assert len(kernel_names(lower(g, fused=False))) == 3              # matmul, add, gelu
+
+
+def test_gpt2_block_kernel_counts_follow_the_rules():
+    g = zoo.get("gpt2_block", d_model=32, n_heads=4)
+    ops = [n.op for n in g.nodes]
+    # op by op: every node a kernel, except reshapes (views) and the k transpose the matmul reads transposed
+    assert len(kernel_names(lower(g))) == len(ops) - ops.count("reshape") - 1
+    c = compile(g, explain=False)
+    names = kernel_names(c.plan)
+    # fused: 2 layernorms + 4 matmuls with epilogues + 1 attention; the layout groups are views
+    assert names.count("layernorm_fused") == 2 and names.count("matmul_epilogue") == 4
+    assert len(names) == 7
+    assert sum(1 for x in c.plan.launches if x.kind == "view") == 4
+
+
+# ---- bytes == formulas ---------------------------------------------------------------------------
+
+
+def test_fused_chain_bytes_match_the_elementwise_formula():
+    from tinyml.kernels.fusion.elementwise import expected_chain_bytes
+
+    g = Graph("ew")
+    x, y, z = (g.input(k, ("n", 64)) for k in "xyz")                 # (n, 64) each
+    g.output(g.gelu(g.add(g.mul(x, y), z)))                          # 3 inputs, 3 ops
+    n = 40
+    want = expected_chain_bytes(n, 64, 3, 3, nbytes(1, "fp16"))
+    _, fused = lower(fuse(g)).run(bindings={"n": n}, count=True)
+    _, eager = lower(g).run(bindings={"n": n}, count=True)
+    assert (fused.hbm_read_bytes, fused.hbm_write_bytes) == want["fused"]
+    assert (eager.hbm_read_bytes, eager.hbm_write_bytes) == want["unfused"]
+    assert len(fused.records) == 1 and len(eager.records) == 3
+
+
+def test_matmul_epilogue_group_counts_what_the_kernel_counts():
+    from tinyml.kernels.fusion import matmul_epilogue
+
+    g = chain_graph()
+    with Profile() as direct:
+        matmul_epilogue(meta((20, 32)), meta((32, 48)), bias=meta((48,)), activation="gelu")
+    _, lowered = lower(fuse(g)).run(bindings={"n": 20}, count=True)
+    same_counters(direct, lowered)
+
+
+def test_copy_and_gather_read_once_and_write_once():
+    g = Graph("layout")
+    table, ids = g.weight("table", (50, 24)), g.input("ids", ("n",), "int32")
+    x = g.input("x", ("n", 24))
+    g.output(g.embedding(table, ids), g.transpose(x))                # (n, 24), (24, n)
+    n, s = 9, nbytes(1, "fp16")
+    _, prof = lower(g).run(bindings={"n": n}, count=True)
+    assert [r.name for r in prof.records] == ["gather", "copy"]
+    for r in prof.records:
+        assert (r.hbm_read_bytes, r.hbm_write_bytes) == (n * 24 * s, n * 24 * s)
+
+
+def test_views_cost_nothing():
+    g = Graph("views")
+    x = g.input("x", ("n", 12))
+    g.output(g.gelu(g.reshape(x, ("n", 3, 4))))                      # reshape is a view
+    _, prof = lower(g).run(bindings={"n": 5}, count=True)
+    assert [r.name for r in prof.records] == ["elementwise_gelu"]
+
+
+def test_fusion_and_the_attention_rewrite_cut_bytes_and_kernels():
+    c = compile(zoo.get("gpt2_block", d_model=64, n_heads=4), bindings={"n": 256})
+    first, last = c.steps[0].summary, c.steps[-1].summary
+    assert last["kernels"] < first["kernels"]
+    assert last["hbm_bytes"] < first["hbm_bytes"] and last["time_s"] < first["time_s"]
+    n, s = 256, nbytes(1, "fp16")
+    # the op-by-op graph writes the (H, n, n) scores at least three times (scores, scaled, masked, probs)
+    assert first["hbm_bytes"] - last["hbm_bytes"] >= 3 * 4 * n * n * s
+    assert c.steps[-1].summary["kernels"] == len(c.profile().records)
+
+
+# ---- compile(): steps and errors -------------------------------------------------------------------
+
+
+def test_steps_keep_ir_drawing_and_numbers():
+    g = zoo.get("mlp", d_model=16, d_hidden=24)
+    c = compile(g, bindings={"n": 8})
+    assert [s.name for s in c.steps] == ["input", "cse", "dead_code", "rewrite_attention", "fuse"]
+    for s in c.steps:
+        assert s.ir.startswith("graph mlp") and "digraph" in s.dot
+        assert {"nodes", "groups", "kernels", "hbm_bytes", "time_s"} <= set(s.summary)
+        assert str(s).startswith(f"after {s.name}:")
+        html = s._repr_html_()
+        assert "<svg" in html or "<pre>" in html
+    assert c.steps[0].summary["kernels"] == 5 and c.steps[-1].summary["kernels"] == 2
+    assert "fuse" in c.table() and c.to_dict()["steps"][-1]["pass"] == "fuse"
+
+
+def test_explain_off_keeps_no_text_and_no_numbers():
+    c = compile(zoo.get("mlp", d_model=16, d_hidden=24), explain=False, bindings={"n": 8})
+    assert all(s.ir == "" and "kernels" not in s.summary for s in c.steps)
+    assert c.profile().hbm_bytes > 0
+
+
+def test_errors_say_what_to_do():
+    g = chain_graph()
+    with pytest.raises(GraphError, match="fuse"):
+        lower(g, fused=True)
+    with pytest.raises(BindingError, match="bindings"):
+        lower(g).run(count=True)
+    with pytest.raises(BindingError, match="unbound"):
+        compile(g, bindings={"m": 3})
+    with pytest.raises(GraphError, match="unknown pass"):
+        compile(g, passes=["nope"])
+    with pytest.raises(BindingError):
+        compile(g).run({"x": np.zeros((4, 31), np.float32)})
+
+
+def test_int_inputs_and_meta_inputs():
+    g, _ = small_zoo()["tiny_gpt"]
+    c = compile(g, explain=False)
+    _, by_meta = c.run({"ids": meta((5,), "fp32")})
+    _, by_bindings = c.run(bindings={"n": 5}, count=True)
+    same_counters(by_meta, by_bindings)
+    assert math.isclose(by_meta.time_s, by_bindings.time_s)

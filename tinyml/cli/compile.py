@@ -1,0 +1,152 @@
+"""``tinyml compile MODEL``: a zoo model through the compiler's passes, with the numbers after each.
+
+After every pass the graph is lowered (op by op before ``fuse``, one kernel
+per fused group after) and counted on the simulated device at ``--seq`` tokens:
+kernels, HBM bytes, time. ``--explain`` also writes, per pass, the IR text and
+its drawing (``NN-<pass>.txt``, ``NN-<pass>.svg``, or ``.dot`` where Graphviz's
+``dot`` is missing) and an ``index.md`` that links them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._out import console, emit_json, table
+
+HELP = """examples:
+  tinyml compile gpt2_block                         GPT-2 small's block at 1024 tokens, pass by pass
+  tinyml compile gpt2_block --seq 4096 --device h100-sxm
+  tinyml compile mlp --passes fuse                  only fusion
+  tinyml compile gpt2_block --explain --out build   IR text and drawings after every pass, and an index.md
+  tinyml compile tiny_gpt --json                    per-step numbers and the final profile as JSON
+"""
+
+
+def register(sub) -> None:
+    from ..compiler.zoo import NAMES
+
+    p = sub.add_parser("compile", help="compile a zoo model pass by pass: kernels, HBM bytes, time", epilog=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", choices=NAMES, help="a model of tinyml.compiler.zoo")
+    p.add_argument("--seq", type=int, default=1024, help="sequence length n (default 1024)")
+    p.add_argument("--device", default="a100-40gb", help="preset name or .toml file (default a100-40gb)")
+    p.add_argument("--dtype", default="fp16", help="logical dtype bytes are counted in (default fp16)")
+    p.add_argument("--passes", default=None,
+                   help="comma-separated passes (default: cse,dead_code,rewrite_attention,fuse)")
+    p.add_argument("--explain", action="store_true", help="print each pass's summary and write its IR and drawing")
+    p.add_argument("--out", default=None, help="directory for --explain's files (default compile-MODEL)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def _passes(text: "str | None"):
+    from ..compiler.compile import DEFAULT_PASSES
+    from ..compiler.errors import GraphError
+
+    if text is None:
+        return list(DEFAULT_PASSES)
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise GraphError(f"--passes {text!r} names no pass; e.g. --passes rewrite_attention,fuse")
+    return names
+
+
+def _seq(n: int) -> int:
+    from ..compiler.errors import BindingError
+
+    if n < 1:
+        raise BindingError(f"--seq must be >= 1, got {n}")
+    return n
+
+
+def _cells(s: dict) -> str:
+    """nodes | groups | kernels | HBM | time, for index.md."""
+    from ..sim.units import fmt_bytes
+
+    if s.get("time_s") is None:
+        return f"{s.get('nodes', '')} | {s.get('groups', '')} | - | - | {'out of HBM' if s.get('error') else '-'}"
+    return (f"{s['nodes']} | {s['groups']} | {s['kernels']} | {fmt_bytes(s['hbm_bytes'])} | "
+            f"{s['time_s'] * 1e6:,.1f} us")
+
+
+def write_explain(compiled, out: Path) -> dict:
+    """``NN-<pass>.txt`` and ``.svg`` (or ``.dot``) per step and an ``index.md``; returns what was written."""
+    from ..viz import has_dot
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows, files, missing_dot = [], [], not has_dot()
+    for i, step in enumerate(compiled.steps):
+        stem = f"{i:02d}-{step.name}"
+        (out / f"{stem}.txt").write_text(str(step) + "\n")
+        if missing_dot:
+            (out / f"{stem}.dot").write_text(step.dot or step.graph.to_dot())
+            drawing = f"{stem}.dot"
+        else:
+            step.draw(out / f"{stem}.svg")
+            drawing = f"{stem}.svg"
+        files += [f"{stem}.txt", drawing]
+        rows.append(f"| {i:02d} | {step.name} | {_cells(step.summary)} | [IR]({stem}.txt) | [drawing]({drawing}) |")
+    b = compiled.bindings
+    lines = [f"# {compiled.graph.name} on {compiled.device}, {compiled.dtype}, "
+             f"{', '.join(f'{k} = {v}' for k, v in b.items()) or 'no symbols'}", "",
+             "| step | pass | nodes | groups | kernels | HBM | time | IR | drawing |",
+             "|---|---|---|---|---|---|---|---|---|", *rows]
+    if missing_dot:
+        lines += ["", "Graphviz `dot` was not found, so the drawings are DOT source (.dot); install Graphviz "
+                  "(`apt-get install graphviz`, `brew install graphviz`) to get SVG."]
+    (out / "index.md").write_text("\n".join(lines) + "\n")
+    return {"dir": str(out), "files": files + ["index.md"], "svg": not missing_dot}
+
+
+def _row(step, fmt_bytes, fmt_time) -> list:
+    s = step.summary
+    if s.get("time_s") is None:
+        return [step.name, str(s["nodes"]), str(s["groups"]), "-", "-", "out of HBM" if s.get("error") else "-"]
+    return [step.name, str(s["nodes"]), str(s["groups"]), str(s["kernels"]), fmt_bytes(s["hbm_bytes"]),
+            fmt_time(s["time_s"])]
+
+
+def run(args) -> int:
+    from ..compiler import compile, zoo
+    from ..sim.units import fmt_bytes, fmt_time
+
+    n = _seq(args.seq)
+    graph = zoo.get(args.model)
+    compiled = compile(graph, device=args.device, passes=_passes(args.passes), dtype=args.dtype,
+                       bindings={"n": n})
+    prof = compiled.profile()
+    written = write_explain(compiled, Path(args.out or f"compile-{args.model}")) if args.explain else None
+    first, last = compiled.steps[0].summary, compiled.steps[-1].summary
+    if args.json:
+        payload = {"model": args.model, "device": compiled.device, "dtype": args.dtype, "bindings": {"n": n},
+                   "steps": [s.to_dict() for s in compiled.steps],
+                   "profile": prof.to_dict()}
+        if written:
+            payload["explain"] = written
+        emit_json(payload)
+        return 0
+    c = console()
+    if args.explain:
+        for step in compiled.steps:
+            c.print(step.headline())
+        c.print()
+    rows = [_row(s, fmt_bytes, fmt_time) for s in compiled.steps]
+    c.print(table(f"{args.model}, n = {n}, {args.dtype}, {compiled.device}: every step lowered and counted",
+                  ["after pass", "nodes", "groups", "kernels", "HBM bytes", "time"], rows,
+                  {"nodes", "groups", "kernels", "HBM bytes", "time"}))
+    if first.get("time_s") is not None and last.get("time_s") is not None:
+        c.print(f"input -> {compiled.steps[-1].name}: {first['kernels']} -> {last['kernels']} kernels, "
+                f"{first['hbm_bytes'] / max(last['hbm_bytes'], 1):.1f}x fewer HBM bytes, "
+                f"{first['time_s'] / max(last['time_s'], 1e-30):.1f}x less time")
+    errors: dict = {}
+    for s in compiled.steps:
+        if s.summary.get("error"):
+            errors.setdefault(s.summary["error"], []).append(s.name)
+    for msg, names in errors.items():
+        c.print(f"after {', '.join(names)}: {msg}")
+    if written:
+        c.print(f"wrote {len(written['files'])} files to {written['dir']} (open {written['dir']}/index.md)")
+        if not written["svg"]:
+            c.print("Graphviz `dot` not found: the drawings are .dot source; install Graphviz to get SVG")
+    return 0

@@ -1,0 +1,11 @@
+"""Lowering a graph to kernel launches on the simulator (see :mod:`.plan`).
+
+* :func:`lower` -> :class:`Plan`: one :class:`Launch` per fused group (or per node, op by op);
+* :mod:`.layout`: which layout ops are views (no kernel);
+* :mod:`.pure`: elementwise/injective groups as one op program;
+* :mod:`.anchors`: matmul (+ epilogue), softmax, layernorm, reductions, attention.
+"""
+
+from .plan import Launch, Plan, lower, singleton_groups
+
+__all__ = ["Launch", "Plan", "lower", "singleton_groups"]

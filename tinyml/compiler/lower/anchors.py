@@ -1,0 +1,196 @@
+"""Groups anchored by a complex op: matmul (+ epilogue), softmax, layernorm, reduce_*, attention.
+
+Each becomes one kernel launch when the kernel can do the whole group:
+
+* ``matmul`` + elementwise epilogue -> :func:`~tinyml.kernels.fusion.matmul_epilogue`
+  with the epilogue as an op program over ``(acc, bias?, residual?)`` (plain
+  :func:`~tinyml.kernels.matmul.matmul` when there is no epilogue). Leading
+  dimensions of A fold into M (``(H, n, K) @ (K, N)`` is one ``(H n, K) @ (K, N)``).
+  Batched ``(.., M, K) @ (.., K, N)`` -> :func:`~tinyml.kernels.attention.bmm.bmm`.
+* ``softmax`` -> the fused softmax (v3, whole rows in SRAM; v2 when a row does not fit);
+* ``layernorm`` -> :func:`~tinyml.kernels.fusion.layernorm_fused`;
+* ``reduce_sum/max/mean`` -> :func:`~tinyml.kernels.fusion.row_reduce` over the
+  reduced axes moved last;
+* ``attention`` -> FlashAttention-2 (:func:`~tinyml.kernels.attention.flash.flash_attention`).
+
+What the kernels cannot take costs a second kernel, never a wrong answer: an
+epilogue with another operand than one bias ``(N,)`` and one residual ``(M, N)``,
+an intermediate the group must also write, or a batched matmul's epilogue run
+as a fused elementwise kernel after the matmul; the elementwise ops in front of
+a reduction (its prologue) run as one fused elementwise kernel before it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .pure import ELEMENTWISE, run_pure
+
+
+# ---- matmul -------------------------------------------------------------------------------------
+
+def _epilogue(ctx, mm, epi, outputs, m: int, n: int):
+    """(Program or None, bias, residual) for a one-kernel epilogue, or None if it needs a cut."""
+    from ...kernels.fusion import Program
+
+    if not epi:
+        return None, None, None
+    if list(outputs) != [epi[-1].name]:
+        return None                              # an intermediate is also written
+    inside = {mm.name} | {e.name for e in epi}
+    extras: dict[str, str] = {}                  # value -> "bias" | "residual"
+    for node in epi:
+        if node.op not in ELEMENTWISE or node.op == "causal_mask":
+            return None
+        for i in node.inputs:
+            if i in inside or i in extras:
+                continue
+            shape = ctx.shape(i)
+            if math.prod(shape) == n and shape[-1:] == (n,) and "bias" not in extras.values():
+                extras[i] = "bias"
+            elif math.prod(shape) == m * n and shape[-1:] == (n,) and "residual" not in extras.values():
+                extras[i] = "residual"
+            else:
+                return None
+    bias = next((i for i, k in extras.items() if k == "bias"), None)
+    res = next((i for i, k in extras.items() if k == "residual"), None)
+    slot = {mm.name: 0}
+    if bias is not None:
+        slot[bias] = 1
+    if res is not None:
+        slot[res] = 1 + (bias is not None)
+    n_in, instrs = len(slot), []
+    for node in epi:
+        args = tuple(slot[i] for i in node.inputs)
+        instrs.append(("scale", args, node.attr["factor"]) if node.op == "scale" else (node.op, args))
+        slot[node.name] = n_in + len(instrs) - 1
+    return Program.from_instructions(n_in, instrs), bias, res
+
+
+def run_matmul(ctx, nodes, outputs) -> dict:
+    from ...kernels.fusion import matmul_epilogue
+    from ...kernels.matmul import matmul
+
+    mm, epi = nodes[0], nodes[1:]
+    sa, sb, out_shape = ctx.shape(mm.inputs[0]), ctx.shape(mm.inputs[1]), ctx.shape(mm.name)
+    a, b = ctx.env[mm.inputs[0]], ctx.env[mm.inputs[1]]
+    if len(sb) == 2:
+        m, n = math.prod(sa[:-1]), sb[1]
+        a2 = ctx.reshape(a, (m, sa[-1]))                                    # (M, K): leading dims fold into M
+        plan = _epilogue(ctx, mm, epi, outputs, m, n)
+        if plan is not None:
+            prog, bias, res = plan
+            if prog is None:
+                y = matmul(a2, b, dtype=ctx.dtype)                           # (M, N)
+            else:
+                y = matmul_epilogue(a2, b, dtype=ctx.dtype, epilogue=prog,
+                                    bias=None if bias is None else ctx.reshape(ctx.env[bias], (n,)),
+                                    residual=None if res is None else ctx.reshape(ctx.env[res], (m, n)))
+            return {(epi[-1].name if epi else mm.name): ctx.reshape(y, out_shape)}
+        c = ctx.reshape(matmul(a2, b, dtype=ctx.dtype), out_shape)
+    else:
+        c = _batched(ctx, a, b, sa, sb, out_shape)
+    out = {mm.name: c} if mm.name in outputs else {}
+    rest = [o for o in outputs if o != mm.name]
+    if rest:
+        out.update(run_pure(ctx, epi, rest, local={mm.name: c}))
+    return out
+
+
+def _batched(ctx, a, b, sa, sb, out_shape):
+    """``(.., M, K) @ (.., K, N)`` with broadcast batch dims as one bmm over (1, batch, M, K)."""
+    from ...kernels.attention.bmm import bmm
+
+    batch = tuple(out_shape[:-2])
+    m, k, n = sa[-2], sa[-1], sb[-1]
+    heads = math.prod(batch)
+    if tuple(sa[:-2]) != batch:
+        a = ctx.broadcast(a, batch + (m, k))                                # a kernel reads every copy
+    hb = math.prod(sb[:-2])
+    if tuple(sb[:-2]) != batch and hb != 1:
+        b = ctx.broadcast(b, batch + (k, n))
+    hb = 1 if tuple(sb[:-2]) != batch and hb == 1 else heads               # one b shared by all: GQA
+    c = bmm(ctx.reshape(a, (1, heads, m, k)), ctx.reshape(b, (1, hb, k, n)), dtype=ctx.dtype,
+            check_finite=False)                                             # (1, heads, M, N)
+    return ctx.reshape(c, out_shape)
+
+
+# ---- reductions and attention ----------------------------------------------------------------------
+
+def _prologue(ctx, nodes, outputs) -> dict:
+    """Run the elementwise ops in front of a reduction (one kernel); returns the values the
+    reduction and the group's outputs need. Layout-only values the reduction reads are read
+    in place (no kernel); those the group must write are copied."""
+    pro, anchor = nodes[:-1], nodes[-1]
+    if not pro:
+        return {}
+    names = {p.name for p in pro}
+    need = [i for i in dict.fromkeys(anchor.inputs) if i in names]
+    need += [o for o in outputs if o in names and o not in need]
+    return run_pure(ctx, pro, need, copy_leaves=[o for o in outputs if o in names])
+
+
+def _val(ctx, local, name):
+    return local[name] if name in local else ctx.env[name]
+
+
+def _as_rows(ctx, x, shape):
+    return ctx.reshape(x, (math.prod(shape[:-1]), shape[-1]))             # (R, C): a view
+
+
+def run_softmax(ctx, nodes, outputs) -> dict:
+    from ...kernels.softmax import longest_row, softmax
+    from ...sim import current_profile
+
+    local = _prologue(ctx, nodes, outputs)
+    sm = nodes[-1]
+    shape = ctx.shape(sm.name)
+    x = _as_rows(ctx, _val(ctx, local, sm.inputs[0]), shape)             # (R, C)
+    fits = shape[-1] <= longest_row(current_profile().device, ctx.dtype)
+    y = softmax(x, version=3 if fits else 2, dtype=ctx.dtype)
+    local[sm.name] = ctx.reshape(y, shape)
+    return {o: local[o] for o in outputs}
+
+
+def run_layernorm(ctx, nodes, outputs) -> dict:
+    from ...kernels.fusion import layernorm_fused
+
+    local = _prologue(ctx, nodes, outputs)
+    ln = nodes[-1]
+    shape = ctx.shape(ln.name)
+    x, w, b = (_val(ctx, local, i) for i in ln.inputs)
+    y = layernorm_fused(_as_rows(ctx, x, shape), w, b, eps=ln.attr["eps"], dtype=ctx.dtype)
+    local[ln.name] = ctx.reshape(y, shape)
+    return {o: local[o] for o in outputs}
+
+
+def run_reduce(ctx, nodes, outputs) -> dict:
+    from ...kernels.fusion import row_reduce
+
+    local = _prologue(ctx, nodes, outputs)
+    red = nodes[-1]
+    src = red.inputs[0]
+    x, shape = _val(ctx, local, src), ctx.shape(src)
+    axes = red.attr["axis"]
+    keep = [i for i in range(len(shape)) if i not in axes]
+    rows, cols = math.prod(shape[i] for i in keep), math.prod(shape[i] for i in axes)
+    if isinstance(x, np.ndarray):                                          # reduced axes last, (R, C)
+        x = np.ascontiguousarray(np.transpose(x, keep + list(axes))).reshape(rows, cols)
+    else:
+        x = ctx.reshape(x, (rows, cols))
+    y = row_reduce(x, red.op.removeprefix("reduce_"), dtype=ctx.dtype)     # (R, 1)
+    local[red.name] = ctx.reshape(y, ctx.shape(red.name))
+    return {o: local[o] for o in outputs}
+
+
+def run_attention(ctx, nodes, outputs) -> dict:
+    from ...kernels.attention.flash import flash_attention
+
+    att = nodes[-1]
+    shapes = [ctx.shape(i) for i in att.inputs]
+    args = [ctx.reshape(ctx.env[i], s if len(s) == 4 else (1,) + s) for i, s in zip(att.inputs, shapes)]
+    o = flash_attention(*args, version=2, causal=att.attr["causal"], scale=att.attr["scale"], dtype=ctx.dtype,
+                        check_finite=False)                                # (B, H, Nq, d)
+    return {att.name: ctx.reshape(o, ctx.shape(att.name))}

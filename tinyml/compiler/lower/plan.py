@@ -1,0 +1,188 @@
+"""Lowering: every fused group becomes one kernel launch; a :class:`Plan` runs them on the simulator.
+
+``lower(graph)`` walks the groups (``graph.groups`` after ``fuse``; without
+groups, or with ``fused=False``, every node is its own group: op-by-op, as
+eager PyTorch runs a model) and gives each a :class:`Launch` of one kind:
+
+==============  =========================================================  =======
+kind            kernel                                                     kernels
+==============  =========================================================  =======
+``matmul``      matmul, or matmul_epilogue (bias, activation, residual)   1
+``elementwise`` fused_elementwise with the group's op program              1
+``softmax``     fused softmax (v3)                                         1
+``layernorm``   fused layernorm                                            1
+``reduce``      row reduction                                              1
+``attention``   FlashAttention-2                                           1
+``copy``        a layout op nobody reads in place: read once, write once   1
+``gather``      embedding rows: read the gathered rows, write them         1
+``view``        reshape, or a layout the next kernel reads in place        0
+==============  =========================================================  =======
+
+(see :mod:`.layout` for views, :mod:`.pure` and :mod:`.anchors` for when a group
+needs a second kernel). ``Plan.run(inputs, bindings)`` executes on NumPy inputs
+or counts on ``tinyml.sim.meta`` inputs and returns ``(outputs, Profile)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...sim import MetaTensor, Profile, meta
+from ..errors import BindingError, GraphError
+from ..graph import FusedGroup
+from ..interpreter import resolve_bindings
+from ..validate import group_io
+from . import anchors
+from .context import Ctx
+from .layout import is_view_group
+from .pure import ELEMENTWISE, run_pure
+
+_ANCHORED = {"matmul": anchors.run_matmul, "softmax": anchors.run_softmax, "layernorm": anchors.run_layernorm,
+             "reduce": anchors.run_reduce, "attention": anchors.run_attention}
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One fused group as the kernel it lowers to."""
+
+    group: int
+    kind: str
+    nodes: tuple          # node names
+    ops: tuple
+    inputs: tuple         # values read
+    outputs: tuple        # values written
+    why: str = ""         # for a view: why it costs nothing
+
+    def __str__(self) -> str:
+        ops = " -> ".join(self.ops)
+        reads = ", ".join("%" + i for i in self.inputs)
+        writes = ", ".join("%" + o for o in self.outputs)
+        extra = f"   ({self.why})" if self.why else ""
+        return f"{self.kind:<11} [{ops}]  reads {reads}  writes {writes}{extra}"
+
+
+def singleton_groups(graph) -> list[FusedGroup]:
+    """Every node its own group (op-by-op lowering)."""
+    out = []
+    for gid, node in enumerate(graph.nodes):
+        inputs, outputs = group_io(graph, [node.name])
+        op = node.opdef
+        out.append(FusedGroup(gid, (node.name,), (node.op,), inputs, outputs, node.name, op.pattern, op.lower))
+    return out
+
+
+def _kind(graph, group, consumers) -> tuple[str, str]:
+    if group.lower in _ANCHORED:
+        return group.lower, ""
+    nodes = graph.group_nodes(group)
+    if any(n.op in ELEMENTWISE for n in nodes):
+        return "elementwise", ""
+    why = is_view_group(graph, nodes, group.outputs, consumers)
+    if why:
+        return "view", why
+    return ("gather" if any(n.op == "embedding" for n in nodes) else "copy"), ""
+
+
+class Plan:
+    """The launches of a lowered graph, in order. ``run`` executes or counts them."""
+
+    def __init__(self, graph, launches: list, fused: bool):
+        self.graph = graph
+        self.launches = launches
+        self.fused = fused
+
+    @property
+    def kernels(self) -> int:
+        """Launches that are kernels (views are not); a group may still add a kernel at run time
+        (a cut, see :mod:`.pure` and :mod:`.anchors`): count ``len(profile.records)`` for the truth."""
+        return sum(1 for x in self.launches if x.kind != "view")
+
+    def __str__(self) -> str:
+        head = f"plan {self.graph.name!r} ({'fused' if self.fused else 'op by op'}): {len(self.launches)} groups"
+        return "\n".join([head] + [f"  {i:>3}  {x}" for i, x in enumerate(self.launches)])
+
+    def __repr__(self) -> str:
+        return f"<Plan {self.graph.name!r}: {len(self.launches)} launches, {self.kernels} kernels>"
+
+    # ---- running ---------------------------------------------------------------------------------
+    def run(self, inputs=None, bindings=None, *, device=None, dtype: str = "fp16", count: bool = False,
+            profile: "Profile | None" = None):
+        """Run on the simulator: ``(outputs, Profile)``; outputs are None when counting.
+
+        Counting mode when ``count=True`` or the inputs are ``tinyml.sim.meta`` tensors
+        (then ``bindings`` must give every symbol, or the meta shapes determine them).
+        """
+        g = self.graph
+        inputs = dict(inputs or {})
+        count = count or any(isinstance(x, MetaTensor) for x in inputs.values())
+        bound = _bindings(g, inputs, bindings, count)
+        ctx = Ctx(g, bound, execute=not count, dtype=dtype)
+        for name, t in g.inputs.items():
+            shape = t.concrete(bound)
+            if count:
+                ctx.env[name] = meta(shape, dtype)
+            else:
+                arr = np.asarray(inputs[name])
+                ctx.env[name] = arr if t.dtype == "int32" else np.ascontiguousarray(arr, dtype=np.float32)
+        for name, w in g.weights.items():
+            ctx.env[name] = meta(w.type.shape, dtype) if count else (
+                w.data if w.type.dtype == "int32" else np.ascontiguousarray(w.data, dtype=np.float32))
+        last = _last_uses(self)
+        prof = profile or Profile(device)
+        with prof:
+            for step, launch in enumerate(self.launches):
+                ctx.env.update(self._run_one(ctx, launch))
+                for v in launch.inputs:                              # free what nobody reads any more
+                    if last.get(v) == step and v not in g.outputs and v not in g.weights:
+                        ctx.env.pop(v, None)
+        if count:
+            return None, prof
+        return [np.asarray(ctx.env[o], dtype=np.float32) for o in g.outputs], prof
+
+    def _run_one(self, ctx, launch: Launch) -> dict:
+        g = self.graph
+        nodes = [g.node(m) for m in launch.nodes]
+        if launch.kind in _ANCHORED:
+            return _ANCHORED[launch.kind](ctx, nodes, launch.outputs)
+        return run_pure(ctx, nodes, launch.outputs, copy_leaves=launch.kind != "view")
+
+
+def _last_uses(plan: Plan) -> dict:
+    last = {}
+    for step, launch in enumerate(plan.launches):
+        for v in launch.inputs:
+            last[v] = step
+    return last
+
+
+def _bindings(graph, inputs: dict, bindings, count: bool) -> dict:
+    if not count:
+        return resolve_bindings(graph, inputs, bindings)
+    bound = {k: int(v) for k, v in (bindings or {}).items()}
+    if inputs:                                  # shapes stand in for the arrays (no data)
+        stand_in = {k: np.broadcast_to(np.zeros((), np.int8), tuple(np.shape(v) if not isinstance(v, MetaTensor)
+                                                                   else v.shape)) for k, v in inputs.items()}
+        return resolve_bindings(graph, stand_in, bound)
+    missing = sorted(graph.symbols - bound.keys())
+    if missing:
+        raise BindingError(f"counting graph {graph.name!r} needs a value for symbol(s) {missing}: "
+                           f"pass bindings={{{missing[0]!r}: 1024}} (or meta inputs whose shapes determine them)")
+    return bound
+
+
+def lower(graph, *, fused: "bool | None" = None) -> Plan:
+    """Lower ``graph`` to kernel launches: one per fused group (``fused=None`` uses the groups if the
+    graph has them), or one per node (``fused=False``: the op-by-op baseline)."""
+    if fused and not graph.groups:
+        raise GraphError(f"lower(fused=True): graph {graph.name!r} has no fused groups; run the 'fuse' pass "
+                         f"first, or lower it op by op (fused=False)")
+    use_groups = bool(graph.groups) if fused is None else fused
+    groups = list(graph.groups) if use_groups else singleton_groups(graph)
+    consumers = graph.consumers()
+    launches = []
+    for grp in groups:
+        kind, why = _kind(graph, grp, consumers)
+        launches.append(Launch(grp.id, kind, grp.nodes, grp.ops, grp.inputs, grp.outputs, why))
+    return Plan(graph, launches, use_groups)
