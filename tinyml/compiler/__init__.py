@@ -21,7 +21,8 @@ from .graph import FusedGroup, Graph, Node, Value, Weight
 from .interpreter import interpret
 from .compile import Compiled, compile
 from .lower import lower
-from .passes import cse, dead_code, fuse, infer_shapes, rewrite_attention
+from .passes import cse, dead_code, fuse, infer_shapes, plan_memory, rewrite_attention
+from .memory import MemoryPlan, MemoryPlanError, MissingBoundError, arena_offsets
 from .pipeline import Pipeline, PipelineResult, Step, run_passes
 from .sizes import Poly
 from .symbolic import Affine, dim, sym
@@ -36,4 +37,5 @@ __all__ = [
     "Pipeline", "PipelineResult", "Step", "run_passes",
     "Poly", "Affine", "dim", "sym", "TensorType", "validate", "zoo",
     "Compiled", "compile", "lower",
+    "plan_memory", "MemoryPlan", "MemoryPlanError", "MissingBoundError", "arena_offsets",
 ]

@@ -76,7 +76,11 @@ def _resolve(p) -> Callable:
 
 
 def summarize_graph(graph) -> dict:
-    return {"nodes": len(graph.nodes), "groups": len(graph.groups)}
+    out = {"nodes": len(graph.nodes), "groups": len(graph.groups)}
+    plan = getattr(graph, "memory_plan", None)          # set by plan_memory (arena, LOAD, arena / LOAD)
+    if plan is not None:
+        out.update(plan.summary())
+    return out
 
 
 class Pipeline:

@@ -4,7 +4,8 @@
 * :func:`dead_code`: drop nodes (and weights) no output depends on;
 * :func:`cse`: merge nodes that compute the same thing;
 * :func:`rewrite_attention`: matmul -> scale -> [mask] -> softmax -> matmul becomes one ``attention`` node;
-* :func:`fuse`: partition the nodes into fused groups (future kernels) by TVM's rules.
+* :func:`fuse`: partition the nodes into fused groups (future kernels) by TVM's rules;
+* :func:`plan_memory`: liveness and one arena for every intermediate (attaches ``graph.memory_plan``).
 
 Passes other than ``fuse`` drop an existing grouping (fuse again afterwards).
 """
@@ -13,6 +14,7 @@ from .cse import cse
 from .dce import dead_code
 from .fuse import fuse
 from .infer_shapes import infer_shapes
+from .plan_memory import plan_memory
 from .rewrite_attention import rewrite_attention
 
 #: passes by name, for ``run_passes(g, ["cse", "fuse"])`` and the CLI
@@ -23,6 +25,7 @@ PASSES = {
     "cse": cse,
     "rewrite_attention": rewrite_attention,
     "fuse": fuse,
+    "plan_memory": plan_memory,
 }
 
-__all__ = ["PASSES", "cse", "dead_code", "fuse", "infer_shapes", "rewrite_attention"]
+__all__ = ["PASSES", "cse", "dead_code", "fuse", "infer_shapes", "plan_memory", "rewrite_attention"]
