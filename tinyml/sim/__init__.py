@@ -12,6 +12,7 @@ from .dtypes import FLOAT_DTYPES, bits, canonical, nbytes
 from .errors import (DeviceConfigError, DTypeError, HbmOutOfMemoryError, LabError, NonFiniteError,
                      SramOverflowError, ShapeError, TileConfigError, TinymlError)
 from .memory import HbmLedger
+from .models import ModelConfig, ModelConfigError, list_models, load_model
 from .meta import MetaTensor, meta
 from .profile import KernelRecord, Profile, active_profile, current_profile
 from .sram import check_registers, check_tiles, tile_budget, tiles_bytes, tiles_fit
@@ -22,5 +23,5 @@ __all__ = [
     "HbmOutOfMemoryError", "LabError", "NonFiniteError", "SramOverflowError", "ShapeError",
     "TileConfigError", "TinymlError", "HbmLedger", "MetaTensor", "meta", "KernelRecord", "Profile",
     "active_profile", "current_profile", "check_registers", "check_tiles", "tile_budget", "tiles_bytes",
-    "tiles_fit",
+    "tiles_fit", "ModelConfig", "ModelConfigError", "list_models", "load_model",
 ]

@@ -1,0 +1,77 @@
+"""``tinyml decode``: the kernels of one decode step of a model, simulated on a device."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._out import console, emit_json, table
+from .quant import add_model_args
+
+HELP = """examples:
+  tinyml decode --context 4096                                Llama-2-7B, fp16, batch 1, A100-80GB
+  tinyml decode --model llama-2-7b --format q4_0 --context 4096 --batch 1
+  tinyml decode --model llama-2-70b --format int4-g128 --context 8192 --batch 16 --split-kv 1
+  tinyml decode --model gpt2 --device rtx-4090 --json
+
+One layer's kernels run in counting mode (shapes only) and are multiplied by the number of
+layers (every layer is the same); the embedding, final norm and LM head run once per step.
+--split-kv S: the attention's KV splits (Flash-Decoding; 1 = no split; default: the kernel's
+heuristic from the device's SM count).
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("decode", help="the per-token kernel profile of a model's decode step", epilog=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
+    p.add_argument("--format", default="fp16", help="weight format (default fp16; e.g. q4_0, int4-g128, int8)")
+    p.add_argument("--context", type=int, default=None, help="tokens in each sequence's KV cache "
+                                                              "(default: the model's max context)")
+    p.add_argument("--batch", type=int, default=1, help="sequences decoding together (default 1)")
+    p.add_argument("--split-kv", type=int, default=None, help="KV splits of the attention (default: heuristic)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..inference.memory import fit
+    from ..inference.step import simulate_step
+    from ..sim import ShapeError, TileConfigError, load_device
+    from ..sim.models import load_model
+    from ..sim.units import fmt_bytes, fmt_time
+
+    model, device = load_model(args.model), load_device(args.device)
+    context = model.max_context if args.context is None else args.context
+    for name, value in (("--context", context), ("--batch", args.batch)):
+        if value < 1:
+            raise ShapeError(f"{name} must be >= 1, got {value}")
+    if args.split_kv is not None and args.split_kv < 1:
+        raise TileConfigError(f"--split-kv must be >= 1 (1 = no split), got {args.split_kv}")
+    fi = fit(model, args.format, device, context=context, batch=args.batch)
+    step = simulate_step(model, args.format, device, context=context, batch=args.batch, split_kv=args.split_kv)
+    d = step.to_dict()
+    d["fit"] = fi.to_dict()
+    if args.json:
+        emit_json({"command": "decode", **d})
+        return 0
+    columns = ["role", "kernel", "grid", "x", "time", "total", "HBM bytes", "total HBM", "bound"]
+    body = [[r["role"], r["kernel"], "x".join(map(str, r["grid"])), str(r["times"]), fmt_time(r["time_s"]),
+             fmt_time(r["total_s"]), fmt_bytes(r["hbm_bytes"]), fmt_bytes(r["total_hbm_bytes"]), r["bound"]]
+            for r in d["kernels"]]
+    c = console()
+    c.print(table(f"{model.name} {step.format} decode step on {device.name}: batch {args.batch}, "
+                  f"context {context:,} (one layer x {model.layers}, then once per step)",
+                  columns, body, {"x", "time", "total", "HBM bytes", "total HBM"}))
+    b = step.bound
+    c.print(f"step: {step.kernels_per_step} kernels, {fmt_bytes(step.hbm_bytes)} of HBM traffic; "
+            f"{fmt_time(step.graph_s)} as one CUDA graph = {step.tokens_per_s:,.1f} tokens/s "
+            f"({step.tokens_per_s / b.tokens_per_s:.0%} of the bound); eager (a launch per kernel): "
+            f"{fmt_time(step.eager_s)} = {step.eager_tokens_per_s:,.1f} tokens/s")
+    c.print(f"bound: {fmt_bytes(b.bytes_per_step)} per step / ({fmt_bytes(b.hbm_bandwidth)}/s x {b.efficiency:g}) "
+            f"= {fmt_time(b.step_s)} = {b.tokens_per_s:,.1f} tokens/s")
+    if not fi.fits:
+        c.print(f"[bold]note[/bold]: the weights ({fmt_bytes(fi.weight_bytes)}) and {args.batch} x {context:,} "
+                f"tokens of KV cache ({fmt_bytes(fi.kv_bytes)}) do not fit {device.name}'s "
+                f"{fmt_bytes(fi.capacity_bytes)} of HBM: the timing assumes they did (max batch here: "
+                f"{fi.max_batch})")
+    return 0
