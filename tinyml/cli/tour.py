@@ -8,7 +8,7 @@ from ._out import console, emit_json, table
 from .results import COMPARISON_COLUMNS, comparison_rows, run_variant
 
 HELP = """examples:
-  tinyml tour                      the A100's memory hierarchy and naive vs tiled matmul
+  tinyml tour                      memory hierarchy, matmul, attention, decoding, compiler on the A100
   tinyml tour --device h100-sxm    the same on another GPU
   tinyml tour --json               the numbers, machine-readable
 """
@@ -55,7 +55,8 @@ def run(args) -> int:
         emit_json({"device": device.name, "hierarchy": levels, "ridge_flop_per_byte": device.ridge_point("fp16"),
                    "matmul": {"device": device.name, "command": "matmul",
                               "params": {"m": n, "n": n, "k": n, "dtype": "fp16"}, "results": results},
-                   "attention": attention_results(device), "compiler": compiler_results(device)})
+                   "attention": attention_results(device), "inference": inference_results(device),
+                   "compiler": compiler_results(device)})
         return 0
 
     c = console()
@@ -84,6 +85,7 @@ def run(args) -> int:
             f"to the tensor cores and is {mma['bound']}-bound: {naive['time_s'] / mma['time_s']:,.0f}x faster "
             f"than naive.\n")
     attention_story(c, device, n_long=args.long_seq)
+    inference_story(c, device)
     compiler_story(c, device)
     c.print("[bold]Next:[/bold] tinyml matmul --help  |  tinyml attention --paper fig2  |  "
             "tinyml compile gpt2_block --explain  |  tinyml devices  |  tinyml lab list  |  docs: mkdocs serve (docs/)")
@@ -135,6 +137,39 @@ def attention_story(c, device, n_long: int = 65536) -> None:
         except HbmOutOfMemoryError as exc:
             c.print(f"  {name}: [bold]{type(exc).__name__}[/bold]: {str(exc).splitlines()[0]}")
     c.print("")
+
+
+INFERENCE_MODEL, INFERENCE_FORMATS, INFERENCE_CONTEXT = "llama-2-7b", ("fp16", "int8", "q4_0"), 4096
+
+
+def inference_results(device) -> dict:
+    """Stop 5 as JSON: Llama-2-7B decoding at batch 1 per weight format (the `tinyml quant` rows)."""
+    from ..inference import serving_rows
+
+    return {"model": INFERENCE_MODEL, "device": device.name, "context": INFERENCE_CONTEXT,
+            "rows": serving_rows(INFERENCE_MODEL, device, INFERENCE_FORMATS, context=INFERENCE_CONTEXT)}
+
+
+def inference_story(c, device) -> None:
+    """Stop 5: generating tokens is reading weights; fewer bits per weight, more tokens per second."""
+    from ..sim.units import fmt_bytes
+
+    r = inference_results(device)
+    c.print(f"[bold]5. Generating text[/bold]: {INFERENCE_MODEL} at batch 1, context {INFERENCE_CONTEXT:,}. Every "
+            f"new token reads all the weights and the KV cache from HBM:")
+    cols = ["weights", "size", "fits", "bound tok/s", "sim tok/s"]
+    rows = [[x["format"], fmt_bytes(x["size_bytes"]), "yes" if x["fits"] else "no",
+             f"{x['bound_tokens_per_s']:.0f}" if x["bound_tokens_per_s"] else "-",
+             f"{x['sim_tokens_per_s']:.0f}" if x["sim_tokens_per_s"] else "-"] for x in r["rows"]]
+    c.print(table(None, cols, rows, set(cols[1:])))
+    ok = [x for x in r["rows"] if x["sim_tokens_per_s"]]
+    if len(ok) >= 2:
+        lo, hi = ok[0], ok[-1]
+        c.print(f"Decoding is memory-bound: the bound is bytes per token / HBM bandwidth, and the simulated "
+                f"kernels (fused dequantize gemvs, FlashDecoding attention) reach "
+                f"{min(x['fraction_of_bound'] for x in ok):.0%} of it or more. {hi['format']} weights "
+                f"({hi['bits_per_weight']:.1f} bits) give {hi['sim_tokens_per_s'] / lo['sim_tokens_per_s']:.1f}x "
+                f"the tokens/s of {lo['format']}. (`tinyml quant` and `tinyml decode` show more.)\n")
 
 
 def compiler_results(device, seq: int = 1024) -> dict:
