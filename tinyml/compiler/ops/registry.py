@@ -22,7 +22,10 @@ PATTERNS = ("elementwise", "broadcast", "injective", "reduction", "out-elementwi
 PATTERN_RANK = {p: i for i, p in enumerate(PATTERNS)}
 
 #: the kinds of lowering an op (or a fused group) asks for
-LOWER_KINDS = ("elementwise", "matmul", "softmax", "layernorm", "attention", "reduce", "view", "copy", "gather")
+#: ("library": an op without a tiled tinyml kernel, costed as a vendor library call: reads its inputs
+#: once, writes its output once, FLOPs by the formula in :mod:`.library`)
+LOWER_KINDS = ("elementwise", "matmul", "softmax", "layernorm", "attention", "reduce", "view", "copy", "gather",
+               "library")
 
 #: patterns that anchor a fused group; two of them never share one
 COMPLEX_PATTERNS = ("reduction", "out-elementwise-fusable", "opaque")
