@@ -1,10 +1,14 @@
-"""``tinyml compile MODEL``: a zoo model through the compiler's passes, with the numbers after each.
+"""``tinyml compile MODEL``: a zoo model (or an ``.onnx`` file) through the compiler's passes.
 
 After every pass the graph is lowered (op by op before ``fuse``, one kernel
 per fused group after) and counted on the simulated device at ``--seq`` tokens:
-kernels, HBM bytes, time. ``--explain`` also writes, per pass, the IR text and
-its drawing (``NN-<pass>.txt``, ``NN-<pass>.svg``, or ``.dot`` where Graphviz's
-``dot`` is missing) and an ``index.md`` that links them.
+kernels, HBM bytes, time (and, once memory is planned, the arena and peak HBM).
+``--passes all`` is the whole pipeline: shapes -> fusion -> attention rewrite ->
+quantization (``--scheme``, ``--skip``) -> memory plan (for ``--bound n=...``,
+default ``--seq``) -> lowering. ``--explain`` prints each step (with the bytes
+per quantized layer and the memory plan) and also writes, per pass, the IR
+text and its drawing (``NN-<pass>.txt``, ``NN-<pass>.svg``, or ``.dot`` where
+Graphviz's ``dot`` is missing) and an ``index.md`` that links them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ HELP = """examples:
   tinyml compile mlp --passes fuse                  only fusion
   tinyml compile gpt2_block --explain --out build   IR text and drawings after every pass, and an index.md
   tinyml compile tiny_gpt --json                    per-step numbers and the final profile as JSON
+  tinyml compile tiny_gpt --layers 12 --seq 2048 --bound n=2048 --passes all --explain
+                                                    GPT-2 small: fusion, FlashAttention, int4, memory plan
+  tinyml compile model.onnx --passes fuse,plan_memory   an ONNX file (needs the onnx package)
 """
 
 
@@ -28,28 +35,89 @@ def register(sub) -> None:
 
     p = sub.add_parser("compile", help="compile a zoo model pass by pass: kernels, HBM bytes, time", epilog=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", choices=NAMES, help="a model of tinyml.compiler.zoo")
+    p.add_argument("model", help=f"a model of tinyml.compiler.zoo ({', '.join(NAMES)}) or a path to an .onnx file")
     p.add_argument("--seq", type=int, default=1024, help="sequence length n (default 1024)")
+    p.add_argument("--layers", type=int, default=None, help="transformer blocks of tiny_gpt (default 2)")
+    p.add_argument("--bound", action="append", default=[], metavar="SYM=N",
+                   help="largest value of a symbol for the memory plan, e.g. n=2048 (default: --seq)")
+    p.add_argument("--scheme", default="int4-g32", help="weight format for quantize_weights (default int4-g32)")
+    p.add_argument("--skip", default="", help="comma-separated weights (fnmatch patterns, or lm_head) "
+                                              "quantize_weights leaves in fp16")
     p.add_argument("--device", default="a100-40gb", help="preset name or .toml file (default a100-40gb)")
     p.add_argument("--dtype", default="fp16", help="logical dtype bytes are counted in (default fp16)")
     p.add_argument("--passes", default=None,
-                   help="comma-separated passes (default: cse,dead_code,rewrite_attention,fuse)")
+                   help="comma-separated passes (default: cse,dead_code,rewrite_attention,fuse), "
+                        "or 'all' for the whole pipeline")
     p.add_argument("--explain", action="store_true", help="print each pass's summary and write its IR and drawing")
     p.add_argument("--out", default=None, help="directory for --explain's files (default compile-MODEL)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
 
-def _passes(text: "str | None"):
+def _passes(text: "str | None", bounds: dict, scheme: str, skip: tuple):
+    """The pass list: names, with plan_memory bound to ``bounds`` and quantize_weights to ``scheme``."""
+    import functools
+
     from ..compiler.compile import DEFAULT_PASSES
     from ..compiler.errors import GraphError
+    from ..compiler.passes import plan_memory, quantize_weights
 
     if text is None:
         return list(DEFAULT_PASSES)
     names = [p.strip() for p in text.split(",") if p.strip()]
     if not names:
         raise GraphError(f"--passes {text!r} names no pass; e.g. --passes rewrite_attention,fuse")
-    return names
+    if names == ["all"]:
+        return "all"
+    out = []
+    for name in names:
+        if name == "plan_memory":
+            fn = functools.partial(plan_memory, bounds=bounds)
+        elif name == "quantize_weights":
+            fn = functools.partial(quantize_weights, scheme=scheme, skip=skip)
+        else:
+            out.append(name)
+            continue
+        fn.__name__ = name
+        out.append(fn)
+    return out
+
+
+def _bounds(items: list, n: int) -> dict:
+    from ..compiler.errors import BindingError
+
+    out = {"n": n}
+    for item in items:
+        sym, _, value = item.partition("=")
+        try:
+            out[sym.strip()] = int(value)
+        except ValueError:
+            raise BindingError(f"--bound {item!r}: write SYMBOL=INT, e.g. --bound n=2048") from None
+        if not sym.strip() or out[sym.strip()] < 1:
+            raise BindingError(f"--bound {item!r}: write SYMBOL=INT with INT >= 1, e.g. --bound n=2048")
+    if out["n"] < n:
+        raise BindingError(f"--bound n={out['n']} is below --seq {n}: the plan must hold the sequence it runs; "
+                           f"use --bound n={n} or more")
+    return out
+
+
+def load_model(model: str, layers: "int | None" = None, weights: str = "random"):
+    """A zoo model by name (``tiny_gpt`` with ``layers``) or an ONNX file (``*.onnx``) by path."""
+    from ..compiler import zoo
+    from ..compiler.errors import GraphError
+
+    if model.endswith(".onnx"):
+        from ..compiler.onnx import from_onnx
+
+        return from_onnx(model)
+    if model not in zoo.NAMES:
+        raise GraphError(f"unknown model {model!r}; choose one of {', '.join(zoo.NAMES)} or an .onnx file path")
+    kw = {"weights": weights}
+    if layers is not None:
+        if model != "tiny_gpt":
+            raise GraphError(f"--layers is for tiny_gpt, not {model!r}")
+        kw["layers"] = layers
+    return zoo.get(model, **kw)
 
 
 def _seq(n: int) -> int:
@@ -102,26 +170,34 @@ def write_explain(compiled, out: Path) -> dict:
 def _row(step, fmt_bytes, fmt_time) -> list:
     s = step.summary
     if s.get("time_s") is None:
-        return [step.name, str(s["nodes"]), str(s["groups"]), "-", "-", "out of HBM" if s.get("error") else "-"]
+        return [step.name, str(s["nodes"]), str(s["groups"]), "-", "-", "out of HBM" if s.get("error") else "-",
+                "-", "-"]
     return [step.name, str(s["nodes"]), str(s["groups"]), str(s["kernels"]), fmt_bytes(s["hbm_bytes"]),
-            fmt_time(s["time_s"])]
+            fmt_time(s["time_s"]), fmt_bytes(s["arena_bytes"]) if "arena_bytes" in s else "-",
+            fmt_bytes(s["peak_hbm_bytes"]) if "peak_hbm_bytes" in s else "-"]
 
 
 def run(args) -> int:
-    from ..compiler import compile, zoo
+    from ..compiler import compile
+    from ..compiler.compile import memory_numbers
     from ..sim.units import fmt_bytes, fmt_time
 
     n = _seq(args.seq)
-    graph = zoo.get(args.model)
-    compiled = compile(graph, device=args.device, passes=_passes(args.passes), dtype=args.dtype,
-                       bindings={"n": n})
+    bounds = _bounds(args.bound, n)
+    skip = tuple(x.strip() for x in args.skip.split(",") if x.strip())
+    # shape-only weights (nothing is executed here: every step is counted), so GPT-2 small builds in ms
+    graph = load_model(args.model, args.layers, weights="meta")
+    bindings = {s: (n if s == "n" else bounds.get(s, 1)) for s in graph.symbols}
+    compiled = compile(graph, device=args.device, passes=_passes(args.passes, bounds, args.scheme, skip),
+                       dtype=args.dtype, bindings=bindings, bounds=bounds, scheme=args.scheme, skip=skip)
     prof = compiled.profile()
-    written = write_explain(compiled, Path(args.out or f"compile-{args.model}")) if args.explain else None
+    written = write_explain(compiled, Path(args.out or f"compile-{Path(args.model).stem}")) if args.explain else None
     first, last = compiled.steps[0].summary, compiled.steps[-1].summary
+    memory = memory_numbers(compiled.graph, bindings)
     if args.json:
-        payload = {"model": args.model, "device": compiled.device, "dtype": args.dtype, "bindings": {"n": n},
-                   "steps": [s.to_dict() for s in compiled.steps],
-                   "profile": prof.to_dict()}
+        payload = {"model": args.model, "device": compiled.device, "dtype": args.dtype, "bindings": bindings,
+                   "bounds": bounds, "steps": [s.to_dict() for s in compiled.steps], **memory,
+                   "peak_hbm_bytes": int(prof.peak_hbm_bytes), "profile": prof.to_dict()}
         if written:
             payload["explain"] = written
         emit_json(payload)
@@ -130,11 +206,18 @@ def run(args) -> int:
     if args.explain:
         for step in compiled.steps:
             c.print(step.headline())
+            more = step.details()
+            if more:
+                c.print(more)
         c.print()
     rows = [_row(s, fmt_bytes, fmt_time) for s in compiled.steps]
     c.print(table(f"{args.model}, n = {n}, {args.dtype}, {compiled.device}: every step lowered and counted",
-                  ["after pass", "nodes", "groups", "kernels", "HBM bytes", "time"], rows,
-                  {"nodes", "groups", "kernels", "HBM bytes", "time"}))
+                  ["after pass", "nodes", "groups", "kernels", "HBM bytes", "time", "arena", "peak HBM"], rows,
+                  {"nodes", "groups", "kernels", "HBM bytes", "time", "arena", "peak HBM"}))
+    c.print(f"intermediates: {memory['intermediates']}, {fmt_bytes(memory['naive_bytes'])} one allocation each, "
+            f"arena {fmt_bytes(memory['arena_bytes'])}, LOAD {fmt_bytes(memory['load_bytes'])}"
+            + ("" if getattr(compiled.graph, "memory_plan", None) else " (a plan made at --seq; add plan_memory "
+               "to the passes to run with it)"))
     if first.get("time_s") is not None and last.get("time_s") is not None:
         c.print(f"input -> {compiled.steps[-1].name}: {first['kernels']} -> {last['kernels']} kernels, "
                 f"{first['hbm_bytes'] / max(last['hbm_bytes'], 1):.1f}x fewer HBM bytes, "

@@ -6,8 +6,8 @@
 * a builder API (``g.matmul(x, w)``), a text printer, :func:`validate`, a reference :func:`interpret` er;
 * a model zoo (:mod:`.zoo`: ``mlp``, ``gpt2_block``, ``tiny_gpt``) with seeded random weights;
 * passes Graph -> Graph (:mod:`.passes`: ``infer_shapes``, ``dead_code``, ``cse``, ``fuse``,
-  ``rewrite_attention``) and a :func:`run_passes` pipeline that keeps, after every pass, the IR
-  text, a Graphviz drawing and a summary;
+  ``rewrite_attention``, ``quantize_weights``, ``plan_memory``) and a :func:`run_passes` pipeline
+  that keeps, after every pass, the IR text, a Graphviz drawing and a summary;
 * :func:`lower` (one kernel launch per fused group, or per node) and :func:`compile`
   (passes + lowering -> :class:`Compiled`, whose ``run`` executes or counts on the simulator).
 
@@ -21,8 +21,9 @@ from .graph import FusedGroup, Graph, Node, Value, Weight
 from .interpreter import interpret
 from .compile import Compiled, compile
 from .lower import lower
-from .passes import cse, dead_code, fuse, infer_shapes, plan_memory, rewrite_attention
+from .passes import cse, dead_code, fuse, infer_shapes, plan_memory, quantize_weights, rewrite_attention
 from .memory import MemoryPlan, MemoryPlanError, MissingBoundError, arena_offsets
+from .onnx import OnnxFileError, OnnxImportError, OnnxUnsupportedError, from_onnx
 from .pipeline import Pipeline, PipelineResult, Step, run_passes
 from .sizes import Poly
 from .symbolic import Affine, dim, sym
@@ -37,5 +38,6 @@ __all__ = [
     "Pipeline", "PipelineResult", "Step", "run_passes",
     "Poly", "Affine", "dim", "sym", "TensorType", "validate", "zoo",
     "Compiled", "compile", "lower",
-    "plan_memory", "MemoryPlan", "MemoryPlanError", "MissingBoundError", "arena_offsets",
+    "plan_memory", "quantize_weights", "MemoryPlan", "MemoryPlanError", "MissingBoundError", "arena_offsets",
+    "OnnxFileError", "OnnxImportError", "OnnxUnsupportedError", "from_onnx",
 ]

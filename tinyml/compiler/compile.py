@@ -11,23 +11,92 @@
 
 The numbers after each pass come from lowering that step's graph (op by op
 before ``fuse``: every node its own kernel, as eager PyTorch runs it; one
-kernel per fused group after) and counting it at ``bindings`` on ``device``.
+kernel per fused group after) and counting it at ``bindings`` on ``device``:
+kernels, HBM bytes, time, peak HBM and, where the step's graph has a memory
+plan, its arena.
+
+``passes="all"`` is the whole pipeline (:data:`ALL_PASSES`): shapes -> cse,
+dead code -> fusion -> attention rewrite -> weight quantization -> memory plan,
+then the ``lower`` step (the program that runs: its arena is the plan's, its
+peak HBM = inputs + weights + arena + outputs). Passes that change the nodes
+drop the groups, so in that pipeline ``rewrite_attention`` and
+``quantize_weights`` fuse again before their numbers are taken.
+
+``Compiled.generate(ids, steps)`` runs a language model greedily: the whole
+graph on the growing sequence, one new token per run (the point is the
+systems path, not speed: no KV cache).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from ..sim import HbmOutOfMemoryError, load_device
 from ..sim.units import fmt_bytes
-from .errors import BindingError
+from .errors import BindingError, GraphError
 from .lower import Plan, lower
 from .pipeline import run_passes
 
 #: what compile runs when no passes are given
 DEFAULT_PASSES = ("cse", "dead_code", "rewrite_attention", "fuse")
+
+#: ``passes="all"``: the whole pipeline, in this order (then the ``lower`` step)
+ALL_PASSES = ("infer_shapes", "cse", "dead_code", "fuse", "rewrite_attention", "quantize_weights", "plan_memory")
+
+
+def _then_fuse(fn, name: str):
+    """``fn`` followed by ``fuse`` (a pass that changes nodes drops the groups), named ``name``."""
+    from .passes import fuse
+
+    def step(graph):
+        mid = fn(graph)
+        out = fuse(mid)
+        if hasattr(mid, "quant_report"):                           # what the explain step shows
+            out.quant_report = mid.quant_report
+        return out
+
+    step.__name__ = name
+    return step
+
+
+def all_passes(bounds: "dict | None" = None, scheme="int4-g32", skip=()) -> list:
+    """The passes of ``passes="all"`` as functions: quantization with ``scheme``/``skip``, the memory
+    plan made for ``bounds`` (every symbol's largest value)."""
+    from .passes import PASSES, plan_memory, quantize_weights, rewrite_attention
+
+    out = []
+    for name in ALL_PASSES:
+        if name == "rewrite_attention":
+            out.append(_then_fuse(rewrite_attention, name))
+        elif name == "quantize_weights":
+            out.append(_then_fuse(functools.partial(quantize_weights, scheme=scheme, skip=skip), name))
+        elif name == "plan_memory":
+            fn = functools.partial(plan_memory, bounds=dict(bounds or {}))
+            fn.__name__ = name                                          # type: ignore[attr-defined]
+            out.append(fn)
+        else:
+            out.append(PASSES[name])
+    return out
+
+
+def memory_numbers(graph, bindings: dict) -> dict:
+    """``arena_bytes``, ``load_bytes``, ``naive_bytes`` (every intermediate its own allocation, no reuse)
+    and ``intermediates`` at ``bindings``: from the graph's memory plan, or a plan made at ``bindings``."""
+    from .memory.plan import MemoryPlan
+    from .passes.plan_memory import build_plan
+
+    plan: "MemoryPlan | None" = getattr(graph, "memory_plan", None)
+    if plan is None:
+        plan = build_plan(graph, {k: v for k, v in bindings.items() if k in graph.symbols})
+    at = {k: v for k, v in bindings.items() if k in plan.bounds}
+    return {"arena_bytes": int(plan.arena_at(at)), "load_bytes": int(plan.load_at(at)),
+            "naive_bytes": int(sum(b.size.evaluate(at) for b in plan.buffers)),
+            "intermediates": len(plan.buffers)}
 
 
 def measure(graph, bindings: dict, device: str, dtype: str = "fp16") -> dict:
@@ -40,7 +109,11 @@ def measure(graph, bindings: dict, device: str, dtype: str = "fp16") -> dict:
         _, prof = lower(graph).run(bindings=bindings, device=device, dtype=dtype, count=True)
     except HbmOutOfMemoryError as exc:
         return {"kernels": None, "hbm_bytes": None, "time_s": None, "error": str(exc).splitlines()[0]}
-    return {"kernels": len(prof.records), "hbm_bytes": int(prof.hbm_bytes), "time_s": float(prof.time_s)}
+    out = {"kernels": len(prof.records), "hbm_bytes": int(prof.hbm_bytes), "time_s": float(prof.time_s),
+           "peak_hbm_bytes": int(prof.peak_hbm_bytes)}
+    if getattr(graph, "memory_plan", None) is not None:
+        out.update(memory_numbers(graph, bindings))
+    return out
 
 
 @dataclass
@@ -63,10 +136,25 @@ class CompiledStep:
         elif "kernels" in s:
             parts += [f"{s['kernels']} kernels", f"{fmt_bytes(s['hbm_bytes'])} HBM",
                       f"{s['time_s'] * 1e6:,.1f} us"]
+            if "arena_bytes" in s:
+                parts.append(f"arena {fmt_bytes(s['arena_bytes'])} (LOAD {fmt_bytes(s['load_bytes'])})")
         return f"after {self.name}: " + ", ".join(parts)
 
+    def details(self) -> str:
+        """What the pass explains beyond the numbers: the bytes saved per quantized layer, the memory plan."""
+        report = getattr(self.graph, "quant_report", None)
+        if self.name == "quantize_weights" and report is not None:
+            from .passes.quantize_weights import quant_table
+
+            return "bytes per quantized layer:\n" + quant_table(report)
+        plan = getattr(self.graph, "memory_plan", None)
+        if self.name == "plan_memory" and plan is not None:
+            return plan.explain()
+        return ""
+
     def __str__(self) -> str:
-        return self.headline() + "\n" + (self.ir or str(self.graph))
+        more = self.details()
+        return self.headline() + "\n" + (more + "\n\n" if more else "") + (self.ir or str(self.graph))
 
     def svg(self) -> "str | None":
         """The drawing as SVG text, or None where Graphviz's ``dot`` is missing."""
@@ -119,17 +207,45 @@ class Compiled:
         """The counting-mode Profile at ``bindings`` (default: compile's)."""
         return self.run(bindings=bindings, count=True)[1]
 
+    def generate(self, ids, steps: int = 4, bindings=None):
+        """Greedy decoding: run the graph on ``ids`` (int tokens), append the argmax of the last row of
+        the logits, repeat ``steps`` times. Returns ``(tokens, profiles)``: all tokens (the prompt and
+        the new ones) and one Profile per run. The graph must take one int32 input ``(n,)`` and return
+        logits ``(n, vocab)``; with a memory plan, ``len(ids) + steps - 1`` must be within its bound."""
+        g = self.graph
+        (name, t), = g.inputs.items() if len(g.inputs) == 1 else ((None, None),)
+        if name is None or t.dtype != "int32" or t.rank != 1 or len(g.outputs) != 1:
+            raise GraphError(f"generate() needs a language model: one int32 input (n,) and one output of "
+                             f"logits (n, vocab); {g.name!r} has inputs {dict(g.inputs)} and "
+                             f"{len(g.outputs)} output(s)")
+        if int(steps) < 1:
+            raise BindingError(f"generate(steps={steps}): generate at least one token")
+        tokens = [int(i) for i in np.asarray(ids).reshape(-1)]
+        if not tokens:
+            raise BindingError("generate() needs a prompt of at least one token id")
+        profiles = []
+        for _ in range(int(steps)):
+            (logits,), prof = self.run({name: np.asarray(tokens, dtype=np.int32)}, bindings)
+            tokens.append(int(np.argmax(logits[-1])))                  # (vocab,) -> the greedy next token
+            profiles.append(prof)
+        return np.asarray(tokens, dtype=np.int32), profiles
+
     def table(self) -> str:
-        """One row per step: nodes, groups, kernels, HBM bytes, simulated time."""
-        rows = [("step", "nodes", "groups", "kernels", "HBM", "time")]
+        """One row per step: nodes, groups, kernels, HBM bytes, simulated time, arena (once planned)."""
+        planned = any("arena_bytes" in s.summary for s in self.steps)
+        rows = [("step", "nodes", "groups", "kernels", "HBM", "time") + (("arena", "peak HBM") if planned else ())]
         for s in self.steps:
             m = s.summary
             if m.get("time_s") is None:
                 rows.append((s.name, str(m.get("nodes", "")), str(m.get("groups", "")), "-", "-",
-                             "out of HBM" if m.get("error") else "-"))
+                             "out of HBM" if m.get("error") else "-") + (("-", "-") if planned else ()))
                 continue
-            rows.append((s.name, str(m["nodes"]), str(m["groups"]), str(m["kernels"]), fmt_bytes(m["hbm_bytes"]),
-                         f"{m['time_s'] * 1e6:,.1f} us"))
+            row = (s.name, str(m["nodes"]), str(m["groups"]), str(m["kernels"]), fmt_bytes(m["hbm_bytes"]),
+                   f"{m['time_s'] * 1e6:,.1f} us")
+            if planned:
+                row += (fmt_bytes(m["arena_bytes"]) if "arena_bytes" in m else "-",
+                        fmt_bytes(m["peak_hbm_bytes"]) if "peak_hbm_bytes" in m else "-")
+            rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                          for r in rows)
@@ -145,13 +261,17 @@ class Compiled:
         return f"<Compiled {self.graph.name!r}: {len(self.steps)} steps, {self.plan.kernels} kernels on {self.device}>"
 
 
-def compile(graph, device: str = "a100-40gb", passes: "Sequence | None" = None, explain: bool = True,
-            dtype: str = "fp16", bindings: "dict | None" = None) -> Compiled:
-    """Run ``passes`` (default :data:`DEFAULT_PASSES`) on ``graph`` and lower the result.
+def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = None, explain: bool = True,
+            dtype: str = "fp16", bindings: "dict | None" = None, *, bounds: "dict | None" = None,
+            scheme="int4-g32", skip=()) -> Compiled:
+    """Run ``passes`` (default :data:`DEFAULT_PASSES`; ``"all"``: :data:`ALL_PASSES`) on ``graph``
+    and lower the result.
 
     With ``explain``, every step keeps its IR text and drawing and, when the
     graph's symbols are bound (``bindings={"n": 1024}``), its simulated
     kernels, HBM bytes and time on ``device`` in ``dtype`` (see the module docstring).
+    ``bounds`` (default: ``bindings``), ``scheme`` and ``skip`` configure ``plan_memory`` and
+    ``quantize_weights`` in ``passes="all"``.
     """
     dev = load_device(device).name
     bindings = {k: int(v) for k, v in (bindings or {}).items()}
@@ -159,8 +279,23 @@ def compile(graph, device: str = "a100-40gb", passes: "Sequence | None" = None, 
     if explain and bindings and not numbers:
         raise BindingError(f"compile: bindings {bindings} leave symbol(s) "
                            f"{sorted(graph.symbols - bindings.keys())} of {graph.name!r} unbound")
+    everything = isinstance(passes, str) and passes == "all"
+    if everything:
+        bounds = {k: int(v) for k, v in (bounds or bindings).items()}
+        missing = sorted(graph.symbols - bounds.keys())
+        if missing:
+            raise BindingError(f"compile(passes='all') plans memory and needs a bound for symbol(s) {missing}: "
+                               f"pass bounds={{{missing[0]!r}: 2048}} (or bindings)")
+        passes = all_passes(bounds, scheme, skip)
+    elif isinstance(passes, str):
+        passes = [passes]
     summarize = (lambda g: measure(g, bindings, dev, dtype)) if numbers else None
     result = run_passes(graph, list(DEFAULT_PASSES if passes is None else passes), explain=explain,
                         summarize=summarize)
     steps = [CompiledStep(s.name, s.graph, s.ir, s.dot, dict(s.summary)) for s in result.steps]
-    return Compiled(graph, result.graph, lower(result.graph), steps, dev, dtype, bindings)
+    plan = lower(result.graph)
+    if everything:
+        last = steps[-1]
+        steps.append(CompiledStep("lower", result.graph, str(plan) if explain else "", last.dot,
+                                  dict(last.summary, launches=len(plan.launches))))
+    return Compiled(graph, result.graph, plan, steps, dev, dtype, bindings)

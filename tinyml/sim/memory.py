@@ -5,13 +5,24 @@ through the ledger, and an entry disappears when its Python object is garbage
 collected (``weakref.finalize``), so live bytes follow what the program really
 keeps alive. Going over the device's capacity raises
 :class:`HbmOutOfMemoryError` listing what is live.
+
+Two additions let a caller (the compiler's lowering) manage memory itself:
+
+* :meth:`HbmLedger.alias` marks an object as a *view* of bytes already
+  accounted (a reshape, a slice of an arena) or as not in HBM at all: tracking
+  it later adds nothing;
+* :meth:`HbmLedger.placing` installs a *placer* for the duration of a block:
+  :meth:`new_tensor` first asks it for the output (e.g. a slice of one arena
+  allocated up front) and only allocates if it declines (returns None).
 """
 
 from __future__ import annotations
 
 import itertools
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -39,7 +50,8 @@ class HbmLedger:
         self.used = 0
         self.peak = 0
         self._ids = itertools.count()
-        self._tracked: dict[int, int] = {}      # id(obj) -> allocation id
+        self._tracked: dict[int, int] = {}      # id(obj) -> allocation id (-1: an alias, no bytes)
+        self._placers: list[Callable] = []
 
     # -- raw allocations ----------------------------------------------------
     def alloc(self, name: str, shape, dtype: str) -> int:
@@ -72,9 +84,39 @@ class HbmLedger:
         self._tracked.pop(key, None)
         self.free(handle)
 
+    def alias(self, obj) -> None:
+        """Account ``obj`` as zero bytes: a view of bytes someone else holds (a reshape of a
+        tracked tensor, a slice of an arena), or a value no kernel keeps in HBM. Tracking it
+        later is a no-op. The caller keeps the bytes it views alive for as long as it is."""
+        key = id(obj)
+        if key in self._tracked:
+            return
+        self._tracked[key] = -1
+        weakref.finalize(obj, self._tracked.pop, key, None)
+
+    def is_tracked(self, obj) -> bool:
+        """True if ``obj`` is accounted (its own bytes, or as an alias)."""
+        return id(obj) in self._tracked
+
+    @contextmanager
+    def placing(self, placer: Callable):
+        """While the block runs, :meth:`new_tensor` asks ``placer(name, shape, dtype, execute)``
+        first; a non-None answer is used as the output and accounted as an alias (the placer
+        owns its bytes, e.g. one arena allocated with :meth:`alloc`)."""
+        self._placers.append(placer)
+        try:
+            yield
+        finally:
+            self._placers.remove(placer)
+
     def new_tensor(self, name: str, shape, dtype: str, execute: bool):
         """Allocate an output: a float32 array (executing) or a MetaTensor (counting)."""
         shape = tuple(int(s) for s in shape)
+        if self._placers:
+            placed = self._placers[-1](name, shape, dtype, execute)
+            if placed is not None:
+                self.alias(placed)
+                return placed
         obj = np.empty(shape, dtype=np.float32) if execute else MetaTensor(shape, dtype)
         self.track(obj, name, dtype)
         return obj

@@ -2,6 +2,9 @@
 
 Each becomes one kernel launch when the kernel can do the whole group:
 
+* ``quantized_matmul`` -> :func:`~tinyml.kernels.quant.quantized_gemv` when the rows fold to one
+  (decoding), :func:`~tinyml.kernels.quant.quantized_matmul` otherwise; its epilogue is a second
+  kernel, in place on the first one's output;
 * ``matmul`` + elementwise epilogue -> :func:`~tinyml.kernels.fusion.matmul_epilogue`
   with the epilogue as an op program over ``(acc, bias?, residual?)`` (plain
   :func:`~tinyml.kernels.matmul.matmul` when there is no epilogue). Leading
@@ -69,10 +72,34 @@ def _epilogue(ctx, mm, epi, outputs, m: int, n: int):
     return Program.from_instructions(n_in, instrs), bias, res
 
 
+def run_quantized_matmul(ctx, nodes, outputs) -> dict:
+    """``quantized_matmul(x, Wq)`` (+ epilogue): leading dims of x fold into M; M = 1 -> the gemv
+    kernel. The kernels have no epilogue: it runs as one fused elementwise kernel after them, in
+    place on the matmul's result when the group writes one value of the matmul's size."""
+    from ...kernels.quant import quantized_gemv, quantized_matmul
+
+    mm, epi = nodes[0], nodes[1:]
+    sx, out_shape = ctx.shape(mm.inputs[0]), ctx.shape(mm.name)
+    m, k = math.prod(sx[:-1]), sx[-1]
+    x2 = ctx.reshape(ctx.env[mm.inputs[0]], (m, k))                         # (M, K)
+    qw = ctx.env[mm.inputs[1]]                                              # QuantizedTensor (N, K)
+    in_place = len(outputs) == 1 and math.prod(ctx.shape(outputs[0])) == math.prod(out_shape)
+    with ctx.output(outputs[0] if in_place else mm.name):
+        y = (quantized_gemv if m == 1 else quantized_matmul)(x2, qw, dtype=ctx.dtype)   # (M, N)
+    c = ctx.reshape(y, out_shape)
+    if not epi:
+        return {mm.name: c}
+    out = {mm.name: c} if mm.name in outputs else {}
+    out.update(run_pure(ctx, epi, [o for o in outputs if o != mm.name], local={mm.name: c}))
+    return out
+
+
 def run_matmul(ctx, nodes, outputs) -> dict:
     from ...kernels.fusion import matmul_epilogue
     from ...kernels.matmul import matmul
 
+    if nodes[0].op == "quantized_matmul":
+        return run_quantized_matmul(ctx, nodes, outputs)
     mm, epi = nodes[0], nodes[1:]
     sa, sb, out_shape = ctx.shape(mm.inputs[0]), ctx.shape(mm.inputs[1]), ctx.shape(mm.name)
     a, b = ctx.env[mm.inputs[0]], ctx.env[mm.inputs[1]]
@@ -82,16 +109,20 @@ def run_matmul(ctx, nodes, outputs) -> dict:
         plan = _epilogue(ctx, mm, epi, outputs, m, n)
         if plan is not None:
             prog, bias, res = plan
-            if prog is None:
-                y = matmul(a2, b, dtype=ctx.dtype)                           # (M, N)
-            else:
-                y = matmul_epilogue(a2, b, dtype=ctx.dtype, epilogue=prog,
-                                    bias=None if bias is None else ctx.reshape(ctx.env[bias], (n,)),
-                                    residual=None if res is None else ctx.reshape(ctx.env[res], (m, n)))
-            return {(epi[-1].name if epi else mm.name): ctx.reshape(y, out_shape)}
-        c = ctx.reshape(matmul(a2, b, dtype=ctx.dtype), out_shape)
+            out = epi[-1].name if epi else mm.name
+            with ctx.output(out):
+                if prog is None:
+                    y = matmul(a2, b, dtype=ctx.dtype)                       # (M, N)
+                else:
+                    y = matmul_epilogue(a2, b, dtype=ctx.dtype, epilogue=prog,
+                                        bias=None if bias is None else ctx.reshape(ctx.env[bias], (n,)),
+                                        residual=None if res is None else ctx.reshape(ctx.env[res], (m, n)))
+            return {out: ctx.reshape(y, out_shape)}
+        with ctx.output(mm.name):
+            c = ctx.reshape(matmul(a2, b, dtype=ctx.dtype), out_shape)
     else:
-        c = _batched(ctx, a, b, sa, sb, out_shape)
+        with ctx.output(mm.name):
+            c = _batched(ctx, a, b, sa, sb, out_shape)
     out = {mm.name: c} if mm.name in outputs else {}
     rest = [o for o in outputs if o != mm.name]
     if rest:
@@ -149,7 +180,8 @@ def run_softmax(ctx, nodes, outputs) -> dict:
     shape = ctx.shape(sm.name)
     x = _as_rows(ctx, _val(ctx, local, sm.inputs[0]), shape)             # (R, C)
     fits = shape[-1] <= longest_row(current_profile().device, ctx.dtype)
-    y = softmax(x, version=3 if fits else 2, dtype=ctx.dtype)
+    with ctx.output(sm.name):
+        y = softmax(x, version=3 if fits else 2, dtype=ctx.dtype)
     local[sm.name] = ctx.reshape(y, shape)
     return {o: local[o] for o in outputs}
 
@@ -161,7 +193,8 @@ def run_layernorm(ctx, nodes, outputs) -> dict:
     ln = nodes[-1]
     shape = ctx.shape(ln.name)
     x, w, b = (_val(ctx, local, i) for i in ln.inputs)
-    y = layernorm_fused(_as_rows(ctx, x, shape), w, b, eps=ln.attr["eps"], dtype=ctx.dtype)
+    with ctx.output(ln.name):
+        y = layernorm_fused(_as_rows(ctx, x, shape), w, b, eps=ln.attr["eps"], dtype=ctx.dtype)
     local[ln.name] = ctx.reshape(y, shape)
     return {o: local[o] for o in outputs}
 
@@ -180,7 +213,8 @@ def run_reduce(ctx, nodes, outputs) -> dict:
         x = np.ascontiguousarray(np.transpose(x, keep + list(axes))).reshape(rows, cols)
     else:
         x = ctx.reshape(x, (rows, cols))
-    y = row_reduce(x, red.op.removeprefix("reduce_"), dtype=ctx.dtype)     # (R, 1)
+    with ctx.output(red.name):
+        y = row_reduce(x, red.op.removeprefix("reduce_"), dtype=ctx.dtype)  # (R, 1)
     local[red.name] = ctx.reshape(y, ctx.shape(red.name))
     return {o: local[o] for o in outputs}
 
@@ -191,6 +225,7 @@ def run_attention(ctx, nodes, outputs) -> dict:
     att = nodes[-1]
     shapes = [ctx.shape(i) for i in att.inputs]
     args = [ctx.reshape(ctx.env[i], s if len(s) == 4 else (1,) + s) for i, s in zip(att.inputs, shapes)]
-    o = flash_attention(*args, version=2, causal=att.attr["causal"], scale=att.attr["scale"], dtype=ctx.dtype,
-                        check_finite=False)                                # (B, H, Nq, d)
+    with ctx.output(att.name):
+        o = flash_attention(*args, version=2, causal=att.attr["causal"], scale=att.attr["scale"],
+                            dtype=ctx.dtype, check_finite=False)           # (B, H, Nq, d)
     return {att.name: ctx.reshape(o, ctx.shape(att.name))}

@@ -15,12 +15,19 @@ kind            kernel                                                     kerne
 ``attention``   FlashAttention-2                                           1
 ``copy``        a layout op nobody reads in place: read once, write once   1
 ``gather``      embedding rows: read the gathered rows, write them         1
+``library``     conv, pooling, norms (+ epilogue): one vendor-library call 1
 ``view``        reshape, or a layout the next kernel reads in place        0
 ==============  =========================================================  =======
 
-(see :mod:`.layout` for views, :mod:`.pure` and :mod:`.anchors` for when a group
-needs a second kernel). ``Plan.run(inputs, bindings)`` executes on NumPy inputs
+(see :mod:`.layout` for views, :mod:`.library` for library calls, :mod:`.pure` and
+:mod:`.anchors` for when a group needs a second kernel). ``Plan.run(inputs, bindings)`` executes on NumPy inputs
 or counts on ``tinyml.sim.meta`` inputs and returns ``(outputs, Profile)``.
+
+Memory: inputs and weights are registered in the Profile's HBM ledger before
+the first launch. With a memory plan (``graph.memory_plan``, from the
+``plan_memory`` pass) every intermediate is a slice of one arena allocated once
+(:mod:`.arena`): peak HBM = inputs + weights + arena + outputs. Without one,
+every value a kernel writes is its own allocation, freed after its last reader.
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ from ..graph import FusedGroup
 from ..interpreter import resolve_bindings
 from ..validate import group_io
 from . import anchors
+from .arena import Arena, check_plan_matches
 from .context import Ctx
 from .layout import is_view_group
+from .library import run_library
 from .pure import ELEMENTWISE, run_pure
 
 _ANCHORED = {"matmul": anchors.run_matmul, "softmax": anchors.run_softmax, "layernorm": anchors.run_layernorm,
-             "reduce": anchors.run_reduce, "attention": anchors.run_attention}
+             "reduce": anchors.run_reduce, "attention": anchors.run_attention, "library": run_library}
 
 
 @dataclass(frozen=True)
@@ -127,19 +136,32 @@ class Plan:
                 arr = np.asarray(inputs[name])
                 ctx.env[name] = arr if t.dtype == "int32" else np.ascontiguousarray(arr, dtype=np.float32)
         for name, w in g.weights.items():
-            ctx.env[name] = meta(w.type.shape, dtype) if count else (
-                w.data if w.type.dtype == "int32" else np.ascontiguousarray(w.data, dtype=np.float32))
+            ctx.env[name] = _weight(name, w, dtype, count)
         last = _last_uses(self)
         prof = profile or Profile(device)
         with prof:
-            for step, launch in enumerate(self.launches):
-                ctx.env.update(self._run_one(ctx, launch))
-                for v in launch.inputs:                              # free what nobody reads any more
-                    if last.get(v) == step and v not in g.outputs and v not in g.weights:
-                        ctx.env.pop(v, None)
+            _register_externals(ctx, prof)
+            ctx.arena = self._arena(ctx, prof)
+            try:
+                for step, launch in enumerate(self.launches):
+                    ctx.env.update(self._run_one(ctx, launch))
+                    for v in launch.inputs:          # free what nobody reads any more (inputs are the caller's)
+                        if last.get(v) == step and not (v in g.outputs or v in g.weights or v in g.inputs):
+                            ctx.env.pop(v, None)
+            finally:
+                if ctx.arena is not None:
+                    ctx.arena.release()
         if count:
             return None, prof
         return [np.asarray(ctx.env[o], dtype=np.float32) for o in g.outputs], prof
+
+    def _arena(self, ctx, prof):
+        """The arena of the graph's memory plan (None without one: every value allocated on its own)."""
+        plan = getattr(self.graph, "memory_plan", None)
+        if plan is None:
+            return None
+        check_plan_matches(plan, self)
+        return Arena(plan, self.graph, ctx.bindings, ctx.dtype, ctx.execute, prof.hbm)
 
     def _run_one(self, ctx, launch: Launch) -> dict:
         g = self.graph
@@ -147,6 +169,42 @@ class Plan:
         if launch.kind in _ANCHORED:
             return _ANCHORED[launch.kind](ctx, nodes, launch.outputs)
         return run_pure(ctx, nodes, launch.outputs, copy_leaves=launch.kind != "view")
+
+
+def _weight(name: str, w, dtype: str, count: bool):
+    """What a kernel reads for weight ``w``: its data, a MetaTensor, or a QuantizedTensor."""
+    q = getattr(w, "qtensor", None)
+    if q is not None:                                       # a quantized weight (quantize_weights pass)
+        if count:
+            from ...kernels.quant import QuantizedTensor
+
+            return QuantizedTensor.meta(q.shape, q.scheme)
+        if not q.execute:
+            raise _shape_only(name)
+        return q
+    if count:
+        return meta(w.type.shape, dtype)
+    if w.data.size > 1 and not any(w.data.strides):                # np.broadcast_to zeros: no data
+        raise _shape_only(name)
+    return w.data if w.type.dtype == "int32" else np.ascontiguousarray(w.data, dtype=np.float32)
+
+
+def _shape_only(name: str) -> GraphError:
+    return GraphError(f"weight %{name} is shape-only (a graph built with weights='meta'); it can be counted "
+                      "(run(..., count=True)), not executed: build the model with real weights")
+
+
+def _register_externals(ctx, prof) -> None:
+    """Inputs and weights are in HBM before the first kernel (and count even if only a view reads them)."""
+    g = ctx.graph
+    for name in list(g.inputs) + list(g.weights):
+        t = g.type_of(name)
+        x = ctx.env[name]
+        if hasattr(x, "storage"):                            # a QuantizedTensor: its packed bytes
+            prof.hbm.track(x.storage, name, "int8")
+            continue
+        dtype = "fp32" if t.dtype == "int32" else ctx.dtype          # int32 ids: 4 bytes each, as fp32
+        prof.hbm.track(x, name, dtype)
 
 
 def _last_uses(plan: Plan) -> dict:

@@ -30,6 +30,7 @@ output), so a group with two outputs costs two kernels.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -115,8 +116,9 @@ class Chain:
             instrs.append((op, args) if const is None else (op, args, const))
         return Program.from_instructions(len(used), instrs), [self.leaves[i] for i in used]
 
-    def run(self, out: tuple, shape: tuple, name: str):
-        """Launch one kernel computing ``out`` with output ``shape``; returns the output tensor."""
+    def run(self, out: tuple, shape: tuple, name: str, value: "str | None" = None):
+        """Launch one kernel computing ``out`` with output ``shape``; returns the output tensor
+        (in the arena slot of graph value ``value`` when the graph has a memory plan)."""
         from ...kernels._contract import operand
         from ...kernels.fusion.elementwise import launch
 
@@ -124,7 +126,8 @@ class Chain:
         ops = [operand(x, f"in{i}", ndim=len(x.shape), dtype=self.ctx.dtype, allowed=FLOAT_DTYPES,
                        check_finite=False) for i, x in enumerate(tensors)]
         blocks = dict(block_m=32, block_n=32) if self.masked and any(i.op == "where" for i in prog.instrs) else {}
-        return launch(prog, ops, dtype=self.ctx.dtype, out_shape=tuple(shape), name=name, **blocks)
+        with self.ctx.output(value) if value else contextlib.nullcontext():
+            return launch(prog, ops, dtype=self.ctx.dtype, out_shape=tuple(shape), name=name, **blocks)
 
 
 def kernel_name(nodes) -> str:
@@ -163,7 +166,7 @@ def run_pure(ctx, nodes, outputs, name: "str | None" = None, local: "dict | None
         """The tensor behind a value: a leaf as it is, a computed value written out (a cut)."""
         r = ref(name_)
         if r[0] == "ins":
-            out = chain.run(r, ctx.shape(name_), name)
+            out = chain.run(r, ctx.shape(name_), name, value=name_)
             refs[name_] = chain.leaf(out)
             return out
         return chain.leaves[r[1]]
@@ -181,7 +184,7 @@ def run_pure(ctx, nodes, outputs, name: "str | None" = None, local: "dict | None
         if r[0] == "in" and not copy:
             results[o] = chain.leaves[r[1]]
         else:
-            results[o] = chain.run(r, ctx.shape(o), name)
+            results[o] = chain.run(r, ctx.shape(o), name, value=o)
     return results
 
 

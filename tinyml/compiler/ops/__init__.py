@@ -5,7 +5,8 @@ Importing this package registers the ops: elementwise/broadcast
 layout (:mod:`.shape`), embedding and attention (:mod:`.nn`).
 """
 
-from . import elementwise, linalg, nn, reduce, shape  # noqa: F401  (registration)
+from . import elementwise, linalg, nn, reduce, shape, conv, pool, norm, misc  # noqa: F401  (registration)
+from . import quant  # noqa: F401  (registration: quantized_matmul, put in by the quantize_weights pass)
 from .registry import COMPLEX_PATTERNS, LOWER_KINDS, PATTERN_RANK, PATTERNS, OpDef, get, names, register
 
 __all__ = ["COMPLEX_PATTERNS", "LOWER_KINDS", "PATTERN_RANK", "PATTERNS", "OpDef", "get", "names", "register"]

@@ -6,7 +6,8 @@
 >>> g = zoo.get("gpt2_block", d_model=64, n_heads=4)
 
 Every model takes keyword arguments for its sizes (small ones for tests) and
-``dtype``/``seed``; the sequence length is always the symbol ``n``.
+``dtype``/``seed``/``weights`` (``"random"``, or ``"meta"``: shape-only weights that
+cost no memory, to count GPT-2 small in seconds); the sequence length is always the symbol ``n``.
 """
 
 from __future__ import annotations

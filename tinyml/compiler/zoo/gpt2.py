@@ -23,17 +23,18 @@ from __future__ import annotations
 import math
 
 from ..graph import Graph
+from .params import check_kind, param
 
 
 def _ln(g, x, prefix, d):
-    w = g.weight(f"{prefix}.w", (d,), mean=1.0, std=0.1)
-    b = g.weight(f"{prefix}.b", (d,), std=0.1)
+    w = param(g, f"{prefix}.w", (d,), mean=1.0, std=0.1)
+    b = param(g, f"{prefix}.b", (d,), std=0.1)
     return g.layernorm(x, w, b)
 
 
 def _linear(g, x, prefix, d_in, d_out):
-    w = g.weight(f"{prefix}.w", (d_in, d_out))
-    b = g.weight(f"{prefix}.b", (d_out,))
+    w = param(g, f"{prefix}.w", (d_in, d_out))
+    b = param(g, f"{prefix}.b", (d_out,))
     return g.add(g.matmul(x, w), b)
 
 
@@ -64,24 +65,29 @@ def add_gpt2_block(g: Graph, x, prefix: str, d_model: int, n_heads: int, d_mlp: 
 
 
 def gpt2_block(d_model: int = 768, n_heads: int = 12, d_mlp: "int | None" = None, *, causal: bool = True,
-               dtype: str = "fp16", seed: int = 0) -> Graph:
-    """One GPT-2 block (GPT-2 small sizes by default) over ``x (n, d_model)``."""
+               dtype: str = "fp16", seed: int = 0, weights: str = "random") -> Graph:
+    """One GPT-2 block (GPT-2 small sizes by default) over ``x (n, d_model)``;
+    ``weights="meta"``: shape-only weights (:mod:`.params`)."""
     g = Graph("gpt2_block", dtype=dtype, seed=seed)
+    g.shape_only = check_kind(weights)
     x = g.input("x", ("n", d_model))
     g.output(add_gpt2_block(g, x, "h0", d_model, n_heads, d_mlp or 4 * d_model, causal))
     return g
 
 
 def tiny_gpt(layers: int = 2, vocab: int = 50257, d_model: int = 768, n_heads: int = 12,
-             n_ctx: int = 1024, d_mlp: "int | None" = None, *, dtype: str = "fp16", seed: int = 0) -> Graph:
+             n_ctx: int = 1024, d_mlp: "int | None" = None, *, dtype: str = "fp16", seed: int = 0,
+             weights: str = "random") -> Graph:
     """GPT-2 end to end: token + position embeddings, ``layers`` blocks, layernorm, tied LM head.
 
     Input ``ids (n,)`` int32 (``n <= n_ctx``, checked when it runs); output logits ``(n, vocab)``.
+    ``weights="meta"``: shape-only weights (:mod:`.params`), to count GPT-2 small in seconds.
     """
     g = Graph("tiny_gpt", dtype=dtype, seed=seed)
+    g.shape_only = check_kind(weights)
     ids = g.input("ids", ("n",), "int32")                                      # (n,)
-    wte = g.weight("wte", (vocab, d_model))                                    # (V, d)
-    wpe = g.weight("wpe", (n_ctx, d_model), std=0.01)                          # (n_ctx, d)
+    wte = param(g, "wte", (vocab, d_model))                                    # (V, d)
+    wpe = param(g, "wpe", (n_ctx, d_model), std=0.01)                          # (n_ctx, d)
     x = g.add(g.embedding(wte, ids), g.slice(wpe, 0, 0, "n"))                  # (n, d)
     for i in range(layers):
         x = add_gpt2_block(g, x, f"h{i}", d_model, n_heads, d_mlp or 4 * d_model)
