@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import statistics
@@ -76,6 +75,8 @@ ROOT = HERE.parent
 for p in (str(ROOT), str(HERE)):          # run from a checkout without installing; share bench_matmul's helpers
     if p not in sys.path:
         sys.path.insert(0, p)
+
+from _report import report_targets, verdict, write_json  # noqa: E402
 
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
@@ -450,24 +451,13 @@ def main(argv=None) -> int:
     torch_why = ("not in --variants" if torch is not None else "--no-torch" if args.no_torch
                  else "PyTorch is not installed" if "ModuleNotFoundError" in torch_note else torch_note)
     rows = targets(cpu, counting, args.quick, torch_why)
-    print("\n== Targets")
-    failed = 0
-    for name, measured, ok, counts in rows:
-        status = "SKIP" if ok is None else ("PASS" if ok else "FAIL") if counts else "INFO"
-        failed += bool(counts and ok is False)
-        print(f"   {status}  {name:<70} {measured}")
-    if args.quick:
-        print("   (--quick: CPU speed ratios are INFO only; run without --quick to check them)")
-    print(f"\n{'all targets pass' if not failed else f'{failed} target(s) FAIL'}")
+    failed = report_targets(rows, width=70, note="--quick: CPU speed ratios are INFO only; run without --quick to "
+                                                  "check them" if args.quick else None)
+    print(f"\n{verdict(failed)}")
 
     if args.json:
-        result = {"args": vars(args), "thresholds": TARGETS, "environment": env, "cpu": cpu,
-                  "counting_s": counting, "threads": threads_note,
-                  "targets": [{"name": nm, "measured": m, "ok": ok, "counts": c} for nm, m, ok, c in rows],
-                  "failed": failed}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
-        print(f"results written to {args.json}")
+        write_json(args.json, {"args": vars(args), "thresholds": TARGETS, "environment": env, "cpu": cpu,
+                               "counting_s": counting, "threads": threads_note}, rows, failed)
     return 1 if failed else 0
 
 

@@ -41,7 +41,6 @@ as FAIL, on purpose.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -51,6 +50,8 @@ ROOT = HERE.parent
 for p in (str(ROOT), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
+
+from _report import report_targets, verdict, write_json  # noqa: E402
 
 from bench_matmul import environment  # noqa: E402
 from tinyml.kernels.attention.flash import flash_attention, flash_attention_backward  # noqa: E402
@@ -272,31 +273,17 @@ def main(argv=None) -> int:
     print_memory(memory, args.device)
 
     rows = targets(left, middle, memory)
-    print("\n== Targets (INFO: the paper's qualitative claims, printed, not counted)")
-    failed = 0
-    for name, measured, ok, counts in rows:
-        status = ("PASS" if ok else "FAIL") if counts else f"INFO ({'agrees' if ok else 'differs'})"
-        failed += counts and not ok
-        print(f"   {status:<14} {name:<72} {measured}")
-    if not all(ok for name, _, ok, counts in rows if counts and name.startswith("FA1")):
-        print("   Known gap (FA1): tinyml charges every re-read of a tile as HBM traffic (FA1 re-reads Q, O, l, m "
-              "for every\n   K/V block, and Q, O, dO and the fp32 dQ accumulator in the backward); the paper "
-              "measured DRAM traffic\n   after the A100's 40 MB L2, which serves most of those re-reads; the "
-              "simulator has no L2 reuse within a block\n   (tests/test_cli_attention.py keeps the same check as "
-              "a strict xfail).")
+    failed = report_targets(rows, title="== Targets (INFO: the paper's qualitative claims, printed, not counted)",
+                            info_label=lambda ok: f"INFO ({'agrees' if ok else 'differs'})")
     wall = time.perf_counter() - t0
-    print(f"\n{'all targets pass' if not failed else f'{failed} target(s) FAIL'} (wall time {wall:.1f} s)")
+    print(f"\n{verdict(failed)} (wall time {wall:.1f} s)")
 
     if args.json:
         def keys(d):          # JSON object keys must be strings
             return {str(k): keys(v) if isinstance(v, dict) else v for k, v in d.items()}
-        result = {"args": vars(args), "tolerance": TOLERANCE, "environment": env, "figure2_left": keys(left),
-                  "figure2_middle": keys(middle), "peak_memory": keys(memory), "wall_s": wall,
-                  "targets": [{"name": nm, "measured": m, "ok": ok, "counts": c} for nm, m, ok, c in rows],
-                  "failed": failed}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
-        print(f"results written to {args.json}")
+        write_json(args.json, {"args": vars(args), "tolerance": TOLERANCE, "environment": env,
+                               "figure2_left": keys(left), "figure2_middle": keys(middle),
+                               "peak_memory": keys(memory), "wall_s": wall}, rows, failed)
     return 1 if failed else 0
 
 

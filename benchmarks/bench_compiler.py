@@ -27,7 +27,6 @@ Every target prints PASS or FAIL; the exit code is 1 if any fails.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:            # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
+
+from _report import report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 from tinyml.compiler import compile, lower, zoo  # noqa: E402
 
@@ -142,17 +143,11 @@ def main(argv=None) -> int:
                   f"{s['time_s'] * 1e6:>10.1f}{arena:>10}{s['peak_hbm_bytes'] / 1e6:>9.1f}")
 
     rows = targets(block, speed, pipe)
-    print("\ntargets")
-    failed = 0
-    for name, measured, ok, counts in rows:
-        status = ("PASS" if ok else "FAIL") if counts else "INFO"
-        failed += counts and not ok
-        print(f"   {status}  {name:<62} {measured}")
+    failed = report_targets(rows, width=62)
+    print(f"\n{verdict(failed)}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": DEVICE, "seq": SEQ, "gpt2_block": block,
-                                               "compile": speed, "pipeline": pipe, "targets": [
-                                                   {"name": n, "measured": m, "ok": ok, "counts": c}
-                                                   for n, m, ok, c in rows]}, indent=2))
+        write_json(args.json, {"device": DEVICE, "seq": SEQ, "gpt2_block": block, "compile": speed,
+                               "pipeline": pipe}, rows, failed)
     return 1 if failed else 0
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import statistics
@@ -43,6 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:            # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
+
+from _report import report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 from tinyml.kernels.matmul import choose_tiles, matmul  # noqa: E402
 from tinyml.sim import Profile, TinymlError, load_device, meta  # noqa: E402
@@ -363,24 +364,13 @@ def main(argv=None) -> int:
         env["loadavg_end"] = list(os.getloadavg())
 
     rows = targets(cpu, sim, counting, imp, args.quick)
-    print("\n== Targets")
-    failed = 0
-    for name, measured, ok, counts in rows:
-        status = ("PASS" if ok else "FAIL") if counts else "INFO"
-        failed += counts and not ok
-        print(f"   {status}  {name:<72} {measured}")
-    if args.quick:
-        print("   (--quick: CPU speed ratios are INFO only; run without --quick to check them)")
-    print(f"\n{'all targets pass' if not failed else f'{failed} target(s) FAIL'}")
+    failed = report_targets(rows, note="--quick: CPU speed ratios are INFO only; run without --quick to check them"
+                            if args.quick else None)
+    print(f"\n{verdict(failed)}")
 
     if args.json:
-        result = {"args": vars(args), "thresholds": TARGETS, "environment": env, "cpu": cpu,
-                  "simulated": sim, "counting_16384_s": counting, "import": imp,
-                  "targets": [{"name": nm, "measured": m, "ok": ok, "counts": c} for nm, m, ok, c in rows],
-                  "failed": failed}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
-        print(f"results written to {args.json}")
+        write_json(args.json, {"args": vars(args), "thresholds": TARGETS, "environment": env, "cpu": cpu,
+                               "simulated": sim, "counting_16384_s": counting, "import": imp}, rows, failed)
     return 1 if failed else 0
 
 

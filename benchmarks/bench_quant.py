@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:            # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
+
+from _report import report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 from tinyml.inference import bandwidth_bound, fit, simulate_step  # noqa: E402
 from tinyml.inference.formats import FORMATS, weight_format  # noqa: E402
@@ -238,22 +239,12 @@ def main(argv=None) -> int:
     print_cpu(cpu)
 
     rows = targets(gemv, decode, cpu, args.quick)
-    print("\n== Targets")
-    failed = 0
-    for name, measured, ok, counts in rows:
-        status = ("PASS" if ok else "FAIL") if counts else "INFO"
-        failed += counts and not ok
-        print(f"   {status}  {name:<76} {measured}")
-    if args.quick:
-        print("   (--quick: the CPU speed ratio is INFO only; run without --quick to check it)")
-    print(f"\n{'all targets pass' if not failed else f'{failed} target(s) FAIL'}")
+    failed = report_targets(rows, width=76, note="--quick: the CPU speed ratio is INFO only; run without --quick "
+                                                   "to check it" if args.quick else None)
+    print(f"\n{verdict(failed)}")
     if args.json:
-        result = {"args": vars(args), "thresholds": TARGETS, "sizes": size, "gemv": gemv, "decode": decode,
-                  "cpu": cpu, "targets": [{"name": nm, "measured": m, "ok": ok, "counts": c}
-                                          for nm, m, ok, c in rows], "failed": failed}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
-        print(f"results written to {args.json}")
+        write_json(args.json, {"args": vars(args), "thresholds": TARGETS, "sizes": size, "gemv": gemv,
+                               "decode": decode, "cpu": cpu}, rows, failed)
     return 1 if failed else 0
 
 

@@ -45,26 +45,7 @@ MMA_M, MMA_N, MMA_K = 128, 128, 32
 @njit(cache=True)
 def mma_acc(a, b, acc, gemm):
     """``acc += a @ b`` for C-contiguous float32 tiles a (m, k), b (k, n), acc (m, n)."""
-    m, k = a.shape
-    n = b.shape[1]
-    s = a.itemsize
-    dims = np.empty(6, np.int32)   # n, m, k of one call, then ldb, lda, ldc (fixed by the tiles)
-    dims[3] = n    # ldb: B^T is column-major n x k with leading dimension n
-    dims[4] = k    # lda
-    dims[5] = n    # ldc
-    one = np.ones(1, np.float32)
-    no_trans = np.full(1, 78, np.uint8)   # ord('N')
-    for i0 in range(0, m, MMA_M):
-        for k0 in range(0, k, MMA_K):
-            for j0 in range(0, n, MMA_N):
-                # acc[i0:i0+MM, j0:j0+NN] += a[i0:i0+MM, k0:k0+KK] @ b[k0:k0+KK, j0:j0+NN]
-                dims[0] = min(MMA_N, n - j0)
-                dims[1] = min(MMA_M, m - i0)
-                dims[2] = min(MMA_K, k - k0)
-                gemm(no_trans.ctypes.data, no_trans.ctypes.data, dims[0:].ctypes.data, dims[1:].ctypes.data,
-                     dims[2:].ctypes.data, one.ctypes.data, b.ctypes.data + s * (k0 * n + j0),
-                     dims[3:].ctypes.data, a.ctypes.data + s * (i0 * k + k0), dims[4:].ctypes.data,
-                     one.ctypes.data, acc.ctypes.data + s * (i0 * n + j0), dims[5:].ctypes.data)
+    _mma(a, b, acc, gemm, False)
 
 
 @njit(cache=True)
@@ -72,28 +53,41 @@ def mma_acc_bt(a, b, acc, gemm):
     """``acc += a @ b.T`` for C-contiguous float32 tiles a (m, k), b (n, k), acc (m, n).
 
     The S = Q K^T product of attention, with K as loaded (one row per key): no
-    transposed copy of the tile. Column-major view: C^T (n x m) += B A^T, where
-    row-major b is the column-major k x n matrix B^T (so transa = 'T') and
-    row-major a is the column-major k x m matrix A^T (transb = 'N').
+    transposed copy of the tile.
+    """
+    _mma(a, b, acc, gemm, True)
+
+
+@njit(cache=True)
+def _mma(a, b, acc, gemm, b_transposed):
+    """The sgemm calls behind :func:`mma_acc` and :func:`mma_acc_bt`.
+
+    Column-major view: C^T (n x m) += X A^T, where row-major a (m, k) is the
+    column-major k x m matrix A^T (op 'N', leading dimension k) and X is the
+    n x k matrix B^T (for acc += a @ b) or the product's right factor transposed
+    (for acc += a @ b.T). Row-major b (k, n) read column-major is n x k = B^T
+    itself: op 'N', leading dimension n. Row-major b (n, k) read column-major is
+    k x n, the transpose of what is needed: op 'T', leading dimension k.
     """
     m, k = a.shape
-    n = b.shape[0]
+    n = b.shape[0] if b_transposed else b.shape[1]
     s = a.itemsize
-    dims = np.empty(6, np.int32)   # n, m, k of one call, then lda, ldb, ldc
-    dims[3] = k    # lda: b viewed column-major is k x n
-    dims[4] = k    # ldb: a viewed column-major is k x m
-    dims[5] = n    # ldc
+    dims = np.empty(6, np.int32)   # n, m, k of one call, then ld of b, ld of a, ldc (fixed by the tiles)
+    dims[3] = k if b_transposed else n
+    dims[4] = k
+    dims[5] = n
     one = np.ones(1, np.float32)
-    trans = np.full(1, 84, np.uint8)      # ord('T')
-    no_trans = np.full(1, 78, np.uint8)   # ord('N')
+    op_b = np.full(1, 84 if b_transposed else 78, np.uint8)   # ord('T') or ord('N')
+    no_trans = np.full(1, 78, np.uint8)                       # ord('N')
     for i0 in range(0, m, MMA_M):
         for k0 in range(0, k, MMA_K):
             for j0 in range(0, n, MMA_N):
-                # acc[i0:i0+MM, j0:j0+NN] += a[i0:i0+MM, k0:k0+KK] @ b[j0:j0+NN, k0:k0+KK].T
+                # acc[i0:i0+MM, j0:j0+NN] += a[i0:i0+MM, k0:k0+KK] @ op(b)[k0:k0+KK, j0:j0+NN]
                 dims[0] = min(MMA_N, n - j0)
                 dims[1] = min(MMA_M, m - i0)
                 dims[2] = min(MMA_K, k - k0)
-                gemm(trans.ctypes.data, no_trans.ctypes.data, dims[0:].ctypes.data, dims[1:].ctypes.data,
-                     dims[2:].ctypes.data, one.ctypes.data, b.ctypes.data + s * (j0 * k + k0),
+                b_off = s * (j0 * k + k0) if b_transposed else s * (k0 * n + j0)
+                gemm(op_b.ctypes.data, no_trans.ctypes.data, dims[0:].ctypes.data, dims[1:].ctypes.data,
+                     dims[2:].ctypes.data, one.ctypes.data, b.ctypes.data + b_off,
                      dims[3:].ctypes.data, a.ctypes.data + s * (i0 * k + k0), dims[4:].ctypes.data,
                      one.ctypes.data, acc.ctypes.data + s * (i0 * n + j0), dims[5:].ctypes.data)

@@ -1,0 +1,44 @@
+"""What every benchmark prints at the end: its targets, one line each, and the JSON file.
+
+A target row is ``(name, measured, ok, counts)``: ``ok`` is True, False or None
+(skipped); a row that does not count is printed as INFO (or as the label
+``info_label(ok)`` gives) and never fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def report_targets(rows, *, title: str = "== Targets", width: int = 72, info_label=None,
+                   note: "str | None" = None) -> int:
+    """Print the target table; return how many counted targets failed."""
+    def status(ok, counts) -> str:
+        if ok is None:
+            return "SKIP"
+        if counts:
+            return "PASS" if ok else "FAIL"
+        return info_label(ok) if info_label else "INFO"
+
+    labels = [status(ok, counts) for _, _, ok, counts in rows]
+    pad = max((len(s) for s in labels), default=4)
+    print(f"\n{title}")
+    for label, (name, measured, _, _) in zip(labels, rows):
+        print(f"   {label:<{pad}}  {name:<{width}} {measured}")
+    if note:
+        print(f"   ({note})")
+    return sum(bool(counts and ok is False) for _, _, ok, counts in rows)
+
+
+def verdict(failed: int) -> str:
+    return "all targets pass" if not failed else f"{failed} target(s) FAIL"
+
+
+def write_json(path, result: dict, rows, failed: int) -> None:
+    """``result`` plus the target rows and the failure count, as JSON at ``path``."""
+    result = {**result, "targets": [{"name": n, "measured": m, "ok": ok, "counts": c} for n, m, ok, c in rows],
+              "failed": failed}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=2, default=str))
+    print(f"results written to {path}")
