@@ -60,7 +60,9 @@ TARGETS = {
 
 
 def m2_max_64gb():
-    return load_device("m2-max").replace(name="m2-max-64gb", hbm_capacity=64_000_000_000)
+    dev = load_device("m2-max")                     # the preset is the 64 GB configuration
+    assert dev.hbm_capacity == 64e9, dev.hbm_capacity
+    return dev
 
 
 def size_devices():
