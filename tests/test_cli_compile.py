@@ -98,6 +98,8 @@ def test_fuse_table_with_a_matmul_epilogue(capsys):
     (["fuse", "--ops", "scale:abc"], "scale:0.5"),
     (["compile", "mlp", "--passes", "nope"], "unknown pass"),
     (["compile", "mlp", "--seq", "0"], "--seq"),
+    (["compile", "mlp", "--seq", "n"], "--bound n="),
+    (["compile", "mlp", "--seq", "m"], "the symbol n"),
     (["compile", "mlp", "--device", "no-such-gpu"], "no-such-gpu"),
 ])
 def test_errors_are_messages_not_tracebacks(capsys, argv, words):
@@ -111,3 +113,13 @@ def test_compile_long_sequence_reports_out_of_hbm_per_step(capsys):
     first, last = out["steps"][0], out["steps"][-1]
     assert first["kernels"] is None and "out of HBM" in first["error"]      # the (12, n, n) scores
     assert last["kernels"] == 7 and last["time_s"] > 0                      # FlashAttention never makes them
+
+
+def test_symbolic_seq_plans_for_every_n_up_to_the_bound_and_counts_at_the_bound(capsys):
+    """`--seq n --bound n=N`: the same numbers as `--seq N --bound n=N` (the plan is made at the bound,
+    valid for every smaller n because sizes grow with n)."""
+    sym = run_json(capsys, "compile", "gpt2_block", "--seq", "n", "--bound", "n=256", "--passes", "all")
+    num = run_json(capsys, "compile", "gpt2_block", "--seq", "256", "--bound", "n=256", "--passes", "all")
+    assert sym["bindings"] == {"n": 256} and sym["bounds"]["n"] == 256
+    assert sym["arena_bytes"] == num["arena_bytes"] and sym["arena_bytes"] >= sym["load_bytes"] > 0
+    assert [s["hbm_bytes"] for s in sym["steps"]] == [s["hbm_bytes"] for s in num["steps"]]

@@ -25,6 +25,7 @@ HELP = """examples:
   tinyml compile gpt2_block --explain --out build   IR text and drawings after every pass, and an index.md
   tinyml compile tiny_gpt --json                    per-step numbers and the final profile as JSON
   tinyml compile tiny_gpt --layers 12 --seq 2048 --bound n=2048 --passes all --explain
+  tinyml compile tiny_gpt --layers 12 --seq n --bound n=2048 --passes all   n symbolic, up to 2048
                                                     GPT-2 small: fusion, FlashAttention, int4, memory plan
   tinyml compile model.onnx --passes fuse,plan_memory   an ONNX file (needs the onnx package)
 """
@@ -36,7 +37,9 @@ def register(sub) -> None:
     p = sub.add_parser("compile", help="compile a zoo model pass by pass: kernels, HBM bytes, time", epilog=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help=f"a model of tinyml.compiler.zoo ({', '.join(NAMES)}) or a path to an .onnx file")
-    p.add_argument("--seq", type=int, default=1024, help="sequence length n (default 1024)")
+    p.add_argument("--seq", default="1024",
+                   help="sequence length n (default 1024), or the symbol n itself: keep n symbolic, plan memory "
+                        "for every n up to --bound n=N and count the steps at N")
     p.add_argument("--layers", type=int, default=None, help="transformer blocks of tiny_gpt (default 2)")
     p.add_argument("--bound", action="append", default=[], metavar="SYM=N",
                    help="largest value of a symbol for the memory plan, e.g. n=2048 (default: --seq)")
@@ -120,12 +123,27 @@ def load_model(model: str, layers: "int | None" = None, weights: str = "random")
     return zoo.get(model, **kw)
 
 
-def _seq(n: int) -> int:
+def _seq(text: str, bound_items: list) -> "tuple[int, bool]":
+    """(n to count the steps at, whether n stays symbolic) from ``--seq`` and ``--bound``."""
     from ..compiler.errors import BindingError
 
+    text = str(text).strip()
+    if text == "n":                  # symbolic: the plan must hold for every n up to the bound
+        bound = [b for b in bound_items if b.partition("=")[0].strip() == "n"]
+        if not bound:
+            raise BindingError("--seq n keeps the sequence length symbolic, so the memory plan needs its largest "
+                               "value: add --bound n=N (e.g. --bound n=2048); the steps are counted at n = N")
+        try:
+            return int(bound[-1].partition("=")[2]), True
+        except ValueError:
+            raise BindingError(f"--bound {bound[-1]!r}: write SYMBOL=INT, e.g. --bound n=2048") from None
+    try:
+        n = int(text)
+    except ValueError:
+        raise BindingError(f"--seq {text!r}: give a sequence length (an integer >= 1) or the symbol n") from None
     if n < 1:
         raise BindingError(f"--seq must be >= 1, got {n}")
-    return n
+    return n, False
 
 
 def _cells(s: dict) -> str:
@@ -182,7 +200,7 @@ def run(args) -> int:
     from ..compiler.compile import memory_numbers
     from ..sim.units import fmt_bytes, fmt_time
 
-    n = _seq(args.seq)
+    n, symbolic = _seq(args.seq, args.bound)
     bounds = _bounds(args.bound, n)
     skip = tuple(x.strip() for x in args.skip.split(",") if x.strip())
     # shape-only weights (nothing is executed here: every step is counted), so GPT-2 small builds in ms
@@ -211,7 +229,8 @@ def run(args) -> int:
                 c.print(more)
         c.print()
     rows = [_row(s, fmt_bytes, fmt_time) for s in compiled.steps]
-    c.print(table(f"{args.model}, n = {n}, {args.dtype}, {compiled.device}: every step lowered and counted",
+    at = f"n symbolic (plan valid for every n <= {bounds['n']}), counted at n = {n}" if symbolic else f"n = {n}"
+    c.print(table(f"{args.model}, {at}, {args.dtype}, {compiled.device}: every step lowered and counted",
                   ["after pass", "nodes", "groups", "kernels", "HBM bytes", "time", "arena", "peak HBM"], rows,
                   {"nodes", "groups", "kernels", "HBM bytes", "time", "arena", "peak HBM"}))
     c.print(f"intermediates: {memory['intermediates']}, {fmt_bytes(memory['naive_bytes'])} one allocation each, "
