@@ -83,7 +83,7 @@ from numba import njit, prange  # noqa: E402
 
 from bench_matmul import ENV_VARS, environment, timed  # noqa: E402
 from tinyml.kernels._contract import blas_single_thread  # noqa: E402
-from tinyml.kernels._mma import mma_acc, mma_acc_bt, sgemm  # noqa: E402
+from tinyml.kernels._mma import mma_acc, mma_set_bt, sgemm  # noqa: E402
 from tinyml.kernels.attention import paper  # noqa: E402
 from tinyml.kernels.attention.flash import flash_attention  # noqa: E402
 from tinyml.kernels.attention.flash2_tiles import choose_blocks  # noqa: E402
@@ -135,7 +135,7 @@ def numpy_attention_inplace(q, k, v, scale):
 def _fa2_floor(q, k, v, o, BH, N, D, BR, BC, gemm):
     """FA2 forward's loop with the softmax taken out: per (head, q block) load Q_i, then per K/V
     block load K_j, V_j, S = Q_i K_j^T and O += S V_j through the same BLAS tile
-    products (``mma_acc_bt``, ``mma_acc``) as ``flash2_fwd._body``. q, k, v, o: (BH*N, D). Not attention: S is
+    products (``mma_set_bt``, ``mma_acc``) as ``flash2_fwd._body``. q, k, v, o: (BH*N, D). Not attention: S is
     used as P unnormalised; only the time means something."""
     nqb = (N + BR - 1) // BR
     for blk in prange(BH * nqb):
@@ -156,8 +156,7 @@ def _fa2_floor(q, k, v, o, BH, N, D, BR, BC, gemm):
                 for dd in range(D):
                     k_s[c, dd] = k[bh * N + c0 + c, dd]
                     v_s[c, dd] = v[bh * N + c0 + c, dd]
-            s_t[:] = 0.0
-            mma_acc_bt(q_s, k_s, s_t, gemm)
+            mma_set_bt(q_s, k_s, s_t, gemm)
             mma_acc(s_t, v_s, o_acc, gemm)
         for r in range(rows):
             for dd in range(D):

@@ -59,7 +59,13 @@ def mma_acc_bt(a, b, acc, gemm):
 
 
 @njit(cache=True)
-def _mma(a, b, acc, gemm, b_transposed):
+def mma_set_bt(a, b, out, gemm):
+    """``out = a @ b.T`` (as :func:`mma_acc_bt` on a zeroed ``out``, bit for bit, without zeroing it)."""
+    _mma(a, b, out, gemm, True, True)
+
+
+@njit(cache=True)
+def _mma(a, b, acc, gemm, b_transposed, overwrite=False):
     """The sgemm calls behind :func:`mma_acc` and :func:`mma_acc_bt`.
 
     Column-major view: C^T (n x m) += X A^T, where row-major a (m, k) is the
@@ -77,6 +83,7 @@ def _mma(a, b, acc, gemm, b_transposed):
     dims[4] = k
     dims[5] = n
     one = np.ones(1, np.float32)
+    zero = np.zeros(1, np.float32)
     op_b = np.full(1, 84 if b_transposed else 78, np.uint8)   # ord('T') or ord('N')
     no_trans = np.full(1, 78, np.uint8)                       # ord('N')
     for i0 in range(0, m, MMA_M):
@@ -90,4 +97,5 @@ def _mma(a, b, acc, gemm, b_transposed):
                 gemm(op_b.ctypes.data, no_trans.ctypes.data, dims[0:].ctypes.data, dims[1:].ctypes.data,
                      dims[2:].ctypes.data, one.ctypes.data, b.ctypes.data + b_off,
                      dims[3:].ctypes.data, a.ctypes.data + s * (i0 * k + k0), dims[4:].ctypes.data,
-                     one.ctypes.data, acc.ctypes.data + s * (i0 * n + j0), dims[5:].ctypes.data)
+                     (zero if overwrite and k0 == 0 else one).ctypes.data,       # beta: the first K step sets
+                     acc.ctypes.data + s * (i0 * n + j0), dims[5:].ctypes.data)

@@ -65,7 +65,7 @@ from ...sim import current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_mma, count_vector, load_tile, store_tile
 from .._contract import blas_single_thread, ceil_div
-from .._mma import mma_acc, mma_acc_bt, sgemm
+from .._mma import mma_acc, mma_set_bt, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
 from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
 from .fastexp import exp_shifted
@@ -159,8 +159,7 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                 count_mma(rows, D, cols, counters, blk, elem_bits)         # O += P V_j
                 if not execute:
                     continue
-                s_t[:] = 0.0
-                mma_acc_bt(q_s, k_s, s_t, gemm)                            # (BR, D) @ (BC, D)^T
+                mma_set_bt(q_s, k_s, s_t, gemm)                            # S = (BR, D) @ (BC, D)^T
                 # Decide once per tile whether every score is visible: the causal / window
                 # limits are half-planes in (i, j), so checking the two extreme corners is
                 # enough; key padding needs each column. Full tiles skip the per-score test.
