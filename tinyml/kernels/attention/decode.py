@@ -67,7 +67,7 @@ from ...sim.sram import REG
 from ...sim.counters import new_counters
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._contract import Operand, blas_single_thread, block_size, operand, same_mode
-from .._mma import mma_acc, sgemm
+from .._mma import mma_acc, mma_set_bt, sgemm
 from ._common import DUMMY2
 from .flash2_tiles import RESCALE_PER_ROW, fwd_per_score
 from .kv_cache import cache_lengths, check_prefix_finite
@@ -202,7 +202,7 @@ def resolve_block_k(call: DecodeCall, block_k, kernel: str = KERNEL) -> tuple[in
 # ---- the tile loop both kernels share -----------------------------------------------------------------
 
 @njit(cache=True)
-def attend_tiles(q_s, k, v, kv0, t0, t1, length, G, D, BC, scale, k_s, kt_s, v_s, s_t, p_t, o_acc, m_i, l_i,
+def attend_tiles(q_s, k, v, kv0, t0, t1, length, G, D, BC, scale, k_s, v_s, s_t, p_t, o_acc, m_i, l_i,
                  execute, counters, blk, elem_bits, gemm):
     """Online softmax of the (group, d) Q tile over K/V tiles [t0, t1) of one cache; updates O, m, l.
 
@@ -222,11 +222,7 @@ def attend_tiles(q_s, k, v, kv0, t0, t1, length, G, D, BC, scale, k_s, kt_s, v_s
         count_mma(G, D, cols, counters, blk, elem_bits)                   # O += P V_j
         if not execute:
             continue
-        for c in range(BC):
-            for dd in range(D):
-                kt_s[dd, c] = k_s[c, dd]
-        s_t[:] = 0.0
-        mma_acc(q_s, kt_s, s_t, gemm)                                     # (G, D) @ (D, BC)
+        mma_set_bt(q_s, k_s, s_t, gemm)                                   # S = (G, D) @ (BC, D)^T
         for r in range(G):
             mx = m_i[r]
             for c in range(cols):
@@ -259,7 +255,6 @@ def _body(q, k, v, lens, o, B, H, KVH, L, D, BC, scale, execute, counters, elem_
         length = lens[b]
         q_s = np.zeros((G - e * (G - 1), D - e * (D - 1)), dtype=np.float32)       # (G, D) SRAM
         k_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
-        kt_s = np.zeros((D - e * (D - 1), BC - e * (BC - 1)), dtype=np.float32)    # (D, BC) K_j^T
         v_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
         s_t = np.zeros((G - e * (G - 1), BC - e * (BC - 1)), dtype=np.float32)     # (G, BC) S
         p_t = np.zeros((G - e * (G - 1), BC - e * (BC - 1)), dtype=np.float32)     # (G, BC) P
@@ -267,7 +262,7 @@ def _body(q, k, v, lens, o, B, H, KVH, L, D, BC, scale, execute, counters, elem_
         m_i = np.full(G, -np.inf, dtype=np.float32)                                 # (G,)
         l_i = np.zeros(G, dtype=np.float32)                                         # (G,)
         load_tile(q, row0, 0, G, D, q_s, execute, counters, blk, OP_Q, elem_bits)
-        attend_tiles(q_s, k, v, blk * L, 0, (length + BC - 1) // BC, length, G, D, BC, scale, k_s, kt_s, v_s,
+        attend_tiles(q_s, k, v, blk * L, 0, (length + BC - 1) // BC, length, G, D, BC, scale, k_s, v_s,
                      s_t, p_t, o_acc, m_i, l_i, execute, counters, blk, elem_bits, gemm)
         count_vector(G * D, counters, blk)                                # O / l
         if execute:

@@ -133,7 +133,6 @@ def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, B
         t1 = min(t0 + chunk[b], (length + BC - 1) // BC)
         q_s = np.zeros((G - e * (G - 1), D - e * (D - 1)), dtype=np.float32)       # (G, D) SRAM
         k_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
-        kt_s = np.zeros((D - e * (D - 1), BC - e * (BC - 1)), dtype=np.float32)    # (D, BC)
         v_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
         s_t = np.zeros((G - e * (G - 1), BC - e * (BC - 1)), dtype=np.float32)     # (G, BC) S
         p_t = np.zeros((G - e * (G - 1), BC - e * (BC - 1)), dtype=np.float32)     # (G, BC) P
@@ -142,7 +141,7 @@ def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, B
         l_i = np.zeros(G, dtype=np.float32)                                         # (G,)
         lse_row = np.zeros((1, G), dtype=np.float32)                                # (1, G)
         load_tile(q, row0, 0, G, D, q_s, execute, counters, blk, OP_Q, elem_bits)
-        attend_tiles(q_s, k, v, bg * L, t0, t1, length, G, D, BC, scale, k_s, kt_s, v_s, s_t, p_t, o_acc,
+        attend_tiles(q_s, k, v, bg * L, t0, t1, length, G, D, BC, scale, k_s, v_s, s_t, p_t, o_acc,
                      m_i, l_i, execute, counters, blk, elem_bits, gemm)
         count_vector(G * (D + FINAL_PER_ROW), counters, blk)             # O / l and lse = m + log(l)
         if execute:
