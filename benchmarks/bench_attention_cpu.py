@@ -81,7 +81,7 @@ from _report import report_targets, verdict, write_json  # noqa: E402
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-from bench_matmul import ENV_VARS, environment, timed  # noqa: E402
+from bench_matmul import environment, print_environment, timed  # noqa: E402
 from tinyml.kernels._contract import blas_single_thread  # noqa: E402
 from tinyml.kernels._mma import mma_acc, mma_set_bt, sgemm  # noqa: E402
 from tinyml.kernels.attention import paper  # noqa: E402
@@ -421,14 +421,7 @@ def main(argv=None) -> int:
     env["torch"] = torch_note
     env["malloc"] = malloc_note
     print(f"tinyml attention CPU benchmark{' (--quick)' if args.quick else ''}")
-    print(f"   CPU: {env['cpu']}, {env['cores']} cores; Python {env['python']}, NumPy {env['numpy']}, "
-          f"SciPy {env['scipy']}, Numba {env['numba']}")
-    for line in env["blas"]:
-        print(f"   BLAS: {line}")
-    set_vars = ", ".join(f"{k}={v}" for k, v in env["env"].items() if v is not None)
-    print(f"   env: {set_vars or 'none of ' + ', '.join(ENV_VARS) + ' is set'}")
-    if env["loadavg_start"]:
-        print(f"   load average at start: {', '.join(f'{x:.2f}' for x in env['loadavg_start'])}")
+    print_environment(env)
 
     only = set(args.variants.split(",")) if args.variants else None
     if only and not only <= set(LABELS):

@@ -82,6 +82,18 @@ def cpu_model() -> str:
     return f"{model} (family {family}, model {mod})" if family else model
 
 
+def print_environment(env: dict, numba_note: str = "") -> None:
+    """The header every CPU benchmark prints: CPU, library versions, BLAS, thread variables, load."""
+    print(f"   CPU: {env['cpu']}, {env['cores']} cores; Python {env['python']}, NumPy {env['numpy']}, "
+          f"SciPy {env['scipy']}, Numba {env['numba']}{numba_note}")
+    for line in env["blas"]:
+        print(f"   BLAS: {line}")
+    set_vars = ", ".join(f"{k}={v}" for k, v in env["env"].items() if v is not None)
+    print(f"   env: {set_vars or 'none of ' + ', '.join(ENV_VARS) + ' is set'}")
+    if env["loadavg_start"]:
+        print(f"   load average at start: {', '.join(f'{x:.2f}' for x in env['loadavg_start'])}")
+
+
 def environment() -> dict:
     import numba
     import scipy
@@ -335,14 +347,7 @@ def main(argv=None) -> int:
     v1_n = args.v1_size or n
     env = environment()
     print(f"tinyml matmul benchmark{' (--quick)' if args.quick else ''}")
-    print(f"   CPU: {env['cpu']}, {env['cores']} cores; Python {env['python']}, NumPy {env['numpy']}, "
-          f"SciPy {env['scipy']}, Numba {env['numba']} ({env['numba_threads']} threads)")
-    for line in env["blas"]:
-        print(f"   BLAS: {line}")
-    set_vars = ", ".join(f"{k}={v}" for k, v in env["env"].items() if v is not None)
-    print(f"   env: {set_vars or 'none of ' + ', '.join(ENV_VARS) + ' is set'}")
-    if env["loadavg_start"]:
-        print(f"   load average at start: {', '.join(f'{x:.2f}' for x in env['loadavg_start'])}")
+    print_environment(env, f" ({env['numba_threads']} threads)")
 
     try:
         cpu = cpu_speed(n, rounds, v1_n, args.blocks, args.settle)
