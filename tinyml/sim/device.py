@@ -41,6 +41,7 @@ from typing import Any, Mapping
 
 from .dtypes import canonical
 from .errors import DeviceConfigError
+from .sourced import sourced_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -196,24 +197,8 @@ def _from_text(text: str, origin: str, require_sources: bool) -> Device:
 
     def number(section: str, key: str, integer: bool) -> float:
         where = f"{origin}: [{section}] {key}"
-        table = data.get(section)
-        if not isinstance(table, dict):
-            raise DeviceConfigError(f"{origin}: missing section [{section}] (needs `{key}`)")
-        if key not in table:
-            raise DeviceConfigError(f"{where} is missing")
-        raw = table[key]
-        if isinstance(raw, dict):
-            if "value" not in raw:
-                raise DeviceConfigError(f"{where} is a table without `value`")
-            value, source = raw["value"], raw.get("source")
-        else:
-            value, source = raw, None
-        if source is None:
-            if require_sources:
-                raise DeviceConfigError(
-                    f"{where} has no source; write {key} = {{ value = {raw!r}, source = \"...\" }}"
-                )
-            source = origin
+        value = sourced_value(data, section, key, origin=origin, require_sources=require_sources,
+                              sources=sources, error=DeviceConfigError)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise DeviceConfigError(f"{where} must be a finite number, got {value!r}")
         if not value > 0:
@@ -224,7 +209,6 @@ def _from_text(text: str, origin: str, require_sources: bool) -> Device:
             if float(value) != int(value):
                 raise DeviceConfigError(f"{where} must be a whole number, got {value!r}")
             value = int(value)
-        sources[f"{section}.{key}"] = str(source)
         return value
 
     for key in ("name", "description"):

@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import TinymlError
+from .sourced import sourced_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -169,18 +170,8 @@ def _from_text(text: str, origin: str, require_sources: bool) -> ModelConfig:
     sources: dict[str, str] = {}
 
     def entry(section: str, key: str):
-        table = data.get(section)
-        if not isinstance(table, dict) or key not in table:
-            raise ModelConfigError(f"{origin}: [{section}] {key} is missing")
-        raw = table[key]
-        value, source = (raw.get("value"), raw.get("source")) if isinstance(raw, dict) else (raw, None)
-        if source is None:
-            if require_sources:
-                raise ModelConfigError(f"{origin}: [{section}] {key} has no source; write "
-                                       f"{key} = {{ value = {value!r}, source = \"...\" }}")
-            source = origin
-        sources[f"{section}.{key}"] = str(source)
-        return value
+        return sourced_value(data, section, key, origin=origin, require_sources=require_sources,
+                             sources=sources, error=ModelConfigError)
 
     for key in ("name", "description"):
         if not isinstance(data.get(key), str) or not data[key]:
