@@ -1,11 +1,22 @@
-"""A vectorisable exp for the non-positive arguments of softmax (x - rowmax <= 0).
+"""Online softmax's row loops, vectorised on the CPU: row max, exp(x - m), row sum.
 
-``np.exp`` inside a Numba loop is a scalar libm call per element; this one is
-plain arithmetic that LLVM turns into SIMD code. Method: exp(x) = 2^y with
-y = x log2(e) = n + f, n an integer and f in [-0.5, 0.5]; 2^f by a degree-6
-Taylor polynomial in f ln 2 (relative error ~1e-7 after float64 rounding),
-2^n by writing n + 1023 into the exponent bits of a float64. Arguments below
--100 (and -inf, the hidden keys) give exactly 0.
+``np.exp`` inside a Numba loop is a scalar libm call per element, and a
+running max (``m = x if x > m else m``) stays scalar too (see
+:mod:`tinyml.kernels._llvm`). These three loops run 16 float32 lanes at a time
+(AVX-512), which is what the FlashAttention-2 forward spends its non-matmul
+time on: per score, one multiply-and-max, one exp, one add.
+
+exp(d) for d <= 0, in float32 as a GPU's fast exp computes it::
+
+    k = round(d log2(e))               an integer in [-126, 0]
+    r = d - k ln(2)                    |r| <= ln(2)/2; ln 2 split in a short head and a
+                                       tail (Cody-Waite), so k ln 2 adds no rounding
+    e^r = 1 + r + r^2 P(r)             P of degree 5 (Cephes' expf minimax coefficients)
+    e^d = e^r 2^k                      2^k built from its bits, (k + 127) << 23
+
+Relative error <= 2 float32 ulps (tests/test_fastexp.py). Arguments below
+-87 (e^-87 < 1.2e-38, float32's smallest normal number) and -inf (keys a mask
+hides) give exactly 0: no denormals, as GPU kernels flush them.
 """
 
 from __future__ import annotations
@@ -13,39 +24,60 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_LOG2E = 1.4426950408889634
-_MAGIC = 6755399441055744.0          # 1.5 * 2**52: y + MAGIC rounds y to an integer held in the low mantissa bits
-_MAGIC_BITS = np.int64(0x4338000000000000)   # the bit pattern of MAGIC
-# Taylor coefficients of 2^f = exp(f ln 2): ln(2)^k / k!
-_C1 = 0.6931471805599453
-_C2 = 0.2402265069591007
-_C3 = 0.05550410866482158
-_C4 = 0.009618129107628477
-_C5 = 0.0013333558146428443
-_C6 = 0.00015403530393381608
-# No 'reassoc' (it would fold (y + MAGIC) - MAGIC back to y) and no 'ninf' / 'nnan'
-# (the argument is -inf for hidden keys); the rest lets LLVM fuse and vectorise.
-_FLAGS = {"contract", "arcp", "nsz", "afn"}
+from .._llvm import float32_from_bits, maxnum32
+
+_LOG2E = np.float32(1.44269504088896341)
+_LN2_HI = np.float32(0.693359375)            # 8 significant bits: k * _LN2_HI is exact for |k| <= 2^15
+_LN2_LO = np.float32(-2.12194440e-4)         # ln 2 - _LN2_HI
+_P0 = np.float32(1.9875691500e-4)            # Cephes expf: e^r ~ 1 + r + r^2 (P5 + r (P4 + ... + r P0))
+_P1 = np.float32(1.3981999507e-3)
+_P2 = np.float32(8.3334519073e-3)
+_P3 = np.float32(4.1665795894e-2)
+_P4 = np.float32(1.6666665459e-1)
+_P5 = np.float32(5.0000001201e-1)
+_FLUSH = np.float32(-87.0)                   # below this, 0
+_HALF = np.float32(0.5)
+_ONE = np.float32(1.0)
+_ZERO = np.float32(0.0)
+
+# exp_row: no 'reassoc' (it would merge k*_LN2_HI + k*_LN2_LO back into one rounded k ln 2) and no
+# 'ninf' / 'nnan' (hidden keys are -inf); 'contract' lets k ln 2 and the polynomial use FMAs.
+_EXP_FLAGS = {"contract", "arcp", "nsz", "afn"}
+# row_max / row_sum: the scores of one row are finite where these are used; 'reassoc' lets the
+# sum be summed in 16 lanes (a different, equally valid rounding order).
+_REDUCE_FLAGS = {"reassoc", "nnan", "nsz", "contract", "arcp"}
 
 
-@njit(cache=True, fastmath=_FLAGS)
-def exp_shifted(x, shift, n, out, t_buf, p_buf):
-    """out[c] = exp(x[c] - shift) for c < n, where x[c] - shift <= 0.
+@njit(cache=True, fastmath=_EXP_FLAGS)
+def exp_row(x, scale, shift, n, out):
+    """out[c] = exp(x[c] * scale - shift) for c < n, where x[c] * scale - shift <= 0 (up to rounding).
 
-    t_buf, p_buf: float64 scratch of length >= n (reused across calls, no allocation here).
+    x, out: float32 rows (out may be x); scale, shift: float32. ``x * scale - shift`` is one FMA
+    (one rounding), as FlashAttention computes ``exp2(x * scale_log2 - max)``. Pass scale = 1 for
+    scores already scaled.
     """
-    t_bits = t_buf.view(np.int64)
-    # pass 1: n = round(y) via the magic-number trick, and 2^f
     for c in range(n):
-        y = max(np.float64(x[c] - shift), -104.0) * _LOG2E   # clamp: keeps 2^n a normal float64
-        t = y + _MAGIC
-        f = y - (t - _MAGIC)                                   # in [-0.5, 0.5]
-        p_buf[c] = 1.0 + f * (_C1 + f * (_C2 + f * (_C3 + f * (_C4 + f * (_C5 + f * _C6)))))
-        t_buf[c] = t
-    # pass 2: 2^n from the integer bits (n + 1023 in the exponent field)
+        d = x[c] * scale - shift                          # float32 (an FMA), <= 0 or -inf
+        dc = max(d, _FLUSH)
+        k = np.floor(dc * _LOG2E + _HALF)                 # round to nearest
+        r = (dc - k * _LN2_HI) - k * _LN2_LO
+        er = _ONE + r + (r * r) * (_P5 + r * (_P4 + r * (_P3 + r * (_P2 + r * (_P1 + r * _P0)))))
+        two_k = float32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
+        out[c] = er * two_k if d > _FLUSH else _ZERO
+
+
+@njit(cache=True, fastmath=_REDUCE_FLAGS)
+def row_max(x, scale, n, mx):
+    """max(mx, max_c fl32(x[c] * scale)) over c < n (x finite)."""
     for c in range(n):
-        t_bits[c] = (t_bits[c] - _MAGIC_BITS + 1023) << 52
-    # pass 3: scale, and flush arguments below -100 (and -inf) to 0
+        mx = maxnum32(mx, x[c] * scale)
+    return mx
+
+
+@njit(cache=True, fastmath=_REDUCE_FLAGS)
+def row_sum(x, n):
+    """sum(x[:n]) in float32, 16 lanes at a time."""
+    acc = np.float32(0.0)
     for c in range(n):
-        d = np.float64(x[c] - shift)
-        out[c] = p_buf[c] * t_buf[c] if d >= -100.0 else 0.0
+        acc += x[c]
+    return acc

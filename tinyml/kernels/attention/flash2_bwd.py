@@ -111,6 +111,7 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
     offset = NK - NQ
     e = 0 if execute else 1                   # counting mode: 1-element tile buffers
     keep_scale = 1.0 / (1.0 - dropout_p)
+    scale32 = np.float32(scale)               # the softmax scale in float32, as in the forward
     # One (batch, head) per parallel iteration, its column blocks in order: the dq_accum adds of
     # different column blocks never race (the GPU uses atomics instead).
     for bh in prange(B * H):
@@ -179,7 +180,7 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
                             pe = 0.0
                             if row_lse > -np.inf and c < cols and visible(i, j, offset, causal, wl, wr) \
                                     and key_valid[b, j]:
-                                s_t[r, c] *= scale       # fp32, bit-identical to the forward's
+                                s_t[r, c] = s_t[r, c] * scale32
                                 pe = np.exp(s_t[r, c] - row_lse)
                             p_t[r, c] = pe
                             if dropout_p > 0.0 and pe != 0.0:

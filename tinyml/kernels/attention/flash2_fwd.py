@@ -68,7 +68,7 @@ from .._contract import blas_single_thread, ceil_div
 from .._mma import mma_acc, mma_set_bt, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
 from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
-from .fastexp import exp_shifted
+from .fastexp import exp_row, row_max, row_sum
 from .masks import visible
 from .rng import keep
 
@@ -89,28 +89,6 @@ class Flash2Saved:
     version: int = 2
 
 
-@njit(cache=True, fastmath={"reassoc"})
-def seg_sum(x, n):
-    """sum(x[:n]) in float64; reassociation lets it vectorise (the float64 sum of fp32 terms is ~exact anyway)."""
-    acc = 0.0
-    for c in range(n):
-        acc += x[c]
-    return acc
-
-
-@njit(cache=True, fastmath={"reassoc", "nnan", "nsz", "contract", "arcp"})
-def scale_max(x, n, scale, mx):
-    """x[:n] *= scale (rounded to fp32, as the backward recomputes it), then max(mx, max(x[:n])).
-
-    The scores of a fully visible tile row are finite, so 'nnan' is safe and lets the max vectorise.
-    """
-    for c in range(n):
-        x[c] *= scale
-    for c in range(n):
-        mx = max(mx, x[c])
-    return mx
-
-
 @njit(parallel=True, cache=True)
 def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, span_hi, causal, wl, wr,
           has_mask, scale, dropout_p, seed, per_score, execute, counters, elem_bits, gemm):
@@ -120,6 +98,8 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
     offset = NK - NQ
     e = 0 if execute else 1                  # counting mode: 1-element tile buffers
     keep_scale = 1.0 / (1.0 - dropout_p)
+    scale32 = np.float32(scale)              # the softmax scale in float32, as the GPU kernels hold it
+    one = np.float32(1.0)
     for blk in prange(B * H * nqb):
         bh = blk // nqb
         ib = nqb - 1 - blk % nqb             # heaviest (causal) q block first
@@ -137,8 +117,6 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         m_i = np.full(BR, -np.inf, dtype=np.float32)                                # (BR,)
         l_i = np.zeros(BR, dtype=np.float32)                                        # (BR,)
         lse_row = np.full((1, BR), -np.inf, dtype=np.float32)                       # (1, BR)
-        t_buf = np.empty(BC - e * (BC - 1))                                         # float64 scratch for exp_shifted
-        p_buf = np.empty(BC - e * (BC - 1))
         lo = span_lo[ib]
         hi = span_hi[ib]
         if hi > lo:
@@ -174,13 +152,15 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                     i = r0 + r
                     m_old = m_i[r]
                     mx = m_old
-                    if full:                           # no per-score test: scale and max vectorise
-                        mx = scale_max(s_t[r], cols, scale, mx)
+                    s_scale = scale32                  # what exp_row multiplies S by
+                    if full:                           # no per-score test: the max vectorises
+                        mx = row_max(s_t[r], scale32, cols, mx)
                     else:
+                        s_scale = one                  # scaled here; hidden keys -inf
                         for c in range(cols):
                             j = c0 + c
                             if visible(i, j, offset, causal, wl, wr) and key_valid[b, j]:
-                                s_t[r, c] *= scale
+                                s_t[r, c] = s_t[r, c] * scale32
                                 if s_t[r, c] > mx:
                                     mx = s_t[r, c]
                             else:
@@ -191,8 +171,8 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                         continue
                     alpha = np.exp(m_old - mx)         # 0 on the row's first visible tile
                     # P = exp(S - m_new) over the row segment at once (SIMD; exp(-inf) = 0 for hidden keys)
-                    exp_shifted(s_t[r], mx, cols, p_t[r], t_buf, p_buf)
-                    row_sum = seg_sum(p_t[r], cols)
+                    exp_row(s_t[r], s_scale, mx, cols, p_t[r])
+                    p_sum = row_sum(p_t[r], cols)
                     if dropout_p > 0.0:                # one test per row, not per score
                         for c in range(cols):
                             if keep(seed, b, h, i, c0 + c, dropout_p):
@@ -201,7 +181,7 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                                 p_t[r, c] = 0.0
                     for c in range(cols, BC):
                         p_t[r, c] = 0.0
-                    l_i[r] = alpha * l_i[r] + row_sum
+                    l_i[r] = alpha * l_i[r] + p_sum
                     m_i[r] = mx
                     if alpha != 1.0:                   # the max grew: rescale the running output row
                         for dd in range(D):
