@@ -83,13 +83,14 @@ from numba import njit, prange  # noqa: E402
 
 from bench_matmul import environment, print_environment, timed  # noqa: E402
 from tinyml.kernels._contract import blas_single_thread  # noqa: E402
-from tinyml.kernels._mma import mma_acc, mma_set_bt, sgemm  # noqa: E402
+from tinyml.kernels._mma import mma_acc_at, mma_set, sgemm  # noqa: E402
 from tinyml.kernels.attention import paper  # noqa: E402
 from tinyml.kernels.attention.flash import flash_attention  # noqa: E402
 from tinyml.kernels.attention.flash2_tiles import choose_blocks  # noqa: E402
 from tinyml.kernels.attention.standard import standard_attention  # noqa: E402
 from tinyml.kernels.reference import attention as reference_attention  # noqa: E402
 from tinyml.sim import load_device  # noqa: E402
+from tinyml.sim.tiles import copy_rect, copy_rect_t  # noqa: E402
 
 DEVICE = "a100-40gb"
 
@@ -134,30 +135,26 @@ def numpy_attention_inplace(q, k, v, scale):
 @njit(parallel=True, cache=True)
 def _fa2_floor(q, k, v, o, BH, N, D, BR, BC, gemm):
     """FA2 forward's loop with the softmax taken out: per (head, q block) load Q_i, then per K/V
-    block load K_j, V_j, S = Q_i K_j^T and O += S V_j through the same BLAS tile
-    products (``mma_set_bt``, ``mma_acc``) as ``flash2_fwd._body``. q, k, v, o: (BH*N, D). Not attention: S is
+    block load K_j, V_j, S^T = K_j Q_i^T and O += (S^T)^T V_j through the same copies and BLAS tile
+    products (``copy_rect_t`` for Q_i^T, ``mma_set``, ``mma_acc_at``) as ``flash2_fwd._body``. q, k, v, o: (BH*N, D). Not attention: S is
     used as P unnormalised; only the time means something."""
     nqb = (N + BR - 1) // BR
     for blk in prange(BH * nqb):
         bh = blk // nqb
         r0 = (blk % nqb) * BR
         rows = min(BR, N - r0)
-        q_s = np.zeros((BR, D), dtype=np.float32)
+        qt_s = np.zeros((D, BR), dtype=np.float32)
         k_s = np.zeros((BC, D), dtype=np.float32)
         v_s = np.zeros((BC, D), dtype=np.float32)
-        s_t = np.zeros((BR, BC), dtype=np.float32)
+        st = np.zeros((BC, BR), dtype=np.float32)
         o_acc = np.zeros((BR, D), dtype=np.float32)
-        for r in range(rows):
-            for dd in range(D):
-                q_s[r, dd] = q[bh * N + r0 + r, dd]
+        copy_rect_t(q, bh * N + r0, 0, rows, D, qt_s)
         for c0 in range(0, N, BC):
             cols = min(BC, N - c0)
-            for c in range(cols):
-                for dd in range(D):
-                    k_s[c, dd] = k[bh * N + c0 + c, dd]
-                    v_s[c, dd] = v[bh * N + c0 + c, dd]
-            mma_set_bt(q_s, k_s, s_t, gemm)
-            mma_acc(s_t, v_s, o_acc, gemm)
+            copy_rect(k, bh * N + c0, 0, cols, D, k_s, 0, 0)
+            copy_rect(v, bh * N + c0, 0, cols, D, v_s, 0, 0)
+            mma_set(k_s, qt_s, st, gemm)
+            mma_acc_at(st, v_s, o_acc, gemm)
         for r in range(rows):
             for dd in range(D):
                 o[bh * N + r0 + r, dd] = o_acc[r, dd]

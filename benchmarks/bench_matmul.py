@@ -139,12 +139,10 @@ def timed(fn, settle: float = 0.0) -> float:
     return time.perf_counter() - t0
 
 
-def mma_shape() -> str:
-    try:
-        from tinyml.kernels import _mma
-        return f"{_mma.MMA_M}x{_mma.MMA_N}x{_mma.MMA_K}"
-    except (ImportError, AttributeError):
-        return "the whole tile"
+def mma_shape(blocks: dict) -> str:
+    """The sgemm sub-product v3 issues for one tile product, e.g. '128x128x32'."""
+    from tinyml.kernels import _mma
+    return "x".join(str(x) for x in _mma.sub_shape(blocks["block_m"], blocks["block_n"], blocks["block_k"]))
 
 
 def cpu_speed(n: int, rounds: int, v1_n: int, blocks: "dict | None", settle: float) -> dict:
@@ -192,7 +190,7 @@ def cpu_speed(n: int, rounds: int, v1_n: int, blocks: "dict | None", settle: flo
         gc.enable()
 
     flops = 2.0 * n ** 3
-    out = {"n": n, "rounds": rounds, "settle_s": settle, "blocks": used, "mma_shape": mma_shape(), "blocks_source":
+    out = {"n": n, "rounds": rounds, "settle_s": settle, "blocks": used, "mma_shape": mma_shape(used), "blocks_source":
            "given (--blocks)" if blocks else f"choose_tiles({DEVICE!r}, fp32)", "variants": {}}
     blas_best = min(times["blas"])
     for name, ts in times.items():

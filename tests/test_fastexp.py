@@ -1,4 +1,4 @@
-"""The vectorised softmax row loops of the FlashAttention-2 forward, against float64 NumPy."""
+"""The vectorised online-softmax loops of the FlashAttention-2 forward (CPU), against float64 NumPy."""
 
 import json
 import os
@@ -10,16 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyml.kernels._llvm import float32_from_bits, maxnum32
-from tinyml.kernels.attention.fastexp import exp_row, row_max, row_sum
+from tinyml.kernels.attention.fastexp import exp_le0, start_tile, tile_exp, tile_max
 
 F32 = np.float32
 
 
 def _exp(x, scale=1.0, shift=0.0):
+    """exp(x * scale - shift) of a vector through tile_exp, as a one-key tile over len(x) queries."""
     x = np.asarray(x, dtype=np.float32)
-    out = np.full_like(x, np.nan)
-    exp_row(x, F32(scale), F32(shift), len(x), out)
-    return out
+    out = np.full((1, len(x)), np.nan, dtype=np.float32)
+    total = np.zeros(len(x), dtype=np.float32)
+    tile_exp(x[None, :], F32(scale), np.full(len(x), shift, dtype=np.float32), len(x), 1, out, total)
+    np.testing.assert_array_equal(total, out[0])          # one key: the sum is the value
+    return out[0]
 
 
 def _ulps(got, ref):
@@ -59,24 +62,46 @@ def test_exact_values_and_flush_to_zero():
     assert np.all(got[3:] == 0.0)                 # at or below -87 (under float32's smallest normal) and -inf
 
 
-def test_partial_length_leaves_rest():
-    x = np.full(8, -1.0, dtype=np.float32)
-    out = np.full(8, 7.0, dtype=np.float32)
-    exp_row(x, F32(1.0), F32(0.0), 5, out)
-    assert np.allclose(out[:5], np.exp(-1.0), rtol=2e-7) and np.all(out[5:] == 7.0)
+def test_tile_exp_rows_columns_and_sums():
+    """A (keys, queries) tile with a shift per query: every entry, the sums added to what was there,
+    and nothing written outside rows x cols."""
+    rng = np.random.default_rng(3)
+    st_ = (rng.standard_normal((7, 10)) * 4).astype(np.float32)
+    scale = F32(0.37)
+    shift = np.max(st_ * scale, axis=0).astype(np.float32)
+    pt = np.full_like(st_, 9.0)
+    total = np.full(10, 0.5, dtype=np.float32)
+    tile_exp(st_, scale, shift, 8, 5, pt, total)                # queries 0..7, keys 0..4
+    ref = np.exp((st_[:5, :8] * scale - shift[:8]).astype(np.float64))
+    np.testing.assert_allclose(pt[:5, :8], ref, rtol=3e-7)
+    np.testing.assert_allclose(total[:8], 0.5 + ref.sum(axis=0), rtol=1e-6)
+    assert np.all(pt[5:] == 9.0) and np.all(pt[:, 8:] == 9.0) and np.all(total[8:] == 0.5)
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(1, 300), st.floats(-10.0, 10.0).filter(lambda s: s != 0.0), st.integers(0, 2**32 - 1))
-def test_row_max_and_sum(n, scale, seed):
+@given(st.integers(1, 40), st.integers(1, 40), st.floats(-10.0, 10.0).filter(lambda s: s != 0.0),
+       st.integers(0, 2**32 - 1))
+def test_tile_max(keys, queries, scale, seed):
     rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(n + 3) * 20).astype(np.float32)
+    tile = (rng.standard_normal((keys + 2, queries + 3)) * 20).astype(np.float32)
     scale = F32(scale)
-    assert row_max(x, scale, n, F32(-np.inf)) == np.max(x[:n] * scale)       # max is exact
-    assert row_max(x, scale, n, F32(1e30)) == F32(1e30)                       # the running max carries in
-    ref = np.sum(x[:n].astype(np.float64))
-    bound = n * np.finfo(np.float32).eps * np.sum(np.abs(x[:n].astype(np.float64)))
-    assert abs(row_sum(x, n) - ref) <= bound
+    m = np.full(queries + 3, -np.inf, dtype=np.float32)
+    m[0] = 1e30                                                 # a running max carries in
+    tile_max(tile, scale, queries, keys, m)
+    expect = np.max(tile[:keys, :queries] * scale, axis=0)      # the max is exact
+    assert m[0] == F32(1e30)
+    np.testing.assert_array_equal(m[1:queries], expect[1:])
+    assert np.all(np.isneginf(m[queries:]))
+
+
+def test_start_tile():
+    m_old = np.array([-np.inf, -np.inf, 2.0, 2.0, 5.0], dtype=np.float32)
+    m_new = np.array([-np.inf, 1.0, 2.0, 3.0, 5.0], dtype=np.float32)
+    shift, alpha, total = (np.full(5, 7.0, dtype=np.float32) for _ in range(3))
+    start_tile(m_old, m_new, 4, shift, alpha, total)
+    np.testing.assert_array_equal(shift[:4], [0.0, 1.0, 2.0, 3.0])   # no key yet: 0, never -inf
+    np.testing.assert_allclose(alpha[:4], [0.0, 0.0, 1.0, np.exp(-1.0)], rtol=3e-7)
+    assert np.all(total[:4] == 0.0) and shift[4] == alpha[4] == total[4] == 7.0
 
 
 def test_llvm_helpers_in_python():
@@ -91,18 +116,21 @@ def test_same_results_with_jit_disabled():
     """Under NUMBA_DISABLE_JIT=1 the same loops run as Python (with the Python helpers): same numbers."""
     script = (
         "import json, numpy as np\n"
-        "from tinyml.kernels.attention.fastexp import exp_row, row_max, row_sum\n"
-        "x = np.array([0.0, -0.5, -3.25, -20.0, -86.5, -90.0, -np.inf], np.float32)\n"
-        "o = np.empty_like(x)\n"
-        "exp_row(x, np.float32(1.0), np.float32(0.0), len(x), o)\n"
-        "print(json.dumps([o.tolist(), float(row_max(x, np.float32(2.0), 5, np.float32(-np.inf))),\n"
-        "                  float(row_sum(o, len(o)))]))\n")
+        "from tinyml.kernels.attention.fastexp import tile_exp, tile_max\n"
+        "x = np.array([[0.0, -0.5, -3.25, -20.0, -86.5, -90.0, -np.inf]], np.float32)\n"
+        "o = np.empty_like(x); t = np.zeros(7, np.float32); m = np.full(7, -np.inf, np.float32)\n"
+        "tile_exp(x, np.float32(1.0), np.zeros(7, np.float32), 7, 1, o, t)\n"
+        "tile_max(x, np.float32(2.0), 5, 1, m)\n"
+        "print(json.dumps([o[0].tolist(), m[:5].tolist()]))\n")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    out, mx, total = json.loads(proc.stdout)
+    out, mx = json.loads(proc.stdout)
     x = np.array([0.0, -0.5, -3.25, -20.0, -86.5, -90.0, -np.inf], np.float32)
-    jitted = _exp(x)
-    np.testing.assert_allclose(out, jitted, rtol=3e-7)
-    assert mx == np.max(x[:5] * F32(2.0))
-    assert abs(total - row_sum(jitted, len(jitted))) <= 1e-6
+    np.testing.assert_allclose(out, _exp(x), rtol=3e-7)
+    np.testing.assert_array_equal(mx, x[:5] * F32(2.0))
+
+
+def test_scalar_exp_matches_the_tile_loop():
+    x = np.array([0.0, -0.25, -1.5, -40.0, -86.9], dtype=np.float32)
+    np.testing.assert_array_equal([exp_le0(v) for v in x], _exp(x))

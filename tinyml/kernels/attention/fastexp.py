@@ -1,10 +1,13 @@
-"""Online softmax's row loops, vectorised on the CPU: row max, exp(x - m), row sum.
+"""Online softmax's inner loops, vectorised on the CPU: running max, exp(x - m), running sum.
 
-``np.exp`` inside a Numba loop is a scalar libm call per element, and a
-running max (``m = x if x > m else m``) stays scalar too (see
-:mod:`tinyml.kernels._llvm`). These three loops run 16 float32 lanes at a time
-(AVX-512), which is what the FlashAttention-2 forward spends its non-matmul
-time on: per score, one multiply-and-max, one exp, one add.
+The FlashAttention-2 forward on the CPU holds a score tile transposed, one row
+per key and one column per query (see ``flash2_fwd``), so a query's statistics
+(its running max m and sum l) sit in one lane of a vector over the tile's
+queries, and each key row updates all of them at once: an elementwise max, an
+exp with a per-query shift that adds to a per-query sum. These loops run 16 float32
+lanes at a time (AVX-512). ``np.exp`` in a Numba loop is a scalar libm call
+per element instead, and a running max written with ``if`` stays scalar (see
+:mod:`tinyml.kernels._llvm`).
 
 exp(d) for d <= 0, in float32 as a GPU's fast exp computes it::
 
@@ -14,9 +17,9 @@ exp(d) for d <= 0, in float32 as a GPU's fast exp computes it::
     e^r = 1 + r + r^2 P(r)             P of degree 5 (Cephes' expf minimax coefficients)
     e^d = e^r 2^k                      2^k built from its bits, (k + 127) << 23
 
-Relative error <= 2 float32 ulps (tests/test_fastexp.py). Arguments below
--87 (e^-87 < 1.2e-38, float32's smallest normal number) and -inf (keys a mask
-hides) give exactly 0: no denormals, as GPU kernels flush them.
+Relative error <= 2 float32 ulps (tests/test_fastexp.py). Arguments at or
+below -87 (e^-87 < 1.2e-38, float32's smallest normal number) and -inf (keys
+a mask hides) give exactly 0: no denormals, as GPU kernels flush them.
 """
 
 from __future__ import annotations
@@ -39,45 +42,65 @@ _FLUSH = np.float32(-87.0)                   # below this, 0
 _HALF = np.float32(0.5)
 _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
+_NEG_INF = np.float32(-np.inf)
 
-# exp_row: no 'reassoc' (it would merge k*_LN2_HI + k*_LN2_LO back into one rounded k ln 2) and no
+# exp_le0 / tile_exp: no 'reassoc' (it would merge k*_LN2_HI + k*_LN2_LO back into one rounded k ln 2) and no
 # 'ninf' / 'nnan' (hidden keys are -inf); 'contract' lets k ln 2 and the polynomial use FMAs.
 _EXP_FLAGS = {"contract", "arcp", "nsz", "afn"}
-# row_max / row_sum: the scores of one row are finite where these are used; 'reassoc' lets the
-# sum be summed in 16 lanes (a different, equally valid rounding order).
-_REDUCE_FLAGS = {"reassoc", "nnan", "nsz", "contract", "arcp"}
+# tile_max: elementwise over the queries; the scores are finite where it is used.
+_VECTOR_FLAGS = {"nnan", "nsz", "contract", "arcp"}
 
 
 @njit(cache=True, fastmath=_EXP_FLAGS)
-def exp_row(x, scale, shift, n, out):
-    """out[c] = exp(x[c] * scale - shift) for c < n, where x[c] * scale - shift <= 0 (up to rounding).
+def exp_le0(d):
+    """exp(d) for a float32 d <= 0 (or -inf): the method above; inlined into the loops that call it."""
+    dc = max(d, _FLUSH)
+    k = np.floor(dc * _LOG2E + _HALF)                 # round to nearest
+    t = (dc - k * _LN2_HI) - k * _LN2_LO
+    et = _ONE + t + (t * t) * (_P5 + t * (_P4 + t * (_P3 + t * (_P2 + t * (_P1 + t * _P0)))))
+    two_k = float32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
+    return et * two_k if d > _FLUSH else _ZERO
 
-    x, out: float32 rows (out may be x); scale, shift: float32. ``x * scale - shift`` is one FMA
-    (one rounding), as FlashAttention computes ``exp2(x * scale_log2 - max)``. Pass scale = 1 for
-    scores already scaled.
+
+@njit(cache=True, fastmath=_EXP_FLAGS)
+def tile_exp(st, scale, shift, rows, cols, pt, total):
+    """pt[c, r] = exp(st[c, r] * scale - shift[r]) and total[r] += pt[c, r], for r < rows, c < cols.
+
+    st, pt: (keys, queries) float32 tiles; shift, total: float32 vectors over the queries; scale:
+    float32; st * scale - shift <= 0 (up to rounding). ``st * scale - shift`` is one FMA (one
+    rounding), as FlashAttention computes ``exp2(x * scale_log2 - max)``. Pass scale = 1 for
+    scores already scaled. ``pt`` must not be ``st``: LLVM checks at run time whether the rows
+    overlap and runs a scalar loop if they do (in place was 4x slower).
     """
-    for c in range(n):
-        d = x[c] * scale - shift                          # float32 (an FMA), <= 0 or -inf
-        dc = max(d, _FLUSH)
-        k = np.floor(dc * _LOG2E + _HALF)                 # round to nearest
-        r = (dc - k * _LN2_HI) - k * _LN2_LO
-        er = _ONE + r + (r * r) * (_P5 + r * (_P4 + r * (_P3 + r * (_P2 + r * (_P1 + r * _P0)))))
-        two_k = float32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
-        out[c] = er * two_k if d > _FLUSH else _ZERO
+    for c in range(cols):
+        x = st[c]
+        out = pt[c]
+        for r in range(rows):
+            p = exp_le0(x[r] * scale - shift[r])          # float32 (an FMA), <= 0 or -inf
+            out[r] = p
+            total[r] += p
 
 
-@njit(cache=True, fastmath=_REDUCE_FLAGS)
-def row_max(x, scale, n, mx):
-    """max(mx, max_c fl32(x[c] * scale)) over c < n (x finite)."""
-    for c in range(n):
-        mx = maxnum32(mx, x[c] * scale)
-    return mx
+@njit(cache=True, fastmath=_EXP_FLAGS)
+def start_tile(m_old, m_new, n, shift, alpha, total):
+    """Per query r < n, once the tile's max is known: the shift tile_exp subtracts, the factor
+    the running sum and output are rescaled by, and a zeroed sum for the tile.
+
+    shift[r] = m_new[r], or 0 where the query sees no key yet (m_new = -inf: its P are
+    exp(-inf - 0) = 0, never exp(-inf + inf) = NaN); alpha[r] = exp(m_old[r] - shift[r]),
+    0 on a query's first visible tile, 1 while its max stays; total[r] = 0.
+    """
+    for r in range(n):
+        s = m_new[r] if m_new[r] > _NEG_INF else _ZERO
+        shift[r] = s
+        alpha[r] = exp_le0(m_old[r] - s)
+        total[r] = _ZERO
 
 
-@njit(cache=True, fastmath=_REDUCE_FLAGS)
-def row_sum(x, n):
-    """sum(x[:n]) in float32, 16 lanes at a time."""
-    acc = np.float32(0.0)
-    for c in range(n):
-        acc += x[c]
-    return acc
+@njit(cache=True, fastmath=_VECTOR_FLAGS)
+def tile_max(st, scale, rows, cols, m):
+    """m[r] = max(m[r], max_c fl32(st[c, r] * scale)) for r < rows, c < cols (st finite)."""
+    for c in range(cols):
+        x = st[c]
+        for r in range(rows):
+            m[r] = maxnum32(m[r], x[r] * scale)

@@ -52,6 +52,18 @@ with any tile (final O / l and lse).
 L2: blocks of one wave with the same (batch, kv head) read the same K and V
 (the ``panels`` of the launch); the heaviest q block comes first, so the first
 reader in a wave reads the whole causal span.
+
+On the CPU (executing mode) the same loop runs with the score tile held
+transposed, one row per key and one column per query: Q_i is loaded as Q_i^T
+(D, B_r), S^T = K_j Q_i^T and O += (P^T)^T V_j, and the statistics m, l are
+vectors over the tile's queries. Two reasons, both about this CPU and not about
+the algorithm (the counters are the same): both tile products then use BLAS's
+fast untransposed-first-operand small-matrix kernels (``_mma``: about 30%
+faster than S = Q_i K_j^T with K_j transposed), and each key row updates all
+queries' max, exp and sum as 16-lane vector operations with no horizontal
+reduction (``fastexp``). A GPU gets the transpose for free when its tensor
+cores read K_j from shared memory (``ldmatrix.trans``) and reduces rows across
+the threads of a warp.
 """
 
 from __future__ import annotations
@@ -63,12 +75,12 @@ from numba import njit, prange
 
 from ...sim import current_profile
 from ...sim.counters import new_counters
-from ...sim.tiles import count_load_direct, count_mma, count_vector, load_tile, store_tile
+from ...sim.tiles import count_load_direct, count_mma, count_vector, load_tile, load_tile_t, store_tile
 from .._contract import blas_single_thread, ceil_div
-from .._mma import mma_acc, mma_set_bt, sgemm
+from .._mma import mma_acc_at, mma_set, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
 from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
-from .fastexp import exp_row, row_max, row_sum
+from .fastexp import start_tile, tile_exp, tile_max
 from .masks import visible
 from .rng import keep
 
@@ -108,19 +120,24 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         r0 = ib * BR
         rows = min(BR, NQ - r0)
         kv0 = (b * KVH + h // group) * NK    # first row of this kv head in k, v
-        q_s = np.zeros((BR - e * (BR - 1), D - e * (D - 1)), dtype=np.float32)     # (BR, D) SRAM
-        k_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
-        v_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
-        s_t = np.zeros((BR - e * (BR - 1), BC - e * (BC - 1)), dtype=np.float32)   # (BR, BC) S
-        p_t = np.zeros((BR - e * (BR - 1), BC - e * (BC - 1)), dtype=np.float32)   # (BR, BC) P
-        o_acc = np.zeros((BR - e * (BR - 1), D - e * (D - 1)), dtype=np.float32)   # (BR, D) fp32
-        m_i = np.full(BR, -np.inf, dtype=np.float32)                                # (BR,)
-        l_i = np.zeros(BR, dtype=np.float32)                                        # (BR,)
-        lse_row = np.full((1, BR), -np.inf, dtype=np.float32)                       # (1, BR)
+        br_, bc_, d_ = BR - e * (BR - 1), BC - e * (BC - 1), D - e * (D - 1)
+        qt_s = np.zeros((d_, br_), dtype=np.float32)       # (D, BR) Q_i^T (see "On the CPU" above)
+        k_s = np.zeros((bc_, d_), dtype=np.float32)        # (BC, D)
+        v_s = np.zeros((bc_, d_), dtype=np.float32)        # (BC, D)
+        st = np.zeros((bc_, br_), dtype=np.float32)        # (BC, BR) S^T
+        pt = np.zeros((bc_, br_), dtype=np.float32)        # (BC, BR) P^T (not in place: see fastexp.tile_exp)
+        o_acc = np.zeros((br_, d_), dtype=np.float32)      # (BR, D) fp32
+        m_i = np.full(BR, -np.inf, dtype=np.float32)       # (BR,) running max per query
+        l_i = np.zeros(BR, dtype=np.float32)               # (BR,) running sum
+        m_new = np.empty(BR, dtype=np.float32)             # (BR,)
+        shift = np.empty(BR, dtype=np.float32)             # (BR,) m_new, or 0 where nothing is visible yet
+        alpha = np.empty(BR, dtype=np.float32)             # (BR,) exp(m_i - m_new): rescales l and O
+        p_sum = np.empty(BR, dtype=np.float32)             # (BR,)
+        lse_row = np.full((1, BR), -np.inf, dtype=np.float32)   # (1, BR)
         lo = span_lo[ib]
         hi = span_hi[ib]
         if hi > lo:
-            load_tile(q, bh * NQ + r0, 0, rows, D, q_s, execute, counters, blk, OP_Q, elem_bits)
+            load_tile_t(q, bh * NQ + r0, 0, rows, D, qt_s, execute, counters, blk, OP_Q, elem_bits)
             for jb in range(lo // BC, (hi + BC - 1) // BC):
                 c0 = jb * BC
                 cols = min(BC, NK - c0)
@@ -137,10 +154,10 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                 count_mma(rows, D, cols, counters, blk, elem_bits)         # O += P V_j
                 if not execute:
                     continue
-                mma_set_bt(q_s, k_s, s_t, gemm)                            # S = (BR, D) @ (BC, D)^T
+                mma_set(k_s, qt_s, st, gemm)                               # S^T = (BC, D) @ (D, BR)
                 # Decide once per tile whether every score is visible: the causal / window
                 # limits are half-planes in (i, j), so checking the two extreme corners is
-                # enough; key padding needs each column. Full tiles skip the per-score test.
+                # enough; key padding needs each key. Full tiles skip the per-score test.
                 full = (visible(r0, c0 + cols - 1, offset, causal, wl, wr)
                         and visible(r0 + rows - 1, c0, offset, causal, wl, wr))
                 if full and has_mask:
@@ -149,44 +166,41 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                             full = False
                             break
                 for r in range(rows):
-                    i = r0 + r
-                    m_old = m_i[r]
-                    mx = m_old
-                    s_scale = scale32                  # what exp_row multiplies S by
-                    if full:                           # no per-score test: the max vectorises
-                        mx = row_max(s_t[r], scale32, cols, mx)
-                    else:
-                        s_scale = one                  # scaled here; hidden keys -inf
-                        for c in range(cols):
-                            j = c0 + c
-                            if visible(i, j, offset, causal, wl, wr) and key_valid[b, j]:
-                                s_t[r, c] = s_t[r, c] * scale32
-                                if s_t[r, c] > mx:
-                                    mx = s_t[r, c]
+                    m_new[r] = m_i[r]
+                s_scale = scale32                      # what tile_exp multiplies S by
+                if full:                               # no per-score test: key by key, all queries at once
+                    tile_max(st, scale32, rows, cols, m_new)
+                else:
+                    s_scale = one                      # scaled here; hidden keys -inf
+                    for c in range(cols):
+                        j = c0 + c
+                        for r in range(rows):
+                            if visible(r0 + r, j, offset, causal, wl, wr) and key_valid[b, j]:
+                                st[c, r] = st[c, r] * scale32
+                                m_new[r] = max(m_new[r], st[c, r])
                             else:
-                                s_t[r, c] = -np.inf
-                    if mx == -np.inf:                  # nothing visible to this row yet
-                        for c in range(cols):
-                            p_t[r, c] = 0.0
-                        continue
-                    alpha = np.exp(m_old - mx)         # 0 on the row's first visible tile
-                    # P = exp(S - m_new) over the row segment at once (SIMD; exp(-inf) = 0 for hidden keys)
-                    exp_row(s_t[r], s_scale, mx, cols, p_t[r])
-                    p_sum = row_sum(p_t[r], cols)
-                    if dropout_p > 0.0:                # one test per row, not per score
-                        for c in range(cols):
-                            if keep(seed, b, h, i, c0 + c, dropout_p):
-                                p_t[r, c] *= keep_scale
+                                st[c, r] = -np.inf
+                start_tile(m_i, m_new, rows, shift, alpha, p_sum)       # shift = m_new, alpha = exp(m - m_new), sum = 0
+                # P = exp(S - m_new), one key row (all queries) at a time; exp(-inf) = 0 for hidden keys
+                tile_exp(st, s_scale, shift, rows, cols, pt, p_sum)
+                if dropout_p > 0.0:                    # after the sum: l normalises the undropped P
+                    for c in range(cols):
+                        for r in range(rows):
+                            if keep(seed, b, h, r0 + r, c0 + c, dropout_p):
+                                pt[c, r] *= keep_scale
                             else:
-                                p_t[r, c] = 0.0
-                    for c in range(cols, BC):
-                        p_t[r, c] = 0.0
-                    l_i[r] = alpha * l_i[r] + p_sum
-                    m_i[r] = mx
-                    if alpha != 1.0:                   # the max grew: rescale the running output row
+                                pt[c, r] = 0.0
+                for c in range(cols, BC):              # padded keys of a partial tile
+                    for r in range(BR):
+                        pt[c, r] = 0.0
+                for r in range(rows):
+                    l_i[r] = alpha[r] * l_i[r] + p_sum[r]
+                    m_i[r] = m_new[r]
+                    if alpha[r] != 1.0:                # the max grew: rescale the running output row
+                        a = alpha[r]
                         for dd in range(D):
-                            o_acc[r, dd] *= alpha
-                mma_acc(p_t, v_s, o_acc, gemm)                             # (BR, BC) @ (BC, D)
+                            o_acc[r, dd] *= a
+                mma_acc_at(pt, v_s, o_acc, gemm)                           # O += (P^T)^T V: (BR, BC) @ (BC, D)
             count_vector(rows * (D + FINAL_PER_ROW), counters, blk)
             if execute:
                 for r in range(rows):
