@@ -64,11 +64,14 @@ def random_graphs(draw, max_steps: int = 12):
         if not isinstance(w, int) and kind in ("bias", "matmul", "layernorm", "slice"):
             kind = "unary"                   # these need a weight or bounds of concrete width
         if kind == "unary":
-            op = draw(st.sampled_from(("tanh", "relu", "gelu", "scale", "exp")))
+            op = draw(st.sampled_from(("tanh", "relu", "gelu", "sigmoid", "clip", "scale", "exp")))
             if op == "exp":
                 new = g.exp(g.tanh(a))
             elif op == "scale":
                 new = g.scale(a, draw(st.sampled_from((0.5, -2.0, 3.0))))
+            elif op == "clip":
+                lo, hi = draw(st.sampled_from(((0.0, 6.0), (-0.5, math.inf), (-math.inf, 0.25), (-1.0, 1.0))))
+                new = g.clip(a, lo, hi)
             else:
                 new = getattr(g, op)(a)
                 done.append((op, (a,)))

@@ -150,6 +150,27 @@ def test_fused_chain_bytes_match_the_elementwise_formula():
     assert len(fused.records) == 1 and len(eager.records) == 3
 
 
+@pytest.mark.parametrize("lo, hi, clip_flops", [(0.0, 6.0, 2), (-0.5, math.inf, 1), (-math.inf, 0.25, 1),
+                                                (-math.inf, math.inf, 0)])
+def test_sigmoid_and_clip_fuse_with_their_neighbours(lo, hi, clip_flops):
+    """x * sigmoid(x) then clip: one kernel reading x once; FLOPs per element from the op table
+    (sigmoid 4, mul 1, and one max / min per finite bound); values equal the interpreter's."""
+    g = Graph("silu6")
+    x = g.input("x", ("n", 64))                                      # (n, 64)
+    g.output(g.clip(g.mul(x, g.sigmoid(x)), lo, hi))
+    n = 24
+    xs = (np.random.default_rng(1).standard_normal((n, 64)) * 5).astype(np.float32)
+    (want,) = interpret(g, {"x": xs})
+    (got,), prof = compile(g, explain=False).run({"x": xs})
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    (r,) = prof.records
+    elems = n * 64
+    assert r.flops_vector == (4 + 1 + clip_flops) * elems
+    assert (r.hbm_read_bytes, r.hbm_write_bytes) == (nbytes(elems, "fp16"), nbytes(elems, "fp16"))
+    _, eager = lower(g).run(bindings={"n": n}, count=True)
+    assert len(eager.records) == 3                                   # sigmoid, mul, clip: one kernel each
+
+
 def test_matmul_epilogue_group_counts_what_the_kernel_counts():
     from tinyml.kernels.fusion import matmul_epilogue
 

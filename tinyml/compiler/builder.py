@@ -47,6 +47,14 @@ class Builder:
         """GPT-2's tanh approximation of GeLU."""
         return self.add_node("gelu", x)
 
+    def sigmoid(self, x):
+        """``1 / (1 + e^-x)``."""
+        return self.add_node("sigmoid", x)
+
+    def clip(self, x, lo: float = -math.inf, hi: float = math.inf):
+        """``min(max(x, lo), hi)``; ReLU6 is ``clip(x, 0, 6)``."""
+        return self.add_node("clip", x, lo=lo, hi=hi)
+
     def scale(self, x, factor: float):
         """``x * factor`` for a constant ``factor``."""
         return self.add_node("scale", x, factor=factor)

@@ -13,7 +13,9 @@ reads element by element, each once::
 so the kernel reads ``numel(%3) + numel(%x)`` elements and writes ``numel(%5)``,
 whatever the layout of ``%2``. Translations:
 
-* ``exp tanh relu gelu add sub mul div`` -> the same opcode; ``scale(f)`` -> ``scale f``;
+* ``exp tanh relu gelu sigmoid add sub mul div`` -> the same opcode; ``scale(f)`` -> ``scale f``;
+* ``clip(lo, hi)`` -> ``min(max(x, lo), hi)`` with the constants in the program (an
+  infinite bound is left out: ``clip(x, 0, inf)`` is one ``max``);
 * ``causal_mask(scale, fill)`` over ``(.., Nq, Nk)``: a GPU kernel computes each
   element's row ``i`` and column ``j`` from its thread index; the op program has
   no such opcode, so tinyml passes them as two small index vectors ``(Nq, 1)``
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from ...kernels.fusion import Program
 
 #: graph ops that become instructions of an op program
-ELEMENTWISE = ("exp", "tanh", "relu", "gelu", "add", "sub", "mul", "div", "scale", "causal_mask")
+ELEMENTWISE = ("exp", "tanh", "relu", "gelu", "sigmoid", "clip", "add", "sub", "mul", "div", "scale", "causal_mask")
 
 
 class Chain:
@@ -72,6 +74,13 @@ class Chain:
         a = node.attr
         if node.op == "scale":
             return self.emit("scale", refs, a["factor"])
+        if node.op == "clip":
+            (x,) = refs
+            if a["lo"] > -np.inf:
+                x = self.emit("max", (x, self.emit("const", (), a["lo"])))
+            if a["hi"] < np.inf:
+                x = self.emit("min", (x, self.emit("const", (), a["hi"])))
+            return x if x != refs[0] else self.emit("copy", (x,))
         if node.op == "causal_mask":
             nq, nk = self.ctx.shape(node.name)[-2:]
             i, j = self._indices(nq, nk)

@@ -15,7 +15,7 @@ and fused kernels. Notable translations:
   ``Shape`` of a value with a static or symbolic shape); ``0`` copies the input
   dimension, ``-1`` is inferred;
 * ``Sum`` of k inputs is k-1 ``add`` s; ``Identity`` (and ``Dropout``) emit nothing;
-* ``Clip(0, inf)`` is ``relu``; other bounds a library ``clip``.
+* ``Clip(0, inf)`` is ``relu``; other bounds ``clip`` (elementwise: it fuses with its neighbours).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Binary ops broadcast with NumPy's rules on symbolic shapes
 (:func:`tinyml.compiler.types.broadcast_shapes`). GeLU is GPT-2's tanh
-approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``; sigmoid is
+``1 / (1 + e^-x)``; ``clip(x, lo, hi)`` is ``min(max(x, lo), hi)`` (ReLU6 is
+``clip(x, 0, 6)``).
 
 ``causal_mask(x, scale, fill)`` is the "scaled masking" of an attention block:
 ``where(visible, scale * x, fill)`` over the last two axes, with queries and
@@ -56,6 +58,13 @@ def _canon_mask(types, attrs):
     return {"scale": float(attrs.get("scale", 1.0)), "fill": float(attrs.get("fill", -math.inf))}
 
 
+def _canon_clip(types, attrs):
+    lo, hi = float(attrs.get("lo", -math.inf)), float(attrs.get("hi", math.inf))
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        raise GraphShapeError(f"clip needs lo <= hi (either may be infinite), got lo={lo}, hi={hi}")
+    return {"lo": lo, "hi": hi}
+
+
 def causal_mask_ref(x, scale=1.0, fill=-math.inf):
     nq, nk = x.shape[-2:]
     visible = np.tri(nq, nk, k=nk - nq, dtype=bool)          # (Nq, Nk): j <= i + Nk - Nq
@@ -67,12 +76,16 @@ _UNARY = {
     "tanh": (np.tanh, "tanh(x)"),
     "relu": (lambda x: np.maximum(x, 0.0), "max(x, 0)"),
     "gelu": (gelu_ref, "GPT-2's tanh GeLU"),
+    "sigmoid": (lambda x: 1.0 / (1.0 + np.exp(-x)), "1 / (1 + e^-x)"),
 }
 for _name, (_ref, _doc) in _UNARY.items():
     register(OpDef(_name, 1, _unary_rule(_name), _ref, "elementwise", "elementwise", _doc))
 
 register(OpDef("scale", 1, _unary_rule("scale"), lambda x, factor: x * factor, "elementwise", "elementwise",
                "x * factor (a number baked into the op)", canon=_canon_scale))
+register(OpDef("clip", 1, _unary_rule("clip"), lambda x, lo, hi: np.clip(x, lo, hi), "elementwise", "elementwise",
+               "min(max(x, lo), hi) (lo = -inf or hi = inf for one side; ReLU6 is clip(x, 0, 6))",
+               canon=_canon_clip))
 register(OpDef("causal_mask", 1, _unary_rule("causal_mask"), causal_mask_ref, "elementwise", "elementwise",
                "where(j <= i + Nk - Nq, scale * x, fill) over the last two axes", canon=_canon_mask))
 

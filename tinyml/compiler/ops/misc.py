@@ -1,20 +1,16 @@
-"""Small library ops the ONNX importer needs: clip, sigmoid, pad.
-
-``clip(x, lo, hi)``: ``min(max(x, lo), hi)`` (``lo = -inf``/``hi = inf`` for one side;
-ReLU6 is ``clip(x, 0, 6)``). ``sigmoid(x)``: ``1 / (1 + e^-x)``.
+"""A small library op the ONNX importer needs: pad.
 
 ``pad(x, pads, mode, value)``: ``pads = (b_0, ..., b_{r-1}, e_0, ..., e_{r-1})``
 elements added before / after each axis (ONNX's order), ``mode`` ``constant``
 (filled with ``value``), ``reflect`` or ``edge``.
 
-Lowering ``"library"``: reads ``x`` once, writes the output once; FLOPs 2 per
-element for clip, 4 for sigmoid, 0 for pad (pure data movement). Pattern
-``opaque``: tinyml's fused elementwise kernels have no opcode for them.
+Lowering ``"library"``: reads ``x`` once, writes the output once; 0 FLOPs (pure data
+movement). Pattern ``opaque``: a fused elementwise kernel reads each element where the
+output element is, and a padded output has elements with no input.
+(``clip`` and ``sigmoid`` are elementwise ops: :mod:`tinyml.compiler.ops.elementwise`.)
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -22,25 +18,6 @@ from ..errors import GraphShapeError
 from ..types import same_dtype
 from .library import numel, register_library
 
-
-def _unary(name):
-    def rule(types, attrs):
-        same_dtype(name, types)
-        return types[0]
-    return rule
-
-
-def _canon_clip(types, attrs):
-    lo, hi = float(attrs.get("lo", -math.inf)), float(attrs.get("hi", math.inf))
-    if lo > hi:
-        raise GraphShapeError(f"clip: lo {lo} is above hi {hi}")
-    return {"lo": lo, "hi": hi}
-
-
-register_library("clip", 1, _unary("clip"), lambda x, lo, hi: np.clip(x, lo, hi), "opaque",
-                 "min(max(x, lo), hi)", flops=lambda ins, out, a: 2 * numel(out), canon=_canon_clip)
-register_library("sigmoid", 1, _unary("sigmoid"), lambda x: 1.0 / (1.0 + np.exp(-x)), "opaque",
-                 "1 / (1 + e^-x)", flops=lambda ins, out, a: 4 * numel(out))
 
 PAD_MODES = ("constant", "reflect", "edge")
 
