@@ -181,6 +181,18 @@ def test_quantized_tiny_gpt_compiled_equals_interpreted(scheme, n):
     assert 0 < err < 0.2 * float(np.abs(full).max()) + 0.05
 
 
+@pytest.mark.parametrize("n", [1, 6])
+def test_quantized_linears_keep_their_epilogues(n):
+    """Quantizing the weights changes which matmul kernel runs, not how many kernels: every
+    matmul_epilogue (bias, GeLU, residual inside) becomes one quantized kernel with the same epilogue."""
+    g = small("tiny_gpt")
+    names = lambda graph: [r.name for r in compile(graph, explain=False).run(bindings={"n": n}, count=True)[1].records]  # noqa: E731
+    fp16, q4 = names(g), names(quantize_weights(g, "q4_0"))
+    kernel = "quantized_gemv" if n == 1 else "quantized_matmul"
+    assert q4 == [kernel if name in ("matmul_epilogue", "matmul_v3_mma") else name for name in fp16]
+    assert "fused_elementwise" not in q4 and not any(name.startswith("elementwise_gelu") for name in q4)
+
+
 def test_every_weight_matmul_is_replaced_and_report_matches_the_layout():
     g = small("tiny_gpt")
     gq = quantize_weights(g, "q4_0")
@@ -236,7 +248,7 @@ def test_shape_only_weights_count_but_do_not_execute():
     gq = quantize_weights(g, "q4_0")
     c = compile(gq, explain=False)
     _, prof = c.run(bindings={"n": 4}, count=True)
-    assert len(prof.records) == 2 + 2
+    assert [r.name for r in prof.records] == ["quantized_matmul"] * 2     # bias (+ GeLU) inside each
     with pytest.raises(GraphError, match="shape-only"):
         c.run({"x": np.zeros((4, 64), np.float32)})
 

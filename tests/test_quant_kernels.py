@@ -185,6 +185,93 @@ def test_quantized_gemv_is_close_to_fp32_gemv():
         assert rel < tol, (fmt, rel)
 
 
+# ---- the fused epilogue ------------------------------------------------------------------------
+
+EPILOGUES = st.tuples(st.booleans(), st.sampled_from([None, "gelu", "relu", "silu", "tanh"]), st.booleans())
+
+
+def epilogue_inputs(m, n, has_bias, has_res, seed):
+    rng = np.random.default_rng(seed)
+    bias = rng.standard_normal(n).astype(np.float32) if has_bias else None              # (N,)
+    res = rng.standard_normal((m, n)).astype(np.float32) if has_res else None          # (M, N)
+    return bias, res
+
+
+def epilogue_ref(y, bias, act, res):
+    """act(y + bias) + res in float64, y the kernel's own output without an epilogue."""
+    from tinyml.kernels.fusion.ops import OPS
+
+    z = y.astype(np.float64) + (0.0 if bias is None else bias)
+    z = z if act is None else OPS[act].ref(z)
+    return z + (0.0 if res is None else res)
+
+
+@given(case=cases(), epi=EPILOGUES, seed=seeds())
+def test_matmul_epilogue_equals_the_plain_kernel_then_the_ops(case, epi, seed):
+    """act(x W^T + b) + r in one kernel equals the plain kernel's output with the ops applied
+    after it, to float32 rounding of the epilogue; one launch whatever the epilogue."""
+    fmt, m, n, k, x, q = case
+    has_bias, act, has_res = epi
+    bias, res = epilogue_inputs(m, n, has_bias, has_res, seed)
+    y, _ = one(quantized_matmul, x, q)
+    got, recs = one(quantized_matmul, x, q, bias=bias, activation=act, residual=res)
+    want = epilogue_ref(y, bias, act, res)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * (1 + np.abs(want).max()))
+    assert [r.name for r in recs] == ["quantized_matmul"]
+    g, _ = one(quantized_gemv, x[0], q, bias=bias, activation=act, residual=None if res is None else res[0])
+    np.testing.assert_allclose(g, epilogue_ref(y[0], bias, act, None if res is None else res[0]),
+                               rtol=1e-5, atol=1e-5 * (1 + np.abs(want).max()))
+
+
+@given(fmt=st.sampled_from(FORMATS), m=dims(200), n=dims(200), kb=st.integers(1, 6), epi=EPILOGUES,
+       dtype=logical_dtypes(), blocks=st.tuples(st.integers(1, 48), st.integers(1, 48)))
+def test_epilogue_bytes_and_flops_closed_form(fmt, m, n, kb, epi, dtype, blocks):
+    """The epilogue adds a bias once per block row of tiles (gemv: once), a residual once, and
+    F FLOPs per output element (F from the op table); the rest is the plain kernel's."""
+    from tinyml.kernels.fusion.ops import OPS
+
+    has_bias, act, has_res = epi
+    k, s = 32 * kb, ELEM_BYTES[dtype]
+    q = QuantizedTensor.meta((n, k), scheme(fmt))
+    bm, bn = blocks
+    f = has_bias + (0 if act is None else OPS[act].flops) + has_res
+    bias = meta((n,), dtype) if has_bias else None
+    res = meta((m, n), dtype) if has_res else None
+    _, (plain,) = one(quantized_matmul, meta((m, k), dtype), q, block_m=bm, block_n=bn)
+    _, (rec,) = one(quantized_matmul, meta((m, k), dtype), q, bias=bias, activation=act, residual=res,
+                    block_m=bm, block_n=bn, block_k=plain_bk(plain))
+    assert raw_reads(rec) == raw_reads(plain) + (math.ceil(m / bm) * n * has_bias + m * n * has_res) * s
+    assert rec.hbm_write_bytes == plain.hbm_write_bytes == m * n * s
+    assert rec.flops_vector == plain.flops_vector + f * m * n
+    _, (gplain,) = one(quantized_gemv, meta((k,), dtype), q, block_n=bn)
+    _, (grec,) = one(quantized_gemv, meta((k,), dtype), q, bias=bias, activation=act, block_n=bn,
+                     residual=meta((n,), dtype) if has_res else None)
+    assert raw_reads(grec) == raw_reads(gplain) + n * (has_bias + has_res) * s
+    assert grec.flops_vector == gplain.flops_vector + f * n
+
+
+def plain_bk(rec) -> "int | None":
+    """None: let the epilogue call choose its K tile (the byte formula does not depend on it)."""
+    return None
+
+
+def test_epilogue_inputs_are_checked():
+    q = quantize(np.ones((8, 32), np.float32), "q4_0")
+    x = np.ones((3, 32), np.float32)
+    with pytest.raises(ShapeError, match=r"bias must have shape \(8,\)"):
+        one(quantized_matmul, x, q, bias=np.ones(3, np.float32))
+    with pytest.raises(ShapeError, match=r"residual must have shape \(3, 8\)"):
+        one(quantized_matmul, x, q, residual=np.ones((8, 3), np.float32))
+    with pytest.raises(ShapeError, match=r"residual must have shape \(1, 8\)"):
+        one(quantized_gemv, x[0], q, residual=np.ones(7, np.float32))
+    with pytest.raises(DTypeError, match="MetaTensor"):
+        one(quantized_matmul, x, q, bias=meta((8,)))
+    from tinyml.kernels.fusion import ProgramError
+
+    with pytest.raises(ProgramError, match="unknown activation"):
+        one(quantized_gemv, x[0], q, activation="softmax")
+
+
 # ---- counting mode == executing mode ----------------------------------------------------------
 
 @given(case=cases(), dev=any_devices(), dtype=logical_dtypes())

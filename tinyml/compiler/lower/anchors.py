@@ -3,8 +3,8 @@
 Each becomes one kernel launch when the kernel can do the whole group:
 
 * ``quantized_matmul`` -> :func:`~tinyml.kernels.quant.quantized_gemv` when the rows fold to one
-  (decoding), :func:`~tinyml.kernels.quant.quantized_matmul` otherwise; its epilogue is a second
-  kernel, in place on the first one's output;
+  (decoding), :func:`~tinyml.kernels.quant.quantized_matmul` otherwise, with the epilogue
+  inside, as for ``matmul`` below;
 * ``matmul`` + elementwise epilogue -> :func:`~tinyml.kernels.fusion.matmul_epilogue`
   with the epilogue as an op program over ``(acc, bias?, residual?)`` (plain
   :func:`~tinyml.kernels.matmul.matmul` when there is no epilogue). Leading
@@ -74,21 +74,33 @@ def _epilogue(ctx, mm, epi, outputs, m: int, n: int):
 
 def run_quantized_matmul(ctx, nodes, outputs) -> dict:
     """``quantized_matmul(x, Wq)`` (+ epilogue): leading dims of x fold into M; M = 1 -> the gemv
-    kernel. The kernels have no epilogue: it runs as one fused elementwise kernel after them, in
-    place on the matmul's result when the group writes one value of the matmul's size."""
+    kernel. An epilogue the kernels can take (elementwise ops over the result, one bias (N,), one
+    residual (M, N), only the last value written) runs inside them, as for ``matmul_epilogue``;
+    any other runs as one fused elementwise kernel after them."""
     from ...kernels.quant import quantized_gemv, quantized_matmul
 
     mm, epi = nodes[0], nodes[1:]
     sx, out_shape = ctx.shape(mm.inputs[0]), ctx.shape(mm.name)
     m, k = math.prod(sx[:-1]), sx[-1]
+    n = out_shape[-1]
     x2 = ctx.reshape(ctx.env[mm.inputs[0]], (m, k))                         # (M, K)
     qw = ctx.env[mm.inputs[1]]                                              # QuantizedTensor (N, K)
+    kernel = quantized_gemv if m == 1 else quantized_matmul
+    plan = _epilogue(ctx, mm, epi, outputs, m, n)
+    if plan is not None:
+        prog, bias, res = plan
+        out = epi[-1].name if epi else mm.name
+        extra = {}
+        if prog is not None:
+            extra = dict(epilogue=prog, bias=None if bias is None else ctx.reshape(ctx.env[bias], (n,)),
+                         residual=None if res is None else ctx.reshape(ctx.env[res], (m, n)))
+        with ctx.output(out):
+            y = kernel(x2, qw, dtype=ctx.dtype, **extra)                    # (M, N)
+        return {out: ctx.reshape(y, out_shape)}
     in_place = len(outputs) == 1 and math.prod(ctx.shape(outputs[0])) == math.prod(out_shape)
     with ctx.output(outputs[0] if in_place else mm.name):
-        y = (quantized_gemv if m == 1 else quantized_matmul)(x2, qw, dtype=ctx.dtype)   # (M, N)
+        y = kernel(x2, qw, dtype=ctx.dtype)                                 # (M, N)
     c = ctx.reshape(y, out_shape)
-    if not epi:
-        return {mm.name: c}
     out = {mm.name: c} if mm.name in outputs else {}
     out.update(run_pure(ctx, epi, [o for o in outputs if o != mm.name], local={mm.name: c}))
     return out

@@ -43,20 +43,18 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
-from ...sim import (DTypeError, ShapeError, bits, check_tiles, current_profile, nbytes, tile_budget,
-                    tiles_fit)
+from ...sim import bits, check_tiles, current_profile, nbytes, tile_budget, tiles_fit
 from ...sim.counters import new_counters
-from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
-from .._contract import blas_single_thread, block_size, ceil_div, operand, same_mode
+from ...sim.tiles import count_mma, load_tile, store_tile
+from .._contract import blas_single_thread, block_size, ceil_div, same_mode
 from .._mma import mma_acc, sgemm
 from ..matmul._launch import prepare
 from ..matmul.tiles import DEPTHS, SIZES, MatmulTiles
 from ..matmul.v2_tiled import tile_panels
 from ..matmul.v3_mma import matmul_v3
 from .elementwise import unfused_elementwise
-from .interp import run_program
-from .ops import OPS
-from .program import Program, ProgramError
+from .epilogue_tile import Epilogue, finish_tile
+from .program import Program
 
 _DUMMY = np.zeros((1, 1), dtype=np.float32)
 #: matmul's tile sizes plus 8, for small SRAMs that must also hold the epilogue's tiles
@@ -88,25 +86,8 @@ def _body(a, b, c, bias, res, M, N, K, BM, BN, BK, execute, counters, elem_bits,
             if execute:
                 mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
         # the epilogue, on the tile still in SRAM
-        bias_s = np.empty((1, BN - s * (BN - 1)), dtype=np.float32)                  # (1, BN) SRAM
-        res_s = np.empty((BM - s * (BM - 1), BN - s * (BN - 1)), dtype=np.float32)  # (BM, BN) SRAM
-        if bias_slot >= 0:
-            load_tile(bias, 0, c0, 1, cols, bias_s, execute, counters, blk, 2, elem_bits)
-        if res_slot >= 0:
-            load_tile(res, r0, c0, rows, cols, res_s, execute, counters, blk, 3, elem_bits)
-        count_vector(flops * rows * cols, counters, blk)
-        if execute and code.shape[0] > 0:
-            regs = np.empty((n_slots, BN), dtype=np.float32)                      # (slots, BN) registers
-            for i in range(rows):
-                for j in range(cols):
-                    regs[0, j] = acc[i, j]
-                    if bias_slot >= 0:
-                        regs[bias_slot, j] = bias_s[0, j]
-                    if res_slot >= 0:
-                        regs[res_slot, j] = res_s[i, j]
-                run_program(code, consts, regs, cols, r0 + i, c0, M, N)
-                for j in range(cols):
-                    acc[i, j] = regs[out_slot, j]
+        finish_tile(acc, rows, cols, r0, c0, M, N, bias, res, code, consts, n_slots, out_slot, flops,
+                    bias_slot, res_slot, execute, counters, blk, elem_bits)
         store_tile(acc, rows, cols, c, r0, c0, execute, counters, blk, elem_bits)
 
 
@@ -115,25 +96,6 @@ def expected_bytes(m: int, n: int, k: int, elem_bytes: float, bm: int, bn: int, 
     """(HBM read bytes before L2 reuse, HBM write bytes) of ``matmul_epilogue``, from the formula above."""
     reads = m * k * ceil_div(n, bn) + k * n * ceil_div(m, bm) + ceil_div(m, bm) * n * bias + m * n * residual
     return reads * elem_bytes, m * n * elem_bytes
-
-
-def epilogue_program(has_bias: bool, activation, has_residual: bool) -> "Program | None":
-    """``act(acc + bias) + residual`` as an op program over (acc, bias?, residual?); None if empty."""
-    n_in = 1 + has_bias + has_residual
-    instrs, cur = [], 0
-    if has_bias:
-        instrs.append(("add", (cur, 1)))
-        cur = n_in + len(instrs) - 1
-    if activation is not None:
-        info = OPS.get(activation) if isinstance(activation, str) else None
-        if info is None or info.arity != 1 or info.const:
-            choices = ", ".join(n for n, o in OPS.items() if o.arity == 1 and not o.const and n != "copy")
-            raise ProgramError(f"unknown activation {activation!r}; choose None or one of {choices}")
-        instrs.append((info.name, (cur,)))
-        cur = n_in + len(instrs) - 1
-    if has_residual:
-        instrs.append(("add", (cur, n_in - 1)))
-    return Program.from_instructions(n_in, instrs) if instrs else None
 
 
 @dataclass(frozen=True)
@@ -182,27 +144,11 @@ def _best(device, m: int, n: int, k: int, dtype: str, has_bias: bool, has_res: b
     return None if best is None else best[1]
 
 
-def _check_extra(x, name: str, shape: tuple, dtype: str, m: int, n: int):
-    if x is None:
-        return None
-    op = operand(x, name, ndim=len(shape), dtype=dtype, allowed=("fp16", "bf16", "fp32"))
-    if op.shape != shape:
-        raise ShapeError(f"matmul_epilogue: {name} must have shape {shape}, got {op.shape}; "
-                         f"the output a @ b is (M, N) = ({m}, {n})")
-    return op
-
-
-def _prepare(a, b, bias, residual, dtype, block_m, block_n, block_k, kernel):
+def _prepare(a, b, bias, residual, activation, epilogue, dtype, kernel):
     call = prepare(a, b, dtype, kernel)
-    m, n = call.m, call.n
-    B = _check_extra(bias, "bias", (n,), call.dtype, m, n)
-    R = _check_extra(residual, "residual", (m, n), call.dtype, m, n)
-    extras = [op for op in (B, R) if op is not None]
-    same_mode(call.a, call.b, *extras)
-    for op in extras:
-        if op.dtype != call.dtype:
-            raise DTypeError(f"{kernel}: {op.name} is {op.dtype} but a and b are {call.dtype}; use one dtype")
-    return call, B, R
+    same_mode(call.a, call.b)
+    epi = Epilogue.prepare(kernel, bias, residual, activation, epilogue, call.m, call.n, call.dtype, call.execute)
+    return call, epi
 
 
 def _resolve(call, B, R, block_m, block_n, block_k, kernel) -> tuple[EpilogueTiles, int]:
@@ -226,18 +172,6 @@ def _resolve(call, B, R, block_m, block_n, block_k, kernel) -> tuple[EpilogueTil
     return tiles, check_tiles(dev, tiles.sram_tiles(call.dtype), kernel=kernel, suggest=suggest)
 
 
-def _epilogue_or(program, activation, B, R) -> "Program | None":
-    if program is None:
-        return epilogue_program(B is not None, activation, R is not None)
-    if activation is not None:
-        raise ProgramError("give either activation or an epilogue program, not both")
-    need = 1 + (B is not None) + (R is not None)
-    if not isinstance(program, Program) or program.n_inputs != need:
-        raise ProgramError(f"the epilogue must be a Program over (acc{', bias' if B is not None else ''}"
-                           f"{', residual' if R is not None else ''}): {need} input(s), got {program!r}")
-    return program
-
-
 def matmul_epilogue(a, b, *, bias=None, activation: "str | None" = None, residual=None, dtype: str = "fp16",
                     epilogue: "Program | None" = None, block_m: "int | None" = None,
                     block_n: "int | None" = None, block_k: "int | None" = None):
@@ -249,18 +183,10 @@ def matmul_epilogue(a, b, *, bias=None, activation: "str | None" = None, residua
     chain with any op program over ``(acc, bias?, residual?)``. Block sizes
     default to the highest-intensity tiles that fit SRAM with the epilogue's tiles.
     """
-    call, B, R = _prepare(a, b, bias, residual, dtype, block_m, block_n, block_k, "matmul_epilogue")
-    program = _epilogue_or(epilogue, activation, B, R)
+    call, epi = _prepare(a, b, bias, residual, activation, epilogue, dtype, "matmul_epilogue")
+    B, R = epi.bias, epi.residual
     tiles, sram = _resolve(call, B, R, block_m, block_n, block_k, "matmul_epilogue")
     t = tiles.tiles
-    if program is None:
-        code, consts = np.zeros((0, 5), np.int64), np.zeros(0, np.float32)
-        n_slots, out_slot, flops = 1, 0, 0
-    else:
-        code, consts = program.encode()
-        n_slots, out_slot, flops = program.n_slots, program.output, program.flops_per_element
-    bias_slot = 1 if B is not None else -1
-    res_slot = 1 + (B is not None) if R is not None else -1
 
     prof = current_profile()
     for op in (call.a, call.b, B, R):
@@ -270,13 +196,12 @@ def matmul_epilogue(a, b, *, bias=None, activation: "str | None" = None, residua
     grid = (ceil_div(call.m, t.block_m), ceil_div(call.n, t.block_n))
     counters = new_counters(grid[0] * grid[1], n_operands=4)
     ex = call.execute
-    bias2d = B.data.reshape(1, -1) if ex and B is not None else _DUMMY                # (1, N)
-    res2d = R.data if ex and R is not None else _DUMMY                                # (M, N)
+    bias2d, res2d, *program_args = epi.args(ex)
     gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
     with blas_single_thread():
         _body(call.a.data if ex else _DUMMY, call.b.data if ex else _DUMMY, y if ex else _DUMMY, bias2d, res2d,
               call.m, call.n, call.k, t.block_m, t.block_n, t.block_k, ex, counters, bits(call.dtype), gemm,
-              code, consts, n_slots, out_slot, flops, bias_slot, res_slot)
+              *program_args)
 
     def panels(g):
         p = tile_panels(g)
@@ -291,10 +216,8 @@ def matmul_epilogue_unfused(a, b, *, bias=None, activation: "str | None" = None,
                             dtype: str = "fp16", epilogue: "Program | None" = None, block_m: "int | None" = None,
                             block_n: "int | None" = None, block_k: "int | None" = None):
     """The eager form: ``matmul_v3`` writes C, then one elementwise kernel per epilogue op."""
-    call, B, R = _prepare(a, b, bias, residual, dtype, block_m, block_n, block_k, "matmul_epilogue_unfused")
-    program = _epilogue_or(epilogue, activation, B, R)
+    call, epi = _prepare(a, b, bias, residual, activation, epilogue, dtype, "matmul_epilogue_unfused")
     c = matmul_v3(call.a.obj, call.b.obj, dtype=call.dtype, block_m=block_m, block_n=block_n, block_k=block_k)
-    if program is None:
+    if epi.program is None:
         return c
-    extras = [op.obj for op in (B, R) if op is not None]
-    return unfused_elementwise(program, [c, *extras], dtype=call.dtype)
+    return unfused_elementwise(epi.program, [c, *(op.obj for op in epi.operands())], dtype=call.dtype)

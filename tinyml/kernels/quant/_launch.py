@@ -105,14 +105,17 @@ def expected_matmul_bytes(m: int, n: int, k: int, qbytes: int, elem_bytes: float
 
 
 def run(call: QuantCall, name: str, body, grid: tuple, sram: int, out_shape: tuple, args,
-        panels: "dict | None" = None, n_operands: int = 2):
-    """Register inputs, allocate the output, run ``body(*args(out, counters))`` and record the launch."""
+        panels: "dict | None" = None, n_operands: int = 2, extras=()):
+    """Register inputs (x, the packed weights and ``extras``: an epilogue's bias / residual operands),
+    allocate the output, run ``body(*args(out, counters))`` and record the launch."""
     prof = current_profile()
     prof.hbm.track(call.x.obj, "x", call.dtype)
     prof.hbm.track(call.w.storage, "qweight", "int8")
+    for op in extras:
+        prof.hbm.track(op.obj, op.name, call.dtype)
     out = prof.hbm.new_tensor("y", out_shape, call.dtype, call.execute)
     n_blocks = int(np.prod(grid))
-    counters = new_counters(n_blocks, n_operands=n_operands)
+    counters = new_counters(n_blocks, n_operands=max(n_operands, 4 if extras else 2))
     body(*args(out if call.execute else DUMMY2, counters))
     prof.record(name, grid, counters, dtype=call.dtype, sram_per_block=sram, panels=panels)
     return out

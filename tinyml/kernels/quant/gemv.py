@@ -38,15 +38,17 @@ from numba import njit, prange
 from ...sim import MetaTensor, ShapeError, check_tiles, current_profile
 from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
 from .._contract import block_size, ceil_div
+from ..fusion.epilogue_tile import Epilogue, finish_tile
+from ..fusion.program import Program
 from ._decode import group_dot, half, tile_groups
 from ._launch import check_block_k, k_unit, prepare, run
 
 DEFAULT_BLOCK_N = 16
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True)
 def _body(x, data, y, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
-          execute, counters, x_bits):
+          execute, counters, x_bits, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
     n_blocks = (N + BN - 1) // BN
     s = 1 if not execute else 0                    # counting mode: no real buffers
     m = 1 if has_min else 0
@@ -80,11 +82,19 @@ def _body(x, data, y, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_byte
                         if has_min:
                             total += half(row[base + 2], row[base + 3]) * sx
                     acc[0, i] += total
+        finish_tile(acc, 1, rows, 0, r0, 1, N, bias, res, code, consts, n_slots, out_slot, flops,
+                    bias_slot, res_slot, execute, counters, blk, x_bits)       # the epilogue, if any
         store_tile(acc, 1, rows, y, 0, r0, execute, counters, blk, x_bits)
 
 
-def gemv_sram_tiles(bn: int, bk: int, dtype: str) -> dict:
-    return {"x tile": ((1, bk), dtype), "partial sums": ((bn,), "fp32")}
+def gemv_sram_tiles(bn: int, bk: int, dtype: str, has_bias: bool = False, has_residual: bool = False) -> dict:
+    """The x tile and the partial sums; an epilogue's bias and residual slices (BN each) reuse the
+    x tile's SRAM after the K loop, and only what exceeds it is extra."""
+    tiles = {"x tile": ((1, bk), dtype), "partial sums": ((bn,), "fp32")}
+    extra = bn * (has_bias + has_residual) - bk
+    if extra > 0:
+        tiles["bias/residual slices beyond the x tile"] = ((extra,), dtype)
+    return tiles
 
 
 def choose_block_k(call, bn: int, unit: int) -> int:
@@ -95,17 +105,25 @@ def choose_block_k(call, bn: int, unit: int) -> int:
     return max(bk, unit)                  # too small a device: check_tiles explains
 
 
-def quantized_gemv(x, qweight, *, dtype: str = "fp16", block_n: "int | None" = None,
+def quantized_gemv(x, qweight, *, bias=None, activation: "str | None" = None, residual=None,
+                   epilogue: "Program | None" = None, dtype: str = "fp16", block_n: "int | None" = None,
                    block_k: "int | None" = None):
-    """y = W x for a quantized W (N, K) and x (K,) or (1, K); returns (N,) or (1, N).
+    """y = act(W x + bias) + residual for a quantized W (N, K) and x (K,) or (1, K); returns (N,) or (1, N).
 
     Reads the packed weights once (``qweight.nbytes``) and dequantizes on chip.
-    ``dtype``: logical dtype of x and y. ``block_n``: output rows per block
-    (default 16); ``block_k``: K tile, a multiple of the group size (default:
-    the whole row if it fits SRAM). Records one kernel in the active Profile.
+    ``bias`` (N,), ``activation``, ``residual`` (shaped like y) or ``epilogue`` (an op
+    program over (acc, bias?, residual?)) finish each block's outputs before the store,
+    as in :func:`~tinyml.kernels.quant.quantized_matmul`. ``dtype``: logical dtype of x and y.
+    ``block_n``: output rows per block (default 16); ``block_k``: K tile, a multiple of the
+    group size (default: the whole row if it fits SRAM). Records one kernel in the active Profile.
     """
     x, vector = _as_row(x)
     call = prepare(x, qweight, dtype, "quantized_gemv")
+    if residual is not None and vector and len(getattr(residual, "shape", np.shape(residual))) == 1:
+        residual, _ = _as_row(residual)                                  # (N,) -> (1, N), like x
+    epi = Epilogue.prepare("quantized_gemv", bias, residual, activation, epilogue, 1, call.n, call.dtype,
+                           call.execute)
+    has_b, has_r = epi.bias is not None, epi.residual is not None
     lay = call.lay
     g, nbits, split, has_min, hdr, block_bytes, levels = call.scheme_args()
     bn = block_size(block_n, "block_n", min(DEFAULT_BLOCK_N, call.n))
@@ -113,7 +131,7 @@ def quantized_gemv(x, qweight, *, dtype: str = "fp16", block_n: "int | None" = N
     bk = check_block_k(block_size(block_k, "block_k", choose_block_k(call, bn, unit)), lay, split,
                        "quantized_gemv")
     dev = current_profile().device
-    sram = check_tiles(dev, gemv_sram_tiles(bn, bk, call.dtype), kernel="quantized_gemv",
+    sram = check_tiles(dev, gemv_sram_tiles(bn, bk, call.dtype, has_b, has_r), kernel="quantized_gemv",
                        suggest=lambda: f"Try block_k={choose_block_k(call, bn, unit)} or a smaller block_n")
     grid = (ceil_div(call.n, bn),)
     x_data = call.x.data if call.execute else np.zeros((1, 1), np.float32)
@@ -121,10 +139,10 @@ def quantized_gemv(x, qweight, *, dtype: str = "fp16", block_n: "int | None" = N
     def args(out, counters):
         y2 = out.reshape(1, call.n) if call.execute else out           # (1, N)
         return (x_data, call.weight_bytes(), y2, call.n, call.k, lay.padded_k, bn, bk, g, nbits, split,
-                has_min, hdr, block_bytes, levels, call.execute, counters, call.elem_bits)
+                has_min, hdr, block_bytes, levels, call.execute, counters, call.elem_bits, *epi.args(call.execute))
 
     return run(call, "quantized_gemv", _body, grid, sram, (call.n,) if vector else (1, call.n), args,
-               panels={0: np.zeros(grid[0], np.int64)})
+               panels={0: np.zeros(grid[0], np.int64)}, extras=epi.operands())
 
 
 def _as_row(x):

@@ -14,16 +14,22 @@ Tile loop::
             ps = load packed W[bj*BN : +BN, tile k0]  # HBM -> SRAM: codes + scales (+ mins)
             ws = dequantize(ps)                       # (BK, BN): scale * levels[code] + min
             acc += mma(xs, ws)                        # tensor cores
+        acc = epilogue(acc, bias, residual)           # optional, in SRAM (fusion.epilogue_tile)
         store acc -> y[bi*BM : +BM, bj*BN : +BN]
 
 HBM traffic (exact, before L2 reuse)::
 
     reads  = ceil(N / BN) * M * K * s + ceil(M / BM) * qweight.nbytes
+           (+ ceil(M / BM) * N * s     a bias, once per block row of tiles)
+           (+ M * N * s                a residual, once)
     writes = M * N * s
     matmul FLOPs = 2 * M * N * Kp        (padding included: the MMA runs on whole tiles' data)
     vector FLOPs = ceil(M / BM) * N * Kp * (1 + m)     (the dequantize: a multiply [+ add])
+                 + F * M * N                          (an epilogue of F FLOPs per element)
 
 ``s``: bytes per element of x's logical dtype; ``m`` = 1 for schemes with a min.
+With an epilogue (``bias``, ``activation``, ``residual`` or any op program), a
+linear layer ``act(x W^T + b) + r`` is one kernel, as in ``matmul_epilogue``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from ...sim.counters import SRAM_READ, SRAM_WRITE
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile, tile_bytes
 from .._contract import blas_single_thread, block_size, ceil_div
 from .._mma import mma_acc, sgemm
+from ..fusion.epilogue_tile import Epilogue, finish_tile
+from ..fusion.program import Program
 from ._decode import count_load_bytes, decode_into, half, tile_groups
 from ._launch import check_block_k, fit_tiles, k_unit, packed_tile_bytes, prepare, run
 
@@ -61,7 +69,7 @@ def dequantize_tile(data, r0, cols, k0, depth, g, bits, split, has_min, hdr, blo
 
 @njit(parallel=True, cache=True)
 def _body(x, data, y, M, N, K, Kp, BM, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
-          execute, counters, x_bits, gemm):
+          execute, counters, x_bits, gemm, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
     gn = (N + BN - 1) // BN
     n_blocks = ((M + BM - 1) // BM) * gn
     s = 1 if not execute else 0                    # counting mode: no real tile buffers
@@ -93,52 +101,69 @@ def _body(x, data, y, M, N, K, Kp, BM, BN, BK, g, bits, split, has_min, hdr, blo
                 dequantize_tile(data, c0, cols, k0, depth, g, bits, split, has_min, hdr, block_bytes,
                                 levels, ws, True)
                 mma_acc(xs, ws, acc, gemm)                                 # (BM, BK) @ (BK, BN)
+        finish_tile(acc, rows, cols, r0, c0, M, N, bias, res, code, consts, n_slots, out_slot, flops,
+                    bias_slot, res_slot, execute, counters, blk, x_bits)       # the epilogue, if any
         store_tile(acc, rows, cols, y, r0, c0, execute, counters, blk, x_bits)
 
 
-def matmul_sram_tiles(bm: int, bn: int, bk: int, lay, dtype: str) -> dict:
-    return {
+def matmul_sram_tiles(bm: int, bn: int, bk: int, lay, dtype: str, has_bias: bool = False,
+                      has_residual: bool = False) -> dict:
+    """The tiles of one block. An epilogue's bias and residual tiles are loaded after the K loop,
+    into the SRAM of the x and W tiles (dead by then); only what exceeds them is extra."""
+    tiles = {
         "x tile": ((bm, bk), dtype),
         "packed W tile": ((packed_tile_bytes(bn, bk, lay),), "int8"),
         "W tile (dequantized)": ((bk, bn), dtype),
         "C accumulator": ((bm, bn), "fp32"),
     }
+    extra = (nbytes(bn * has_bias + bm * bn * has_residual, dtype)
+             - nbytes(bm * bk + bk * bn, dtype) - packed_tile_bytes(bn, bk, lay))
+    if extra > 0:
+        tiles["bias/residual tiles beyond the x and W buffers"] = ((extra,), "int8")
+    return tiles
 
 
-def choose_tiles(call, unit: int) -> tuple[int, int, int]:
+def choose_tiles(call, unit: int, has_bias: bool = False, has_residual: bool = False) -> tuple[int, int, int]:
     """Default (BM, BN, BK): up to 64 x 64 output tiles and K tiles of ~64 weights, shrunk to fit
     SRAM; at small batch, BN narrows (down to 16) until the grid has a block for every SM."""
     dev = current_profile().device
     bk = min(max(unit, 64 // unit * unit), call.lay.padded_k)     # padded_k is a multiple of unit
-    bm, bn, bk = fit_tiles(lambda bm, bn, bk: _sram(bm, bn, bk, call), min(64, call.m), min(64, call.n), bk,
-                           unit, dev.sram_per_sm)
+    bm, bn, bk = fit_tiles(lambda bm, bn, bk: _sram(bm, bn, bk, call, has_bias, has_residual), min(64, call.m),
+                           min(64, call.n), bk, unit, dev.sram_per_sm)
     while bn > 16 and ceil_div(call.m, bm) * ceil_div(call.n, bn) < dev.sm_count:
         bn //= 2
     return bm, bn, bk
 
 
-def _sram(bm, bn, bk, call) -> int:
+def _sram(bm, bn, bk, call, has_bias=False, has_residual=False) -> int:
     return sum(nbytes(int(np.prod(shape)), dt)
-               for shape, dt in matmul_sram_tiles(bm, bn, bk, call.lay, call.dtype).values())
+               for shape, dt in matmul_sram_tiles(bm, bn, bk, call.lay, call.dtype, has_bias, has_residual).values())
 
 
-def quantized_matmul(x, qweight, *, dtype: str = "fp16", block_m: "int | None" = None,
+def quantized_matmul(x, qweight, *, bias=None, activation: "str | None" = None, residual=None,
+                     epilogue: "Program | None" = None, dtype: str = "fp16", block_m: "int | None" = None,
                      block_n: "int | None" = None, block_k: "int | None" = None):
-    """y = x @ W^T for x (M, K) and a quantized W (N, K); returns (M, N).
+    """y = act(x @ W^T + bias) + residual for x (M, K) and a quantized W (N, K); returns (M, N).
 
     W's packed bytes are read from HBM and dequantized tile by tile in SRAM.
+    ``bias`` (N,), ``activation`` (a one-operand op name: 'gelu', 'relu', 'silu' ...),
+    ``residual`` (M, N), or ``epilogue``, any op program over (acc, bias?, residual?):
+    applied to each output tile before its store (see ``fusion.epilogue_tile``).
     ``block_k`` must be a multiple of the group size. Records one kernel.
     """
     call = prepare(x, qweight, dtype, "quantized_matmul")
+    epi = Epilogue.prepare("quantized_matmul", bias, residual, activation, epilogue, call.m, call.n, call.dtype,
+                           call.execute)
+    has_b, has_r = epi.bias is not None, epi.residual is not None
     lay = call.lay
     g, nbits, split, has_min, hdr, block_bytes, levels = call.scheme_args()
     unit = k_unit(lay, split)
-    auto = choose_tiles(call, unit)
+    auto = choose_tiles(call, unit, has_b, has_r)
     bm = block_size(block_m, "block_m", auto[0])
     bn = block_size(block_n, "block_n", auto[1])
     bk = check_block_k(block_size(block_k, "block_k", auto[2]), lay, split, "quantized_matmul")
     dev = current_profile().device
-    sram = check_tiles(dev, matmul_sram_tiles(bm, bn, bk, lay, call.dtype), kernel="quantized_matmul",
+    sram = check_tiles(dev, matmul_sram_tiles(bm, bn, bk, lay, call.dtype, has_b, has_r), kernel="quantized_matmul",
                        suggest=lambda: "Tiles that fit: block_m={}, block_n={}, block_k={}".format(*auto))
     grid = (ceil_div(call.m, bm), ceil_div(call.n, bn))
     x_data = call.x.data if call.execute else np.zeros((1, 1), np.float32)
@@ -147,8 +172,9 @@ def quantized_matmul(x, qweight, *, dtype: str = "fp16", block_m: "int | None" =
 
     def args(out, counters):
         return (x_data, call.weight_bytes(), out, call.m, call.n, call.k, lay.padded_k, bm, bn, bk, g, nbits,
-                split, has_min, hdr, block_bytes, levels, call.execute, counters, call.elem_bits, gemm)
+                split, has_min, hdr, block_bytes, levels, call.execute, counters, call.elem_bits, gemm,
+                *epi.args(call.execute))
 
     with blas_single_thread():
         return run(call, "quantized_matmul", _body, grid, sram, (call.m, call.n), args,
-                   panels={0: rows, 1: cols})
+                   panels={0: rows, 1: cols, **({2: cols} if has_b else {})}, extras=epi.operands())
