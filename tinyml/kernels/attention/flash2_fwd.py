@@ -121,12 +121,17 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         rows = min(BR, NQ - r0)
         kv0 = (b * KVH + h // group) * NK    # first row of this kv head in k, v
         br_, bc_, d_ = BR - e * (BR - 1), BC - e * (BC - 1), D - e * (D - 1)
-        qt_s = np.zeros((d_, br_), dtype=np.float32)       # (D, BR) Q_i^T (see "On the CPU" above)
-        k_s = np.zeros((bc_, d_), dtype=np.float32)        # (BC, D)
-        v_s = np.zeros((bc_, d_), dtype=np.float32)        # (BC, D)
-        st = np.zeros((bc_, br_), dtype=np.float32)        # (BC, BR) S^T
-        pt = np.zeros((bc_, br_), dtype=np.float32)        # (BC, BR) P^T (not in place: see fastexp.tile_exp)
-        o_acc = np.zeros((br_, d_), dtype=np.float32)      # (BR, D) fp32
+        # Tiles are not zeroed (a memset of 256 KB per block costs more than the softmax's max pass):
+        # only what a partial tile leaves unwritten is, below.
+        qt_s = np.empty((d_, br_), dtype=np.float32)       # (D, BR) Q_i^T (see "On the CPU" above)
+        k_s = np.empty((bc_, d_), dtype=np.float32)        # (BC, D)
+        v_s = np.empty((bc_, d_), dtype=np.float32)        # (BC, D)
+        st = np.empty((bc_, br_), dtype=np.float32)        # (BC, BR) S^T (every element written by the MMA)
+        pt = np.empty((bc_, br_), dtype=np.float32)        # (BC, BR) P^T (not in place: see fastexp.tile_exp)
+        o_acc = np.zeros((br_, d_), dtype=np.float32)      # (BR, D) fp32 accumulator
+        if execute and rows < BR:                          # a partial q block: padded queries are 0
+            qt_s[:] = 0.0
+            pt[:] = 0.0
         m_i = np.full(BR, -np.inf, dtype=np.float32)       # (BR,) running max per query
         l_i = np.zeros(BR, dtype=np.float32)               # (BR,) running sum
         m_new = np.empty(BR, dtype=np.float32)             # (BR,)
