@@ -90,7 +90,7 @@ from tinyml.kernels.attention.flash2_tiles import choose_blocks  # noqa: E402
 from tinyml.kernels.attention.standard import standard_attention  # noqa: E402
 from tinyml.kernels.reference import attention as reference_attention  # noqa: E402
 from tinyml.sim import load_device  # noqa: E402
-from tinyml.sim.tiles import copy_rect, copy_rect_t  # noqa: E402
+from tinyml.sim.tiles import copy_rect_t  # noqa: E402
 
 DEVICE = "a100-40gb"
 
@@ -135,8 +135,8 @@ def numpy_attention_inplace(q, k, v, scale):
 @njit(parallel=True, cache=True)
 def _fa2_floor(q, k, v, o, BH, N, D, BR, BC, gemm):
     """FA2 forward's loop with the softmax taken out: per (head, q block) load Q_i, then per K/V
-    block load K_j, V_j, S^T = K_j Q_i^T and O += (S^T)^T V_j through the same copies and BLAS tile
-    products (``copy_rect_t`` for Q_i^T, ``mma_set``, ``mma_acc_at``) as ``flash2_fwd._body``. q, k, v, o: (BH*N, D). Not attention: S is
+    block S^T = K_j Q_i^T and O += (S^T)^T V_j with K_j, V_j read in place, through the same copy
+    and BLAS tile products (``copy_rect_t`` for Q_i^T, ``mma_set``, ``mma_acc_at``) as ``flash2_fwd._body``. q, k, v, o: (BH*N, D). Not attention: S is
     used as P unnormalised; only the time means something."""
     nqb = (N + BR - 1) // BR
     for blk in prange(BH * nqb):
@@ -144,17 +144,15 @@ def _fa2_floor(q, k, v, o, BH, N, D, BR, BC, gemm):
         r0 = (blk % nqb) * BR
         rows = min(BR, N - r0)
         qt_s = np.zeros((D, BR), dtype=np.float32)
-        k_s = np.zeros((BC, D), dtype=np.float32)
-        v_s = np.zeros((BC, D), dtype=np.float32)
-        st = np.zeros((BC, BR), dtype=np.float32)
+        st = np.empty((BC, BR), dtype=np.float32)
         o_acc = np.zeros((BR, D), dtype=np.float32)
         copy_rect_t(q, bh * N + r0, 0, rows, D, qt_s)
         for c0 in range(0, N, BC):
             cols = min(BC, N - c0)
-            copy_rect(k, bh * N + c0, 0, cols, D, k_s, 0, 0)
-            copy_rect(v, bh * N + c0, 0, cols, D, v_s, 0, 0)
-            mma_set(k_s, qt_s, st, gemm)
-            mma_acc_at(st, v_s, o_acc, gemm)
+            k_j = k[bh * N + c0:bh * N + c0 + cols]         # (cols, D) in place, as the kernel reads it
+            v_j = v[bh * N + c0:bh * N + c0 + cols]
+            mma_set(k_j, qt_s, st[:cols], gemm)
+            mma_acc_at(st[:cols], v_j, o_acc, gemm)
         for r in range(rows):
             for dd in range(D):
                 o[bh * N + r0 + r, dd] = o_acc[r, dd]

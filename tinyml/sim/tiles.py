@@ -7,6 +7,7 @@ a tile of ``n`` elements moves ``ceil(n * elem_bits / 8)`` bytes.
 
     load_tile    HBM -> SRAM   hbm_read += b, sram_write += b, operand read += b
     load_tile_t  the same, stored transposed (the CPU's stand-in for an MMA reading an operand transposed)
+    count_tile_load  what load_tile counts, for a CPU body that reads the tile in place
     store_tile   SRAM -> HBM   sram_read += b, hbm_write += b
     load_direct  HBM -> registers (no SRAM staging, no reuse)
     store_direct registers -> HBM
@@ -72,6 +73,16 @@ def load_tile(src, r0, c0, rows, cols, dst, execute, counters, blk, operand, ele
     """Copy ``src[r0:r0+rows, c0:c0+cols]`` (HBM) into ``dst[:rows, :cols]`` (SRAM)."""
     if execute:
         copy_rect(src, r0, c0, rows, cols, dst, 0, 0)
+    count_tile_load(rows, cols, counters, blk, operand, elem_bits)
+
+
+@njit(cache=True)
+def count_tile_load(rows, cols, counters, blk, operand, elem_bits):
+    """What :func:`load_tile` counts, without the copy.
+
+    For a CPU body that reads a tile where it lies (a view of the source: the CPU's caches
+    bring it on chip) while the kernel it models copies it into SRAM; the bytes are the same.
+    """
     b = tile_bytes(rows * cols, elem_bits)
     counters[blk, HBM_READ] += b
     counters[blk, SRAM_WRITE] += b

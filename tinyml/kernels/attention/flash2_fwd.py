@@ -75,7 +75,7 @@ from numba import njit, prange
 
 from ...sim import current_profile
 from ...sim.counters import new_counters
-from ...sim.tiles import count_load_direct, count_mma, count_vector, load_tile, load_tile_t, store_tile
+from ...sim.tiles import count_load_direct, count_mma, count_tile_load, count_vector, load_tile_t, store_tile
 from .._contract import blas_single_thread, ceil_div
 from .._mma import mma_acc_at, mma_set, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
@@ -121,11 +121,9 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         rows = min(BR, NQ - r0)
         kv0 = (b * KVH + h // group) * NK    # first row of this kv head in k, v
         br_, bc_, d_ = BR - e * (BR - 1), BC - e * (BC - 1), D - e * (D - 1)
-        # Tiles are not zeroed (a memset of 256 KB per block costs more than the softmax's max pass):
-        # only what a partial tile leaves unwritten is, below.
+        # Tiles are not zeroed (a memset per block cost 2-3% of the forward): only what a partial
+        # q block leaves unwritten is, below.
         qt_s = np.empty((d_, br_), dtype=np.float32)       # (D, BR) Q_i^T (see "On the CPU" above)
-        k_s = np.empty((bc_, d_), dtype=np.float32)        # (BC, D)
-        v_s = np.empty((bc_, d_), dtype=np.float32)        # (BC, D)
         st = np.empty((bc_, br_), dtype=np.float32)        # (BC, BR) S^T (every element written by the MMA)
         pt = np.empty((bc_, br_), dtype=np.float32)        # (BC, BR) P^T (not in place: see fastexp.tile_exp)
         o_acc = np.zeros((br_, d_), dtype=np.float32)      # (BR, D) fp32 accumulator
@@ -146,11 +144,10 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
             for jb in range(lo // BC, (hi + BC - 1) // BC):
                 c0 = jb * BC
                 cols = min(BC, NK - c0)
-                if execute and cols < BC:          # the last, partial tile: zero padding
-                    k_s[:] = 0.0
-                    v_s[:] = 0.0
-                load_tile(k, kv0 + c0, 0, cols, D, k_s, execute, counters, blk, OP_K, elem_bits)
-                load_tile(v, kv0 + c0, 0, cols, D, v_s, execute, counters, blk, OP_V, elem_bits)
+                # K_j, V_j: (cols, D) each. A GPU copies them into SRAM; the CPU body reads them in
+                # place (views of k, v; its caches are its SRAM). Same bytes counted.
+                count_tile_load(cols, D, counters, blk, OP_K, elem_bits)
+                count_tile_load(cols, D, counters, blk, OP_V, elem_bits)
                 if has_mask:
                     count_load_direct(cols, counters, blk, OP_MASK, 8)     # key_valid[b, c0:c0+cols]
                 count_mma(rows, cols, D, counters, blk, elem_bits)         # S = Q_i K_j^T
@@ -159,7 +156,9 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                 count_mma(rows, D, cols, counters, blk, elem_bits)         # O += P V_j
                 if not execute:
                     continue
-                mma_set(k_s, qt_s, st, gemm)                               # S^T = (BC, D) @ (D, BR)
+                k_j = k[kv0 + c0:kv0 + c0 + cols]                          # (cols, D) in place
+                v_j = v[kv0 + c0:kv0 + c0 + cols]                          # (cols, D)
+                mma_set(k_j, qt_s, st[:cols], gemm)                        # S^T = (cols, D) @ (D, BR)
                 # Decide once per tile whether every score is visible: the causal / window
                 # limits are half-planes in (i, j), so checking the two extreme corners is
                 # enough; key padding needs each key. Full tiles skip the per-score test.
@@ -195,9 +194,6 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                                 pt[c, r] *= keep_scale
                             else:
                                 pt[c, r] = 0.0
-                for c in range(cols, BC):              # padded keys of a partial tile
-                    for r in range(BR):
-                        pt[c, r] = 0.0
                 for r in range(rows):
                     l_i[r] = alpha[r] * l_i[r] + p_sum[r]
                     m_i[r] = m_new[r]
@@ -205,7 +201,7 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                         a = alpha[r]
                         for dd in range(D):
                             o_acc[r, dd] *= a
-                mma_acc_at(pt, v_s, o_acc, gemm)                           # O += (P^T)^T V: (BR, BC) @ (BC, D)
+                mma_acc_at(pt[:cols], v_j, o_acc, gemm)                    # O += (P^T)^T V: (BR, cols) @ (cols, D)
             count_vector(rows * (D + FINAL_PER_ROW), counters, blk)
             if execute:
                 for r in range(rows):
