@@ -56,7 +56,9 @@ reader in a wave reads the whole causal span.
 On the CPU (executing mode) the same loop runs with the score tile held
 transposed, one row per key and one column per query: Q_i is loaded as Q_i^T
 (D, B_r), S^T = K_j Q_i^T and O += (P^T)^T V_j, and the statistics m, l are
-vectors over the tile's queries. Two reasons, both about this CPU and not about
+vectors over the tile's queries. K_j and V_j are read where they lie (views of
+K and V: a CPU has no SRAM to copy them into, its caches bring them on chip),
+and counted as the GPU's loads into SRAM. Two reasons, both about this CPU and not about
 the algorithm (the counters are the same): both tile products then use BLAS's
 fast untransposed-first-operand small-matrix kernels (``_mma``: about 30%
 faster than S = Q_i K_j^T with K_j transposed), and each key row updates all
