@@ -8,7 +8,8 @@ with FA2's (P = exp(S - lse) from an fp32 lse, D = rowsum(dO * O)), taking the
 larger error: they agree in exact arithmetic but round differently. Each
 tolerance also adds the float32 rounding floor of the terms involved
 (``output_tolerance``: every score held in float32; ``gradient_tolerances``: 4
-ulps of the sums of |products| behind each gradient), because two float32
+ulps of the sums of |products| behind each gradient, and the drift from the
+backward recomputing S with other tiles than the forward), because two float32
 implementations' max errors differ at random by up to ~6x and one of them is
 sometimes exact by luck (dP - D cancelling when a row sees one key); a real
 bug errs by O(1), far above these floors.
@@ -131,8 +132,18 @@ def naive_backward(q, k, v, do, fa2_way=False, dtype=np.float32, **kw):
                          + (np.abs(do) * np.abs(pd @ vh)).sum(axis=-1)[..., None])
     mags = (np.abs(scale) * (terms @ np.abs(kh)), np.abs(scale) * (np.swapaxes(terms, -1, -2) @ np.abs(q)),
             np.swapaxes(np.abs(pd), -1, -2) @ np.abs(do))
+    # Recomputation drift: the backward recomputes S with other tiles (other BLAS sub-products) than
+    # the forward that produced lse, so the two float32 scores differ by up to the dot-product rounding
+    # bound 2 d eps |scale| |q| . |k| (as on a GPU, where forward and backward tile S differently).
+    # A relative error M_ij in P_ij moves dV, dS and through dS the others, to first order, by:
+    eps = float(np.finfo(np.float32).eps)
+    m_ij = 2 * d * eps * np.abs(scale) * (np.abs(q) @ np.swapaxes(np.abs(kh), -1, -2))     # (B, H, Nq, Nk)
+    ds_drift = np.abs(p) * m_ij * np.abs(dp - D)
+    drift = (np.abs(scale) * (ds_drift @ np.abs(kh)), np.abs(scale) * (np.swapaxes(ds_drift, -1, -2) @ np.abs(q)),
+             np.swapaxes(np.abs(pd) * m_ij, -1, -2) @ np.abs(do))
     return (dq, dk.reshape(b, kvh, g, nk, d).sum(axis=2), dv.reshape(b, kvh, g, nk, d).sum(axis=2)), \
-        tuple(float(x.max()) if x.size else 0.0 for x in mags)
+        tuple(float(x.max()) if x.size else 0.0 for x in mags), \
+        tuple(float(np.nan_to_num(x).max()) if x.size else 0.0 for x in drift)
 
 
 def output_tolerance(q, k, v, o_naive, ref_o, **kw):
@@ -162,11 +173,12 @@ def gradient_tolerances(q, k, v, do, refs, **kw):
     + 1e-6 + 4 float32 ulps of the magnitude of the terms summed (the float32 dot-product bound,
     as in test_matmul: when dP and D nearly cancel, float32 keeps only their ulps, which one
     naive formula sometimes cancels exactly by luck)."""
-    (n1, _), (n2, _), (_, mags) = (naive_backward(q, k, v, do, **kw), naive_backward(q, k, v, do, True, **kw),
-                                   naive_backward(q, k, v, do, dtype=np.float64, **kw))
+    (n1, _, _), (n2, _, _), (_, mags, drifts) = (naive_backward(q, k, v, do, **kw),
+                                                 naive_backward(q, k, v, do, True, **kw),
+                                                 naive_backward(q, k, v, do, dtype=np.float64, **kw))
     eps = float(np.finfo(np.float32).eps)
-    return [attention_tolerance(max(max_err(a, r), max_err(b, r)), factor=3.0) + 4 * eps * mag
-            for a, b, r, mag in zip(n1, n2, refs, mags)]
+    return [attention_tolerance(max(max_err(a, r), max_err(b, r)), factor=3.0) + 4 * eps * mag + drift
+            for a, b, r, mag, drift in zip(n1, n2, refs, mags, drifts)]
 
 
 def max_err(x, ref):

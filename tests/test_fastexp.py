@@ -10,17 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyml.kernels._llvm import float32_from_bits, maxnum32
-from tinyml.kernels.attention.fastexp import exp_le0, start_tile, tile_exp, tile_max
+from tinyml.kernels.attention.fastexp import exp_le0, start_tile, tile_exp, tile_scale_max
 
 F32 = np.float32
 
 
-def _exp(x, scale=1.0, shift=0.0):
-    """exp(x * scale - shift) of a vector through tile_exp, as a one-key tile over len(x) queries."""
+def _exp(x, shift=0.0):
+    """exp(x - shift) of a vector through tile_exp, as a one-key tile over len(x) queries."""
     x = np.asarray(x, dtype=np.float32)
     out = np.full((1, len(x)), np.nan, dtype=np.float32)
-    total = np.zeros(len(x), dtype=np.float32)
-    tile_exp(x[None, :], F32(scale), np.full(len(x), shift, dtype=np.float32), len(x), 1, out, total)
+    total = np.zeros(len(x))
+    tile_exp(x[None, :], np.full(len(x), shift, dtype=np.float32), len(x), 1, out, total)
     np.testing.assert_array_equal(total, out[0])          # one key: the sum is the value
     return out[0]
 
@@ -39,20 +39,25 @@ def test_within_two_ulps_on_a_dense_grid():
 
 @settings(max_examples=50, deadline=None)
 @given(st.integers(1, 300), st.floats(1e-3, 10.0), st.floats(-50.0, 50.0), st.integers(0, 2**32 - 1))
-def test_scale_and_shift(n, scale, spread, seed):
-    """exp(x * scale - shift) with the argument rounded to float32 once (an FMA, as FlashAttention's
-    ``exp2(x * scale_log2 - max)``) or twice (product, then difference, where no FMA is used)."""
+def test_scale_max_then_exp(n, scale, spread, seed):
+    """The forward's two passes on one query over n keys: scaled scores stored in float32, their max,
+    then exp(s - max) within 2 ulps of exp of the float32 difference; the max key gets exactly 1."""
     rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(n) * spread).astype(np.float32)
+    x = (rng.standard_normal((n, 1)) * spread).astype(np.float32)          # (keys, 1 query)
     scale = F32(scale)
-    shift = F32(np.max(x * scale))
-    fused = (x.astype(np.float64) * np.float64(scale) - np.float64(shift)).astype(np.float32)
-    unfused = (x * scale) - shift
-    got = _exp(x, scale, shift)
-    live = np.minimum(fused, unfused) > -87.0
-    err = np.minimum(_ulps(got, np.exp(fused.astype(np.float64))), _ulps(got, np.exp(unfused.astype(np.float64))))
-    assert np.max(err[live], initial=0.0) <= 2.0
-    assert np.all(got[np.maximum(fused, unfused) <= -87.0] == 0.0)
+    st_ = x.copy()
+    m = np.full(1, -np.inf, dtype=np.float32)
+    tile_scale_max(st_, scale, 1, n, m)
+    np.testing.assert_array_equal(st_, x * scale)                          # fl32(x * scale), stored
+    assert m[0] == np.max(x * scale)
+    pt = np.full_like(st_, np.nan)
+    total = np.zeros(1)
+    tile_exp(st_, m, 1, n, pt, total)
+    d = (st_[:, 0] - m[0]).astype(np.float64)                              # exact in float64
+    live = d > -87.0
+    assert np.max(_ulps(pt[live, 0], np.exp(d[live])), initial=0.0) <= 2.0
+    assert np.all(pt[~live, 0] == 0.0) and pt[np.argmax(st_[:, 0]), 0] == 1.0
+    assert abs(total[0] - np.exp(d).sum()) <= 1e-6 * np.exp(d).sum()
 
 
 def test_exact_values_and_flush_to_zero():
@@ -71,8 +76,9 @@ def test_tile_exp_rows_columns_and_sums():
     shift = np.max(st_ * scale, axis=0).astype(np.float32)
     pt = np.full_like(st_, 9.0)
     total = np.full(10, 0.5, dtype=np.float32)
-    tile_exp(st_, scale, shift, 8, 5, pt, total)                # queries 0..7, keys 0..4
-    ref = np.exp((st_[:5, :8] * scale - shift[:8]).astype(np.float64))
+    st_ = (st_ * scale).astype(np.float32)
+    tile_exp(st_, shift, 8, 5, pt, total)                       # queries 0..7, keys 0..4
+    ref = np.exp((st_[:5, :8] - shift[:8]).astype(np.float64))
     np.testing.assert_allclose(pt[:5, :8], ref, rtol=3e-7)
     np.testing.assert_allclose(total[:8], 0.5 + ref.sum(axis=0), rtol=1e-6)
     assert np.all(pt[5:] == 9.0) and np.all(pt[:, 8:] == 9.0) and np.all(total[8:] == 0.5)
@@ -81,14 +87,18 @@ def test_tile_exp_rows_columns_and_sums():
 @settings(max_examples=50, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 40), st.floats(-10.0, 10.0).filter(lambda s: s != 0.0),
        st.integers(0, 2**32 - 1))
-def test_tile_max(keys, queries, scale, seed):
+def test_tile_scale_max(keys, queries, scale, seed):
     rng = np.random.default_rng(seed)
     tile = (rng.standard_normal((keys + 2, queries + 3)) * 20).astype(np.float32)
+    orig = tile.copy()
     scale = F32(scale)
     m = np.full(queries + 3, -np.inf, dtype=np.float32)
     m[0] = 1e30                                                 # a running max carries in
-    tile_max(tile, scale, queries, keys, m)
-    expect = np.max(tile[:keys, :queries] * scale, axis=0)      # the max is exact
+    tile_scale_max(tile, scale, queries, keys, m)
+    np.testing.assert_array_equal(tile[:keys, :queries], orig[:keys, :queries] * scale)
+    np.testing.assert_array_equal(tile[keys:], orig[keys:])     # nothing outside rows x cols
+    np.testing.assert_array_equal(tile[:, queries:], orig[:, queries:])
+    expect = np.max(orig[:keys, :queries] * scale, axis=0)      # the max is exact
     assert m[0] == F32(1e30)
     np.testing.assert_array_equal(m[1:queries], expect[1:])
     assert np.all(np.isneginf(m[queries:]))
@@ -116,11 +126,11 @@ def test_same_results_with_jit_disabled():
     """Under NUMBA_DISABLE_JIT=1 the same loops run as Python (with the Python helpers): same numbers."""
     script = (
         "import json, numpy as np\n"
-        "from tinyml.kernels.attention.fastexp import tile_exp, tile_max\n"
+        "from tinyml.kernels.attention.fastexp import tile_exp, tile_scale_max\n"
         "x = np.array([[0.0, -0.5, -3.25, -20.0, -86.5, -90.0, -np.inf]], np.float32)\n"
-        "o = np.empty_like(x); t = np.zeros(7, np.float32); m = np.full(7, -np.inf, np.float32)\n"
-        "tile_exp(x, np.float32(1.0), np.zeros(7, np.float32), 7, 1, o, t)\n"
-        "tile_max(x, np.float32(2.0), 5, 1, m)\n"
+        "o = np.empty_like(x); t = np.zeros(7); m = np.full(7, -np.inf, np.float32)\n"
+        "tile_exp(x, np.zeros(7, np.float32), 7, 1, o, t)\n"
+        "tile_scale_max(x, np.float32(2.0), 5, 1, m)\n"
         "print(json.dumps([o[0].tolist(), m[:5].tolist()]))\n")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)

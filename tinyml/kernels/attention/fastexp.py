@@ -44,10 +44,10 @@ _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 _NEG_INF = np.float32(-np.inf)
 
-# exp_le0 / tile_exp: no 'reassoc' (it would merge k*_LN2_HI + k*_LN2_LO back into one rounded k ln 2) and no
-# 'ninf' / 'nnan' (hidden keys are -inf); 'contract' lets k ln 2 and the polynomial use FMAs.
+# exp_le0 / tile_exp: no 'reassoc' (it would merge k*_LN2_HI + k*_LN2_LO back into one rounded
+# k ln 2) and no 'ninf' / 'nnan' (hidden keys are -inf); 'contract' lets k ln 2 and the polynomial use FMAs.
 _EXP_FLAGS = {"contract", "arcp", "nsz", "afn"}
-# tile_max: elementwise over the queries; the scores are finite where it is used.
+# tile_scale_max: elementwise over the queries; the scores are finite where it is used.
 _VECTOR_FLAGS = {"nnan", "nsz", "contract", "arcp"}
 
 
@@ -63,20 +63,19 @@ def exp_le0(d):
 
 
 @njit(cache=True, fastmath=_EXP_FLAGS)
-def tile_exp(st, scale, shift, rows, cols, pt, total):
-    """pt[c, r] = exp(st[c, r] * scale - shift[r]) and total[r] += pt[c, r], for r < rows, c < cols.
+def tile_exp(st, shift, rows, cols, pt, total):
+    """pt[c, r] = exp(st[c, r] - shift[r]) and total[r] += pt[c, r], for r < rows, c < cols.
 
-    st, pt: (keys, queries) float32 tiles; shift, total: float32 vectors over the queries; scale:
-    float32; st * scale - shift <= 0 (up to rounding). ``st * scale - shift`` is one FMA (one
-    rounding), as FlashAttention computes ``exp2(x * scale_log2 - max)``. Pass scale = 1 for
-    scores already scaled. ``pt`` must not be ``st``: LLVM checks at run time whether the rows
-    overlap and runs a scalar loop if they do (in place was 4x slower).
+    st, pt: (keys, queries) float32 tiles of scaled scores; shift: float32 and total: float64
+    (or float32) vectors over the queries; st - shift <= 0. ``pt`` must not be ``st``: LLVM
+    checks at run time whether the rows overlap and runs a scalar loop if they do (in place
+    was 4x slower).
     """
     for c in range(cols):
         x = st[c]
         out = pt[c]
         for r in range(rows):
-            p = exp_le0(x[r] * scale - shift[r])          # float32 (an FMA), <= 0 or -inf
+            p = exp_le0(x[r] - shift[r])                  # float32, <= 0 or -inf
             out[r] = p
             total[r] += p
 
@@ -98,9 +97,16 @@ def start_tile(m_old, m_new, n, shift, alpha, total):
 
 
 @njit(cache=True, fastmath=_VECTOR_FLAGS)
-def tile_max(st, scale, rows, cols, m):
-    """m[r] = max(m[r], max_c fl32(st[c, r] * scale)) for r < rows, c < cols (st finite)."""
+def tile_scale_max(st, scale, rows, cols, m):
+    """st[c, r] = fl32(st[c, r] * scale) and m[r] = max(m[r], st[c, r]), for r < rows, c < cols.
+
+    The scaled scores are stored, so the exp subtracts the max from exactly the value the max
+    was taken of (the key that holds the max gets exp(0) = 1, as a plain float32 softmax gives),
+    and the backward recomputes the same fl32(S * scale). st finite.
+    """
     for c in range(cols):
         x = st[c]
         for r in range(rows):
-            m[r] = maxnum32(m[r], x[r] * scale)
+            v = x[r] * scale
+            x[r] = v
+            m[r] = maxnum32(m[r], v)

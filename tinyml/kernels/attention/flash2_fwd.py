@@ -82,7 +82,7 @@ from .._contract import blas_single_thread, ceil_div
 from .._mma import mma_acc_at, mma_set, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
 from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
-from .fastexp import start_tile, tile_exp, tile_max
+from .fastexp import start_tile, tile_exp, tile_scale_max
 from .masks import visible
 from .rng import keep
 
@@ -113,7 +113,6 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
     e = 0 if execute else 1                  # counting mode: 1-element tile buffers
     keep_scale = 1.0 / (1.0 - dropout_p)
     scale32 = np.float32(scale)              # the softmax scale in float32, as the GPU kernels hold it
-    one = np.float32(1.0)
     for blk in prange(B * H * nqb):
         bh = blk // nqb
         ib = nqb - 1 - blk % nqb             # heaviest (causal) q block first
@@ -133,11 +132,12 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
             qt_s[:] = 0.0
             pt[:] = 0.0
         m_i = np.full(BR, -np.inf, dtype=np.float32)       # (BR,) running max per query
-        l_i = np.zeros(BR, dtype=np.float32)               # (BR,) running sum
+        l_i = np.zeros(BR)                                 # (BR,) running sum, float64 (see p_sum)
         m_new = np.empty(BR, dtype=np.float32)             # (BR,)
         shift = np.empty(BR, dtype=np.float32)             # (BR,) m_new, or 0 where nothing is visible yet
         alpha = np.empty(BR, dtype=np.float32)             # (BR,) exp(m_i - m_new): rescales l and O
-        p_sum = np.empty(BR, dtype=np.float32)             # (BR,)
+        p_sum = np.empty(BR)                               # (BR,) float64: a float32 sum over 1024 keys
+                                                           # drifts by ~30 ulps, and O / l and lse with it
         lse_row = np.full((1, BR), -np.inf, dtype=np.float32)   # (1, BR)
         lo = span_lo[ib]
         hi = span_hi[ib]
@@ -173,11 +173,9 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                             break
                 for r in range(rows):
                     m_new[r] = m_i[r]
-                s_scale = scale32                      # what tile_exp multiplies S by
                 if full:                               # no per-score test: key by key, all queries at once
-                    tile_max(st, scale32, rows, cols, m_new)
-                else:
-                    s_scale = one                      # scaled here; hidden keys -inf
+                    tile_scale_max(st, scale32, rows, cols, m_new)
+                else:                                  # hidden keys -inf
                     for c in range(cols):
                         j = c0 + c
                         for r in range(rows):
@@ -188,7 +186,7 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                                 st[c, r] = -np.inf
                 start_tile(m_i, m_new, rows, shift, alpha, p_sum)       # shift = m_new, alpha = exp(m - m_new), sum = 0
                 # P = exp(S - m_new), one key row (all queries) at a time; exp(-inf) = 0 for hidden keys
-                tile_exp(st, s_scale, shift, rows, cols, pt, p_sum)
+                tile_exp(st, shift, rows, cols, pt, p_sum)
                 if dropout_p > 0.0:                    # after the sum: l normalises the undropped P
                     for c in range(cols):
                         for r in range(rows):
