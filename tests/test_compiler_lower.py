@@ -171,6 +171,22 @@ def test_sigmoid_and_clip_fuse_with_their_neighbours(lo, hi, clip_flops):
     assert len(eager.records) == 3                                   # sigmoid, mul, clip: one kernel each
 
 
+def test_clip_and_sigmoid_as_a_matmul_epilogue():
+    """ReLU6 and sigmoid after a matmul + bias run inside its epilogue (one kernel), fp16 and quantized."""
+    from tinyml.compiler import quantize_weights
+
+    g = Graph("mm6")
+    x = g.input("x", ("n", 64))                                      # (n, 64)
+    w, b = g.weight("w", (64, 32), std=0.3), g.weight("b", (32,), std=1.0)
+    g.output(g.sigmoid(g.clip(g.add(g.matmul(x, w), b), 0.0, 6.0)))
+    xs = np.random.default_rng(2).standard_normal((5, 64)).astype(np.float32)
+    for graph, kernel in ((g, "matmul_epilogue"), (quantize_weights(g, "int8"), "quantized_matmul")):
+        (want,) = interpret(graph, {"x": xs})
+        (got,), prof = compile(graph, explain=False).run({"x": xs})
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        assert [r.name for r in prof.records] == [kernel]
+
+
 def test_matmul_epilogue_group_counts_what_the_kernel_counts():
     from tinyml.kernels.fusion import matmul_epilogue
 

@@ -65,10 +65,24 @@ def _epilogue(ctx, mm, epi, outputs, m: int, n: int):
     if res is not None:
         slot[res] = 1 + (bias is not None)
     n_in, instrs = len(slot), []
+
+    def emit(*instr) -> int:
+        instrs.append(instr)
+        return n_in + len(instrs) - 1
+
     for node in epi:
         args = tuple(slot[i] for i in node.inputs)
-        instrs.append(("scale", args, node.attr["factor"]) if node.op == "scale" else (node.op, args))
-        slot[node.name] = n_in + len(instrs) - 1
+        if node.op == "scale":
+            slot[node.name] = emit("scale", args, node.attr["factor"])
+        elif node.op == "clip":                  # min(max(x, lo), hi); an infinite bound left out
+            x = args[0]
+            if node.attr["lo"] > -math.inf:
+                x = emit("max", (x, emit("const", (), node.attr["lo"])))
+            if node.attr["hi"] < math.inf:
+                x = emit("min", (x, emit("const", (), node.attr["hi"])))
+            slot[node.name] = x if x != args[0] else emit("copy", (x,))
+        else:
+            slot[node.name] = emit(node.op, args)
     return Program.from_instructions(n_in, instrs), bias, res
 
 
