@@ -132,12 +132,13 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
             qt_s[:] = 0.0
             pt[:] = 0.0
         m_i = np.full(BR, -np.inf, dtype=np.float32)       # (BR,) running max per query
-        l_i = np.zeros(BR)                                 # (BR,) running sum, float64 (see p_sum)
+        l_i = np.zeros(BR)                                 # (BR,) running sum, float64: a long row's tile
+                                                           # sums added in float32 would drift
         m_new = np.empty(BR, dtype=np.float32)             # (BR,)
         shift = np.empty(BR, dtype=np.float32)             # (BR,) m_new, or 0 where nothing is visible yet
         alpha = np.empty(BR, dtype=np.float32)             # (BR,) exp(m_i - m_new): rescales l and O
-        p_sum = np.empty(BR)                               # (BR,) float64: a float32 sum over 1024 keys
-                                                           # drifts by ~30 ulps, and O / l and lse with it
+        p_sum = np.empty(BR, dtype=np.float32)             # (BR,) this tile's sum (BC terms, float32:
+                                                           # a float64 sum cost 5% of the forward)
         lse_row = np.full((1, BR), -np.inf, dtype=np.float32)   # (1, BR)
         lo = span_lo[ib]
         hi = span_hi[ib]
