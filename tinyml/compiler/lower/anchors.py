@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from .pure import ELEMENTWISE, run_pure
+from .pure import ELEMENTWISE, node_instructions, run_pure
 
 
 # ---- matmul -------------------------------------------------------------------------------------
@@ -66,23 +66,12 @@ def _epilogue(ctx, mm, epi, outputs, m: int, n: int):
         slot[res] = 1 + (bias is not None)
     n_in, instrs = len(slot), []
 
-    def emit(*instr) -> int:
-        instrs.append(instr)
+    def emit(op, refs, const=None) -> int:
+        instrs.append((op, tuple(refs)) if const is None else (op, tuple(refs), const))
         return n_in + len(instrs) - 1
 
     for node in epi:
-        args = tuple(slot[i] for i in node.inputs)
-        if node.op == "scale":
-            slot[node.name] = emit("scale", args, node.attr["factor"])
-        elif node.op == "clip":                  # min(max(x, lo), hi); an infinite bound left out
-            x = args[0]
-            if node.attr["lo"] > -math.inf:
-                x = emit("max", (x, emit("const", (), node.attr["lo"])))
-            if node.attr["hi"] < math.inf:
-                x = emit("min", (x, emit("const", (), node.attr["hi"])))
-            slot[node.name] = x if x != args[0] else emit("copy", (x,))
-        else:
-            slot[node.name] = emit(node.op, args)
+        slot[node.name] = node_instructions(node, tuple(slot[i] for i in node.inputs), emit)
     return Program.from_instructions(n_in, instrs), bias, res
 
 

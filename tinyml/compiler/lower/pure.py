@@ -46,6 +46,27 @@ if TYPE_CHECKING:
 ELEMENTWISE = ("exp", "tanh", "relu", "gelu", "sigmoid", "clip", "add", "sub", "mul", "div", "scale", "causal_mask")
 
 
+def node_instructions(node, refs, emit):
+    """The op-program instructions of one elementwise graph node (not ``causal_mask``, which needs
+    position vectors: :class:`Chain`) over operand refs; returns the ref of its result.
+
+    ``emit(op, refs, const=None)`` appends one instruction and returns its ref. ``scale(f)`` ->
+    ``scale f``; ``clip(lo, hi)`` -> ``min(max(x, lo), hi)`` with the bounds as constants (an
+    infinite bound left out; ``copy`` if both are); every other op is its own opcode.
+    """
+    a = node.attr
+    if node.op == "scale":
+        return emit("scale", refs, a["factor"])
+    if node.op == "clip":
+        (x,) = refs
+        if a["lo"] > -np.inf:
+            x = emit("max", (x, emit("const", (), a["lo"])))
+        if a["hi"] < np.inf:
+            x = emit("min", (x, emit("const", (), a["hi"])))
+        return x if x != refs[0] else emit("copy", (x,))
+    return emit(node.op, refs)
+
+
 class Chain:
     """An op program under construction over leaves (tensors) and instructions."""
 
@@ -72,22 +93,13 @@ class Chain:
     def add_node(self, node, refs: list) -> tuple:
         """Instructions for one elementwise graph node over operand refs; returns its ref."""
         a = node.attr
-        if node.op == "scale":
-            return self.emit("scale", refs, a["factor"])
-        if node.op == "clip":
-            (x,) = refs
-            if a["lo"] > -np.inf:
-                x = self.emit("max", (x, self.emit("const", (), a["lo"])))
-            if a["hi"] < np.inf:
-                x = self.emit("min", (x, self.emit("const", (), a["hi"])))
-            return x if x != refs[0] else self.emit("copy", (x,))
         if node.op == "causal_mask":
             nq, nk = self.ctx.shape(node.name)[-2:]
             i, j = self._indices(nq, nk)
             visible = self.emit("lt", (self.emit("sub", (j, i)), self.emit("const", (), nk - nq + 0.5)))
             return self.emit("where", (visible, self.emit("scale", refs, a["scale"]),
                                        self.emit("const", (), a["fill"])))
-        return self.emit(node.op, refs)
+        return node_instructions(node, refs, self.emit)
 
     def _indices(self, nq: int, nk: int) -> tuple:
         self.masked = True

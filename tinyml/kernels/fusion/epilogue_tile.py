@@ -110,10 +110,6 @@ class Epilogue:
                                    f"{', residual' if R is not None else ''}): {need} input(s), got {program!r}")
         return cls(program, B, R)
 
-    @property
-    def flops_per_element(self) -> int:
-        return 0 if self.program is None else self.program.flops_per_element
-
     def operands(self) -> list:
         return [op for op in (self.bias, self.residual) if op is not None]
 
