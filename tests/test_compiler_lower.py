@@ -171,6 +171,17 @@ def test_sigmoid_and_clip_fuse_with_their_neighbours(lo, hi, clip_flops):
     assert len(eager.records) == 3                                   # sigmoid, mul, clip: one kernel each
 
 
+def test_clip_bounds_are_checked():
+    from tinyml.compiler.errors import GraphShapeError
+
+    g = Graph("bad_clip")
+    x = g.input("x", ("n", 8))
+    with pytest.raises(GraphShapeError, match=r"lo <= hi .*lo=2.0, hi=1.0"):
+        g.clip(x, 2.0, 1.0)
+    with pytest.raises(GraphShapeError, match="lo <= hi"):
+        g.clip(x, math.nan, 1.0)
+
+
 def test_clip_and_sigmoid_as_a_matmul_epilogue():
     """ReLU6 and sigmoid after a matmul + bias run inside its epilogue (one kernel), fp16 and quantized."""
     from tinyml.compiler import quantize_weights
