@@ -52,7 +52,7 @@ def _no_profile_leaks():
     if leaked is not None:
         from tinyml.sim import profile as _profile
 
-        _profile._STACK.clear()
+        _profile.clear_active_profiles()
         pytest.fail(f"test left Profile {leaked.name!r} active")
 
 

@@ -158,3 +158,74 @@ def test_record_by_hand_costs_counters():
     assert rec.time_s == pytest.approx(1e-6 + 2e-6, rel=1e-12)
     assert rec.hbm_read_bytes == 128_000 and rec.bound == "memory"
     assert rec.grid == (2,) and rec.n_blocks == 2
+
+
+# ---- the active profile is per thread and per asyncio task --------------------------------------
+
+_SHAPES = {"a100-40gb": ((64, 32), (32, 48)), "h100-sxm": ((40, 24), (24, 56))}
+
+
+def _launches(device: str, launch) -> list[dict]:
+    """The records of three matmuls of this device's shapes, each started through ``launch``."""
+    (m, k), (k2, n) = _SHAPES[device]
+    with Profile(device, name=device) as p:
+        for version in (1, 2, 3):
+            launch(lambda: matmul(meta((m, k)), meta((k2, n)), version=version))
+    assert active_profile() is None
+    return [r.to_dict() for r in p.records]
+
+
+def test_two_threads_each_record_only_their_own_kernels():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = {dev: _launches(dev, lambda run: run()) for dev in _SHAPES}   # one at a time: the truth
+    assert alone["a100-40gb"] != alone["h100-sxm"]
+    turns = threading.Barrier(2)
+
+    def in_lockstep(run):          # both threads are inside their profile, launching in turns
+        turns.wait()
+        run()
+        turns.wait()
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = {dev: pool.submit(_launches, dev, in_lockstep) for dev in _SHAPES}
+        together = {dev: f.result(timeout=120) for dev, f in futures.items()}
+    assert together == alone
+    assert active_profile() is None
+
+
+def test_two_asyncio_tasks_each_record_only_their_own_kernels():
+    import asyncio
+
+    alone = {dev: _launches(dev, lambda run: run()) for dev in _SHAPES}
+
+    async def task(dev: str) -> list[dict]:
+        (m, k), (k2, n) = _SHAPES[dev]
+        with Profile(dev, name=dev) as p:
+            for version in (1, 2, 3):
+                await asyncio.sleep(0)          # let the other task enter its profile and launch
+                matmul(meta((m, k)), meta((k2, n)), version=version)
+                await asyncio.sleep(0)
+        return [r.to_dict() for r in p.records]
+
+    async def both():
+        return await asyncio.gather(*(task(dev) for dev in _SHAPES))
+
+    together = dict(zip(_SHAPES, asyncio.run(both())))
+    assert together == alone
+    assert active_profile() is None
+
+
+def test_a_task_inherits_the_profile_active_where_it_was_created():
+    import asyncio
+
+    async def child():
+        return active_profile()
+
+    async def parent():
+        with Profile("toy") as p:
+            return p, await asyncio.create_task(child())
+
+    outer, seen = asyncio.run(parent())
+    assert seen is outer

@@ -8,11 +8,17 @@
 
 Kernels record into the innermost active profile. With none active, a kernel
 runs in a throwaway profile on the default device (capacity is still checked).
+
+The stack of active profiles is per *context* (:mod:`contextvars`): each thread
+starts with none active, and each asyncio task sees the profiles of the code
+that created it plus its own, so two threads or tasks each inside their own
+``with Profile(...)`` record only their own kernels, costed on their own device.
 """
 
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,7 +29,9 @@ from .counters import FLOPS_MATMUL, FLOPS_VECTOR, SRAM_READ, SRAM_WRITE
 from .device import Device, load_device
 from .memory import HbmLedger
 
-_STACK: list["Profile"] = []
+#: The active profiles of this context, innermost last. A tuple, never mutated in place:
+#: entering sets a longer one, so a task that copied the context keeps its own.
+_ACTIVE: ContextVar[tuple["Profile", ...]] = ContextVar("tinyml_active_profiles", default=())
 
 
 @dataclass
@@ -84,11 +92,16 @@ class Profile:
 
     # -- activation -----------------------------------------------------------
     def __enter__(self) -> "Profile":
-        _STACK.append(self)
+        _ACTIVE.set(_ACTIVE.get() + (self,))
         return self
 
     def __exit__(self, *exc) -> None:
-        _STACK.remove(self)
+        stack = list(_ACTIVE.get())
+        for i in reversed(range(len(stack))):    # its innermost entry (one Profile may be entered twice)
+            if stack[i] is self:
+                del stack[i]
+                break
+        _ACTIVE.set(tuple(stack))
 
     # -- recording --------------------------------------------------------------
     def record(self, name: str, grid: tuple, counters: np.ndarray, *, dtype: str,
@@ -194,10 +207,17 @@ class Profile:
 
 
 def active_profile() -> Profile | None:
-    """The innermost active profile, or None."""
-    return _STACK[-1] if _STACK else None
+    """The innermost profile active in this thread or task, or None."""
+    stack = _ACTIVE.get()
+    return stack[-1] if stack else None
 
 
 def current_profile() -> Profile:
     """The active profile, or a throwaway one on the default device."""
-    return _STACK[-1] if _STACK else Profile()
+    prof = active_profile()
+    return prof if prof is not None else Profile()
+
+
+def clear_active_profiles() -> None:
+    """Deactivate every profile of this context (for test harnesses that found a leak)."""
+    _ACTIVE.set(())
