@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from strategies import DTYPE_BITS, ledger_ops
 from tinyml.kernels.matmul import matmul
 from tinyml.sim import HbmLedger, HbmOutOfMemoryError, MetaTensor, Profile, TinymlError, load_device, meta
+from tinyml.sim.units import fmt_bytes
 
 
 def size_of(shape, dtype) -> int:
@@ -168,3 +169,99 @@ def test_attention_scores_at_128k_tokens_exhaust_an_a100():
     with Profile("a100-40gb"):
         with pytest.raises(HbmOutOfMemoryError, match="out of HBM"):
             matmul(meta((n, d), "fp32"), meta((d, n), "fp32"))
+
+
+# ---- sizes are exact integers: no shape overflows into a small or negative size ------------
+
+@pytest.mark.parametrize("shape, dtype", [
+    ((2 ** 32, 2 ** 31 + 1), "fp16"),       # 2^63 + 2^32 elements: int64 wraps to a negative product
+    ((1, 1, 2 ** 62, 2), "fp16"),           # exactly 2^63 elements: int64 wraps to -2^63
+    ((2 ** 64 + 1,), "int4"),               # past any fixed-width integer
+])
+def test_huge_shapes_run_out_of_hbm_instead_of_overflowing(shape, dtype):
+    ledger = HbmLedger(40 * 10 ** 9, "a100-40gb")
+    keep = ledger.alloc("small", (10,), "fp32")
+    with pytest.raises(HbmOutOfMemoryError) as err:
+        ledger.alloc("huge", shape, dtype)
+    assert ledger.used == 40 and ledger.peak == 40 and list(ledger.live) == [keep]
+    assert f"needs {fmt_bytes(size_of(shape, dtype))}," in str(err.value)      # the true size, not a wrapped one
+    with pytest.raises(HbmOutOfMemoryError):
+        ledger.track(MetaTensor(shape, dtype), "huge", dtype)      # counting mode, the same check
+    assert ledger.used == 40
+
+
+def test_ledger_size_is_the_exact_integer_product():
+    shape = (3, 2 ** 31, 5)
+    assert HbmLedger.size_of("x", shape, "int4") == size_of(shape, "int4") == 3 * 2 ** 31 * 5 // 2
+    with pytest.raises(TinymlError, match="negative"):
+        HbmLedger(10 ** 6).alloc("x", (4, -2), "fp16")
+
+
+def test_kv_cache_of_2_to_the_62_rows_is_refused():
+    from tinyml.kernels.attention.kv_cache import KVCache
+
+    with Profile("a100-40gb") as prof:
+        with pytest.raises(HbmOutOfMemoryError, match="k_cache"):
+            KVCache(1, 1, 2 ** 62, 2, execute=False)
+    assert prof.hbm.used == 0 and prof.peak_hbm_bytes == 0
+
+
+# ---- simulated HBM first, then the host's memory, then NumPy ----------------------------------
+
+def test_standard_attention_at_200k_tokens_is_out_of_hbm_not_numpy_memory(monkeypatch):
+    """S (1, 1, 2e5, 2e5) is 80 GB in fp16 (149 GiB as float32 on the host): the simulated A100
+    refuses it before NumPy is asked for it."""
+    from tinyml.kernels.attention.standard import standard_attention
+    from tinyml.sim import host
+
+    asked = []
+    monkeypatch.setattr(host, "check_host_memory", lambda n, what: asked.append(n))
+    n = 200_000
+    q = np.zeros((1, 1, n, 8), np.float32)
+    with Profile("a100-40gb"):
+        with pytest.raises(HbmOutOfMemoryError, match=r"S \(1, 1, 200000, 200000\)"):
+            standard_attention(q, q, q)
+    assert all(size < n * n for size in asked)         # the host was never asked for S
+
+
+def test_host_memory_is_checked_after_hbm_and_before_numpy(monkeypatch):
+    from tinyml.sim import HostMemoryError, host
+
+    monkeypatch.setattr(host, "available_bytes", lambda: 100 * 2 ** 20)          # a 100 MiB host
+    ledger = HbmLedger(10 ** 9, "big")
+    shape = (1024, 32 * 1024)                                                  # 128 MiB as float32
+    with pytest.raises(HostMemoryError) as err:
+        ledger.new_tensor("S", shape, "fp16", execute=True)
+    msg = str(err.value)
+    assert "134 MB" in msg and "105 MB" in msg                  # what it needs, what the host has
+    assert "meta" in msg and "--execute" in msg and "S (1024, 32768)" in msg
+    assert ledger.used == 0 and not ledger.live
+    assert isinstance(err.value, MemoryError) and isinstance(err.value, TinymlError)
+    # counting mode needs no host memory
+    assert ledger.new_tensor("S", shape, "fp16", execute=False).shape == shape
+    # simulated HBM is checked first: a tensor neither holds is out of HBM
+    with pytest.raises(HbmOutOfMemoryError):
+        HbmLedger(10 ** 6, "small").new_tensor("S", shape, "fp16", execute=True)
+    # small requests are not checked at all (the threshold is 64 MiB)
+    assert ledger.new_tensor("s", (1024, 1024), "fp16", execute=True).shape == (1024, 1024)
+
+
+def test_available_host_memory_is_read_from_the_system():
+    from tinyml.sim import host
+
+    avail = host.available_bytes()
+    assert avail is None or 0 < avail < 2 ** 60
+
+
+def test_reference_attention_checks_host_memory_first(monkeypatch):
+    from tinyml.kernels import reference
+    from tinyml.sim import HostMemoryError, host
+
+    monkeypatch.setattr(host, "available_bytes", lambda: 100 * 2 ** 20)
+    b, h, n, d = 1, 2, 4096, 4                          # 2 x 4096^2 scores x 8 B x 4 arrays = 1.07 GB
+    assert reference.attention_host_bytes(b, h, n, n, d) == 8 * (b * h * n * n * 4 + b * h * d * 4 * n)
+    q = np.zeros((b, h, n, d), np.float32)
+    with pytest.raises(HostMemoryError, match="float64 reference attention"):
+        reference.attention(q, q, q)
+    with pytest.raises(HostMemoryError, match="float64 reference attention"):
+        reference.attention_backward(q, q, q, q)

@@ -14,7 +14,9 @@ HELP = """examples:
   tinyml attention --batch 1 --heads 2 --seq 100 --head-dim 16 --dropout 0.1   (small: executes and checks)
 
 Shapes with batch*heads*seq*seq_k*head_dim <= 2^24 execute on the CPU and are checked against the
-float64 reference; larger ones run in counting mode. --count-only / --execute force either.
+float64 reference; larger ones run in counting mode. --count-only / --execute force either; --execute
+first checks that the inputs fit the simulated HBM (else every variant fails with HbmOutOfMemoryError)
+and that the inputs and the reference fit this machine's available memory (else it stops, exit 2).
 Exit status: 0 if every variant ran, 1 if some failed (out of HBM, ...), 2 for bad input.
 """
 
@@ -87,21 +89,25 @@ def run(args) -> int:
     execute = args.execute or (not args.count_only and b * h * nq * nk * d <= EXECUTE_LIMIT)
     mode = "execute" if execute else "count"
     opts = dict(causal=args.causal, dropout_p=args.dropout, seed=args.seed)
-    if execute:
+    shapes = {"q": (b, h, nq, d), "k": (b, kvh, nk, d), "v": (b, kvh, nk, d)}
+    if args.backward:
+        shapes["dout"] = (b, h, nq, d)
+    no_room = _inputs_out_of_hbm(device, shapes, dtype) if execute else None
+    if execute and no_room is None:
+        _check_host_memory(args, shapes, dtype)
         rng = np.random.default_rng(args.seed)
-        q = rng.standard_normal((b, h, nq, d)).astype(np.float32)       # (B, H, Nq, d)
-        k = rng.standard_normal((b, kvh, nk, d)).astype(np.float32)     # (B, KVH, Nk, d)
-        v = rng.standard_normal((b, kvh, nk, d)).astype(np.float32)     # (B, KVH, Nk, d)
-        dout = rng.standard_normal((b, h, nq, d)).astype(np.float32)    # (B, H, Nq, d)
+        q, k, v, dout = (rng.standard_normal(shapes[n]).astype(np.float32) if n in shapes else None
+                         for n in ("q", "k", "v", "dout"))               # (B, H, Nq, d), (B, KVH, Nk, d) x 2
         o_ref, _ = reference.attention(q, k, v, **opts)
         grads_ref = reference.attention_backward(q, k, v, dout, **opts) if args.backward else None
-    else:
-        q, dout = meta((b, h, nq, d), dtype), meta((b, h, nq, d), dtype)
-        k, v = meta((b, kvh, nk, d), dtype), meta((b, kvh, nk, d), dtype)
+    else:                          # counting mode; or inputs that cannot exist on the device (every variant fails)
+        q, k, v, dout = (meta(shapes.get(n, shapes["q"]), dtype) for n in ("q", "k", "v", "dout"))
 
     results, profiles = [], []
     for variant in variants:
         def go(variant=variant):
+            if no_room is not None:
+                raise no_room
             if variant == "standard":
                 o, saved = standard_attention(q, k, v, dtype=dtype, return_saved=True, **opts)
                 grads = standard_attention_backward(dout, saved) if args.backward else None
@@ -131,6 +137,40 @@ def run(args) -> int:
     else:
         _print(args, device, payload, execute)
     return 1 if any("error" in r for r in results) else 0
+
+
+def _inputs_out_of_hbm(device, shapes: dict, dtype: str):
+    """The HbmOutOfMemoryError the inputs alone raise on ``device`` (every variant would), or None.
+
+    Checked before an executing run builds them, so a shape the simulated device cannot hold is
+    reported as such instead of being built on the host first.
+    """
+    from ..sim import HbmLedger, HbmOutOfMemoryError
+
+    ledger = HbmLedger(device.hbm_capacity, device.name)
+    try:
+        for name, shape in shapes.items():
+            ledger.alloc(name, shape, dtype)
+    except HbmOutOfMemoryError as exc:
+        return exc
+    return None
+
+
+def _check_host_memory(args, shapes: dict, dtype: str) -> None:
+    """Refuse (HostMemoryError, exit 2) an executing run whose float32 inputs and float64 reference
+    would not fit the host's available memory, before building any of them."""
+    import math
+
+    from ..kernels.reference import attention_host_bytes
+    from ..sim import check_host_memory
+    from ..sim.units import fmt_bytes
+
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    inputs = 4 * sum(sizes) + 8 * max(sizes)          # float32 inputs; each is drawn in float64 first
+    b, h, nq, d = shapes["q"]
+    ref = attention_host_bytes(b, h, nq, shapes["k"][2], d, backward=args.backward, dropout=args.dropout > 0)
+    check_host_memory(inputs + ref, f"executing attention B={b} H={h} N={nq} Nk={shapes['k'][2]} d={d} "
+                                    f"(float32 inputs {fmt_bytes(inputs)}, float64 reference {fmt_bytes(ref)})")
 
 
 def _print(args, device, payload, execute) -> None:

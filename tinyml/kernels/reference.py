@@ -1,6 +1,10 @@
 """Plain NumPy references in float64: obviously correct, slow, the ground truth.
 
 Tests and docs compare every tiled kernel against these.
+
+The attention references hold whole (B, H, Nq, Nk) float64 score matrices: they
+check the host's available memory first (:func:`attention_host_bytes`) and raise
+:class:`~tinyml.sim.HostMemoryError` rather than being killed half-way.
 """
 
 from __future__ import annotations
@@ -13,11 +17,31 @@ def matmul(a, b) -> np.ndarray:
     return np.asarray(a, dtype=np.float64) @ np.asarray(b, dtype=np.float64)
 
 
-def _attention_probs(q, k, causal, key_padding_mask, dropout_p, seed, scale, window):
+#: (B, H, Nq, Nk) float64 arrays alive at once at the reference's peak (S, exp(S - m), E, P; the
+#: backward adds dP, dS and their temporaries; dropout its keep hash and P_drop), counted from the code below.
+_PEAK_SCORE_ARRAYS = {"forward": 4, "backward": 6, "dropout": 4}
+
+
+def attention_host_bytes(batch: int, heads: int, seq_q: int, seq_k: int, head_dim: int, *,
+                         backward: bool = False, dropout: bool = False) -> int:
+    """Host bytes the float64 attention reference needs at its peak, about
+    ``8 x (B H Nq Nk x arrays + B H d (2 Nq + 2 Nk) x passes)``: the score-sized arrays (4 forward,
+    6 with the backward, +4 with dropout) and the float64 copies of q, k, v, O (twice with the backward)."""
+    B, H, Nq, Nk, d = (int(x) for x in (batch, heads, seq_q, seq_k, head_dim))
+    arrays = _PEAK_SCORE_ARRAYS["backward" if backward else "forward"]
+    arrays += _PEAK_SCORE_ARRAYS["dropout"] if dropout else 0
+    return 8 * (B * H * Nq * Nk * arrays + B * H * d * (2 * Nq + 2 * Nk) * (2 if backward else 1))
+
+
+def _attention_probs(q, k, causal, key_padding_mask, dropout_p, seed, scale, window, backward=False):
     """float64 scores -> (P, P after dropout, lse, visible) for every (b, h, i, j)."""
+    from ..sim import check_host_memory
     from .attention.masks import visible_matrix
     from .attention.rng import keep_mask
 
+    (b, h, nq, d), nk = np.shape(q), np.shape(k)[2]
+    check_host_memory(attention_host_bytes(b, h, nq, nk, d, backward=backward, dropout=dropout_p > 0),
+                      f"the float64 reference attention of B={b} H={h} Nq={nq} Nk={nk}")
     q = np.asarray(q, dtype=np.float64)                          # (B, H, Nq, d)
     k = np.asarray(k, dtype=np.float64)                          # (B, KVH, Nk, d)
     b, h, nq, d = q.shape
@@ -73,7 +97,7 @@ def attention_backward(q, k, v, do, *, causal=False, key_padding_mask=None, drop
     g = h // kvh
     scale_ = 1.0 / np.sqrt(d) if scale is None else scale
     p, pd, _ = _attention_probs(q, k, causal, key_padding_mask, dropout_p, seed, scale,
-                                _window_pair(window, causal))
+                                _window_pair(window, causal), backward=True)
     k64 = np.repeat(np.asarray(k, dtype=np.float64), g, axis=1)  # (B, H, Nk, d)
     v64 = np.repeat(np.asarray(v, dtype=np.float64), g, axis=1)
     do = np.asarray(do, dtype=np.float64)                        # (B, H, Nq, d)

@@ -9,8 +9,9 @@ collects the launches.
 from .cost import Cost, Reuse, kernel_cost, occupancy, waves_for
 from .device import DEFAULT_DEVICE, Device, list_presets, load_device
 from .dtypes import FLOAT_DTYPES, bits, canonical, nbytes
-from .errors import (DeviceConfigError, DTypeError, HbmOutOfMemoryError, LabError, NonFiniteError,
-                     SramOverflowError, ShapeError, TileConfigError, TinymlError)
+from .errors import (DeviceConfigError, DTypeError, HbmOutOfMemoryError, HostMemoryError, LabError,
+                     NonFiniteError, SramOverflowError, ShapeError, TileConfigError, TinymlError)
+from .host import check_host_memory, host_empty
 from .memory import HbmLedger
 from .models import ModelConfig, ModelConfigError, list_models, load_model
 from .meta import MetaTensor, meta
@@ -20,8 +21,8 @@ from .sram import check_registers, check_tiles, tile_budget, tiles_bytes, tiles_
 __all__ = [
     "Cost", "Reuse", "kernel_cost", "occupancy", "waves_for", "DEFAULT_DEVICE", "Device", "list_presets",
     "load_device", "FLOAT_DTYPES", "bits", "canonical", "nbytes", "DeviceConfigError", "DTypeError",
-    "HbmOutOfMemoryError", "LabError", "NonFiniteError", "SramOverflowError", "ShapeError",
+    "HbmOutOfMemoryError", "HostMemoryError", "LabError", "NonFiniteError", "SramOverflowError", "ShapeError",
     "TileConfigError", "TinymlError", "HbmLedger", "MetaTensor", "meta", "KernelRecord", "Profile",
     "active_profile", "current_profile", "check_registers", "check_tiles", "tile_budget", "tiles_bytes",
-    "tiles_fit", "ModelConfig", "ModelConfigError", "list_models", "load_model",
+    "tiles_fit", "check_host_memory", "host_empty", "ModelConfig", "ModelConfigError", "list_models", "load_model",
 ]

@@ -40,5 +40,9 @@ class HbmOutOfMemoryError(TinymlError, MemoryError):
     """Allocations on the simulated device exceed its HBM capacity."""
 
 
+class HostMemoryError(TinymlError, MemoryError):
+    """Executing mode would need more host RAM than the machine has available (counting mode would not)."""
+
+
 class LabError(TinymlError):
     """A lab number, exercise or answer file is wrong."""

@@ -6,6 +6,11 @@ collected (``weakref.finalize``), so live bytes follow what the program really
 keeps alive. Going over the device's capacity raises
 :class:`HbmOutOfMemoryError` listing what is live.
 
+Sizes are Python integers (``math.prod``), never int64 products, so no shape
+can overflow into a small or negative size. An executing-mode output is checked
+against the simulated capacity first and the host's available memory second
+(:mod:`tinyml.sim.host`), both before NumPy allocates anything.
+
 Two additions let a caller (the compiler's lowering) manage memory itself:
 
 * :meth:`HbmLedger.alias` marks an object as a *view* of bytes already
@@ -19,6 +24,7 @@ Two additions let a caller (the compiler's lowering) manage memory itself:
 from __future__ import annotations
 
 import itertools
+import math
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +33,8 @@ from typing import Callable
 import numpy as np
 
 from .dtypes import nbytes
-from .errors import HbmOutOfMemoryError
+from .errors import HbmOutOfMemoryError, ShapeError
+from .host import host_empty
 from .meta import MetaTensor
 from .units import fmt_bytes as _fmt
 
@@ -54,11 +61,24 @@ class HbmLedger:
         self._placers: list[Callable] = []
 
     # -- raw allocations ----------------------------------------------------
+    @staticmethod
+    def size_of(name: str, shape, dtype: str) -> int:
+        """Bytes a tensor of ``shape`` and logical ``dtype`` occupies, in exact integer arithmetic."""
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ShapeError(f"cannot allocate {name} {shape}: a dimension is negative")
+        return nbytes(math.prod(shape), dtype)
+
+    def check_fits(self, name: str, shape, dtype: str) -> int:
+        """Raise :class:`HbmOutOfMemoryError` unless ``shape`` fits next to what is live; returns its bytes."""
+        size = self.size_of(name, shape, dtype)
+        if self.used + size > self.capacity:
+            raise HbmOutOfMemoryError(self._oom_message(name, tuple(int(s) for s in shape), dtype, size))
+        return size
+
     def alloc(self, name: str, shape, dtype: str) -> int:
         """Reserve HBM for a tensor; returns a handle for :meth:`free`."""
-        size = nbytes(int(np.prod(shape, dtype=np.int64)) if len(shape) else 1, dtype)
-        if self.used + size > self.capacity:
-            raise HbmOutOfMemoryError(self._oom_message(name, tuple(shape), dtype, size))
+        size = self.check_fits(name, shape, dtype)
         handle = next(self._ids)
         self.live[handle] = Allocation(name, tuple(int(s) for s in shape), dtype, size)
         self.used += size
@@ -109,15 +129,24 @@ class HbmLedger:
         finally:
             self._placers.remove(placer)
 
-    def new_tensor(self, name: str, shape, dtype: str, execute: bool):
-        """Allocate an output: a float32 array (executing) or a MetaTensor (counting)."""
+    def new_tensor(self, name: str, shape, dtype: str, execute: bool, host_dtype=np.float32):
+        """Allocate an output: a ``host_dtype`` array (executing) or a MetaTensor (counting).
+
+        A placer (:meth:`placing`) is asked for float32 outputs only. Executing, the simulated
+        capacity is checked first, then the host's memory
+        (:func:`tinyml.sim.host.host_empty`), and only then does NumPy allocate.
+        """
         shape = tuple(int(s) for s in shape)
-        if self._placers:
+        if self._placers and np.dtype(host_dtype) == np.float32:     # placers hold float32 values only
             placed = self._placers[-1](name, shape, dtype, execute)
             if placed is not None:
                 self.alias(placed)
                 return placed
-        obj = np.empty(shape, dtype=np.float32) if execute else MetaTensor(shape, dtype)
+        if execute:
+            self.check_fits(name, shape, dtype)
+            obj = host_empty(shape, host_dtype, f"{name} {shape} (executing on {self.device_name})")
+        else:
+            obj = MetaTensor(shape, dtype)
         self.track(obj, name, dtype)
         return obj
 

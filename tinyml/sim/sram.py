@@ -10,9 +10,8 @@ GPU. A device without a register file (``register_bytes = 0``, like
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping
-
-import numpy as np
 
 from .device import Device
 from .dtypes import nbytes
@@ -25,7 +24,7 @@ REG = "reg"
 
 
 def _bytes(spec: tuple) -> int:
-    return nbytes(int(np.prod(spec[0])), spec[1])
+    return nbytes(math.prod(int(s) for s in spec[0]), spec[1])
 
 
 def _in_registers(spec: tuple) -> bool:

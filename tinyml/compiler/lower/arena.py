@@ -38,7 +38,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ...sim import MetaTensor, bits
+from ...sim import MetaTensor, bits, host_empty
 from ..errors import GraphError
 
 
@@ -64,7 +64,7 @@ class Arena:
         self.nbytes = int(round(memory_plan.arena_at(at) * self.scale))
         elements = max((e0 + n for e0, n in self.slots.values()), default=0)
         self.handle = ledger.alloc("arena", (self.nbytes,), "int8")
-        self.backing = np.empty(elements, np.float32) if execute else None     # (arena elements,)
+        self.backing = host_empty((elements,), np.float32, "the arena") if execute else None   # (arena elements,)
 
     def __contains__(self, name: str) -> bool:
         return name in self.slots

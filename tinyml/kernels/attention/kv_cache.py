@@ -29,6 +29,8 @@ HBM traffic: reads = writes = 2 x kv_heads x head_dim x s x sum_b n_new[b].
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -158,7 +160,7 @@ class KVCache:
     @property
     def nbytes(self) -> int:
         """HBM bytes of k and v together."""
-        return 2 * nbytes(int(np.prod(self.shape)), self.dtype)
+        return 2 * nbytes(math.prod(self.shape), self.dtype)
 
     def append(self, k_new, v_new, *, n_new=None) -> None:
         """Write new tokens' keys and values after each sequence's last one (one ``kv_append`` launch).

@@ -112,9 +112,4 @@ def block_rows_of(blk, H, NQ, BR):
 
 def new_mask_tensor(name: str, shape: tuple, execute: bool):
     """A 1-byte-per-element tensor (the dropout keep mask) in the HBM ledger."""
-    from ...sim import MetaTensor
-
-    prof = current_profile()
-    obj = np.empty(shape, dtype=np.uint8) if execute else MetaTensor(shape, "int8")
-    prof.hbm.track(obj, name, "int8")
-    return obj
+    return current_profile().hbm.new_tensor(name, shape, "int8", execute, host_dtype=np.uint8)

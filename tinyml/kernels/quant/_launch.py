@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,7 +115,7 @@ def run(call: QuantCall, name: str, body, grid: tuple, sram: int, out_shape: tup
     for op in extras:
         prof.hbm.track(op.obj, op.name, call.dtype)
     out = prof.hbm.new_tensor("y", out_shape, call.dtype, call.execute)
-    n_blocks = int(np.prod(grid))
+    n_blocks = math.prod(int(g) for g in grid)
     counters = new_counters(n_blocks, n_operands=max(n_operands, 4 if extras else 2))
     body(*args(out if call.execute else DUMMY2, counters))
     prof.record(name, grid, counters, dtype=call.dtype, sram_per_block=sram, panels=panels)

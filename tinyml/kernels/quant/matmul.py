@@ -34,6 +34,8 @@ linear layer ``act(x W^T + b) + r`` is one kernel, as in ``matmul_epilogue``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -136,7 +138,7 @@ def choose_tiles(call, unit: int, has_bias: bool = False, has_residual: bool = F
 
 
 def _sram(bm, bn, bk, call, has_bias=False, has_residual=False) -> int:
-    return sum(nbytes(int(np.prod(shape)), dt)
+    return sum(nbytes(math.prod(shape), dt)
                for shape, dt in matmul_sram_tiles(bm, bn, bk, call.lay, call.dtype, has_bias, has_residual).values())
 
 
