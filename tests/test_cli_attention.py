@@ -71,3 +71,34 @@ def test_fig2_flashattention_matches_the_paper(capsys):
     for t in out["targets"]:
         if t["target"].startswith("flash1"):
             assert t["pass"], t
+
+
+# ---- --execute on shapes that cannot be executed fails fast, before building anything -----------
+
+def test_execute_10m_tokens_is_out_of_simulated_hbm_before_building_inputs(capsys, monkeypatch):
+    """q, k, v (1, 16, 1e7, 64) fp16 are 61 GB: more than an A100's 40 GB, so every variant fails,
+    reported as such, and no host array is ever drawn."""
+    import numpy as np
+
+    def no_draws(*args, **kwargs):
+        raise AssertionError("inputs were built for a shape the simulated device cannot hold")
+
+    monkeypatch.setattr(np.random, "default_rng", no_draws)
+    status, out = run_json(capsys, "attention", "--seq", "10000000", "--variants", "standard", "--execute")
+    assert status == 1
+    [std] = out["results"]
+    assert std["mode"] == "execute" and std["error"]["type"] == "HbmOutOfMemoryError"
+    assert "(1, 16, 10000000, 64) fp16 needs 20.5 GB" in std["error"]["message"]
+
+
+def test_execute_that_fits_the_device_but_not_the_host_exits_2(capsys, monkeypatch):
+    """On an MI300X (192 GB) the inputs fit the simulated HBM; the float64 reference of 10M tokens
+    (8 B x 16 x 1e14 x 4 = 51.2 PB) fits no host: one line, exit 2, nothing built."""
+    import numpy as np
+
+    monkeypatch.setattr(np.random, "default_rng", lambda *a, **k: pytest.fail("inputs were built"))
+    assert main(["attention", "--seq", "10000000", "--variants", "standard", "--execute",
+                 "--device", "mi300x"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "host memory" in err
+    assert "float64 reference 51.2 PB" in err and "drop --execute" in err
