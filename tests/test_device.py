@@ -248,6 +248,19 @@ BAD_CONFIGS = {
     "unknown-dtype-key": (lambda c: _set(c, "matmul_flops", "fp64", 1e12), ["[matmul_flops]", "fp64"]),
     "unknown-top-level-key": (lambda c: _set(c, None, "colour", "green"), ["colour"]),
     "unknown-section": (lambda c: _set(c, None, "tensor_cores", {"count": 4}), ["tensor_cores"]),
+    # typos in optional keys used to be silently ignored (the cost model silently changed)
+    "optional-key-typo": (lambda c: _set(c, "sm", "register_byte", 65536),
+                          ["[sm]", "unknown key `register_byte`", "did you mean `register_bytes`?"]),
+    "optional-section-key-typo": (lambda c: _set(c, None, "l2", {"capacity_byte": 2 ** 22}),
+                                  ["[l2]", "unknown key `capacity_byte`", "did you mean `capacity_bytes`?"]),
+    "unknown-key-in-known-section": (lambda c: _set(c, "sm", "warp_size", 32), ["[sm]", "`warp_size`"]),
+    "required-key-typo": (lambda c: _set(_drop(c, "hbm", "capacity_bytes"), "hbm", "capacity_byte", 8e9),
+                          ["[hbm]", "`capacity_byte`", "did you mean `capacity_bytes`?"]),
+    "key-in-the-wrong-section": (lambda c: _set(c, None, "l2", {"register_bytes": 65536}),
+                                 ["[l2]", "`register_bytes` belongs in [sm]"]),
+    "section-typo": (lambda c: _set(c, None, "efficency", {"hbm": 0.5}),
+                     ["unknown section [efficency]", "did you mean `efficiency`?"]),
+    "dtype-typo": (lambda c: _set(c, "matmul_flops", "fp61", 1e12), ["[matmul_flops] fp61", "did you mean"]),
 }
 
 
@@ -347,3 +360,21 @@ def test_register_file_and_l2_are_optional_and_present_on_real_gpus(tmp_path):
     path.write_text(text.replace("register_bytes = { value = 262144", "register_bytes = { value = -1"))
     with pytest.raises(DeviceConfigError, match="register_bytes must be positive"):
         load_device(str(path))
+
+
+def test_every_shipped_preset_uses_only_known_keys():
+    """The rule that refuses a typo must accept every preset as shipped (each number checked above)."""
+    from tinyml.sim.device import _SCHEMA
+
+    for name in list_presets():
+        data = tomllib.loads((resources.files("tinyml.sim") / "presets" / f"{name}.toml").read_text())
+        assert set(data) <= set(_SCHEMA), name
+        assert load_device(name).name == name
+
+
+def test_a_misspelt_field_of_a_sourced_entry_is_refused(tmp_path):
+    text = to_toml(user_config()).replace("count = 10", 'count = { value = 10, sorce = "my datasheet" }')
+    with pytest.raises(DeviceConfigError) as err:
+        load_device(write(tmp_path, text))
+    for word in ("[sm] count", "unknown field `sorce`", "did you mean `source`?"):
+        assert word in str(err.value)

@@ -122,6 +122,10 @@ def test_user_file_loads_without_sources(tmp_path):
     (("hidden = 64", "hidden = 0"), ["hidden", "positive integer"]),
     (("bias = false", "bias = 0"), ["bias", "true or false"]),
     (("[published]", "[extra]\nx = 1\n[published]"), ["unknown section", "extra"]),
+    (("[published]", "[arhc]\nx = 1\n[published]"), ["unknown section [arhc]", "did you mean `arch`?"]),
+    (("vocab = ", "vocab_size = 50\nvocab = "), ["[arch] unknown key `vocab_size`", "did you mean `vocab`?"]),
+    (("bias = false", "bias = false\nbiases = true"), ["[design]", "`biases`", "did you mean `bias`?"]),
+    (("params = 1e5", "params = 1e5\nlayers = 3"), ["[published]", "`layers` belongs in [arch]"]),
 ])
 def test_bad_user_files_say_what_is_wrong(tmp_path, change, words):
     with pytest.raises(ModelConfigError) as exc:

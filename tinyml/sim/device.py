@@ -23,6 +23,10 @@ Optional (0 when absent)::
     [sm]            register_bytes                # register file per SM: accumulators live here
     [l2]            capacity_bytes                # last-level cache in front of HBM
 
+Any other section or key is an error that suggests the closest known one
+(:func:`tinyml.sim.sourced.check_keys`): a misspelt optional key would
+otherwise silently change the cost model.
+
 A device without a register file keeps every tile, accumulators included, in
 SRAM; a device without an L2 capacity (``toy``, so its numbers can be checked
 by hand) gets no reuse of re-read data (see :mod:`tinyml.sim.cost`).
@@ -39,9 +43,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .dtypes import canonical
+from .dtypes import BITS, canonical
 from .errors import DeviceConfigError
-from .sourced import sourced_value
+from .sourced import check_keys, closest, sourced_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,6 +76,12 @@ _OPTIONAL = [
     ("l2", "capacity_bytes", "l2_bytes", True),
 ]
 _RATE_TABLES = {"matmul_flops": ("fp16", "bf16", "fp32"), "vector_flops": ("fp32",)}
+
+#: every name a device TOML may use: {top-level name: keys of its table (None: a string, or a
+#: rate table whose keys are dtypes, checked by `canonical`)}. Anything else is refused.
+_SCHEMA: dict = {"name": None, "description": None, **{sec: None for sec in _RATE_TABLES},
+                 **{sec: tuple(key for s, key, *_ in _SCALARS + _OPTIONAL if s == sec)
+                    for sec, *_ in _SCALARS + _OPTIONAL}}
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,6 +203,7 @@ def _from_text(text: str, origin: str, require_sources: bool) -> Device:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DeviceConfigError(f"{origin}: not valid TOML: {exc}") from None
+    check_keys(data, _SCHEMA, origin=origin, error=DeviceConfigError)
     sources: dict[str, str] = {}
 
     def number(section: str, key: str, integer: bool) -> float:
@@ -231,13 +242,10 @@ def _from_text(text: str, origin: str, require_sources: bool) -> Device:
             try:
                 name = canonical(key)
             except Exception:
-                raise DeviceConfigError(f"{origin}: [{section}] {key} is not a known dtype") from None
+                raise DeviceConfigError(f"{origin}: [{section}] {key} is not a known dtype"
+                                        f"{closest(str(key), BITS)} (dtypes: {', '.join(BITS)})") from None
             rates[name] = float(number(section, key, False))
         tables[section] = MappingProxyType(rates)
-    known = {s for s, *_ in _SCALARS + _OPTIONAL} | set(_RATE_TABLES) | {"name", "description"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise DeviceConfigError(f"{origin}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return Device(
         name=data["name"], description=data["description"], **values,
         matmul_flops=tables["matmul_flops"], vector_flops=tables["vector_flops"],

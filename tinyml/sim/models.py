@@ -11,6 +11,8 @@ the style of the device presets: every entry is ``key = { value = ..., source
                  position ("rotary" | "learned"), tied_embeddings, bias (true | false)
     [published]  params        # the total the model's authors give, to check the count against
 
+Any other section or key is refused, naming the closest known one.
+
 Parameter count (``ModelConfig.param_breakdown``), with ``h`` = hidden,
 ``H`` = heads, ``KVH`` = kv_heads, ``d`` = head_dim, ``I`` = intermediate,
 ``V`` = vocab, ``L`` = layers, ``b`` = 1 with biases (else 0), ``n`` = 1 for
@@ -35,7 +37,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import TinymlError
-from .sourced import sourced_value
+from .sourced import check_keys, sourced_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,6 +52,9 @@ class ModelConfigError(TinymlError, ValueError):
 _INTS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "max_context")
 _CHOICES = {"mlp": ("swiglu", "gelu"), "norm": ("rmsnorm", "layernorm"), "position": ("rotary", "learned")}
 _BOOLS = ("tied_embeddings", "bias")
+#: every name a model TOML may use (anything else is refused, with the closest known name)
+_SCHEMA = {"name": None, "description": None, "arch": _INTS, "design": (*_CHOICES, *_BOOLS),
+           "published": ("params",)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,6 +172,7 @@ def _from_text(text: str, origin: str, require_sources: bool) -> ModelConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ModelConfigError(f"{origin}: not valid TOML: {exc}") from None
+    check_keys(data, _SCHEMA, origin=origin, error=ModelConfigError)
     sources: dict[str, str] = {}
 
     def entry(section: str, key: str):
@@ -198,9 +204,5 @@ def _from_text(text: str, origin: str, require_sources: bool) -> ModelConfig:
     if values["heads"] % values["kv_heads"]:
         raise ModelConfigError(f"{origin}: heads={values['heads']} is not a multiple of "
                                f"kv_heads={values['kv_heads']}; grouped-query attention needs it to be")
-    unknown = sorted(set(data) - {"name", "description", "arch", "design", "published"})
-    if unknown:
-        raise ModelConfigError(f"{origin}: unknown section(s) {', '.join(unknown)}; "
-                               f"known: name, description, arch, design, published")
     return ModelConfig(name=data["name"], description=data["description"], published_params=float(published),
                        sources=MappingProxyType(sources), **values)
