@@ -6,20 +6,37 @@ leave the stale machine code in use. tinyml therefore keeps its cache in a
 folder named after a hash of all its kernel sources (and the Numba version):
 any edit to any of them starts a fresh cache.
 
-The folder is ``$TINYML_CACHE_DIR`` or ``~/.cache/tinyml``; a user's own
-``NUMBA_CACHE_DIR`` always wins. Import this module before defining any
-jitted function (``tinyml.sim.tiles`` and ``tinyml.kernels`` do).
+The folder is ``numba-<hash>`` inside the first of these that can be written
+(a user's own ``NUMBA_CACHE_DIR`` always wins)::
+
+    $TINYML_CACHE_DIR            if set
+    ~/.cache/tinyml              the user's cache folder
+    <temp dir>/tinyml-cache-<user>   a read-only install with an unwritable home
+    none: no caching             one warning; every run compiles again, but tinyml runs
+
+Without the last step, a read-only install (no ``__pycache__`` next to the
+sources) with an unwritable home made every ``@njit(cache=True)`` fail at
+import with Numba's "cannot cache function ...: no locator available".
+Import this module before defining any jitted function (``tinyml.sim.tiles``
+and ``tinyml.kernels`` do).
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
+import tempfile
+import warnings
 from pathlib import Path
 
 import numba
 
 _ROOT = Path(__file__).resolve().parents[1]          # the tinyml package
+
+
+class NoCacheWarning(UserWarning):
+    """No folder could hold Numba's cache: kernels compile again in every process."""
 
 
 def source_hash() -> str:
@@ -32,19 +49,76 @@ def source_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def configure_cache() -> str | None:
-    """Point Numba's cache at the versioned folder; returns it (None if the user chose one)."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return None
-    base = Path(os.environ.get("TINYML_CACHE_DIR") or Path.home() / ".cache" / "tinyml")
-    folder = base / f"numba-{source_hash()}"
+def candidate_bases() -> list[Path]:
+    """The folders to try for the cache, in order (see the module docstring)."""
+    bases = []
+    if os.environ.get("TINYML_CACHE_DIR"):
+        bases.append(Path(os.environ["TINYML_CACHE_DIR"]))
+    try:
+        bases.append(Path.home() / ".cache" / "tinyml")
+    except (RuntimeError, KeyError):          # no home directory at all
+        pass
+    try:
+        user = getpass.getuser()
+    except Exception:                         # no user name (a container without /etc/passwd entry)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    bases.append(Path(tempfile.gettempdir()) / f"tinyml-cache-{user}")
+    return bases
+
+
+def _writable(folder: Path) -> bool:
+    """Create ``folder`` if needed and prove a file can be written in it (what Numba will do)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:          # read-only home: fall back to Numba's default (__pycache__)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def configure_cache() -> str | None:
+    """Point Numba's cache at the versioned folder; returns it (None: the user's NUMBA_CACHE_DIR, or
+    no writable folder at all, in which case caching is off and :class:`NoCacheWarning` says so)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
         return None
-    numba.config.CACHE_DIR = str(folder)
-    _prune(base, keep=folder)
-    return str(folder)
+    tag = f"numba-{source_hash()}"
+    bases = candidate_bases()
+    for base in bases:
+        folder = base / tag
+        if _writable(folder):
+            numba.config.CACHE_DIR = str(folder)
+            _prune(base, keep=folder)
+            return str(folder)
+    _disable_caching()
+    warnings.warn(f"tinyml: no writable folder for Numba's cache (tried {', '.join(map(str, bases))}); kernels "
+                  f"compile again in every process. Set TINYML_CACHE_DIR to a writable folder to cache them.",
+                  NoCacheWarning, stacklevel=2)
+    return None
+
+
+def _disable_caching() -> None:
+    """Let ``@njit(cache=True)`` compile without caching when no locator can be found.
+
+    Numba raises "cannot cache function ...: no locator available" from
+    ``Dispatcher.enable_caching`` when no folder is writable; a dispatcher keeps
+    its initial ``NullCache`` (compile, never save) if that call fails, so the
+    failure is caught there. Installed only when every candidate folder failed.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    enable = Dispatcher.enable_caching
+    if getattr(enable, "_tinyml_no_cache", False):
+        return
+
+    def enable_caching(self):
+        try:
+            enable(self)
+        except RuntimeError as exc:
+            if "no locator available" not in str(exc):
+                raise
+
+    enable_caching._tinyml_no_cache = True
+    Dispatcher.enable_caching = enable_caching
 
 
 def _prune(base: Path, keep: Path, newest: int = 4) -> None:
