@@ -13,6 +13,9 @@ The stack of active profiles is per *context* (:mod:`contextvars`): each thread
 starts with none active, and each asyncio task sees the profiles of the code
 that created it plus its own, so two threads or tasks each inside their own
 ``with Profile(...)`` record only their own kernels, costed on their own device.
+A worker thread that should record into its caller's profile enters it itself
+(``with prof:``) or runs in a copy of the caller's context
+(``contextvars.copy_context().run``).
 """
 
 from __future__ import annotations
