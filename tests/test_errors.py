@@ -178,3 +178,123 @@ def test_block_k_for_the_naive_kernel_is_refused_with_a_reason():
     with Profile("toy"):
         with pytest.raises(TileConfigError, match="no K tiling"):
             matmul(meta((4, 4)), meta((4, 4)), version=1, block_k=8)
+
+
+# ---- finite in float64, infinite in float32 (issue 11, item 2) ----------------------------------------
+
+def _beyond_float32(shape, index, value=1e39):
+    x = np.full(shape, 0.5)                          # float64
+    x[index] = value
+    return x
+
+
+def _kernel_calls():
+    from tinyml.kernels.attention.decode import decode_attention
+    from tinyml.kernels.attention.flash import flash_attention
+    from tinyml.kernels.attention.standard import standard_attention
+    from tinyml.kernels.fusion import fused_elementwise, layernorm_fused
+    from tinyml.kernels.softmax import softmax
+
+    q4 = np.full((1, 2, 6, 4), 0.5)
+    big4 = _beyond_float32((1, 2, 6, 4), (0, 1, 3, 2))
+    return {
+        "matmul a": (lambda: matmul(_beyond_float32((4, 5), (2, 3), -1e39), ones(5, 3)), "a", "(2, 3)"),
+        "matmul b": (lambda: matmul(ones(4, 5), _beyond_float32((5, 3), (1, 2))), "b", "(1, 2)"),
+        "flash2 q": (lambda: flash_attention(big4, q4, q4), "q", "(0, 1, 3, 2)"),
+        "flash1 k": (lambda: flash_attention(q4, big4, q4, version=1), "k", "(0, 1, 3, 2)"),
+        "flash2 v, check_finite=False": (lambda: flash_attention(q4, q4, big4, check_finite=False), "v",
+                                         "(0, 1, 3, 2)"),
+        "standard q": (lambda: standard_attention(big4, q4, q4), "q", "(0, 1, 3, 2)"),
+        "decode k_cache": (lambda: decode_attention(q4[:, :, :1], big4, q4, cache_len=6), "k_cache",
+                           "(0, 1, 3, 2)"),
+        "softmax": (lambda: softmax(_beyond_float32((2, 3), (1, 0), -1e39)), "x", "(1, 0)"),
+        "fused elementwise": (lambda: fused_elementwise(["relu"], [_beyond_float32((3, 4), (2, 2))]), "inputs[0]",
+                              "(2, 2)"),
+        "layernorm gamma": (lambda: layernorm_fused(ones(2, 4), _beyond_float32((4,), (3,)), ones(4)), "gamma",
+                            "(3,)"),
+    }
+
+
+@pytest.mark.parametrize("call", list(_kernel_calls()))
+def test_float64_beyond_float32_range_is_refused_by_every_kernel(call):
+    """A finite float64 of 1e39 passed the NaN/Inf check and became inf inside the kernels:
+    matmul returned NaN, FlashAttention-2 a row of zeros. The shared operand check names it."""
+    fn, name, index = _kernel_calls()[call]
+    import warnings
+
+    with Profile("toy"), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)     # no "overflow encountered in cast" on the way
+        with pytest.raises(NonFiniteError) as err:
+            fn()
+    msg = str(err.value)
+    assert msg.startswith(name + " ") and index in msg and "float32's range" in msg and "float64" in msg
+    assert "1e+39" in msg
+
+
+def test_float32_max_itself_is_accepted_and_float64_within_range_runs():
+    edge = np.array([[np.finfo(np.float32).max, -1.0]], dtype=np.float64)      # exactly representable
+    with Profile("toy"):
+        c = matmul(edge, np.array([[0.5], [1.0]]))
+    assert np.isfinite(c).all() and c[0, 0] == pytest.approx(np.finfo(np.float32).max / 2 - 1, rel=1e-6)
+
+
+def test_decode_ignores_garbage_past_each_sequence_length_but_not_before():
+    from tinyml.kernels.attention.decode import decode_attention
+
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((1, 2, 1, 4))
+    k = rng.standard_normal((1, 2, 8, 4))
+    v = rng.standard_normal((1, 2, 8, 4))
+    dirty_k = k.copy()
+    dirty_k[0, 1, 6, 0] = 1e300                        # past cache_len=5: never read
+    with Profile("toy"):
+        clean = decode_attention(q, k, v, cache_len=5)
+        np.testing.assert_array_equal(decode_attention(q, dirty_k, v, cache_len=5), clean)
+        with pytest.raises(NonFiniteError, match=r"k_cache holds 1 value.*float32's range.*\(0, 1, 6, 0\)"):
+            decode_attention(q, dirty_k, v, cache_len=7)
+        with pytest.raises(NonFiniteError, match="float32's range"):     # check_finite=False skips NaN, not range
+            decode_attention(q, dirty_k, v, cache_len=7, check_finite=False)
+
+
+def test_graph_weight_beyond_float32_is_refused_when_the_graph_is_built():
+    from tinyml.compiler import Graph, GraphError
+
+    g = Graph("g")
+    g.input("x", ("n", 4))
+    with pytest.raises(GraphError) as err:
+        g.weight("w_big", (4, 4), data=_beyond_float32((4, 4), (2, 1)))
+    assert isinstance(err.value, NonFiniteError)
+    assert "'w_big'" in str(err.value) and "(2, 1)" in str(err.value) and "float32's range" in str(err.value)
+    assert not g.has_value("w_big")
+
+
+def test_onnx_double_initializer_beyond_float32_is_refused_at_import():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tinyml.compiler.onnx import OnnxImportError, from_onnx
+
+    node = helper.make_node("MatMul", ["x", "W"], ["y"])
+    graph = helper.make_graph([node], "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 4))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(_beyond_float32((4, 3), (3, 2)), "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert onnx is not None
+    with pytest.raises(OnnxImportError) as err:
+        from_onnx(model)
+    assert "weight 'W'" in str(err.value) and "(3, 2)" in str(err.value) and "float32's range" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["beyond", "complex"])
+def test_graph_inputs_are_checked_by_name_in_the_interpreter_and_the_compiled_plan(bad):
+    from tinyml.compiler import Graph, GraphError, lower
+
+    g = Graph("g")
+    x = g.input("x", ("n", 4))
+    g.output(g.relu(x))
+    arr = _beyond_float32((2, 4), (1, 3)) if bad == "beyond" else np.ones((2, 4)) + 1j
+    want = "float32's range" if bad == "beyond" else "imaginary part"
+    with pytest.raises(GraphError, match=f"input %x .*{want}"):
+        g.interpret({"x": arr})
+    with pytest.raises(GraphError, match=f"input %x .*{want}"):
+        lower(g).run({"x": arr}, device="toy")

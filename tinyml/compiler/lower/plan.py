@@ -38,6 +38,7 @@ import numpy as np
 
 from ...sim import MetaTensor, Profile, meta
 from ..errors import BindingError, GraphError
+from ..values import input_array
 from ..graph import FusedGroup
 from ..interpreter import resolve_bindings
 from ..validate import group_io
@@ -133,8 +134,7 @@ class Plan:
             if count:
                 ctx.env[name] = meta(shape, dtype)
             else:
-                arr = np.asarray(inputs[name])
-                ctx.env[name] = arr if t.dtype == "int32" else np.ascontiguousarray(arr, dtype=np.float32)
+                ctx.env[name] = input_array(name, inputs[name], t.dtype)     # float32, or int64 ids
         for name, w in g.weights.items():
             ctx.env[name] = _weight(name, w, dtype, count)
         last = _last_uses(self)
