@@ -298,3 +298,147 @@ def test_graph_inputs_are_checked_by_name_in_the_interpreter_and_the_compiled_pl
         g.interpret({"x": arr})
     with pytest.raises(GraphError, match=f"input %x .*{want}"):
         lower(g).run({"x": arr}, device="toy")
+
+
+# ---- integers and flags are never truncated or coerced (issue 11, items 7 and 8) ----------------------
+
+def _qkv(n=6):
+    x = np.full((1, 1, n, 4), 0.5, np.float32)
+    return x, x, x
+
+
+def _flash(**kw):
+    from tinyml.kernels.attention.flash import flash_attention
+
+    with Profile("toy"):
+        return flash_attention(*_qkv(), **kw)
+
+
+def _standard(**kw):
+    from tinyml.kernels.attention.standard import standard_attention
+
+    with Profile("toy"):
+        return standard_attention(*_qkv(), **kw)
+
+
+@pytest.mark.parametrize("run", [_flash, _standard], ids=["flash", "standard"])
+@pytest.mark.parametrize("kw, name, shown", [
+    (dict(window=(2.7, 1)), "window[0]", "2.7"),             # truncated to 2 before
+    (dict(window=(1, 1.2)), "window[1]", "1.2"),
+    (dict(window=2.5), "window", "2.5"),
+    (dict(window=("a", 1)), "window[0]", "'a'"),               # a bare ValueError before
+    (dict(window=(-3, 1)), "window[0]", "-3"),
+    (dict(seed=1.9, dropout_p=0.1), "seed", "1.9"),            # truncated to 1 before
+    (dict(seed="abc", dropout_p=0.1), "seed", "'abc'"),        # a bare ValueError before
+    (dict(seed=2 ** 70, dropout_p=0.1), "seed", str(2 ** 70)),  # a Numba TypingError with colour codes before
+    (dict(seed=-1, dropout_p=0.1), "seed", "-1"),
+    (dict(causal="no"), "causal", "'no'"),                     # treated as True before
+    (dict(causal=None), "causal", "None"),
+])
+def test_attention_integer_and_flag_arguments_are_checked(run, kw, name, shown):
+    from tinyml.sim.errors import ArgumentError
+
+    with pytest.raises(TinymlError) as err:
+        run(**kw)
+    msg = str(err.value)
+    assert msg.startswith(name + " must be") and shown in msg, msg
+    assert isinstance(err.value, (ArgumentError, TileConfigError))
+    assert "\x1b[" not in msg                                  # no terminal colour codes
+
+
+def test_numpy_integers_and_bools_are_accepted_for_attention_options():
+    plain = _flash(causal=True, window=(2, 0), seed=3, dropout_p=0.2)
+    np.testing.assert_array_equal(_flash(causal=np.bool_(True), window=(np.int64(2), np.int32(0)), seed=np.uint8(3),
+                                         dropout_p=0.2), plain)
+
+
+@pytest.mark.parametrize("run", [_flash, _standard], ids=["flash", "standard"])
+def test_key_padding_mask_as_a_list_is_taken_or_refused_with_a_tinyml_error(run):
+    with Profile("toy"):
+        want = run(key_padding_mask=np.array([[True] * 5 + [False]]))
+    np.testing.assert_array_equal(run(key_padding_mask=[[True] * 5 + [False]]), want)   # AttributeError before
+    with pytest.raises(ShapeError, match=r"\(1, 6\)"):
+        run(key_padding_mask=[True] * 6)
+    with pytest.raises(DTypeError, match="bool"):
+        run(key_padding_mask=[[1] * 6])
+
+
+@pytest.mark.parametrize("which", ["flash", "flash v1", "flash v2", "standard"])
+@pytest.mark.parametrize("saved", ["saved", None, (1, 2)])
+def test_backward_with_something_else_than_saved_is_a_dtype_error(which, saved):
+    from tinyml.kernels.attention import flash1, flash2, standard
+    from tinyml.kernels.attention.flash import flash_attention_backward
+
+    fn = {"flash": flash_attention_backward, "flash v1": flash1.flash_attention_v1_backward,
+          "flash v2": flash2.flash_attention_v2_backward, "standard": standard.standard_attention_backward}[which]
+    with Profile("toy"), pytest.raises(DTypeError) as err:        # AttributeError before
+        fn(_qkv()[0], saved)
+    assert "return_saved=True" in str(err.value) and type(saved).__name__ in str(err.value)
+
+
+@pytest.mark.parametrize("shape, shown", [((3.7, 4), "3.7"), ("abc", "'abc'"), ((2, "8"), "'8'"), (None, "None"),
+                                          ((True, 4), "True")])
+def test_meta_shapes_must_be_integers(shape, shown):
+    with pytest.raises(ShapeError) as err:                      # truncated, or a bare ValueError, before
+        meta(shape)
+    assert shown in str(err.value)
+
+
+def test_meta_takes_numpy_integers_and_a_single_int():
+    assert meta((np.int64(3), 4)).shape == (3, 4)
+    assert meta(5).shape == (5,)
+
+
+@pytest.mark.parametrize("value, shown", [(2.7, "2.7"), ("8", "'8'"), (0, "0"), (True, "True")])
+def test_compiler_bindings_must_be_integers_of_at_least_one(value, shown):
+    from tinyml.compiler import BindingError, Graph, lower
+
+    g = Graph("g")
+    x = g.input("x", ("n", 4))
+    g.output(g.relu(x))
+    for call in (lambda: lower(g).run(bindings={"n": value}, count=True, device="toy"),
+                 lambda: g.interpret({"x": np.ones((2, 4))}, bindings={"n": value})):
+        with pytest.raises(BindingError) as err:                # truncated to 2, or a bare ValueError, before
+            call()
+        assert "bindings['n']" in str(err.value) and shown in str(err.value)
+
+
+def test_graph_token_ids_that_are_not_whole_numbers_are_refused():
+    from tinyml.compiler import Graph, GraphError, lower
+
+    g = Graph("lm")
+    ids = g.input("ids", ("n",), "int32")
+    g.output(g.embedding(g.weight("table", (5, 3)), ids))
+    whole = g.interpret({"ids": np.array([1, 4])})[0]
+    np.testing.assert_array_equal(g.interpret({"ids": np.array([1.0, 4.0])})[0], whole)
+    for call in (lambda: g.interpret({"ids": np.array([1.0, 3.7])}),
+                 lambda: lower(g).run({"ids": np.array([1.0, 3.7])}, device="toy")):
+        with pytest.raises(GraphError, match=r"input %ids .*not whole numbers.*index \(1,\) \(value 3.7\)"):
+            call()
+
+
+@pytest.mark.parametrize("causal", ["no", None, 2])
+def test_graph_attention_causal_must_be_a_flag(causal):
+    from tinyml.compiler import Graph, GraphError
+
+    g = Graph("g")
+    q = g.input("q", (1, 4, 8))
+    with pytest.raises(GraphError, match="attention: causal must be True or False"):
+        g.attention(q, q, q, causal=causal)
+
+
+def test_the_argument_validators_refuse_what_python_would_coerce():
+    from tinyml.sim.args import flag, integer
+    from tinyml.sim.errors import ArgumentError
+
+    assert integer(np.int16(7), "n") == 7 and flag(np.bool_(False), "f") is False and flag(1, "f") is True
+    for bad in (2.0, 2.7, "2", None, True, [2]):
+        with pytest.raises(ArgumentError):
+            integer(bad, "n")
+    with pytest.raises(ArgumentError, match=r"in \[0, 9\], got 10"):
+        integer(10, "n", lo=0, hi=9)
+    for bad in ("no", "False", None, 2, 0.0):
+        with pytest.raises(ArgumentError):
+            flag(bad, "f")
+    assert issubclass(ArgumentError, TinymlError) and issubclass(ArgumentError, ValueError) \
+        and issubclass(ArgumentError, TypeError)

@@ -26,12 +26,12 @@ from . import ops as _ops
 from .errors import BindingError, GraphError
 from .symbolic import Affine, evaluate, solve
 from .types import INDEX_DTYPES
-from .values import input_array
+from .values import given_bindings, input_array
 
 
 def resolve_bindings(graph, inputs: Mapping, bindings: "Mapping[str, int] | None") -> dict[str, int]:
     """Check the input arrays against the input types; return the complete symbol bindings."""
-    bound = {k: int(v) for k, v in (bindings or {}).items()}
+    bound = given_bindings(bindings)
     extra = sorted(set(inputs) - set(graph.inputs))
     if extra:
         raise BindingError(f"graph {graph.name!r} has no input(s) {extra}; its inputs are {list(graph.inputs)}")

@@ -6,7 +6,8 @@ deep inside a kernel under an internal operand name (``in0``) or not at all:
 
 * a complex, string or object array (the imaginary part would be dropped);
 * a float beyond float32's range (a float64 1e39 would become inf);
-* an int32 (index) value that is not an integer (token id 2.7 would become 2).
+* an int32 (index) value that is not an integer (token id 2.7 would become 2);
+* a symbol binding that is not an integer >= 1 (``{"n": 2.7}`` would become 2).
 
 The interpreter and the compiled plan both take their inputs through
 :func:`input_array`, so they refuse the same arrays.
@@ -14,11 +15,14 @@ The interpreter and the compiled plan both take their inputs through
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 
 from ..sim.finite import as_float32
+from ..sim.args import integer
 from ..sim.errors import NonFiniteError
-from .errors import GraphValueError
+from .errors import BindingError, GraphValueError
 from .types import INDEX_DTYPES
 
 
@@ -56,3 +60,14 @@ def _convert(what: str, data, dtype: str) -> np.ndarray:
         return as_float32(arr, what)
     except NonFiniteError as e:
         raise GraphValueError(str(e)) from None
+
+
+def given_bindings(bindings: "Mapping[str, int] | None", what: str = "bindings") -> dict[str, int]:
+    """The caller's ``{symbol: length}``, each value an integer >= 1 (a float such as 2.7 or a
+    string is refused, never truncated)."""
+    if bindings is None:
+        return {}
+    if not isinstance(bindings, Mapping):
+        raise BindingError(f"{what} must be a dict such as {{'n': 1024}}, got {bindings!r}")
+    return {k: integer(v, f"{what}[{k!r}]", lo=1, error=BindingError, hint="a symbol is a length")
+            for k, v in bindings.items()}
