@@ -442,3 +442,42 @@ def test_the_argument_validators_refuse_what_python_would_coerce():
             flag(bad, "f")
     assert issubclass(ArgumentError, TinymlError) and issubclass(ArgumentError, ValueError) \
         and issubclass(ArgumentError, TypeError)
+
+
+# ---- ONNX input shapes: no 0 or negative dimension becomes a symbol (issue 11, item 10) ---------------
+
+def _onnx_relu(shape):
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["X"], ["Y"])
+    graph = helper.make_graph([node], "relu", [helper.make_tensor_value_info("X", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("override, shown", [((-3, 8), "-3"), ((0, 8), "0"), ((2.5, 8), "2.5"), ((2, "8", 1), "rank"),
+                                             (8, "tuple")])
+def test_onnx_input_shapes_must_be_lengths_or_symbols(override, shown):
+    from tinyml.compiler.onnx import OnnxImportError, from_onnx
+
+    with pytest.raises(OnnxImportError) as err:                 # -3 and 0 silently became symbols before
+        from_onnx(_onnx_relu((2, 8)), input_shapes={"X": override})
+    assert "input_shapes['X']" in str(err.value) and shown in str(err.value)
+
+
+def test_onnx_input_with_a_zero_dimension_is_refused():
+    from tinyml.compiler.onnx import OnnxImportError, from_onnx
+
+    with pytest.raises(OnnxImportError) as err:
+        from_onnx(_onnx_relu((0, 8)))
+    msg = str(err.value)
+    assert "'X'" in msg and "(0, 8)" in msg and "axis 0" in msg and "input_shapes" in msg
+
+
+def test_onnx_symbols_and_lengths_still_import():
+    from tinyml.compiler.onnx import from_onnx
+
+    assert from_onnx(_onnx_relu(("batch", 8))).inputs["X"].shape[1] == 8
+    g = from_onnx(_onnx_relu((2, 8)), input_shapes={"X": ("n", np.int64(8))})
+    assert str(g.inputs["X"].shape[0]) == "n" and g.inputs["X"].shape[1] == 8
