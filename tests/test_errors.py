@@ -481,3 +481,24 @@ def test_onnx_symbols_and_lengths_still_import():
     assert from_onnx(_onnx_relu(("batch", 8))).inputs["X"].shape[1] == 8
     g = from_onnx(_onnx_relu((2, 8)), input_shapes={"X": ("n", np.int64(8))})
     assert str(g.inputs["X"].shape[0]) == "n" and g.inputs["X"].shape[1] == 8
+
+
+# ---- no RuntimeWarning where overflow is the intended semantics (issue 11, "Done when") ---------------
+
+def test_elementwise_references_overflow_to_their_limits_without_a_runtime_warning():
+    """exp/sigmoid/silu/gelu references printed 'overflow encountered' under the tests; the overflow is
+    the IEEE limit they mean (exp(1000) = inf, sigmoid(-1000) = 0), so it is silenced where raised."""
+    import warnings
+
+    from tinyml.compiler.ops import get
+    from tinyml.kernels.fusion.ops import OPS
+
+    x = np.array([-1e3, 1e3, -1e200, 1e200])
+    want = {"exp": [0.0, np.inf, 0.0, np.inf], "sigmoid": [0.0, 1.0, 0.0, 1.0], "silu": [0.0, 1e3, 0.0, 1e200],
+            "gelu": [0.0, 1e3, 0.0, 1e200]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for name, expected in want.items():
+            np.testing.assert_array_equal(OPS[name].ref(x), expected)
+            if name != "silu":
+                np.testing.assert_array_equal(get(name).reference(x), expected)
