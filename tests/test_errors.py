@@ -178,3 +178,327 @@ def test_block_k_for_the_naive_kernel_is_refused_with_a_reason():
     with Profile("toy"):
         with pytest.raises(TileConfigError, match="no K tiling"):
             matmul(meta((4, 4)), meta((4, 4)), version=1, block_k=8)
+
+
+# ---- finite in float64, infinite in float32 (issue 11, item 2) ----------------------------------------
+
+def _beyond_float32(shape, index, value=1e39):
+    x = np.full(shape, 0.5)                          # float64
+    x[index] = value
+    return x
+
+
+def _kernel_calls():
+    from tinyml.kernels.attention.decode import decode_attention
+    from tinyml.kernels.attention.flash import flash_attention
+    from tinyml.kernels.attention.standard import standard_attention
+    from tinyml.kernels.fusion import fused_elementwise, layernorm_fused
+    from tinyml.kernels.softmax import softmax
+
+    q4 = np.full((1, 2, 6, 4), 0.5)
+    big4 = _beyond_float32((1, 2, 6, 4), (0, 1, 3, 2))
+    return {
+        "matmul a": (lambda: matmul(_beyond_float32((4, 5), (2, 3), -1e39), ones(5, 3)), "a", "(2, 3)"),
+        "matmul b": (lambda: matmul(ones(4, 5), _beyond_float32((5, 3), (1, 2))), "b", "(1, 2)"),
+        "flash2 q": (lambda: flash_attention(big4, q4, q4), "q", "(0, 1, 3, 2)"),
+        "flash1 k": (lambda: flash_attention(q4, big4, q4, version=1), "k", "(0, 1, 3, 2)"),
+        "flash2 v, check_finite=False": (lambda: flash_attention(q4, q4, big4, check_finite=False), "v",
+                                         "(0, 1, 3, 2)"),
+        "standard q": (lambda: standard_attention(big4, q4, q4), "q", "(0, 1, 3, 2)"),
+        "decode k_cache": (lambda: decode_attention(q4[:, :, :1], big4, q4, cache_len=6), "k_cache",
+                           "(0, 1, 3, 2)"),
+        "softmax": (lambda: softmax(_beyond_float32((2, 3), (1, 0), -1e39)), "x", "(1, 0)"),
+        "fused elementwise": (lambda: fused_elementwise(["relu"], [_beyond_float32((3, 4), (2, 2))]), "inputs[0]",
+                              "(2, 2)"),
+        "layernorm gamma": (lambda: layernorm_fused(ones(2, 4), _beyond_float32((4,), (3,)), ones(4)), "gamma",
+                            "(3,)"),
+    }
+
+
+@pytest.mark.parametrize("call", list(_kernel_calls()))
+def test_float64_beyond_float32_range_is_refused_by_every_kernel(call):
+    """A finite float64 of 1e39 passed the NaN/Inf check and became inf inside the kernels:
+    matmul returned NaN, FlashAttention-2 a row of zeros. The shared operand check names it."""
+    fn, name, index = _kernel_calls()[call]
+    import warnings
+
+    with Profile("toy"), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)     # no "overflow encountered in cast" on the way
+        with pytest.raises(NonFiniteError) as err:
+            fn()
+    msg = str(err.value)
+    assert msg.startswith(name + " ") and index in msg and "float32's range" in msg and "float64" in msg
+    assert "1e+39" in msg
+
+
+def test_float32_max_itself_is_accepted_and_float64_within_range_runs():
+    edge = np.array([[np.finfo(np.float32).max, -1.0]], dtype=np.float64)      # exactly representable
+    with Profile("toy"):
+        c = matmul(edge, np.array([[0.5], [1.0]]))
+    assert np.isfinite(c).all() and c[0, 0] == pytest.approx(np.finfo(np.float32).max / 2 - 1, rel=1e-6)
+
+
+def test_decode_ignores_garbage_past_each_sequence_length_but_not_before():
+    from tinyml.kernels.attention.decode import decode_attention
+
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((1, 2, 1, 4))
+    k = rng.standard_normal((1, 2, 8, 4))
+    v = rng.standard_normal((1, 2, 8, 4))
+    dirty_k = k.copy()
+    dirty_k[0, 1, 6, 0] = 1e300                        # past cache_len=5: never read
+    with Profile("toy"):
+        clean = decode_attention(q, k, v, cache_len=5)
+        np.testing.assert_array_equal(decode_attention(q, dirty_k, v, cache_len=5), clean)
+        with pytest.raises(NonFiniteError, match=r"k_cache holds 1 value.*float32's range.*\(0, 1, 6, 0\)"):
+            decode_attention(q, dirty_k, v, cache_len=7)
+        with pytest.raises(NonFiniteError, match="float32's range"):     # check_finite=False skips NaN, not range
+            decode_attention(q, dirty_k, v, cache_len=7, check_finite=False)
+
+
+def test_graph_weight_beyond_float32_is_refused_when_the_graph_is_built():
+    from tinyml.compiler import Graph, GraphError
+
+    g = Graph("g")
+    g.input("x", ("n", 4))
+    with pytest.raises(GraphError) as err:
+        g.weight("w_big", (4, 4), data=_beyond_float32((4, 4), (2, 1)))
+    assert isinstance(err.value, NonFiniteError)
+    assert "'w_big'" in str(err.value) and "(2, 1)" in str(err.value) and "float32's range" in str(err.value)
+    assert not g.has_value("w_big")
+
+
+def test_onnx_double_initializer_beyond_float32_is_refused_at_import():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tinyml.compiler.onnx import OnnxImportError, from_onnx
+
+    node = helper.make_node("MatMul", ["x", "W"], ["y"])
+    graph = helper.make_graph([node], "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 4))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(_beyond_float32((4, 3), (3, 2)), "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert onnx is not None
+    with pytest.raises(OnnxImportError) as err:
+        from_onnx(model)
+    assert "weight 'W'" in str(err.value) and "(3, 2)" in str(err.value) and "float32's range" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["beyond", "complex"])
+def test_graph_inputs_are_checked_by_name_in_the_interpreter_and_the_compiled_plan(bad):
+    from tinyml.compiler import Graph, GraphError, lower
+
+    g = Graph("g")
+    x = g.input("x", ("n", 4))
+    g.output(g.relu(x))
+    arr = _beyond_float32((2, 4), (1, 3)) if bad == "beyond" else np.ones((2, 4)) + 1j
+    want = "float32's range" if bad == "beyond" else "imaginary part"
+    with pytest.raises(GraphError, match=f"input %x .*{want}"):
+        g.interpret({"x": arr})
+    with pytest.raises(GraphError, match=f"input %x .*{want}"):
+        lower(g).run({"x": arr}, device="toy")
+
+
+# ---- integers and flags are never truncated or coerced (issue 11, items 7 and 8) ----------------------
+
+def _qkv(n=6):
+    x = np.full((1, 1, n, 4), 0.5, np.float32)
+    return x, x, x
+
+
+def _flash(**kw):
+    from tinyml.kernels.attention.flash import flash_attention
+
+    with Profile("toy"):
+        return flash_attention(*_qkv(), **kw)
+
+
+def _standard(**kw):
+    from tinyml.kernels.attention.standard import standard_attention
+
+    with Profile("toy"):
+        return standard_attention(*_qkv(), **kw)
+
+
+@pytest.mark.parametrize("run", [_flash, _standard], ids=["flash", "standard"])
+@pytest.mark.parametrize("kw, name, shown", [
+    (dict(window=(2.7, 1)), "window[0]", "2.7"),             # truncated to 2 before
+    (dict(window=(1, 1.2)), "window[1]", "1.2"),
+    (dict(window=2.5), "window", "2.5"),
+    (dict(window=("a", 1)), "window[0]", "'a'"),               # a bare ValueError before
+    (dict(window=(-3, 1)), "window[0]", "-3"),
+    (dict(seed=1.9, dropout_p=0.1), "seed", "1.9"),            # truncated to 1 before
+    (dict(seed="abc", dropout_p=0.1), "seed", "'abc'"),        # a bare ValueError before
+    (dict(seed=2 ** 70, dropout_p=0.1), "seed", str(2 ** 70)),  # a Numba TypingError with colour codes before
+    (dict(seed=-1, dropout_p=0.1), "seed", "-1"),
+    (dict(causal="no"), "causal", "'no'"),                     # treated as True before
+    (dict(causal=None), "causal", "None"),
+])
+def test_attention_integer_and_flag_arguments_are_checked(run, kw, name, shown):
+    from tinyml.sim.errors import ArgumentError
+
+    with pytest.raises(TinymlError) as err:
+        run(**kw)
+    msg = str(err.value)
+    assert msg.startswith(name + " must be") and shown in msg, msg
+    assert isinstance(err.value, (ArgumentError, TileConfigError))
+    assert "\x1b[" not in msg                                  # no terminal colour codes
+
+
+def test_numpy_integers_and_bools_are_accepted_for_attention_options():
+    plain = _flash(causal=True, window=(2, 0), seed=3, dropout_p=0.2)
+    np.testing.assert_array_equal(_flash(causal=np.bool_(True), window=(np.int64(2), np.int32(0)), seed=np.uint8(3),
+                                         dropout_p=0.2), plain)
+
+
+@pytest.mark.parametrize("run", [_flash, _standard], ids=["flash", "standard"])
+def test_key_padding_mask_as_a_list_is_taken_or_refused_with_a_tinyml_error(run):
+    with Profile("toy"):
+        want = run(key_padding_mask=np.array([[True] * 5 + [False]]))
+    np.testing.assert_array_equal(run(key_padding_mask=[[True] * 5 + [False]]), want)   # AttributeError before
+    with pytest.raises(ShapeError, match=r"\(1, 6\)"):
+        run(key_padding_mask=[True] * 6)
+    with pytest.raises(DTypeError, match="bool"):
+        run(key_padding_mask=[[1] * 6])
+
+
+@pytest.mark.parametrize("which", ["flash", "flash v1", "flash v2", "standard"])
+@pytest.mark.parametrize("saved", ["saved", None, (1, 2)])
+def test_backward_with_something_else_than_saved_is_a_dtype_error(which, saved):
+    from tinyml.kernels.attention import flash1, flash2, standard
+    from tinyml.kernels.attention.flash import flash_attention_backward
+
+    fn = {"flash": flash_attention_backward, "flash v1": flash1.flash_attention_v1_backward,
+          "flash v2": flash2.flash_attention_v2_backward, "standard": standard.standard_attention_backward}[which]
+    with Profile("toy"), pytest.raises(DTypeError) as err:        # AttributeError before
+        fn(_qkv()[0], saved)
+    assert "return_saved=True" in str(err.value) and type(saved).__name__ in str(err.value)
+
+
+@pytest.mark.parametrize("shape, shown", [((3.7, 4), "3.7"), ("abc", "'abc'"), ((2, "8"), "'8'"), (None, "None"),
+                                          ((True, 4), "True")])
+def test_meta_shapes_must_be_integers(shape, shown):
+    with pytest.raises(ShapeError) as err:                      # truncated, or a bare ValueError, before
+        meta(shape)
+    assert shown in str(err.value)
+
+
+def test_meta_takes_numpy_integers_and_a_single_int():
+    assert meta((np.int64(3), 4)).shape == (3, 4)
+    assert meta(5).shape == (5,)
+
+
+@pytest.mark.parametrize("value, shown", [(2.7, "2.7"), ("8", "'8'"), (0, "0"), (True, "True")])
+def test_compiler_bindings_must_be_integers_of_at_least_one(value, shown):
+    from tinyml.compiler import BindingError, Graph, lower
+
+    g = Graph("g")
+    x = g.input("x", ("n", 4))
+    g.output(g.relu(x))
+    for call in (lambda: lower(g).run(bindings={"n": value}, count=True, device="toy"),
+                 lambda: g.interpret({"x": np.ones((2, 4))}, bindings={"n": value})):
+        with pytest.raises(BindingError) as err:                # truncated to 2, or a bare ValueError, before
+            call()
+        assert "bindings['n']" in str(err.value) and shown in str(err.value)
+
+
+def test_graph_token_ids_that_are_not_whole_numbers_are_refused():
+    from tinyml.compiler import Graph, GraphError, lower
+
+    g = Graph("lm")
+    ids = g.input("ids", ("n",), "int32")
+    g.output(g.embedding(g.weight("table", (5, 3)), ids))
+    whole = g.interpret({"ids": np.array([1, 4])})[0]
+    np.testing.assert_array_equal(g.interpret({"ids": np.array([1.0, 4.0])})[0], whole)
+    for call in (lambda: g.interpret({"ids": np.array([1.0, 3.7])}),
+                 lambda: lower(g).run({"ids": np.array([1.0, 3.7])}, device="toy")):
+        with pytest.raises(GraphError, match=r"input %ids .*not whole numbers.*index \(1,\) \(value 3.7\)"):
+            call()
+
+
+@pytest.mark.parametrize("causal", ["no", None, 2])
+def test_graph_attention_causal_must_be_a_flag(causal):
+    from tinyml.compiler import Graph, GraphError
+
+    g = Graph("g")
+    q = g.input("q", (1, 4, 8))
+    with pytest.raises(GraphError, match="attention: causal must be True or False"):
+        g.attention(q, q, q, causal=causal)
+
+
+def test_the_argument_validators_refuse_what_python_would_coerce():
+    from tinyml.sim.args import flag, integer
+    from tinyml.sim.errors import ArgumentError
+
+    assert integer(np.int16(7), "n") == 7 and flag(np.bool_(False), "f") is False and flag(1, "f") is True
+    for bad in (2.0, 2.7, "2", None, True, [2]):
+        with pytest.raises(ArgumentError):
+            integer(bad, "n")
+    with pytest.raises(ArgumentError, match=r"in \[0, 9\], got 10"):
+        integer(10, "n", lo=0, hi=9)
+    for bad in ("no", "False", None, 2, 0.0):
+        with pytest.raises(ArgumentError):
+            flag(bad, "f")
+    assert issubclass(ArgumentError, TinymlError) and issubclass(ArgumentError, ValueError) \
+        and issubclass(ArgumentError, TypeError)
+
+
+# ---- ONNX input shapes: no 0 or negative dimension becomes a symbol (issue 11, item 10) ---------------
+
+def _onnx_relu(shape):
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["X"], ["Y"])
+    graph = helper.make_graph([node], "relu", [helper.make_tensor_value_info("X", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("override, shown", [((-3, 8), "-3"), ((0, 8), "0"), ((2.5, 8), "2.5"), ((2, "8", 1), "rank"),
+                                             (8, "tuple")])
+def test_onnx_input_shapes_must_be_lengths_or_symbols(override, shown):
+    from tinyml.compiler.onnx import OnnxImportError, from_onnx
+
+    with pytest.raises(OnnxImportError) as err:                 # -3 and 0 silently became symbols before
+        from_onnx(_onnx_relu((2, 8)), input_shapes={"X": override})
+    assert "input_shapes['X']" in str(err.value) and shown in str(err.value)
+
+
+def test_onnx_input_with_a_zero_dimension_is_refused():
+    from tinyml.compiler.onnx import OnnxImportError, from_onnx
+
+    with pytest.raises(OnnxImportError) as err:
+        from_onnx(_onnx_relu((0, 8)))
+    msg = str(err.value)
+    assert "'X'" in msg and "(0, 8)" in msg and "axis 0" in msg and "input_shapes" in msg
+
+
+def test_onnx_symbols_and_lengths_still_import():
+    from tinyml.compiler.onnx import from_onnx
+
+    assert from_onnx(_onnx_relu(("batch", 8))).inputs["X"].shape[1] == 8
+    g = from_onnx(_onnx_relu((2, 8)), input_shapes={"X": ("n", np.int64(8))})
+    assert str(g.inputs["X"].shape[0]) == "n" and g.inputs["X"].shape[1] == 8
+
+
+# ---- no RuntimeWarning where overflow is the intended semantics (issue 11, "Done when") ---------------
+
+def test_elementwise_references_overflow_to_their_limits_without_a_runtime_warning():
+    """exp/sigmoid/silu/gelu references printed 'overflow encountered' under the tests; the overflow is
+    the IEEE limit they mean (exp(1000) = inf, sigmoid(-1000) = 0), so it is silenced where raised."""
+    import warnings
+
+    from tinyml.compiler.ops import get
+    from tinyml.kernels.fusion.ops import OPS
+
+    x = np.array([-1e3, 1e3, -1e200, 1e200])
+    want = {"exp": [0.0, np.inf, 0.0, np.inf], "sigmoid": [0.0, 1.0, 0.0, 1.0], "silu": [0.0, 1e3, 0.0, 1e200],
+            "gelu": [0.0, 1e3, 0.0, 1e200]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for name, expected in want.items():
+            np.testing.assert_array_equal(OPS[name].ref(x), expected)
+            if name != "silu":
+                np.testing.assert_array_equal(get(name).reference(x), expected)

@@ -38,7 +38,9 @@ import numpy as np
 
 from ..sim import HbmOutOfMemoryError, load_device
 from ..sim.units import fmt_bytes
+from ..sim.args import integer
 from .errors import BindingError, GraphError
+from .values import given_bindings, input_array
 from .lower import Plan, lower
 from .pipeline import run_passes
 
@@ -218,9 +220,8 @@ class Compiled:
             raise GraphError(f"generate() needs a language model: one int32 input (n,) and one output of "
                              f"logits (n, vocab); {g.name!r} has inputs {dict(g.inputs)} and "
                              f"{len(g.outputs)} output(s)")
-        if int(steps) < 1:
-            raise BindingError(f"generate(steps={steps}): generate at least one token")
-        tokens = [int(i) for i in np.asarray(ids).reshape(-1)]
+        steps = integer(steps, "generate(steps=...)", lo=1, error=BindingError, hint="generate at least one token")
+        tokens = [int(i) for i in input_array(name, ids, "int32").reshape(-1)]   # refuses ids such as 2.7
         if not tokens:
             raise BindingError("generate() needs a prompt of at least one token id")
         profiles = []
@@ -274,14 +275,14 @@ def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = 
     ``quantize_weights`` in ``passes="all"``.
     """
     dev = load_device(device).name
-    bindings = {k: int(v) for k, v in (bindings or {}).items()}
+    bindings = given_bindings(bindings)
     numbers = explain and graph.symbols <= bindings.keys()
     if explain and bindings and not numbers:
         raise BindingError(f"compile: bindings {bindings} leave symbol(s) "
                            f"{sorted(graph.symbols - bindings.keys())} of {graph.name!r} unbound")
     everything = isinstance(passes, str) and passes == "all"
     if everything:
-        bounds = {k: int(v) for k, v in (bounds or bindings).items()}
+        bounds = given_bindings(bounds, "bounds") if bounds else bindings
         missing = sorted(graph.symbols - bounds.keys())
         if missing:
             raise BindingError(f"compile(passes='all') plans memory and needs a bound for symbol(s) {missing}: "

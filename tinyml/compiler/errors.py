@@ -6,7 +6,7 @@ to do, so a person reading it can fix the graph without a debugger.
 
 from __future__ import annotations
 
-from ..sim.errors import DTypeError, ShapeError, TinymlError
+from ..sim.errors import DTypeError, NonFiniteError, ShapeError, TinymlError
 
 
 class SymbolicError(TinymlError, ValueError):
@@ -27,3 +27,8 @@ class GraphDTypeError(GraphError, DTypeError):
 
 class BindingError(GraphError):
     """Interpreting a graph: a missing or inconsistent symbol binding, or a wrong input array."""
+
+
+class GraphValueError(GraphError, NonFiniteError):
+    """A weight or input array holds values the kernels cannot take as they are: a float
+    beyond float32's range, a complex number, a non-integer token id (named, never converted)."""

@@ -28,6 +28,7 @@ from . import ops as _ops
 from .builder import Builder
 from .errors import GraphError
 from .types import TensorType, canonical_dtype
+from .values import weight_array
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 
@@ -259,7 +260,7 @@ class Graph(Builder):
                 data = (np.ones if init == "ones" else np.zeros)(t.shape)
             else:
                 raise GraphError(f"weight {name!r}: unknown init {init!r}; use 'normal', 'ones' or 'zeros'")
-        arr = np.array(data, dtype=np.int64 if t.dtype == "int32" else np.float32)
+        arr = weight_array(name, data, t.dtype)          # float32 (int64 ids); refuses what would change
         if arr.shape != t.shape:
             raise GraphError(f"weight {name!r}: data has shape {arr.shape} but the declared type is {t}")
         arr.flags.writeable = False

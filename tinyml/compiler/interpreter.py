@@ -26,11 +26,12 @@ from . import ops as _ops
 from .errors import BindingError, GraphError
 from .symbolic import Affine, evaluate, solve
 from .types import INDEX_DTYPES
+from .values import given_bindings, input_array
 
 
 def resolve_bindings(graph, inputs: Mapping, bindings: "Mapping[str, int] | None") -> dict[str, int]:
     """Check the input arrays against the input types; return the complete symbol bindings."""
-    bound = {k: int(v) for k, v in (bindings or {}).items()}
+    bound = given_bindings(bindings)
     extra = sorted(set(inputs) - set(graph.inputs))
     if extra:
         raise BindingError(f"graph {graph.name!r} has no input(s) {extra}; its inputs are {list(graph.inputs)}")
@@ -94,8 +95,8 @@ def interpret(graph, inputs: Mapping, bindings: "Mapping[str, int] | None" = Non
     bound = resolve_bindings(graph, inputs, bindings)
     env: dict[str, np.ndarray] = {}
     for name, t in graph.inputs.items():
-        arr = np.asarray(inputs[name])
-        env[name] = arr.astype(np.int64) if t.dtype in INDEX_DTYPES else arr.astype(np.float64)
+        arr = input_array(name, inputs[name], t.dtype)          # refuses what the compiled plan refuses
+        env[name] = arr if t.dtype in INDEX_DTYPES else np.asarray(inputs[name]).astype(np.float64)
     for name, w in graph.weights.items():
         env[name] = w.data if w.type.dtype in INDEX_DTYPES else w.data.astype(np.float64)
     if graph.groups:

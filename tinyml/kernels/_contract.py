@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sim import DTypeError, MetaTensor, NonFiniteError, ShapeError, TileConfigError, canonical
+from ..sim import DTypeError, MetaTensor, ShapeError, TileConfigError, canonical
+from ..sim.finite import as_float32, refuse_float32_overflow, refuse_nonfinite  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,16 @@ class Operand:
 
 
 def operand(x, name: str, *, ndim: int, dtype: str, allowed: tuple[str, ...],
-            check_finite: bool = True) -> Operand:
-    """Validate one input of a kernel; see the module docstring."""
+            check_finite: bool = True, allow: tuple[str, ...] = (), check_range: bool = True) -> Operand:
+    """Validate one input of a kernel; see the module docstring.
+
+    Values (executing mode): NaN and +-inf are refused unless ``check_finite`` is
+    False or ``allow`` names them (``"-inf"``: a masked logit, ``"+inf"``); a
+    finite value float32 cannot hold (a float64 1e39) is always refused, since
+    the kernels compute in float32 and it would silently become inf. A kernel that
+    reads only part of ``x`` (decoding reads a KV cache's first ``len`` rows) passes
+    ``check_range=False, check_finite=False`` and checks that part itself.
+    """
     logical = canonical(dtype, allowed)      # validate the argument in both modes
     if isinstance(x, MetaTensor):
         if x.ndim != ndim:
@@ -61,16 +70,9 @@ def operand(x, name: str, *, ndim: int, dtype: str, allowed: tuple[str, ...],
         raise ShapeError(f"{name} must be {ndim}-D, got shape {x.shape}")
     if 0 in x.shape:
         raise ShapeError(f"{name} has an empty dimension, shape {x.shape}; every dimension must be >= 1")
-    if check_finite and x.dtype.kind == "f":
-        bad = ~np.isfinite(x)
-        if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise NonFiniteError(
-                f"{name} holds {int(bad.sum())} NaN/Inf value(s), the first at index {first} "
-                f"(value {x[first]}); a tiled kernel would spread them silently. "
-                f"Clean the input first, e.g. np.nan_to_num({name})."
-            )
-    data = np.ascontiguousarray(x, dtype=np.float32)
+    data = as_float32(x, name, check_range=check_range)
+    if check_finite:
+        refuse_nonfinite(x, data, name, allow=allow)
     return Operand(name, x, data, tuple(x.shape), logical)
 
 

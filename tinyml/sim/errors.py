@@ -46,3 +46,9 @@ class HostMemoryError(TinymlError, MemoryError):
 
 class LabError(TinymlError):
     """A lab number, exercise or answer file is wrong."""
+
+
+class ArgumentError(TinymlError, ValueError, TypeError):
+    """A scalar argument has the wrong type or value: a float or string where an integer
+    is meant, an integer out of range, anything but True/False for a flag
+    (checked by :mod:`tinyml.sim.args`, never truncated or coerced)."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from .args import integer
 from .dtypes import canonical, nbytes
 from .errors import ShapeError
 
@@ -20,7 +23,13 @@ class MetaTensor:
     __slots__ = ("shape", "dtype", "__weakref__")
 
     def __init__(self, shape, dtype: str = "fp16"):
-        self.shape = tuple(int(s) for s in shape)
+        if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+            shape = (shape,)                                  # meta(5) is meta((5,)), as np.zeros(5)
+        if not isinstance(shape, (tuple, list)):
+            raise ShapeError(f"a shape is a tuple of integers such as (4096, 4096), got {shape!r} "
+                             f"({type(shape).__name__})")
+        self.shape = tuple(integer(s, f"shape[{i}]", error=ShapeError, hint=f"shape {tuple(shape)!r}")
+                           for i, s in enumerate(shape))
         if any(s < 0 for s in self.shape):
             raise ShapeError(f"a tensor's dimensions cannot be negative, got shape {self.shape}")
         self.dtype = canonical(dtype)

@@ -38,6 +38,7 @@ import numpy as np
 
 from ...sim import MetaTensor, Profile, meta
 from ..errors import BindingError, GraphError
+from ..values import given_bindings, input_array
 from ..graph import FusedGroup
 from ..interpreter import resolve_bindings
 from ..validate import group_io
@@ -133,8 +134,7 @@ class Plan:
             if count:
                 ctx.env[name] = meta(shape, dtype)
             else:
-                arr = np.asarray(inputs[name])
-                ctx.env[name] = arr if t.dtype == "int32" else np.ascontiguousarray(arr, dtype=np.float32)
+                ctx.env[name] = input_array(name, inputs[name], t.dtype)     # float32, or int64 ids
         for name, w in g.weights.items():
             ctx.env[name] = _weight(name, w, dtype, count)
         last = _last_uses(self)
@@ -218,7 +218,7 @@ def _last_uses(plan: Plan) -> dict:
 def _bindings(graph, inputs: dict, bindings, count: bool) -> dict:
     if not count:
         return resolve_bindings(graph, inputs, bindings)
-    bound = {k: int(v) for k, v in (bindings or {}).items()}
+    bound = given_bindings(bindings)
     if inputs:                                  # shapes stand in for the arrays (no data)
         stand_in = {k: np.broadcast_to(np.zeros((), np.int8), tuple(np.shape(v) if not isinstance(v, MetaTensor)
                                                                    else v.shape)) for k, v in inputs.items()}

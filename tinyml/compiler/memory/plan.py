@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ...sim.units import fmt_bytes
 from ..errors import BindingError
 from ..sizes import Poly
+from ..values import given_bindings
 from ..types import shape_str
 from .symbolic_arena import arena_at as _symbolic_arena_at
 from .symbolic_arena import concrete_offsets
@@ -87,7 +88,7 @@ class MemoryPlan:
         """``bindings`` (default: the bounds) checked: every symbol given, within ``1..bound``."""
         if bindings is None:
             return dict(self.bounds)
-        b = {k: int(v) for k, v in bindings.items()}
+        b = given_bindings(bindings)
         for s, hi in self.bounds.items():
             if s not in b:
                 raise BindingError(f"the memory plan of {self.graph_name!r} needs a value for symbol {s!r}; "

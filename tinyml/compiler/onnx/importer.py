@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...sim.args import integer
 from ..graph import Graph
 from ..errors import GraphError
 from ..symbolic import sym
@@ -63,15 +64,21 @@ def _set_input_shapes(model, shapes: dict) -> None:
             raise OnnxImportError(f"input_shapes names {name!r}, which is not an input of the model; "
                                   f"its inputs are {sorted(names)}")
         dims = names[name].type.tensor_type.shape.dim
+        if not isinstance(shape, (tuple, list)):
+            raise OnnxImportError(f"input_shapes[{name!r}] must be a tuple such as ('n', 3, 224, 224), "
+                                  f"got {shape!r}")
         if len(dims) != len(shape):
             raise OnnxImportError(f"input_shapes[{name!r}] = {tuple(shape)} has rank {len(shape)}, "
                                   f"but the model's input has rank {len(dims)}")
-        for d, v in zip(dims, shape):
+        for axis, (d, v) in enumerate(zip(dims, shape)):
+            if not isinstance(v, str):       # a symbol, or a length >= 1 (-3 or 0 became a symbol before)
+                v = integer(v, f"input_shapes[{name!r}][{axis}]", lo=1, error=OnnxImportError,
+                            hint=f"each entry of {tuple(shape)} is a length >= 1 or a symbol such as 'n'")
             d.Clear()
             if isinstance(v, str):
                 d.dim_param = v
             else:
-                d.dim_value = int(v)
+                d.dim_value = v
 
 
 def _input_type(vi, float_types):
@@ -79,7 +86,13 @@ def _input_type(vi, float_types):
     tt = vi.type.tensor_type
     dims = []
     for axis, d in enumerate(tt.shape.dim):
-        if d.HasField("dim_value") and d.dim_value > 0:
+        if d.HasField("dim_value") and d.dim_value < 1:
+            shown = tuple(x.dim_value if x.HasField("dim_value") else (x.dim_param or "?") for x in tt.shape.dim)
+            raise OnnxImportError(
+                f"graph input {vi.name!r} has shape {shown}: dimension {d.dim_value} at axis {axis}; tinyml "
+                f"tensors have dimensions >= 1 (as Graph.input requires). Give the shape you mean with "
+                f"from_onnx(..., input_shapes={{{vi.name!r}: (...)}}), a symbol such as 'n' for a free dimension")
+        if d.HasField("dim_value"):
             dims.append(int(d.dim_value))
         elif d.HasField("dim_param") and d.dim_param:
             dims.append(sym(ident(d.dim_param).replace(".", "_")))

@@ -19,12 +19,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import GraphShapeError
 from ..symbolic import Affine
+from ._util import flag_attr, int_attr
 
 
 def _pair(op: str, what: str, v, default: int, n: int = 2) -> tuple:
     if v is None:
         return (default,) * n
-    v = tuple(int(x) for x in (v if isinstance(v, (tuple, list)) else (v,) * n))
+    v = tuple(int_attr(op, what, x) for x in (v if isinstance(v, (tuple, list)) else (v,) * n))
     if len(v) != n:
         raise GraphShapeError(f"{op}: {what} must have {n} entries (one per spatial axis), got {v}")
     return v
@@ -43,7 +44,7 @@ def canon_window(op: str, attrs: dict, *, kernel=None, dilations: bool = True, c
     if dilations:
         out["dilations"] = dil
     if ceil_mode:
-        out["ceil_mode"] = bool(attrs.get("ceil_mode", False))
+        out["ceil_mode"] = flag_attr(op, "ceil_mode", attrs.get("ceil_mode", False))
     return out
 
 

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from ..errors import GraphShapeError
+from ...sim.args import flag, integer
+from ..errors import GraphError, GraphShapeError
+
+
+def flag_attr(op: str, what: str, value) -> bool:
+    """A boolean attribute (True/False, or ONNX's 0/1); ``"no"`` or None is refused, not made a bool."""
+    return flag(value, f"{op}: {what}", error=GraphError)
+
+
+def int_attr(op: str, what: str, value, lo: "int | None" = None) -> int:
+    """An integer attribute (>= ``lo``); a float such as 2.7 or a string is refused, not truncated."""
+    return integer(value, f"{op}: {what}", lo=lo, error=GraphShapeError)
 
 
 def norm_axis(axis, rank: int, op: str) -> int:

@@ -24,12 +24,13 @@ import numpy as np
 from ..errors import GraphDTypeError, GraphShapeError
 from ..types import TensorType
 from ._spatial import canon_window, need_nchw, out_hw, windows
+from ._util import int_attr
 from .library import numel, register_library
 
 
 def _canon_conv(types, attrs):
     out = canon_window("conv2d", attrs, ceil_mode=False)
-    groups = int(attrs.get("groups", 1))
+    groups = int_attr("conv2d", "groups", attrs.get("groups", 1))
     if groups < 1:
         raise GraphShapeError(f"conv2d: groups must be >= 1, got {groups}")
     w = types[1]

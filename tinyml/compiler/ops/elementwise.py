@@ -28,8 +28,23 @@ GELU_C = math.sqrt(2.0 / math.pi)
 GELU_A = 0.044715
 
 
+# exp, sigmoid and gelu overflow on purpose (exp(1000) = inf, sigmoid(-1000) = 1 / (1 + inf) = 0,
+# gelu's x ** 3 -> inf -> tanh = +-1: the exact limits, as in the kernels' float32): NumPy's overflow
+# RuntimeWarning is silenced where it is raised.
+
+def _exp(x):
+    with np.errstate(over="ignore"):
+        return np.exp(x)
+
+
+def _sigmoid(x):
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
 def gelu_ref(x):
-    return 0.5 * x * (1.0 + np.tanh(GELU_C * (x + GELU_A * x ** 3)))
+    with np.errstate(over="ignore"):
+        return 0.5 * x * (1.0 + np.tanh(GELU_C * (x + GELU_A * x ** 3)))
 
 
 def _unary_rule(name):
@@ -72,11 +87,11 @@ def causal_mask_ref(x, scale=1.0, fill=-math.inf):
 
 
 _UNARY = {
-    "exp": (np.exp, "e^x"),
+    "exp": (_exp, "e^x"),
     "tanh": (np.tanh, "tanh(x)"),
     "relu": (lambda x: np.maximum(x, 0.0), "max(x, 0)"),
     "gelu": (gelu_ref, "GPT-2's tanh GeLU"),
-    "sigmoid": (lambda x: 1.0 / (1.0 + np.exp(-x)), "1 / (1 + e^-x)"),
+    "sigmoid": (_sigmoid, "1 / (1 + e^-x)"),
 }
 for _name, (_ref, _doc) in _UNARY.items():
     register(OpDef(_name, 1, _unary_rule(_name), _ref, "elementwise", "elementwise", _doc))

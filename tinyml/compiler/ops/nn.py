@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import GraphDTypeError, GraphShapeError
 from ..types import INDEX_DTYPES, TensorType
+from ._util import flag_attr
 from .registry import OpDef, register
 
 
@@ -52,7 +53,7 @@ def _canon_attention(types, attrs):
         if not isinstance(d, int):
             raise GraphShapeError(f"attention: the head dimension of q {q} is symbolic; pass scale= explicitly")
         scale = 1.0 / math.sqrt(d)
-    return {"causal": bool(attrs.get("causal", False)), "scale": float(scale)}
+    return {"causal": flag_attr("attention", "causal", attrs.get("causal", False)), "scale": float(scale)}
 
 
 def _attention_rule(types, attrs):

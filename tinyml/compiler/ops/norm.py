@@ -23,14 +23,14 @@ import numpy as np
 
 from ..errors import GraphShapeError
 from ..types import same_dtype
-from ._util import need_rank
+from ._util import int_attr, need_rank
 from .library import numel, register_library
 
 
 def _canon_lrn(types, attrs):
     if "size" not in attrs:
         raise GraphShapeError("lrn needs size= (the number of channels summed)")
-    size = int(attrs["size"])
+    size = int_attr("lrn", "size", attrs["size"])
     if size < 1:
         raise GraphShapeError(f"lrn: size must be >= 1, got {size}")
     return {"size": size, "alpha": float(attrs.get("alpha", 1e-4)), "beta": float(attrs.get("beta", 0.75)),

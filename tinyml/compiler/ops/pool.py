@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import GraphShapeError
 from ..types import TensorType, same_dtype
 from ._spatial import canon_window, need_nchw, out_hw, windows
+from ._util import flag_attr
 from .library import numel, register_library
 
 
@@ -40,7 +41,7 @@ def _canon_avg(types, attrs):
     if "kernel" not in attrs:
         raise GraphShapeError("avg_pool2d needs kernel=(kh, kw)")
     out = canon_window("avg_pool2d", attrs, dilations=False)
-    out["count_include_pad"] = bool(attrs.get("count_include_pad", False))
+    out["count_include_pad"] = flag_attr("avg_pool2d", "count_include_pad", attrs.get("count_include_pad", False))
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import GraphShapeError
 from ..types import TensorType, same_dtype
-from ._util import norm_axis, need_rank
+from ._util import flag_attr, norm_axis, need_rank
 from .registry import OpDef, register
 
 
@@ -66,7 +66,7 @@ def _canon_reduce(name):
         axes = tuple(sorted(norm_axis(a, rank, name) for a in axes))
         if not axes or len(set(axes)) != len(axes):
             raise GraphShapeError(f"{name}: axis {axis!r} must name distinct axes of the rank-{rank} operand")
-        return {"axis": axes, "keepdims": bool(attrs.get("keepdims", False))}
+        return {"axis": axes, "keepdims": flag_attr(name, "keepdims", attrs.get("keepdims", False))}
     return canon
 
 

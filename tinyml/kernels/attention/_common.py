@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...sim import FLOAT_DTYPES, DTypeError, MetaTensor, ShapeError, TileConfigError, bits
+from ...sim.args import INT64_MAX, flag, integer
 from .._contract import Operand, operand, same_mode
 
 DUMMY4 = np.zeros((1, 1, 1, 1), dtype=np.float32)   # stands in for data in counting mode
@@ -76,17 +77,54 @@ class AttentionCall:
 def _window(window, causal: bool) -> tuple[int, int]:
     if window is None:
         return (-1, 0) if causal else (-1, -1)
-    if isinstance(window, (int, np.integer)) and not isinstance(window, bool):
-        left, right = int(window), (0 if causal else int(window))
-    elif isinstance(window, (tuple, list)) and len(window) == 2:
-        left, right = (int(w) for w in window)
+    if isinstance(window, (tuple, list)):
+        if len(window) != 2:
+            raise TileConfigError(f"window must be an int or a (left, right) pair, got {window!r}")
+        left, right = (integer(w, f"window[{i}]", lo=-1, error=TileConfigError,
+                               hint="a window side counts keys (-1 = unbounded)") for i, w in enumerate(window))
     else:
-        raise TileConfigError(f"window must be an int or a (left, right) pair, got {window!r}")
-    if left < -1 or right < -1:
-        raise TileConfigError(f"window sides must be >= 0 (or -1 for unbounded), got {(left, right)}")
+        left = integer(window, "window", lo=-1, error=TileConfigError,
+                       hint="window is an int or a (left, right) pair of key counts (-1 = unbounded)")
+        right = 0 if causal else left
     if causal:
         right = 0 if right == -1 else min(right, 0)
     return left, right
+
+
+def check_saved(saved, classes: tuple, kernel: str, forward: str) -> None:
+    """Refuse a ``saved`` that is not what ``forward(..., return_saved=True)`` returned."""
+    if not isinstance(saved, classes):
+        names = " or ".join(c.__name__ for c in classes)
+        raise DTypeError(f"{kernel}: saved must be the {names} that {forward}(..., return_saved=True) returned "
+                         f"(o, saved = {forward}(q, k, v, return_saved=True)), got {type(saved).__name__} "
+                         f"{saved!r:.60}")
+
+
+def attention_seed(seed) -> int:
+    """The dropout seed: an integer in [0, 2^63 - 1] (a Numba int64; the reference hashes it as uint64)."""
+    return integer(seed, "seed", lo=0, hi=INT64_MAX, hint="the dropout seed is a non-negative int64")
+
+
+def padding_mask(key_padding_mask, b: int, nk: int, execute: bool, kernel: str):
+    """(the mask as a bool array or None when counting, the caller's object) for ``key_padding_mask``."""
+    if isinstance(key_padding_mask, MetaTensor):
+        if key_padding_mask.shape != (b, nk):
+            raise ShapeError(f"{kernel}: key_padding_mask must be (batch, seq_k) = {(b, nk)}, "
+                             f"got {key_padding_mask.shape}")
+        return None, key_padding_mask
+    try:
+        arr = np.asarray(key_padding_mask)
+    except Exception:                                        # noqa: BLE001  (ragged lists ...)
+        raise DTypeError(f"{kernel}: key_padding_mask must be a (batch, seq_k) = {(b, nk)} bool array, "
+                         f"got {type(key_padding_mask).__name__}") from None
+    if arr.shape != (b, nk):
+        raise ShapeError(f"{kernel}: key_padding_mask must be (batch, seq_k) = {(b, nk)}, got {arr.shape}")
+    if arr.dtype != np.bool_:
+        raise DTypeError(f"{kernel}: key_padding_mask must be a bool array (True = a real key, "
+                         f"False = padding), got dtype {arr.dtype}")
+    if not isinstance(key_padding_mask, np.ndarray):
+        key_padding_mask = arr                               # a list: the array is what HBM holds
+    return (np.ascontiguousarray(arr) if execute else None), key_padding_mask
 
 
 def prepare_attention(q, k, v, *, causal: bool, key_padding_mask, dropout_p: float, seed: int,
@@ -109,22 +147,17 @@ def prepare_attention(q, k, v, *, causal: bool, key_padding_mask, dropout_p: flo
     if h % hk:
         raise ShapeError(f"{kernel}: q has {h} heads, which kv_heads={hk} does not divide (q {Q.shape}, "
                          f"k {K.shape}); GQA needs heads to be a multiple of kv_heads")
-    if not (isinstance(dropout_p, (int, float)) and 0.0 <= dropout_p < 1.0):
-        raise TileConfigError(f"{kernel}: dropout_p must be in [0, 1), got {dropout_p!r}")
+    if isinstance(dropout_p, (bool, np.bool_)) or not (isinstance(dropout_p, (int, float, np.integer, np.floating))
+                                                       and 0.0 <= dropout_p < 1.0):
+        raise TileConfigError(f"{kernel}: dropout_p must be a number in [0, 1), got {dropout_p!r}")
     if scale is None:
         scale = 1.0 / math.sqrt(d)
-    elif not (isinstance(scale, (int, float)) and math.isfinite(scale)):
+    elif isinstance(scale, (bool, np.bool_)) or not (isinstance(scale, (int, float, np.integer, np.floating))
+                                                     and math.isfinite(scale)):
         raise TileConfigError(f"{kernel}: scale must be a finite number, got {scale!r}")
-    key_valid = None
-    if key_padding_mask is not None:
-        mshape = tuple(key_padding_mask.shape)
-        if mshape != (b, nk):
-            raise ShapeError(f"{kernel}: key_padding_mask must be (batch, seq_k) = {(b, nk)}, got {mshape}")
-        if not isinstance(key_padding_mask, MetaTensor):
-            arr = np.asarray(key_padding_mask)
-            if arr.dtype != np.bool_:
-                raise DTypeError(f"{kernel}: key_padding_mask must be a bool array (True = a real key, "
-                                 f"False = padding), got dtype {arr.dtype}")
-            key_valid = np.ascontiguousarray(arr) if execute else None
-    return AttentionCall(Q, K, V, b, h, hk, nq, nk, d, Q.dtype, execute, bool(causal), float(scale),
-                         float(dropout_p), int(seed), _window(window, bool(causal)), key_valid, key_padding_mask)
+    causal = flag(causal, "causal")
+    seed = attention_seed(seed)
+    key_valid, mask_obj = (None, None) if key_padding_mask is None else \
+        padding_mask(key_padding_mask, b, nk, execute, kernel)
+    return AttentionCall(Q, K, V, b, h, hk, nq, nk, d, Q.dtype, execute, causal, float(scale),
+                         float(dropout_p), seed, _window(window, causal), key_valid, mask_obj)

@@ -52,10 +52,11 @@ def flash_attention_backward(dout, saved):
     dk, dv are shaped like k, v (summed over each GQA group). The backward of
     the version that made ``saved`` runs.
     """
+    from ._common import check_saved
+    from .flash1 import Flash1Saved, flash_attention_v1_backward
     from .flash2 import Flash2Saved, flash_attention_v2_backward
 
+    check_saved(saved, (Flash2Saved, Flash1Saved), "flash_attention_backward", "flash_attention")
     if isinstance(saved, Flash2Saved):
         return flash_attention_v2_backward(dout, saved)
-    from .flash1 import flash_attention_v1_backward
-
     return flash_attention_v1_backward(dout, saved)

@@ -105,7 +105,7 @@ from ...sim.sram import REG
 from ...sim.counters import new_counters
 from .._contract import blas_single_thread, block_size, ceil_div, operand
 from .._mma import sgemm
-from ._common import DUMMY2, AttentionCall, prepare_attention
+from ._common import DUMMY2, AttentionCall, check_saved, prepare_attention
 from . import flash1_bwd as _bwd
 from . import flash1_fwd as _fwd
 
@@ -331,6 +331,7 @@ def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | Non
     Kernels: ``flash1_bwd`` and, with GQA, ``flash1_bwd_dkv_reduce``. Block sizes
     default to the paper's rule shrunk until the backward's tiles fit SRAM.
     """
+    check_saved(saved, (Flash1Saved,), "flash_attention_v1_backward", "flash_attention_v1")
     call = saved.call
     DO = operand(dout, "dout", ndim=4, dtype=call.dtype, allowed=FLOAT_DTYPES, check_finite=saved.check_finite)
     if DO.execute != call.execute:

@@ -69,7 +69,7 @@ from ...sim.tiles import (count_load_direct, count_mma, count_store_direct, coun
                           store_tile)
 from .._contract import blas_single_thread, ceil_div, operand, same_mode
 from .._mma import mma_acc, mma_acc_bt, sgemm
-from ._common import DUMMY2
+from ._common import DUMMY2, check_saved
 from .flash2_fwd import Flash2Saved
 from .flash2_tiles import bwd_per_score, resolve_blocks, tile_grid
 from .masks import visible
@@ -276,9 +276,7 @@ def flash_attention_v2_backward(dout, saved: Flash2Saved):
     ``flash2_bwd_dq_convert`` and, with GQA, ``flash2_bwd_gqa_sum``. See the
     module docstring for the tile loop and the HBM bytes.
     """
-    if not isinstance(saved, Flash2Saved):
-        raise TypeError(f"saved must be the Flash2Saved that flash_attention_v2(..., return_saved=True) "
-                        f"returned, got {type(saved).__name__}")
+    check_saved(saved, (Flash2Saved,), "flash_attention_v2_backward", "flash_attention_v2")
     call = saved.call
     dO = _dout(dout, saved)
     prof = current_profile()

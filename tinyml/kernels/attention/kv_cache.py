@@ -37,7 +37,7 @@ from numba import njit, prange
 from ...sim import FLOAT_DTYPES, DTypeError, NonFiniteError, ShapeError, bits, canonical, current_profile, nbytes
 from ...sim.counters import new_counters
 from ...sim.tiles import copy_rect, count_load_direct, count_store_direct
-from .._contract import operand, same_mode
+from .._contract import Operand, operand, refuse_float32_overflow, same_mode
 from ._common import DUMMY2
 
 KERNEL = "kv_append"
@@ -88,19 +88,24 @@ def cache_lengths(cache_len, batch: int, max_len: int, *, kernel: str, lowest: i
     return lens
 
 
-def check_prefix_finite(x: np.ndarray, lens: np.ndarray, name: str) -> None:
-    """Raise NonFiniteError if a row a kernel will read (position < len of its sequence) is NaN/Inf.
+def check_prefix_finite(op: Operand, lens: np.ndarray, *, check_finite: bool = True) -> None:
+    """Check the rows a kernel will read (position < len of its sequence) of cache operand ``op``:
+    a float64 value beyond float32's range is always refused, NaN/Inf when ``check_finite``.
 
     Rows past a sequence's length are never read, so whatever they hold is allowed.
     """
+    x = np.asarray(op.obj)                                  # the caller's array (float64 stays float64)
     for b, n in enumerate(lens):
-        bad = ~np.isfinite(x[b, :, :n])                    # (KVH, n, d)
+        refuse_float32_overflow(x[b, :, :n], op.data[b, :, :n], op.name, offset=(b,))
+        if not check_finite:
+            continue
+        bad = ~np.isfinite(op.data[b, :, :n])               # (KVH, n, d)
         if bad.any():
             h, t, c = (int(i) for i in np.argwhere(bad)[0])
             raise NonFiniteError(
-                f"{name} holds {int(bad.sum())} NaN/Inf value(s) in the first {int(n)} positions of sequence {b}, "
-                f"the first at index {(b, h, t, c)} (value {x[b, h, t, c]}); attention would spread them "
-                f"silently. Clean the input first, e.g. np.nan_to_num({name}).")
+                f"{op.name} holds {int(bad.sum())} NaN/Inf value(s) in the first {int(n)} positions of sequence "
+                f"{b}, the first at index {(b, h, t, c)} (value {op.data[b, h, t, c]}); attention would spread "
+                f"them silently. Clean the input first, e.g. np.nan_to_num({op.name}).")
 
 
 # ---- the append kernel -------------------------------------------------------------------------

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from ...sim import FLOAT_DTYPES, DTypeError, Profile, ShapeError, canonical, current_profile, nbytes
 from .._contract import Operand, ceil_div, operand
 from ..matmul.v2_tiled import resolve_tiles
-from ._common import AttentionCall, prepare_attention
+from ._common import AttentionCall, check_saved, prepare_attention
 from .bmm import BmmShape, launch_bmm
 from .standard_dropout import dropout_backward, dropout_forward
 from .standard_mask import mask_tiles, masked_fill
@@ -129,8 +129,8 @@ def standard_attention(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     prof = current_profile()
     for op in (call.q, call.k, call.v):
         prof.hbm.track(op.obj, op.name, op.dtype)
-    if key_padding_mask is not None:
-        prof.hbm.track(key_padding_mask, "key_padding_mask", "int8")
+    if call.key_padding_obj is not None:
+        prof.hbm.track(call.key_padding_obj, "key_padding_mask", "int8")
     s = launch_bmm(call.q, call.k, trans_b=True, alpha=call.scale, name="attn_std_qk", out_name="S", **mm)
     if call.masked:
         masked_fill(call, s, float("-inf"), "attn_std_mask", **rows)
@@ -150,6 +150,7 @@ def standard_attention(q, k, v, *, causal: bool = False, key_padding_mask=None, 
 
 def standard_attention_backward(dout, saved: StandardSaved, *, check_finite: bool = True):
     """(dq, dk, dv) of ``sum(O * dout)``; dk, dv are (B, KVH, Nk, d), summed over each GQA group."""
+    check_saved(saved, (StandardSaved,), "standard_attention_backward", "standard_attention")
     call = saved.call
     dO = operand(dout, "dout", ndim=4, dtype=call.dtype, allowed=FLOAT_DTYPES, check_finite=check_finite)
     want = (call.batch, call.heads, call.seq_q, call.head_dim)

@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 from numba import njit, prange
 
-from ...sim import FLOAT_DTYPES, DTypeError, MetaTensor, NonFiniteError, bits, canonical, current_profile
+from ...sim import FLOAT_DTYPES, DTypeError, MetaTensor, bits, canonical, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from .._contract import Operand, block_size, ceil_div, operand, same_mode
@@ -119,11 +119,8 @@ def validate_inputs(inputs: Sequence, dtype: str) -> list[Operand]:
     ops = []
     for j, x in enumerate(inputs):
         ndim = x.ndim if isinstance(x, MetaTensor) else np.ndim(x)
-        op = operand(x, f"inputs[{j}]", ndim=ndim, dtype=dtype, allowed=FLOAT_DTYPES, check_finite=False)
-        if op.execute and np.isnan(op.data).any():        # +-inf is a value (a masked logit), NaN is not
-            first = tuple(int(i) for i in np.argwhere(np.isnan(op.data))[0])
-            raise NonFiniteError(f"{op.name} holds {int(np.isnan(op.data).sum())} NaN value(s), the first at "
-                                 f"index {first}; clean the input first, e.g. np.nan_to_num({op.name})")
+        # +-inf is a value (a masked logit), NaN is not
+        op = operand(x, f"inputs[{j}]", ndim=ndim, dtype=dtype, allowed=FLOAT_DTYPES, allow=("-inf", "+inf"))
         ops.append(op)
     kinds = {op.dtype for op in ops}
     if len(kinds) > 1:

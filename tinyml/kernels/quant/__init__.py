@@ -17,7 +17,8 @@ See :mod:`.scheme` for the byte layout and how to bring your own scheme.
 
 from __future__ import annotations
 
-from .errors import BlockAlignmentError, ScaleOverflowError, SchemeDefinitionError, UnknownFormatError
+from .errors import (BlockAlignmentError, ScaleOverflowError, ScaleUnderflowError, SchemeDefinitionError,
+                     UnknownFormatError)
 from .gguf import Q4_0, Q8_0
 from .int4 import Int4Grouped
 from .int8 import Int8PerChannel
@@ -30,7 +31,7 @@ for _scheme in (Int8PerChannel(), Int4Grouped(32), Int4Grouped(64), Int4Grouped(
 __all__ = [
     "quantize", "QuantizedTensor", "Scheme", "Layout", "SCHEMES", "register", "get_scheme", "to_fp16",
     "Int8PerChannel", "Int4Grouped", "Q8_0", "Q4_0",
-    "BlockAlignmentError", "ScaleOverflowError", "SchemeDefinitionError", "UnknownFormatError",
+    "BlockAlignmentError", "ScaleOverflowError", "ScaleUnderflowError", "SchemeDefinitionError", "UnknownFormatError",
     "quantized_gemv", "quantized_matmul", "dequantize_kernel", "unfused_quantized_matmul",
     "error_report", "format_report", "sample_weights",
 ]

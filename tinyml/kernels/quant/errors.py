@@ -23,3 +23,8 @@ class BlockAlignmentError(ShapeError):
 
 class ScaleOverflowError(TinymlError, ValueError):
     """A group's scale (or minimum) does not fit in fp16 (|value| > 65504)."""
+
+
+class ScaleUnderflowError(TinymlError, ValueError):
+    """A group of non-zero weights whose fp16 scale rounds to 0, so it would decode to all zeros
+    (``quantize(..., underflow="zero")`` accepts that, as llama.cpp does)."""

@@ -26,7 +26,7 @@ one code of the asymmetric range -8..7 that symmetric int4 leaves unused.
 Edge cases: an all-zero block has ``d = 0`` (Q4_0 stores -0.0, as the C code
 does: ``0.0f / -8``) and decodes to zeros. For tiny blocks the fp16 ``d``
 underflows to 0 while the codes still come from the float32 ``id``: the block
-decodes to zeros, as in llama.cpp. Below about 1e-37, ``1/d`` overflows to inf
+decodes to zeros, as in llama.cpp (``quantize`` refuses that unless ``underflow="zero"``). Below about 1e-37, ``1/d`` overflows to inf
 and the C code's float-to-int8 conversion of inf/NaN is undefined; we write
 code 0 there, which is what x86 builds produce (the block decodes to zeros
 either way). Rows must be a multiple of 32 long; llama.cpp refuses others.

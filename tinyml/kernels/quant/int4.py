@@ -11,8 +11,9 @@ The codes are computed from the fp16 scale ``s`` actually stored, so every
 weight is within ``s / 2`` of its decoded value except that ``max|w|`` itself
 may be clipped by ``7 |s - max|w|/7|`` (the fp16 rounding of the scale).
 An all-zero group gets ``s = 0`` and codes 0 (decodes to exact zeros). If
-``max|w| / 7`` underflows fp16 (below ~3e-8) the stored scale is 0 and the
-group decodes to zeros: the error is at most ``max|w| < 2.1e-7``; no NaN.
+``max|w| / 7`` underflows fp16 (below ~3e-8) the stored scale would be 0 and
+the group would decode to zeros: ``quantize`` refuses it
+(:class:`~.errors.ScaleUnderflowError`) unless ``underflow="zero"``; no NaN either way.
 """
 
 from __future__ import annotations

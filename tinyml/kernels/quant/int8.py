@@ -3,7 +3,8 @@
 Per row: ``s = fp16(max|w| / 127)``, ``q = clip(round(w / s), -127, 127)``
 (round half to even), stored as a signed byte (two's complement). A row is
 one block: the fp16 scale, then K bytes, so ``bits per weight = 8 + 16 / K``.
-Zero rows and fp16 underflow behave as in :mod:`.int4` (scale 0, zeros out).
+Zero rows and fp16 underflow behave as in :mod:`.int4` (scale 0; an underflow is refused
+unless ``quantize(..., underflow="zero")``).
 """
 
 from __future__ import annotations

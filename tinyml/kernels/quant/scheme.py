@@ -46,7 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BlockAlignmentError, ScaleOverflowError, SchemeDefinitionError, UnknownFormatError
+from .errors import (BlockAlignmentError, ScaleOverflowError, ScaleUnderflowError, SchemeDefinitionError,
+                     UnknownFormatError)
 
 FP16_MAX = 65504.0
 
@@ -174,6 +175,27 @@ def check_fp16(values: np.ndarray, what: str, scheme: str, groups_per_row: int, 
             f"largest value {FP16_MAX:g} (the group's largest |w| is {float(amax[i]):.6g}); "
             f"{int(bad.sum())} group(s) overflow. Rescale the weights (e.g. divide by a power of two "
             f"and fold it into the next layer) before quantizing.")
+
+
+#: the smallest positive fp16 (a subnormal): a scale below half of it is stored as 0
+FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)
+
+
+def check_fp16_underflow(scale: np.ndarray, spread: np.ndarray, scheme: str, groups_per_row: int,
+                         group: int) -> None:
+    """Raise :class:`ScaleUnderflowError` if a group whose weights differ (``spread`` > 0: max|w|,
+    or max - min for a scheme with a minimum) has a ``scale`` that rounds to fp16 zero."""
+    lost = (to_fp16(scale) == 0) & (spread > 0)
+    if lost.any():
+        i = int(np.argmax(lost))
+        row, grp = divmod(i, groups_per_row)
+        raise ScaleUnderflowError(
+            f"{scheme}: the scale of group {grp} of row {row} is {float(scale[i]):.3g}, below fp16's smallest "
+            f"positive value {FP16_TINY:.3g} (the group's weights span {float(spread[i]):.3g}): it would be "
+            f"stored as 0 and the group's {group} weights would decode to zeros (relative error 1.0); "
+            f"{int(lost.sum())} group(s) underflow. Rescale the weights (multiply by a power of two such as "
+            f"2**16 and fold its inverse into the next layer) before quantizing, or pass underflow='zero' "
+            f"to accept zeros as llama.cpp does.")
 
 
 # ---- the registry ---------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...sim import DTypeError, MetaTensor, NonFiniteError, ShapeError
-from .errors import SchemeDefinitionError
+from .errors import ScaleUnderflowError, SchemeDefinitionError
 from .pack import pack, unpack
-from .scheme import Layout, Scheme, check_fp16, get_scheme, to_fp16
+from .scheme import Layout, Scheme, check_fp16, check_fp16_underflow, get_scheme, to_fp16
 
 
 class QuantizedTensor:
@@ -87,14 +87,19 @@ class QuantizedTensor:
                 f"bits_per_weight={self.bits_per_weight:.4g}{kind})")
 
 
-def quantize(w, fmt) -> QuantizedTensor:
+def quantize(w, fmt, *, underflow: str = "raise") -> QuantizedTensor:
     """Quantize a weight matrix ``w`` ``(N, K)`` (out, in) into ``fmt``.
 
     ``fmt``: 'int8', 'int4-g32', 'int4-g64', 'int4-g128' (any 'int4-g<N>'),
     'q8_0', 'q4_0', another registered name, or a :class:`Scheme` instance.
     NaN/Inf weights are refused with their position; a scale that overflows
-    fp16 is refused (:class:`~.errors.ScaleOverflowError`).
+    fp16 is refused (:class:`~.errors.ScaleOverflowError`), and so is one that
+    underflows it (non-zero weights below ~1e-6 for int8: the group would decode
+    to zeros; :class:`~.errors.ScaleUnderflowError`) unless ``underflow="zero"``,
+    which stores the zero scale as llama.cpp does.
     """
+    if underflow not in ("raise", "zero"):
+        raise ScaleUnderflowError(f"underflow must be 'raise' or 'zero', got {underflow!r}")
     scheme = get_scheme(fmt)
     w = _weights(w)
     n, k = w.shape
@@ -105,6 +110,9 @@ def quantize(w, fmt) -> QuantizedTensor:
     codes, scale, minimum = _checked(scheme, groups, *scheme.quantize_groups(groups))
     amax = np.abs(groups).max(axis=1)
     check_fp16(scale, "scale", scheme.name, lay.groups_per_row, amax)
+    if underflow == "raise":
+        spread = amax if minimum is None else groups.max(axis=1) - groups.min(axis=1)
+        check_fp16_underflow(scale, spread, scheme.name, lay.groups_per_row, lay.group)
     if minimum is not None:
         check_fp16(minimum, "min", scheme.name, lay.groups_per_row, amax)
         minimum = to_fp16(minimum).reshape(n, lay.groups_per_row)

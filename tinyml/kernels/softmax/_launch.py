@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...sim import FLOAT_DTYPES, NonFiniteError, ShapeError, bits, current_profile
+from ...sim import FLOAT_DTYPES, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
-from .._contract import Operand, block_size, ceil_div, operand
+from .._contract import Operand, block_size, ceil_div, operand, refuse_nonfinite
 from .tiles import SoftmaxTiles, check_softmax_tiles, choose_tiles
 
 _DUMMY = np.zeros((1, 1), dtype=np.float32)   # stands in for data in counting mode
@@ -30,36 +30,18 @@ class SoftmaxCall:
 
 
 def prepare(x, dtype: str, kernel: str) -> SoftmaxCall:
-    """Validate ``x``: a 2-D (rows, cols) array or MetaTensor; ``-inf`` allowed, NaN and ``+inf`` not."""
+    """Validate ``x``: a 2-D (rows, cols) array or MetaTensor; ``-inf`` allowed, NaN and ``+inf`` not
+    (nor a float64 beyond float32's range: the shared operand check refuses it)."""
     try:
         X = operand(x, "x", ndim=2, dtype=dtype, allowed=FLOAT_DTYPES, check_finite=False)
     except ShapeError as err:
         raise ShapeError(f"{kernel}: {err}. Softmax runs over the last axis of a (rows, cols) matrix; "
                          f"for more dimensions pass x.reshape(-1, x.shape[-1])") from None
     if X.execute:
-        _refuse_nan_and_pos_inf(X)
+        refuse_nonfinite(X.obj, X.data, "x", allow=("-inf",),
+                         fix="A -inf masks an entry (its probability is 0); NaN and +inf have no softmax. "
+                             "Clean the input first, e.g. np.nan_to_num(x, nan=-np.inf).")
     return SoftmaxCall(X, X.shape[0], X.shape[1], X.dtype, X.execute)
-
-
-def _refuse_nan_and_pos_inf(X: Operand) -> None:
-    """NaN and +inf have no softmax; -inf is a masked entry. Checked on the float32 copy,
-    so a float64 value beyond float32's range (which would become +-inf) is refused too."""
-    data = X.data
-    if np.isfinite(data).all():
-        return
-    orig = np.asarray(X.obj)
-    bad = ~np.isfinite(data) & ~np.isneginf(orig)
-    if not bad.any():
-        return
-    first = tuple(int(i) for i in np.argwhere(bad)[0])
-    value = orig[first]
-    why = ("is beyond float32's range (+-3.4e38), where tinyml computes" if np.isfinite(value)
-           else "has no softmax")
-    raise NonFiniteError(
-        f"x {X.shape} holds {int(bad.sum())} value(s) softmax cannot take, the first at index {first} "
-        f"(value {value}), which {why}. -inf is allowed (it masks an entry: its probability is 0); "
-        f"NaN and +inf are not. Clean the input first, e.g. np.nan_to_num(x, nan=-np.inf)."
-    )
 
 
 def resolve_tiles(call: SoftmaxCall, block_rows, block_cols, kernel: str,
