@@ -14,12 +14,10 @@ HELP = """examples:
 
 
 def register(sub) -> None:
-    import argparse
-
-    p = sub.add_parser("devices", help="list the simulated GPUs", epilog=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", nargs="?", help="a preset name or a .toml file: show every number with its source")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser("devices", help="list the simulated GPUs", epilog=HELP)
+    p.add_argument("name", nargs="?", help="a preset name or a .toml file: show every number with its source "
+                                           "(default: a table of every preset)")
+    p.add_argument("--json", action="store_true", help="print the devices as JSON instead of a table")
     p.set_defaults(func=run)
 
 
