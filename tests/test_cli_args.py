@@ -196,3 +196,22 @@ def test_tiny_gpt_refuses_zero_layers_in_the_api_too():
 def test_help_still_exits_0(capsys):
     assert main(["matmul", "--help"]) == 0
     assert "--variant" in capsys.readouterr().out
+
+
+def test_every_option_of_every_command_has_help_and_says_its_default():
+    """--help documents every option; every one that takes a value says its default (a flag is
+    off unless given; a required option has none)."""
+    missing = []
+    for path, parser in subcommands():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            name = f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}"
+            text = formatter._get_help_string(action) or ""
+            if not text.strip():
+                missing.append(f"{name}: no help")
+            elif (action.option_strings and not action.required and action.nargs != 0
+                  and "default" not in text):
+                missing.append(f"{name}: no default in {text!r}")
+    assert missing == []

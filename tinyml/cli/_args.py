@@ -46,7 +46,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+        if "default" in text or not action.option_strings or any(
+                action.default is none for none in (None, False, argparse.SUPPRESS)):
             return text
         if isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction, argparse._HelpAction)):
             return text

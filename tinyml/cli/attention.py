@@ -24,7 +24,7 @@ EXECUTE_LIMIT = 2 ** 24
 def register(sub) -> None:
     p = sub.add_parser("attention", help="standard vs FlashAttention on a simulated GPU", epilog=HELP)
     p.add_argument("--paper", choices=["fig2"], help="reproduce a figure of the FlashAttention paper "
-                                                     "(its own shapes: the shape options are ignored)")
+                                                     "(its own shapes: the shape options are ignored; default: off)")
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
     p.add_argument("--heads", type=positive_int, default=16, help="query heads")
     p.add_argument("--kv-heads", type=positive_int, default=None,
@@ -42,14 +42,16 @@ def register(sub) -> None:
                    help=f"kernels to run, comma-separated: {', '.join(VARIANTS)} or all (default: all)")
     hidden_alias(p, "--variants", "variant", type=choices(VARIANTS, "variant"))
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--count-only", action="store_true", help="shapes only: cost without numerics")
-    mode.add_argument("--execute", action="store_true", help="run the numerics even for big shapes (slow)")
+    mode.add_argument("--count-only", action="store_true",
+                      help="shapes only: cost without numerics (default: only for shapes too big to execute)")
+    mode.add_argument("--execute", action="store_true",
+                      help="run the numerics even for big shapes, slow (default: only small shapes execute)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the random inputs and of the dropout mask")
     p.add_argument("--json", action="store_true",
                    help="print the results as JSON (the schema every kernel command shares) instead of a table")
     p.add_argument("--trace", metavar="FILE", type=writable_file,
-                   help="write a Chrome trace of every variant (open in ui.perfetto.dev)")
-    p.add_argument("--roofline", metavar="FILE", type=image_file, help="write a roofline plot (.png, .svg, .pdf)")
+                   help="write a Chrome trace of every variant, open it in ui.perfetto.dev (default: none)")
+    p.add_argument("--roofline", metavar="FILE", type=image_file, help="write a roofline plot: .png, .svg or .pdf (default: none)")
     p.set_defaults(func=run)
 
 

@@ -31,6 +31,10 @@ HELP = """examples:
 """
 
 
+#: what the groups and kernels columns mean, printed under the table
+LEGEND = "groups = fused groups (0 before fuse); kernels = launches (a group of only views, e.g. a reshape, launches none)"
+
+
 def register(sub) -> None:
     from ..compiler.zoo import NAMES
 
@@ -233,8 +237,10 @@ def run(args) -> int:
     c.print(table(f"{args.model}, {at}, {args.dtype}, {compiled.device}: every step lowered and counted",
                   ["after pass", "nodes", "groups", "kernels", "HBM bytes", "time", "arena", "peak HBM"], rows,
                   {"nodes", "groups", "kernels", "HBM bytes", "time", "arena", "peak HBM"}))
+    c.print(LEGEND)
     c.print(f"intermediates: {memory['intermediates']}, {fmt_bytes(memory['naive_bytes'])} one allocation each, "
-            f"arena {fmt_bytes(memory['arena_bytes'])}, LOAD {fmt_bytes(memory['load_bytes'])}"
+            f"arena {fmt_bytes(memory['arena_bytes'])}, LOAD {fmt_bytes(memory['load_bytes'])} (LOAD = the most bytes "
+            f"live at one launch, which no arena can beat)"
             + ("" if getattr(compiled.graph, "memory_plan", None) else " (a plan made at --seq; add plan_memory "
                "to the passes to run with it)"))
     if first.get("time_s") is not None and last.get("time_s") is not None:

@@ -67,8 +67,9 @@ def run(args) -> int:
             f"{fmt_time(step.graph_s)} as one CUDA graph = {step.tokens_per_s:,.1f} tokens/s "
             f"({step.tokens_per_s / b.tokens_per_s:.0%} of the bound); eager (a launch per kernel): "
             f"{fmt_time(step.eager_s)} = {step.eager_tokens_per_s:,.1f} tokens/s")
-    c.print(f"bound: {fmt_bytes(b.bytes_per_step)} per step / ({fmt_bytes(b.hbm_bandwidth)}/s x {b.efficiency:g}) "
-            f"= {fmt_time(b.step_s)} = {b.tokens_per_s:,.1f} tokens/s")
+    c.print(f"bound: {fmt_bytes(b.bytes_per_step)} per step / achievable HBM bandwidth "
+            f"({fmt_bytes(b.hbm_bandwidth)}/s peak x {b.efficiency:g} efficiency = "
+            f"{fmt_bytes(b.hbm_bandwidth * b.efficiency)}/s) = {fmt_time(b.step_s)} = {b.tokens_per_s:,.1f} tokens/s")
     if not fi.fits:
         c.print(f"[bold]note[/bold]: the weights ({fmt_bytes(fi.weight_bytes)}) and {args.batch} x {context:,} "
                 f"tokens of KV cache ({fmt_bytes(fi.kv_bytes)}) do not fit {device.name}'s "

@@ -83,10 +83,11 @@ def run(args) -> int:
              _tps(r["sim_eager_tokens_per_s"])] for r in rows]
     c = console()
     title = (f"{model.name} ({model.n_params / 1e9:.2f}B params) on {device.name} "
-             f"({device.hbm_capacity / 1e9:.0f} GB HBM, {device.hbm_bandwidth / 1e9:,.0f} GB/s), "
+             f"({device.hbm_capacity / 1e9:.0f} GB HBM, {device.hbm_bandwidth / 1e9:,.0f} GB/s peak), "
              f"context {context:,}, batch 1")
     c.print(table(title, columns, body, set(columns[1:])))
-    c.print(f"bound: bytes per token / (HBM bandwidth x {device.eff_hbm:g} efficiency, the preset's eff_hbm); "
+    c.print(f"bound: bytes per token / achievable HBM bandwidth ({device.hbm_bandwidth / 1e9:,.0f} GB/s peak x "
+            f"{device.eff_hbm:g} efficiency = {device.hbm_bandwidth * device.eff_hbm / 1e9:,.0f} GB/s); "
             f"sim: one layer's kernels x {model.layers} layers + embedding, final norm, LM head, "
             f"as one CUDA graph (eager: a launch per kernel). `tinyml decode` shows the kernels.")
     return 0
