@@ -6,7 +6,9 @@
   a ``2*n``-row input sliced back to ``n``, repeated subexpressions (for CSE) and dead values (for DCE);
 * :func:`attention_graphs`: the written-out attention pattern in its variants, with
   the number of ``attention`` nodes ``rewrite_attention`` must produce, derived from
-  the pattern's rules (not from the pass).
+  the pattern's rules (not from the pass). Scale factors include negative ones and 0,
+  before and after the mask: a masked ``-inf`` stays ``-inf`` under any scale, so every
+  order is exact (:mod:`tinyml.compiler.ops.elementwise`).
 
 Each draws ``(graph, inputs, bindings)``; inputs come from a seeded NumPy generator.
 """
@@ -91,8 +93,11 @@ def random_graphs(draw, max_steps: int = 12):
         elif kind == "attention":                                               # one head, written out
             q, k, v = (g.reshape(t, (1, "n", w)) for t in (a, pick(w), pick(w)))  # (1, n, w)
             s = g.scale(g.matmul(q, g.transpose(k, (0, 2, 1))), 0.5)            # (1, n, n)
-            if draw(st.booleans()):
-                s = g.causal_mask(s)
+            mask = draw(st.sampled_from(("none", "mask", "mask then scale")))
+            if mask != "none":
+                s = g.causal_mask(s)                                            # masked: -inf
+            if mask == "mask then scale":                                       # -inf stays -inf
+                s = g.scale(s, draw(st.sampled_from((-1.0, 0.0, 2.0))))
             new = g.reshape(g.matmul(g.softmax(s), v), ("n", w))               # (n, w)
         elif kind == "reduce":
             op = draw(st.sampled_from(("reduce_sum", "reduce_max", "reduce_mean")))
@@ -139,7 +144,7 @@ def attention_graphs(draw):
         kt = g.input("kt", lead + (d, "n"))                            # (.., H, d, n)
     s = g.matmul(q, kt)                                                 # (.., H, n, n)
     exact = True
-    c = draw(st.sampled_from((1.0 / math.sqrt(d), 0.5, 2.0, -1.0)))
+    c = draw(st.sampled_from((1.0 / math.sqrt(d), 0.5, 2.0, -1.0, -0.25, 0.0)))
     form = draw(st.sampled_from(("scale", "scale+mask", "mask(scale)", "mask+scale", "none", "finite-fill")))
     if form == "scale":
         s = g.scale(s, c)
@@ -152,17 +157,18 @@ def attention_graphs(draw):
     elif form == "finite-fill":
         s = g.causal_mask(s, scale=c, fill=-1e4)
         exact = False
-    if c < 0 and form != "none":
-        exact = False
     p = g.softmax(s)                                                    # (.., H, n, n)
     o = g.matmul(p, v)                                                  # (.., H, n, d)
     outs = [o]
-    leak = draw(st.sampled_from(("none", "none", "probs", "scores")))
+    leak = draw(st.sampled_from(("none", "none", "probs", "scores", "raw scores")))
     if leak == "probs":
         outs.append(p)                                                  # p must be materialised
         exact = False
     elif leak == "scores":
         outs.append(g.relu(s))                                          # s read twice
+        exact = False
+    elif leak == "raw scores":
+        outs.append(s)                                                  # masked entries: -inf, any scale
         exact = False
     g.output(*outs)
     n = draw(st.sampled_from((1, 2, 5, 8)))

@@ -96,7 +96,7 @@ def test_tour_json(capsys):
 
 @pytest.mark.parametrize("argv, needle", [
     (["matmul", "--m", "3", "--n", "4", "--k", "5", "--device", "no-such-gpu"], "unknown device"),
-    (["matmul", "--m", "0", "--n", "4", "--k", "5"], "--m must be >= 1"),
+    (["matmul", "--m", "0", "--n", "4", "--k", "5"], "--m: must be an integer >= 1"),
     (["matmul", "--m", "3", "--n", "4", "--k", "5", "--dtype", "fp64"], "unsupported logical dtype"),
     (["devices", "missing.toml"], "does not exist"),
 ])

@@ -41,7 +41,8 @@ def test_counting_mode_standard_moves_quadratic_bytes(capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["--heads", "6", "--kv-heads", "4"], "does not divide"),
     (["--variants", "standard,flash9"], "unknown variant"),
-    (["--seq", "0"], "--seq must be >= 1"),
+    (["--seq", "0"], "--seq: must be an integer >= 1"),
+    (["--variant", "standard,flash9"], "unknown variant"),
 ])
 def test_bad_input_exits_2_with_a_message(capsys, argv, needle):
     assert main(["attention", "--head-dim", "8", "--seq", "16", *argv]) == 2

@@ -62,6 +62,7 @@ def test_decode_json_is_the_kernel_profile(capsys):
     assert main(["decode", "--model", "gpt2", "--context", "128"]) == 0
     text = capsys.readouterr().out
     assert "CUDA graph" in text and "qkv_proj" in text and "bound" in text
+    assert "/s peak x 0.85 efficiency = " in text                       # peak and achievable, labelled
 
 
 @pytest.mark.parametrize("argv, words", [

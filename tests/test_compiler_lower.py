@@ -73,6 +73,82 @@ def test_compiled_attention_patterns_equal_interpreter(case):
     assert_close(outs, interpret(g, inputs, bindings))
 
 
+def masked_then_scaled(factor: float):
+    """One head, d = 1: s = scale(causal_mask(q k^T), factor); outputs softmax(s) v and s itself."""
+    g = Graph("mask_then_scale", dtype="fp32")
+    q, k, v = (g.input(name, (1, "n", 1)) for name in "qkv")             # (1, n, 1)
+    s = g.scale(g.causal_mask(g.matmul(q, g.transpose(k, (0, 2, 1)))), factor)  # (1, n, n)
+    g.output(g.matmul(g.softmax(s), v), s)                             # (1, n, 1), (1, n, n)
+    return g
+
+
+@pytest.mark.parametrize("factor", [-1.0, 0.0, 0.5])
+def test_a_masked_score_stays_masked_under_any_later_scale(factor):
+    """The falsifying example (1 head, d = 1, n = 2, the scores an output): the masked score is -inf
+    after scale(., factor) for every sign, in the interpreter, fused and op by op; row 0 sees key 0 only,
+    so its output is v[0]; row 1 is the softmax of factor * (q1 k0, q1 k1)."""
+    g = masked_then_scaled(factor)
+    q, k, v = (np.array([[[a], [b]]], np.float32) for a, b in ((0.5, -1.5), (2.0, 1.0), (3.0, -4.0)))
+    inputs = {"q": q, "k": k, "v": v}
+    s1 = factor * q[0, 1, 0] * k[0, :, 0]                              # row 1's scores (2,)
+    p1 = np.exp(s1 - s1.max()) / np.exp(s1 - s1.max()).sum()
+    want_o = np.array([[[v[0, 0, 0]], [p1 @ v[0, :, 0]]]])
+    want_s = np.array([[[factor * q[0, 0, 0] * k[0, 0, 0], -np.inf], s1]])
+    ref = interpret(g, inputs)
+    assert_close(ref, [want_o, want_s])
+    assert np.isneginf(ref[1][0, 0, 1])
+    fused, _ = compile(g, explain=False, dtype="fp32").run(inputs)
+    op_by_op, _ = lower(g, fused=False).run(inputs, dtype="fp32")
+    for outs in (fused, op_by_op):
+        assert_close(outs, ref)
+        assert np.isneginf(outs[1][0, 0, 1])
+
+
+def test_scale_and_mask_commute_so_the_rewrite_folds_a_negative_factor():
+    """scale(causal_mask(s), -1) is causal_mask(s, scale=-1): rewrite_attention makes one attention
+    node with scale -1 (the masked scores stay -inf), and it computes what the interpreter does."""
+    from tinyml.compiler import rewrite_attention
+
+    g = Graph("neg", dtype="fp32")
+    q, k, v = (g.input(name, (2, "n", 4)) for name in "qkv")           # (2, n, 4)
+    s = g.scale(g.causal_mask(g.matmul(q, g.transpose(k, (0, 2, 1)))), -1.0)
+    g.output(g.matmul(g.softmax(s), v))
+    out = rewrite_attention(g)
+    (att,) = [n for n in out.nodes if n.op == "attention"]
+    assert att.attr == {"causal": True, "scale": -1.0}
+    inputs = make_inputs(g, {"n": 5}, seed=3)
+    assert_close(interpret(out, inputs), interpret(g, inputs))
+    outs, _ = compile(g, explain=False, dtype="fp32").run(inputs)
+    assert_close(outs, interpret(g, inputs))
+
+
+def test_softmax_of_plus_inf_is_refused_by_interpreter_and_compiled_alike():
+    """sub(0, masked) turns -inf into +inf (IEEE; only scale keeps a mask): the interpreter and the
+    compiled graph both refuse it with NonFiniteError, neither returns a row of zeros."""
+    from tinyml.sim.errors import NonFiniteError
+
+    g = Graph("neg_sub", dtype="fp32")
+    x = g.input("x", (1, "n", "n"))                                    # (1, n, n)
+    g.output(g.softmax(g.sub(g.input("z", (1, "n", "n")), g.causal_mask(x))))
+    inputs = {"x": np.ones((1, 2, 2), np.float32), "z": np.zeros((1, 2, 2), np.float32)}
+    with pytest.raises(NonFiniteError, match=r"= softmax\(\.\.\.\): .*index \(0, 0, 1\) \(value inf\)"):
+        interpret(g, inputs)
+    with pytest.raises(NonFiniteError, match="softmax cannot take"):
+        compile(g, explain=False, dtype="fp32").run(inputs)
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_scale_factors_must_be_finite(bad):
+    from tinyml.compiler.errors import GraphShapeError
+
+    g = Graph("bad_scale")
+    x = g.input("x", ("n", "n"))
+    with pytest.raises(GraphShapeError, match="scale needs a finite factor"):
+        g.scale(x, bad)
+    with pytest.raises(GraphShapeError, match="causal_mask needs a finite scale"):
+        g.causal_mask(x, scale=bad)
+
+
 @given(case=random_graphs(max_steps=8))
 def test_counting_mode_counts_what_executing_mode_does(case):
     g, inputs, bindings = case

@@ -132,7 +132,6 @@ def count(g, op):
     return sum(n.op == op for n in g.nodes)
 
 
-@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")   # +inf logits (negative scale) -> NaN
 @given(case=attention_graphs())
 def test_rewrite_attention_variants(case):
     g, inputs, bindings, expected = case

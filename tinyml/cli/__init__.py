@@ -1,17 +1,20 @@
 """The ``tinyml`` command line: tables for people, ``--json`` for machines.
 
-Every command prints a ``TinymlError``'s message (never a traceback) and exits
-with status 2 when the input is wrong. Kernel commands that run several
-variants report a variant that fails (out of HBM, tiles overflowing SRAM) as a
-result with an ``error`` field, print the rest, and exit with status 1.
+Bad input never ends in a traceback: an argument the parser can check (a size, a
+seed, a probability, a folder to write into: :mod:`._args`) is refused before any
+work, and a ``TinymlError`` raised later (an unknown device, a shape the kernels
+refuse) or a file that cannot be written is printed as one line; both exit with
+status 2. Kernel commands that run several variants report a variant that fails
+(out of HBM, tiles overflowing SRAM) as a result with an ``error`` field, print
+the rest, and exit with status 1.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..sim.errors import TinymlError
+from ._args import Parser
 
 EPILOG = """examples:
   tinyml tour                                  the guided demo
@@ -27,12 +30,11 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     from . import attention, compile, decode, devices, fuse, kernels, lab, quant, tour
 
-    parser = argparse.ArgumentParser(
-        prog="tinyml", description="See the GPU memory hierarchy at work, on a laptop CPU.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="tinyml", description="See the GPU memory hierarchy at work, on a laptop CPU.",
+                    epilog=EPILOG)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (tour, devices, kernels, attention, fuse, compile, quant, decode, lab):
@@ -48,22 +50,35 @@ def _version() -> str:
 
 def main(argv: "list[str] | None" = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["tour", *(argv or [])])
+    try:                             # a bad argument: one line and exit 2 (Parser.error); --help: 0
+        args = parser.parse_args(argv)
+        if args.command is None:
+            args = parser.parse_args(["tour", *(argv or [])])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except TinymlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:           # a file to read or write (the parser checked what it could)
+        if isinstance(exc, BrokenPipeError):
+            return _quiet_pipe()
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot access{where}: {exc.strerror or exc}; check the path and its permissions",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:          # `tinyml ... --json | head`: the reader left; not an error
-        import os
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+
+def _quiet_pipe() -> int:
+    """`tinyml ... --json | head`: the reader left; not an error."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

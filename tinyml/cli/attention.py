@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
+from ._args import choices, hidden_alias, image_file, positive_int, probability, seed, writable_file
 from ._out import console, emit_json, table
 from .results import run_variant, write_files
 
 HELP = """examples:
   tinyml attention --paper fig2                                 the FlashAttention paper's Figure 2, reproduced
   tinyml attention --batch 8 --heads 16 --seq 4096 --head-dim 64 --causal --backward
-  tinyml attention --batch 1 --heads 32 --kv-heads 8 --seq 2048 --head-dim 128 --variants flash2
+  tinyml attention --batch 1 --heads 32 --kv-heads 8 --seq 2048 --head-dim 128 --variant flash2
   tinyml attention --batch 1 --heads 2 --seq 100 --head-dim 16 --dropout 0.1   (small: executes and checks)
 
 Shapes with batch*heads*seq*seq_k*head_dim <= 2^24 execute on the CPU and are checked against the
@@ -25,39 +24,37 @@ EXECUTE_LIMIT = 2 ** 24
 
 
 def register(sub) -> None:
-    p = sub.add_parser("attention", help="standard vs FlashAttention on a simulated GPU", epilog=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--paper", choices=["fig2"], help="reproduce a figure of the FlashAttention paper")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--heads", type=int, default=16)
-    p.add_argument("--kv-heads", type=int, default=None, help="kv heads for MQA/GQA (default: heads)")
-    p.add_argument("--seq", type=int, default=1024, help="query sequence length")
-    p.add_argument("--seq-k", type=int, default=None, help="key sequence length (default: --seq)")
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--causal", action="store_true")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
-    p.add_argument("--backward", action="store_true", help="forward + backward")
+    p = sub.add_parser("attention", help="standard vs FlashAttention on a simulated GPU", epilog=HELP)
+    p.add_argument("--paper", choices=["fig2"], help="reproduce a figure of the FlashAttention paper "
+                                                     "(its own shapes: the shape options are ignored; default: off)")
+    p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
+    p.add_argument("--heads", type=positive_int, default=16, help="query heads")
+    p.add_argument("--kv-heads", type=positive_int, default=None,
+                   help="key/value heads for MQA/GQA, dividing --heads (default: --heads)")
+    p.add_argument("--seq", type=positive_int, default=1024, help="query sequence length")
+    p.add_argument("--seq-k", type=positive_int, default=None, help="key sequence length (default: --seq)")
+    p.add_argument("--head-dim", type=positive_int, default=64, help="dimension d of each head")
+    p.add_argument("--causal", action="store_true",
+                   help="causal mask, bottom-right aligned (default: off, every query sees every key)")
+    p.add_argument("--dropout", type=probability, default=0.0, help="dropout probability on the attention weights")
+    p.add_argument("--backward", action="store_true", help="forward + backward (default: forward only)")
     p.add_argument("--dtype", default="fp16", help="logical dtype: fp16, bf16, fp32")
-    p.add_argument("--device", default=None, help="preset name or .toml file (default a100-40gb)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: standard,flash1,flash2")
+    p.add_argument("--device", default="a100-40gb", help="preset name or .toml file")
+    p.add_argument("--variant", type=choices(VARIANTS, "variant"), default=list(VARIANTS), metavar="NAMES",
+                   help=f"kernels to run, comma-separated: {', '.join(VARIANTS)} or all (default: all)")
+    hidden_alias(p, "--variants", "variant", type=choices(VARIANTS, "variant"))
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--count-only", action="store_true", help="shapes only: cost without numerics")
-    mode.add_argument("--execute", action="store_true", help="run the numerics even for big shapes (slow)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--trace", metavar="FILE", help="write a Chrome trace (open in ui.perfetto.dev)")
-    p.add_argument("--roofline", metavar="FILE", help="write a roofline plot (PNG)")
+    mode.add_argument("--count-only", action="store_true",
+                      help="shapes only: cost without numerics (default: only for shapes too big to execute)")
+    mode.add_argument("--execute", action="store_true",
+                      help="run the numerics even for big shapes, slow (default: only small shapes execute)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random inputs and of the dropout mask")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON (the schema every kernel command shares) instead of a table")
+    p.add_argument("--trace", metavar="FILE", type=writable_file,
+                   help="write a Chrome trace of every variant, open it in ui.perfetto.dev (default: none)")
+    p.add_argument("--roofline", metavar="FILE", type=image_file, help="write a roofline plot: .png, .svg or .pdf (default: none)")
     p.set_defaults(func=run)
-
-
-def _variants(text: str) -> list[str]:
-    from ..sim import TileConfigError
-
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in names if v not in VARIANTS]
-    if bad or not names:
-        raise TileConfigError(f"unknown variant(s) {', '.join(bad) or '(none)'}; choose from {', '.join(VARIANTS)}")
-    return names
 
 
 def run(args) -> int:
@@ -72,20 +69,15 @@ def run(args) -> int:
     from ..kernels.attention.standard import standard_attention, standard_attention_backward
     from ..sim import FLOAT_DTYPES, ShapeError, canonical, load_device, meta
 
-    for name in ("batch", "heads", "seq", "head_dim"):
-        if getattr(args, name) < 1:
-            raise ShapeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     dtype = canonical(args.dtype, FLOAT_DTYPES)
     device = load_device(args.device)
-    variants = _variants(args.variants)
+    variants = args.variant
     b, h, d = args.batch, args.heads, args.head_dim
     kvh = args.kv_heads or h
     nq, nk = args.seq, args.seq_k or args.seq
-    if kvh < 1 or h % kvh:
+    if h % kvh:
         raise ShapeError(f"--kv-heads {kvh} does not divide --heads {h}; GQA needs heads to be a multiple "
                          f"of kv_heads (e.g. --heads 32 --kv-heads 8)")
-    if nk < 1:
-        raise ShapeError(f"--seq-k must be >= 1, got {nk}")
     execute = args.execute or (not args.count_only and b * h * nq * nk * d <= EXECUTE_LIMIT)
     mode = "execute" if execute else "count"
     opts = dict(causal=args.causal, dropout_p=args.dropout, seed=args.seed)
@@ -127,15 +119,19 @@ def run(args) -> int:
         if prof is not None:
             profiles.append(prof)
 
-    write_files(args, device, profiles, "attention")
+    files = write_files(args, device, profiles, "attention")
     payload = {"device": device.name, "command": "attention",
                "params": {"batch": b, "heads": h, "kv_heads": kvh, "seq": nq, "seq_k": nk, "head_dim": d,
                           "dtype": dtype, "backward": args.backward, **opts},
                "results": results}
+    if files:
+        payload["files"] = files
     if args.json:
         emit_json(payload)
     else:
         _print(args, device, payload, execute)
+        for what, path in files.items():
+            console().print(f"wrote {what} {path}")
     return 1 if any("error" in r for r in results) else 0
 
 

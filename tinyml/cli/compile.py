@@ -13,9 +13,9 @@ Graphviz's ``dot`` is missing) and an ``index.md`` that links them.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from ._args import output_folder, positive_int
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -31,16 +31,19 @@ HELP = """examples:
 """
 
 
+#: what the groups and kernels columns mean, printed under the table
+LEGEND = "groups = fused groups (0 before fuse); kernels = launches (a group of only views, e.g. a reshape, launches none)"
+
+
 def register(sub) -> None:
     from ..compiler.zoo import NAMES
 
-    p = sub.add_parser("compile", help="compile a zoo model pass by pass: kernels, HBM bytes, time", epilog=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("compile", help="compile a zoo model pass by pass: kernels, HBM bytes, time", epilog=HELP)
     p.add_argument("model", help=f"a model of tinyml.compiler.zoo ({', '.join(NAMES)}) or a path to an .onnx file")
     p.add_argument("--seq", default="1024",
                    help="sequence length n (default 1024), or the symbol n itself: keep n symbolic, plan memory "
                         "for every n up to --bound n=N and count the steps at N")
-    p.add_argument("--layers", type=int, default=None, help="transformer blocks of tiny_gpt (default 2)")
+    p.add_argument("--layers", type=positive_int, default=None, help="transformer blocks of tiny_gpt (default 2)")
     p.add_argument("--bound", action="append", default=[], metavar="SYM=N",
                    help="largest value of a symbol for the memory plan, e.g. n=2048 (default: --seq)")
     p.add_argument("--scheme", default="int4-g32", help="weight format for quantize_weights (default int4-g32)")
@@ -52,8 +55,9 @@ def register(sub) -> None:
                    help="comma-separated passes (default: cse,dead_code,rewrite_attention,fuse), "
                         "or 'all' for the whole pipeline")
     p.add_argument("--explain", action="store_true", help="print each pass's summary and write its IR and drawing")
-    p.add_argument("--out", default=None, help="directory for --explain's files (default compile-MODEL)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--out", type=output_folder, default=None,
+                   help="folder for --explain's files, created if missing (default compile-MODEL)")
+    p.add_argument("--json", action="store_true", help="print every step's numbers as JSON instead of a table")
     p.set_defaults(func=run)
 
 
@@ -233,8 +237,10 @@ def run(args) -> int:
     c.print(table(f"{args.model}, {at}, {args.dtype}, {compiled.device}: every step lowered and counted",
                   ["after pass", "nodes", "groups", "kernels", "HBM bytes", "time", "arena", "peak HBM"], rows,
                   {"nodes", "groups", "kernels", "HBM bytes", "time", "arena", "peak HBM"}))
+    c.print(LEGEND)
     c.print(f"intermediates: {memory['intermediates']}, {fmt_bytes(memory['naive_bytes'])} one allocation each, "
-            f"arena {fmt_bytes(memory['arena_bytes'])}, LOAD {fmt_bytes(memory['load_bytes'])}"
+            f"arena {fmt_bytes(memory['arena_bytes'])}, LOAD {fmt_bytes(memory['load_bytes'])} (LOAD = the most bytes "
+            f"live at one launch, which no arena can beat)"
             + ("" if getattr(compiled.graph, "memory_plan", None) else " (a plan made at --seq; add plan_memory "
                "to the passes to run with it)"))
     if first.get("time_s") is not None and last.get("time_s") is not None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
+from ._args import positive_int
 from ._out import console, emit_json, table
 from .quant import add_model_args
 
@@ -21,32 +20,33 @@ heuristic from the device's SM count).
 
 
 def register(sub) -> None:
-    p = sub.add_parser("decode", help="the per-token kernel profile of a model's decode step", epilog=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("decode", help="the per-token kernel profile of a model's decode step", epilog=HELP)
     add_model_args(p)
-    p.add_argument("--format", default="fp16", help="weight format (default fp16; e.g. q4_0, int4-g128, int8)")
-    p.add_argument("--context", type=int, default=None, help="tokens in each sequence's KV cache "
-                                                              "(default: the model's max context)")
-    p.add_argument("--batch", type=int, default=1, help="sequences decoding together (default 1)")
-    p.add_argument("--split-kv", type=int, default=None, help="KV splits of the attention (default: heuristic)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--format", default="fp16", help="weight format, one (e.g. q4_0, int4-g128, int8; "
+                                                    "`tinyml quant --format a,b` compares several)")
+    p.add_argument("--context", type=positive_int, default=None, help="tokens in each sequence's KV cache "
+                                                                       "(default: the model's max context)")
+    p.add_argument("--batch", type=positive_int, default=1, help="sequences decoding together")
+    p.add_argument("--split-kv", type=positive_int, default=None,
+                   help="KV splits of the attention, 1 = no split (default: a heuristic from the SM count)")
+    p.add_argument("--json", action="store_true", help="print the step's kernels as JSON instead of a table")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..inference.memory import fit
     from ..inference.step import simulate_step
-    from ..sim import ShapeError, TileConfigError, load_device
+    from ..sim import load_device
     from ..sim.models import load_model
     from ..sim.units import fmt_bytes, fmt_time
 
     model, device = load_model(args.model), load_device(args.device)
+    if "," in args.format:
+        from ..inference.formats import FormatError
+
+        raise FormatError(f"decode simulates one weight format, got --format {args.format}; compare several "
+                          f"with `tinyml quant --format {args.format}`")
     context = model.max_context if args.context is None else args.context
-    for name, value in (("--context", context), ("--batch", args.batch)):
-        if value < 1:
-            raise ShapeError(f"{name} must be >= 1, got {value}")
-    if args.split_kv is not None and args.split_kv < 1:
-        raise TileConfigError(f"--split-kv must be >= 1 (1 = no split), got {args.split_kv}")
     fi = fit(model, args.format, device, context=context, batch=args.batch)
     step = simulate_step(model, args.format, device, context=context, batch=args.batch, split_kv=args.split_kv)
     d = step.to_dict()
@@ -67,8 +67,9 @@ def run(args) -> int:
             f"{fmt_time(step.graph_s)} as one CUDA graph = {step.tokens_per_s:,.1f} tokens/s "
             f"({step.tokens_per_s / b.tokens_per_s:.0%} of the bound); eager (a launch per kernel): "
             f"{fmt_time(step.eager_s)} = {step.eager_tokens_per_s:,.1f} tokens/s")
-    c.print(f"bound: {fmt_bytes(b.bytes_per_step)} per step / ({fmt_bytes(b.hbm_bandwidth)}/s x {b.efficiency:g}) "
-            f"= {fmt_time(b.step_s)} = {b.tokens_per_s:,.1f} tokens/s")
+    c.print(f"bound: {fmt_bytes(b.bytes_per_step)} per step / achievable HBM bandwidth "
+            f"({fmt_bytes(b.hbm_bandwidth)}/s peak x {b.efficiency:g} efficiency = "
+            f"{fmt_bytes(b.hbm_bandwidth * b.efficiency)}/s) = {fmt_time(b.step_s)} = {b.tokens_per_s:,.1f} tokens/s")
     if not fi.fits:
         c.print(f"[bold]note[/bold]: the weights ({fmt_bytes(fi.weight_bytes)}) and {args.batch} x {context:,} "
                 f"tokens of KV cache ({fmt_bytes(fi.kv_bytes)}) do not fit {device.name}'s "

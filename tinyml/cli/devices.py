@@ -14,23 +14,25 @@ HELP = """examples:
 
 
 def register(sub) -> None:
-    import argparse
-
-    p = sub.add_parser("devices", help="list the simulated GPUs", epilog=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", nargs="?", help="a preset name or a .toml file: show every number with its source")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser("devices", help="list the simulated GPUs", epilog=HELP)
+    p.add_argument("name", nargs="?", help="a preset name or a .toml file: show every number with its source "
+                                           "(default: a table of every preset)")
+    p.add_argument("--json", action="store_true", help="print the devices as JSON instead of a table")
     p.set_defaults(func=run)
 
 
 def summary_row(d) -> list[str]:
-    return [d.name, str(d.sm_count), fmt_bytes(d.sram_per_sm, binary=True), fmt_bytes(d.sram_total, binary=True),
-            fmt_bytes(d.hbm_capacity), fmt_rate(d.hbm_bandwidth), fmt_rate(d.matmul_rate("fp16"), "FLOP/s"),
+    return [d.name, str(d.sm_count), fmt_bytes(d.sram_per_sm, binary=True), fmt_bytes(d.hbm_capacity), fmt_rate(d.hbm_bandwidth), fmt_rate(d.hbm_bandwidth * d.eff_hbm),
+            fmt_rate(d.matmul_rate("fp16"), "FLOP/s"), fmt_rate(d.matmul_rate("fp16") * d.eff_matmul, "FLOP/s"),
             f"{d.ridge_point('fp16'):.0f}", fmt_time(d.launch_overhead_s)]
 
 
-SUMMARY_COLUMNS = ["device", "SMs", "SRAM/SM", "SRAM total", "HBM", "HBM BW", "fp16 matmul",
-                   "ridge FLOP/B", "launch"]
+#: peak = the spec sheet; achievable = peak x the preset's efficiency (what the cost model charges)
+SUMMARY_COLUMNS = ["device", "SMs", "SRAM/SM", "HBM", "HBM BW\npeak", "HBM BW\nachievable",
+                   "fp16 MMA\npeak", "fp16 MMA\nachievable", "ridge\nFLOP/B", "launch"]
+FOOTER = ("peak: the spec sheet; achievable: peak x the preset's efficiency, the rate the cost model charges "
+          "(tinyml devices NAME shows each factor and its source); MMA: fp16 tensor-core matmul; ridge: "
+          "achievable matmul FLOP/s per achievable HBM byte/s")
 
 
 def run(args) -> int:
@@ -45,15 +47,29 @@ def run(args) -> int:
         c = console()
         c.print(f"[bold]{d.name}[/bold]: {d.description}")
         c.print(table(None, ["number", "value", "source"], rows))
+        c.print(achievable_line(d))
         return 0
     devices = [load_device(n) for n in list_presets()]
     if args.json:
         emit_json({"devices": [d.to_dict() for d in devices]})
         return 0
     right = set(SUMMARY_COLUMNS) - {"device"}
-    console().print(table("Simulated devices (tinyml devices NAME for sources)", SUMMARY_COLUMNS,
-                          [summary_row(d) for d in devices], right))
+    c = console()
+    c.print(table("Simulated devices (tinyml devices NAME for sources)", SUMMARY_COLUMNS,
+                  [summary_row(d) for d in devices], right))
+    c.print(FOOTER)
     return 0
+
+
+def achievable_line(d) -> str:
+    """The rates above are peaks (spec sheets); what the cost model charges is peak x efficiency."""
+    pairs = [("HBM", d.hbm_bandwidth, d.eff_hbm, "B/s"), ("SRAM", d.sram_bandwidth, d.eff_sram, "B/s")]
+    if "fp16" in d.matmul_flops:
+        pairs.append(("fp16 matmul", d.matmul_rate("fp16"), d.eff_matmul, "FLOP/s"))
+    pairs.append(("fp32 vector", d.vector_rate("fp32"), d.eff_vector, "FLOP/s"))
+    parts = [f"{what} {fmt_rate(peak * eff, unit)} achievable of {fmt_rate(peak, unit)} peak"
+             for what, peak, eff, unit in pairs]
+    return "achievable = peak x efficiency, the rates the cost model charges: " + "; ".join(parts)
 
 
 _ATTRS = {"sm.count": "sm_count", "sm.clock_hz": "clock_hz", "sm.sram_bytes": "sram_per_sm",

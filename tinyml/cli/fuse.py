@@ -9,8 +9,6 @@ simulated device.
 
 from __future__ import annotations
 
-import argparse
-
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -24,14 +22,13 @@ BINARY = ("add", "sub", "mul", "div")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("fuse", help="one op chain: unfused vs fused kernels, bytes and time", epilog=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("fuse", help="one op chain: unfused vs fused kernels, bytes and time", epilog=HELP)
     p.add_argument("--ops", required=True, help="comma-separated ops: " + ", ".join(UNARY + BINARY) +
                    ", scale:C, and matmul first")
     p.add_argument("--shape", default="4096,4096", help="M,N (default 4096,4096)")
     p.add_argument("--device", default="a100-40gb", help="preset name or .toml file (default a100-40gb)")
     p.add_argument("--dtype", default="fp16", help="logical dtype bytes are counted in (default fp16)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON instead of a table")
     p.set_defaults(func=run)
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
+from ._args import choices, hidden_alias, image_file, positive_int, seed, writable_file
 from ._out import console, emit_json, table
 from .results import COMPARISON_COLUMNS, comparison_rows, run_variant, write_files
 
 HELP = """examples:
   tinyml matmul --m 4096 --n 4096 --k 4096                 all versions on the A100, costed
   tinyml matmul --m 256 --n 256 --k 256 --variant tiled    execute (small shapes run the numerics)
+  tinyml matmul --m 1024 --n 1024 --k 1024 --variant naive,mma
   tinyml matmul --m 64 --n 64 --k 64 --device toy --block-m 16 --block-n 16 --block-k 16
   tinyml matmul --m 4096 --n 4096 --k 4096 --json --trace mm.json --roofline mm.png
 
@@ -23,24 +23,29 @@ EXECUTE_LIMIT = 2 ** 27
 
 
 def register(sub) -> None:
-    p = sub.add_parser("matmul", help="naive vs tiled matmul on a simulated GPU", epilog=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--m", type=int, required=True, help="rows of A and C")
-    p.add_argument("--n", type=int, required=True, help="columns of B and C")
-    p.add_argument("--k", type=int, required=True, help="columns of A, rows of B")
-    p.add_argument("--dtype", default="fp16", help="logical dtype for byte counts: fp16, bf16, fp32 (default fp16)")
-    p.add_argument("--device", default=None, help="preset name or .toml file (default a100-40gb)")
-    p.add_argument("--variant", choices=[*VARIANTS, "all"], default="all", help="which version (default all)")
-    p.add_argument("--block-m", type=int, default=None, help="tile rows (default: chosen from SRAM)")
-    p.add_argument("--block-n", type=int, default=None, help="tile columns (default: chosen from SRAM)")
-    p.add_argument("--block-k", type=int, default=None, help="tile depth (default: chosen from SRAM)")
+    p = sub.add_parser("matmul", help="naive vs tiled matmul on a simulated GPU", epilog=HELP)
+    p.add_argument("--m", type=positive_int, required=True, help="rows of A and C")
+    p.add_argument("--n", type=positive_int, required=True, help="columns of B and C")
+    p.add_argument("--k", type=positive_int, required=True, help="columns of A, rows of B")
+    p.add_argument("--dtype", default="fp16", help="logical dtype for byte counts: fp16, bf16, fp32")
+    p.add_argument("--device", default="a100-40gb", help="preset name or .toml file")
+    p.add_argument("--variant", type=choices(VARIANTS, "variant"), default=list(VARIANTS), metavar="NAMES",
+                   help=f"versions to run, comma-separated: {', '.join(VARIANTS)} or all (default: all)")
+    hidden_alias(p, "--variants", "variant", type=choices(VARIANTS, "variant"))
+    p.add_argument("--block-m", type=positive_int, default=None, help="tile rows (default: chosen from SRAM)")
+    p.add_argument("--block-n", type=positive_int, default=None, help="tile columns (default: chosen from SRAM)")
+    p.add_argument("--block-k", type=positive_int, default=None, help="tile depth (default: chosen from SRAM)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--count-only", action="store_true", help="shapes only: cost without numerics")
-    mode.add_argument("--execute", action="store_true", help="run the numerics even for big shapes (slow)")
-    p.add_argument("--seed", type=int, default=0, help="random inputs' seed when executing")
-    p.add_argument("--json", action="store_true", help="print the JSON schema of kernel commands")
-    p.add_argument("--trace", metavar="FILE", help="write a Chrome trace (open in ui.perfetto.dev)")
-    p.add_argument("--roofline", metavar="FILE", help="write a roofline plot (PNG)")
+    mode.add_argument("--count-only", action="store_true",
+                      help="shapes only: cost without numerics (default: only for shapes too big to execute)")
+    mode.add_argument("--execute", action="store_true",
+                      help="run the numerics even for big shapes, slow (default: only small shapes execute)")
+    p.add_argument("--seed", type=seed, default=0, help="random inputs' seed when executing")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON (the schema every kernel command shares) instead of a table")
+    p.add_argument("--trace", metavar="FILE", type=writable_file,
+                   help="write a Chrome trace of every variant, open it in ui.perfetto.dev (default: none)")
+    p.add_argument("--roofline", metavar="FILE", type=image_file, help="write a roofline plot: .png, .svg or .pdf (default: none)")
     p.set_defaults(func=run)
 
 
@@ -49,11 +54,8 @@ def run(args) -> int:
 
     from ..kernels.matmul import matmul
     from ..kernels.reference import matmul as reference
-    from ..sim import FLOAT_DTYPES, ShapeError, canonical, load_device, meta
+    from ..sim import FLOAT_DTYPES, canonical, load_device, meta
 
-    for name in ("m", "n", "k"):
-        if getattr(args, name) < 1:
-            raise ShapeError(f"--{name} must be >= 1, got {getattr(args, name)}")
     args.dtype = canonical(args.dtype, FLOAT_DTYPES)
     device = load_device(args.device)
     m, n, k = args.m, args.n, args.k
@@ -67,7 +69,7 @@ def run(args) -> int:
     else:
         a, b = meta((m, k), args.dtype), meta((k, n), args.dtype)
     blocks = {"block_m": args.block_m, "block_n": args.block_n, "block_k": args.block_k}
-    variants = list(VARIANTS) if args.variant == "all" else [args.variant]
+    variants = args.variant
 
     results, profiles = [], []
     for variant in variants:
@@ -83,10 +85,12 @@ def run(args) -> int:
         if prof is not None:
             profiles.append(prof)
 
-    write_files(args, device, profiles, "matmul")
+    files = write_files(args, device, profiles, "matmul")
 
     payload = {"device": device.name, "command": "matmul",
                "params": {"m": m, "n": n, "k": k, "dtype": args.dtype, **blocks}, "results": results}
+    if files:
+        payload["files"] = files
     if args.json:
         emit_json(payload)
     else:
@@ -102,7 +106,6 @@ def run(args) -> int:
                 c.print(f"[bold]{r['variant']}[/bold]: {r['error']['message']}")
             elif execute:
                 c.print(f"{r['variant']}: max |error| vs float64 NumPy = {r['max_abs_err']:.2e}")
-        for path in (args.trace, args.roofline):
-            if path and profiles:
-                c.print(f"wrote {path}")
+        for what, path in files.items():
+            c.print(f"wrote {what} {path}")
     return 1 if any("error" in r for r in results) else 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
+from ._args import positive_int, readable_file
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -12,24 +11,27 @@ HELP = """examples:
   tinyml lab run 2 --smoke               small shapes, a few seconds
   tinyml lab check 2                     check your answers in labs/lab02_tiled_matmul.py
   tinyml lab check 2 --file my_lab2.py   check another copy
+  tinyml lab run 2 --file my_lab2.py     run another copy
 """
 
 
 def register(sub) -> None:
-    p = sub.add_parser("lab", help="list, run and check the course labs", epilog=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("lab", help="list, run and check the course labs", epilog=HELP)
     lab_sub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
-    p_list = lab_sub.add_parser("list", help="list the labs")
-    p_list.add_argument("--json", action="store_true", help="print JSON")
+    p_list = lab_sub.add_parser("list", help="list the labs", epilog=HELP)
+    p_list.add_argument("--json", action="store_true", help="print the labs as JSON instead of a table")
     p_list.set_defaults(func=run_list)
-    p_run = lab_sub.add_parser("run", help="run a lab script")
-    p_run.add_argument("number", type=int)
-    p_run.add_argument("--smoke", action="store_true", help="small shapes (what CI runs)")
+    p_run = lab_sub.add_parser("run", help="run a lab script", epilog=HELP)
+    p_run.add_argument("number", type=positive_int, help="the lab's number (tinyml lab list)")
+    p_run.add_argument("--file", type=readable_file, default=None,
+                       help="the lab file to run (default: the one in labs/)")
+    p_run.add_argument("--smoke", action="store_true", help="small shapes, a few seconds (what CI runs)")
     p_run.set_defaults(func=run_run)
-    p_check = lab_sub.add_parser("check", help="check a lab's exercise answers")
-    p_check.add_argument("number", type=int)
-    p_check.add_argument("--file", default=None, help="the lab file to check (default: the one in labs/)")
-    p_check.add_argument("--json", action="store_true", help="print JSON")
+    p_check = lab_sub.add_parser("check", help="check a lab's exercise answers", epilog=HELP)
+    p_check.add_argument("number", type=positive_int, help="the lab's number (tinyml lab list)")
+    p_check.add_argument("--file", type=readable_file, default=None,
+                         help="the lab file to check (default: the one in labs/)")
+    p_check.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
     p_check.set_defaults(func=run_check)
 
 
@@ -48,7 +50,7 @@ def run_list(args) -> int:
 def run_run(args) -> int:
     from ..labs import run_lab
 
-    return run_lab(args.number, smoke=args.smoke)
+    return run_lab(args.number, smoke=args.smoke, path=args.file)
 
 
 def run_check(args) -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
+from ._args import hidden_alias, positive_int
 from ._out import console, emit_json, table
 
 HELP = """examples:
   tinyml quant                                               Llama-2-7B on the A100-80GB
   tinyml quant --model llama-2-70b --device m2-max
-  tinyml quant --model llama-2-7b --formats fp16,int8,q4_0,int4-g128 --context 4096
+  tinyml quant --model llama-2-7b --format fp16,int8,q4_0,int4-g128 --context 4096
   tinyml quant --model gpt2 --device rtx-4090 --json
 
 Per format: bits per weight (scales included), model size, fits (weights + one sequence of
@@ -25,15 +24,15 @@ DEFAULT_DEVICE = "a100-80gb"
 
 
 def register(sub) -> None:
-    p = sub.add_parser("quant", help="model size per weight format, fit, tokens/s and max batch", epilog=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("quant", help="model size per weight format, fit, tokens/s and max batch", epilog=HELP)
     add_model_args(p)
-    p.add_argument("--formats", default=None,
-                   help="comma-separated weight formats (default fp16,int8,q4_0,int4-g128)")
-    p.add_argument("--context", type=int, default=None,
+    p.add_argument("--format", default=None, metavar="FORMATS",
+                   help="weight formats to compare, comma-separated (default fp16,int8,q4_0,int4-g128)")
+    hidden_alias(p, "--formats", "format")
+    p.add_argument("--context", type=positive_int, default=None,
                    help="tokens of context per sequence (default: the model's max context)")
     p.add_argument("--no-sim", action="store_true", help="skip the kernel simulation (sizes and bounds only)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     p.set_defaults(func=run)
 
 
@@ -49,7 +48,7 @@ def parse_formats(text: "str | None") -> list[str]:
         return list(DEFAULT_FORMATS)
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
-        raise FormatError(f"--formats is empty; give a comma-separated list from {valid_names()}")
+        raise FormatError(f"--format is empty; give a comma-separated list from {valid_names()}")
     return names
 
 
@@ -63,13 +62,11 @@ def _tps(x) -> str:
 
 def run(args) -> int:
     from ..inference.report import serving_rows
-    from ..sim import ShapeError, load_device
+    from ..sim import load_device
     from ..sim.models import load_model
 
     model, device = load_model(args.model), load_device(args.device)
-    if args.context is not None and args.context < 1:
-        raise ShapeError(f"--context must be >= 1, got {args.context}")
-    rows = serving_rows(model, device, parse_formats(args.formats), context=args.context,
+    rows = serving_rows(model, device, parse_formats(args.format), context=args.context,
                         simulate=not args.no_sim)
     context = rows[0]["context"]
     if args.json:
@@ -86,10 +83,11 @@ def run(args) -> int:
              _tps(r["sim_eager_tokens_per_s"])] for r in rows]
     c = console()
     title = (f"{model.name} ({model.n_params / 1e9:.2f}B params) on {device.name} "
-             f"({device.hbm_capacity / 1e9:.0f} GB HBM, {device.hbm_bandwidth / 1e9:,.0f} GB/s), "
+             f"({device.hbm_capacity / 1e9:.0f} GB HBM, {device.hbm_bandwidth / 1e9:,.0f} GB/s peak), "
              f"context {context:,}, batch 1")
     c.print(table(title, columns, body, set(columns[1:])))
-    c.print(f"bound: bytes per token / (HBM bandwidth x {device.eff_hbm:g} efficiency, the preset's eff_hbm); "
+    c.print(f"bound: bytes per token / achievable HBM bandwidth ({device.hbm_bandwidth / 1e9:,.0f} GB/s peak x "
+            f"{device.eff_hbm:g} efficiency = {device.hbm_bandwidth * device.eff_hbm / 1e9:,.0f} GB/s); "
             f"sim: one layer's kernels x {model.layers} layers + embedding, final norm, LM head, "
             f"as one CUDA graph (eager: a launch per kernel). `tinyml decode` shows the kernels.")
     return 0

@@ -4,7 +4,8 @@
      "results": [{"variant", "mode", "hbm_read_bytes", "hbm_write_bytes", "l2_hit_bytes",
                   "flops_matmul", "flops_vector", "peak_hbm_bytes", "time_s", "bound",
                   "kernels": [per-kernel records: the same fields plus "name", "grid", ...]},
-                 {"variant": "naive", "error": {"type": "HbmOutOfMemoryError", "message": "..."}}]}
+                 {"variant": "naive", "error": {"type": "HbmOutOfMemoryError", "message": "..."}}],
+     "files": {"trace": "mm.json", "roofline": "mm.png"}}     (only when --trace / --roofline wrote them)
 
 A variant that fails (out of HBM, tiles that overflow SRAM) is a result with an
 ``error`` field, so a sweep shows where each variant stops fitting.
@@ -65,10 +66,14 @@ def comparison_rows(results: list[dict]) -> list[list[str]]:
 COMPARISON_COLUMNS = ["variant", "HBM bytes", "L2 hits", "FLOPs", "sim time", "speedup", "bound"]
 
 
-def write_files(args, device, profiles, name: str) -> None:
-    """``--trace``: the variants back to back, one Perfetto track each; ``--roofline``: all kernels."""
+def write_files(args, device, profiles, name: str) -> dict:
+    """``--trace``: the variants back to back, one Perfetto track each; ``--roofline``: all kernels.
+
+    Returns what was written, ``{"trace": path, "roofline": path}`` (the JSON output's ``files``);
+    nothing when no variant ran."""
     from ..sim import Profile
 
+    files: dict = {}
     if args.trace and profiles:
         merged = Profile(device, name=name)
         for stream, prof in enumerate(profiles):
@@ -76,7 +81,10 @@ def write_files(args, device, profiles, name: str) -> None:
                 r.start_s, r.stream = merged.time_s, stream
                 merged.records.append(r)
         merged.to_chrome_trace(args.trace)
+        files["trace"] = str(args.trace)
     if args.roofline and profiles:
         from ..sim.roofline import draw_roofline
 
         draw_roofline(profiles, args.roofline, dtype=args.dtype)
+        files["roofline"] = str(args.roofline)
+    return files

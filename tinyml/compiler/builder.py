@@ -56,11 +56,12 @@ class Builder:
         return self.add_node("clip", x, lo=lo, hi=hi)
 
     def scale(self, x, factor: float):
-        """``x * factor`` for a constant ``factor``."""
+        """``x * factor`` for a finite constant ``factor``; ``-inf`` (a masked score) stays ``-inf``."""
         return self.add_node("scale", x, factor=factor)
 
     def causal_mask(self, x, scale: float = 1.0, fill: float = -math.inf):
-        """``where(j <= i + Nk - Nq, scale * x, fill)`` over the last two axes."""
+        """``where(j <= i + Nk - Nq, scale * x, fill)`` over the last two axes. A later ``scale``, by
+        any factor, leaves the masked entries ``-inf`` (mask after scale, as PyTorch and FlashAttention)."""
         return self.add_node("causal_mask", x, scale=scale, fill=fill)
 
     # ---- matmul and reductions ----------------------------------------------------------------

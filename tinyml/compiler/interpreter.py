@@ -22,6 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..sim.errors import NonFiniteError
 from . import ops as _ops
 from .errors import BindingError, GraphError
 from .symbolic import Affine, evaluate, solve
@@ -81,7 +82,7 @@ def run_node(node, env: dict, bindings) -> np.ndarray:
     args = [env[i] for i in node.inputs]
     try:
         out = np.asarray(opdef.reference(*args, **_concrete_attrs(node, bindings)))
-    except GraphError as e:
+    except (GraphError, NonFiniteError) as e:
         raise type(e)(f"%{node.name} = {node.op}(...): {e}") from None
     want = node.type.concrete(bindings)
     if out.shape != want:

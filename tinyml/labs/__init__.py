@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -126,13 +127,15 @@ def get_lab(number: int) -> Lab:
     raise LabError(f"there is no lab {number!r}; {_available(labs)}. See `tinyml lab list`.")
 
 
-def run_lab(number: int, smoke: bool = False) -> int:
-    """Run lab ``number`` as a script with this Python; its output streams through.
+def run_lab(number: int, smoke: bool = False, path: "str | Path | None" = None) -> int:
+    """Run lab ``number`` (the file in labs/, or ``path``: your copy) as a script with this
+    Python; its output streams through.
 
     ``smoke=True`` sets ``TINYML_LAB_SMOKE=1``: small shapes, a few seconds.
     Returns the script's exit code.
     """
     lab = get_lab(number)
+    file = lab.path if path is None else _existing(path, number)
     env = dict(os.environ)
     if smoke:
         env[SMOKE_ENV] = "1"
@@ -141,7 +144,20 @@ def run_lab(number: int, smoke: bool = False) -> int:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     sys.stdout.flush()
     sys.stderr.flush()
-    return subprocess.run([sys.executable, str(lab.path)], env=env).returncode
+    return subprocess.run([sys.executable, str(file)], env=env).returncode
+
+
+def _existing(path: "str | Path", number: int) -> Path:
+    """``path`` as a Path, or :class:`LabError` if it is not a file."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        try:
+            default = str(get_lab(number).path)
+        except LabError:
+            default = f"labs/lab{number:02d}_*.py"
+        raise LabError(f"lab file {str(path)!r} does not exist; check the path, or leave it out "
+                       f"to use {default}")
+    return file
 
 
 def check_lab(number: int, path: "str | Path | None" = None) -> CheckReport:
@@ -157,14 +173,7 @@ def check_lab(number: int, path: "str | Path | None" = None) -> CheckReport:
         lab = get_lab(number)
         file = lab.path
     else:
-        file = Path(path).expanduser()
-        if not file.is_file():
-            try:
-                default = str(get_lab(number).path)
-            except LabError:
-                default = f"labs/lab{number:02d}_*.py"
-            raise LabError(f"lab file {str(path)!r} does not exist; check the path, or leave it out "
-                           f"to check {default}")
+        file = _existing(path, number)
         try:
             lab = get_lab(number)
         except LabError:
@@ -183,8 +192,9 @@ def check_lab(number: int, path: "str | Path | None" = None) -> CheckReport:
                        f"{_available()}")
     loaded = load_lab_functions(file)
     results = run_checks(exercises, loaded)
+    rerun = f"tinyml lab check {number}" + ("" if path is None else f" --file {shlex.quote(str(path))}")
     return CheckReport(lab=number, title=lab.title, path=file, results=results,
-                       functions={e.id: e.function for e in exercises})
+                       functions={e.id: e.function for e in exercises}, rerun=rerun)
 
 
 __all__ = [

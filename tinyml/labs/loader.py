@@ -67,6 +67,11 @@ def parse_lab(path: Path) -> ast.Module:
         source = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise LabError(f"cannot read lab file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise LabError(f"{path} is not a Python source file (byte {exc.start} is not UTF-8 text); "
+                       f"give the lab's .py file") from None
+    if "\x00" in source:
+        raise LabError(f"{path} is not a Python source file (it holds NUL bytes); give the lab's .py file")
     try:
         return ast.parse(source, filename=str(path))
     except SyntaxError as exc:

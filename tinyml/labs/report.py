@@ -30,6 +30,7 @@ class CheckReport:
     path: Path
     results: list[ExerciseResult] = field(default_factory=list)
     functions: dict[str, str] = field(default_factory=dict)    # exercise id -> function name
+    rerun: str = ""                     # the command that checks this file again (default: the repository's lab)
 
     @property
     def passed(self) -> bool:
@@ -48,7 +49,7 @@ class CheckReport:
             parts.append(f"{c[WRONG]} wrong")
         if c[NOT_ATTEMPTED]:
             parts.append(f"{c[NOT_ATTEMPTED]} not attempted")
-        return ", ".join(parts) + f". Edit {self.path.name} and run `tinyml lab check {self.lab}` again."
+        return ", ".join(parts) + f". Edit {self.path.name} and run `{self.rerun or f'tinyml lab check {self.lab}'}` again."
 
     def render(self, width: int = 100) -> str:
         """A plain-text report for people."""

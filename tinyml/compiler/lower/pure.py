@@ -13,13 +13,15 @@ reads element by element, each once::
 so the kernel reads ``numel(%3) + numel(%x)`` elements and writes ``numel(%5)``,
 whatever the layout of ``%2``. Translations:
 
-* ``exp tanh relu gelu sigmoid add sub mul div`` -> the same opcode; ``scale(f)`` -> ``scale f``;
+* ``exp tanh relu gelu sigmoid add sub mul div`` -> the same opcode; ``scale(f)`` -> ``scale f``
+  for ``f > 0``, else ``where(-inf < x, scale f x, x)`` (a masked ``-inf`` stays ``-inf``:
+  :mod:`tinyml.compiler.ops.elementwise`);
 * ``clip(lo, hi)`` -> ``min(max(x, lo), hi)`` with the constants in the program (an
   infinite bound is left out: ``clip(x, 0, inf)`` is one ``max``);
 * ``causal_mask(scale, fill)`` over ``(.., Nq, Nk)``: a GPU kernel computes each
   element's row ``i`` and column ``j`` from its thread index; the op program has
   no such opcode, so tinyml passes them as two small index vectors ``(Nq, 1)``
-  and ``(Nk,)`` and runs ``where(j - i < Nk - Nq + 1/2, scale * x, fill)``. The
+  and ``(Nk,)`` and runs ``where(j - i < Nk - Nq + 1/2, scale * x, fill)`` (``scale * x`` as ``scale(f)`` above). The
   kernel then uses 32 x 32 blocks, so the vectors add ``M ceil(Nk/32) + ceil(M/32) Nk``
   element reads (1/16 of x's) rather than one ``Nk`` row per block row.
 
@@ -56,7 +58,7 @@ def node_instructions(node, refs, emit):
     """
     a = node.attr
     if node.op == "scale":
-        return emit("scale", refs, a["factor"])
+        return scaled(refs[0], a["factor"], emit)
     if node.op == "clip":
         (x,) = refs
         if a["lo"] > -np.inf:
@@ -65,6 +67,15 @@ def node_instructions(node, refs, emit):
             x = emit("min", (x, emit("const", (), a["hi"])))
         return x if x != refs[0] else emit("copy", (x,))
     return emit(node.op, refs)
+
+
+def scaled(x, factor: float, emit):
+    """``factor * x`` with ``-inf`` left ``-inf``: one ``scale`` for ``factor > 0`` (IEEE keeps -inf
+    there), else ``where(-inf < x, factor * x, x)``, two more instructions."""
+    if factor > 0:
+        return emit("scale", (x,), factor)
+    visible = emit("lt", (emit("const", (), -np.inf), x))
+    return emit("where", (visible, emit("scale", (x,), factor), x))
 
 
 class Chain:
@@ -97,7 +108,7 @@ class Chain:
             nq, nk = self.ctx.shape(node.name)[-2:]
             i, j = self._indices(nq, nk)
             visible = self.emit("lt", (self.emit("sub", (j, i)), self.emit("const", (), nk - nq + 0.5)))
-            return self.emit("where", (visible, self.emit("scale", refs, a["scale"]),
+            return self.emit("where", (visible, scaled(refs[0], a["scale"], self.emit),
                                        self.emit("const", (), a["fill"])))
         return node_instructions(node, refs, self.emit)
 

@@ -11,6 +11,21 @@ approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``; sigmoid is
 keys aligned bottom-right as FlashAttention does (query ``i`` sees key ``j``
 iff ``j <= i + Nk - Nq``). With ``fill = -inf`` it matches
 :func:`tinyml.kernels.reference.attention` exactly.
+
+A masked score stays masked. ``-inf`` is what a mask writes, and ``scale``
+(and the mask's own ``scale``) leave it ``-inf`` for every factor::
+
+    scale(x, f) = where(x > -inf, f * x, x)        # = f * x whenever f > 0
+
+IEEE arithmetic would turn it into ``+inf`` for a negative factor (and NaN for
+0), a score softmax cannot take. PyTorch's ``scaled_dot_product_attention`` and
+FlashAttention scale first and mask after, so the masked entries are ``-inf``
+whatever the factor's sign; with this rule the order of ``scale`` and
+``causal_mask`` does not matter (``scale(causal_mask(s), -1)`` is
+``causal_mask(s, scale=-1)``), and ``rewrite_attention`` folds any run of them
+into one ``attention`` node. The other arithmetic ops (``mul``, ``sub``,
+``div``) follow IEEE, and softmax refuses the ``+inf`` or NaN they can make
+(the interpreter and the compiled kernels alike). Factors must be finite.
 """
 
 from __future__ import annotations
@@ -62,15 +77,32 @@ def _binary_rule(name):
     return rule
 
 
+def _finite_factor(op: str, what: str, value) -> float:
+    f = float(value)
+    if not math.isfinite(f):
+        raise GraphShapeError(f"{op} needs a finite {what}, got {f} (a scores tensor scaled by {f} has no "
+                              f"softmax); e.g. g.scale(x, 0.125)")
+    return f
+
+
 def _canon_scale(types, attrs):
     if "factor" not in attrs:
         raise GraphShapeError("scale needs a factor: g.scale(x, 0.125)")
-    return {"factor": float(attrs["factor"])}
+    return {"factor": _finite_factor("scale", "factor", attrs["factor"])}
 
 
 def _canon_mask(types, attrs):
     need_rank("causal_mask", "its operand", types[0], 2)
-    return {"scale": float(attrs.get("scale", 1.0)), "fill": float(attrs.get("fill", -math.inf))}
+    return {"scale": _finite_factor("causal_mask", "scale", attrs.get("scale", 1.0)),
+            "fill": float(attrs.get("fill", -math.inf))}
+
+
+def scale_ref(x, factor):
+    """``factor * x``, with ``-inf`` (a masked score) left ``-inf`` (see the module docstring)."""
+    if factor > 0:
+        return x * factor
+    with np.errstate(invalid="ignore"):                      # -inf * 0 = NaN in the branch not taken
+        return np.where(x > -np.inf, x * factor, x)
 
 
 def _canon_clip(types, attrs):
@@ -83,7 +115,7 @@ def _canon_clip(types, attrs):
 def causal_mask_ref(x, scale=1.0, fill=-math.inf):
     nq, nk = x.shape[-2:]
     visible = np.tri(nq, nk, k=nk - nq, dtype=bool)          # (Nq, Nk): j <= i + Nk - Nq
-    return np.where(visible, x * scale, fill)
+    return np.where(visible, scale_ref(x, scale), fill)
 
 
 _UNARY = {
@@ -96,13 +128,15 @@ _UNARY = {
 for _name, (_ref, _doc) in _UNARY.items():
     register(OpDef(_name, 1, _unary_rule(_name), _ref, "elementwise", "elementwise", _doc))
 
-register(OpDef("scale", 1, _unary_rule("scale"), lambda x, factor: x * factor, "elementwise", "elementwise",
-               "x * factor (a number baked into the op)", canon=_canon_scale))
+register(OpDef("scale", 1, _unary_rule("scale"), scale_ref, "elementwise", "elementwise",
+               "x * factor (a finite number baked into the op); -inf, a masked score, stays -inf",
+               canon=_canon_scale))
 register(OpDef("clip", 1, _unary_rule("clip"), lambda x, lo, hi: np.clip(x, lo, hi), "elementwise", "elementwise",
                "min(max(x, lo), hi) (lo = -inf or hi = inf for one side; ReLU6 is clip(x, 0, 6))",
                canon=_canon_clip))
 register(OpDef("causal_mask", 1, _unary_rule("causal_mask"), causal_mask_ref, "elementwise", "elementwise",
-               "where(j <= i + Nk - Nq, scale * x, fill) over the last two axes", canon=_canon_mask))
+               "where(j <= i + Nk - Nq, scale * x, fill) over the last two axes; -inf in x stays -inf",
+               canon=_canon_mask))
 
 _BINARY = {
     "add": (np.add, True),

@@ -5,7 +5,10 @@ elementwise/injective ops that produce its input; nothing after it joins its
 group.
 
 softmax follows :func:`tinyml.kernels.reference.softmax`: ``-inf`` entries get
-probability 0 and a row that is ``-inf`` everywhere gives zeros, not NaN.
+probability 0 and a row that is ``-inf`` everywhere gives zeros, not NaN. NaN and
+``+inf`` have no softmax: the interpreter refuses them with the
+:class:`~tinyml.sim.errors.NonFiniteError` the softmax kernels raise, rather than
+return a row of zeros the compiled graph would not.
 layernorm is ``(x - mean) / sqrt(var + eps) * weight + bias`` with the biased
 variance, as PyTorch computes it.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...sim.errors import NonFiniteError
 from ..errors import GraphShapeError
 from ..types import TensorType, same_dtype
 from ._util import flag_attr, norm_axis, need_rank
@@ -21,6 +25,14 @@ from .registry import OpDef, register
 
 
 def softmax_ref(x):
+    bad = np.isnan(x) | np.isposinf(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise NonFiniteError(
+            f"softmax's input {x.shape} holds {int(bad.sum())} value(s) softmax cannot take, the first at "
+            f"index {first} (value {x[first]}). -inf is allowed (it masks an entry: its probability is 0); "
+            f"NaN and +inf are not. Look for the op that made them (a sub or mul of a masked -inf score, "
+            f"an overflow); a scale keeps -inf masked, so scale(causal_mask(s), -1) is fine.")
     m = x.max(axis=-1, keepdims=True)
     m = np.where(np.isneginf(m), 0.0, m)                        # fully masked rows: shift by 0
     e = np.exp(x - m)

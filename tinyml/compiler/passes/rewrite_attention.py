@@ -14,8 +14,10 @@ only when it is exact:
 
 * every intermediate (``s``, the scaled/masked scores, ``p``) is used once and is
   not a graph output (otherwise it must be materialised anyway);
-* every scale factor is positive (so ``-inf`` stays ``-inf`` whatever the order);
-  a mask fills with ``-inf`` (as FlashAttention; a finite fill is a different function);
+* a mask fills with ``-inf`` (as FlashAttention; a finite fill is a different function).
+  Any (finite) scale factor, negative or zero included, folds: a scale leaves a masked
+  ``-inf`` at ``-inf`` (:mod:`tinyml.compiler.ops.elementwise`), so scales and the mask
+  commute and the product of the factors is the attention's scale;
 * q, k, v have rank 3 or 4, the same batch/head dimensions (no broadcasting in
   the matmuls) and ``d`` equal for q and k.
 
@@ -51,8 +53,6 @@ def _match(graph, uses, o):
             return None
         a = s.attr
         factor = a["factor"] if s.op == "scale" else a["scale"]
-        if not factor > 0:
-            return None
         if s.op == "causal_mask":
             if causal or not (math.isinf(a["fill"]) and a["fill"] < 0):
                 return None

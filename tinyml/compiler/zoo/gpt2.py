@@ -21,7 +21,9 @@ layernorm gains near 1), so nothing is downloaded.
 from __future__ import annotations
 
 import math
+import numbers
 
+from ..errors import GraphError
 from ..graph import Graph
 from .params import check_kind, param
 
@@ -83,6 +85,9 @@ def tiny_gpt(layers: int = 2, vocab: int = 50257, d_model: int = 768, n_heads: i
     Input ``ids (n,)`` int32 (``n <= n_ctx``, checked when it runs); output logits ``(n, vocab)``.
     ``weights="meta"``: shape-only weights (:mod:`.params`), to count GPT-2 small in seconds.
     """
+    if isinstance(layers, bool) or not isinstance(layers, numbers.Integral) or layers < 1:
+        raise GraphError(f"tiny_gpt needs layers >= 1 (an integer: the transformer blocks), got {layers!r}; "
+                         f"GPT-2 small has 12")
     g = Graph("tiny_gpt", dtype=dtype, seed=seed)
     g.shape_only = check_kind(weights)
     ids = g.input("ids", ("n",), "int32")                                      # (n,)
