@@ -103,8 +103,8 @@ def attention_results(device) -> dict:
 
 def attention_story(c, device, n_long: int = 65536) -> None:
     """Stops 3 and 4: FlashAttention's bytes and time, then its memory at long sequences."""
-        from ..kernels.attention.paper import FIG2, run_variant as run_fig2
     from ..kernels.attention import flash_attention, standard_attention
+    from ..kernels.attention.paper import FIG2, run_variant as run_fig2
     from ..sim import HbmOutOfMemoryError, Profile, meta
     from ..sim.units import fmt_bytes, fmt_flops, fmt_time
 
