@@ -1,4 +1,4 @@
-"""tinyml.compiler: a small graph compiler that explains itself (DESIGN.md section 4).
+"""tinyml.compiler: a small graph compiler that explains itself (docs/architecture.md, "The compiler's pipeline").
 
 * IR: :class:`Graph` of :class:`Node` s with symbolic :class:`TensorType` s
   (:mod:`.symbolic` dims such as ``2*n``, :mod:`.sizes` polynomials such as ``12*n^2``);
