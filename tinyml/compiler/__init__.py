@@ -11,7 +11,7 @@
 * :func:`lower` (one kernel launch per fused group, or per node) and :func:`compile`
   (passes + lowering -> :class:`Compiled`, whose ``run`` executes or counts on the simulator).
 
-``import tinyml.compiler`` loads NumPy only: no Numba, no matplotlib, no graphviz.
+``import tinyml.compiler`` loads NumPy only: no Numba, no matplotlib (drawings go through :mod:`tinyml.viz`).
 """
 
 from __future__ import annotations
