@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+# The tour compiles ahead in a second process on a cold cache; test workers already use every core.
+os.environ.setdefault("TINYML_COMPILE_AHEAD", "0")
+
 # `from strategies import ...` works under any pytest import mode
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))

@@ -36,9 +36,7 @@ import os
 import numpy as np
 
 from tinyml.kernels import reference
-from tinyml.kernels.attention.flash import flash_attention
-from tinyml.kernels.attention.flash1 import default_blocks
-from tinyml.kernels.attention.standard import standard_attention
+from tinyml.kernels.attention import flash_attention, flash_blocks, standard_attention
 from tinyml.sim import Profile, SramOverflowError, load_device, meta, nbytes   # noqa: F401
 from tinyml.sim.units import fmt_bytes, fmt_time
 
@@ -106,7 +104,7 @@ with Profile(A100) as fa1:
     q, k, v = (meta((BATCH, HEADS, SEQ, HEAD_DIM)) for _ in range(3))
     flash_attention(q, k, v, version=1)
 r1 = fa1.records[0]
-bq, bk = default_blocks(A100, SEQ, SEQ, HEAD_DIM, "fp16")   # Algorithm 1, line 1: B_r, B_c
+bq, bk = flash_blocks(A100, SEQ, SEQ, HEAD_DIM, "fp16", version=1)   # Algorithm 1, line 1: B_r, B_c
 counted = r1.hbm_read_bytes + r1.l2_hit_bytes + r1.hbm_write_bytes + r1.l2_write_hit_bytes
 print(f"FlashAttention-1: {fmt_bytes(counted)} in {fmt_time(r1.time_s)} "
       f"(standard: {fmt_bytes(std.hbm_bytes)} in {fmt_time(std.time_s)})")

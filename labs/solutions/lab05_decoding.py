@@ -31,7 +31,7 @@ import math  # noqa: F401  (for your answers)
 import os
 
 from tinyml.inference import fit, kv_bytes_per_token, simulate_step
-from tinyml.kernels.attention.decode import decode_attention
+from tinyml.kernels.attention import decode_attention
 from tinyml.sim import Profile, load_device, meta, nbytes  # noqa: F401
 from tinyml.sim.models import list_models, load_model
 from tinyml.sim.units import fmt_bytes, fmt_time

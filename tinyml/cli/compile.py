@@ -162,7 +162,7 @@ def _cells(s: dict) -> str:
 
 def write_explain(compiled, out: Path) -> dict:
     """``NN-<pass>.txt`` and ``.svg`` (or ``.dot``) per step and an ``index.md``; returns what was written."""
-    from ..viz import has_dot
+    from ..viz import MISSING, has_dot
 
     out.mkdir(parents=True, exist_ok=True)
     rows, files, missing_dot = [], [], not has_dot()
@@ -183,8 +183,7 @@ def write_explain(compiled, out: Path) -> dict:
              "| step | pass | nodes | groups | kernels | HBM | time | IR | drawing |",
              "|---|---|---|---|---|---|---|---|---|", *rows]
     if missing_dot:
-        lines += ["", "Graphviz `dot` was not found, so the drawings are DOT source (.dot); install Graphviz "
-                  "(`apt-get install graphviz`, `brew install graphviz`) to get SVG."]
+        lines += ["", MISSING]
     (out / "index.md").write_text("\n".join(lines) + "\n")
     return {"dir": str(out), "files": files + ["index.md"], "svg": not missing_dot}
 
@@ -256,5 +255,7 @@ def run(args) -> int:
     if written:
         c.print(f"wrote {len(written['files'])} files to {written['dir']} (open {written['dir']}/index.md)")
         if not written["svg"]:
-            c.print("Graphviz `dot` not found: the drawings are .dot source; install Graphviz to get SVG")
+            from ..viz import MISSING
+
+            c.print(MISSING, markup=False)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._out import console, emit_json, table
+from ._progress import AheadOfTime, compile_progress, mark_cache_warm
 from .results import COMPARISON_COLUMNS, comparison_rows, run_variant
 
 HELP = """examples:
@@ -22,6 +23,11 @@ def register(sub) -> None:
     p.add_argument("--long-seq", type=int, default=65536, help="sequence length of the memory stop (default 65536)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
+
+
+#: What each stop is about, for the progress line while its kernels compile.
+STOPS = {2: "tour stop 2 of 6 (matmul)", 3: "tour stop 3 of 6 (attention)", 4: "tour stop 4 of 6 (memory)",
+         5: "tour stop 5 of 6 (generating text)", 6: "tour stop 6 of 6 (compiler)"}
 
 
 def hierarchy(device) -> list[dict]:
@@ -45,18 +51,28 @@ def run(args) -> int:
     device = load_device(args.device)
     n = args.size
     levels = hierarchy(device)
+    # On a cold Numba cache, a second core compiles stops 5 and 6 while this process does 2 to 4.
+    ahead = AheadOfTime("tinyml.cli.tour:later_stops", args.device)
     results = []
-    for variant, version in (("naive", 1), ("tiled", 2), ("mma", 3)):
-        def go(version=version):
-            matmul(meta((n, n), "fp16"), meta((n, n), "fp16"), version=version)
-        results.append(run_variant(variant, device, "count", go)[0])
+    with compile_progress(STOPS[2]):
+        for variant, version in (("naive", 1), ("tiled", 2), ("mma", 3)):
+            def go(version=version):
+                matmul(meta((n, n), "fp16"), meta((n, n), "fp16"), version=version)
+            results.append(run_variant(variant, device, "count", go)[0])
 
     if args.json:
+        with compile_progress(STOPS[3]):
+            attention = attention_results(device)
+        ahead.wait(STOPS[5])
+        with compile_progress(STOPS[5]):
+            inference = inference_results(device)
+        with compile_progress(STOPS[6]):
+            compiler = compiler_results(device)
+        mark_cache_warm()
         emit_json({"device": device.name, "hierarchy": levels, "ridge_flop_per_byte": device.ridge_point("fp16"),
                    "matmul": {"device": device.name, "command": "matmul",
                               "params": {"m": n, "n": n, "k": n, "dtype": "fp16"}, "results": results},
-                   "attention": attention_results(device), "inference": inference_results(device),
-                   "compiler": compiler_results(device)})
+                   "attention": attention, "inference": inference, "compiler": compiler})
         return 0
 
     c = console()
@@ -85,11 +101,22 @@ def run(args) -> int:
             f"to the tensor cores and is {mma['bound']}-bound: {naive['time_s'] / mma['time_s']:,.0f}x faster "
             f"than naive.\n")
     attention_story(c, device, n_long=args.long_seq)
+    ahead.wait(STOPS[5])
     inference_story(c, device)
     compiler_story(c, device)
+    mark_cache_warm()
     c.print("[bold]Next:[/bold] tinyml matmul --help  |  tinyml attention --paper fig2  |  "
             "tinyml compile gpt2_block --explain  |  tinyml devices  |  tinyml lab list  |  docs: mkdocs serve (docs/)")
     return 0
+
+
+def later_stops(device_spec) -> None:
+    """Stops 5 and 6's computations (run ahead in a second process to fill Numba's cache)."""
+    from ..sim import load_device
+
+    device = load_device(device_spec)
+    inference_results(device)
+    compiler_results(device)
 
 
 def attention_results(device) -> dict:
@@ -103,16 +130,16 @@ def attention_results(device) -> dict:
 
 def attention_story(c, device, n_long: int = 65536) -> None:
     """Stops 3 and 4: FlashAttention's bytes and time, then its memory at long sequences."""
-    from ..kernels.attention.flash import flash_attention
+    from ..kernels.attention import flash_attention, standard_attention
     from ..kernels.attention.paper import FIG2, run_variant as run_fig2
-    from ..kernels.attention.standard import standard_attention
     from ..sim import HbmOutOfMemoryError, Profile, meta
     from ..sim.units import fmt_bytes, fmt_flops, fmt_time
 
     cfg = FIG2
     c.print(f"[bold]3. Attention[/bold], GPT-2 medium as in the FlashAttention paper (B={cfg['batch']}, "
             f"H={cfg['heads']}, N={cfg['seq']}, d={cfg['head_dim']}, causal, dropout), forward + backward:")
-    profs = {v: run_fig2(v, device) for v in ("standard", "flash1", "flash2")}
+    with compile_progress(STOPS[3]):
+        profs = {v: run_fig2(v, device) for v in ("standard", "flash1", "flash2")}
     std = profs["standard"]
     rows = [[v, str(len(p.records)), fmt_bytes(p.hbm_bytes), fmt_flops(p.flops_matmul + p.flops_vector),
              fmt_time(p.time_s), f"{std.time_s / p.time_s:.1f}x", p.bound] for v, p in profs.items()]
@@ -126,17 +153,35 @@ def attention_story(c, device, n_long: int = 65536) -> None:
             f"{std.hbm_bytes / fa.hbm_bytes:.0f}x fewer bytes, so it is {std.time_s / fa.time_s:.1f}x faster. "
             f"(`tinyml attention --paper fig2` puts these next to the paper's numbers.)\n")
 
-    c.print(f"[bold]4. Memory.[/bold] One sequence of {n_long:,} tokens, 16 heads, d=64, forward:")
+    c.print(f"[bold]4. Memory.[/bold] One sequence of {n_long:,} tokens, 16 heads, d=64, causal, forward:")
+    heads, d = 16, 64
     for name, fn in (("standard", standard_attention), ("flash2", flash_attention)):
         prof = Profile(device)
         try:
-            with prof:
-                q, k, v = (meta((1, 16, n_long, 64), "fp16") for _ in range(3))
+            with compile_progress(STOPS[4]), prof:
+                q, k, v = (meta((1, heads, n_long, d), "fp16") for _ in range(3))    # (B, H, N, d)
                 fn(q, k, v, causal=True)
-            c.print(f"  {name}: peak HBM {fmt_bytes(prof.peak_hbm_bytes)}, {fmt_time(prof.time_s)}")
-        except HbmOutOfMemoryError as exc:
-            c.print(f"  {name}: [bold]{type(exc).__name__}[/bold]: {str(exc).splitlines()[0]}")
-    c.print("")
+            c.print(f"  {name}: fits, peak HBM {fmt_bytes(prof.peak_hbm_bytes)}, {fmt_time(prof.time_s)}")
+        except HbmOutOfMemoryError:
+            c.print(f"  {name}: [bold]does not fit[/bold]. {_oom_lesson(device, heads, n_long)}")
+    c.print(f"That is the lesson of this stop: standard attention's memory grows as N^2, FlashAttention's as N "
+            f"(Q, K, V and O), so only FlashAttention reaches long contexts on this GPU.\n")
+
+
+def _oom_lesson(device, heads: int, n: int) -> str:
+    """Why standard attention runs out of HBM at ``n`` tokens, in numbers."""
+    from ..sim import nbytes
+    from ..sim.units import fmt_bytes
+
+    s_bytes = nbytes(heads * n * n, "fp16")
+    cap = device.hbm_capacity
+    if s_bytes > cap:
+        why = (f"Its score matrix S alone is {heads} heads x {n:,} x {n:,} fp16 = {fmt_bytes(s_bytes)}, "
+               f"{s_bytes / cap:.1f}x the {fmt_bytes(cap)} of HBM on {device.name} ")
+    else:
+        why = (f"Its {n:,} x {n:,} matrices (S, then P: {fmt_bytes(s_bytes)} each over {heads} heads) do not fit "
+               f"side by side in the {fmt_bytes(cap)} of HBM on {device.name} ")
+    return why + "(the simulator raised HbmOutOfMemoryError, as the GPU would)."
 
 
 INFERENCE_MODEL, INFERENCE_FORMATS, INFERENCE_CONTEXT = "llama-2-7b", ("fp16", "int8", "q4_0"), 4096
@@ -154,7 +199,8 @@ def inference_story(c, device) -> None:
     """Stop 5: generating tokens is reading weights; fewer bits per weight, more tokens per second."""
     from ..sim.units import fmt_bytes
 
-    r = inference_results(device)
+    with compile_progress(STOPS[5]):
+        r = inference_results(device)
     c.print(f"[bold]5. Generating text[/bold]: {INFERENCE_MODEL} at batch 1, context {INFERENCE_CONTEXT:,}. Every "
             f"new token reads all the weights and the KV cache from HBM:")
     cols = ["weights", "size", "fits", "bound tok/s", "sim tok/s"]
@@ -189,7 +235,8 @@ def compiler_story(c, device, seq: int = 1024) -> None:
     """Stop 6: what a graph compiler's fusion and attention rewrite buy on a GPT-2 block."""
     from ..sim.units import fmt_bytes, fmt_time
 
-    r = compiler_results(device, seq)
+    with compile_progress(STOPS[6]):
+        r = compiler_results(device, seq)
     eager, comp = r["op_by_op"], r["compiled"]
     c.print(f"[bold]6. A tiny compiler[/bold]: GPT-2 small's block (d=768, 12 heads) at n={seq}, fp16, "
             f"as a graph of ops:")

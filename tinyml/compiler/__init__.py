@@ -1,4 +1,4 @@
-"""tinyml.compiler: a small graph compiler that explains itself (DESIGN.md section 4).
+"""tinyml.compiler: a small graph compiler that explains itself (docs/architecture.md, "The compiler's pipeline").
 
 * IR: :class:`Graph` of :class:`Node` s with symbolic :class:`TensorType` s
   (:mod:`.symbolic` dims such as ``2*n``, :mod:`.sizes` polynomials such as ``12*n^2``);
@@ -11,7 +11,7 @@
 * :func:`lower` (one kernel launch per fused group, or per node) and :func:`compile`
   (passes + lowering -> :class:`Compiled`, whose ``run`` executes or counts on the simulator).
 
-``import tinyml.compiler`` loads NumPy only: no Numba, no matplotlib, no graphviz.
+``import tinyml.compiler`` loads NumPy only: no Numba, no matplotlib (drawings go through :mod:`tinyml.viz`).
 """
 
 from __future__ import annotations

@@ -159,14 +159,10 @@ class CompiledStep:
         return self.headline() + "\n" + (more + "\n\n" if more else "") + (self.ir or str(self.graph))
 
     def svg(self) -> "str | None":
-        """The drawing as SVG text, or None where Graphviz's ``dot`` is missing."""
-        from ..viz import has_dot
+        """The drawing as SVG text, or None where no Graphviz renderer is installed (see tinyml.viz)."""
+        from ..viz import to_svg
 
-        if not has_dot():
-            return None
-        import graphviz
-
-        return graphviz.Source(self.dot or self.graph.to_dot()).pipe(format="svg").decode()
+        return to_svg(self.dot or self.graph.to_dot())
 
     def _repr_svg_(self):
         return self.svg()
@@ -177,7 +173,7 @@ class CompiledStep:
         return f"<p><b>{html.escape(self.headline())}</b></p>{body}"
 
     def draw(self, path):
-        """Render the drawing to ``path`` (writes ``.dot`` where ``dot`` is missing, see tinyml.viz)."""
+        """Render the drawing to ``path`` (writes ``.dot`` where no renderer is installed, see tinyml.viz)."""
         from ..viz import render
 
         return render(self.dot or self.graph.to_dot(), path)

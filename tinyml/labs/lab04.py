@@ -31,7 +31,7 @@ TOLERANCE = 0.02
 
 def _fa1_counted(batch, heads, seq, head_dim, dtype, block_q, block_k) -> tuple[int, int]:
     """(bytes loaded, bytes stored) by the FlashAttention-1 forward, from its counters."""
-    from ..kernels.attention.flash import flash_attention
+    from ..kernels.attention import flash_attention
     from ..sim import Profile, load_device, meta
 
     dev = load_device("a100-40gb").replace(name="a100-unlimited-sram", sram_per_sm=1 << 40, register_bytes=1 << 40)
@@ -105,7 +105,7 @@ def check_fa1_hbm_bytes(fn) -> str:
 
 def fa2_forward_time(device: str, shape: dict, block_q: int, block_k: int) -> float:
     """Simulated time of the FlashAttention-2 forward at ``shape`` (raises SramOverflowError)."""
-    from ..kernels.attention.flash import flash_attention
+    from ..kernels.attention import flash_attention
     from ..sim import Profile, meta
 
     with Profile(device) as prof:
@@ -134,7 +134,7 @@ def _fmt_us(t: float) -> str:
 
 
 def check_best_blocks(fn) -> str:
-    from ..kernels.attention.flash2_tiles import choose_blocks
+    from ..kernels.attention import flash_blocks
     from ..sim import SramOverflowError, TinymlError, load_device
 
     found = []
@@ -160,8 +160,7 @@ def check_best_blocks(fn) -> str:
             found.append(f"{device}: ({bq}, {bk}), {_fmt_us(t)}")
             continue
         dev = load_device(device)
-        auto = choose_blocks(dev, "fwd", shape["seq"], shape["seq"], shape["head_dim"], "fp16", "flash2_fwd")
-        if (bq, bk) == (auto.block_q, auto.block_k):
+        if (bq, bk) == flash_blocks(dev, shape["seq"], shape["seq"], shape["head_dim"], "fp16"):
             hint = ("Those are the kernel's defaults (the largest blocks that fit SRAM). Bigger is not always "
                     "faster: smaller blocks can mean more resident blocks per SM, so memory hides behind "
                     "compute, and a better balance of the grid over the SMs.")

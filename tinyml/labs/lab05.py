@@ -29,7 +29,7 @@ SPLIT_PROBLEMS = (
 
 def decode_counted(batch, heads, kv_heads, head_dim, cache_len, dtype) -> int:
     """HBM bytes (reads before L2 + writes) of the plain decode kernel, from its counters."""
-    from ..kernels.attention.decode import decode_attention
+    from ..kernels.attention import decode_attention
     from ..sim import Profile, meta
 
     with Profile("a100-80gb") as prof:
@@ -80,7 +80,7 @@ def check_decode_hbm_bytes(fn) -> str:
 
 def split_time(device: str, batch, heads, kv_heads, head_dim, context, splits: int) -> float:
     """Simulated seconds of decode attention with ``splits`` KV splits (1: the plain kernel)."""
-    from ..kernels.attention.decode import decode_attention
+    from ..kernels.attention import decode_attention
     from ..sim import Profile, meta
 
     with Profile(device) as prof:
@@ -139,7 +139,7 @@ REASONS = {
 
 def _facts() -> dict:
     """For batch 1 and 64 (Llama-2-7B, A100-80GB, context 4096): what the simulator says."""
-    from ..kernels.attention.decode import decode_attention
+    from ..kernels.attention import decode_attention
     from ..sim import Profile, load_device, meta
 
     dev = load_device("a100-80gb")

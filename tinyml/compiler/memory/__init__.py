@@ -1,4 +1,4 @@
-"""Static memory planning: where every intermediate lives in one arena (DESIGN.md section 4).
+"""Static memory planning: where every intermediate lives in one arena (docs/memory-planning.md).
 
 * :mod:`.liveness`: program points (kernel launches) and each value's live interval;
   ``reshape`` views alias their input; inputs, weights, outputs stay out of the arena;

@@ -2,6 +2,14 @@
 
 Layout: q (batch, heads, seq_q, head_dim); k, v (batch, kv_heads, seq_k, head_dim).
 
+The public entry points are exported here::
+
+    from tinyml.kernels.attention import flash_attention, standard_attention
+
+    o = flash_attention(q, k, v, causal=True)                     # FlashAttention-2 (version=1: FA-1)
+    o, saved = standard_attention(q, k, v, return_saved=True)     # S and P through HBM
+    bq, bk = flash_blocks("a100-40gb", 1024, 1024, 64, version=1)  # the default block sizes
+
 | module        | what                                                                  |
 |---------------|-----------------------------------------------------------------------|
 | `standard`    | S = QK^T, mask, softmax, dropout, PV: one kernel each, N x N in HBM   |
@@ -13,3 +21,14 @@ Layout: q (batch, heads, seq_q, head_dim); k, v (batch, kv_heads, seq_k, head_di
 | `decode_split` | Flash-Decoding: split-KV partials + combine, split count from the SM count |
 | `kv_cache`     | `KVCache` (append kernel, per-sequence lengths), `bytes_per_token`        |
 """
+
+from __future__ import annotations
+
+from .decode import decode_attention
+from .decode_split import auto_splits
+from .flash import flash_attention, flash_attention_backward, flash_blocks
+from .kv_cache import KVCache, bytes_per_token
+from .standard import standard_attention, standard_attention_backward
+
+__all__ = ["flash_attention", "flash_attention_backward", "flash_blocks", "standard_attention",
+           "standard_attention_backward", "decode_attention", "KVCache", "bytes_per_token", "auto_splits"]

@@ -6,7 +6,8 @@ blocks, O, l, m read and written back to HBM on every step, one block per
 Q blocks, O, l, m on chip, one block per (batch, head, q block)). Both take the
 same arguments and return O, or ``(O, saved)`` with ``return_saved=True``;
 :func:`flash_attention_backward` takes ``saved`` and returns (dq, dk, dv) with
-the version that made it.
+the version that made it. :func:`flash_blocks` answers "which block sizes
+would it choose?" without running anything.
 """
 
 from __future__ import annotations
@@ -60,3 +61,35 @@ def flash_attention_backward(dout, saved):
     if isinstance(saved, Flash2Saved):
         return flash_attention_v2_backward(dout, saved)
     return flash_attention_v1_backward(dout, saved)
+
+
+def flash_blocks(device, seq_q: int, seq_k: int, head_dim: int, dtype: str = "fp16", *, version: int = 2,
+                 backward: bool = False) -> tuple[int, int]:
+    """(block_q, block_k): the block sizes ``flash_attention(version=...)`` picks by default on ``device``.
+
+    ``device`` is a Device or a preset name. FlashAttention-1 takes Algorithm 1's
+    ``B_c = ceil(M / 4d)``, ``B_r = min(B_c, d)`` and halves them until its tiles fit;
+    FlashAttention-2 takes the largest sizes from its candidate list whose tiles fit
+    SRAM and the register file. Both clamp to the sequence lengths. Raises
+    :class:`~tinyml.sim.SramOverflowError` when not even the smallest blocks fit.
+    """
+    from ...sim import SramOverflowError, load_device
+
+    if isinstance(version, bool) or version not in (1, 2):
+        raise TileConfigError(f"FlashAttention version must be 1 or 2, got {version!r}")
+    dev = load_device(device)
+    if version == 1:
+        from .flash1 import default_blocks, largest_head_dim
+
+        blocks = default_blocks(dev, seq_q, seq_k, head_dim, dtype, backward)
+        if blocks is None:
+            raise SramOverflowError(
+                f"FlashAttention-1: no block size fits {dev.name} at head_dim={head_dim}: even 1 x 1 blocks "
+                f"overflow its {dev.sram_per_sm:,}-byte SRAM; the largest head_dim that fits in {dtype} is "
+                f"{largest_head_dim(dev, dtype, backward)}. Use a smaller head_dim or a device with more SRAM")
+        return blocks
+    from .flash2_tiles import choose_blocks
+
+    kind = "bwd" if backward else "fwd"
+    blocks = choose_blocks(dev, kind, seq_q, seq_k, head_dim, dtype, f"flash2_{kind}")
+    return blocks.block_q, blocks.block_k
