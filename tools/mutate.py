@@ -50,8 +50,13 @@ kernel source (``tinyml/sim/jit.py``), which any mutant of ``tinyml/sim`` or
 non-jitted function of a file that also holds jitted kernels keeps that file's
 size and modification time (a comment is trimmed or padded), so Numba keeps the
 file's cached kernels, whose source did not change. A mutant inside a jitted
-function cannot use a cached kernel at all: such runs set ``NUMBA_DISABLE_JIT=1``
-(the kernels then run as plain Python; the report says so).
+function cannot use a cached kernel at all: by default (``--jit auto``) such runs
+set ``NUMBA_DISABLE_JIT=1`` (the kernels run as plain Python; the report says so),
+which leaves untested any code that only runs jitted (a ``config.DISABLE_JIT``
+branch). ``--jit on`` keeps Numba and gives the mutated file a new modification
+time, so its kernels recompile for each mutant (slow); that is sound only when the
+tests call the mutated file's functions directly, because a kernel in *another*
+file keeps its cached machine code, with the unmutated helper inlined.
 
 Score = (killed + timed out + equivalent) / mutants. A survivor counts as
 equivalent only where a test module has a comment containing
@@ -447,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default="", help="write the full report here")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
     p.add_argument("--scratch", default="", help="scratch folder (default: a fresh temporary one)")
+    p.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
+                   help="auto: NUMBA_DISABLE_JIT=1 when a mutant lies in a jitted function; on: keep Numba "
+                        "(the mutated file's kernels recompile per mutant); off: always disable it")
     p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), f"tinyml-mutate-numba-{os.getuid()}"),
                    help="NUMBA_CACHE_DIR for the runs (reused across runs)")
     args = p.parse_args(argv)
@@ -473,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("name the related test files to run (or use --list)")
 
     has_jit = "njit" in source or "numba.jit" in source
-    no_jit = any(m.jitted for m in mutants)
+    no_jit = args.jit == "off" or (args.jit == "auto" and any(m.jitted for m in mutants))
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_DISABLE_JIT", "CI", "PYTHONPATH")}
     scratch_root = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="tinyml-mutate-"))
     scratch = scratch_root / "tree"
@@ -482,12 +490,12 @@ def main(argv: list[str] | None = None) -> int:
     if no_jit:
         env["NUMBA_DISABLE_JIT"] = "1"
     print(f"{rel}: {len(mutants)} mutants; tests: {' '.join(args.tests)}; "
-          f"{'NUMBA_DISABLE_JIT=1 (mutants inside jitted functions)' if no_jit else 'Numba on'}", flush=True)
+          f"{'NUMBA_DISABLE_JIT=1' if no_jit else 'Numba on'}", flush=True)
 
     _copy_tree(scratch)
     target = scratch / rel
     stat = target.stat()
-    keep_size = has_jit and not no_jit
+    keep_size = has_jit and not no_jit          # for mutants outside jitted functions
 
     status, base_s, detail = _run_tests(scratch, args.tests, env, timeout=1800)
     if status != "survived":
@@ -502,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     try:
         for n, m in enumerate(mutants, 1):
-            mutated = apply(source_bytes, m, keep_size)
+            mutated = apply(source_bytes, m, keep_size and not m.jitted)
             if mutated is not None:
                 try:
                     ok = ast.dump(ast.parse(mutated)) == expected_tree(source, m)
@@ -514,8 +522,10 @@ def main(argv: list[str] | None = None) -> int:
                 m.status, m.detail = "invalid", "the splice did not give the intended tree"
             else:
                 target.write_bytes(mutated)
-                if keep_size:
+                if keep_size and not m.jitted:          # Numba keeps this file's cached (unchanged) kernels
                     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+                elif m.jitted and not no_jit:           # a new stamp: Numba must recompile the mutated kernel
+                    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + (m.id + 1) * 10 ** 9))
                 m.status, m.seconds, m.detail = _run_tests(scratch, args.tests, env, timeout)
                 target.write_bytes(source_bytes)
                 os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
