@@ -152,6 +152,16 @@ def test_no_l2_means_no_reuse_even_for_an_empty_working_set(toy):
     assert cost.l2_working_set_bytes == 2 * 2000 and cost.hbm_read_bytes == 2 * 3000
 
 
+def test_reuse_without_writes_declares_no_written_bytes(toy):
+    # 4 blocks (1 per SM), each reads 1000 distinct bytes 3 times and writes nothing:
+    # the wave's working set is exactly 4 * 1000 = 4000 bytes, which fits an L2 of 4000
+    c = sweeping(4, 3, 1000)
+    c[:, HBM_WRITE] = 0
+    cost = kernel_cost(toy.replace(l2_bytes=4000), c, sram_per_block=2048, reuse=Reuse(reads={0: 1000}))
+    assert cost.l2_working_set_bytes == 4000
+    assert cost.hbm_read_bytes == 4 * 1000 and cost.l2_hit_bytes == 4 * 2000 and cost.hbm_write_bytes == 0
+
+
 def test_no_reuse_declared_defaults(toy):
     dev = toy.replace(l2_bytes=10 ** 9)
     cost = kernel_cost(dev, sweeping(3, 2, 500))
@@ -207,6 +217,10 @@ def test_occupancy_edges(toy):
     assert occupancy(toy, 0, regs_per_block=1024) == 2 and occupancy(toy, 0, regs_per_block=1025) == 1
     assert occupancy(toy, 0, regs_per_block=4096) == 1
     assert occupancy(toy.replace(register_bytes=0), 0, regs_per_block=10 ** 6) == 2
+    one = toy.replace(register_bytes=1)               # a 1-byte register file
+    assert occupancy(one, 0) == 2                     # no register need declared: no register limit
+    assert occupancy(one, 0, regs_per_block=1) == 1   # 1 // 1
+    assert occupancy(one, 0, regs_per_block=2) == 1   # 0 fit, still 1 (the check is elsewhere)
 
 
 def test_waves_for_edges(toy):
