@@ -25,6 +25,12 @@ from tinyml.sim.cost import schedule, sm_time
 from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
                                  SRAM_WRITE, new_counters)
 
+# Equivalent mutants (no test can tell them apart; tools/mutate.py counts them as such):
+#
+# equivalent mutant tinyml/sim/cost.py:137: wave * (int(panel.max()) + 1) + panel -> wave * (int(panel.max()) + 1) - panel
+#   the key only groups blocks by (wave, panel) for np.unique; with P = max panel + 1, wave * P - panel
+#   maps wave w to [(w - 1) P + 1, w P], disjoint ranges, so it is as one-to-one as wave * P + panel.
+
 US = 1e-6
 HBM_US, SRAM_US, MM_US, VEC_US = 32_000, 128_000, 1_000_000, 250_000     # per SM: one microsecond
 

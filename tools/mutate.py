@@ -457,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(the mutated file's kernels recompile per mutant); off: always disable it")
     p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), f"tinyml-mutate-numba-{os.getuid()}"),
                    help="NUMBA_CACHE_DIR for the runs (reused across runs)")
+    p.add_argument("--rerun", default="",
+                   help="a JSON report of an earlier run: rerun only its survivors (with today's tests) and "
+                        "report the whole set, the earlier kills kept")
     args = p.parse_args(argv)
 
     rel = Path(args.module).as_posix()
@@ -466,6 +469,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         names = set(args.only.split(","))
         mutants = [m for m in mutants if names & set(m.func.split("."))]
+    earlier: dict[int, dict] = {}
+    if args.rerun:
+        before = json.loads(Path(args.rerun).read_text())
+        earlier = {r["id"]: r for r in before["results"]}
+        by_id = {m.id: m for m in mutants}
+        for i, r in earlier.items():            # the module must not have changed since
+            if i not in by_id or (by_id[i].line, by_id[i].before, by_id[i].after) != (r["line"], r["before"], r["after"]):
+                p.error(f"{args.rerun}: mutant #{i} is not the same in today's {rel}; run it afresh")
+        args.ids = ",".join(str(i) for i, r in earlier.items() if r["status"] == "survived") or "-1"
+        args.only, args.sample, args.seed = before["only"], before["sample"], before["seed"]
     if args.ids:
         wanted = {int(i) for i in args.ids.split(",")}
         mutants = [m for m in mutants if m.id in wanted]
@@ -538,6 +551,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.scratch:
             shutil.rmtree(scratch_root, ignore_errors=True)
 
+    if earlier:                                 # the earlier run's other mutants, as they were
+        rerun = {m.id for m in mutants}
+        for i, r in sorted(earlier.items()):
+            if i not in rerun:
+                m = Mutant(**{k: v for k, v in r.items()})
+                mutants.append(m)
+        mutants.sort(key=lambda m: m.id)
     counts = {s: sum(m.status == s for m in mutants) for s in ("killed", "timeout", "survived", "equivalent", "invalid")}
     valid = len(mutants) - counts["invalid"]
     score = (counts["killed"] + counts["timeout"] + counts["equivalent"]) / valid if valid else 1.0
