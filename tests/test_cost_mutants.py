@@ -30,6 +30,8 @@ from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_
 # equivalent mutant tinyml/sim/cost.py:137: wave * (int(panel.max()) + 1) + panel -> wave * (int(panel.max()) + 1) - panel
 #   the key only groups blocks by (wave, panel) for np.unique; with P = max panel + 1, wave * P - panel
 #   maps wave w to [(w - 1) P + 1, w P], disjoint ranges, so it is as one-to-one as wave * P + panel.
+# equivalent mutant tinyml/sim/cost.py:137: 1 -> 2
+#   (the + 1 in the same key) any stride of at least P keeps (wave, panel) -> key one-to-one.
 
 US = 1e-6
 HBM_US, SRAM_US, MM_US, VEC_US = 32_000, 128_000, 1_000_000, 250_000     # per SM: one microsecond
