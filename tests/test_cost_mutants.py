@@ -232,6 +232,8 @@ def test_occupancy_edges(toy):
     assert occupancy(one, 0) == 2                     # no register need declared: no register limit
     assert occupancy(one, 0, regs_per_block=1) == 1   # 1 // 1
     assert occupancy(one, 0, regs_per_block=2) == 1   # 0 fit, still 1 (the check is elsewhere)
+    assert kernel_cost(one, blocks(1)).blocks_per_sm == 2                    # kernel_cost's default too
+    assert kernel_cost(one, blocks(1), regs_per_block=1).blocks_per_sm == 1
 
 
 def test_waves_for_edges(toy):
