@@ -98,6 +98,17 @@ def test_one_wave_breakdown_is_the_busiest_sm(toy):
     assert cost.limiter == "matmul"
 
 
+def test_exactly_one_full_wave_shares_sms(toy):
+    # 8 blocks = 8 slots exactly: still one wave, so blocks 0 and 4 share SM 0: 2 us of HBM and
+    # 2 us of matmul with two blocks resident: max(2, 2) + min(2, 2) / 2 = 3 us
+    c = blocks(8)
+    c[0, HBM_READ] = 2 * HBM_US
+    c[4, FLOPS_MATMUL] = 2 * MM_US
+    cost = kernel_cost(toy, c)
+    assert cost.waves == 1 and cost.time_s == approx(US + 3 * US)
+    assert cost.resource_s == {"hbm": approx(2 * US), "sram": 0.0, "matmul": approx(2 * US), "vector": 0.0}
+
+
 def test_multi_wave_pipelined_and_not(toy):
     # 1 block per SM, 8 blocks = 2 waves; a block: 1 us HBM + 1 us matmul
     c = blocks(8, hbm=HBM_US, mm=MM_US)
