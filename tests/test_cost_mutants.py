@@ -268,3 +268,5 @@ def test_schedule_equal_and_uneven_blocks():
     makespan, slot = schedule(np.array([3.0, 1.0, 1.0, 1.0]), 2)
     # block 0 takes slot 0 until 3; blocks 1, 2, 3 run one after another on slot 1: ends at 3
     assert makespan == 3.0 and slot.tolist() == [0, 1, 1, 1]
+    makespan, slot = schedule(np.array([2.5]), 3)             # one block: the closed form
+    assert makespan == 2.5 and slot.tolist() == [0]

@@ -120,3 +120,24 @@ def test_int4_group_names():
     for bad in ("int4-g0", "int4-g1", "int4-g3", "int4-g"):
         with pytest.raises(Exception, match="unknown weight format"):
             get_scheme(bad)
+
+
+class Ramp(Scheme):
+    """Codes 0, 1, ..., 15, 0, 1, ... along each group; scale 1. Sets nothing but its name and codes."""
+
+    name = "ramp-test"
+
+    def quantize_groups(self, groups):
+        codes = np.tile(np.arange(groups.shape[1]) % 16, (len(groups), 1))
+        return codes, np.ones(len(groups), F32), None
+
+
+def test_scheme_defaults_and_their_byte_order():
+    s = Ramp()
+    assert (s.bits, s.group_size, s.has_min, s.split_halves, s.pad_rows) == (4, 32, False, False, True)
+    q = quantize(np.ones((1, 40), F32), s)                   # K = 40 pads to 64: two groups
+    data = q.data.tobytes()
+    assert len(data) == 2 * (2 + 16)
+    # interleaved (the default): element 2i in the low nibble of byte i, 2i + 1 in the high one
+    assert data[2:18] == bytes((2 * i % 16) | ((2 * i + 1) % 16) << 4 for i in range(16))
+    assert Layout(8, 8, 1, 2, 6, 4).per_row is False
