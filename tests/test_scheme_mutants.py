@@ -90,6 +90,10 @@ def test_check_accepts_the_smallest_legal_groups_and_refuses_the_rest():
         with pytest.raises(SchemeDefinitionError, match=f"bits must be 2, 4 or 8, got {bits}"):
             Custom(bits, 32).check()
     Custom(4, np.int64(32)).check()
+    with pytest.raises(SchemeDefinitionError, match="bits must be 2, 4 or 8, got 3"):
+        Custom(3, 32).layout(64)                # layout() checks the scheme first
+    with pytest.raises(SchemeDefinitionError, match="group_size"):
+        Custom(4, 3).bits_per_weight(64)
 
 
 def test_check_refuses_bad_levels():
