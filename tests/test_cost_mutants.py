@@ -1,0 +1,272 @@
+"""The cost model's numbers at their edges, worked out by hand on the ``toy`` device
+(pinned by mutation testing, tools/mutate.py).
+
+Only public behaviour: ``kernel_cost``'s ``Cost`` fields, ``occupancy``, ``waves_for``,
+``sm_time`` and ``schedule``. The toy device: 4 SMs, at most 2 blocks per SM, 2 KB SRAM
+per SM; per SM, HBM 32 GB/s (32 000 B = 1 us), SRAM 128 GB/s (128 000 B = 1 us), fp16
+matmul 1 TFLOP/s (1e6 FLOP = 1 us), vector 250 GFLOP/s (250 000 FLOP = 1 us); launch
+1 us; clock 1 GHz; efficiencies 1.0.
+
+Boundary cases: one wave vs several, the per-resource breakdown of a multi-wave launch,
+a working set exactly at L2 capacity (and one byte over), a wave that reads nothing with
+panels declared, a zero-block launch, the launch overhead exactly equal to the work, and
+resource ties in the limiter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tinyml.sim import Reuse, kernel_cost, load_device, occupancy, waves_for
+from tinyml.sim.cost import schedule, sm_time
+from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
+                                 SRAM_WRITE, new_counters)
+
+# Equivalent mutants (no test can tell them apart; tools/mutate.py counts them as such):
+#
+# equivalent mutant tinyml/sim/cost.py:137: wave * (int(panel.max()) + 1) + panel -> wave * (int(panel.max()) + 1) - panel
+#   the key only groups blocks by (wave, panel) for np.unique; with P = max panel + 1, wave * P - panel
+#   maps wave w to [(w - 1) P + 1, w P], disjoint ranges, so it is as one-to-one as wave * P + panel.
+# equivalent mutant tinyml/sim/cost.py:137: 1 -> 2
+#   (the + 1 in the same key) any stride of at least P keeps (wave, panel) -> key one-to-one.
+# equivalent mutant tinyml/sim/cost.py:143: 1 -> 2
+#   n_waves in dram_reads only sizes the per-wave sums (bincount's minlength): one extra, empty wave
+#   gets scale 1 and is never indexed, since scale[wave] reads only waves that hold blocks.
+
+US = 1e-6
+HBM_US, SRAM_US, MM_US, VEC_US = 32_000, 128_000, 1_000_000, 250_000     # per SM: one microsecond
+
+
+def approx(x):
+    return pytest.approx(x, rel=1e-12, abs=1e-18)
+
+
+@pytest.fixture
+def toy():
+    return load_device("toy")
+
+
+def blocks(n, **per_block):
+    c = new_counters(n, n_operands=1)
+    col = {"hbm": HBM_READ, "hbm_w": HBM_WRITE, "sram": SRAM_READ, "sram_w": SRAM_WRITE,
+           "mm": FLOPS_MATMUL, "vec": FLOPS_VECTOR}
+    for k, v in per_block.items():
+        c[:, col[k]] = v
+    return c
+
+
+# ---- several waves of equal blocks: time and the breakdown of the slot that ends last ------------
+
+
+def test_multi_wave_breakdown_one_block_per_sm(toy):
+    # 2 KB per block: 1 block per SM, 4 slots, 64 blocks = 16 waves, every slot runs 16 blocks.
+    # A block: 1 us of HBM, 0.5 us of SRAM; one resident block: t = 1 + 0.5 / 1 = 1.5 us.
+    c = blocks(64, hbm=HBM_US, sram=SRAM_US // 2)
+    cost = kernel_cost(toy, c, sram_per_block=2048)
+    assert (cost.waves, cost.blocks_per_sm) == (16, 1)
+    assert cost.time_s == approx(US + 16 * 1.5 * US)
+    assert cost.cycles == approx((1 + 24) * 1000)
+    assert cost.resource_s == {"hbm": approx(16 * US), "sram": approx(8 * US), "matmul": 0.0, "vector": 0.0}
+    assert (cost.bound, cost.limiter) == ("memory", "hbm")
+    assert cost.hbm_read_bytes == 64 * HBM_US and cost.hbm_write_bytes == 0 and cost.l2_hit_bytes == 0
+
+
+def test_multi_wave_breakdown_two_blocks_per_sm(toy):
+    # no SRAM: 2 blocks per SM, 8 slots; 40 blocks = 5 waves; slot 0 runs blocks 0, 8, ..., 32 (5 blocks).
+    # A block of 1 us of vector work holds a half-SM slot for 2 * 1 us (r = 2; no memory to hide).
+    c = blocks(40, vec=VEC_US)
+    cost = kernel_cost(toy, c)
+    assert (cost.waves, cost.blocks_per_sm) == (5, 2)
+    assert cost.time_s == approx(US + 5 * 2 * US)
+    # resource_s: blocks_per_sm x the work of the 5 blocks in the slot that finishes last
+    assert cost.resource_s == {"hbm": 0.0, "sram": 0.0, "matmul": 0.0, "vector": approx(2 * 5 * US)}
+    assert (cost.bound, cost.limiter) == ("compute", "vector")
+
+
+def test_one_wave_breakdown_is_the_busiest_sm(toy):
+    # 6 blocks, 8 slots: one wave; block b on SM b % 4: SM 0 holds blocks 0 and 4, SM 1 blocks 1 and 5.
+    c = blocks(6)
+    c[0, FLOPS_MATMUL] = c[4, FLOPS_MATMUL] = MM_US            # SM 0: 2 us of matmul
+    c[1, HBM_READ] = c[5, HBM_READ] = HBM_US // 2               # SM 1: 1 us of HBM
+    c[2, SRAM_READ] = SRAM_US                                   # SM 2: 1 us of SRAM
+    cost = kernel_cost(toy, c)
+    assert cost.waves == 1 and cost.time_s == approx(3 * US)
+    assert cost.resource_s == {"hbm": 0.0, "sram": 0.0, "matmul": approx(2 * US), "vector": 0.0}
+    assert cost.limiter == "matmul"
+
+
+def test_exactly_one_full_wave_shares_sms(toy):
+    # 8 blocks = 8 slots exactly: still one wave, so blocks 0 and 4 share SM 0: 2 us of HBM and
+    # 2 us of matmul with two blocks resident: max(2, 2) + min(2, 2) / 2 = 3 us
+    c = blocks(8)
+    c[0, HBM_READ] = 2 * HBM_US
+    c[4, FLOPS_MATMUL] = 2 * MM_US
+    cost = kernel_cost(toy, c)
+    assert cost.waves == 1 and cost.time_s == approx(US + 3 * US)
+    assert cost.resource_s == {"hbm": approx(2 * US), "sram": 0.0, "matmul": approx(2 * US), "vector": 0.0}
+
+
+def test_multi_wave_pipelined_and_not(toy):
+    # 1 block per SM, 8 blocks = 2 waves; a block: 1 us HBM + 1 us matmul
+    c = blocks(8, hbm=HBM_US, mm=MM_US)
+    assert kernel_cost(toy, c, sram_per_block=2048).time_s == approx(US + 2 * 2 * US)         # they add up
+    assert kernel_cost(toy, c, sram_per_block=2048, pipelined=True).time_s == approx(US + 2 * US)
+
+
+# ---- L2: panels with a wave that reads nothing; capacity exactly at the working set -----------------------
+
+
+def test_panels_with_a_wave_that_reads_nothing(toy):
+    # 1 block per SM: blocks 0-3 are wave 0 and read the same 1000-byte panel; blocks 4-7 (wave 1) read nothing
+    c = blocks(8, vec=VEC_US)
+    c[:4, HBM_READ] = c[:4, FIRST_OPERAND] = 1000
+    with np.errstate(all="raise"):
+        cost = kernel_cost(toy, c, sram_per_block=2048, panels={0: np.zeros(8, np.int64)})
+    assert cost.hbm_read_bytes == 1000 and cost.l2_hit_bytes == 3000
+    nothing = blocks(4, vec=VEC_US)
+    with np.errstate(all="raise"):
+        cost = kernel_cost(toy, nothing, panels={0: np.zeros(4, np.int64)})
+    assert cost.hbm_read_bytes == 0 and cost.l2_hit_bytes == 0 and math.isfinite(cost.time_s)
+
+
+def sweeping(n, passes, distinct):
+    c = new_counters(n, n_operands=1)
+    c[:, HBM_READ] = c[:, FIRST_OPERAND] = passes * distinct
+    c[:, HBM_WRITE] = passes * distinct
+    return c
+
+
+@pytest.mark.parametrize("spare, fits", [(0, True), (-1, False), (1, True)])
+def test_working_set_exactly_at_l2_capacity(toy, spare, fits):
+    # 4 blocks per wave (1 per SM), each reads 1000 distinct bytes 3 times and writes 1000 distinct bytes
+    # 3 times: the wave's working set is 4 * (1000 + 1000) = 8000 bytes
+    dev = toy.replace(l2_bytes=8000 + spare)
+    cost = kernel_cost(dev, sweeping(4, 3, 1000), sram_per_block=2048, reuse=Reuse(reads={0: 1000}, writes=1000))
+    charged = 1000 if fits else 3000
+    assert (cost.hbm_read_bytes, cost.hbm_write_bytes) == (4 * charged, 4 * charged)
+    assert cost.l2_hit_bytes == 4 * (3000 - charged) and cost.l2_write_hit_bytes == 4 * (3000 - charged)
+    assert cost.l2_working_set_bytes == 8000
+
+
+def test_per_block_reuse_declarations_and_waves(toy):
+    # 6 blocks, 4 per wave: wave 0 = blocks 0-3, wave 1 = blocks 4, 5. Per-block distinct reads.
+    dev = toy.replace(l2_bytes=1000)
+    c = sweeping(6, 2, 100)
+    distinct = np.array([100, 100, 100, 100, 400, 400])
+    cost = kernel_cost(dev, c, sram_per_block=2048, reuse=Reuse(reads={0: distinct}, writes=100))
+    # wave 0: 4 * (100 + 100) = 800 <= 1000 fits; wave 1: 2 * (400 + 100) = 1000 fits exactly
+    # reads saved per block: max(200 - distinct, 0) = 100 in wave 0, 0 in wave 1; writes: 200 - 100 = 100 each
+    assert cost.hbm_read_bytes == 6 * 200 - 4 * 100
+    assert cost.hbm_write_bytes == 6 * 200 - 6 * 100
+    assert cost.l2_working_set_bytes == 1000
+
+
+def test_no_l2_means_no_reuse_even_for_an_empty_working_set(toy):
+    assert toy.l2_bytes == 0
+    c = sweeping(2, 3, 1000)
+    cost = kernel_cost(toy, c, reuse=Reuse(reads={0: 0}, writes=0))
+    assert cost.hbm_read_bytes == 2 * 3000 and cost.hbm_write_bytes == 2 * 3000
+    assert cost.l2_hit_bytes == 0 and cost.l2_write_hit_bytes == 0 and cost.l2_working_set_bytes == 0
+    cost = kernel_cost(toy, c, reuse=Reuse(reads={0: 1000}, writes=1000))
+    assert cost.l2_working_set_bytes == 2 * 2000 and cost.hbm_read_bytes == 2 * 3000
+
+
+def test_reuse_without_writes_declares_no_written_bytes(toy):
+    # 4 blocks (1 per SM), each reads 1000 distinct bytes 3 times and writes nothing:
+    # the wave's working set is exactly 4 * 1000 = 4000 bytes, which fits an L2 of 4000
+    c = sweeping(4, 3, 1000)
+    c[:, HBM_WRITE] = 0
+    cost = kernel_cost(toy.replace(l2_bytes=4000), c, sram_per_block=2048, reuse=Reuse(reads={0: 1000}))
+    assert cost.l2_working_set_bytes == 4000
+    assert cost.hbm_read_bytes == 4 * 1000 and cost.l2_hit_bytes == 4 * 2000 and cost.hbm_write_bytes == 0
+
+
+def test_no_reuse_declared_defaults(toy):
+    dev = toy.replace(l2_bytes=10 ** 9)
+    cost = kernel_cost(dev, sweeping(3, 2, 500))
+    assert cost.hbm_read_bytes == cost.hbm_write_bytes == 3 * 1000
+    assert cost.l2_hit_bytes == cost.l2_write_hit_bytes == cost.l2_working_set_bytes == 0
+
+
+# ---- edges of a launch ------------------------------------------------------------------------------------
+
+
+def test_zero_block_launch_costs_the_overhead_only(toy):
+    cost = kernel_cost(toy, new_counters(0, n_operands=2), sram_per_block=1024)
+    assert cost.time_s == toy.launch_overhead_s == US and cost.cycles == approx(1000)
+    assert (cost.waves, cost.blocks_per_sm, cost.bound, cost.limiter) == (0, 2, "launch", "launch")
+    assert cost.resource_s == {"hbm": 0.0, "sram": 0.0, "matmul": 0.0, "vector": 0.0}
+    assert (cost.hbm_read_bytes, cost.hbm_write_bytes, cost.l2_hit_bytes, cost.l2_write_hit_bytes,
+            cost.l2_working_set_bytes) == (0, 0, 0, 0, 0)
+
+
+def test_launch_overhead_equal_to_the_work_is_not_launch_bound(toy):
+    c = blocks(1, hbm=HBM_US)                       # exactly 1 us of HBM, launch 1 us
+    cost = kernel_cost(toy, c)
+    assert cost.time_s == approx(2 * US) and (cost.bound, cost.limiter) == ("memory", "hbm")
+    cost = kernel_cost(toy, blocks(1, hbm=HBM_US - 32))
+    assert (cost.bound, cost.limiter) == ("launch", "launch")
+
+
+def test_limiter_ties(toy):
+    # HBM 1 us == SRAM 1 us: memory does not strictly exceed, so SRAM limits
+    assert kernel_cost(toy, blocks(1, hbm=2 * HBM_US, sram=2 * SRAM_US)).limiter == "sram"
+    # SRAM 1 us == matmul + vector 1 us: SRAM
+    assert kernel_cost(toy, blocks(1, sram=2 * SRAM_US, mm=MM_US, vec=VEC_US)).limiter == "sram"
+    # matmul 1 us == vector 1 us: matmul
+    assert kernel_cost(toy, blocks(1, mm=2 * MM_US, vec=2 * VEC_US)).limiter == "matmul"
+    # vector alone
+    assert kernel_cost(toy, blocks(1, vec=3 * VEC_US)).bound == "compute"
+
+
+def test_dtype_selects_the_matmul_rate_and_writes_count_as_hbm(toy):
+    c = blocks(1, mm=MM_US, hbm_w=HBM_US)              # 1 us matmul fp16 (4 us fp32) + 1 us HBM writes
+    assert kernel_cost(toy, c, dtype="fp16").time_s == approx(US + 2 * US)
+    assert kernel_cost(toy, c, dtype="fp32").time_s == approx(US + 5 * US)
+    assert kernel_cost(toy, blocks(1, sram_w=SRAM_US)).time_s == approx(2 * US)     # SRAM writes count
+
+
+# ---- the helpers ------------------------------------------------------------------------------------------
+
+
+def test_occupancy_edges(toy):
+    assert occupancy(toy, 0) == 2                       # the hardware limit
+    assert occupancy(toy, 1024) == 2 and occupancy(toy, 1025) == 1
+    assert occupancy(toy, 2048) == 1 and occupancy(toy, 4096) == 1     # too big still gets 1 (the check is elsewhere)
+    assert occupancy(toy, 0, regs_per_block=1024) == 2 and occupancy(toy, 0, regs_per_block=1025) == 1
+    assert occupancy(toy, 0, regs_per_block=4096) == 1
+    assert occupancy(toy.replace(register_bytes=0), 0, regs_per_block=10 ** 6) == 2
+    one = toy.replace(register_bytes=1)               # a 1-byte register file
+    assert occupancy(one, 0) == 2                     # no register need declared: no register limit
+    assert occupancy(one, 0, regs_per_block=1) == 1   # 1 // 1
+    assert occupancy(one, 0, regs_per_block=2) == 1   # 0 fit, still 1 (the check is elsewhere)
+    assert kernel_cost(one, blocks(1)).blocks_per_sm == 2                    # kernel_cost's default too
+    assert kernel_cost(one, blocks(1), regs_per_block=1).blocks_per_sm == 1
+
+
+def test_waves_for_edges(toy):
+    assert waves_for(toy, 0) == 0 and waves_for(toy, 1) == 1
+    assert waves_for(toy, 8) == 1 and waves_for(toy, 9) == 2
+    assert waves_for(toy, 8, sram_per_block=2048) == 2 and waves_for(toy, 4, regs_per_block=2048) == 1
+    assert waves_for(toy, 5, regs_per_block=2048) == 2
+
+
+def test_sm_time_closed_form():
+    t = np.array([[4.0, 1.0, 2.0, 1.0]])               # mem 4, comp max(1, 2 + 1) = 3
+    assert sm_time(t, 1)[0] == 4 + 3 and sm_time(t, 3)[0] == 4 + 1 and sm_time(t, np.inf)[0] == 4
+    assert sm_time(t, 0)[0] == 7                         # no resident block counts as one
+    t = np.array([[1.0, 5.0, 0.0, 0.0]])
+    assert sm_time(t, 2)[0] == 5 + 0.5
+
+
+def test_schedule_equal_and_uneven_blocks():
+    makespan, slot = schedule(np.array([2.0] * 5), 2)
+    assert makespan == 6.0 and slot.tolist() == [0, 1, 0, 1, 0]
+    makespan, slot = schedule(np.array([3.0, 1.0, 1.0, 1.0]), 2)
+    # block 0 takes slot 0 until 3; blocks 1, 2, 3 run one after another on slot 1: ends at 3
+    assert makespan == 3.0 and slot.tolist() == [0, 1, 1, 1]
+    makespan, slot = schedule(np.array([2.5]), 3)             # one block: the closed form
+    assert makespan == 2.5 and slot.tolist() == [0]
