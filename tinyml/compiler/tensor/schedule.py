@@ -225,18 +225,19 @@ class Schedule:
         return fused.name
 
     # ---- annotations ---------------------------------------------------------------------
-    def _annotate(self, kind: str, loop: str, **change) -> None:
+    def _annotate(self, primitive: str, loop: str, **change) -> None:
         i, lp = self._loop(loop)
-        if self.nest.is_reduction(lp) and kind != "unroll":
-            what = change.get("thread") or change.get("kind")
-            raise BindError(f"{kind}({loop}{', ' + repr(what) if kind == 'bind' else ''}): {loop} is a reduction loop; "
-                            f"its iterations all add into the same output element ({self.nest.func.block.output.text()}), "
-                            f"so running them at once would race. Choose a spatial loop")
+        if self.nest.is_reduction(lp) and primitive != "unroll":
+            what = f", {change['thread']!r}" if primitive == "bind" else ""
+            raise BindError(f"{primitive}({loop}{what}): {loop} is a reduction loop; its iterations all add into "
+                            f"the same output element ({self.nest.func.block.output.text()}), so running them "
+                            f"at once would race. Choose a spatial loop")
         if lp.thread or lp.kind != "serial":
-            raise BindError(f"{kind}({loop}): the loop is {lp.label} already")
+            raise BindError(f"{primitive}({loop}): the loop is {lp.label} already")
         loops = list(self.nest.loops)
         loops[i] = replace(lp, **change)
-        self._commit(kind, [loop] + list(change.values())[:1] * (kind == "bind"), self.nest.replace(loops=tuple(loops)))
+        args = [loop, change["thread"]] if primitive == "bind" else [loop]
+        self._commit(primitive, args, self.nest.replace(loops=tuple(loops)))
 
     def bind(self, loop: str, thread: str) -> None:
         """Bind a spatial loop to ``blockIdx.*`` (the grid) or ``threadIdx.*``."""
