@@ -202,3 +202,18 @@ def test_operands_are_checked_against_the_workload():
             k(meta((4, 5)), meta((4, 4)))
         with pytest.raises(DTypeError, match="counts bytes in fp16"):
             k(meta((4, 4), "fp32"), meta((4, 4), "fp32"))
+
+
+@given(exts=st.lists(st.integers(1, 5), min_size=1, max_size=4), data=st.data())
+def test_valid_counts_the_points_of_a_region_inside_the_axis(exts, data):
+    """``valid`` against brute force, on any subset of the digits of a mixed-radix axis."""
+    import itertools
+
+    from tinyml.compiler.tensor.counting import valid
+
+    strides = [math.prod(exts[q + 1:]) for q in range(len(exts))]
+    keep = data.draw(st.lists(st.sampled_from(range(len(exts))), min_size=1, unique=True))
+    e, s = tuple(exts[q] for q in keep), tuple(strides[q] for q in keep)
+    limit = data.draw(st.integers(-2, math.prod(exts) + 2))
+    brute = sum(1 for vs in itertools.product(*map(range, e)) if sum(v * x for v, x in zip(vs, s)) < limit)
+    assert valid(limit, e, s) == brute

@@ -9,7 +9,6 @@ updated in place in HBM.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from ...sim import jit  # noqa: F401  (versioned Numba cache; before any @njit)
@@ -24,30 +23,41 @@ def valid(limit, exts, strides):
 
     The pieces of one axis are the digits of a mixed-radix number (a piece's stride is at
     least the span of every smaller-stride piece), so walking them from the largest stride
-    down, at most one value of each digit is cut by the limit.
+    down, at most one value of each digit is cut by the limit. No allocation: this runs
+    once per tile step of a counting-mode launch.
     """
     n = len(exts)
-    e = np.empty(n, np.int64)
-    s = np.empty(n, np.int64)
+    full = 1
+    span = 0
     for p in range(n):
-        e[p] = exts[p]
-        s[p] = strides[p]
-    order = np.argsort(-s, kind="mergesort")
+        full *= exts[p]
+        span += (exts[p] - 1) * strides[p]
+    if limit > span:             # the whole region is inside (every interior tile)
+        return full
+    if limit <= 0:
+        return 0
+    used = 0                     # bit p: piece p has been walked
     total = 0
     lim = limit
-    for a in range(n):
-        p = order[a]
-        full = 1
+    for _ in range(n):
+        best = -1
+        for p in range(n):
+            if not (used >> p) & 1 and (best < 0 or strides[p] > strides[best]):
+                best = p
+        used |= 1 << best
+        below = 1
         rest = 0
-        for b in range(a + 1, n):
-            full *= e[order[b]]
-            rest += (e[order[b]] - 1) * s[order[b]]
+        for q in range(n):
+            if not (used >> q) & 1:
+                below *= exts[q]
+                rest += (exts[q] - 1) * strides[q]
+        e, s = exts[best], strides[best]
         whole = 0
         if lim - rest > 0:
-            whole = min(e[p], (lim - rest + s[p] - 1) // s[p])
-        total += whole * full
-        if whole < e[p] and whole * s[p] < lim:
-            lim -= whole * s[p]          # the cut value of this digit: count the digits below it
+            whole = min(e, (lim - rest + s - 1) // s)
+        total += whole * below
+        if whole < e and whole * s < lim:
+            lim -= whole * s     # the cut value of this digit: count the digits below it
         else:
             return total
     return total
