@@ -217,3 +217,46 @@ def test_valid_counts_the_points_of_a_region_inside_the_axis(exts, data):
     limit = data.draw(st.integers(-2, math.prod(exts) + 2))
     brute = sum(1 for vs in itertools.product(*map(range, e)) if sum(v * x for v, x in zip(vs, s)) < limit)
     assert valid(limit, e, s) == brute
+
+
+@pytest.mark.parametrize("name", ["naive", "mma", "threads"])
+@settings(max_examples=8)
+@given(m=st.integers(1, 30), n=st.integers(1, 30), k=st.integers(1, 30), bm=st.integers(1, 9),
+       bn=st.integers(1, 9), bk=st.integers(1, 9), seed=st.integers(0, 2 ** 16))
+def test_bias_relu_epilogue_runs_once_per_finished_output(name, m, n, k, bm, bn, bk, seed):
+    f = matmul(m, n, k, bias=True, relu=True)
+    sch = Schedule(f)
+    STRUCTURES[name](sch, bm, bn, bk)
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    kern = build(sch, parallel=False)
+    with Profile("a100-40gb") as prof:
+        c = kern(a, b, bias)
+        kern(meta(a.shape), meta(b.shape), meta(bias.shape))
+    ex, co = prof.records
+    np.testing.assert_allclose(c, f.reference(a, b, bias), rtol=1e-4, atol=1e-4 * math.sqrt(k))
+    same_records(ex, co)
+    assert ex.flops_matmul + ex.flops_vector == 2 * m * n * k + 2 * m * n     # + bias add and ReLU per output
+
+
+@settings(max_examples=10)
+@given(m=st.integers(1, 70), n=st.integers(1, 70), k=st.integers(1, 70),
+       bm=st.sampled_from([8, 16, 32]), bn=st.sampled_from([8, 16, 32]), bk=st.sampled_from([8, 16, 32]))
+def test_fused_epilogue_bytes_equal_matmul_epilogue(m, n, k, bm, bn, bk):
+    """Finished in the store-back stage, the epilogue reads each bias slice once per block."""
+    from tinyml.kernels.fusion.epilogue import matmul_epilogue
+
+    s = ELEM["fp16"]
+    sch = Schedule(matmul(m, n, k, bias=True, relu=True))
+    mma(sch, bm, bn, bk)
+    a, b, bias = meta((m, k)), meta((k, n)), meta((n,))
+    with Profile("a100-40gb") as prof:
+        build(sch, parallel=False)(a, b, bias)
+        matmul_epilogue(a, b, bias=bias, activation="relu", block_m=bm, block_n=bn, block_k=bk)
+    ours, theirs = prof.records
+    reads = (m * k * math.ceil(n / bn) + k * n * math.ceil(m / bm) + math.ceil(m / bm) * n) * s
+    assert ours.hbm_read_bytes + ours.l2_hit_bytes == reads
+    for f in ("hbm_read_bytes", "l2_hit_bytes", "hbm_write_bytes", "flops_matmul", "flops_vector"):
+        assert getattr(ours, f) == getattr(theirs, f), f

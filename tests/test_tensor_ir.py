@@ -71,3 +71,20 @@ def test_loop_tree_shows_kinds_stages_and_the_mma():
     sch.bind(i0, "blockIdx.x")
     tree = loop_tree(sch.nest)
     assert "for i_0 in 0..2  blockIdx.x" in tree and "update C += A * B" in tree
+
+
+def test_bias_relu_epilogue_in_the_printed_program():
+    f = matmul(5, 4, 3, bias=True, relu=True)
+    assert [b.name for b in f.params] == ["A", "B", "bias", "C"]
+    text = numpy_source(Nest.initial(f))
+    assert "C[i, j] = max(C[i, j] + bias[j], 0)" in text
+    rng = np.random.default_rng(4)
+    a, b, bias = rng.standard_normal((5, 3)), rng.standard_normal((3, 4)), rng.standard_normal(4)
+    c = np.zeros((5, 4))
+    scope = {"np": np}
+    exec(text, scope)
+    scope["matmul_bias_relu"](a, b, bias, c)
+    np.testing.assert_allclose(c, np.maximum(a @ b + bias, 0))
+    np.testing.assert_allclose(f.reference(a, b, bias), np.maximum(a @ b + bias, 0))
+    with pytest.raises(TensorProgramError, match="epilogue step"):
+        contraction("bad", {"i": 2, "k": 2}, {"A": ("i", "k"), "B": ("k",)}, ("C", ("i",)), epilogue=[("gelu",)])

@@ -119,7 +119,7 @@ def test_tensorize_needs_shared_operands_an_accumulator_and_the_init_out():
 
 
 def test_a_shared_buffer_that_overflows_sram_is_refused_at_launch():
-    sch = tiled(256, 256, 256, bm=256, bn=256, bk=256)  # A, B tiles 256x256 fp16 = 256 KiB > toy's SRAM
+    sch = tiled(256, 256, 256, bm=256, bn=256, bk=256)  # A, B tiles 256x256 fp16: 256 KiB > an A100 SM's SRAM
     from tinyml.compiler.tensor import build
 
     k = build(sch, parallel=False)

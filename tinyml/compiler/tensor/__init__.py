@@ -9,7 +9,7 @@
   parallel / vectorize / unroll, cache_read / cache_write, compute_at / reverse_compute_at,
   decompose_reduction, tensorize, sample_perfect_tile / sample_categorical), each checking
   legality; :mod:`.trace`: the schedule as JSON that replays deterministically;
-* :mod:`.codegen` and :mod:`.build`: the nest as a Numba kernel through the kernel contract
+* :mod:`.codegen` and :mod:`.launch`: the nest as a Numba kernel through the kernel contract
   (per-block counters, counting mode == executing mode), recorded in the active Profile.
 
 Importing this package loads NumPy only; :func:`build` loads Numba on first use.
@@ -27,8 +27,8 @@ from .workloads import WORKLOADS, batched_matmul, contraction, matmul
 
 
 def build(nest_or_schedule, **kwargs):
-    """Compile a nest (or a schedule's nest) into a :class:`~.build.Kernel`; see :mod:`.build`."""
-    from .build import build as _build
+    """Compile a nest (or a schedule's nest) into a :class:`~.launch.Kernel`; see :mod:`.launch`."""
+    from .launch import build as _build
     return _build(nest_or_schedule, **kwargs)
 
 

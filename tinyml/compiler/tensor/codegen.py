@@ -156,7 +156,45 @@ class _Gen:
             self.tile_call(ind + 1, st, lambda si, di, r0, c0, rows, cols:
                            f"copy_rect({src}{si}, {r0}, {c0}, {rows}, {cols}, {dst}{di}, 0, 0)")
 
+    def extra_operand(self, step) -> int:
+        """The operand number (counters column) of an epilogue input: after the block's inputs."""
+        return [b.name for b in self.nest.func.inputs].index(step.access.buffer)
+
+    def finish(self, ind: int, target: str, index_of) -> None:
+        """Apply the epilogue to the element ``target``; ``index_of(axis)`` indexes epilogue inputs."""
+        self.emit(ind, f"x = {target}")
+        for step in self.blk.epilogue:
+            if step.kind == "bias":
+                idx = ", ".join(index_of(a) for a in step.access.axes)
+                self.emit(ind, f"x = x + {step.access.buffer}[{idx}]")
+            else:
+                self.emit(ind, "x = max(x, 0.0)")
+        self.emit(ind, f"{target} = x")
+
+    def count_finish(self, ind: int, n: str, per_axis) -> None:
+        """Count the epilogue over ``n`` elements: a vector FLOP per step, epilogue inputs from HBM
+        (``per_axis``: how many elements of an input along an axis; a store-back stage loads its
+        bias tile once, as ``matmul_epilogue`` does, an in-place pass reads it per element)."""
+        steps = self.blk.epilogue
+        self.emit(ind, f"count_vector({len(steps)} * {n}, counters, blk)")
+        for step in steps:
+            if step.kind == "bias":
+                op = self.extra_operand(step)
+                bits_ = self.p(f"BITS_{step.access.buffer}", bits(self.nest.func.buffer(step.access.buffer).dtype))
+                count = " * ".join(per_axis(a) for a in step.access.axes)
+                self.emit(ind, f"count_load_direct({count}, counters, blk, {op}, {bits_})")
+
     def store(self, ind: int, st) -> None:
+        if self.blk.epilogue:            # the reduction is complete here: finish the tile, then store it
+            axes = self.nest.access(-1).axes
+            dims = {a: d for d, a in enumerate(axes)}
+            self.count_finish(ind, " * ".join(f"n_{st.name}_{d}" for d in range(len(axes))),
+                              lambda a: f"n_{st.name}_{dims[a]}")
+            self.emit(ind, "if execute:")
+            for d in range(len(axes)):
+                self.emit(ind + 1 + d, f"for e{d} in range(n_{st.name}_{d}):")
+            self.finish(ind + 1 + len(axes), f"{st.name}[{', '.join(f'e{d}' for d in range(len(axes)))}]",
+                        lambda a: f"b_{st.name}_{dims[a]} + e{dims[a]}")
         nd = len(self.nest.access(st.operand).axes)
         bits_ = self.p(f"BITS_{st.source}", bits(self.nest.func.buffer(st.source).dtype))
         src = st.name if nd >= 2 else f"{st.name}.reshape((1, -1))"
@@ -255,7 +293,6 @@ class _Gen:
                 self.emit(ind, f"count_sram(0, n_init, counters, blk, {bits_})")
         out = self.index(-1)
         stmt = f"{out} += {self.index(0)} * {self.index(1)}"
-
         def body(i: int) -> None:
             if guarded_init:
                 self.emit(i, f"if {' and '.join(f'ax_{a.name} == 0' for a in blk.reduction)}:")
@@ -265,6 +302,18 @@ class _Gen:
         self.element_loops(ind + 1, list(range(d, len(nest.loops))), [a.name for a in blk.axes], body)
 
     # -- the nest ---------------------------------------------------------------------------
+    def finish_in_place(self, ind: int, d: int) -> None:
+        """No store-back stage: when the block's loops are done its outputs are complete; finish
+        them where they lie (read, apply the epilogue, write back: in HBM for a global output)."""
+        spatial = [a.name for a in self.blk.spatial]
+        scope, bits_ = self.scope_of(-1)
+        self.emit(ind, f"n_fin = {' * '.join(self.valid_points(a, d) for a in spatial)}")
+        self.count_finish(ind, "n_fin", lambda a: "n_fin")      # read per element, as the loop does
+        self.emit(ind, f"count_hbm_update(n_fin, counters, blk, {bits_})")
+        self.emit(ind, "if execute:")
+        loops = [li for li in range(d, len(self.nest.loops)) if not self.nest.is_reduction(self.nest.loops[li])]
+        self.element_loops(ind + 1, loops, spatial, lambda i: self.finish(i, self.index(-1), lambda a: f"ax_{a}"))
+
     def body(self, ind: int, d: int, stop: int) -> None:
         nest = self.nest
         here = [s for s in nest.stages if s.depth == d]
@@ -334,6 +383,8 @@ def generate(nest: Nest, parallel: bool = True) -> Generated:
         shape = ", ".join(f"{g.p(f'SP_{st.name}_{d}', s)} * ex + 1 - ex" for d, s in enumerate(nest.footprint(st)))
         g.emit(2, f"{st.name} = np.zeros(({shape},), dtype=np.float32)    # {st.scope}")
     g.body(2, n_outer, stop)
+    if f.block.epilogue and nest.write_stage() is None:
+        g.finish_in_place(2, n_outer)
     unpack = [f"    {name} = P[{i}]" for i, name in enumerate(g.names)]
     lines = g.lines[:body_start] + unpack + g.lines[body_start:]
     return Generated(_HEADER + "\n".join(lines) + "\n", g.values, outer, stop, g.names)

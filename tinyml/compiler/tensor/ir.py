@@ -72,13 +72,30 @@ class Access:
 
 
 @dataclass(frozen=True)
+class Epilogue:
+    """One step applied to a finished output element: ``bias`` adds ``access`` (an input
+    such as ``bias[j]``), ``relu`` takes ``max(x, 0)``. Each costs one vector FLOP."""
+
+    kind: str
+    access: "Access | None" = None
+
+    def text(self, x: str) -> str:
+        return f"{x} + {self.access.text()}" if self.kind == "bias" else f"max({x}, 0)"
+
+
+EPILOGUE_KINDS = ("bias", "relu")
+
+
+@dataclass(frozen=True)
 class Block:
-    """``output = 0`` (init), then ``output += inputs[0] * inputs[1]`` (update) over all axes."""
+    """``output = 0`` (init), then ``output += inputs[0] * inputs[1]`` (update) over all axes;
+    when the reduction is complete, the ``epilogue`` steps in order (bias, then ReLU)."""
 
     name: str
     axes: tuple
     output: Access
     inputs: tuple
+    epilogue: tuple = ()
 
     def axis(self, name: str) -> Axis:
         for a in self.axes:
@@ -231,9 +248,12 @@ class Nest:
         return s.name if s else self.func.block.output.buffer
 
     def access(self, operand: int) -> Access:
-        """The block's access of input ``operand`` (``-1``: the output)."""
+        """The block's access of input ``operand`` (``-1``: the output; 2, 3 ...: epilogue inputs)."""
         blk = self.func.block
-        return blk.output if operand < 0 else blk.inputs[operand]
+        if operand < 0:
+            return blk.output
+        extra = [e.access for e in blk.epilogue if e.access is not None]
+        return (list(blk.inputs) + extra)[operand]
 
     def is_reduction(self, loop: Loop) -> bool:
         return any(self.func.block.axis(p.axis).kind == REDUCE for p in loop.pieces)

@@ -50,9 +50,12 @@ def guarded_axes(nest: Nest) -> list:
     return out
 
 
-def _slices(nest: Nest, stage) -> str:
+def _slices(nest: Nest, stage, only=None) -> str:
+    """The stage's region as slices (of the buffer indexed by ``only``, default the stage's own axes)."""
     parts = []
     for a, span in zip(nest.access(stage.operand).axes, nest.footprint(stage)):
+        if only is not None and a not in only:
+            continue
         base = axis_expr(nest, a, 0, stage.depth)
         parts.append(f"{base} : {span}" if base == "0" else f"{base} : {base} + {span}")
     return ", ".join(parts)
@@ -94,7 +97,14 @@ def numpy_source(nest: Nest) -> str:
                 out.append(f'{ind}{s.name} = np.empty({tuple(sizes[s.name])}, dtype="{_NP_DTYPE}")'
                            f"    # cache_write -> {s.scope}, fp32 accumulator")
             elif s.kind == "write" and after:
-                out.append(f"{ind}{s.source}[{_slices(nest, s)}] = {s.name}{_valid_part(nest, s)}")
+                x = f"{s.name}{_valid_part(nest, s)}"
+                for step in blk.epilogue:
+                    if step.kind == "bias":
+                        x = f"{x} + {step.access.buffer}[{_slices(nest, s, step.access.axes)}]"
+                    else:
+                        x = f"np.maximum({x}, 0)"
+                note = "    # the epilogue, then the store" if blk.epilogue else ""
+                out.append(f"{ind}{s.source}[{_slices(nest, s)}] = {x}{note}")
         return out
 
     def ref(operand: int) -> str:
@@ -151,7 +161,32 @@ def numpy_source(nest: Nest) -> str:
         lines.extend(stage_lines(d, ind, after=True))
 
     emit(0, "    ")
+    if blk.epilogue and nest.write_stage() is None:
+        _finish_in_place(nest, lines, guards)
     return "\n".join(lines)
+
+
+def _finish_in_place(nest: Nest, lines: list, guards: list) -> None:
+    """No store-back stage: the epilogue runs over each block's outputs once its loops are done."""
+    from .codegen import outer_loops
+
+    blk = nest.func.block
+    d = len(outer_loops(nest))
+    ind = "    " * (d + 1)
+    x = blk.output.text()
+    for step in blk.epilogue:
+        x = step.text(x)
+    lines.append(f"{ind}# epilogue: this block's outputs are complete")
+    for lp in nest.loops[d:]:
+        if not nest.is_reduction(lp):
+            lines.append(f"{ind}for {lp.name} in range({lp.extent}):")
+            ind += "    "
+    lines.extend(f"{ind}{a.name} = {e}" for a in blk.spatial if (e := axis_expr(nest, a.name)) != a.name)
+    cond = [f"{a.name} < {a.extent}" for a in blk.spatial if a.name in guards]
+    if cond:
+        lines.append(f"{ind}if {' and '.join(cond)}:")
+        ind += "    "
+    lines.append(f"{ind}{blk.output.text()} = {x}")
 
 
 def loop_tree(nest: Nest) -> str:

@@ -109,7 +109,8 @@ class Kernel:
                 inner = math.prod(p.extent for p in lp.pieces[q + 1:])
                 values[(li, q)] = (v // inner) % pc.extent
         panels = {}
-        for op, acc in enumerate(self.func.block.inputs):
+        for op in range(len(self.func.inputs)):
+            acc = self.nest.access(op)
             key = np.zeros(n, dtype=np.int64)
             for (li, q), v in sorted(values.items()):
                 pc = self.nest.loops[li].pieces[q]
