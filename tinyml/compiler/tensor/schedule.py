@@ -308,8 +308,9 @@ class Schedule:
         if st.kind == "write":
             red = [lp.name for lp in self.nest.loops[:depth] if self.nest.is_reduction(lp)]
             if red:
+                where = f"{loop} is a reduction loop" if red[0] == loop else f"reduction loop {red[0]} encloses {loop}"
                 raise ComputeAtError(
-                    f"{kind}({stage}, {loop}): reduction loop {red[0]} encloses {loop}, so {stage} would be stored "
+                    f"{kind}({stage}, {loop}): {where}, so {stage} would be stored "
                     f"to {st.source} after every {red[0]} step, before the sum over it is complete (the update "
                     f"{self.func.block.output.text()} += ... carries a dependence across {red[0]}). "
                     f"Choose a loop outside every reduction loop")
