@@ -174,3 +174,14 @@ def _prod(xs):
     for x in xs:
         out *= x
     return out
+
+
+def test_a_stage_outside_the_grid_is_refused_at_lowering():
+    from tinyml.compiler.tensor import LoweringError, build
+
+    sch = Schedule(matmul(32, 32, 32))
+    i0, i1 = sch.split("i", [None, 16])
+    sch.bind(i0, "blockIdx.x")
+    sch.cache_read("A", "shared")                 # still at the root: the whole of A, shared by no block
+    with pytest.raises(LoweringError, match=r"A_shared sits at depth 0, outside the grid loops \['i_0'\].*under i_0"):
+        build(sch, parallel=False)

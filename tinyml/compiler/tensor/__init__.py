@@ -2,8 +2,8 @@
 
 * :mod:`.ir`: buffers with scopes (global = HBM, shared = SRAM, local = registers), a block
   with spatial and reduction axes, the loop nest a schedule transforms;
-* :mod:`.workloads`: ``matmul``, ``batched_matmul`` (any two-input contraction), each with a
-  float64 NumPy reference;
+* :mod:`.workloads`: ``matmul`` (optionally ``+ bias`` and ReLU), ``batched_matmul`` (any
+  two-input contraction), each with a float64 NumPy reference;
 * :mod:`.printer`: the nest as low-level NumPy-style Python and as a loop tree;
 * :mod:`.schedule`: :class:`Schedule` and its primitives (split, reorder, fuse, bind,
   parallel / vectorize / unroll, cache_read / cache_write, compute_at / reverse_compute_at,
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .errors import (BindError, ComputeAtError, LoweringError, ReorderError, ScheduleError, SplitError,
                      TensorizeError, TensorProgramError, TraceError)
-from .ir import Access, Axis, Block, Buffer, Loop, Nest, Piece, PrimFunc, Stage
+from .ir import Access, Axis, Block, Buffer, Epilogue, Loop, Nest, Piece, PrimFunc, Stage
 from .printer import loop_tree, numpy_source
 from .schedule import Instruction, Schedule
 from .trace import replay, to_json
@@ -34,7 +34,8 @@ def build(nest_or_schedule, **kwargs):
 
 __all__ = [
     "BindError", "ComputeAtError", "LoweringError", "ReorderError", "ScheduleError", "SplitError",
-    "TensorizeError", "TensorProgramError", "TraceError", "Access", "Axis", "Block", "Buffer", "Loop", "Nest",
+    "TensorizeError", "TensorProgramError", "TraceError", "Access", "Axis", "Block", "Buffer", "Epilogue", "Loop",
+    "Nest",
     "Piece", "PrimFunc", "Stage", "loop_tree", "numpy_source", "Instruction", "Schedule", "replay", "to_json",
     "WORKLOADS", "batched_matmul", "contraction", "matmul", "build",
 ]

@@ -389,8 +389,9 @@ def _check_attachments(nest: Nest, order: tuple, what: str) -> None:
             continue
         moved = sorted(before ^ after)
         red = [m for m in moved if nest.is_reduction(nest.loop(m)) and m in after]
+        w = nest.write_stage()
         why = ""
-        if red and (name.startswith("the init") or name == (nest.write_stage() or Stage("", "", "", "", "", 0)).name):
+        if red and (name.startswith("the init") or (w is not None and name == w.name)):
             why = (f" Reduction loop {red[0]} would move outside it: the partial sums of "
                    f"{nest.func.block.output.text()} carried across {red[0]} would be "
                    f"{'zeroed' if name.startswith('the init') else 'stored back'} before the sum is complete.")
@@ -454,14 +455,15 @@ def _check_tensorize(nest: Nest, i: int, loop: str) -> None:
             if p.axis not in (m_ax, n_ax, k_ax):
                 raise TensorizeError(f"tensorize({loop}): loop {lp.name} walks axis {p.axis}; the MMA covers only "
                                      f"{m_ax}, {n_ax}, {k_ax}. Move {lp.name} outside {loop}")
-    for ax in (m_ax, n_ax, k_ax):
-        strides = sorted(p.stride for lp in inner for p in lp.pieces if p.axis == ax)
+    for ax in (m_ax, n_ax, k_ax):          # the pieces inside must be the lowest digits: one contiguous tile
+        pieces = sorted((p for lp in inner for p in lp.pieces if p.axis == ax), key=lambda p: p.stride)
         expect = 1
-        for lp in sorted((p for lp in inner for p in lp.pieces if p.axis == ax), key=lambda p: p.stride):
-            if lp.stride != expect:
-                raise TensorizeError(f"tensorize({loop}): the loops inside cover axis {ax} with strides {strides}, "
-                                     f"not one contiguous tile; move the other pieces of {ax} inside {loop}")
-            expect = lp.stride * lp.extent
+        for p in pieces:
+            if p.stride != expect:
+                raise TensorizeError(f"tensorize({loop}): the loops inside cover axis {ax} with strides "
+                                     f"{[q.stride for q in pieces]}, not one contiguous tile; move the other "
+                                     f"pieces of {ax} inside {loop}")
+            expect = p.stride * p.extent
     for op, acc in enumerate(blk.inputs):
         st = nest.read_stage(op)
         if st is None or st.scope != "shared":
