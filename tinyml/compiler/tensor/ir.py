@@ -1,0 +1,278 @@
+"""The tensor-program IR: buffers, one block, and the loop nest a schedule transforms.
+
+A *primitive tensor function* (:class:`PrimFunc`, MLC's word) is a set of buffers and a
+block that says *what* is computed, with no loops::
+
+    block matmul  (i: S 64, j: S 48, k: R 32)
+        init:    C[i, j] = 0
+        update:  C[i, j] = C[i, j] + A[i, k] * B[k, j]
+
+Axes are spatial (``S``: each value writes its own output) or reductions (``R``: the
+values accumulate into one output), as in TensorIR. The block is a contraction: the
+update multiplies two input elements and adds the product to the output element.
+
+A :class:`Nest` says *how*: the loops around the block. Each loop walks one or more
+*pieces* of the block's axes (a piece is ``axis += value * stride`` for ``value`` in
+``range(extent)``); a fresh nest has one loop per axis, each one whole piece, and
+:mod:`.schedule` splits, reorders, fuses and binds them. Stages (the copies made by
+``cache_read`` / ``cache_write``) and the init hang at a *depth*: the number of loops
+around them. A stage at depth ``d`` moves the region that loops ``d, d+1, ...`` touch.
+
+Everything here is a frozen dataclass: a schedule step builds a new Nest, so a refused
+primitive never leaves a half-changed one behind, and two nests compare with ``==``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from .errors import TensorProgramError
+
+SCOPES = ("global", "shared", "local")          # HBM, SRAM, registers
+LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled")
+THREAD_TAGS = ("blockIdx.x", "blockIdx.y", "blockIdx.z", "threadIdx.x", "threadIdx.y", "threadIdx.z")
+SPATIAL, REDUCE = "S", "R"
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A tensor: ``scope`` says where it lives (global = HBM, shared = SRAM, local = registers)."""
+
+    name: str
+    shape: tuple
+    dtype: str = "fp16"          # logical dtype: sets the bytes counted (the data is float32)
+    scope: str = "global"
+
+    def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise TensorProgramError(f"buffer {self.name}: scope must be one of {SCOPES}, got {self.scope!r}")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A block iterator: ``kind`` is ``"S"`` (spatial) or ``"R"`` (reduction)."""
+
+    name: str
+    extent: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """``buffer[axes[0], axes[1], ...]``: each dimension indexed by one block axis."""
+
+    buffer: str
+    axes: tuple
+
+    def text(self, index=None) -> str:
+        idx = index if index is not None else self.axes
+        return f"{self.buffer}[{', '.join(idx)}]"
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """One step applied to a finished output element: ``bias`` adds ``access`` (an input
+    such as ``bias[j]``), ``relu`` takes ``max(x, 0)``. Each costs one vector FLOP."""
+
+    kind: str
+    access: "Access | None" = None
+
+    def text(self, x: str) -> str:
+        return f"{x} + {self.access.text()}" if self.kind == "bias" else f"max({x}, 0)"
+
+
+EPILOGUE_KINDS = ("bias", "relu")
+
+
+@dataclass(frozen=True)
+class Block:
+    """``output = 0`` (init), then ``output += inputs[0] * inputs[1]`` (update) over all axes;
+    when the reduction is complete, the ``epilogue`` steps in order (bias, then ReLU)."""
+
+    name: str
+    axes: tuple
+    output: Access
+    inputs: tuple
+    epilogue: tuple = ()
+
+    def axis(self, name: str) -> Axis:
+        for a in self.axes:
+            if a.name == name:
+                return a
+        raise TensorProgramError(f"block {self.name} has no axis {name!r}; its axes are "
+                                 f"{[a.name for a in self.axes]}")
+
+    @property
+    def spatial(self) -> tuple:
+        return tuple(a for a in self.axes if a.kind == SPATIAL)
+
+    @property
+    def reduction(self) -> tuple:
+        return tuple(a for a in self.axes if a.kind == REDUCE)
+
+
+@dataclass(frozen=True)
+class PrimFunc:
+    """A workload: its global buffers (inputs, then the output) and its block."""
+
+    name: str
+    params: tuple
+    block: Block
+    reference: Callable = field(compare=False, repr=False, default=None)
+
+    def buffer(self, name: str) -> Buffer:
+        for b in self.params:
+            if b.name == name:
+                return b
+        raise TensorProgramError(f"{self.name} has no buffer {name!r}; its buffers are "
+                                 f"{[b.name for b in self.params]}")
+
+    @property
+    def inputs(self) -> tuple:
+        return self.params[:-1]
+
+    @property
+    def output(self) -> Buffer:
+        return self.params[-1]
+
+    @property
+    def dtype(self) -> str:
+        return self.output.dtype
+
+    def to_dict(self) -> dict:
+        """What identifies the workload in a trace: name, buffers and axes."""
+        return {"name": self.name,
+                "buffers": [[b.name, list(b.shape), b.dtype] for b in self.params],
+                "axes": [[a.name, a.extent, a.kind] for a in self.block.axes]}
+
+
+# ---- the loop nest ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Piece:
+    """Part of an axis: the loop adds ``value * stride`` to ``axis``, ``value < extent``."""
+
+    axis: str
+    extent: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A loop over one piece (or, after ``fuse``, several, the first outermost)."""
+
+    name: str
+    pieces: tuple
+    kind: str = "serial"
+    thread: "str | None" = None          # "blockIdx.x" ... when bound
+
+    @property
+    def extent(self) -> int:
+        return math.prod(p.extent for p in self.pieces)
+
+    @property
+    def axes(self) -> tuple:
+        return tuple(p.axis for p in self.pieces)
+
+    @property
+    def label(self) -> str:
+        """The loop's kind as printed: ``serial``, ``vectorized``, ``blockIdx.x`` ..."""
+        return self.thread or self.kind
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A cache copy made by ``cache_read`` (kind ``read``) or ``cache_write`` (kind ``write``).
+
+    ``name`` is the cache buffer, ``source`` the global buffer it mirrors, ``operand`` the
+    block input it feeds (``-1``: the output). The stage sits at ``depth``: a read stage
+    loads the region the loops at depth and below will read before they run; a write stage
+    holds the region they write and stores it back after they finish.
+    """
+
+    name: str
+    kind: str
+    source: str
+    scope: str
+    dtype: str
+    operand: int
+    depth: int = 0
+
+
+@dataclass(frozen=True)
+class Nest:
+    """The scheduled loop nest of a :class:`PrimFunc` (see the module docstring)."""
+
+    func: PrimFunc
+    loops: tuple
+    stages: tuple = ()
+    init_depth: "int | None" = None        # set by decompose_reduction; None: ``if k == 0`` in the update
+    tensorize_depth: "int | None" = None   # loops from here down are one MMA
+
+    @staticmethod
+    def initial(func: PrimFunc) -> "Nest":
+        """One loop per axis, in the block's axis order (spatial then reduction, as written)."""
+        return Nest(func, tuple(Loop(a.name, (Piece(a.name, a.extent, 1),)) for a in func.block.axes))
+
+    # -- lookups ------------------------------------------------------------------------
+    def index(self, loop: str) -> int:
+        for i, lp in enumerate(self.loops):
+            if lp.name == loop:
+                return i
+        raise TensorProgramError(f"no loop named {loop!r}; the loops are {[lp.name for lp in self.loops]}")
+
+    def loop(self, name: str) -> Loop:
+        return self.loops[self.index(name)]
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise TensorProgramError(f"no stage named {name!r}; the stages are {[s.name for s in self.stages]}")
+
+    def read_stage(self, operand: int) -> "Stage | None":
+        return next((s for s in self.stages if s.kind == "read" and s.operand == operand), None)
+
+    def write_stage(self) -> "Stage | None":
+        return next((s for s in self.stages if s.kind == "write"), None)
+
+    def read_buffer(self, operand: int) -> str:
+        """The buffer the block's update reads for input ``operand`` (a cache, or the global one)."""
+        s = self.read_stage(operand)
+        return s.name if s else self.func.block.inputs[operand].buffer
+
+    def write_buffer(self) -> str:
+        s = self.write_stage()
+        return s.name if s else self.func.block.output.buffer
+
+    def access(self, operand: int) -> Access:
+        """The block's access of input ``operand`` (``-1``: the output; 2, 3 ...: epilogue inputs)."""
+        blk = self.func.block
+        if operand < 0:
+            return blk.output
+        extra = [e.access for e in blk.epilogue if e.access is not None]
+        return (list(blk.inputs) + extra)[operand]
+
+    def is_reduction(self, loop: Loop) -> bool:
+        return any(self.func.block.axis(p.axis).kind == REDUCE for p in loop.pieces)
+
+    # -- regions ------------------------------------------------------------------------
+    def span(self, axis: str, depth: int) -> int:
+        """How many consecutive values of ``axis`` the loops at ``depth`` and below cover
+        (the bounding box: from the smallest to the largest value they reach)."""
+        return 1 + sum((p.extent - 1) * p.stride for lp in self.loops[depth:] for p in lp.pieces
+                       if p.axis == axis)
+
+    def footprint(self, stage: Stage) -> tuple:
+        """The shape of a cache buffer: the region of its source the loops below it touch."""
+        return tuple(self.span(a, stage.depth) for a in self.access(stage.operand).axes)
+
+    def buffers(self) -> tuple:
+        """Every buffer: the function's global ones, then the caches with their footprints."""
+        caches = tuple(Buffer(s.name, self.footprint(s), s.dtype, s.scope) for s in self.stages)
+        return tuple(self.func.params) + caches
+
+    def replace(self, **changes) -> "Nest":
+        return replace(self, **changes)

@@ -1,0 +1,174 @@
+"""Build and launch a scheduled nest: source -> module file -> ``numba.njit`` -> Profile.
+
+:func:`build` turns a nest into a :class:`Kernel`. Calling the kernel follows the kernel
+contract of :mod:`tinyml.kernels._contract`: validate the operands (NumPy arrays execute,
+``tinyml.sim.meta`` tensors count), check the block's tiles against the device
+(``check_tiles``: ``shared`` buffers in SRAM, ``local`` ones in the register file), track
+the inputs and allocate the output in the HBM ledger, run the body over the grid, and
+record the launch in the active Profile.
+
+Compiled code is cached by its source text: in memory, and on disk as a module file named
+after the text's hash (so Numba's ``cache=True`` keeps the machine code across runs). The
+source depends only on the nest's structure; every number arrives in the ``P`` array, so
+re-costing a schedule with other tile sizes costs no compile::
+
+    k = build(sch)              # Kernel: k.source, k.params
+    with Profile("a100-40gb") as prof:
+        k(meta((4096, 4096)), meta((4096, 4096)))     # counting mode: walks the tile loops only
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ...kernels._contract import blas_single_thread, operand, same_mode
+from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_tiles, current_profile
+from ...sim.counters import new_counters
+from .codegen import generate
+from .ir import Nest
+
+_COMPILED: dict = {}        # source text -> jitted kernel
+_HERE = Path(__file__).resolve().parent
+
+
+def _module_dir() -> Path:
+    """Generated modules live next to tinyml's versioned Numba cache (a new folder per version)."""
+    from ...sim import jit
+
+    base = Path(jit.CACHE_DIR) if jit.CACHE_DIR else Path(tempfile.gettempdir()) / "tinyml-tensor-programs"
+    folder = base / "tensor-programs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def compile_source(source: str):
+    """The ``kernel`` function of a generated source, compiled once per text."""
+    fn = _COMPILED.get(source)
+    if fn is not None:
+        return fn
+    helpers = (_HERE / "counting.py").read_bytes()        # an edit there must not reuse stale machine code
+    digest = hashlib.sha256(source.encode() + helpers).hexdigest()[:24]
+    path = _module_dir() / f"tp_{digest}.py"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)
+    name = f"tinyml_tensor_program_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    fn = _COMPILED[source] = module.kernel
+    return fn
+
+
+class Kernel:
+    """A nest ready to launch: ``source`` (the generated Python), ``params`` (its numbers)."""
+
+    def __init__(self, nest: Nest, name: "str | None" = None, parallel: bool = True):
+        self.nest = nest
+        self.func = nest.func
+        self.name = name or f"{self.func.name}_scheduled"
+        gen = generate(nest, parallel)
+        self.source = gen.source
+        self.params = np.array(gen.params, dtype=np.int64)
+        self.param_names = list(gen.names)
+        self.outer = gen.outer
+        self.is_grid = bool(gen.outer) and nest.loops[gen.outer[0]].thread is not None
+        self.grid = tuple(nest.loops[i].extent for i in gen.outer) if self.is_grid else (1,)
+        self.tensorized = nest.tensorize_depth is not None
+
+    def tiles(self) -> dict:
+        """The tiles one block keeps on chip: shared buffers in SRAM, local ones in registers."""
+        out = {}
+        for st in self.nest.stages:
+            shape = self.nest.footprint(st)
+            out[st.name] = (shape, st.dtype, "reg") if st.scope == "local" else (shape, st.dtype)
+        return out
+
+    def panels(self) -> "dict | None":
+        """L2 panels: blocks that read the same region of an input (same grid values on its axes)."""
+        if not self.is_grid:
+            return None
+        n = math.prod(self.grid)
+        rest = np.arange(n)
+        values = {}                                   # (loop index, piece index) -> value per block
+        for li in reversed(self.outer):
+            lp = self.nest.loops[li]
+            v = rest % lp.extent
+            rest = rest // lp.extent
+            for q, pc in enumerate(lp.pieces):
+                inner = math.prod(p.extent for p in lp.pieces[q + 1:])
+                values[(li, q)] = (v // inner) % pc.extent
+        panels = {}
+        for op in range(len(self.func.inputs)):
+            acc = self.nest.access(op)
+            key = np.zeros(n, dtype=np.int64)
+            for (li, q), v in sorted(values.items()):
+                pc = self.nest.loops[li].pieces[q]
+                if pc.axis in acc.axes:
+                    key = key * pc.extent + v
+            panels[op] = np.unique(key, return_inverse=True)[1].reshape(-1)
+        return panels
+
+    def __call__(self, *inputs):
+        """Execute (NumPy arrays) or count (``tinyml.sim.meta`` tensors) on the active Profile's device."""
+        f = self.func
+        if len(inputs) != len(f.inputs):
+            raise ShapeError(f"{self.name} takes {len(f.inputs)} inputs "
+                             f"({', '.join(b.name for b in f.inputs)}), got {len(inputs)}")
+        ops = [operand(x, b.name, ndim=len(b.shape), dtype=b.dtype, allowed=FLOAT_DTYPES)
+               for x, b in zip(inputs, f.inputs)]
+        for op, b in zip(ops, f.inputs):
+            if op.shape != b.shape:
+                raise ShapeError(f"{self.name}: {b.name} has shape {op.shape}, but the workload was built for "
+                                 f"{b.shape}; build the workload for these shapes")
+            if op.dtype != b.dtype:
+                raise DTypeError(f"{self.name}: {b.name} is {op.dtype} but the workload counts bytes in {b.dtype}; "
+                                 f"pass meta(..., {b.dtype!r}) or build the workload with dtype={op.dtype!r}")
+        execute = same_mode(*ops)
+        prof = current_profile()
+        tiles = self.tiles()
+        sram = check_tiles(prof.device, tiles, kernel=self.name, suggest=lambda: (
+            "Split the loops under the stages into smaller tiles, or compute_at the stages at a deeper loop"))
+        regs = check_registers(prof.device, tiles)
+        for op in ops:
+            prof.hbm.track(op.obj, op.name, op.dtype)
+        out = prof.hbm.new_tensor(f.output.name, f.output.shape, f.output.dtype, execute)
+        dummy = lambda nd: np.zeros((1,) * nd, dtype=np.float32)  # noqa: E731  (counting: no data)
+        arrays = [op.data if execute else dummy(len(op.shape)) for op in ops]
+        arrays.append(out if execute else dummy(len(f.output.shape)))
+        counters = new_counters(math.prod(self.nest.loops[i].extent for i in self.outer), n_operands=len(ops))
+        fn = compile_source(self.source)
+        if self.tensorized:
+            from ...kernels._mma import sgemm
+
+            gemm = sgemm()                 # load SciPy's BLAS first, so blas_single_thread pins it too
+            with blas_single_thread():
+                fn(*arrays, self.params, execute, counters, gemm)
+        else:
+            fn(*arrays, self.params, execute, counters, 0)
+        if not self.is_grid:               # a parallel CPU loop: its iterations are one block's work
+            counters = counters.sum(axis=0, keepdims=True)
+        prof.record(self.name, self.grid, counters, dtype=f.dtype, sram_per_block=sram, panels=self.panels(),
+                    regs_per_block=regs)
+        return out
+
+
+def build(nest_or_schedule, name: "str | None" = None, parallel: bool = True) -> Kernel:
+    """A :class:`Kernel` for a :class:`~.ir.Nest` or a :class:`~.schedule.Schedule`'s nest.
+
+    ``parallel=True`` runs the grid's blocks on the CPU's cores (``prange``); ``False`` runs
+    them one after another: the same loops and counters, compiled several times faster."""
+    nest = getattr(nest_or_schedule, "nest", nest_or_schedule)
+    if not isinstance(nest, Nest):
+        raise TypeError(f"build() takes a Schedule or a Nest, got {type(nest_or_schedule).__name__}")
+    return Kernel(nest, name, parallel)

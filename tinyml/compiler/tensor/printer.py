@@ -1,0 +1,219 @@
+"""Two views of a nest: low-level NumPy-style Python (as the MLC course writes a primitive
+tensor function) and a loop tree.
+
+The NumPy view is a program a reader can run in their head: ``for`` loops with their
+extents, the block's axes computed from the loop variables (``i = i_0 * 16 + i_1``), a guard
+where a split does not divide, explicit allocations of the caches and their copies as
+slices (NumPy slices stop at the array's edge, as the generated kernel's edge tiles do).
+Loop kinds and thread bindings are comments. The kernel that runs is :mod:`.codegen`'s.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .ir import REDUCE, Nest
+
+_NP_DTYPE = "float32"      # every buffer holds float32 data; the logical dtype sets the bytes
+
+
+def piece_value(nest: Nest, li: int, q: int) -> str:
+    """The value of piece ``q`` of loop ``li`` in terms of the loop variable."""
+    lp = nest.loops[li]
+    if len(lp.pieces) == 1:
+        return lp.name
+    inner = math.prod(p.extent for p in lp.pieces[q + 1:])
+    text = lp.name if inner == 1 else f"{lp.name} // {inner}"
+    return text if q == 0 else f"{text} % {lp.pieces[q].extent}"
+
+
+def axis_expr(nest: Nest, axis: str, lo: int = 0, hi: "int | None" = None) -> str:
+    """``sum(value * stride)`` over the pieces of ``axis`` in loops ``lo .. hi-1`` ("0" if none)."""
+    terms = []
+    for li in range(lo, len(nest.loops) if hi is None else hi):
+        for q, p in enumerate(nest.loops[li].pieces):
+            if p.axis != axis:
+                continue
+            v = piece_value(nest, li, q)
+            v = f"({v})" if " " in v else v
+            terms.append(v if p.stride == 1 else f"{v} * {p.stride}")
+    return " + ".join(terms) or "0"
+
+
+def guarded_axes(nest: Nest) -> list:
+    """Axes whose pieces cover more values than the axis has (a split that does not divide)."""
+    out = []
+    for a in nest.func.block.axes:
+        top = max((p.extent * p.stride for lp in nest.loops for p in lp.pieces if p.axis == a.name), default=1)
+        if top > a.extent:
+            out.append(a.name)
+    return out
+
+
+def _slices(nest: Nest, stage, only=None) -> str:
+    """The stage's region as slices (of the buffer indexed by ``only``, default the stage's own axes)."""
+    parts = []
+    for a, span in zip(nest.access(stage.operand).axes, nest.footprint(stage)):
+        if only is not None and a not in only:
+            continue
+        base = axis_expr(nest, a, 0, stage.depth)
+        parts.append(f"{base} : {span}" if base == "0" else f"{base} : {base} + {span}")
+    return ", ".join(parts)
+
+
+def _valid_part(nest: Nest, stage) -> str:
+    """``[:min(4, 10 - i_0 * 4), :]``: the part of a cache tile inside the buffer (edge tiles)."""
+    guards = guarded_axes(nest)
+    parts = []
+    for a, span in zip(nest.access(stage.operand).axes, nest.footprint(stage)):
+        base = axis_expr(nest, a, 0, stage.depth)
+        ext = nest.func.block.axis(a).extent
+        parts.append(f":min({span}, {ext} - ({base}))" if a in guards else ":")
+    return f"[{', '.join(parts)}]" if any(p != ":" for p in parts) else ""
+
+
+def _rel_index(nest: Nest, buffer: str, axes, depth: int) -> str:
+    return f"{buffer}[{', '.join(axis_expr(nest, a, depth) for a in axes)}]"
+
+
+def numpy_source(nest: Nest) -> str:
+    """The nest as low-level NumPy-style Python."""
+    f, blk = nest.func, nest.func.block
+    lines = [f"def {f.name}({', '.join(b.name for b in f.params)}):"]
+    for b in f.params:
+        lines.append(f"    # {b.name}: {b.dtype}{list(b.shape)} {b.scope}")
+    sizes = {s.name: nest.footprint(s) for s in nest.stages}
+    depth_of = {s.name: s.depth for s in nest.stages}
+
+    def stage_lines(d: int, ind: str, after: bool) -> list:
+        out = []
+        for s in nest.stages:
+            if s.depth != d:
+                continue
+            if s.kind == "read" and not after:
+                out.append(f"{ind}{s.name} = {s.source}[{_slices(nest, s)}]"
+                           f"    # cache_read -> {s.scope}, {s.dtype}{list(sizes[s.name])}")
+            elif s.kind == "write" and not after:
+                out.append(f'{ind}{s.name} = np.empty({tuple(sizes[s.name])}, dtype="{_NP_DTYPE}")'
+                           f"    # cache_write -> {s.scope}, fp32 accumulator")
+            elif s.kind == "write" and after:
+                x = f"{s.name}{_valid_part(nest, s)}"
+                for step in blk.epilogue:
+                    if step.kind == "bias":
+                        x = f"{x} + {step.access.buffer}[{_slices(nest, s, step.access.axes)}]"
+                    else:
+                        x = f"np.maximum({x}, 0)"
+                note = "    # the epilogue, then the store" if blk.epilogue else ""
+                out.append(f"{ind}{s.source}[{_slices(nest, s)}] = {x}{note}")
+        return out
+
+    def ref(operand: int) -> str:
+        acc = nest.access(operand)
+        name = nest.write_buffer() if operand < 0 else nest.read_buffer(operand)
+        depth = depth_of.get(name, 0)
+        return _rel_index(nest, name, acc.axes, depth) if name in depth_of else acc.text()
+
+    out_ref = ref(-1)
+    guards = guarded_axes(nest)
+    n = len(nest.loops)
+    stop = nest.tensorize_depth if nest.tensorize_depth is not None else n
+
+    def emit(d: int, ind: str) -> None:
+        lines.extend(stage_lines(d, ind, after=False))
+        if nest.init_depth == d:
+            lines.append(f"{ind}# init (decompose_reduction)")
+            ii = ind
+            if nest.tensorize_depth is None:
+                for lp in nest.loops[d:]:
+                    if not nest.is_reduction(lp):
+                        lines.append(f"{ii}for {lp.name} in range({lp.extent}):")
+                        ii += "    "
+            if nest.tensorize_depth is not None:     # the init covers exactly the accumulator tile
+                lines.append(f"{ind}{nest.write_buffer()}[...] = 0")
+            else:
+                cond = [f"{a.name} < {a.extent}" for a in blk.spatial if a.name in guards]
+                lines.extend(f"{ii}{a.name} = {e}" for a in blk.spatial
+                             if (e := axis_expr(nest, a.name)) != a.name)
+                if cond:
+                    lines.append(f"{ii}if {' and '.join(cond)}:")
+                    ii += "    "
+                lines.append(f"{ii}{out_ref} = 0")
+        if d == stop and nest.tensorize_depth is not None:
+            names = ", ".join(lp.name for lp in nest.loops[d:])
+            lines.append(f"{ind}{nest.write_buffer()} += {nest.read_buffer(0)} @ {nest.read_buffer(1)}"
+                         f"    # tensorized: one MMA over {names}")
+        elif d == n:
+            lines.extend(f"{ind}{a.name} = {e}" for a in blk.axes if (e := axis_expr(nest, a.name)) != a.name)
+            cond = [f"{a} < {blk.axis(a).extent}" for a in guards]
+            if cond:
+                lines.append(f"{ind}if {' and '.join(cond)}:")
+                ind += "    "
+            if nest.init_depth is None:
+                zero = " and ".join(f"{a.name} == 0" for a in blk.reduction)
+                lines.append(f"{ind}if {zero}:")
+                lines.append(f"{ind}    {out_ref} = 0")
+            lines.append(f"{ind}{out_ref} = {out_ref} + {ref(0)} * {ref(1)}")
+        else:
+            lp = nest.loops[d]
+            note = "" if lp.label == "serial" else f"    # {lp.label}"
+            lines.append(f"{ind}for {lp.name} in range({lp.extent}):{note}")
+            emit(d + 1, ind + "    ")
+        lines.extend(stage_lines(d, ind, after=True))
+
+    emit(0, "    ")
+    if blk.epilogue and nest.write_stage() is None:
+        _finish_in_place(nest, lines, guards)
+    return "\n".join(lines)
+
+
+def _finish_in_place(nest: Nest, lines: list, guards: list) -> None:
+    """No store-back stage: the epilogue runs over each block's outputs once its loops are done."""
+    from .codegen import outer_loops
+
+    blk = nest.func.block
+    d = len(outer_loops(nest))
+    ind = "    " * (d + 1)
+    x = blk.output.text()
+    for step in blk.epilogue:
+        x = step.text(x)
+    lines.append(f"{ind}# epilogue: this block's outputs are complete")
+    for lp in nest.loops[d:]:
+        if not nest.is_reduction(lp):
+            lines.append(f"{ind}for {lp.name} in range({lp.extent}):")
+            ind += "    "
+    lines.extend(f"{ind}{a.name} = {e}" for a in blk.spatial if (e := axis_expr(nest, a.name)) != a.name)
+    cond = [f"{a.name} < {a.extent}" for a in blk.spatial if a.name in guards]
+    if cond:
+        lines.append(f"{ind}if {' and '.join(cond)}:")
+        ind += "    "
+    lines.append(f"{ind}{blk.output.text()} = {x}")
+
+
+def loop_tree(nest: Nest) -> str:
+    """The nest as a tree: loops with extent and kind, stages and init where they sit."""
+    f = nest.func
+    head = f"{f.name}(" + ", ".join(f"{b.name}: {b.dtype}{list(b.shape)}" for b in f.params) + ")"
+    rows = [head]
+    n = len(nest.loops)
+    stop = nest.tensorize_depth if nest.tensorize_depth is not None else n
+    for d in range(stop + 1):
+        ind = "  " * (d + 1)
+        for s in nest.stages:
+            if s.depth == d:
+                shape = "x".join(map(str, nest.footprint(s)))
+                verb = "load" if s.kind == "read" else "accumulate, then store to"
+                rows.append(f"{ind}{s.name} ({s.scope}, {shape} {s.dtype}): {verb} {s.source}")
+        if nest.init_depth == d:
+            rows.append(f"{ind}init {nest.write_buffer()} = 0")
+        if d == stop:
+            if nest.tensorize_depth is not None:
+                rows.append(f"{ind}mma {nest.write_buffer()} += {nest.read_buffer(0)} @ {nest.read_buffer(1)}"
+                            f"  [{', '.join(lp.name for lp in nest.loops[d:])}]")
+            else:
+                rows.append(f"{ind}update {nest.write_buffer()} += {nest.read_buffer(0)} * {nest.read_buffer(1)}")
+            break
+        lp = nest.loops[d]
+        pieces = " ".join(f"{p.axis}{'(R)' if f.block.axis(p.axis).kind == REDUCE else ''}"
+                          f"*{p.stride}" for p in lp.pieces)
+        rows.append(f"{ind}for {lp.name} in 0..{lp.extent}  {lp.label:<11} [{pieces}]")
+    return "\n".join(rows)

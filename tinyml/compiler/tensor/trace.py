@@ -1,0 +1,92 @@
+"""Traces: a schedule as data (instructions + decisions, JSON) that replays deterministically.
+
+    {"version": 1,
+     "workload": {"name": "matmul", "buffers": [["A", [64, 32], "fp16"], ...], "axes": [...]},
+     "instructions": [
+        {"kind": "sample_perfect_tile", "args": ["i", 2, 16], "outputs": ["t0.0", "t0.1"], "decision": [4, 16]},
+        {"kind": "split", "args": ["i", [{"var": "t0.0"}, {"var": "t0.1"}]], "outputs": ["i_0", "i_1"]},
+        ...]}
+
+A split that took sampled factors refers to them by name, so replaying with another
+decision (``decisions={0: [2, 32]}``) gives the neighbouring schedule: this is how a search
+walks the space (issue 14).
+"""
+
+from __future__ import annotations
+
+import json
+
+from .errors import ScheduleError, TraceError
+from .ir import PrimFunc
+from .schedule import Instruction, Schedule
+
+VERSION = 1
+_PRIMITIVES = {"split", "reorder", "fuse", "bind", "parallel", "vectorize", "unroll", "cache_read",
+               "cache_write", "compute_at", "reverse_compute_at", "decompose_reduction", "tensorize",
+               "sample_perfect_tile", "sample_categorical"}
+
+
+def to_json(sch: Schedule, indent: "int | None" = None) -> str:
+    """The schedule's trace as JSON text."""
+    return json.dumps({"version": VERSION, "workload": sch.func.to_dict(),
+                       "instructions": [ins.to_dict() for ins in sch.trace]}, indent=indent)
+
+
+def decisions(sch: Schedule) -> dict:
+    """{instruction index: decision} of the sampling instructions."""
+    return {i: ins.decision for i, ins in enumerate(sch.trace) if ins.decision is not None}
+
+
+def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | None" = None,
+           seed: int = 0) -> Schedule:
+    """Apply a trace (JSON text, its dict, or a list of :class:`Instruction`) to ``func``.
+
+    Sampling instructions take the decision recorded in the trace, or ``decisions[index]``
+    where given. The workload must match the one the trace was made on (name and axes).
+    """
+    if isinstance(trace, str):
+        try:
+            trace = json.loads(trace)
+        except json.JSONDecodeError as e:
+            raise TraceError(f"the trace is not valid JSON: {e}") from None
+    if isinstance(trace, dict):
+        if trace.get("version") != VERSION:
+            raise TraceError(f"trace version {trace.get('version')!r}; this tinyml reads version {VERSION}")
+        wl = trace.get("workload", {})
+        if wl != func.to_dict():
+            raise TraceError(f"the trace was made on workload {wl} but is replayed on {func.to_dict()}")
+        items = [Instruction(d["kind"], d["args"], d.get("outputs", []), d.get("decision"))
+                 for d in trace.get("instructions", [])]
+    else:
+        items = list(trace)
+    forced = {i: ins.decision for i, ins in enumerate(items) if ins.decision is not None}
+    forced.update(decisions or {})
+    sch = Schedule(func, seed=seed, decisions=forced)
+    env: dict = {}
+    for i, ins in enumerate(items):
+        if ins.kind not in _PRIMITIVES:
+            raise TraceError(f"instruction {i}: unknown primitive {ins.kind!r}")
+        args = _resolve(ins.args, env, i)
+        try:
+            out = getattr(sch, ins.kind)(*args)
+        except ScheduleError as e:
+            raise type(e)(f"replaying instruction {i} ({ins.kind}): {e}") from None
+        except TypeError as e:
+            raise TraceError(f"instruction {i} ({ins.kind}) has arguments {ins.args!r} that do not fit: {e}") from None
+        made = sch.trace[-1].outputs
+        if ins.outputs and made != ins.outputs:
+            raise TraceError(f"instruction {i} ({ins.kind}) made {made}, the trace says {ins.outputs}")
+        if ins.kind.startswith("sample"):
+            for v in (out if isinstance(out, list) else [out]):
+                env[v.var] = v
+    return sch
+
+
+def _resolve(args, env: dict, i: int):
+    if isinstance(args, list):
+        return [_resolve(a, env, i) for a in args]
+    if isinstance(args, dict):
+        if set(args) != {"var"} or args["var"] not in env:
+            raise TraceError(f"instruction {i}: {args!r} refers to no sampled value made before it")
+        return env[args["var"]]
+    return args
