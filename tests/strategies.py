@@ -119,6 +119,41 @@ def counters_arrays(draw, max_blocks: int = 300, n_operands: int = 0, big: int =
 
 
 @st.composite
+def block_class_launches(draw, max_classes: int = 6, max_runs: int = 40, max_run: int = 400,
+                         n_operands: int = 2):
+    """(BlockClasses, panels, reuse) for a random launch: a few block classes (duplicates
+    allowed), runs of them in launch order, random L2 panels per block and, half the time,
+    a per-class Reuse declaration."""
+    from tinyml.sim import Reuse
+    from tinyml.sim.classes import BlockClasses
+
+    rng = np.random.default_rng(draw(seeds()))
+    n_classes = draw(st.integers(1, max_classes))
+    c = new_counters(n_classes, n_operands)
+    c[:, :FIRST_OPERAND] = rng.integers(0, _BIG, size=(n_classes, FIRST_OPERAND)) * rng.integers(
+        0, 2, size=(n_classes, FIRST_OPERAND))
+    c[:, FIRST_OPERAND:] = rng.integers(0, 10 ** 6, size=(n_classes, n_operands))
+    c[:, HBM_READ] += c[:, FIRST_OPERAND:].sum(axis=1)
+    if draw(st.booleans()):
+        c[rng.integers(0, n_classes)] = c[0]                         # a duplicate class
+    n_runs = draw(st.integers(1, max_runs))
+    run_class = rng.integers(0, n_classes, size=n_runs)
+    run_length = rng.integers(0 if draw(st.booleans()) else 1, draw(st.integers(1, max_run)) + 1, size=n_runs)
+    if run_length.sum() == 0:
+        run_length[0] = 1
+    launch = BlockClasses(c, run_class, run_length)
+    n = int(run_length.sum())
+    panels = None
+    if draw(st.booleans()):
+        panels = {op: rng.integers(0, draw(st.integers(1, 50)), size=n) for op in range(n_operands)}
+    reuse = None
+    if draw(st.booleans()):
+        reuse = Reuse(reads={0: rng.integers(0, 10 ** 6, size=n_classes)},
+                      writes=rng.integers(0, 10 ** 6, size=n_classes))
+    return launch, panels, reuse
+
+
+@st.composite
 def panel_launches(draw, max_blocks: int = 300, n_operands: int = 2):
     """Counters plus L2 panels where every block of one panel reads that panel's bytes.
 

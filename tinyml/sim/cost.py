@@ -52,6 +52,12 @@ blocks hit in L2. Blocks of a wave are assumed to stream through their panels
 in lockstep, so the live L2 working set is small. Blocks that declare no
 panels are charged every byte they load.
 
+Block classes: the counters come per block or as :class:`~tinyml.sim.classes.BlockClasses`
+(one row per class of identical blocks, the launch order as runs). Either way the model works on
+*segments*, runs cut at wave boundaries: blocks of one class in one wave cost the same, so memory
+is O(classes + runs + waves), never O(blocks), and every sum above is a sum over segments times
+their lengths. Only the list scheduler still places blocks one by one (O(blocks) time, no memory).
+
 L2 capacity (optional, declared by the kernel as a :class:`Reuse`): a block
 that sweeps the same data several times (FlashAttention-1 reads its Q and O
 rows once per K/V block) re-reads it from L2 instead of HBM *if the working
@@ -76,6 +82,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .classes import BlockClasses, as_classes
 from .counters import FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ, SRAM_WRITE
 from .device import Device
 
@@ -125,87 +132,134 @@ def occupancy(device: Device, sram_per_block: int, regs_per_block: int = 0) -> i
     return max(1, bps)
 
 
-def dram_reads(counters: np.ndarray, wave: np.ndarray, panels: dict | None) -> np.ndarray:
-    """Per-block HBM read bytes after wave-level L2 reuse of declared panels."""
-    reads = counters[:, HBM_READ].astype(np.float64)
-    if not panels:
-        return reads
-    saved = np.zeros_like(reads)
-    for operand, panel in panels.items():
-        col = counters[:, FIRST_OPERAND + operand].astype(np.float64)
-        panel = np.asarray(panel, dtype=np.int64)
-        key = wave * (int(panel.max()) + 1) + panel
-        _, first = np.unique(key, return_index=True)
-        repeat = np.ones(len(key), dtype=bool)
-        repeat[first] = False
-        saved += np.where(repeat, col, 0.0)          # a repeat read hits in L2
-    # Spread each wave's savings evenly over its blocks: the fetch is shared.
-    n_waves = int(wave.max()) + 1 if len(wave) else 0
-    wave_reads = np.bincount(wave, weights=reads, minlength=n_waves)
-    wave_saved = np.bincount(wave, weights=saved, minlength=n_waves)
-    scale = np.divide(wave_reads - wave_saved, wave_reads, out=np.ones(n_waves), where=wave_reads > 0)
-    return reads * scale[wave]
+def _class_reuse(launch: BlockClasses, reuse: "Reuse | None", per_block: bool):
+    """The canonical launch and the Reuse declaration as per-class arrays (or None).
 
-
-def capacity_reuse(device: Device, counters: np.ndarray, wave: np.ndarray, reuse: "Reuse | None"):
-    """(read bytes saved per block, write bytes saved per block, largest wave working set)."""
-    n = counters.shape[0]
-    none = np.zeros(n), np.zeros(n), 0
+    Reuse values are one int for every block, or one per block (per-block counters) or one per
+    class (:class:`BlockClasses`); they join the class key, so blocks with different reuse
+    values are different classes."""
     if reuse is None:
-        return none
-    per_block = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))  # noqa: E731
-    distinct_w = per_block(reuse.writes)
+        return as_classes(launch), None
+    n_rows = launch.shape[0] if per_block else launch.counters.shape[0]
+    cols = [np.broadcast_to(np.asarray(reuse.writes, dtype=np.int64), (n_rows,))]
+    ops = list(reuse.reads)
+    cols += [np.broadcast_to(np.asarray(reuse.reads[op], dtype=np.int64), (n_rows,)) for op in ops]
+    extra = np.stack(cols, axis=1)                                # (rows, 1 + n_ops)
+    if per_block:
+        keyed = as_classes(np.concatenate([launch, extra], axis=1))
+    else:
+        keyed = as_classes(BlockClasses(np.concatenate([launch.counters, extra], axis=1),
+                                        launch.run_class, launch.run_length))
+    k = keyed.counters.shape[1] - extra.shape[1]
+    canon = BlockClasses(keyed.counters[:, :k], keyed.run_class, keyed.run_length)
+    tail = keyed.counters[:, k:].astype(np.float64)
+    return canon, (tail[:, 0], {op: tail[:, 1 + i] for i, op in enumerate(ops)})
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """Runs cut at wave boundaries: ``length`` blocks from ``start``, all of class ``cls`` in ``wave``."""
+
+    start: np.ndarray
+    length: np.ndarray
+    cls: np.ndarray
+    wave: np.ndarray
+
+
+def _segments(launch: BlockClasses, slots: int, by_wave: bool) -> _Segments:
+    """The runs, cut at wave boundaries when ``by_wave`` (only L2 reuse depends on the wave)."""
+    ends = np.cumsum(launch.run_length)
+    starts = ends - launch.run_length
+    if not by_wave:
+        return _Segments(starts, launch.run_length, launch.run_class, starts // slots)
+    cuts = np.sort(np.concatenate([starts, np.arange(0, int(ends[-1]), slots, dtype=np.int64)]))
+    cuts = cuts[np.r_[True, cuts[1:] != cuts[:-1]]]
+    length = np.diff(np.append(cuts, ends[-1]))
+    run = np.searchsorted(starts, cuts, side="right") - 1
+    return _Segments(cuts, length, launch.run_class[run], cuts // slots)
+
+
+def dram_read_scale(launch: BlockClasses, seg: _Segments, n_waves: int, panels: dict | None) -> np.ndarray:
+    """(n_waves,) factor on every block's HBM reads after wave-level L2 reuse of declared panels."""
+    if not panels:
+        return np.ones(n_waves)
+    from .schedule import panel_repeats
+
+    reads = launch.counters[seg.cls, HBM_READ].astype(np.float64) * seg.length
+    saved = np.zeros(n_waves)
+    for operand, panel in panels.items():
+        panel = np.asarray(panel, dtype=np.int64).reshape(-1)
+        if len(panel) != launch.n_blocks:
+            raise ValueError(f"panels[{operand}] has {len(panel)} entries for {launch.n_blocks} blocks")
+        col = launch.counters[seg.cls, FIRST_OPERAND + operand].astype(np.float64)
+        saved += panel_repeats(seg.start, seg.length, seg.wave, col, panel, n_waves)
+    # Spread each wave's savings evenly over its blocks: the fetch is shared.
+    wave_reads = np.bincount(seg.wave, weights=reads, minlength=n_waves)
+    return np.divide(wave_reads - saved, wave_reads, out=np.ones(n_waves), where=wave_reads > 0)
+
+
+def capacity_reuse(device: Device, launch: BlockClasses, seg: _Segments, n_waves: int, reuse):
+    """(read bytes saved per block, write bytes saved per block) of each segment, largest wave working set."""
+    zeros = np.zeros(len(seg.start))
+    if reuse is None:
+        return zeros, zeros, 0
+    distinct_w, reads = reuse
     footprint = distinct_w.copy()
-    saved_r = np.zeros(n)
-    for operand, distinct in reuse.reads.items():
-        distinct = per_block(distinct)
-        col = counters[:, FIRST_OPERAND + operand].astype(np.float64)
+    saved_r = np.zeros(launch.n_classes)
+    for operand, distinct in reads.items():
+        col = launch.counters[:, FIRST_OPERAND + operand].astype(np.float64)
         footprint += distinct
         saved_r += np.maximum(col - distinct, 0.0)
-    n_waves = int(wave.max()) + 1
-    working = np.bincount(wave, weights=footprint, minlength=n_waves)     # bytes per wave
+    working = np.bincount(seg.wave, weights=footprint[seg.cls] * seg.length, minlength=n_waves)   # bytes per wave
     largest = int(working.max())
     if device.l2_bytes <= 0:
-        return np.zeros(n), np.zeros(n), largest
-    fits = (working <= device.l2_bytes)[wave]
-    saved_w = np.maximum(counters[:, HBM_WRITE] - distinct_w, 0.0)
-    return np.where(fits, saved_r, 0.0), np.where(fits, saved_w, 0.0), largest
+        return zeros, zeros, largest
+    fits = (working <= device.l2_bytes)[seg.wave]
+    saved_w = np.maximum(launch.counters[:, HBM_WRITE] - distinct_w, 0.0)
+    return np.where(fits, saved_r[seg.cls], 0.0), np.where(fits, saved_w[seg.cls], 0.0), largest
 
 
-def kernel_cost(device: Device, counters: np.ndarray, *, dtype: str = "fp16",
+def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
                 sram_per_block: int = 0, panels: dict | None = None, reuse: "Reuse | None" = None,
                 regs_per_block: int = 0, pipelined: bool = False) -> Cost:
-    """Turn a launch's per-block counters into time on ``device`` (see module doc)."""
-    n = counters.shape[0]
+    """Turn a launch's counters into time on ``device`` (see module doc).
+
+    ``counters``: per-block rows (``(n_blocks, n_cols)``) or :class:`BlockClasses`;
+    both are costed from their canonical classes, so equal launches give equal costs.
+    """
+    per_block = not isinstance(counters, BlockClasses)
+    launch, reuse_cls = _class_reuse(counters, reuse, per_block)
+    n = launch.n_blocks
     bps = occupancy(device, sram_per_block, regs_per_block)
     if n == 0:
         t = device.launch_overhead_s
         return Cost(t, t * device.clock_hz, 0, bps, "launch", "launch", {r: 0.0 for r in RESOURCES})
     slots = device.sm_count * bps
-    idx = np.arange(n, dtype=np.int64)
-    wave = idx // slots
-    n_waves = int(wave[-1]) + 1
+    seg = _segments(launch, slots, by_wave=bool(panels) or reuse_cls is not None)
+    n_waves = -(-n // slots)
+    cls = launch.counters[seg.cls]                                # (segments, cols): one block of each
 
-    reads = dram_reads(counters, wave, panels)
-    saved_r, saved_w, working_set = capacity_reuse(device, counters, wave, reuse)
+    reads = cls[:, HBM_READ] * (dram_read_scale(launch, seg, n_waves, panels)[seg.wave] if panels else 1.0)
+    saved_r, saved_w, working_set = capacity_reuse(device, launch, seg, n_waves, reuse_cls)
     reads = reads - saved_r
-    writes = counters[:, HBM_WRITE] - saved_w
-    per_block = np.stack([
+    writes = cls[:, HBM_WRITE] - saved_w
+    per_seg = np.stack([
         reads + writes,
-        (counters[:, SRAM_READ] + counters[:, SRAM_WRITE]).astype(np.float64),
-        counters[:, FLOPS_MATMUL].astype(np.float64),
-        counters[:, FLOPS_VECTOR].astype(np.float64),
-    ], axis=1)                                                    # (n, 4)
+        (cls[:, SRAM_READ] + cls[:, SRAM_WRITE]).astype(np.float64),
+        cls[:, FLOPS_MATMUL].astype(np.float64),
+        cls[:, FLOPS_VECTOR].astype(np.float64),
+    ], axis=1)                                                    # (segments, 4): one block of each
     share = np.array([
         device.hbm_bandwidth * device.eff_hbm,
         device.sram_bandwidth * device.eff_sram,
         device.matmul_rate(dtype) * device.eff_matmul,
         device.vector_rate("fp32") * device.eff_vector,
     ]) / device.sm_count
-    times = per_block / share                                     # (n, 4) seconds on a whole SM
+    times = per_seg / share                                       # (segments, 4) seconds on a whole SM
     if n <= slots:       # one wave: block b shares SM b % sm_count with the others placed there
-        sm = idx % device.sm_count
-        per_sm = np.stack([np.bincount(sm, weights=times[:, i], minlength=device.sm_count)
+        block_seg = np.repeat(np.arange(len(seg.start)), seg.length)     # n <= slots: small
+        sm = np.arange(n) % device.sm_count
+        per_sm = np.stack([np.bincount(sm, weights=times[block_seg, i], minlength=device.sm_count)
                            for i in range(4)], axis=1)            # (SMs, 4)
         resident = np.bincount(sm, minlength=device.sm_count)
         t_sm = sm_time(per_sm, np.inf if pipelined else resident)
@@ -214,22 +268,21 @@ def kernel_cost(device: Device, counters: np.ndarray, *, dtype: str = "fp16",
         resource_s = {res: float(per_sm[busiest, i]) for i, res in enumerate(RESOURCES)}
         limiter = _limiter(per_sm, t_sm)
     else:                # several waves: the block scheduler fills bps slots per SM as they free up
-        duration = sm_time(times, np.inf if pipelined else bps) * bps                      # (n,) each slot holds 1/bps of an SM
-        makespan, slot = schedule(duration, slots)
-        last = slot == int(np.argmax(np.bincount(slot, weights=duration)))   # the slot finishing last
-        resource_s = {res: float(bps * times[last, i].sum()) for i, res in enumerate(RESOURCES)}
-        limiter = _limiter(times, duration)
+        duration = sm_time(times, np.inf if pipelined else bps) * bps   # (segments,) each slot holds 1/bps of an SM
+        makespan, used = schedule(seg, duration, times, slots, n_waves)
+        resource_s = {res: float(bps * used[i]) for i, res in enumerate(RESOURCES)}
+        limiter = _limiter(times, duration * seg.length)
     t_waves = makespan
     if device.launch_overhead_s > t_waves:
         limiter = "launch"
     time_s = device.launch_overhead_s + t_waves
-    read_total = int(counters[:, HBM_READ].sum())
-    dram_read = int(round(float(reads.sum())))
+    read_total = int(launch.totals()[HBM_READ])
+    dram_read = int(round(float((reads * seg.length).sum())))
     return Cost(
         time_s=time_s, cycles=time_s * device.clock_hz, waves=n_waves, blocks_per_sm=bps,
         bound=BOUND_NAMES[limiter], limiter=limiter, resource_s=resource_s, hbm_read_bytes=dram_read,
-        hbm_write_bytes=int(round(float(writes.sum()))), l2_hit_bytes=read_total - dram_read,
-        l2_write_hit_bytes=int(round(float(saved_w.sum()))), l2_working_set_bytes=working_set,
+        hbm_write_bytes=int(round(float((writes * seg.length).sum()))), l2_hit_bytes=read_total - dram_read,
+        l2_write_hit_bytes=int(round(float((saved_w * seg.length).sum()))), l2_working_set_bytes=working_set,
     )
 
 
@@ -240,25 +293,30 @@ def sm_time(times: np.ndarray, resident) -> np.ndarray:
     return np.maximum(t_mem, t_comp) + np.minimum(t_mem, t_comp) / np.maximum(resident, 1)
 
 
-def schedule(duration: np.ndarray, n_slots: int) -> tuple[float, np.ndarray]:
-    """(makespan, slot of each block) of list scheduling; closed form when all blocks are equal."""
-    n = len(duration)
+def schedule(seg: _Segments, duration: np.ndarray, times: np.ndarray, n_slots: int,
+             n_waves: int) -> tuple[float, np.ndarray]:
+    """(makespan, resource times (4,) of the slot that finishes last) of list scheduling.
+
+    Closed form when all blocks take equally long: block b runs on slot b % n_slots, the
+    makespan is ``waves * duration`` and slot 0 (one block per wave) finishes last."""
     if np.all(duration == duration[0]):
-        return float(-(-n // n_slots) * duration[0]), np.arange(n) % n_slots
+        on_slot0 = -(-(seg.start + seg.length) // n_slots) - (-(-seg.start // n_slots))   # blocks b = w * n_slots
+        return float(n_waves * duration[0]), (times * on_slot0[:, None]).sum(axis=0)
     from .schedule import list_schedule
 
-    makespan, slot = list_schedule(duration.astype(np.float64), int(n_slots))
-    return float(makespan), slot
+    busy, used = list_schedule(seg.length, duration.astype(np.float64), times, int(n_slots))
+    last = int(np.argmax(busy))
+    return float(busy[last]), used[last]
 
 
-def _limiter(times: np.ndarray, duration: np.ndarray) -> str:
-    """The resource that limits most of the time, over blocks (or SMs)."""
+def _limiter(times: np.ndarray, weight: np.ndarray) -> str:
+    """The resource that limits most of the time, over blocks, segments or SMs (``weight``: their time)."""
     t_comp = times[:, 2] + times[:, 3]
     per_block = np.where(
         times[:, 0] > np.maximum(times[:, 1], t_comp), 0,                  # hbm
         np.where(times[:, 1] >= t_comp, 1,                                 # sram
                  np.where(times[:, 2] >= times[:, 3], 2, 3)))              # matmul | vector
-    by_resource = np.bincount(per_block, weights=duration, minlength=4)
+    by_resource = np.bincount(per_block, weights=weight, minlength=4)
     return RESOURCES[int(by_resource.argmax())]
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .classes import BlockClasses
 from .cost import kernel_cost
 from .counters import FLOPS_MATMUL, FLOPS_VECTOR, SRAM_READ, SRAM_WRITE
 from .device import Device, load_device
@@ -107,10 +108,13 @@ class Profile:
         _ACTIVE.set(tuple(stack))
 
     # -- recording --------------------------------------------------------------
-    def record(self, name: str, grid: tuple, counters: np.ndarray, *, dtype: str,
+    def record(self, name: str, grid: tuple, counters: "np.ndarray | BlockClasses", *, dtype: str,
                sram_per_block: int, panels: dict | None = None, stream: int = 0,
                reuse=None, regs_per_block: int = 0, pipelined: bool = False) -> KernelRecord:
         """Cost a launch's counters on this device and append the record.
+
+        ``counters`` are per-block rows or :class:`~tinyml.sim.classes.BlockClasses` (counting
+        mode's one representative block per class); both give the same record.
 
         ``panels`` and ``reuse`` declare L2 reuse (:mod:`tinyml.sim.cost`);
         ``regs_per_block`` is the register-file bytes one block's accumulators take;
@@ -118,9 +122,12 @@ class Profile:
         """
         cost = kernel_cost(self.device, counters, dtype=dtype, sram_per_block=sram_per_block, panels=panels,
                            reuse=reuse, regs_per_block=regs_per_block, pipelined=pipelined)
-        sums = counters.sum(axis=0) if counters.shape[0] else np.zeros(counters.shape[1], np.int64)
+        if isinstance(counters, BlockClasses):
+            n_blocks, sums = counters.n_blocks, counters.totals()
+        else:
+            n_blocks, sums = int(counters.shape[0]), counters.sum(axis=0, dtype=np.int64)
         rec = KernelRecord(
-            name=name, grid=tuple(int(g) for g in grid), n_blocks=int(counters.shape[0]), dtype=dtype,
+            name=name, grid=tuple(int(g) for g in grid), n_blocks=n_blocks, dtype=dtype,
             start_s=self.time_s, time_s=cost.time_s, cycles=cost.cycles, bound=cost.bound, limiter=cost.limiter,
             waves=cost.waves, blocks_per_sm=cost.blocks_per_sm, sram_per_block_bytes=int(sram_per_block),
             hbm_read_bytes=cost.hbm_read_bytes, hbm_write_bytes=cost.hbm_write_bytes,

@@ -103,6 +103,7 @@ from ...sim import (FLOAT_DTYPES, Device, DTypeError, Reuse, ShapeError, check_r
                     current_profile, nbytes, tile_budget, tiles_fit)
 from ...sim.sram import REG
 from ...sim.counters import new_counters
+from .._classes import launch_counters
 from .._contract import blas_single_thread, block_size, ceil_div, operand
 from .._mma import sgemm
 from ._common import DUMMY2, AttentionCall, check_saved, prepare_attention
@@ -273,6 +274,17 @@ def _kv_panels(call: AttentionCall, ops: tuple) -> "dict | None":
     return {op: kv for op in ops}
 
 
+def _block_ids(call: AttentionCall, n_blocks: int) -> np.ndarray:
+    """The blocks a body walks: all of them when executing; when counting, block 0 alone
+    (every (batch, head) block of FA1 moves the same bytes: :mod:`tinyml.kernels._classes`)."""
+    return np.arange(n_blocks if call.execute else 1, dtype=np.int64)
+
+
+def _launch(call: AttentionCall, counters: np.ndarray, n_blocks: int):
+    """What the launch records: the per-block rows, or one class of ``n_blocks`` blocks."""
+    return launch_counters(counters, call.execute, [0], [n_blocks])
+
+
 def _track_inputs(prof, call: AttentionCall) -> None:
     for name, op in (("q", call.q), ("k", call.k), ("v", call.v)):
         prof.hbm.track(op.obj, name, call.dtype)
@@ -302,7 +314,8 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     o = prof.hbm.new_tensor("o", (B, H, NQ, D), call.dtype, call.execute)
     l = prof.hbm.new_tensor("l", (B, H, NQ), "fp32", call.execute)
     m = prof.hbm.new_tensor("m", (B, H, NQ), "fp32", call.execute)
-    counters = new_counters(B * H, _fwd.N_OPERANDS)
+    ids = _block_ids(call, B * H)
+    counters = new_counters(len(ids), _fwd.N_OPERANDS)
     left, right = call.window
     gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
     with blas_single_thread():
@@ -311,11 +324,12 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
                       _flat(call, l, B * H, NQ), _flat(call, m, B * H, NQ), call.key_valid_array(),
                       H, call.group, KVH, NQ, NK, D, b_q, b_k, call.scale, call.causal, call.offset,
                       left, right, call.key_padding_obj is not None, call.dropout_p, call.seed,
-                      _fwd.fwd_per_score(call.masked, call.dropout_p > 0), call.execute, counters, call.elem_bits, gemm)
+                      _fwd.fwd_per_score(call.masked, call.dropout_p > 0), call.execute, ids, counters,
+                      call.elem_bits, gemm)
     s = nbytes(8, call.dtype) // 8
     reuse = Reuse(reads={_fwd.OP_Q: NQ * D * s, _fwd.OP_O: 0, _fwd.OP_L: 0, _fwd.OP_M: 0},  # O, l, m: written first
                   writes=NQ * D * s + 2 * NQ * 4)
-    prof.record("flash1_fwd", (B, H), counters, dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
+    prof.record("flash1_fwd", (B, H), _launch(call, counters, B * H), dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
                 panels=_kv_panels(call, (_fwd.OP_K, _fwd.OP_V)), reuse=reuse, pipelined=True)
     if return_saved:
         return o, Flash1Saved(call, o, l, m, check_finite)
@@ -361,7 +375,8 @@ def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | Non
         dvh = prof.hbm.new_tensor("dv_per_head", (B, H, NK, D), call.dtype, ex)
     else:
         dkh, dvh = dk, dv
-    counters = new_counters(B * H, _bwd.N_OPERANDS)
+    ids = _block_ids(call, B * H)
+    counters = new_counters(len(ids), _bwd.N_OPERANDS)
     left, right = call.window
     gemm = sgemm()
     with blas_single_thread():
@@ -372,13 +387,13 @@ def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | Non
                       _flat(call, dq, B * H, NQ, D), _flat(call, dkh, B * H, NK, D), _flat(call, dvh, B * H, NK, D),
                       H, G, KVH, NQ, NK, D, b_q, b_k, call.scale, call.causal, call.offset, left, right,
                       call.key_padding_obj is not None, call.dropout_p, call.seed,
-                      _bwd.backward_per_score(call.masked, call.dropout_p > 0), ex, counters,
+                      _bwd.backward_per_score(call.masked, call.dropout_p > 0), ex, ids, counters,
                       call.elem_bits, gemm)
     s = nbytes(8, call.dtype) // 8
     reuse = Reuse(reads={_bwd.OP_Q: NQ * D * s, _bwd.OP_O: NQ * D * s, _bwd.OP_DO: NQ * D * s,
                          _bwd.OP_DQ: 0, _bwd.OP_L: 4 * NQ, _bwd.OP_M: 4 * NQ},      # dQ: zeroed first
                   writes=NQ * D * (4 + s) + 2 * NK * D * s)                        # dQ acc, dq, dK_j, dV_j
-    prof.record("flash1_bwd", (B, H), counters, dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
+    prof.record("flash1_bwd", (B, H), _launch(call, counters, B * H), dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
                 panels=_kv_panels(call, (_bwd.OP_K, _bwd.OP_V)), reuse=reuse, pipelined=True)
     del dq_acc                      # the fp32 accumulator dies with the kernel
     if G > 1:

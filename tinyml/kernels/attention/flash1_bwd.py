@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
+from .._classes import add_scaled, rep_count, rep_tile
 from .._mma import mma_acc
 from .flash1_fwd import NEG_INF, _scores
 from .flops import DROPOUT, EXP, MASK, NORMALIZE, SCALE, SOFTMAX_BWD
@@ -92,16 +93,17 @@ def _bwd_step(q_s, k_s, kT_s, vT_s, o_s, do_s, dq_s, dk_t, dv_t, l_s, m_s, s64, 
 
 @njit(parallel=True, cache=True)
 def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, NK, D, BR, BC, scale,
-             causal, offset, wl, wr, has_mask, p_drop, seed, per_score, execute, counters, eb, gemm):
+             causal, offset, wl, wr, has_mask, p_drop, seed, per_score, execute, ids, counters, eb, gemm):
     """Algorithm 4 over (batch * heads) blocks; q, o, do, dq_acc, dq: (B*H, N_q, d); k, v:
-    (B*KVH, N_k, d); dkh, dvh: (B*H, N_k, d) per query head; l, m: (B*H, N_q) fp32."""
+    (B*KVH, N_k, d); dkh, dvh: (B*H, N_k, d) per query head; l, m: (B*H, N_q) fp32. Blocks ``ids``
+    and representative tiles as in :func:`tinyml.kernels.attention.flash1_fwd.fwd_body`."""
     e = 1 if execute else 0
     s = 1 - e                                              # counting mode: 1-element tiles
-    n_blocks = counters.shape[0]
     t_c = (NK + BC - 1) // BC
     t_r = (NQ + BR - 1) // BR
     br, bc, d = BR - s * (BR - 1), BC - s * (BC - 1), D - s * (D - 1)
-    for blk in prange(n_blocks):
+    for row in prange(len(ids)):
+        blk = ids[row]
         b = blk // H
         h = blk % H
         kv = b * KVH + h // G
@@ -126,21 +128,25 @@ def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, 
         l_s = np.zeros((1, br), np.float32)                # (1, B_r) l_i
         m_s = np.zeros((1, br), np.float32)                # (1, B_r) m_i
         d_row = np.zeros(br)                               # (B_r,) D_i
+        step_j = np.zeros((1, counters.shape[1]), np.int64)   # counts of one outer step
+        step_i = np.zeros((1, counters.shape[1]), np.int64)   # counts of one inner step
         # line 5: dQ = 0 (fp32), dK = 0, dV = 0 in HBM
-        count_store_direct(NQ * D, counters, blk, 32)
-        count_store_direct(NK * D, counters, blk, eb)
-        count_store_direct(NK * D, counters, blk, eb)
+        count_store_direct(NQ * D, counters, row, 32)
+        count_store_direct(NK * D, counters, row, eb)
+        count_store_direct(NK * D, counters, row, eb)
         if execute:
             dqab[:, :] = 0.0
             dkb[:, :] = 0.0
             dvb[:, :] = 0.0
-        for j in range(t_c):
+        for jr in range(rep_count(0, t_c, execute)):
+            j, mult_j = rep_tile(jr, 0, t_c, execute)
+            step_j[:] = 0
             c0 = j * BC
             cols = min(BC, NK - c0)
-            load_tile(kb, c0, 0, cols, D, k_s, execute, counters, blk, OP_K, eb)
-            load_tile(vb, c0, 0, cols, D, v_s, execute, counters, blk, OP_V, eb)
+            load_tile(kb, c0, 0, cols, D, k_s, execute, step_j, 0, OP_K, eb)
+            load_tile(vb, c0, 0, cols, D, v_s, execute, step_j, 0, OP_V, eb)
             if has_mask:
-                count_load_direct(cols, counters, blk, OP_MASK, 8)          # 1 byte per key
+                count_load_direct(cols, step_j, 0, OP_MASK, 8)          # 1 byte per key
             if execute:
                 for c in range(cols):
                     for x in range(D):
@@ -148,31 +154,35 @@ def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, 
                         vT_s[x, c] = v_s[c, x]
                 dk_t[:, :] = 0.0
                 dv_t[:, :] = 0.0
-            for i in range(t_r):
+            for ir in range(rep_count(0, t_r, execute)):
+                i, mult_i = rep_tile(ir, 0, t_r, execute)
+                step_i[:] = 0
                 r0 = i * BR
                 rows = min(BR, NQ - r0)
-                load_tile(qb, r0, 0, rows, D, q_s, execute, counters, blk, OP_Q, eb)
-                load_tile(ob, r0, 0, rows, D, o_s, execute, counters, blk, OP_O, eb)
-                load_tile(dob, r0, 0, rows, D, do_s, execute, counters, blk, OP_DO, eb)
-                load_tile(dqab, r0, 0, rows, D, dq_s, execute, counters, blk, OP_DQ, 32)
-                load_tile(l, blk, r0, 1, rows, l_s, execute, counters, blk, OP_L, 32)
-                load_tile(m, blk, r0, 1, rows, m_s, execute, counters, blk, OP_M, 32)
-                count_mma(rows, cols, D, counters, blk, eb)                  # S = Q_i K_j^T
-                count_mma(cols, D, rows, counters, blk, eb)                  # dV~ += P^T dO_i
-                count_mma(rows, cols, D, counters, blk, eb)                  # dP = dO_i V_j^T
-                count_mma(rows, D, cols, counters, blk, eb)                  # dQ_i += dS K_j
-                count_mma(cols, D, rows, counters, blk, eb)                  # dK~ += dS^T Q_i
-                count_vector(per_score * rows * cols + D_ROWSUM * rows * D, counters, blk)
+                load_tile(qb, r0, 0, rows, D, q_s, execute, step_i, 0, OP_Q, eb)
+                load_tile(ob, r0, 0, rows, D, o_s, execute, step_i, 0, OP_O, eb)
+                load_tile(dob, r0, 0, rows, D, do_s, execute, step_i, 0, OP_DO, eb)
+                load_tile(dqab, r0, 0, rows, D, dq_s, execute, step_i, 0, OP_DQ, 32)
+                load_tile(l, blk, r0, 1, rows, l_s, execute, step_i, 0, OP_L, 32)
+                load_tile(m, blk, r0, 1, rows, m_s, execute, step_i, 0, OP_M, 32)
+                count_mma(rows, cols, D, step_i, 0, eb)                  # S = Q_i K_j^T
+                count_mma(cols, D, rows, step_i, 0, eb)                  # dV~ += P^T dO_i
+                count_mma(rows, cols, D, step_i, 0, eb)                  # dP = dO_i V_j^T
+                count_mma(rows, D, cols, step_i, 0, eb)                  # dQ_i += dS K_j
+                count_mma(cols, D, rows, step_i, 0, eb)                  # dK~ += dS^T Q_i
+                count_vector(per_score * rows * cols + D_ROWSUM * rows * D, step_i, 0)
                 if execute:
                     _bwd_step(q_s, k_s, kT_s, vT_s, o_s, do_s, dq_s, dk_t, dv_t, l_s, m_s, s64, ds_t, z_t, dp,
                               pdT, dsT, d_row, rows, cols, r0, c0, b, h, kvalid, scale, causal, offset,
                               wl, wr, p_drop, seed, gemm)
                 if j == t_c - 1:                           # last pass: dq itself, in the logical dtype
-                    store_tile(dq_s, rows, D, dqb, r0, 0, execute, counters, blk, eb)
+                    store_tile(dq_s, rows, D, dqb, r0, 0, execute, step_i, 0, eb)
                 else:
-                    store_tile(dq_s, rows, D, dqab, r0, 0, execute, counters, blk, 32)
-            store_tile(dk_t, cols, D, dkb, c0, 0, execute, counters, blk, eb)
-            store_tile(dv_t, cols, D, dvb, c0, 0, execute, counters, blk, eb)
+                    store_tile(dq_s, rows, D, dqab, r0, 0, execute, step_i, 0, 32)
+                add_scaled(step_j, 0, step_i, mult_i)
+            store_tile(dk_t, cols, D, dkb, c0, 0, execute, step_j, 0, eb)
+            store_tile(dv_t, cols, D, dvb, c0, 0, execute, step_j, 0, eb)
+            add_scaled(counters, row, step_j, mult_j)
 
 
 @njit(parallel=True, cache=True)

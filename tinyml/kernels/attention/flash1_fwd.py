@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
+from .._classes import add_scaled, rep_count, rep_tile
 from .._mma import mma_acc
 from .flops import EXP, ROW_MAX, forward_per_score
 from .masks import visible
@@ -113,16 +114,18 @@ def _fwd_step(q_s, kT_s, v_s, o_s, l_s, m_s, s64, p_t, pv, alpha, beta, rows, co
 
 @njit(parallel=True, cache=True)
 def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, scale, causal, offset, wl, wr,
-             has_mask, p_drop, seed, per_score, execute, counters, eb, gemm):
+             has_mask, p_drop, seed, per_score, execute, ids, counters, eb, gemm):
     """Algorithm 1 over a grid of (batch * heads) blocks; q, o: (B*H, N_q, d), k, v: (B*KVH, N_k, d),
     l, m: (B*H, N_q) fp32, kvalid: (B, N_k); per_score: vector FLOPs per score (:func:`fwd_per_score`).
-    Counting mode passes 1-element dummies."""
+    Counting mode passes 1-element dummies, walks the blocks ``ids`` (one per class: every FA1
+    block counts alike) and visits one tile of each kind, with its multiplicity
+    (:mod:`tinyml.kernels._classes`); block ``ids[row]`` counts into row ``row``."""
     e = 1 if execute else 0
     s = 1 - e                                               # counting mode: 1-element tiles
-    n_blocks = counters.shape[0]
     t_c = (NK + BC - 1) // BC
     t_r = (NQ + BR - 1) // BR
-    for blk in prange(n_blocks):
+    for row in prange(len(ids)):
+        blk = ids[row]
         b = blk // H
         h = blk % H
         kv = b * KVH + h // G
@@ -139,39 +142,47 @@ def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, scale, caus
         m_s = np.zeros((1, BR - s * (BR - 1)), np.float32)                  # (1, B_r) m_i
         alpha = np.zeros(BR - s * (BR - 1))                                 # (B_r,) O_i rescale factors
         beta = np.zeros(BR - s * (BR - 1))
+        step_j = np.zeros((1, counters.shape[1]), np.int64)                # counts of one outer step
+        step_i = np.zeros((1, counters.shape[1]), np.int64)                # counts of one inner step
         # line 2: O = 0, l = 0, m = -inf in HBM
-        count_store_direct(NQ * D, counters, blk, eb)
-        count_store_direct(NQ, counters, blk, 32)
-        count_store_direct(NQ, counters, blk, 32)
+        count_store_direct(NQ * D, counters, row, eb)
+        count_store_direct(NQ, counters, row, 32)
+        count_store_direct(NQ, counters, row, 32)
         if execute:
             ob[:, :] = 0.0
             l[blk, :] = 0.0
             m[blk, :] = NEG_INF
-        for j in range(t_c):
+        for jr in range(rep_count(0, t_c, execute)):
+            j, mult_j = rep_tile(jr, 0, t_c, execute)
+            step_j[:] = 0
             c0 = j * BC
             cols = min(BC, NK - c0)
-            load_tile(kb, c0, 0, cols, D, k_s, execute, counters, blk, OP_K, eb)
-            load_tile(vb, c0, 0, cols, D, v_s, execute, counters, blk, OP_V, eb)
+            load_tile(kb, c0, 0, cols, D, k_s, execute, step_j, 0, OP_K, eb)
+            load_tile(vb, c0, 0, cols, D, v_s, execute, step_j, 0, OP_V, eb)
             if has_mask:
-                count_load_direct(cols, counters, blk, OP_MASK, 8)          # 1 byte per key
+                count_load_direct(cols, step_j, 0, OP_MASK, 8)              # 1 byte per key
             if execute:
                 for c in range(cols):
                     for x in range(D):
                         kT_s[x, c] = k_s[c, x]
-            for i in range(t_r):
+            for ir in range(rep_count(0, t_r, execute)):
+                i, mult_i = rep_tile(ir, 0, t_r, execute)
+                step_i[:] = 0
                 r0 = i * BR
                 rows = min(BR, NQ - r0)
-                load_tile(qb, r0, 0, rows, D, q_s, execute, counters, blk, OP_Q, eb)
-                load_tile(ob, r0, 0, rows, D, o_s, execute, counters, blk, OP_O, eb)
-                load_tile(l, blk, r0, 1, rows, l_s, execute, counters, blk, OP_L, 32)
-                load_tile(m, blk, r0, 1, rows, m_s, execute, counters, blk, OP_M, 32)
-                count_mma(rows, cols, D, counters, blk, eb)                  # S = Q_i K_j^T
+                load_tile(qb, r0, 0, rows, D, q_s, execute, step_i, 0, OP_Q, eb)
+                load_tile(ob, r0, 0, rows, D, o_s, execute, step_i, 0, OP_O, eb)
+                load_tile(l, blk, r0, 1, rows, l_s, execute, step_i, 0, OP_L, 32)
+                load_tile(m, blk, r0, 1, rows, m_s, execute, step_i, 0, OP_M, 32)
+                count_mma(rows, cols, D, step_i, 0, eb)                      # S = Q_i K_j^T
                 count_vector(per_score * rows * cols + ROW_UPDATE * rows + RESCALE_O * rows * D,
-                             counters, blk)
-                count_mma(rows, D, cols, counters, blk, eb)                  # P~ V_j
+                             step_i, 0)
+                count_mma(rows, D, cols, step_i, 0, eb)                      # P~ V_j
                 if execute:
                     _fwd_step(q_s, kT_s, v_s, o_s, l_s, m_s, s64, p_t, pv, alpha, beta, rows, cols, r0, c0,
                               b, h, kvalid, scale, causal, offset, wl, wr, p_drop, seed, gemm)
-                store_tile(o_s, rows, D, ob, r0, 0, execute, counters, blk, eb)
-                store_tile(l_s, 1, rows, l, blk, r0, execute, counters, blk, 32)
-                store_tile(m_s, 1, rows, m, blk, r0, execute, counters, blk, 32)
+                store_tile(o_s, rows, D, ob, r0, 0, execute, step_i, 0, eb)
+                store_tile(l_s, 1, rows, l, blk, r0, execute, step_i, 0, 32)
+                store_tile(m_s, 1, rows, m, blk, r0, execute, step_i, 0, 32)
+                add_scaled(step_j, 0, step_i, mult_i)
+            add_scaled(counters, row, step_j, mult_j)

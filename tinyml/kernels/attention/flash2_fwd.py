@@ -78,6 +78,7 @@ from numba import njit, prange
 from ...sim import current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_mma, count_tile_load, count_vector, load_tile_t, store_tile
+from .._classes import add_scaled, launch_counters, rep_count, rep_tile
 from .._contract import blas_single_thread, ceil_div
 from .._mma import mma_acc_at, mma_set, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
@@ -105,15 +106,18 @@ class Flash2Saved:
 
 @njit(parallel=True, cache=True)
 def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, span_hi, causal, wl, wr,
-          has_mask, scale, dropout_p, seed, per_score, execute, counters, elem_bits, gemm):
+          has_mask, scale, dropout_p, seed, per_score, execute, ids, counters, elem_bits, gemm):
     # q, o: (B*H*NQ, D); k, v: (B*KVH*NK, D); lse: (B*H, NQ); key_valid: (B, NK)
+    # walks the blocks ids (all, or one per class when counting), block ids[row] counting into row row;
+    # counting visits one K/V tile of each kind with its multiplicity (tinyml.kernels._classes)
     nqb = (NQ + BR - 1) // BR
     group = H // KVH
     offset = NK - NQ
     e = 0 if execute else 1                  # counting mode: 1-element tile buffers
     keep_scale = 1.0 / (1.0 - dropout_p)
     scale32 = np.float32(scale)              # the softmax scale in float32, as the GPU kernels hold it
-    for blk in prange(B * H * nqb):
+    for row in prange(len(ids)):
+        blk = ids[row]
         bh = blk // nqb
         ib = nqb - 1 - blk % nqb             # heaviest (causal) q block first
         b = bh // H
@@ -140,23 +144,28 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         p_sum = np.empty(BR, dtype=np.float32)             # (BR,) this tile's sum (BC terms, float32:
                                                            # a float64 sum cost 5% of the forward)
         lse_row = np.full((1, BR), -np.inf, dtype=np.float32)   # (1, BR)
+        step = np.zeros((1, counters.shape[1]), np.int64)       # counts of one K/V tile
         lo = span_lo[ib]
         hi = span_hi[ib]
         if hi > lo:
-            load_tile_t(q, bh * NQ + r0, 0, rows, D, qt_s, execute, counters, blk, OP_Q, elem_bits)
-            for jb in range(lo // BC, (hi + BC - 1) // BC):
+            load_tile_t(q, bh * NQ + r0, 0, rows, D, qt_s, execute, counters, row, OP_Q, elem_bits)
+            j_lo, j_hi = lo // BC, (hi + BC - 1) // BC
+            for jr in range(rep_count(j_lo, j_hi, execute)):
+                jb, mult = rep_tile(jr, j_lo, j_hi, execute)
+                step[:] = 0
                 c0 = jb * BC
                 cols = min(BC, NK - c0)
                 # K_j, V_j: (cols, D) each. A GPU copies them into SRAM; the CPU body reads them in
                 # place (views of k, v; its caches are its SRAM). Same bytes counted.
-                count_tile_load(cols, D, counters, blk, OP_K, elem_bits)
-                count_tile_load(cols, D, counters, blk, OP_V, elem_bits)
+                count_tile_load(cols, D, step, 0, OP_K, elem_bits)
+                count_tile_load(cols, D, step, 0, OP_V, elem_bits)
                 if has_mask:
-                    count_load_direct(cols, counters, blk, OP_MASK, 8)     # key_valid[b, c0:c0+cols]
-                count_mma(rows, cols, D, counters, blk, elem_bits)         # S = Q_i K_j^T
-                count_vector(rows * cols * per_score, counters, blk)
-                count_vector(rows * (D + RESCALE_PER_ROW), counters, blk)
-                count_mma(rows, D, cols, counters, blk, elem_bits)         # O += P V_j
+                    count_load_direct(cols, step, 0, OP_MASK, 8)           # key_valid[b, c0:c0+cols]
+                count_mma(rows, cols, D, step, 0, elem_bits)               # S = Q_i K_j^T
+                count_vector(rows * cols * per_score, step, 0)
+                count_vector(rows * (D + RESCALE_PER_ROW), step, 0)
+                count_mma(rows, D, cols, step, 0, elem_bits)               # O += P V_j
+                add_scaled(counters, row, step, mult)
                 if not execute:
                     continue
                 k_j = k[kv0 + c0:kv0 + c0 + cols]                          # (cols, D) in place
@@ -203,7 +212,7 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                         for dd in range(D):
                             o_acc[r, dd] *= a
                 mma_acc_at(pt[:cols], v_j, o_acc, gemm)                    # O += (P^T)^T V: (BR, cols) @ (cols, D)
-            count_vector(rows * (D + FINAL_PER_ROW), counters, blk)
+            count_vector(rows * (D + FINAL_PER_ROW), counters, row)
             if execute:
                 for r in range(rows):
                     if l_i[r] > 0.0:
@@ -214,8 +223,29 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                     else:                              # a fully masked row
                         for dd in range(D):
                             o_acc[r, dd] = 0.0
-        store_tile(o_acc, rows, D, o, bh * NQ + r0, 0, execute, counters, blk, elem_bits)
-        store_tile(lse_row, 1, rows, lse, bh, r0, execute, counters, blk, 32)
+        store_tile(o_acc, rows, D, o, bh * NQ + r0, 0, execute, counters, row, elem_bits)
+        store_tile(lse_row, 1, rows, lse, bh, r0, execute, counters, row, 32)
+
+
+def q_block_classes(execute: bool, n_bh: int, nqb: int, n_q: int, n_k: int, blocks, span_lo, span_hi):
+    """(block ids to walk, (run classes, run lengths) or (None, None)) of a forward grid of
+    ``n_bh`` (batch, head) pairs times ``nqb`` q blocks, heaviest first.
+
+    A block's counts depend only on its rows, whether it sees any key and its first and last
+    K/V tiles, so counting walks one q block of each such class, in the first (batch, head),
+    and every (batch, head) repeats the launch order of the first.
+    """
+    if execute:
+        return np.arange(n_bh * nqb, dtype=np.int64), (None, None)
+    ib = np.arange(nqb - 1, -1, -1)                                   # launch order: heaviest first
+    rows = np.minimum(blocks.block_q, n_q - ib * blocks.block_q)
+    seen = span_hi[ib] > span_lo[ib]
+    j_lo = np.where(seen, span_lo[ib] // blocks.block_k, 0)
+    j_hi = np.where(seen, -(-span_hi[ib] // blocks.block_k), 0)
+    keys = np.stack([rows, seen, j_lo, j_hi], axis=1)                 # (nqb, 4)
+    _, first, cls = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    cls = cls.reshape(-1)
+    return first.astype(np.int64), (np.tile(cls, n_bh), np.ones(n_bh * nqb, dtype=np.int64))
 
 
 def kv_panels(n_blocks: int, per_bh: int, heads: int, kv_heads: int) -> np.ndarray:
@@ -241,7 +271,8 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
     span_lo, span_hi, _, _ = tile_grid(call, blocks)
     nqb = ceil_div(NQ, blocks.block_q)
     grid = (B, H, nqb)
-    counters = new_counters(B * H * nqb, n_operands=4)
+    ids, classes = q_block_classes(call.execute, B * H, nqb, NQ, NK, blocks, span_lo, span_hi)
+    counters = new_counters(len(ids), n_operands=4)
     x = call.execute
     wl, wr = call.window
     gemm = sgemm()
@@ -254,10 +285,11 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
               lse.reshape(B * H, NQ) if x else DUMMY2,
               B, H, KVH, NQ, NK, D, blocks.block_q, blocks.block_k, span_lo, span_hi, call.causal, wl, wr,
               has_mask, call.scale, call.dropout_p, call.seed,
-              fwd_per_score(call.masked, call.dropout_p > 0), x, counters, call.elem_bits, gemm)
-    panel = kv_panels(counters.shape[0], nqb, H, KVH)
+              fwd_per_score(call.masked, call.dropout_p > 0), x, ids, counters, call.elem_bits, gemm)
+    panel = kv_panels(B * H * nqb, nqb, H, KVH)
     panels = {OP_K: panel, OP_V: panel, OP_MASK: panel // KVH}
-    prof.record(KERNEL, grid, counters, dtype=call.dtype, sram_per_block=sram, panels=panels,
+    prof.record(KERNEL, grid, launch_counters(counters, x, *classes), dtype=call.dtype, sram_per_block=sram,
+                panels=panels,
                 regs_per_block=regs, pipelined=True)
     if not return_saved:
         return o

@@ -8,6 +8,7 @@ import numpy as np
 
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
+from .._classes import edge_grid, launch_counters
 from .._contract import Operand, operand, same_mode
 
 _DUMMY = np.zeros((1, 1), dtype=np.float32)   # stands in for data in counting mode
@@ -47,16 +48,24 @@ def prepare(a, b, dtype: str, kernel: str) -> MatmulCall:
 
 def run(call: MatmulCall, name: str, body, grid: tuple, n_blocks: int, sizes: tuple,
         sram_per_block: int, panels=None, extra: tuple = ()):
-    """Allocate C, run ``body`` over the grid, record the launch; returns C."""
+    """Allocate C, run ``body`` over the grid, record the launch; returns C.
+
+    ``body`` walks the blocks ``ids`` (all of them when executing, one per class when
+    counting: :mod:`tinyml.kernels._classes`), block ``ids[row]`` counting into row ``row``."""
     prof = current_profile()
     prof.hbm.track(call.a.obj, "a", call.dtype)
     prof.hbm.track(call.b.obj, "b", call.dtype)
     c = prof.hbm.new_tensor("c", (call.m, call.n), call.dtype, call.execute)
-    counters = new_counters(n_blocks, n_operands=2)
+    if call.execute:                 # every block
+        ids, run_class, run_length = np.arange(n_blocks, dtype=np.int64), None, None
+    else:                            # one block per class: blocks differ only at the edges
+        ids, run_class, run_length = edge_grid(grid[0], grid[1])
+    counters = new_counters(len(ids), n_operands=2)
     a_data = call.a.data if call.execute else _DUMMY
     b_data = call.b.data if call.execute else _DUMMY
     c_data = c if call.execute else _DUMMY
-    body(a_data, b_data, c_data, call.m, call.n, call.k, *sizes, call.execute, counters, call.elem_bits, *extra)
-    prof.record(name, grid, counters, dtype=call.dtype, sram_per_block=sram_per_block,
-                panels=panels(grid) if panels else None)
+    body(a_data, b_data, c_data, call.m, call.n, call.k, *sizes, call.execute, ids, counters, call.elem_bits,
+         *extra)
+    prof.record(name, grid, launch_counters(counters, call.execute, run_class, run_length), dtype=call.dtype,
+                sram_per_block=sram_per_block, panels=panels(grid) if panels else None)
     return c

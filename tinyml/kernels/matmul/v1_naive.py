@@ -33,20 +33,20 @@ DEFAULT_BLOCK = 16   # a 16 x 16 thread block, as in the CUDA programming guide
 
 
 @njit(parallel=True, cache=True)
-def _body(a, b, c, M, N, K, BM, BN, execute, counters, elem_bits):
+def _body(a, b, c, M, N, K, BM, BN, execute, ids, counters, elem_bits):
     gn = (N + BN - 1) // BN
-    n_blocks = ((M + BM - 1) // BM) * gn
-    for blk in prange(n_blocks):
+    for row in prange(len(ids)):               # every block, or one per class (counting)
+        blk = ids[row]
         r0 = (blk // gn) * BM
         c0 = (blk % gn) * BN
         rows = min(BM, M - r0)
         cols = min(BN, N - c0)
         for i in range(r0, r0 + rows):
             # every thread of this row streams its own row of A and column of B
-            count_load_direct(cols * K, counters, blk, 0, elem_bits)      # A[i, :] once per thread
-            count_load_direct(cols * K, counters, blk, 1, elem_bits)      # B[:, j] for each j
-            count_vector(2 * cols * K, counters, blk)
-            count_store_direct(cols, counters, blk, elem_bits)
+            count_load_direct(cols * K, counters, row, 0, elem_bits)      # A[i, :] once per thread
+            count_load_direct(cols * K, counters, row, 1, elem_bits)      # B[:, j] for each j
+            count_vector(2 * cols * K, counters, row)
+            count_store_direct(cols, counters, row, elem_bits)
             if execute:
                 for j in range(c0, c0 + cols):
                     acc = 0.0

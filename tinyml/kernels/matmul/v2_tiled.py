@@ -38,11 +38,11 @@ from .tiles import MatmulTiles, check_matmul_tiles, choose_tiles
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _body(a, b, c, M, N, K, BM, BN, BK, execute, counters, elem_bits):
+def _body(a, b, c, M, N, K, BM, BN, BK, execute, ids, counters, elem_bits):
     gn = (N + BN - 1) // BN
-    n_blocks = ((M + BM - 1) // BM) * gn
     s = 1 if not execute else 0          # counting mode: no real tile buffers
-    for blk in prange(n_blocks):
+    for row in prange(len(ids)):               # every block, or one per class (counting)
+        blk = ids[row]
         r0 = (blk // gn) * BM
         c0 = (blk % gn) * BN
         rows = min(BM, M - r0)
@@ -52,16 +52,16 @@ def _body(a, b, c, M, N, K, BM, BN, BK, execute, counters, elem_bits):
         acc = np.zeros((BM - s * (BM - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BM, BN) fp32
         for k0 in range(0, K, BK):
             depth = min(BK, K - k0)
-            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, blk, 0, elem_bits)
-            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, blk, 1, elem_bits)
-            count_fma(rows, cols, depth, counters, blk, elem_bits)
+            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, row, 0, elem_bits)
+            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, row, 1, elem_bits)
+            count_fma(rows, cols, depth, counters, row, elem_bits)
             if execute:
                 for i in range(rows):
                     for kk in range(depth):
                         aik = a_s[i, kk]
                         for j in range(cols):
                             acc[i, j] += aik * b_s[kk, j]
-        store_tile(acc, rows, cols, c, r0, c0, execute, counters, blk, elem_bits)
+        store_tile(acc, rows, cols, c, r0, c0, execute, counters, row, elem_bits)
 
 
 def expected_bytes(m: int, n: int, k: int, elem_bytes: float, bm: int, bn: int) -> tuple[float, float]:

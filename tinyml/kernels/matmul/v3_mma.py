@@ -36,11 +36,11 @@ from .v2_tiled import expected_bytes, launch_tiled, resolve_tiles  # noqa: F401 
 
 
 @njit(parallel=True, cache=True)
-def _body(a, b, c, M, N, K, BM, BN, BK, execute, counters, elem_bits, gemm):
+def _body(a, b, c, M, N, K, BM, BN, BK, execute, ids, counters, elem_bits, gemm):
     gn = (N + BN - 1) // BN
-    n_blocks = ((M + BM - 1) // BM) * gn
     s = 1 if not execute else 0          # counting mode: no real tile buffers
-    for blk in prange(n_blocks):
+    for row in prange(len(ids)):               # every block, or one per class (counting)
+        blk = ids[row]
         r0 = (blk // gn) * BM
         c0 = (blk % gn) * BN
         rows = min(BM, M - r0)
@@ -53,12 +53,12 @@ def _body(a, b, c, M, N, K, BM, BN, BK, execute, counters, elem_bits, gemm):
             if execute and depth < BK:     # masked load: the padding must be zero
                 a_s[:] = 0.0
                 b_s[:] = 0.0
-            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, blk, 0, elem_bits)
-            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, blk, 1, elem_bits)
-            count_mma(rows, cols, depth, counters, blk, elem_bits)
+            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, row, 0, elem_bits)
+            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, row, 1, elem_bits)
+            count_mma(rows, cols, depth, counters, row, elem_bits)
             if execute:
                 mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
-        store_tile(acc, rows, cols, c, r0, c0, execute, counters, blk, elem_bits)
+        store_tile(acc, rows, cols, c, r0, c0, execute, counters, row, elem_bits)
 
 
 def matmul_v3(a, b, *, dtype: str = "fp16", block_m: int | None = None, block_n: int | None = None,

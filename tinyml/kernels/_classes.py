@@ -1,0 +1,91 @@
+"""Counting by class: one representative block per class, one representative tile per kind.
+
+Counting mode must stay cheap where the answer is a formula of the shapes
+(:mod:`tinyml.sim.classes`). Two kinds of repetition make a launch expensive
+to walk, and each has its helper here:
+
+* **Many identical blocks.** A body takes ``ids``, the blocks to walk, and
+  writes the counters of ``ids[row]`` into row ``row``. Executing mode passes
+  every block (``np.arange(n_blocks)``); counting mode passes one block per
+  class and describes the launch order as runs (:func:`edge_grid`), and
+  :func:`launch_counters` turns the rows into
+  :class:`~tinyml.sim.classes.BlockClasses`.
+* **Many identical tiles in one block.** A tile loop over ``lo <= j < hi``
+  whose tiles are all full except the sequence's last one
+  (``cols = min(B, N - j * B)``) visits, in counting mode, only tile ``lo``
+  (standing for ``hi - lo - 1`` tiles) and tile ``hi - 1``::
+
+      for jr in range(rep_count(lo, hi, execute)):
+          j, mult = rep_tile(jr, lo, hi, execute)     # executing: (lo + jr, 1)
+          step[:] = 0
+          ... count the tile into step ...
+          add_scaled(counters, row, step, mult)
+
+  Executing mode walks every tile with ``mult = 1``, so both modes run the
+  same loop and the same counting calls; counters add up, so ``mult`` copies
+  of a tile's counts are exactly what ``mult`` identical tiles count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..sim import jit  # noqa: F401  (versioned Numba cache; before any @njit)
+from ..sim.classes import BlockClasses
+
+
+@njit(cache=True)
+def rep_count(lo, hi, execute):
+    """How many tiles of ``lo <= j < hi`` the loop visits: all when executing, at most 2 when counting."""
+    if execute:
+        return max(hi - lo, 0)
+    return min(max(hi - lo, 0), 2)
+
+
+@njit(cache=True)
+def rep_tile(jr, lo, hi, execute):
+    """(tile index, multiplicity) of the ``jr``-th visited tile (see the module docstring)."""
+    if execute:
+        return lo + jr, 1
+    if jr == 0 and hi - lo > 1:
+        return lo, hi - lo - 1           # tiles lo .. hi - 2: all full, all alike
+    return hi - 1, 1                     # the last tile (partial if the sequence ends inside it)
+
+
+@njit(cache=True)
+def add_scaled(counters, row, step, mult):
+    """``counters[row] += mult * step[0]`` (``step`` is a (1, n_cols) scratch row)."""
+    for c in range(step.shape[1]):
+        counters[row, c] += mult * step[0, c]
+
+
+def edge_grid(grid_m: int, grid_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(representative block ids, run classes, run lengths) of a row-major ``grid_m x grid_n`` grid
+    whose blocks differ only in the last tile row and the last tile column.
+
+    Class ``k`` is block ``ids[k]``; blocks ``b = bi * grid_n + bj`` of one tile row form a run
+    of ``grid_n - 1`` interior blocks and one edge block.
+    """
+    rows = sorted({0, grid_m - 1})
+    cols = sorted({0, grid_n - 1})
+    ids = np.array([r * grid_n + c for r in rows for c in cols], dtype=np.int64)
+    nc = len(cols)
+
+    def row_runs(r: int) -> tuple[list, list]:
+        if nc == 1:
+            return [r * nc], [grid_n]
+        return [r * nc, r * nc + 1], [grid_n - 1, 1]
+
+    inner_cls, inner_len = row_runs(0)
+    last_cls, last_len = row_runs(len(rows) - 1)
+    run_class = np.concatenate([np.tile(inner_cls, grid_m - 1), last_cls]).astype(np.int64)
+    run_length = np.concatenate([np.tile(inner_len, grid_m - 1), last_len]).astype(np.int64)
+    return ids, run_class, run_length
+
+
+def launch_counters(counters: np.ndarray, execute: bool, run_class=None, run_length=None):
+    """What a launch records: per-block rows when executing, BlockClasses when counting."""
+    if execute:
+        return counters
+    return BlockClasses.build(counters, run_class, run_length)
