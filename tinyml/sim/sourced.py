@@ -5,6 +5,20 @@ Shared by the device presets (:mod:`.device`) and the model presets (:mod:`.mode
 
 from __future__ import annotations
 
+from pathlib import Path
+
+
+def read_toml_text(path: Path, what: str, error: type) -> str:
+    """The text of a user's ``.toml`` file, or ``error`` saying why it cannot be read (a binary
+    file, no permission) rather than a UnicodeDecodeError or OSError from deep inside."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} file {str(path)!r} is not a text file (byte {exc.start} is not UTF-8); "
+                    f"pass the path of a .toml file") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} file {str(path)!r}: {exc.strerror or exc}") from None
+
 
 def sourced_value(data: dict, section: str, key: str, *, origin: str, require_sources: bool,
                   sources: dict, error: type):
