@@ -244,3 +244,14 @@ def test_a_binary_or_folder_given_as_a_device_or_model_file_is_one_line(tmp_path
 ])
 def test_names_and_values_checked_after_parsing_are_one_line_too(capsys, argv):
     assert_one_line_refusal(capsys, argv)
+
+
+def test_the_largest_seed_runs_end_to_end(capsys):
+    """2^63 - 1 is accepted and reaches the dropout hash (a 64-bit integer) without overflow."""
+    argv = ["attention", "--seq", "8", "--head-dim", "8", "--heads", "1", "--dropout", "0.1",
+            "--seed", str(_args.MAX_SEED), "--json"]
+    assert main(argv) == 0
+    import json
+
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert all(r["max_abs_err"] < 1e-5 for r in results)
