@@ -238,7 +238,7 @@ def test_a_binary_or_folder_given_as_a_device_or_model_file_is_one_line(tmp_path
 @pytest.mark.parametrize("argv", [
     ["devices", "nope"], ["quant", "--model", "nope", "--no-sim"], ["fuse", "--ops", "mul,frob"],
     ["fuse", "--ops", "gelu", "--shape", "12"], ["compile", "mlp", "--bound", "n=abc"], ["compile", "mlp", "--seq", "x"],
-    ["compile", "nosuch"], ["lab", "check", "99"], ["lab", "run", "99"],
+    ["compile", "nosuch"], ["lab", "check", "99"], ["lab", "run", "99"], ["compile", "mlp", "--out", "explain"],
     ["matmul", "--m", "3", "--n", "4", "--k", "5", "--dtype", "fp64"],
     ["attention", "--heads", "6", "--kv-heads", "4", "--seq", "8"],
 ])
