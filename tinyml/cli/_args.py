@@ -21,6 +21,13 @@ import os
 import sys
 from pathlib import Path
 
+from ..sim.errors import TinymlError
+
+
+class UsageError(TinymlError, ValueError):
+    """Options that each parse but do not go together (``compile --out`` without ``--explain``)."""
+
+
 #: the largest seed: the dropout hash (tinyml.kernels.attention.rng) takes it as a 64-bit integer
 MAX_SEED = 2 ** 63 - 1
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._args import output_folder, positive_int
+from ._args import UsageError, output_folder, positive_int
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -203,6 +203,9 @@ def run(args) -> int:
     from ..compiler.compile import memory_numbers
     from ..sim.units import fmt_bytes, fmt_time
 
+    if args.out is not None and not args.explain:
+        raise UsageError(f"--out {args.out} is where --explain writes its files; add --explain "
+                         f"(nothing else is written)")
     n, symbolic = _seq(args.seq, args.bound)
     bounds = _bounds(args.bound, n)
     skip = tuple(x.strip() for x in args.skip.split(",") if x.strip())

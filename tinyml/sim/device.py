@@ -45,7 +45,7 @@ from typing import Any, Mapping
 
 from .dtypes import BITS, canonical
 from .errors import DeviceConfigError
-from .sourced import check_keys, closest, sourced_value
+from .sourced import check_keys, closest, read_toml_text, sourced_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -188,7 +188,8 @@ def load_device(spec: "str | Path | Device | None" = None) -> Device:
         if not path.is_file():
             raise DeviceConfigError(f"device file {text_spec!r} does not exist")
         # user files are read every time, so an edited file is picked up
-        return _from_text(path.read_text(), origin=str(path), require_sources=False)
+        return _from_text(read_toml_text(path, "device", DeviceConfigError), origin=str(path),
+                          require_sources=False)
     raise DeviceConfigError(
         f"unknown device {text_spec!r}; presets are {', '.join(presets)} "
         f"(or pass the path of your own .toml file; see `tinyml devices`)"

@@ -37,7 +37,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import TinymlError
-from .sourced import check_keys, sourced_value
+from .sourced import check_keys, read_toml_text, sourced_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -162,7 +162,7 @@ def load_model(spec: "str | Path | ModelConfig") -> ModelConfig:
     if text.endswith(".toml") or path.exists():
         if not path.is_file():
             raise ModelConfigError(f"model file {text!r} does not exist (or is not a file)")
-        return _from_text(path.read_text(), str(path), require_sources=False)
+        return _from_text(read_toml_text(path, "model", ModelConfigError), str(path), require_sources=False)
     raise ModelConfigError(f"unknown model {text!r}; presets are {', '.join(names)} "
                            f"(or pass the path of your own .toml file)")
 

@@ -4,6 +4,7 @@ Shared by the device presets (:mod:`.device`) and the model presets (:mod:`.mode
 
     check_keys(data, schema, ...)     refuse a section, key or entry field the schema does not name
     sourced_value(data, section, key, ...)   one entry's value, its source recorded
+    read_toml_text(path, what, error)        a user's file, or an error saying why it cannot be read
 
 A typo in an optional key (``register_byte``) would otherwise be silently ignored and silently change
 the numbers, so every unknown name is an error that names the file, the section and the key, and
@@ -13,6 +14,7 @@ suggests the closest known one.
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Collection, Mapping
 
 #: the fields of a sourced entry table
@@ -47,6 +49,18 @@ def check_keys(data: dict, schema: Mapping[str, "Collection[str] | None"], *, or
             hint = f"; `{key}` belongs in [{elsewhere[0]}]" if elsewhere else closest(key, keys)
             raise error(f"{origin}: [{section}] unknown key `{key}`{hint} ([{section}] takes "
                         f"{', '.join(keys)}). Fix the spelling or remove it.")
+
+
+def read_toml_text(path: Path, what: str, error: type) -> str:
+    """The text of a user's ``.toml`` file, or ``error`` saying why it cannot be read (a binary
+    file, no permission) rather than a UnicodeDecodeError or OSError from deep inside."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} file {str(path)!r} is not a text file (byte {exc.start} is not UTF-8); "
+                    f"pass the path of a .toml file") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} file {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def sourced_value(data: dict, section: str, key: str, *, origin: str, require_sources: bool,
