@@ -125,3 +125,17 @@ def test_json_into_a_closed_pipe_is_quiet():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     status, traceback = out.split()
     assert traceback == "False" and status == "0"
+
+
+def test_matmul_execute_that_cannot_run_fails_before_drawing_inputs(capsys, monkeypatch):
+    """Simulated HBM first (A is 200 GB in fp16: every variant is out of HBM, exit 1), then the host
+    (C of 200,000^2 float64 is 320 GB for the reference: exit 2); no input is drawn in either case."""
+    import numpy as np
+
+    monkeypatch.setattr(np.random, "default_rng", lambda *a, **k: pytest.fail("inputs were built"))
+    out = run_json(capsys, "matmul", "--m", "1000000", "--k", "100000", "--n", "8", "--execute", status=1)
+    assert {r["error"]["type"] for r in out["results"]} == {"HbmOutOfMemoryError"}
+    assert "(1000000, 100000) fp16 needs 200 GB" in out["results"][0]["error"]["message"]
+    assert main(["matmul", "--m", "200000", "--n", "200000", "--k", "8", "--execute"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "float64 reference 320 GB" in err and "drop --execute" in err

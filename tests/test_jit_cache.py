@@ -21,15 +21,10 @@ PROGRAM = """
 import sys, tempfile
 if {break_temp}:                                   # no writable temporary folder either
     tempfile.gettempdir = lambda: {blocked!r}
-import numpy as np
-import tinyml.kernels                              # decorates every @njit(cache=True)
-from tinyml.kernels.softmax import softmax
-from tinyml.sim import jit, meta
+import tinyml.kernels                              # decorates every @njit(cache=True): this used to raise
+from tinyml.sim import jit
 from tinyml.sim.tiles import tile_bytes
-assert tile_bytes(5, 4) == 3
-x = np.arange(6, dtype=np.float32).reshape(2, 3)
-e = np.exp(x - x.max(axis=1, keepdims=True))
-assert np.allclose(softmax(x), e / e.sum(axis=1, keepdims=True), atol=1e-6)
+assert tile_bytes(5, 4) == 3                       # compiled (and cached, if a folder was found)
 print("CACHE_DIR", jit.CACHE_DIR)
 """
 

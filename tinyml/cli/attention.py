@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._args import choices, hidden_alias, image_file, positive_int, probability, seed, writable_file
 from ._out import console, emit_json, table
-from .results import run_variant, write_files
+from .results import execute_preflight, run_variant, write_files
 
 HELP = """examples:
   tinyml attention --paper fig2                                 the FlashAttention paper's Figure 2, reproduced
@@ -84,9 +84,11 @@ def run(args) -> int:
     shapes = {"q": (b, h, nq, d), "k": (b, kvh, nk, d), "v": (b, kvh, nk, d)}
     if args.backward:
         shapes["dout"] = (b, h, nq, d)
-    no_room = _inputs_out_of_hbm(device, shapes, dtype) if execute else None
+    no_room = None
+    if execute:
+        ref = reference.attention_host_bytes(b, h, nq, nk, d, backward=args.backward, dropout=args.dropout > 0)
+        no_room = execute_preflight(device, shapes, dtype, ref, f"attention B={b} H={h} N={nq} Nk={nk} d={d}")
     if execute and no_room is None:
-        _check_host_memory(args, shapes, dtype)
         rng = np.random.default_rng(args.seed)
         q, k, v, dout = (rng.standard_normal(shapes[n]).astype(np.float32) if n in shapes else None
                          for n in ("q", "k", "v", "dout"))               # (B, H, Nq, d), (B, KVH, Nk, d) x 2
@@ -133,40 +135,6 @@ def run(args) -> int:
         for what, path in files.items():
             console().print(f"wrote {what} {path}")
     return 1 if any("error" in r for r in results) else 0
-
-
-def _inputs_out_of_hbm(device, shapes: dict, dtype: str):
-    """The HbmOutOfMemoryError the inputs alone raise on ``device`` (every variant would), or None.
-
-    Checked before an executing run builds them, so a shape the simulated device cannot hold is
-    reported as such instead of being built on the host first.
-    """
-    from ..sim import HbmLedger, HbmOutOfMemoryError
-
-    ledger = HbmLedger(device.hbm_capacity, device.name)
-    try:
-        for name, shape in shapes.items():
-            ledger.alloc(name, shape, dtype)
-    except HbmOutOfMemoryError as exc:
-        return exc
-    return None
-
-
-def _check_host_memory(args, shapes: dict, dtype: str) -> None:
-    """Refuse (HostMemoryError, exit 2) an executing run whose float32 inputs and float64 reference
-    would not fit the host's available memory, before building any of them."""
-    import math
-
-    from ..kernels.reference import attention_host_bytes
-    from ..sim import check_host_memory
-    from ..sim.units import fmt_bytes
-
-    sizes = [math.prod(shape) for shape in shapes.values()]
-    inputs = 4 * sum(sizes) + 8 * max(sizes)          # float32 inputs; each is drawn in float64 first
-    b, h, nq, d = shapes["q"]
-    ref = attention_host_bytes(b, h, nq, shapes["k"][2], d, backward=args.backward, dropout=args.dropout > 0)
-    check_host_memory(inputs + ref, f"executing attention B={b} H={h} N={nq} Nk={shapes['k'][2]} d={d} "
-                                    f"(float32 inputs {fmt_bytes(inputs)}, float64 reference {fmt_bytes(ref)})")
 
 
 def _print(args, device, payload, execute) -> None:

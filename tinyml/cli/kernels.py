@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._args import choices, hidden_alias, image_file, positive_int, seed, writable_file
 from ._out import console, emit_json, table
-from .results import COMPARISON_COLUMNS, comparison_rows, run_variant, write_files
+from .results import COMPARISON_COLUMNS, comparison_rows, execute_preflight, run_variant, write_files
 
 HELP = """examples:
   tinyml matmul --m 4096 --n 4096 --k 4096                 all versions on the A100, costed
@@ -14,8 +14,10 @@ HELP = """examples:
   tinyml matmul --m 4096 --n 4096 --k 4096 --json --trace mm.json --roofline mm.png
 
 Shapes with M*N*K <= 2^27 execute on the CPU and are checked against NumPy; larger ones
-run in counting mode (shapes only, same tile loops). --count-only / --execute force either.
-Exit status: 0 if every variant ran, 1 if some failed (their "error" is in the output).
+run in counting mode (shapes only, same tile loops). --count-only / --execute force either; --execute
+first checks that the inputs fit the simulated HBM (else every variant fails with HbmOutOfMemoryError)
+and that the inputs and the reference fit this machine's available memory (else it stops, exit 2).
+Exit status: 0 if every variant ran, 1 if some failed (their "error" is in the output), 2 for bad input.
 """
 
 VARIANTS = {"naive": 1, "tiled": 2, "mma": 3}
@@ -54,6 +56,7 @@ def run(args) -> int:
 
     from ..kernels.matmul import matmul
     from ..kernels.reference import matmul as reference
+    from ..kernels.reference import matmul_host_bytes
     from ..sim import FLOAT_DTYPES, canonical, load_device, meta
 
     args.dtype = canonical(args.dtype, FLOAT_DTYPES)
@@ -61,12 +64,16 @@ def run(args) -> int:
     m, n, k = args.m, args.n, args.k
     execute = args.execute or (not args.count_only and m * n * k <= EXECUTE_LIMIT)
     mode = "execute" if execute else "count"
+    no_room = None
     if execute:
+        no_room = execute_preflight(device, {"a": (m, k), "b": (k, n)}, args.dtype, matmul_host_bytes(m, n, k),
+                                    f"matmul M={m} N={n} K={k}")
+    if execute and no_room is None:
         rng = np.random.default_rng(args.seed)
         a = rng.standard_normal((m, k)).astype(np.float32)   # (M, K)
         b = rng.standard_normal((k, n)).astype(np.float32)   # (K, N)
         expected = reference(a, b)                           # (M, N) float64
-    else:
+    else:                          # counting mode; or inputs that cannot exist on the device (every variant fails)
         a, b = meta((m, k), args.dtype), meta((k, n), args.dtype)
     blocks = {"block_m": args.block_m, "block_n": args.block_n, "block_k": args.block_k}
     variants = args.variant
@@ -77,6 +84,8 @@ def run(args) -> int:
         sizes = {key: v for key, v in blocks.items() if v is not None and not (version == 1 and key == "block_k")}
 
         def go(version=version, sizes=sizes):
+            if no_room is not None:
+                raise no_room
             c = matmul(a, b, version=version, dtype=args.dtype, **sizes)
             return {"max_abs_err": float(np.abs(c - expected).max())} if execute else {}
 

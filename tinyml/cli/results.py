@@ -32,6 +32,32 @@ def error_result(variant: str, exc: TinymlError, mode: str) -> dict:
     return {"variant": variant, "mode": mode, "error": {"type": type(exc).__name__, "message": str(exc)}}
 
 
+def execute_preflight(device, shapes: dict, dtype: str, reference_bytes: int, what: str):
+    """Before an executing run builds its inputs ``{name: shape}``: simulated HBM first, then the host.
+
+    Returns the ``HbmOutOfMemoryError`` the inputs alone raise on ``device`` (every variant would
+    raise it: report it per variant, build nothing), or None. Raises ``HostMemoryError`` if the
+    float32 inputs (each drawn in float64 first) and the float64 reference (``reference_bytes``)
+    would not fit the host's available memory.
+    """
+    import math
+
+    from ..sim import HbmLedger, HbmOutOfMemoryError, check_host_memory
+    from ..sim.units import fmt_bytes
+
+    ledger = HbmLedger(device.hbm_capacity, device.name)
+    try:
+        for name, shape in shapes.items():
+            ledger.alloc(name, shape, dtype)
+    except HbmOutOfMemoryError as exc:
+        return exc
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    inputs = 4 * sum(sizes) + 8 * max(sizes)
+    check_host_memory(inputs + reference_bytes, f"executing {what} (float32 inputs {fmt_bytes(inputs)}, "
+                                                f"float64 reference {fmt_bytes(reference_bytes)})")
+    return None
+
+
 def run_variant(variant: str, device, mode: str, fn) -> tuple[dict, object]:
     """Run ``fn()`` in a fresh Profile on ``device``; returns (result, profile or None)."""
     from ..sim import Profile

@@ -2,18 +2,32 @@
 
 Tests and docs compare every tiled kernel against these.
 
-The attention references hold whole (B, H, Nq, Nk) float64 score matrices: they
-check the host's available memory first (:func:`attention_host_bytes`) and raise
+The matmul and attention references (the latter holds whole (B, H, Nq, Nk)
+float64 score matrices) check the host's available memory first
+(:func:`matmul_host_bytes`, :func:`attention_host_bytes`) and raise
 :class:`~tinyml.sim.HostMemoryError` rather than being killed half-way.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+
+def matmul_host_bytes(m: int, n: int, k: int) -> int:
+    """Host bytes :func:`matmul` needs: float64 copies of A and B, and C: ``8 (MK + KN + MN)``."""
+    m, n, k = int(m), int(n), int(k)
+    return 8 * (m * k + k * n + m * n)
 
 
 def matmul(a, b) -> np.ndarray:
     """C = A @ B in float64. a: (M, K), b: (K, N) -> (M, N)."""
+    from ..sim import check_host_memory
+
+    sa, sb = np.shape(a), np.shape(b)
+    m, k, n = math.prod(sa[:-1]), math.prod(sa[-1:]), (sb[-1] if len(sb) > 1 else 1)
+    check_host_memory(matmul_host_bytes(m, n, k), f"the float64 reference matmul of {sa} @ {sb}")
     return np.asarray(a, dtype=np.float64) @ np.asarray(b, dtype=np.float64)
 
 
