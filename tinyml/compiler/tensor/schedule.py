@@ -314,6 +314,20 @@ class Schedule:
                     f"to {st.source} after every {red[0]} step, before the sum over it is complete (the update "
                     f"{self.func.block.output.text()} += ... carries a dependence across {red[0]}). "
                     f"Choose a loop outside every reduction loop")
+            for ax in self.nest.access(-1).axes:       # the store-back writes the tile's whole box
+                pieces = sorted((p for lp in self.nest.loops[depth:] for p in lp.pieces
+                                 if p.axis == ax and p.extent > 1), key=lambda p: p.stride)
+                expect = 1
+                for p in pieces:
+                    if p.stride != expect:
+                        lower = [lp.name for lp in self.nest.loops[:depth]
+                                 if any(q.axis == ax and q.extent > 1 and q.stride < p.stride for q in lp.pieces)]
+                        raise ComputeAtError(
+                            f"{kind}({stage}, {loop}): under {loop} the loops walk {ax} with strides "
+                            f"{[q.stride for q in pieces]}, a strided region: {stage}'s box would also cover the "
+                            f"{ax} values that {', '.join(lower)} (at or above {loop}) writes, and storing it back would "
+                            f"overwrite them. Choose a loop that encloses {', '.join(lower)}, or reorder first")
+                    expect = p.stride * p.extent
             if self.nest.init_depth is not None and self.nest.init_depth < depth:
                 raise ComputeAtError(f"{kind}({stage}, {loop}): the init (decompose_reduction) sits above "
                                      f"{loop} and would zero more than {stage} holds; move the stage first")
