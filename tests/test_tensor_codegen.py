@@ -304,3 +304,15 @@ def test_random_loop_orders_and_stage_placements(data):
     np.testing.assert_allclose(c, sch.func.reference(a, b), rtol=1e-4, atol=1e-4 * math.sqrt(k))
     same_records(ex, co)
     assert ex.flops_vector == 2 * m * n * k
+
+
+def test_simulate_is_the_counting_launch_of_the_built_kernel():
+    from tinyml.compiler.tensor import simulate
+
+    sch = Schedule(matmul(40, 24, 16))
+    mma(sch, 16, 8, 8)
+    rec = simulate(sch, "m2-max")
+    with Profile("m2-max") as prof:
+        build(sch, parallel=False)(meta((40, 16)), meta((16, 24)))
+    same_records(rec, prof.records[0])
+    assert rec.name == "matmul_scheduled" and rec.grid == (3, 3)

@@ -26,6 +26,12 @@ from .trace import replay, to_json
 from .workloads import WORKLOADS, batched_matmul, contraction, matmul
 
 
+def simulate(nest_or_schedule, device="a100-40gb"):
+    """Cost a schedule on a simulated device (counting mode); see :func:`.launch.simulate`."""
+    from .launch import simulate as _simulate
+    return _simulate(nest_or_schedule, device)
+
+
 def build(nest_or_schedule, **kwargs):
     """Compile a nest (or a schedule's nest) into a :class:`~.launch.Kernel`; see :mod:`.launch`."""
     from .launch import build as _build
@@ -37,5 +43,5 @@ __all__ = [
     "TensorizeError", "TensorProgramError", "TraceError", "Access", "Axis", "Block", "Buffer", "Epilogue", "Loop",
     "Nest",
     "Piece", "PrimFunc", "Stage", "loop_tree", "numpy_source", "Instruction", "Schedule", "replay", "to_json",
-    "WORKLOADS", "batched_matmul", "contraction", "matmul", "build",
+    "WORKLOADS", "batched_matmul", "contraction", "matmul", "build", "simulate",
 ]

@@ -172,3 +172,17 @@ def build(nest_or_schedule, name: "str | None" = None, parallel: bool = True) ->
     if not isinstance(nest, Nest):
         raise TypeError(f"build() takes a Schedule or a Nest, got {type(nest_or_schedule).__name__}")
     return Kernel(nest, name, parallel)
+
+
+def simulate(nest_or_schedule, device="a100-40gb"):
+    """Cost a schedule on a simulated ``device`` in counting mode: its :class:`~tinyml.sim.KernelRecord`.
+
+    Builds the kernel with ``parallel=False`` (counting walks only the tile loops; the serial
+    kernel compiles several times faster) and runs it on ``meta`` inputs in a fresh Profile.
+    """
+    from ...sim import Profile, meta
+
+    kernel = build(nest_or_schedule, parallel=False)
+    with Profile(device) as prof:
+        kernel(*(meta(b.shape, b.dtype) for b in kernel.func.inputs))
+    return prof.records[0]
