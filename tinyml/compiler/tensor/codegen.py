@@ -31,7 +31,6 @@ nothing for registers; a global output is read and written back in HBM every tim
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ...sim import bits

@@ -325,8 +325,8 @@ class Schedule:
                         raise ComputeAtError(
                             f"{kind}({stage}, {loop}): under {loop} the loops walk {ax} with strides "
                             f"{[q.stride for q in pieces]}, a strided region: {stage}'s box would also cover the "
-                            f"{ax} values that {', '.join(lower)} (at or above {loop}) writes, and storing it back would "
-                            f"overwrite them. Choose a loop that encloses {', '.join(lower)}, or reorder first")
+                            f"{ax} values that {', '.join(lower)} (at or above {loop}) writes, and storing it back "
+                            f"would overwrite them. Choose a loop that encloses {', '.join(lower)}, or reorder first")
                     expect = p.stride * p.extent
             if self.nest.init_depth is not None and self.nest.init_depth < depth:
                 raise ComputeAtError(f"{kind}({stage}, {loop}): the init (decompose_reduction) sits above "
