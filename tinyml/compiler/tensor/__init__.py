@@ -8,7 +8,7 @@
 * :mod:`.schedule`: :class:`Schedule` and its primitives (split, reorder, fuse, bind,
   parallel / vectorize / unroll, cache_read / cache_write, compute_at / reverse_compute_at,
   decompose_reduction, tensorize, sample_perfect_tile / sample_categorical), each checking
-  legality; :mod:`.trace`: the schedule as JSON that replays deterministically;
+  legality (:mod:`.legality`); :mod:`.trace`: the schedule as JSON that replays deterministically;
 * :mod:`.codegen` and :mod:`.launch`: the nest as a Numba kernel through the kernel contract
   (per-block counters, counting mode == executing mode), recorded in the active Profile.
 
