@@ -199,3 +199,14 @@ def test_a_store_back_over_a_strided_region_is_refused():
     with pytest.raises(ComputeAtError, match="strided region"):
         sch.reverse_compute_at(c, "i")      # the same strided box one loop deeper
     sch.reverse_compute_at(c, j0)           # under j_0 the box is one element: fine
+
+
+def test_a_trace_applies_to_another_size_of_the_same_workload_when_asked():
+    sch = tiled(64, 64, 64, bm=16, bn=16, bk=16)
+    text = to_json(sch)
+    with pytest.raises(TraceError, match="same_shapes=False"):
+        replay(matmul(128, 96, 32), text)
+    other = replay(matmul(128, 96, 32), text, same_shapes=False)
+    assert [lp.extent for lp in other.nest.loops] == [8, 6, 2, 16, 16, 16]
+    with pytest.raises(TraceError, match="made on workload"):
+        replay(matmul(64, 64, 64, bias=True), text, same_shapes=False)      # another workload kind
