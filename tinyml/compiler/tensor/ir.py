@@ -178,9 +178,11 @@ class PrimFunc:
 
     def to_dict(self) -> dict:
         """What identifies the workload in a trace: name, buffers and axes."""
+        blk = self.block
         return {"name": self.name,
                 "buffers": [[b.name, list(b.shape), b.dtype] for b in self.params],
-                "axes": [[a.name, a.extent, a.kind] for a in self.block.axes]}
+                "axes": [[a.name, a.extent, a.kind] for a in blk.axes],
+                "update": f"{blk.output.text()} += {blk.inputs[0].text()} * {blk.inputs[1].text()}"}
 
 
 # ---- the loop nest ---------------------------------------------------------------------

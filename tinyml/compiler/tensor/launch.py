@@ -33,7 +33,7 @@ from ...kernels._contract import blas_single_thread, operand, same_mode
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_tiles, current_profile
 from ...sim.counters import new_counters
 from .codegen import generate
-from .ir import Nest
+from .ir import Nest, access_axes
 
 _COMPILED: dict = {}        # source text -> jitted kernel
 _HERE = Path(__file__).resolve().parent
@@ -114,7 +114,7 @@ class Kernel:
             key = np.zeros(n, dtype=np.int64)
             for (li, q), v in sorted(values.items()):
                 pc = self.nest.loops[li].pieces[q]
-                if pc.axis in acc.axes:
+                if pc.axis in access_axes(acc):
                     key = key * pc.extent + v
             panels[op] = np.unique(key, return_inverse=True)[1].reshape(-1)
         return panels

@@ -15,7 +15,7 @@ import math
 from dataclasses import replace
 
 from .errors import BindError, ReorderError, ScheduleError, TensorizeError
-from .ir import Nest
+from .ir import Nest, access_axes
 from .limits import GRID_EXTENT, MAX_THREADS_PER_BLOCK, THREAD_EXTENT
 
 
@@ -99,7 +99,7 @@ def check_tensorize(nest: Nest, i: int, loop: str) -> None:
         raise TensorizeError(f"tensorize: block {blk.name} is not a matmul (one reduction axis, output >= 2-D)")
     m_ax, n_ax, k_ax = out_axes[-2], out_axes[-1], blk.reduction[0].name
     a_acc, b_acc = blk.inputs
-    if a_acc.axes[-2:] != (m_ax, k_ax) or b_acc.axes[-2:] != (k_ax, n_ax):
+    if a_acc.axes[-2:] != (m_ax, k_ax) or b_acc.axes[-2:] != (k_ax, n_ax) or not (a_acc.plain and b_acc.plain):
         raise TensorizeError(f"tensorize: the inputs are {a_acc.text()} and {b_acc.text()}; the MMA multiplies "
                              f"(.., {m_ax}, {k_ax}) by (.., {k_ax}, {n_ax})")
     inner = nest.loops[i:]
@@ -131,7 +131,7 @@ def check_tensorize(nest: Nest, i: int, loop: str) -> None:
     for st in [nest.read_stage(0), nest.read_stage(1), w]:
         if st.depth > i:
             raise TensorizeError(f"tensorize({loop}): {st.name} sits inside {loop}")
-        between = [lp.name for lp in nest.loops[st.depth:i] if any(p.axis in nest.access(st.operand).axes
+        between = [lp.name for lp in nest.loops[st.depth:i] if any(p.axis in access_axes(nest.access(st.operand))
                                                                    and lp.extent > 1 for p in lp.pieces)]
         if between:
             raise TensorizeError(f"tensorize({loop}): {st.name}'s tile spans loops {between} between it and "

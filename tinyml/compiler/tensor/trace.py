@@ -41,7 +41,7 @@ def _kind(workload: dict) -> dict:
     """A workload without its sizes: name, buffer names and dtypes, axis names and kinds."""
     return {"name": workload.get("name"),
             "buffers": [[b[0], len(b[1]), b[2]] for b in workload.get("buffers", [])],
-            "axes": [[a[0], a[2]] for a in workload.get("axes", [])]}
+            "axes": [[a[0], a[2]] for a in workload.get("axes", [])], "update": workload.get("update")}
 
 
 def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | None" = None,
