@@ -113,3 +113,51 @@ def test_conv_cannot_be_tensorized_as_a_matmul():
     blocked(sch, 2, 2)
     with pytest.raises(TensorizeError, match="not a matmul|multiplies"):
         sch.tensorize("f_1")
+
+
+@settings(max_examples=6)
+@given(shape=conv_shapes(), data=st.data())
+def test_random_conv_loop_orders_and_stage_placements(shape, data):
+    """Random splits and orders of the convolution's loops, caches at random loops (refused or
+    applied), padding and strides included: the kernel equals the reference and counts what
+    it executes."""
+    from tinyml.compiler.tensor import LoweringError, ScheduleError
+
+    n, c, h, w, f, kh, kw, stride, pad = shape
+    func = conv2d(n, c, h, w, f, kh, kw, stride=stride, pad=pad, dtype="fp32")
+    sch = Schedule(func)
+    for ax in data.draw(st.lists(st.sampled_from(["f", "y", "x", "c"]), unique=True, max_size=2)):
+        sch.split(ax, [None, data.draw(st.integers(1, 3))])
+    sch.reorder(*data.draw(st.permutations(sch.get_loops())))
+
+    def attempt(primitive, *args):
+        before = sch.nest
+        try:
+            getattr(sch, primitive)(*args)
+        except ScheduleError:
+            assert sch.nest == before
+    if data.draw(st.booleans()):
+        attempt("bind", sch.get_loops()[0], "blockIdx.x")
+    for buf in ("X", "W"):
+        scope = data.draw(st.sampled_from([None, "shared", "local"]))
+        if scope:
+            attempt("compute_at", sch.cache_read(buf, scope), data.draw(st.sampled_from(sch.get_loops())))
+    scope = data.draw(st.sampled_from([None, "shared", "local"]))
+    if scope:
+        attempt("reverse_compute_at", sch.cache_write(scope), data.draw(st.sampled_from(sch.get_loops())))
+    if data.draw(st.booleans()):
+        attempt("decompose_reduction", data.draw(st.sampled_from(sch.get_loops())))
+    try:
+        kern = build(sch, parallel=False)
+    except LoweringError:
+        return
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((f, c, kh, kw)).astype(np.float32)
+    with Profile("a100-40gb") as prof:
+        y = kern(x, wt)
+        kern(meta(x.shape, "fp32"), meta(wt.shape, "fp32"))
+    ex, co = prof.records
+    np.testing.assert_allclose(y, func.reference(x, wt), rtol=1e-4, atol=1e-4 * math.sqrt(c * kh * kw))
+    for fld in FIELDS:
+        assert getattr(ex, fld) == getattr(co, fld), fld
