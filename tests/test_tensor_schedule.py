@@ -185,3 +185,28 @@ def test_a_stage_outside_the_grid_is_refused_at_lowering():
     sch.cache_read("A", "shared")                 # still at the root: the whole of A, shared by no block
     with pytest.raises(LoweringError, match=r"A_shared sits at depth 0, outside the grid loops \['i_0'\].*under i_0"):
         build(sch, parallel=False)
+
+
+def test_a_store_back_over_a_strided_region_is_refused():
+    """Found by the random-schedule test: C's tile under j_1 holds j = j_1 + 3 * j_0, a strided
+    region; storing its box back overwrote the columns other j_1 iterations had written."""
+    sch = Schedule(matmul(1, 4, 1))
+    j0, j1 = sch.split("j", [None, 3])
+    sch.reorder(j1, "i", j0)
+    c = sch.cache_write("shared")
+    with pytest.raises(ComputeAtError, match=r"walk j with strides \[3\], a strided region.*j_1 \(at or above j_1\)"):
+        sch.reverse_compute_at(c, j1)
+    with pytest.raises(ComputeAtError, match="strided region"):
+        sch.reverse_compute_at(c, "i")      # the same strided box one loop deeper
+    sch.reverse_compute_at(c, j0)           # under j_0 the box is one element: fine
+
+
+def test_a_trace_applies_to_another_size_of_the_same_workload_when_asked():
+    sch = tiled(64, 64, 64, bm=16, bn=16, bk=16)
+    text = to_json(sch)
+    with pytest.raises(TraceError, match="same_shapes=False"):
+        replay(matmul(128, 96, 32), text)
+    other = replay(matmul(128, 96, 32), text, same_shapes=False)
+    assert [lp.extent for lp in other.nest.loops] == [8, 6, 2, 16, 16, 16]
+    with pytest.raises(TraceError, match="made on workload"):
+        replay(matmul(64, 64, 64, bias=True), text, same_shapes=False)      # another workload kind

@@ -60,15 +60,50 @@ class Axis:
 
 
 @dataclass(frozen=True)
+class Index:
+    """One dimension of an access that is not a plain axis: ``sum(coef * axis) + offset``,
+    e.g. a convolution's input row ``y * 2 + r - 1``. Reads outside the buffer are zero
+    (padding)."""
+
+    terms: tuple                 # ((axis, coef), ...), coef >= 1
+    offset: int = 0
+
+    @property
+    def axes(self) -> tuple:
+        return tuple(a for a, _ in self.terms)
+
+    def text(self, name=lambda a: a) -> str:
+        parts = [name(a) if c == 1 else f"{name(a)} * {c}" for a, c in self.terms]
+        out = " + ".join(parts)
+        return out + (f" + {self.offset}" if self.offset > 0 else f" - {-self.offset}" if self.offset < 0 else "")
+
+
+def as_index(dim) -> Index:
+    """A dimension of an access as an :class:`Index` (a plain axis name is ``axis * 1 + 0``)."""
+    return dim if isinstance(dim, Index) else Index(((dim, 1),), 0)
+
+
+def access_axes(acc) -> set:
+    """Every axis an access's index uses."""
+    return {a for d in acc.axes for a in as_index(d).axes}
+
+
+@dataclass(frozen=True)
 class Access:
-    """``buffer[axes[0], axes[1], ...]``: each dimension indexed by one block axis."""
+    """``buffer[axes[0], axes[1], ...]``: each dimension indexed by a block axis (its name) or
+    an affine :class:`Index` of axes."""
 
     buffer: str
     axes: tuple
 
     def text(self, index=None) -> str:
-        idx = index if index is not None else self.axes
+        idx = index if index is not None else [as_index(d).text() for d in self.axes]
         return f"{self.buffer}[{', '.join(idx)}]"
+
+    @property
+    def plain(self) -> bool:
+        """True if every dimension is one axis (no strides, offsets or padding)."""
+        return all(isinstance(d, str) for d in self.axes)
 
 
 @dataclass(frozen=True)
@@ -143,9 +178,11 @@ class PrimFunc:
 
     def to_dict(self) -> dict:
         """What identifies the workload in a trace: name, buffers and axes."""
+        blk = self.block
         return {"name": self.name,
                 "buffers": [[b.name, list(b.shape), b.dtype] for b in self.params],
-                "axes": [[a.name, a.extent, a.kind] for a in self.block.axes]}
+                "axes": [[a.name, a.extent, a.kind] for a in blk.axes],
+                "update": f"{blk.output.text()} += {blk.inputs[0].text()} * {blk.inputs[1].text()}"}
 
 
 # ---- the loop nest ---------------------------------------------------------------------
@@ -265,9 +302,14 @@ class Nest:
         return 1 + sum((p.extent - 1) * p.stride for lp in self.loops[depth:] for p in lp.pieces
                        if p.axis == axis)
 
+    def dim_span(self, dim, depth: int) -> int:
+        """The bounding box of one access dimension over the loops at ``depth`` and below."""
+        idx = as_index(dim)
+        return 1 + sum(c * (self.span(a, depth) - 1) for a, c in idx.terms)
+
     def footprint(self, stage: Stage) -> tuple:
         """The shape of a cache buffer: the region of its source the loops below it touch."""
-        return tuple(self.span(a, stage.depth) for a in self.access(stage.operand).axes)
+        return tuple(self.dim_span(d, stage.depth) for d in self.access(stage.operand).axes)
 
     def buffers(self) -> tuple:
         """Every buffer: the function's global ones, then the caches with their footprints."""

@@ -33,7 +33,7 @@ from ...kernels._contract import blas_single_thread, operand, same_mode
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_tiles, current_profile
 from ...sim.counters import new_counters
 from .codegen import generate
-from .ir import Nest
+from .ir import Nest, access_axes
 
 _COMPILED: dict = {}        # source text -> jitted kernel
 _HERE = Path(__file__).resolve().parent
@@ -114,7 +114,7 @@ class Kernel:
             key = np.zeros(n, dtype=np.int64)
             for (li, q), v in sorted(values.items()):
                 pc = self.nest.loops[li].pieces[q]
-                if pc.axis in acc.axes:
+                if pc.axis in access_axes(acc):
                     key = key * pc.extent + v
             panels[op] = np.unique(key, return_inverse=True)[1].reshape(-1)
         return panels
@@ -172,3 +172,17 @@ def build(nest_or_schedule, name: "str | None" = None, parallel: bool = True) ->
     if not isinstance(nest, Nest):
         raise TypeError(f"build() takes a Schedule or a Nest, got {type(nest_or_schedule).__name__}")
     return Kernel(nest, name, parallel)
+
+
+def simulate(nest_or_schedule, device="a100-40gb"):
+    """Cost a schedule on a simulated ``device`` in counting mode: its :class:`~tinyml.sim.KernelRecord`.
+
+    Builds the kernel with ``parallel=False`` (counting walks only the tile loops; the serial
+    kernel compiles several times faster) and runs it on ``meta`` inputs in a fresh Profile.
+    """
+    from ...sim import Profile, meta
+
+    kernel = build(nest_or_schedule, parallel=False)
+    with Profile(device) as prof:
+        kernel(*(meta(b.shape, b.dtype) for b in kernel.func.inputs))
+    return prof.records[0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .ir import REDUCE, Nest
+from .ir import REDUCE, Index, Nest, as_index
 
 _NP_DTYPE = "float32"      # every buffer holds float32 data; the logical dtype sets the bytes
 
@@ -50,13 +50,43 @@ def guarded_axes(nest: Nest) -> list:
     return out
 
 
+def padding(nest: Nest, operand: int) -> tuple:
+    """((low, high), ...) zeros an input needs around it for its affine reads (all zero if none)."""
+    acc = nest.access(operand)
+    shape = nest.func.buffer(acc.buffer).shape
+    widths = []
+    for dim, size in zip(acc.axes, shape):
+        idx = as_index(dim)
+        top = idx.offset + sum(c * (nest.func.block.axis(a).extent - 1) for a, c in idx.terms)
+        widths.append((max(0, -idx.offset), max(0, top - (size - 1))))
+    return tuple(widths)
+
+
+def dim_expr(nest: Nest, dim, lo: int = 0, hi: "int | None" = None, shift: int = 0) -> str:
+    """An access dimension over the pieces in loops ``lo .. hi-1``, its offset moved by ``shift``."""
+    idx = as_index(dim)
+    terms = []
+    for a, c in idx.terms:
+        v = axis_expr(nest, a, lo, hi)
+        v = f"({v})" if " " in v and c != 1 else v
+        if v != "0":
+            terms.append(v if c == 1 else f"{v} * {c}")
+    off = idx.offset + shift
+    text = " + ".join(terms) or ("0" if not off else "")
+    if off:
+        text = f"{text} + {off}" if terms and off > 0 else f"{text} - {-off}" if terms else str(off)
+    return text
+
+
 def _slices(nest: Nest, stage, only=None) -> str:
-    """The stage's region as slices (of the buffer indexed by ``only``, default the stage's own axes)."""
+    """The stage's region as slices (of the buffer indexed by ``only``, default the stage's own axes);
+    a padded input is sliced in its padded copy."""
     parts = []
-    for a, span in zip(nest.access(stage.operand).axes, nest.footprint(stage)):
-        if only is not None and a not in only:
+    pads = padding(nest, stage.operand) if stage.kind == "read" else None
+    for d, (dim, span) in enumerate(zip(nest.access(stage.operand).axes, nest.footprint(stage))):
+        if only is not None and dim not in only:
             continue
-        base = axis_expr(nest, a, 0, stage.depth)
+        base = dim_expr(nest, dim, 0, stage.depth, pads[d][0] if pads else 0)
         parts.append(f"{base} : {span}" if base == "0" else f"{base} : {base} + {span}")
     return ", ".join(parts)
 
@@ -73,7 +103,12 @@ def _valid_part(nest: Nest, stage) -> str:
 
 
 def _rel_index(nest: Nest, buffer: str, axes, depth: int) -> str:
-    return f"{buffer}[{', '.join(axis_expr(nest, a, depth) for a in axes)}]"
+    """An element of a cache tile: the access over the loops inside the stage (its base cancels)."""
+    parts = []
+    for dim in axes:
+        idx = as_index(dim)
+        parts.append(dim_expr(nest, Index(idx.terms, 0), depth))
+    return f"{buffer}[{', '.join(parts)}]"
 
 
 def numpy_source(nest: Nest) -> str:
@@ -82,6 +117,12 @@ def numpy_source(nest: Nest) -> str:
     lines = [f"def {f.name}({', '.join(b.name for b in f.params)}):"]
     for b in f.params:
         lines.append(f"    # {b.name}: {b.dtype}{list(b.shape)} {b.scope}")
+    padded = {}
+    for op, acc in enumerate(blk.inputs):
+        widths = padding(nest, op)
+        if any(lo or hi for lo, hi in widths):
+            padded[acc.buffer] = widths
+            lines.append(f"    {acc.buffer}_pad = np.pad({acc.buffer}, {widths})    # reads outside {acc.buffer} are 0")
     sizes = {s.name: nest.footprint(s) for s in nest.stages}
     depth_of = {s.name: s.depth for s in nest.stages}
 
@@ -91,7 +132,8 @@ def numpy_source(nest: Nest) -> str:
             if s.depth != d:
                 continue
             if s.kind == "read" and not after:
-                out.append(f"{ind}{s.name} = {s.source}[{_slices(nest, s)}]"
+                src = f"{s.source}_pad" if s.source in padded else s.source
+                out.append(f"{ind}{s.name} = {src}[{_slices(nest, s)}]"
                            f"    # cache_read -> {s.scope}, {s.dtype}{list(sizes[s.name])}")
             elif s.kind == "write" and not after:
                 out.append(f'{ind}{s.name} = np.empty({tuple(sizes[s.name])}, dtype="{_NP_DTYPE}")'
@@ -111,7 +153,13 @@ def numpy_source(nest: Nest) -> str:
         acc = nest.access(operand)
         name = nest.write_buffer() if operand < 0 else nest.read_buffer(operand)
         depth = depth_of.get(name, 0)
-        return _rel_index(nest, name, acc.axes, depth) if name in depth_of else acc.text()
+        if name in depth_of:
+            return _rel_index(nest, name, acc.axes, depth)
+        if acc.buffer in padded:
+            idx = [as_index(d) for d in acc.axes]
+            idx = [Index(i.terms, i.offset + lo).text() for i, (lo, _) in zip(idx, padded[acc.buffer])]
+            return f"{acc.buffer}_pad[{', '.join(idx)}]"
+        return acc.text()
 
     out_ref = ref(-1)
     guards = guarded_axes(nest)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 
 from .errors import BindError, ComputeAtError, ReorderError, ScheduleError, SplitError, TensorizeError
 from .ir import SCOPES, THREAD_TAGS, Loop, Nest, Piece, PrimFunc, Stage
-from .limits import GRID_EXTENT, MAX_THREADS_PER_BLOCK, THREAD_EXTENT
+from .legality import attachments, check_attachments, check_nest, check_tensorize, shift_depths
 from .sampling import Sampled, check_categorical, check_perfect_tile, divisors, perfect_tile
 
 
@@ -84,7 +84,7 @@ class Schedule:
         self.trace.append(Instruction(kind, [_arg(a) for a in args], list(outputs), decision))
 
     def _commit(self, kind: str, args: list, nest: Nest, outputs=()) -> None:
-        _check(nest, kind)
+        check_nest(nest, kind)
         self.nest = nest
         self._record(kind, args, outputs)
 
@@ -180,7 +180,7 @@ class Schedule:
         for q, (nm, f) in enumerate(zip(names, vals)):
             new.append(Loop(nm, (Piece(piece.axis, f, piece.stride * math.prod(vals[q + 1:])),)))
         m = len(new)
-        nest = _shift(self.nest, lambda d: d + m - 1 if d > i else d)
+        nest = shift_depths(self.nest, lambda d: d + m - 1 if d > i else d)
         nest = nest.replace(loops=self.nest.loops[:i] + tuple(new) + self.nest.loops[i + 1:])
         self._commit("split", [loop, list(factors)], nest, names)
         return names
@@ -193,7 +193,7 @@ class Schedule:
         order = list(self.nest.loops)
         for p, name in zip(sorted(pos), loops):
             order[p] = self.nest.loop(name)
-        _check_attachments(self.nest, tuple(order), f"reorder({', '.join(loops)})")
+        check_attachments(self.nest, tuple(order), f"reorder({', '.join(loops)})")
         self._commit("reorder", list(loops), self.nest.replace(loops=tuple(order)))
 
     def fuse(self, *loops: str) -> str:
@@ -214,12 +214,12 @@ class Schedule:
             raise ReorderError(f"fuse({', '.join(loops)}): {', '.join(red)} reduce (they carry C += ...) and the "
                                f"others are spatial; a fused loop must be one or the other")
         lo, m = pos[0], len(pos)
-        for name, d in _attachments(self.nest):
+        for name, d in attachments(self.nest):
             if lo < d < lo + m:
                 raise ReorderError(f"fuse({', '.join(loops)}): {name} sits between them (under "
                                    f"{self.nest.loops[d - 1].name}); fusing would change the region it covers")
         fused = Loop("_".join(loops) + "_fused", tuple(p for lp in lps for p in lp.pieces))
-        nest = _shift(self.nest, lambda d: d - (m - 1) if d >= lo + m else d)
+        nest = shift_depths(self.nest, lambda d: d - (m - 1) if d >= lo + m else d)
         nest = nest.replace(loops=self.nest.loops[:lo] + (fused,) + self.nest.loops[lo + m:])
         self._commit("fuse", list(loops), nest, [fused.name])
         return fused.name
@@ -314,6 +314,20 @@ class Schedule:
                     f"to {st.source} after every {red[0]} step, before the sum over it is complete (the update "
                     f"{self.func.block.output.text()} += ... carries a dependence across {red[0]}). "
                     f"Choose a loop outside every reduction loop")
+            for ax in self.nest.access(-1).axes:       # the store-back writes the tile's whole box
+                pieces = sorted((p for lp in self.nest.loops[depth:] for p in lp.pieces
+                                 if p.axis == ax and p.extent > 1), key=lambda p: p.stride)
+                expect = 1
+                for p in pieces:
+                    if p.stride != expect:
+                        lower = [lp.name for lp in self.nest.loops[:depth]
+                                 if any(q.axis == ax and q.extent > 1 and q.stride < p.stride for q in lp.pieces)]
+                        raise ComputeAtError(
+                            f"{kind}({stage}, {loop}): under {loop} the loops walk {ax} with strides "
+                            f"{[q.stride for q in pieces]}, a strided region: {stage}'s box would also cover the "
+                            f"{ax} values that {', '.join(lower)} (at or above {loop}) writes, and storing it back "
+                            f"would overwrite them. Choose a loop that encloses {', '.join(lower)}, or reorder first")
+                    expect = p.stride * p.extent
             if self.nest.init_depth is not None and self.nest.init_depth < depth:
                 raise ComputeAtError(f"{kind}({stage}, {loop}): the init (decompose_reduction) sits above "
                                      f"{loop} and would zero more than {stage} holds; move the stage first")
@@ -358,130 +372,5 @@ class Schedule:
         if intrinsic != "mma":
             raise TensorizeError(f"tensorize({loop}, {intrinsic!r}): the only intrinsic is 'mma'")
         i, _ = self._loop(loop)
-        _check_tensorize(self.nest, i, loop)
+        check_tensorize(self.nest, i, loop)
         self._commit("tensorize", [loop, intrinsic], self.nest.replace(tensorize_depth=i))
-
-
-# ---- helpers ---------------------------------------------------------------------------
-
-def _attachments(nest: Nest) -> list:
-    """(what, depth) of everything that sits at a depth: stages, the init, the tensorized region."""
-    out = [(s.name, s.depth) for s in nest.stages]
-    if nest.init_depth is not None:
-        out.append(("the init (decompose_reduction)", nest.init_depth))
-    if nest.tensorize_depth is not None:
-        out.append(("the tensorized region", nest.tensorize_depth))
-    return out
-
-
-def _shift(nest: Nest, f) -> Nest:
-    stages = tuple(replace(s, depth=f(s.depth)) for s in nest.stages)
-    init = None if nest.init_depth is None else f(nest.init_depth)
-    tens = None if nest.tensorize_depth is None else f(nest.tensorize_depth)
-    return nest.replace(stages=stages, init_depth=init, tensorize_depth=tens)
-
-
-def _check_attachments(nest: Nest, order: tuple, what: str) -> None:
-    old = nest.loops
-    for name, d in _attachments(nest):
-        before, after = {x.name for x in old[:d]}, {x.name for x in order[:d]}
-        if before == after:
-            continue
-        moved = sorted(before ^ after)
-        red = [m for m in moved if nest.is_reduction(nest.loop(m)) and m in after]
-        w = nest.write_stage()
-        why = ""
-        if red and (name.startswith("the init") or (w is not None and name == w.name)):
-            why = (f" Reduction loop {red[0]} would move outside it: the partial sums of "
-                   f"{nest.func.block.output.text()} carried across {red[0]} would be "
-                   f"{'zeroed' if name.startswith('the init') else 'stored back'} before the sum is complete.")
-        raise ReorderError(f"{what}: {', '.join(moved)} would cross {name}, which sits under "
-                           f"{old[d - 1].name if d else 'the root'}; the region it covers would change.{why} "
-                           f"Reorder first, then compute_at / decompose / tensorize")
-
-
-def _check(nest: Nest, kind: str) -> None:
-    """Invariants of every nest: the grid outermost, threads inside it, limits, annotations."""
-    loops = nest.loops
-    seen_unbound = None
-    for lp in loops:
-        if lp.thread and lp.thread.startswith("blockIdx"):
-            if seen_unbound is not None:
-                raise BindError(f"{kind}: blockIdx loop {lp.name} is inside loop {seen_unbound}; the grid's loops "
-                                f"must enclose everything else (reorder {lp.name} outwards)")
-            if lp.extent > GRID_EXTENT[lp.thread]:
-                raise BindError(f"{kind}: {lp.name} has {lp.extent:,} iterations but {lp.thread} allows at most "
-                                f"{GRID_EXTENT[lp.thread]:,} blocks")
-        else:
-            seen_unbound = seen_unbound or lp.name
-    threads = [lp for lp in loops if lp.thread and lp.thread.startswith("threadIdx")]
-    for lp in threads:
-        if lp.extent > THREAD_EXTENT[lp.thread]:
-            raise BindError(f"{kind}: {lp.name} has {lp.extent} iterations but {lp.thread} allows at most "
-                            f"{THREAD_EXTENT[lp.thread]}")
-    total = math.prod(lp.extent for lp in threads)
-    if total > MAX_THREADS_PER_BLOCK:
-        parts = " x ".join(f"{lp.name}={lp.extent}" for lp in threads)
-        raise BindError(f"{kind}: a block would have {parts} = {total} threads; a block holds at most "
-                        f"{MAX_THREADS_PER_BLOCK}. Split the thread loops smaller")
-    par = [i for i, lp in enumerate(loops) if lp.kind == "parallel"]
-    grid = [lp.name for lp in loops if lp.thread and lp.thread.startswith("blockIdx")]
-    if par and (par != [0] or grid):
-        where = f"grid loops {grid}" if grid else f"position {par}"
-        raise BindError(f"{kind}: a parallel loop must be the outermost loop of a nest without blockIdx loops "
-                        f"(it is the CPU's grid; here: {where})")
-    stop = nest.tensorize_depth if nest.tensorize_depth is not None else len(loops)
-    for i, lp in enumerate(loops):
-        if lp.kind == "vectorized" and i != stop - 1:
-            raise ScheduleError(f"{kind}: vectorized loop {lp.name} is not the innermost loop "
-                                f"(innermost: {loops[stop - 1].name})")
-
-
-def _check_tensorize(nest: Nest, i: int, loop: str) -> None:
-    blk = nest.func.block
-    out_axes = blk.output.axes
-    if len(blk.reduction) != 1 or len(out_axes) < 2:
-        raise TensorizeError(f"tensorize: block {blk.name} is not a matmul (one reduction axis, output >= 2-D)")
-    m_ax, n_ax, k_ax = out_axes[-2], out_axes[-1], blk.reduction[0].name
-    a_acc, b_acc = blk.inputs
-    if a_acc.axes[-2:] != (m_ax, k_ax) or b_acc.axes[-2:] != (k_ax, n_ax):
-        raise TensorizeError(f"tensorize: the inputs are {a_acc.text()} and {b_acc.text()}; the MMA multiplies "
-                             f"(.., {m_ax}, {k_ax}) by (.., {k_ax}, {n_ax})")
-    inner = nest.loops[i:]
-    for lp in inner:
-        if lp.thread or lp.kind not in ("serial", "unrolled"):
-            raise TensorizeError(f"tensorize({loop}): loop {lp.name} inside it is {lp.label}")
-        for p in lp.pieces:
-            if p.axis not in (m_ax, n_ax, k_ax):
-                raise TensorizeError(f"tensorize({loop}): loop {lp.name} walks axis {p.axis}; the MMA covers only "
-                                     f"{m_ax}, {n_ax}, {k_ax}. Move {lp.name} outside {loop}")
-    for ax in (m_ax, n_ax, k_ax):          # the pieces inside must be the lowest digits: one contiguous tile
-        pieces = sorted((p for lp in inner for p in lp.pieces if p.axis == ax), key=lambda p: p.stride)
-        expect = 1
-        for p in pieces:
-            if p.stride != expect:
-                raise TensorizeError(f"tensorize({loop}): the loops inside cover axis {ax} with strides "
-                                     f"{[q.stride for q in pieces]}, not one contiguous tile; move the other "
-                                     f"pieces of {ax} inside {loop}")
-            expect = p.stride * p.extent
-    for op, acc in enumerate(blk.inputs):
-        st = nest.read_stage(op)
-        if st is None or st.scope != "shared":
-            raise TensorizeError(f"tensorize({loop}): the MMA reads its operands from SRAM; cache_read "
-                                 f"{acc.buffer} into 'shared' and compute_at it at or above {loop}")
-    w = nest.write_stage()
-    if w is None:
-        raise TensorizeError(f"tensorize({loop}): the MMA accumulates in a tile; cache_write the output into "
-                             f"'local' (registers) or 'shared' first")
-    for st in [nest.read_stage(0), nest.read_stage(1), w]:
-        if st.depth > i:
-            raise TensorizeError(f"tensorize({loop}): {st.name} sits inside {loop}")
-        between = [lp.name for lp in nest.loops[st.depth:i] if any(p.axis in nest.access(st.operand).axes
-                                                                   and lp.extent > 1 for p in lp.pieces)]
-        if between:
-            raise TensorizeError(f"tensorize({loop}): {st.name}'s tile spans loops {between} between it and "
-                                 f"{loop}, so it is bigger than one MMA operand; compute_at it at "
-                                 f"{nest.loops[i - 1].name if i else 'the root'} or tensorize higher")
-    if nest.init_depth is None or nest.init_depth > i:
-        raise TensorizeError(f"tensorize({loop}): the init (if {k_ax} == 0: ... = 0) is still in the update; "
-                             f"decompose_reduction at or above {loop} first")

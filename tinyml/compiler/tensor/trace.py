@@ -37,12 +37,22 @@ def decisions(sch: Schedule) -> dict:
     return {i: ins.decision for i, ins in enumerate(sch.trace) if ins.decision is not None}
 
 
+def _kind(workload: dict) -> dict:
+    """A workload without its sizes: name, buffer names and dtypes, axis names and kinds."""
+    return {"name": workload.get("name"),
+            "buffers": [[b[0], len(b[1]), b[2]] for b in workload.get("buffers", [])],
+            "axes": [[a[0], a[2]] for a in workload.get("axes", [])], "update": workload.get("update")}
+
+
 def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | None" = None,
-           seed: int = 0) -> Schedule:
+           seed: int = 0, same_shapes: bool = True) -> Schedule:
     """Apply a trace (JSON text, its dict, or a list of :class:`Instruction`) to ``func``.
 
     Sampling instructions take the decision recorded in the trace, or ``decisions[index]``
-    where given. The workload must match the one the trace was made on (name and axes).
+    where given. The workload must be the one the trace was made on; with
+    ``same_shapes=False`` only its kind must match (name, buffers, axes), so a schedule made
+    for one matmul applies to another size; a split or a sampled tile that no longer fits
+    the new extents is refused as in any schedule.
     """
     if isinstance(trace, str):
         try:
@@ -53,8 +63,11 @@ def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | Non
         if trace.get("version") != VERSION:
             raise TraceError(f"trace version {trace.get('version')!r}; this tinyml reads version {VERSION}")
         wl = trace.get("workload", {})
-        if wl != func.to_dict():
-            raise TraceError(f"the trace was made on workload {wl} but is replayed on {func.to_dict()}")
+        mine = func.to_dict()
+        if (wl != mine) if same_shapes else (_kind(wl) != _kind(mine)):
+            raise TraceError(f"the trace was made on workload {wl} but is replayed on {mine}"
+                             + ("" if not same_shapes or _kind(wl) != _kind(mine) else
+                                "; pass same_shapes=False to apply it to another size"))
         items = [Instruction(d["kind"], d["args"], d.get("outputs", []), d.get("decision"))
                  for d in trace.get("instructions", [])]
     else:

@@ -3,6 +3,8 @@
     matmul(M, N, K)          C[i, j]    += A[i, k]    * B[k, j]       (C: M x N)
         bias=True, relu=True:  then C[i, j] = max(C[i, j] + bias[j], 0)
     batched_matmul(B, M, N, K) C[b, i, j] += A[b, i, k] * B[b, k, j]  (C: B x M x N)
+    conv2d(N, C, H, W, F, KH, KW, stride, pad)
+                             Y[n, f, y, x] += X[n, c, y*st + r - pad, x*st + s - pad] * W[f, c, r, s]
 
 :func:`contraction` is the general builder behind them: any ``out += x * y`` whose
 buffers are indexed by the block's axes, one axis per dimension.
@@ -14,7 +16,7 @@ import numpy as np
 
 from ...sim import FLOAT_DTYPES, canonical
 from .errors import TensorProgramError
-from .ir import EPILOGUE_KINDS, REDUCE, SPATIAL, Access, Axis, Block, Buffer, Epilogue, PrimFunc
+from .ir import EPILOGUE_KINDS, REDUCE, SPATIAL, Access, Axis, Block, Buffer, Epilogue, Index, PrimFunc
 
 
 def _positive(name: str, value) -> int:
@@ -104,4 +106,41 @@ def batched_matmul(batch: int, m: int, n: int, k: int, dtype: str = "fp16") -> P
                        {"A": ("b", "i", "k"), "B": ("b", "k", "j")}, ("C", ("b", "i", "j")), dtype)
 
 
-WORKLOADS = {"matmul": matmul, "batched_matmul": batched_matmul}
+def conv2d(n: int, c: int, h: int, w: int, f: int, kh: int, kw: int, *, stride: int = 1, pad: int = 0,
+           dtype: str = "fp16") -> PrimFunc:
+    """Y (N, F, OH, OW) = X (N, C, H, W) convolved with W (F, C, KH, KW): NCHW, one stride and
+    zero padding for both spatial dims (ResNet's layers)::
+
+        Y[n, f, y, x] += X[n, c, y * stride + r - pad, x * stride + s - pad] * W[f, c, r, s]
+
+    with OH = (H + 2 pad - KH) // stride + 1 (OW likewise); reads of X outside it are 0.
+    """
+    dtype = canonical(dtype, FLOAT_DTYPES)
+    n, c, h, w, f, kh, kw, stride = (_positive(nm, v) for nm, v in
+                                     zip("n c h w f kh kw stride".split(), (n, c, h, w, f, kh, kw, stride)))
+    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
+        raise TensorProgramError(f"pad must be a non-negative integer, got {pad!r}")
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    if oh < 1 or ow < 1:
+        raise TensorProgramError(f"conv2d: a {kh}x{kw} kernel does not fit a {h}x{w} input with pad {pad}: "
+                                 f"the output would be {oh}x{ow}; pad more or use a smaller kernel")
+    axes = (Axis("n", n, SPATIAL), Axis("f", f, SPATIAL), Axis("y", oh, SPATIAL), Axis("x", ow, SPATIAL),
+            Axis("c", c, REDUCE), Axis("r", kh, REDUCE), Axis("s", kw, REDUCE))
+    x_acc = Access("X", ("n", "c", Index((("y", stride), ("r", 1)), -pad), Index((("x", stride), ("s", 1)), -pad)))
+    block = Block("conv2d", axes, Access("Y", ("n", "f", "y", "x")), (x_acc, Access("W", ("f", "c", "r", "s"))))
+    params = (Buffer("X", (n, c, h, w), dtype), Buffer("W", (f, c, kh, kw), dtype), Buffer("Y", (n, f, oh, ow), dtype))
+
+    def reference(x, wt):
+        """float64: pad X, then for each kernel offset (r, s) one strided window times W[:, :, r, s]."""
+        xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        wt = np.asarray(wt, dtype=np.float64)
+        out = np.zeros((n, f, oh, ow))
+        for r in range(kh):
+            for s in range(kw):
+                win = xp[:, :, r:r + stride * (oh - 1) + 1:stride, s:s + stride * (ow - 1) + 1:stride]  # (N, C, OH, OW)
+                out += np.einsum("nchw,fc->nfhw", win, wt[:, :, r, s])
+        return out
+    return PrimFunc("conv2d", params, block, reference=reference)
+
+
+WORKLOADS = {"matmul": matmul, "batched_matmul": batched_matmul, "conv2d": conv2d}
