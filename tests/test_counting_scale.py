@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinyml.kernels._classes import edge_grid, rep_count, rep_tile
 from tinyml.kernels.attention.flash import flash_attention, flash_attention_backward
 from tinyml.kernels.attention.flash1 import default_blocks, flash1_expected_bytes
 from tinyml.kernels.matmul import matmul
@@ -96,3 +101,31 @@ def test_naive_matmul_with_edge_blocks():
     assert rec.n_blocks == math.ceil(n / 16) ** 2
     assert rec.hbm_read_bytes == 2 * n ** 3 * S and rec.hbm_write_bytes == n * n * S
     assert rec.waves == math.ceil(rec.n_blocks / (prof.device.sm_count * rec.blocks_per_sm))
+
+
+# ---- the helpers that pick representatives ----------------------------------------------
+
+@given(gm=st.integers(1, 40), gn=st.integers(1, 40))
+def test_edge_grid_runs_cover_the_grid_with_matching_representatives(gm, gn):
+    ids, run_class, run_length = edge_grid(gm, gn)
+    cls = np.repeat(run_class, run_length)                   # (gm * gn,) class of every block
+    assert len(cls) == gm * gn
+    blk = np.arange(gm * gn)
+    rep = ids[cls]
+    # a block and its representative agree on being in the last tile row and the last tile column
+    assert np.array_equal(blk // gn == gm - 1, rep // gn == gm - 1)
+    assert np.array_equal(blk % gn == gn - 1, rep % gn == gn - 1)
+    assert len(set(ids.tolist())) == len(ids)
+
+
+@given(lo=st.integers(0, 30), n=st.integers(0, 30))
+def test_representative_tiles_stand_for_every_tile(lo, n):
+    """Counting visits tile lo for the n - 1 non-last tiles and the last tile once; executing, each once."""
+    hi = lo + n
+    for execute in (True, False):
+        seen = []
+        for jr in range(rep_count(lo, hi, execute)):
+            j, mult = rep_tile(jr, lo, hi, execute)
+            assert lo <= j < hi and mult >= 1
+            seen += [j == hi - 1] * mult                      # what matters: the last tile or not
+        assert sorted(seen) == sorted(j == hi - 1 for j in range(lo, hi))
