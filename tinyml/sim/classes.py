@@ -108,8 +108,12 @@ class BlockClasses:
     def from_blocks(cls, counters: np.ndarray) -> "BlockClasses":
         """The canonical form of per-block counters (one row per block, in launch order)."""
         counters = np.asarray(counters, dtype=np.int64)
-        n = counters.shape[0]
-        return cls.build(counters, np.arange(n), np.ones(n, dtype=np.int64))
+        if counters.shape[0] == 0:
+            return cls.build(counters, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        # runs of equal consecutive rows first (O(blocks)): only their first rows need sorting
+        starts = np.flatnonzero(np.r_[True, np.any(counters[1:] != counters[:-1], axis=1)])
+        lengths = np.diff(np.append(starts, counters.shape[0]))
+        return cls.build(counters[starts], np.arange(len(starts)), lengths)
 
     def repeat(self, times: int) -> "BlockClasses":
         """The launch order repeated ``times`` times (e.g. the q blocks of one head, for every head)."""

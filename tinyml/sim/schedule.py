@@ -8,7 +8,8 @@ durations differ; uniform grids use the closed form in :mod:`tinyml.sim.cost`.
 Blocks come as *segments*: ``length[s]`` consecutive blocks that each take
 ``duration[s]`` and use ``times[s]`` of each resource (a run of one block
 class, cut at wave boundaries). The loop still places every block (the heap
-decides), but memory stays O(segments + slots), never O(blocks).
+decides), but memory stays O(segments + slots), never O(blocks), and a block costs O(1) time
+while durations are near-uniform (a sorted ring instead of a heap).
 """
 
 from __future__ import annotations
@@ -22,28 +23,43 @@ from . import jit  # noqa: F401  (versioned Numba cache; before any @njit)
 @njit(cache=True)
 def list_schedule(length, duration, times, n_slots):
     """(per-slot busy time, per-slot resource times (n_slots, 4)) of list scheduling: blocks in
-    launch order, each to the earliest-free slot (the lowest heap entry on ties)."""
-    free = np.zeros(n_slots)              # a binary min-heap of slot free times ...
-    slot_id = np.arange(n_slots)          # ... and which slot each heap entry is
+    launch order, each to the earliest-free slot.
+
+    The slots' free times are kept sorted in a ring (``free[(head + i) % n_slots]`` ascending
+    in i). The earliest-free slot is at ``head``; when its new free time is the latest of all
+    (always, while the block durations differ by less than the spread they leave), it moves to
+    the back by advancing ``head``: O(1) per block. Otherwise it is inserted where it belongs.
+    """
+    free = np.zeros(n_slots)
+    slot_id = np.arange(n_slots)
     used = np.zeros((n_slots, times.shape[1]))
+    head = 0
     for s in range(len(length)):
         d = duration[s]
         for _ in range(length[s]):
-            used[slot_id[0]] += times[s]
-            free[0] += d                  # the root (earliest free) takes the block
-            i = 0                         # sift it down
-            while True:
-                left = 2 * i + 1
-                if left >= n_slots:
-                    break
-                child = left
-                if left + 1 < n_slots and free[left + 1] < free[left]:
-                    child = left + 1
-                if free[child] >= free[i]:
-                    break
-                free[i], free[child] = free[child], free[i]
-                slot_id[i], slot_id[child] = slot_id[child], slot_id[i]
-                i = child
+            slot = slot_id[head]
+            for r in range(times.shape[1]):   # (a scalar loop: a row slice would allocate per block)
+                used[slot, r] += times[s, r]
+            v = free[head] + d
+            if v >= free[(head + n_slots - 1) % n_slots]:      # the latest: to the back of the ring
+                free[head] = v
+                head = (head + 1) % n_slots
+                continue
+            lo, hi = 0, n_slots - 1           # the last ring position i with free <= v (i >= 0)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if free[(head + mid) % n_slots] <= v:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            for i in range(lo):               # shift positions 1 .. lo down by one
+                a = (head + i) % n_slots
+                b = (a + 1) % n_slots
+                free[a] = free[b]
+                slot_id[a] = slot_id[b]
+            a = (head + lo) % n_slots
+            free[a] = v
+            slot_id[a] = slot
     busy = np.empty(n_slots)
     for i in range(n_slots):
         busy[slot_id[i]] = free[i]

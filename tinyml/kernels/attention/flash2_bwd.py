@@ -67,6 +67,7 @@ from ...sim import FLOAT_DTYPES, ShapeError, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import (count_load_direct, count_mma, count_store_direct, count_vector, load_tile,
                           store_tile)
+from .._classes import add_scaled, launch_counters, rep_count, rep_tile
 from .._contract import blas_single_thread, ceil_div, operand, same_mode
 from .._mma import mma_acc, mma_acc_bt, sgemm
 from ._common import DUMMY2, check_saved
@@ -104,9 +105,11 @@ def _pre_body(o, do, dd, dq_acc, BH, NQ, D, BR, execute, counters, elem_bits):
 
 @njit(parallel=True, cache=True)
 def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D, BR, BC, i_lo, i_hi,
-          causal, wl, wr, has_mask, scale, dropout_p, seed, per_score, execute, counters, elem_bits, gemm):
+          causal, wl, wr, has_mask, scale, dropout_p, seed, per_score, execute, n_bh, jbs, counters, elem_bits, gemm):
     # q, do, dq_acc: (B*H*NQ, D); k, v: (B*KVH*NK, D); dk, dv: (B*H*NK, D); lse, dd: (B*H, NQ)
-    nkb = (NK + BC - 1) // BC
+    # walks (batch, head) 0 .. n_bh - 1 and their column blocks jbs (all of them, or one per class when
+    # counting), block (bh, jbs[jn]) counting into row bh * len(jbs) + jn; counting visits one q tile of
+    # each kind with its multiplicity (tinyml.kernels._classes)
     group = H // KVH
     offset = NK - NQ
     e = 0 if execute else 1                   # counting mode: 1-element tile buffers
@@ -114,7 +117,7 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
     scale32 = np.float32(scale)               # the softmax scale in float32, as in the forward
     # One (batch, head) per parallel iteration, its column blocks in order: the dq_accum adds of
     # different column blocks never race (the GPU uses atomics instead).
-    for bh in prange(B * H):
+    for bh in prange(n_bh):
         b = bh // H
         h = bh % H
         kv0 = (b * KVH + h // group) * NK
@@ -134,8 +137,10 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
         dq_t = np.zeros((br_, d_), dtype=np.float32)     # (BR, D) this tile's dQ contribution
         dk_acc = np.zeros((bc_, d_), dtype=np.float32)   # (BC, D) fp32
         dv_acc = np.zeros((bc_, d_), dtype=np.float32)   # (BC, D) fp32
-        for jb in range(nkb):
-            blk = bh * nkb + jb
+        step = np.zeros((1, counters.shape[1]), np.int64)  # counts of one q tile
+        for jn in range(len(jbs)):
+            jb = jbs[jn]
+            blk = bh * len(jbs) + jn                     # the counters row
             c0 = jb * BC
             cols = min(BC, NK - c0)
             if execute:
@@ -149,25 +154,28 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
                 load_tile(v, kv0 + c0, 0, cols, D, v_s, execute, counters, blk, OP_V, elem_bits)
                 if has_mask:
                     count_load_direct(cols, counters, blk, OP_MASK, 8)      # key_valid[b, c0:c0+cols]
-                for ib in range(i_lo[jb], i_hi[jb]):
+                for ir in range(rep_count(i_lo[jb], i_hi[jb], execute)):
+                    ib, mult = rep_tile(ir, i_lo[jb], i_hi[jb], execute)
+                    step[:] = 0
                     r0 = ib * BR
                     rows = min(BR, NQ - r0)
                     if execute and rows < BR:
                         q_s[:] = 0.0
                         do_s[:] = 0.0
-                    load_tile(q, bh * NQ + r0, 0, rows, D, q_s, execute, counters, blk, OP_Q, elem_bits)
-                    load_tile(do, bh * NQ + r0, 0, rows, D, do_s, execute, counters, blk, OP_DO, elem_bits)
-                    load_tile(lse, bh, r0, 1, rows, lse_s, execute, counters, blk, OP_LSE, 32)
-                    load_tile(dd, bh, r0, 1, rows, d_s, execute, counters, blk, OP_D, 32)
-                    count_mma(rows, cols, D, counters, blk, elem_bits)      # S = Q_i K_j^T
-                    count_mma(cols, D, rows, counters, blk, elem_bits)      # dV += P_d^T dO_i
-                    count_mma(rows, cols, D, counters, blk, elem_bits)      # dP = dO_i V_j^T
-                    count_mma(cols, D, rows, counters, blk, elem_bits)      # dK += dS^T Q_i
-                    count_mma(rows, D, cols, counters, blk, elem_bits)      # dQ_i = dS K_j
-                    count_vector(rows * cols * per_score, counters, blk)
-                    count_load_direct(rows * D, counters, blk, OP_DQACC, 32)   # atomicAdd: read,
-                    count_vector(rows * D, counters, blk)                       # add,
-                    count_store_direct(rows * D, counters, blk, 32)             # write
+                    load_tile(q, bh * NQ + r0, 0, rows, D, q_s, execute, step, 0, OP_Q, elem_bits)
+                    load_tile(do, bh * NQ + r0, 0, rows, D, do_s, execute, step, 0, OP_DO, elem_bits)
+                    load_tile(lse, bh, r0, 1, rows, lse_s, execute, step, 0, OP_LSE, 32)
+                    load_tile(dd, bh, r0, 1, rows, d_s, execute, step, 0, OP_D, 32)
+                    count_mma(rows, cols, D, step, 0, elem_bits)      # S = Q_i K_j^T
+                    count_mma(cols, D, rows, step, 0, elem_bits)      # dV += P_d^T dO_i
+                    count_mma(rows, cols, D, step, 0, elem_bits)      # dP = dO_i V_j^T
+                    count_mma(cols, D, rows, step, 0, elem_bits)      # dK += dS^T Q_i
+                    count_mma(rows, D, cols, step, 0, elem_bits)      # dQ_i = dS K_j
+                    count_vector(rows * cols * per_score, step, 0)
+                    count_load_direct(rows * D, step, 0, OP_DQACC, 32)   # atomicAdd: read,
+                    count_vector(rows * D, step, 0)                       # add,
+                    count_store_direct(rows * D, step, 0, 32)             # write
+                    add_scaled(counters, blk, step, mult)
                     if not execute:
                         continue
                     s_t[:] = 0.0
@@ -258,6 +266,25 @@ def _gqa_sum_body(dk_h, dv_h, dk, dv, B, KVH, G, NK, D, BC, execute, counters, e
                     dv[bk * NK + c, x] = sv
 
 
+def kv_block_classes(execute: bool, n_bh: int, nkb: int, n_k: int, bc: int, i_lo, i_hi):
+    """(column blocks to walk, (run classes, run lengths) or (None, None)) of the main kernel's grid
+    of ``n_bh`` (batch, head) pairs times ``nkb`` column blocks.
+
+    A block's counts depend only on its columns and its range of q blocks, so counting walks one
+    column block of each such class, in the first (batch, head), and every (batch, head) repeats
+    the launch order of the first.
+    """
+    if execute:
+        return np.arange(nkb, dtype=np.int64), (None, None)
+    jb = np.arange(nkb)
+    cols = np.minimum(bc, n_k - jb * bc)
+    seen = i_hi > i_lo
+    keys = np.stack([cols, seen, np.where(seen, i_lo, 0), np.where(seen, i_hi, 0)], axis=1)   # (nkb, 4)
+    _, first, cls = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    cls = cls.reshape(-1)
+    return first.astype(np.int64), (np.tile(cls, n_bh), np.ones(n_bh * nkb, dtype=np.int64))
+
+
 def _dout(dout, saved: Flash2Saved):
     call = saved.call
     dO = operand(dout, "dout", ndim=4, dtype=call.dtype, allowed=FLOAT_DTYPES, check_finite=saved.check_finite)
@@ -310,20 +337,22 @@ def flash_attention_v2_backward(dout, saved: Flash2Saved):
     dk_h = prof.hbm.new_tensor("dk" if G == 1 else "dk_per_head", (B, H, NK, D), dt, x)   # (B, H, Nk, d)
     dv_h = prof.hbm.new_tensor("dv" if G == 1 else "dv_per_head", (B, H, NK, D), dt, x)
     _, _, i_lo, i_hi = tile_grid(call, blocks)
-    counters = new_counters(B * H * nkb, n_operands=8)
+    jbs, classes = kv_block_classes(x, B * H, nkb, NK, BC, i_lo, i_hi)
+    counters = new_counters((B * H if x else 1) * len(jbs), n_operands=8)
     wl, wr = call.window
     with blas_single_thread():
         _body(flat(call.q.data, B * H * NQ), flat(call.k.data, B * KVH * NK), flat(call.v.data, B * KVH * NK),
               flat(dO.data, B * H * NQ), flat(saved.lse, B * H), flat(d_stat, B * H), call.key_valid_array(),
               flat(dq_acc, B * H * NQ), flat(dk_h, B * H * NK), flat(dv_h, B * H * NK),
               B, H, KVH, NQ, NK, D, BR, BC, i_lo, i_hi, call.causal, wl, wr, has_mask, call.scale,
-              call.dropout_p, call.seed, bwd_per_score(call.masked, call.dropout_p > 0), x, counters, bits, gemm)
+              call.dropout_p, call.seed, bwd_per_score(call.masked, call.dropout_p > 0), x, B * H if x else 1, jbs,
+              counters, bits, gemm)
     blk = np.arange(B * H * nkb)
     bh, jb = np.divmod(blk, nkb)
     b, h = np.divmod(bh, H)
     kv_panel = (b * KVH + h // G) * nkb + jb
     panels = {OP_Q: bh, OP_DO: bh, OP_LSE: bh, OP_D: bh, OP_K: kv_panel, OP_V: kv_panel, OP_MASK: b}
-    prof.record(KERNEL, (B, H, nkb), counters, dtype=dt, sram_per_block=sram, panels=panels,
+    prof.record(KERNEL, (B, H, nkb), launch_counters(counters, x, *classes), dtype=dt, sram_per_block=sram, panels=panels,
                 regs_per_block=regs, pipelined=True)
     del d_stat                              # freed: D is dead after the main kernel
 

@@ -48,6 +48,7 @@ from ...sim.counters import new_counters
 from ...sim.tiles import count_mma, load_tile, store_tile
 from .._contract import blas_single_thread, block_size, ceil_div, same_mode
 from .._mma import mma_acc, sgemm
+from .._classes import edge_grid, launch_counters
 from ..matmul._launch import prepare
 from ..matmul.tiles import DEPTHS, SIZES, MatmulTiles
 from ..matmul.v2_tiled import tile_panels
@@ -62,12 +63,12 @@ EPILOGUE_SIZES = (8,) + SIZES
 
 
 @njit(parallel=True, cache=True)
-def _body(a, b, c, bias, res, M, N, K, BM, BN, BK, execute, counters, elem_bits, gemm,
+def _body(a, b, c, bias, res, M, N, K, BM, BN, BK, execute, ids, counters, elem_bits, gemm,
           code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
     gn = (N + BN - 1) // BN
-    n_blocks = ((M + BM - 1) // BM) * gn
     s = 1 if not execute else 0          # counting mode: no real tile buffers
-    for blk in prange(n_blocks):
+    for row in prange(len(ids)):         # every block, or one per class (tinyml.kernels._classes)
+        blk = ids[row]
         r0 = (blk // gn) * BM
         c0 = (blk % gn) * BN
         rows = min(BM, M - r0)
@@ -80,15 +81,15 @@ def _body(a, b, c, bias, res, M, N, K, BM, BN, BK, execute, counters, elem_bits,
             if execute and depth < BK:     # masked load: the padding must be zero
                 a_s[:] = 0.0
                 b_s[:] = 0.0
-            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, blk, 0, elem_bits)
-            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, blk, 1, elem_bits)
-            count_mma(rows, cols, depth, counters, blk, elem_bits)
+            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, row, 0, elem_bits)
+            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, row, 1, elem_bits)
+            count_mma(rows, cols, depth, counters, row, elem_bits)
             if execute:
                 mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
         # the epilogue, on the tile still in SRAM
         finish_tile(acc, rows, cols, r0, c0, M, N, bias, res, code, consts, n_slots, out_slot, flops,
-                    bias_slot, res_slot, execute, counters, blk, elem_bits)
-        store_tile(acc, rows, cols, c, r0, c0, execute, counters, blk, elem_bits)
+                    bias_slot, res_slot, execute, counters, row, elem_bits)
+        store_tile(acc, rows, cols, c, r0, c0, execute, counters, row, elem_bits)
 
 
 def expected_bytes(m: int, n: int, k: int, elem_bytes: float, bm: int, bn: int, *, bias: bool = False,
@@ -194,13 +195,17 @@ def matmul_epilogue(a, b, *, bias=None, activation: "str | None" = None, residua
             prof.hbm.track(op.obj, op.name, call.dtype)
     y = prof.hbm.new_tensor("y", (call.m, call.n), call.dtype, call.execute)
     grid = (ceil_div(call.m, t.block_m), ceil_div(call.n, t.block_n))
-    counters = new_counters(grid[0] * grid[1], n_operands=4)
     ex = call.execute
+    if ex:
+        ids, run_class, run_length = np.arange(grid[0] * grid[1], dtype=np.int64), None, None
+    else:                            # one block per class: blocks differ only at the edges
+        ids, run_class, run_length = edge_grid(grid[0], grid[1])
+    counters = new_counters(len(ids), n_operands=4)
     bias2d, res2d, *program_args = epi.args(ex)
     gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
     with blas_single_thread():
         _body(call.a.data if ex else _DUMMY, call.b.data if ex else _DUMMY, y if ex else _DUMMY, bias2d, res2d,
-              call.m, call.n, call.k, t.block_m, t.block_n, t.block_k, ex, counters, bits(call.dtype), gemm,
+              call.m, call.n, call.k, t.block_m, t.block_n, t.block_k, ex, ids, counters, bits(call.dtype), gemm,
               *program_args)
 
     def panels(g):
@@ -208,7 +213,7 @@ def matmul_epilogue(a, b, *, bias=None, activation: "str | None" = None, residua
         p[2] = p[1]                  # blocks in one tile column read the same bias slice
         return p
 
-    prof.record("matmul_epilogue", grid, counters, dtype=call.dtype, sram_per_block=sram, panels=panels(grid))
+    prof.record("matmul_epilogue", grid, launch_counters(counters, ex, run_class, run_length), dtype=call.dtype, sram_per_block=sram, panels=panels(grid))
     return y
 
 

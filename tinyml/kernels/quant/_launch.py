@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, current_profile
 from ...sim.counters import new_counters
+from .._classes import edge_grid, launch_counters
 from .._contract import Operand, ceil_div, operand
 from .scheme import Layout
 from .tensor import QuantizedTensor
@@ -108,17 +108,25 @@ def expected_matmul_bytes(m: int, n: int, k: int, qbytes: int, elem_bytes: float
 def run(call: QuantCall, name: str, body, grid: tuple, sram: int, out_shape: tuple, args,
         panels: "dict | None" = None, n_operands: int = 2, extras=()):
     """Register inputs (x, the packed weights and ``extras``: an epilogue's bias / residual operands),
-    allocate the output, run ``body(*args(out, counters))`` and record the launch."""
+    allocate the output, run ``body(*args(out, ids, counters))`` and record the launch.
+
+    ``ids``: the blocks the body walks, block ``ids[row]`` counting into row ``row``: all of them
+    when executing, one per class when counting (:mod:`tinyml.kernels._classes`)."""
     prof = current_profile()
     prof.hbm.track(call.x.obj, "x", call.dtype)
     prof.hbm.track(call.w.storage, "qweight", "int8")
     for op in extras:
         prof.hbm.track(op.obj, op.name, call.dtype)
     out = prof.hbm.new_tensor("y", out_shape, call.dtype, call.execute)
-    n_blocks = math.prod(int(g) for g in grid)
-    counters = new_counters(n_blocks, n_operands=max(n_operands, 4 if extras else 2))
-    body(*args(out if call.execute else DUMMY2, counters))
-    prof.record(name, grid, counters, dtype=call.dtype, sram_per_block=sram, panels=panels)
+    grid_m, grid_n = (1, int(grid[0])) if len(grid) == 1 else (int(grid[0]), int(grid[1]))
+    if call.execute:                 # every block
+        ids, run_class, run_length = np.arange(grid_m * grid_n, dtype=np.int64), None, None
+    else:                            # one block per class: blocks differ only at the edges
+        ids, run_class, run_length = edge_grid(grid_m, grid_n)
+    counters = new_counters(len(ids), n_operands=max(n_operands, 4 if extras else 2))
+    body(*args(out if call.execute else DUMMY2, ids, counters))
+    prof.record(name, grid, launch_counters(counters, call.execute, run_class, run_length), dtype=call.dtype,
+                sram_per_block=sram, panels=panels)
     return out
 
 

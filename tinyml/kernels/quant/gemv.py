@@ -48,11 +48,11 @@ DEFAULT_BLOCK_N = 16
 
 @njit(parallel=True, cache=True)
 def _body(x, data, y, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
-          execute, counters, x_bits, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
-    n_blocks = (N + BN - 1) // BN
+          execute, ids, counters, x_bits, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
     s = 1 if not execute else 0                    # counting mode: no real buffers
     m = 1 if has_min else 0
-    for blk in prange(n_blocks):
+    for bi in prange(len(ids)):                    # every block, or one per class (counting)
+        blk = ids[bi]
         r0 = blk * BN
         rows = min(BN, N - r0)
         xs = np.zeros((1, BK - s * (BK - 1)), dtype=np.float32)      # (1, BK) SRAM
@@ -62,10 +62,10 @@ def _body(x, data, y, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_byte
             valid = max(0, min(depth, K - k0))
             if execute and valid < BK:
                 xs[:] = 0.0
-            load_tile(x, 0, k0, 1, valid, xs, execute, counters, blk, 0, x_bits)
+            load_tile(x, 0, k0, 1, valid, xs, execute, counters, bi, 0, x_bits)
             first, last, headers = tile_groups(k0, depth, g)
-            count_load_direct(rows * (depth * bits // 8 + headers * hdr), counters, blk, 1, 8)
-            count_vector(rows * (1 + m) * (2 * depth + 2 * (last - first + 1)), counters, blk)
+            count_load_direct(rows * (depth * bits // 8 + headers * hdr), counters, bi, 1, 8)
+            count_vector(rows * (1 + m) * (2 * depth + 2 * (last - first + 1)), counters, bi)
             if execute:
                 xv = xs[0]
                 for i in range(rows):
@@ -83,8 +83,8 @@ def _body(x, data, y, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_byte
                             total += half(row[base + 2], row[base + 3]) * sx
                     acc[0, i] += total
         finish_tile(acc, 1, rows, 0, r0, 1, N, bias, res, code, consts, n_slots, out_slot, flops,
-                    bias_slot, res_slot, execute, counters, blk, x_bits)       # the epilogue, if any
-        store_tile(acc, 1, rows, y, 0, r0, execute, counters, blk, x_bits)
+                    bias_slot, res_slot, execute, counters, bi, x_bits)       # the epilogue, if any
+        store_tile(acc, 1, rows, y, 0, r0, execute, counters, bi, x_bits)
 
 
 def gemv_sram_tiles(bn: int, bk: int, dtype: str, has_bias: bool = False, has_residual: bool = False) -> dict:
@@ -136,10 +136,10 @@ def quantized_gemv(x, qweight, *, bias=None, activation: "str | None" = None, re
     grid = (ceil_div(call.n, bn),)
     x_data = call.x.data if call.execute else np.zeros((1, 1), np.float32)
 
-    def args(out, counters):
+    def args(out, ids, counters):
         y2 = out.reshape(1, call.n) if call.execute else out           # (1, N)
         return (x_data, call.weight_bytes(), y2, call.n, call.k, lay.padded_k, bn, bk, g, nbits, split,
-                has_min, hdr, block_bytes, levels, call.execute, counters, call.elem_bits, *epi.args(call.execute))
+                has_min, hdr, block_bytes, levels, call.execute, ids, counters, call.elem_bits, *epi.args(call.execute))
 
     return run(call, "quantized_gemv", _body, grid, sram, (call.n,) if vector else (1, call.n), args,
                panels={0: np.zeros(grid[0], np.int64)}, extras=epi.operands())

@@ -71,12 +71,12 @@ def dequantize_tile(data, r0, cols, k0, depth, g, bits, split, has_min, hdr, blo
 
 @njit(parallel=True, cache=True)
 def _body(x, data, y, M, N, K, Kp, BM, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
-          execute, counters, x_bits, gemm, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
+          execute, ids, counters, x_bits, gemm, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
     gn = (N + BN - 1) // BN
-    n_blocks = ((M + BM - 1) // BM) * gn
     s = 1 if not execute else 0                    # counting mode: no real tile buffers
     m = 1 if has_min else 0
-    for blk in prange(n_blocks):
+    for row in prange(len(ids)):                   # every block, or one per class (counting)
+        blk = ids[row]
         r0 = (blk // gn) * BM
         c0 = (blk % gn) * BN
         rows = min(BM, M - r0)
@@ -91,21 +91,21 @@ def _body(x, data, y, M, N, K, Kp, BM, BN, BK, g, bits, split, has_min, hdr, blo
                 ws[:] = 0.0
             if execute and valid < BK:
                 xs[:] = 0.0
-            load_tile(x, r0, k0, rows, valid, xs, execute, counters, blk, 0, x_bits)
+            load_tile(x, r0, k0, rows, valid, xs, execute, counters, row, 0, x_bits)
             first, last, headers = tile_groups(k0, depth, g)
             packed = cols * (depth * bits // 8 + headers * hdr)
-            count_load_bytes(packed, counters, blk, 1)                     # packed W tile -> SRAM
-            counters[blk, SRAM_READ] += packed                             # ... read to dequantize
-            counters[blk, SRAM_WRITE] += tile_bytes(depth * cols, x_bits)  # the dequantized tile
-            count_vector(depth * cols * (1 + m), counters, blk)
-            count_mma(rows, cols, depth, counters, blk, x_bits)
+            count_load_bytes(packed, counters, row, 1)                     # packed W tile -> SRAM
+            counters[row, SRAM_READ] += packed                             # ... read to dequantize
+            counters[row, SRAM_WRITE] += tile_bytes(depth * cols, x_bits)  # the dequantized tile
+            count_vector(depth * cols * (1 + m), counters, row)
+            count_mma(rows, cols, depth, counters, row, x_bits)
             if execute:
                 dequantize_tile(data, c0, cols, k0, depth, g, bits, split, has_min, hdr, block_bytes,
                                 levels, ws, True)
                 mma_acc(xs, ws, acc, gemm)                                 # (BM, BK) @ (BK, BN)
         finish_tile(acc, rows, cols, r0, c0, M, N, bias, res, code, consts, n_slots, out_slot, flops,
-                    bias_slot, res_slot, execute, counters, blk, x_bits)       # the epilogue, if any
-        store_tile(acc, rows, cols, y, r0, c0, execute, counters, blk, x_bits)
+                    bias_slot, res_slot, execute, counters, row, x_bits)       # the epilogue, if any
+        store_tile(acc, rows, cols, y, r0, c0, execute, counters, row, x_bits)
 
 
 def matmul_sram_tiles(bm: int, bn: int, bk: int, lay, dtype: str, has_bias: bool = False,
@@ -172,9 +172,9 @@ def quantized_matmul(x, qweight, *, bias=None, activation: "str | None" = None, 
     gemm = sgemm()                       # load SciPy's BLAS first, so blas_single_thread pins it too
     rows, cols = np.divmod(np.arange(grid[0] * grid[1]), grid[1])
 
-    def args(out, counters):
+    def args(out, ids, counters):
         return (x_data, call.weight_bytes(), out, call.m, call.n, call.k, lay.padded_k, bm, bn, bk, g, nbits,
-                split, has_min, hdr, block_bytes, levels, call.execute, counters, call.elem_bits, gemm,
+                split, has_min, hdr, block_bytes, levels, call.execute, ids, counters, call.elem_bits, gemm,
                 *epi.args(call.execute))
 
     with blas_single_thread():

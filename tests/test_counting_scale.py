@@ -1,0 +1,131 @@
+"""Counting mode at the limits of a simulated GPU: exact bytes and FLOPs, no per-block walk.
+
+Counting mode counts one representative block per class of identical blocks and one tile of
+each kind (tinyml.kernels._classes), and the cost model consumes the classes
+(tinyml.sim.classes). These shapes took minutes (FlashAttention at 10M tokens walked
+~10^10 tile steps) or gigabytes (a 10^5-cubed naive matmul held an int64 counter row per
+block for 39 million blocks); here they must be costed, with the closed-form counts.
+Their time and memory budgets are checked by benchmarks/bench_counting.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinyml.kernels._classes import edge_grid, rep_count, rep_tile
+from tinyml.kernels.attention.flash import flash_attention, flash_attention_backward
+from tinyml.kernels.attention.flash1 import default_blocks, flash1_expected_bytes
+from tinyml.kernels.matmul import matmul
+from tinyml.sim import Profile, load_device, meta
+
+N = 10_000_000           # tokens
+H, D, S = 4, 64, 2       # heads, head dim, bytes per fp16 element
+
+
+def _attention(version: int, causal: bool, backward: bool = False, **blocks) -> dict:
+    shape = (1, H, N, D)
+    with Profile("a100-40gb") as prof:
+        o, saved = flash_attention(meta(shape), meta(shape), meta(shape), version=version, causal=causal,
+                                   return_saved=True, **blocks)
+        if backward:
+            flash_attention_backward(meta(o.shape), saved)
+    return {r.name: r for r in prof.records}
+
+
+def test_flash1_at_10m_tokens_reproduces_the_byte_formula():
+    for causal in (False, True):                 # FA1 computes every tile either way
+        rec = _attention(1, causal)["flash1_fwd"]
+        bq, bk = default_blocks(load_device("a100-40gb"), N, N, D, "fp16")
+        reads, writes = flash1_expected_bytes(1, H, N, N, D, block_q=bq, block_k=bk)
+        assert rec.n_blocks == H
+        assert rec.hbm_read_bytes + rec.l2_hit_bytes == reads
+        assert rec.hbm_write_bytes + rec.l2_write_hit_bytes == writes
+        assert rec.flops_matmul == 4 * H * N * N * D
+        assert math.isfinite(rec.time_s) and rec.time_s > 0
+
+
+def test_flash2_at_10m_tokens_reproduces_the_byte_formula():
+    b = 128                                      # divides 10^7: the causal formula is exact
+    nqb = N // b
+    full = _attention(2, False, block_q=b, block_k=b)["flash2_fwd"]
+    assert full.n_blocks == H * nqb
+    assert full.hbm_read_bytes + full.l2_hit_bytes == H * N * D * S + 2 * H * nqb * N * D * S
+    assert full.hbm_write_bytes == H * N * D * S + 4 * H * N
+    assert full.flops_matmul == 4 * D * H * N * N
+    causal = _attention(2, True, block_q=b, block_k=b)["flash2_fwd"]
+    kv = H * N * (N // b + 1) * D * S // 2       # K (and V) bytes: block i reads tiles 0..i
+    assert causal.hbm_read_bytes + causal.l2_hit_bytes == H * N * D * S + 2 * kv
+    assert causal.flops_matmul == 4 * D * H * b * b * (nqb * (nqb + 1) // 2)
+    assert causal.time_s < full.time_s
+
+
+def test_flash2_backward_at_1m_tokens_reproduces_the_byte_formula():
+    n, b = 1_000_000, 64
+    shape = (1, H, n, D)
+    with Profile("a100-40gb") as prof:
+        o, saved = flash_attention(meta(shape), meta(shape), meta(shape), version=2, return_saved=True,
+                                   block_q=b, block_k=b)
+        flash_attention_backward(meta(o.shape), saved)
+    rec = {r.name: r for r in prof.records}["flash2_bwd"]
+    tk = -(-n // b)
+    assert rec.n_blocks == H * tk
+    assert rec.hbm_read_bytes + rec.l2_hit_bytes == 2 * H * n * D * S + tk * H * n * (2 * D * S + 8 + 4 * D)
+    assert rec.hbm_write_bytes + rec.l2_write_hit_bytes == 2 * H * n * D * S + tk * H * n * 4 * D
+    assert rec.flops_matmul == 10 * D * H * n * n
+
+
+def test_matmul_100000_cubed_counts_by_class():
+    n = 100_000
+    recs = {}
+    for version in (1, 2, 3):
+        with Profile("a100-80gb") as prof:
+            matmul(meta((n, n)), meta((n, n)), version=version)
+        recs[version] = prof.records[0]
+    assert recs[1].n_blocks == (n // 16) ** 2
+    assert recs[1].hbm_read_bytes == 2 * n ** 3 * S and recs[1].flops_vector == 2 * n ** 3
+    assert recs[3].flops_matmul == 2 * n ** 3
+    assert recs[3].hbm_write_bytes == n * n * S
+    assert recs[3].time_s < recs[2].time_s < recs[1].time_s
+
+
+def test_naive_matmul_with_edge_blocks():
+    """113,000 is not a multiple of 16: 4 classes of blocks, interleaved in every tile row."""
+    n = 113_000
+    with Profile("a100-80gb") as prof:
+        matmul(meta((n, n)), meta((n, n)), version=1)
+    rec = prof.records[0]
+    assert rec.n_blocks == math.ceil(n / 16) ** 2
+    assert rec.hbm_read_bytes == 2 * n ** 3 * S and rec.hbm_write_bytes == n * n * S
+    assert rec.waves == math.ceil(rec.n_blocks / (prof.device.sm_count * rec.blocks_per_sm))
+
+
+# ---- the helpers that pick representatives ----------------------------------------------
+
+@given(gm=st.integers(1, 40), gn=st.integers(1, 40))
+def test_edge_grid_runs_cover_the_grid_with_matching_representatives(gm, gn):
+    ids, run_class, run_length = edge_grid(gm, gn)
+    cls = np.repeat(run_class, run_length)                   # (gm * gn,) class of every block
+    assert len(cls) == gm * gn
+    blk = np.arange(gm * gn)
+    rep = ids[cls]
+    # a block and its representative agree on being in the last tile row and the last tile column
+    assert np.array_equal(blk // gn == gm - 1, rep // gn == gm - 1)
+    assert np.array_equal(blk % gn == gn - 1, rep % gn == gn - 1)
+    assert len(set(ids.tolist())) == len(ids)
+
+
+@given(lo=st.integers(0, 30), n=st.integers(0, 30))
+def test_representative_tiles_stand_for_every_tile(lo, n):
+    """Counting visits tile lo for the n - 1 non-last tiles and the last tile once; executing, each once."""
+    hi = lo + n
+    for execute in (True, False):
+        seen = []
+        for jr in range(rep_count(lo, hi, execute)):
+            j, mult = rep_tile(jr, lo, hi, execute)
+            assert lo <= j < hi and mult >= 1
+            seen += [j == hi - 1] * mult                      # what matters: the last tile or not
+        assert sorted(seen) == sorted(j == hi - 1 for j in range(lo, hi))
