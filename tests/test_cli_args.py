@@ -42,6 +42,10 @@ def bad_values(kind, tmp):
     afile.write_text("x")
     if kind is _args.positive_int:
         return ["0", "-1", "1.5", "abc", ""]
+    if kind is _args.non_negative_int:
+        return ["-1", "1.5", "abc", ""]
+    if kind is _args.json_file:
+        return [str(tmp / "missing" / "t.json"), str(tmp), str(tmp / "t.txt")]
     if kind is _args.seed:
         return ["-1", "1.9", str(2 ** 63), "abc"]
     if kind is _args.probability:

@@ -190,3 +190,53 @@ def test_solution_runs_in_smoke_mode(number):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exercises are right" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_lab11_partial_schedules_are_diagnosed_not_crashed(tmp_path):
+    """A schedule without B in SRAM and without tensorize computes the right C but is slow: the
+    checker says which primitives are missing; v3's own tiles miss the toy target and say why."""
+    path = tmp_path / "my_lab11.py"
+    path.write_text(textwrap.dedent("""
+        from tinyml.compiler.tensor import Schedule, matmul
+
+        def schedule_matmul(m, n, k, bm, bn, bk):
+            sch = Schedule(matmul(m, n, k))
+            i0, i1 = sch.split("i", [None, bm])
+            j0, j1 = sch.split("j", [None, bn])
+            k0, k1 = sch.split("k", [None, bk])
+            sch.reorder(i0, j0, k0, i1, j1, k1)
+            sch.bind(i0, "blockIdx.y")
+            sch.bind(j0, "blockIdx.x")
+            sch.reverse_compute_at(sch.cache_write("local"), j0)
+            sch.compute_at(sch.cache_read("A", "shared"), k0)
+            return sch
+
+        def toy_tiles():
+            return 16, 16, 16
+    """))
+    got = {r.id: r for r in check_lab(11, path=path).results}
+    assert got["11.1"].status == WRONG
+    msg = got["11.1"].message
+    assert "B is re-read from HBM for every multiply-add" in msg and "cache_read('B', 'shared')" in msg
+    assert "the tile product is not tensorized" in msg and "A is re-read" not in msg
+    assert "target is 1.10x" in msg
+    assert got["11.2"].status == WRONG
+    assert "toy_tiles() = (16, 16, 16)" in got["11.2"].message and "registers" in got["11.2"].message
+
+
+def test_lab11_a_refused_primitive_or_a_wrong_return_is_wrong_not_a_crash(tmp_path):
+    path = tmp_path / "my_lab11.py"
+    path.write_text(textwrap.dedent("""
+        from tinyml.compiler.tensor import Schedule, matmul
+
+        def schedule_matmul(m, n, k, bm, bn, bk):
+            sch = Schedule(matmul(m, n, k))
+            sch.bind("k", "blockIdx.x")          # a reduction loop on the grid: refused
+            return sch
+
+        def toy_tiles():
+            return [(64, 64, 64)]
+    """))
+    got = {r.id: r for r in check_lab(11, path=path).results}
+    assert got["11.1"].status == WRONG and "raised BindError" in got["11.1"].message
+    assert got["11.2"].status == WRONG and "three numbers" in got["11.2"].message

@@ -83,6 +83,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """A padding, an offset: an integer >= 0."""
+    value = _int(text, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
 def seed(text: str) -> int:
     """A random seed: an integer in [0, 2^63)."""
     value = _int(text, "an integer seed in [0, 2^63)")
@@ -142,6 +150,11 @@ def writable_file(text: str, suffixes: "tuple[str, ...] | None" = None) -> str:
     if path.exists() and not os.access(path, os.W_OK):
         raise argparse.ArgumentTypeError(f"{text!r} exists and is not writable")
     return text
+
+
+def json_file(text: str) -> str:
+    """A JSON file to write (a trace, a report): a writable file whose name ends in .json."""
+    return writable_file(text, (".json",))
 
 
 def image_file(text: str) -> str:

@@ -68,8 +68,10 @@ def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | Non
             raise TraceError(f"the trace was made on workload {wl} but is replayed on {mine}"
                              + ("" if not same_shapes or _kind(wl) != _kind(mine) else
                                 "; pass same_shapes=False to apply it to another size"))
-        items = [Instruction(d["kind"], d["args"], d.get("outputs", []), d.get("decision"))
-                 for d in trace.get("instructions", [])]
+        items = _instructions(trace.get("instructions", []))
+    elif not isinstance(trace, list) or not all(isinstance(i, Instruction) for i in trace):
+        raise TraceError(f"a trace is a JSON object {{\"version\": {VERSION}, \"workload\": ..., "
+                         f"\"instructions\": [...]}}, got a {type(trace).__name__}")
     else:
         items = list(trace)
     forced = {i: ins.decision for i, ins in enumerate(items) if ins.decision is not None}
@@ -93,6 +95,22 @@ def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | Non
             for v in (out if isinstance(out, list) else [out]):
                 env[v.var] = v
     return sch
+
+
+def _instructions(data) -> list:
+    """The trace's instruction list, each entry checked to be {"kind": str, "args": list, ...}."""
+    if not isinstance(data, list):
+        raise TraceError(f"the trace's \"instructions\" must be a list, got {type(data).__name__}")
+    items = []
+    for i, d in enumerate(data):
+        if not isinstance(d, dict) or not isinstance(d.get("kind"), str) or not isinstance(d.get("args"), list):
+            raise TraceError(f"instruction {i} is {d!r}; each instruction is an object with a \"kind\" "
+                             f"(a primitive's name) and \"args\" (a list)")
+        outputs = d.get("outputs", [])
+        if not isinstance(outputs, list):
+            raise TraceError(f"instruction {i} ({d['kind']}): \"outputs\" must be a list, got {outputs!r}")
+        items.append(Instruction(d["kind"], d["args"], outputs, d.get("decision")))
+    return items
 
 
 def _resolve(args, env: dict, i: int):

@@ -1,0 +1,92 @@
+"""Hand schedules a student can start from: the schedules of the walkthrough, as functions.
+
+``tiled_matmul(func, BM, BN, BK)`` is matmul v3's structure as a schedule::
+
+    for i_0 in blockIdx.y:                  # one BM x BN output tile per block
+      for j_0 in blockIdx.x:
+        C_local = zeros(BM, BN)             # cache_write("local") + decompose_reduction
+        for k_0 in range(ceil(K / BK)):
+          A_shared = A[i_0 tile, k_0 tile]  # cache_read("A", "shared") + compute_at(k_0)
+          B_shared = B[k_0 tile, j_0 tile]  # cache_read("B", "shared") + compute_at(k_0)
+          C_local += A_shared @ B_shared    # tensorize(i_1): one MMA (or the loops i_1, j_1, k_1)
+        C[i_0 tile, j_0 tile] = C_local
+
+HBM bytes: ``(M K ceil(N/BN) + K N ceil(M/BM) + M N) s`` before L2, as matmul v2/v3.
+``blocked_conv2d(func, BF, BY)`` is the walkthrough's blocked convolution (X and W tiles per
+input channel in SRAM, the output tile in registers). :func:`example` picks tiles for a
+device (matmul v3's rule, :func:`tinyml.kernels.matmul.choose_tiles`).
+"""
+
+from __future__ import annotations
+
+from .errors import ScheduleError
+from .ir import PrimFunc
+from .schedule import Schedule
+
+#: the built-in schedules: name -> what it does
+EXAMPLES = {
+    "tiled": "tiles in SRAM (A and B per K step), the output tile in registers, multiply-adds on the vector units",
+    "mma": "'tiled', with the tile product tensorized (one MMA on the tensor cores): matmul v3's structure",
+}
+
+
+def tiled_matmul(func: PrimFunc, bm: int, bn: int, bk: int, *, tensorize: bool = True,
+                 accumulator: str = "local") -> Schedule:
+    """matmul v3's structure (module docstring) with BM x BN x BK tiles; ``tensorize=False``
+    leaves the tile product as loops on the vector units. ``accumulator="shared"`` keeps the
+    fp32 C tile in SRAM, as matmul v3 does (the same launch: bytes, SRAM per block, time);
+    ``"local"`` keeps it in registers, which leaves SRAM for more resident blocks."""
+    s = Schedule(func)
+    i0, i1 = s.split("i", [None, bm])
+    j0, j1 = s.split("j", [None, bn])
+    k0, k1 = s.split("k", [None, bk])
+    s.reorder(i0, j0, k0, i1, j1, k1)
+    s.bind(i0, "blockIdx.y")
+    s.bind(j0, "blockIdx.x")
+    c = s.cache_write(accumulator)
+    s.reverse_compute_at(c, j0)
+    s.decompose_reduction(k0)
+    for buf in ("A", "B"):
+        s.compute_at(s.cache_read(buf, "shared"), k0)
+    if tensorize:
+        s.tensorize(i1)
+    return s
+
+
+def blocked_conv2d(func: PrimFunc, bf: int, by: int) -> Schedule:
+    """BF filters x BY output rows per block (n, f_0, y_0 fused into the grid); per input
+    channel an X tile and a W tile in SRAM; the output tile accumulated in registers."""
+    s = Schedule(func)
+    f0, f1 = s.split("f", [None, bf])
+    y0, y1 = s.split("y", [None, by])
+    s.reorder("n", f0, y0, "c", f1, y1, "x", "r", "s")
+    grid = s.fuse("n", f0, y0)
+    s.bind(grid, "blockIdx.x")
+    s.reverse_compute_at(s.cache_write("local"), grid)
+    s.compute_at(s.cache_read("X", "shared"), "c")
+    s.compute_at(s.cache_read("W", "shared"), "c")
+    s.decompose_reduction("c")
+    return s
+
+
+def example(name: str, func: PrimFunc, device: str = "a100-40gb") -> Schedule:
+    """The built-in schedule ``name`` (:data:`EXAMPLES`) of ``func`` with tiles for ``device``."""
+    from ...sim import load_device
+
+    if name not in EXAMPLES:
+        raise ScheduleError(f"unknown example schedule {name!r}; choose from {', '.join(EXAMPLES)}")
+    kind = func.block.name
+    if kind == "matmul" or kind.startswith("matmul_"):
+        from ...kernels.matmul import choose_tiles
+
+        m, n, k = (a.extent for a in func.block.axes)
+        t = choose_tiles(load_device(device), m, n, k, func.dtype)
+        bm, bn, bk = min(t.block_m, m), min(t.block_n, n), min(t.block_k, k)
+        return tiled_matmul(func, bm, bn, bk, tensorize=name == "mma")
+    if kind == "conv2d":
+        if name == "mma":
+            raise ScheduleError("conv2d has no tensorized example: turning its tile product into an MMA "
+                                "(an implicit GEMM) is not one of tinyml's primitives; use --example tiled")
+        ext = {a.name: a.extent for a in func.block.axes}
+        return blocked_conv2d(func, min(64, ext["f"]), min(8, ext["y"]))
+    raise ScheduleError(f"no example schedule for workload {func.name!r}; examples exist for matmul and conv2d")
