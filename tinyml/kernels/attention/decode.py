@@ -318,7 +318,9 @@ def decode_attention(q, k_cache, v_cache, *, cache_len, split_kv: "int | None" =
     parallel, ``decode_split`` then ``decode_combine``); None chooses S from
     the device's SM count (:func:`.decode_split.auto_splits`). ``scale``
     defaults to 1/sqrt(d); ``block_k`` is B_c, the K/V tile rows (default: the
-    largest of 128, 64, 32, 16 that fits SRAM). Returns o shaped like q.
+    largest of 128, 64, 32, 16 that fits SRAM; a block_k larger than the cache's
+    L is L, and SRAM is counted for L rows, as ``sram_per_block_bytes`` shows).
+    Returns o shaped like q.
     See the module docstrings for the tile loops and HBM bytes.
     """
     call = prepare_decode(q, k_cache, v_cache, cache_len=cache_len, scale=scale, dtype=dtype,
