@@ -535,3 +535,15 @@ def test_a_decode_block_k_larger_than_the_cache_is_the_cache_and_counted_so():
         got[bk] = (o, [(r.name, r.sram_per_block_bytes, r.hbm_bytes) for r in prof.records])
     np.testing.assert_array_equal(got[1024][0], got[8][0])
     assert got[1024][1] == got[8][1]
+
+
+@pytest.mark.parametrize("seed", [1.9, "abc", -1, 2 ** 70])
+def test_seeds_of_graphs_and_sample_weights_are_integers(seed):
+    from tinyml.compiler import Graph, GraphError
+    from tinyml.kernels.quant import sample_weights
+    from tinyml.sim.errors import ArgumentError
+
+    with pytest.raises(GraphError, match=r"Graph\(seed=...\) must be an integer"):   # 1.9 ran as 1 before
+        Graph("g", seed=seed)
+    with pytest.raises(ArgumentError, match="seed must be an integer"):            # a bare TypeError before
+        sample_weights(seed=seed)
