@@ -386,6 +386,7 @@ def test_meta_shapes_must_be_integers(shape, shown):
 
 def test_meta_takes_numpy_integers_and_a_single_int():
     assert meta((np.int64(3), 4)).shape == (3, 4)
+    assert meta(np.array([3, 4])).shape == (3, 4) and meta([3, 4]).shape == (3, 4)
     assert meta(5).shape == (5,)
 
 
