@@ -548,3 +548,13 @@ def test_seeds_of_graphs_and_sample_weights_are_integers(seed):
         Graph("g", seed=seed)
     with pytest.raises(ArgumentError, match="seed must be an integer"):            # a bare TypeError before
         sample_weights(seed=seed)
+
+
+def test_the_new_error_classes_are_tinyml_errors_and_the_builtin_they_replace():
+    from tinyml.compiler.errors import GraphError, GraphValueError
+    from tinyml.kernels.quant import ScaleUnderflowError
+    from tinyml.sim.errors import ArgumentError
+
+    assert issubclass(ArgumentError, TinymlError) and issubclass(ArgumentError, (ValueError, TypeError))
+    assert issubclass(GraphValueError, GraphError) and issubclass(GraphValueError, NonFiniteError)
+    assert issubclass(ScaleUnderflowError, TinymlError) and issubclass(ScaleUnderflowError, ValueError)
