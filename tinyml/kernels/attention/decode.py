@@ -63,6 +63,7 @@ from numba import njit, prange
 
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, check_registers, check_tiles
 from ...sim import current_profile, tiles_fit
+from ...sim.args import integer
 from ...sim.sram import REG
 from ...sim.counters import new_counters
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
@@ -299,10 +300,8 @@ def resolve_splits(split_kv, call: DecodeCall, block_k: int) -> int:
 
         return auto_splits(current_profile().device, call.batch, call.kv_heads,
                            int(call.n_tiles(block_k).max()))
-    if isinstance(split_kv, bool) or not isinstance(split_kv, (int, np.integer)) or split_kv < 1:
-        raise TileConfigError(f"split_kv must be a positive integer (1 = the plain kernel) or None (choose from "
-                              f"the device's SM count), got {split_kv!r}")
-    return int(split_kv)
+    return integer(split_kv, "split_kv", lo=1, error=TileConfigError,
+                   hint="1 = the plain kernel, or None to choose from the device's SM count")
 
 
 def decode_attention(q, k_cache, v_cache, *, cache_len, split_kv: "int | None" = None, scale=None,
