@@ -386,6 +386,7 @@ def test_meta_shapes_must_be_integers(shape, shown):
 
 def test_meta_takes_numpy_integers_and_a_single_int():
     assert meta((np.int64(3), 4)).shape == (3, 4)
+    assert meta(np.array([3, 4])).shape == (3, 4) and meta([3, 4]).shape == (3, 4)
     assert meta(5).shape == (5,)
 
 
@@ -502,3 +503,58 @@ def test_elementwise_references_overflow_to_their_limits_without_a_runtime_warni
             np.testing.assert_array_equal(OPS[name].ref(x), expected)
             if name != "silu":
                 np.testing.assert_array_equal(get(name).reference(x), expected)
+
+
+# ---- block sizes larger than the sequence: the documented, visible behaviour (issue 11, item 7) -------
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_flash_block_larger_than_the_sequence_is_the_whole_sequence_and_counted_so(version):
+    from tinyml.kernels.attention.flash import flash_attention
+
+    q = np.random.default_rng(1).standard_normal((1, 1, 8, 4)).astype(np.float32)
+    runs = {}
+    for blocks in ((64, 64), (8, 8)):
+        with Profile("a100-40gb") as prof:
+            o = flash_attention(q, q, q, version=version, block_q=blocks[0], block_k=blocks[1])
+        runs[blocks] = (o, [(r.name, r.grid, r.sram_per_block_bytes, r.hbm_bytes) for r in prof.records])
+    np.testing.assert_array_equal(runs[(64, 64)][0], runs[(8, 8)][0])
+    assert runs[(64, 64)][1] == runs[(8, 8)][1]                 # SRAM is that of 8-row tiles, one block
+    with Profile("a100-40gb") as prof:
+        flash_attention(q, q, q, version=version, block_q=4, block_k=4)
+    assert prof.records[0].sram_per_block_bytes < runs[(8, 8)][1][0][2]
+
+
+def test_a_decode_block_k_larger_than_the_cache_is_the_cache_and_counted_so():
+    from tinyml.kernels.attention.decode import decode_attention
+
+    q = np.random.default_rng(2).standard_normal((1, 2, 1, 4)).astype(np.float32)
+    kv = np.random.default_rng(3).standard_normal((1, 2, 8, 4)).astype(np.float32)
+    got = {}
+    for bk in (1024, 8):
+        with Profile("a100-40gb") as prof:
+            o = decode_attention(q, kv, kv, cache_len=8, split_kv=1, block_k=bk)
+        got[bk] = (o, [(r.name, r.sram_per_block_bytes, r.hbm_bytes) for r in prof.records])
+    np.testing.assert_array_equal(got[1024][0], got[8][0])
+    assert got[1024][1] == got[8][1]
+
+
+@pytest.mark.parametrize("seed", [1.9, "abc", -1, 2 ** 70])
+def test_seeds_of_graphs_and_sample_weights_are_integers(seed):
+    from tinyml.compiler import Graph, GraphError
+    from tinyml.kernels.quant import sample_weights
+    from tinyml.sim.errors import ArgumentError
+
+    with pytest.raises(GraphError, match=r"Graph\(seed=...\) must be an integer"):   # 1.9 ran as 1 before
+        Graph("g", seed=seed)
+    with pytest.raises(ArgumentError, match="seed must be an integer"):            # a bare TypeError before
+        sample_weights(seed=seed)
+
+
+def test_the_new_error_classes_are_tinyml_errors_and_the_builtin_they_replace():
+    from tinyml.compiler.errors import GraphError, GraphValueError
+    from tinyml.kernels.quant import ScaleUnderflowError
+    from tinyml.sim.errors import ArgumentError
+
+    assert issubclass(ArgumentError, TinymlError) and issubclass(ArgumentError, (ValueError, TypeError))
+    assert issubclass(GraphValueError, GraphError) and issubclass(GraphValueError, NonFiniteError)
+    assert issubclass(ScaleUnderflowError, TinymlError) and issubclass(ScaleUnderflowError, ValueError)

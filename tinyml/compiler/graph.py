@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace as _dc_replace
 
 import numpy as np
 
+from ..sim.args import integer
 from . import ops as _ops
 from .builder import Builder
 from .errors import GraphError
@@ -139,7 +140,7 @@ class Graph(Builder):
     def __init__(self, name: str = "graph", *, dtype: str = "fp16", seed: int = 0):
         self.name = name
         self.dtype = canonical_dtype(dtype)
-        self.seed = seed
+        self.seed = integer(seed, "Graph(seed=...)", lo=0, error=GraphError, hint="the seed of the weights' generator")
         self.inputs: dict[str, TensorType] = {}
         self.weights: dict[str, Weight] = {}
         self.nodes: list[Node] = []

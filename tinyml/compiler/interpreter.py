@@ -97,7 +97,7 @@ def interpret(graph, inputs: Mapping, bindings: "Mapping[str, int] | None" = Non
     env: dict[str, np.ndarray] = {}
     for name, t in graph.inputs.items():
         arr = input_array(name, inputs[name], t.dtype)          # refuses what the compiled plan refuses
-        env[name] = arr if t.dtype in INDEX_DTYPES else np.asarray(inputs[name]).astype(np.float64)
+        env[name] = arr.astype(np.int64) if t.dtype in INDEX_DTYPES else np.asarray(inputs[name]).astype(np.float64)
     for name, w in graph.weights.items():
         env[name] = w.data if w.type.dtype in INDEX_DTYPES else w.data.astype(np.float64)
     if graph.groups:

@@ -29,12 +29,14 @@ from .types import INDEX_DTYPES
 def weight_array(name: str, data, dtype: str) -> np.ndarray:
     """The stored array of weight ``name`` (a copy): float32, or int64 for an ``int32`` (index) weight."""
     arr = _convert(f"weight {name!r}", data, dtype)
+    if dtype in INDEX_DTYPES:
+        return np.array(arr, dtype=np.int64)                     # always a copy
     return np.array(arr, copy=True) if np.shares_memory(arr, np.asarray(data)) else arr
 
 
 def input_array(name: str, data, dtype: str) -> np.ndarray:
     """Input ``%name``'s array as the kernels read it: float32 (not a copy if it already is),
-    or int64 for an ``int32`` input."""
+    or for an ``int32`` input the caller's integer array (whole floats become int64)."""
     return _convert(f"input %{name}", data, dtype)
 
 
@@ -55,7 +57,8 @@ def _convert(what: str, data, dtype: str) -> np.ndarray:
                     f"{what} is {dtype} (integer ids) but holds {int((~whole).sum())} value(s) that are not whole "
                     f"numbers, the first at index {first} (value {float(arr[first]):g}); they are not truncated "
                     f"for you: pass an integer array (np.rint(x).astype(np.int64) if rounding is what you mean)")
-        return np.asarray(arr, dtype=np.int64)
+        # an integer array is the caller's own (the HBM ledger tracks it for as long as they hold it)
+        return arr if arr.dtype.kind in "iu" else np.asarray(arr, dtype=np.int64)
     try:
         return as_float32(arr, what)
     except NonFiniteError as e:

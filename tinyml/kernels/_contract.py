@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..sim import DTypeError, MetaTensor, ShapeError, TileConfigError, canonical
+from ..sim.args import integer
 from ..sim.finite import as_float32, refuse_float32_overflow, refuse_nonfinite  # noqa: F401  (re-exported)
 
 
@@ -90,9 +91,7 @@ def block_size(value, name: str, default: int) -> int:
     """A user-given block size (positive int) or the default."""
     if value is None:
         return int(default)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise TileConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return integer(value, name, lo=1, error=TileConfigError)
 
 
 @contextlib.contextmanager

@@ -43,15 +43,14 @@ def integer(value, name: str, *, lo: "int | None" = None, hi: "int | None" = INT
                if isinstance(value, (float, np.floating)) else "")
         raise error(f"{name} must be an integer, got {value!r} ({type(value).__name__}){why}{tail}")
     v = int(value)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        if lo is not None and hi is not None:
-            span = f"in [{lo}, {hi}]"
-        elif lo is not None:
-            span = f">= {lo}"
-        else:
-            span = f"<= {hi}"
-        raise error(f"{name} must be an integer {span}, got {v}{tail}")
-    return v
+    big = " (2**63 - 1, the int64 maximum)" if hi == INT64_MAX else ""
+    if lo is not None and v < lo:
+        span = f">= {lo}" + ("" if hi is None or big else f" and <= {hi}")
+    elif hi is not None and v > hi:
+        span = (f"in [{lo}, {hi}]" if lo is not None else f"<= {hi}") + big
+    else:
+        return v
+    raise error(f"{name} must be an integer {span}, got {v}{tail}")
 
 
 def flag(value, name: str, *, error: type = ArgumentError) -> bool:

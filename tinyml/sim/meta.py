@@ -25,9 +25,10 @@ class MetaTensor:
     def __init__(self, shape, dtype: str = "fp16"):
         if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
             shape = (shape,)                                  # meta(5) is meta((5,)), as np.zeros(5)
-        if not isinstance(shape, (tuple, list)):
+        if isinstance(shape, (str, bytes, dict)) or not hasattr(shape, "__iter__"):
             raise ShapeError(f"a shape is a tuple of integers such as (4096, 4096), got {shape!r} "
                              f"({type(shape).__name__})")
+        shape = tuple(shape)                                  # a list, an array of ints, x.shape ...
         self.shape = tuple(integer(s, f"shape[{i}]", error=ShapeError, hint=f"shape {tuple(shape)!r}")
                            for i, s in enumerate(shape))
         if any(s < 0 for s in self.shape):

@@ -63,6 +63,7 @@ from numba import njit, prange
 
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, check_registers, check_tiles
 from ...sim import current_profile, tiles_fit
+from ...sim.args import integer
 from ...sim.sram import REG
 from ...sim.counters import new_counters
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
@@ -299,10 +300,8 @@ def resolve_splits(split_kv, call: DecodeCall, block_k: int) -> int:
 
         return auto_splits(current_profile().device, call.batch, call.kv_heads,
                            int(call.n_tiles(block_k).max()))
-    if isinstance(split_kv, bool) or not isinstance(split_kv, (int, np.integer)) or split_kv < 1:
-        raise TileConfigError(f"split_kv must be a positive integer (1 = the plain kernel) or None (choose from "
-                              f"the device's SM count), got {split_kv!r}")
-    return int(split_kv)
+    return integer(split_kv, "split_kv", lo=1, error=TileConfigError,
+                   hint="1 = the plain kernel, or None to choose from the device's SM count")
 
 
 def decode_attention(q, k_cache, v_cache, *, cache_len, split_kv: "int | None" = None, scale=None,
@@ -318,7 +317,9 @@ def decode_attention(q, k_cache, v_cache, *, cache_len, split_kv: "int | None" =
     parallel, ``decode_split`` then ``decode_combine``); None chooses S from
     the device's SM count (:func:`.decode_split.auto_splits`). ``scale``
     defaults to 1/sqrt(d); ``block_k`` is B_c, the K/V tile rows (default: the
-    largest of 128, 64, 32, 16 that fits SRAM). Returns o shaped like q.
+    largest of 128, 64, 32, 16 that fits SRAM; a block_k larger than the cache's
+    L is L, and SRAM is counted for L rows, as ``sram_per_block_bytes`` shows).
+    Returns o shaped like q.
     See the module docstrings for the tile loops and HBM bytes.
     """
     call = prepare_decode(q, k_cache, v_cache, cache_len=cache_len, scale=scale, dtype=dtype,

@@ -37,6 +37,7 @@ from numba import njit, prange
 from ...sim import FLOAT_DTYPES, DTypeError, NonFiniteError, ShapeError, bits, canonical, current_profile, nbytes
 from ...sim.counters import new_counters
 from ...sim.tiles import copy_rect, count_load_direct, count_store_direct
+from ...sim.args import integer
 from .._contract import Operand, operand, refuse_float32_overflow, same_mode
 from ._common import DUMMY2
 
@@ -140,11 +141,9 @@ class KVCache:
 
     def __init__(self, batch: int, kv_heads: int, max_len: int, head_dim: int, *, dtype: str = "fp16",
                  execute: bool = True):
-        for name, value in (("batch", batch), ("kv_heads", kv_heads), ("max_len", max_len),
-                            ("head_dim", head_dim)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ShapeError(f"KVCache: {name} must be a positive integer, got {value!r}")
-        self.shape = (int(batch), int(kv_heads), int(max_len), int(head_dim))     # (B, KVH, L, d)
+        self.shape = tuple(integer(v, f"KVCache: {name}", lo=1, error=ShapeError)           # (B, KVH, L, d)
+                           for name, v in (("batch", batch), ("kv_heads", kv_heads), ("max_len", max_len),
+                                           ("head_dim", head_dim)))
         self.dtype = canonical(dtype, FLOAT_DTYPES)
         hbm = current_profile().hbm
         self.k = hbm.new_tensor("k_cache", self.shape, self.dtype, bool(execute))   # (B, KVH, L, d)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...sim.args import integer
 from .scheme import get_scheme
 from .tensor import quantize
 
@@ -22,7 +23,7 @@ def sample_weights(kind: str = "gaussian", shape=(256, 1024), seed: int = 0) -> 
     3 degrees of freedom, scaled to std ~0.02) plus a few outlier input
     channels (1% of the columns, 20x larger), as in trained transformer layers.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(integer(seed, "seed", lo=0))
     n, k = shape
     if kind == "gaussian":
         return (0.02 * rng.standard_normal((n, k))).astype(np.float32)
@@ -48,7 +49,7 @@ def error_report(w, formats=DEFAULT_FORMATS, *, x=None, seed: int = 0) -> list[d
 
     w = np.asarray(w, dtype=np.float32)
     k = w.shape[1]
-    x = np.random.default_rng(seed).standard_normal(k).astype(np.float32) if x is None else \
+    x = np.random.default_rng(integer(seed, "seed", lo=0)).standard_normal(k).astype(np.float32) if x is None else \
         np.asarray(x, dtype=np.float32)
     w_rms = float(np.sqrt(np.mean(w.astype(np.float64) ** 2)))
     exact = w.astype(np.float64) @ x.astype(np.float64)                         # (N,)

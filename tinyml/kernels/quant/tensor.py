@@ -94,7 +94,7 @@ def quantize(w, fmt, *, underflow: str = "raise") -> QuantizedTensor:
     'q8_0', 'q4_0', another registered name, or a :class:`Scheme` instance.
     NaN/Inf weights are refused with their position; a scale that overflows
     fp16 is refused (:class:`~.errors.ScaleOverflowError`), and so is one that
-    underflows it (non-zero weights below ~1e-6 for int8: the group would decode
+    underflows it (a group whose max|w| is below ~4e-6 for int8 would decode
     to zeros; :class:`~.errors.ScaleUnderflowError`) unless ``underflow="zero"``,
     which stores the zero scale as llama.cpp does.
     """
