@@ -152,3 +152,34 @@ def test_onnx_convolutions_get_a_generated_kernel_each():
     generated = [r for r in prof.records if r.name.endswith("_scheduled")]
     assert len(generated) == len(convs)
     assert not any(r.name == "library_conv2d" for r in prof.records)
+
+
+# ---- tinyml compile --schedule ------------------------------------------------------------------------
+
+
+def _cli(capsys, *argv):
+    from tinyml.cli import main
+
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_cli_compile_schedule_lowers_the_nodes_of_the_traces_workload(capsys, tmp_path):
+    import json
+
+    func = matmul(64, 3072, 768, "fp16")                        # mlp's first matmul at n = 64
+    path = tmp_path / "mm.json"
+    path.write_text(to_json(tiled_matmul(func, 16, 8, 8, tensorize=False)))
+    rc, out, _ = _cli(capsys, "compile", "mlp", "--seq", "64", "--schedule", str(path), "--json")
+    assert rc == 0
+    data = json.loads(out)
+    assert data["scheduled"] == ["matmul_scheduled"]
+    names = [k["name"] for k in data["profile"]["kernels"]]
+    assert names.count("matmul_scheduled") == 1 and len(names) == 3   # + its bias/GeLU kernel + the 2nd matmul
+    rc, _, err = _cli(capsys, "compile", "mlp", "--seq", "32", "--schedule", str(path))
+    assert rc == 2 and "no node" in err and "matmul:fp16:A(64,768)" in err   # n = 32: another workload
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1}')
+    rc, _, err = _cli(capsys, "compile", "mlp", "--seq", "64", "--schedule", str(bad))
+    assert rc == 2 and "neither a trace" in err

@@ -55,8 +55,28 @@ class ScheduleMismatchError(GraphError):
 
 def workload_key(func) -> str:
     """``op:dtype:buffers->output`` of a workload, e.g. ``"matmul:fp16:A(64,32),B(32,48)->C(64,48)"``."""
-    bufs = [f"{b.name}({','.join(str(s) for s in b.shape)})" for b in func.params]
-    return f"{func.name}:{func.dtype}:{','.join(bufs[:-1])}->{bufs[-1]}"
+    return key_of(func.to_dict())
+
+
+def key_of(workload: dict) -> str:
+    """:func:`workload_key` of a trace's ``"workload"`` entry (``PrimFunc.to_dict()``)."""
+    try:
+        bufs = [f"{b[0]}({','.join(str(s) for s in b[1])})" for b in workload["buffers"]]
+        return f"{workload['name']}:{workload['buffers'][-1][2]}:{','.join(bufs[:-1])}->{bufs[-1]}"
+    except (KeyError, IndexError, TypeError):
+        raise GraphError(f"{str(workload)[:80]!r} is not a trace's workload (name, buffers, axes); write traces "
+                         f"with tinyml.compiler.tensor.to_json or tinyml schedule --write-trace") from None
+
+
+def table_from_json(data, source: str) -> dict:
+    """Schedules from a JSON document: one trace (keyed by its workload, so it lowers the nodes of
+    exactly that workload), or an object mapping node names, workload keys or op kinds to traces."""
+    if isinstance(data, dict) and "instructions" in data:
+        return {key_of(data.get("workload", {})): data}
+    if isinstance(data, dict) and data and all(isinstance(v, dict) and "instructions" in v for v in data.values()):
+        return dict(data)
+    raise GraphError(f"{source} is neither a trace (an object with \"workload\" and \"instructions\") nor an object "
+                     f"mapping node names, workload keys or op kinds to traces")
 
 
 def workload_hash(func) -> str:
