@@ -183,3 +183,22 @@ def test_cli_compile_schedule_lowers_the_nodes_of_the_traces_workload(capsys, tm
     bad.write_text('{"a": 1}')
     rc, _, err = _cli(capsys, "compile", "mlp", "--seq", "64", "--schedule", str(bad))
     assert rc == 2 and "neither a trace" in err
+
+
+def test_any_object_with_lookup_stands_in_for_the_table():
+    """What a tuning log (issue 14) plugs in: lookup(node, func) -> Schedule or None, keyed as it likes."""
+    seen = []
+
+    class Log:
+        def lookup(self, node, func):
+            seen.append((node.op, workload_hash(func)))
+            return mm_schedule(func) if func.name == "matmul" else None
+
+    g = mm_graph()
+    c = compile(g, device=DEVICE, explain=False, dtype="fp32", schedules=Log())
+    (out,), prof = c.run(x_for(g))
+    np.testing.assert_allclose(out, interpret(g, x_for(g))[0], rtol=1e-5, atol=1e-5)
+    assert [r.name for r in prof.records] == ["matmul_scheduled"]
+    assert seen == [("matmul", workload_hash(matmul(32, 40, 24, "fp32")))]
+    with pytest.raises(GraphError, match="lookup"):
+        compile(g, explain=False, schedules=[mm_schedule])
