@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._args import UsageError, output_folder, positive_int
+from ._args import UsageError, output_folder, positive_int, readable_file
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -28,6 +28,8 @@ HELP = """examples:
   tinyml compile tiny_gpt --layers 12 --seq n --bound n=2048 --passes all   n symbolic, up to 2048
                                                     GPT-2 small: fusion, FlashAttention, int4, memory plan
   tinyml compile model.onnx --passes fuse,plan_memory   an ONNX file (needs the onnx package)
+  tinyml compile mlp --dtype fp32 --schedule mm.json    matmul nodes of mm.json's workload run its schedule
+                                                    (write one with tinyml schedule ... --write-trace mm.json)
 """
 
 
@@ -58,7 +60,46 @@ def register(sub) -> None:
     p.add_argument("--out", type=output_folder, default=None,
                    help="folder for --explain's files, created if missing (default compile-MODEL)")
     p.add_argument("--json", action="store_true", help="print every step's numbers as JSON instead of a table")
+    p.add_argument("--schedule", type=readable_file, action="append", default=[], metavar="FILE.json",
+                   help="lower matmul/conv2d nodes with a schedule: a trace (the nodes of exactly its workload) or "
+                        "an object mapping node names, workload keys or op kinds to traces; repeatable "
+                        "(default: hand-written kernels and library calls)")
     p.set_defaults(func=run)
+
+
+def load_schedules(paths: list) -> "dict | None":
+    """The ``--schedule`` files as one schedules dict (None without any); a key given twice is refused."""
+    import json
+
+    from ..compiler.lower.scheduled import table_from_json
+
+    if not paths:
+        return None
+    out: dict = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).expanduser().read_text())
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--schedule {path} is not JSON ({e}); write a trace with tinyml schedule ... "
+                             f"--write-trace FILE.json") from None
+        for key, trace in table_from_json(data, f"--schedule {path}").items():
+            if key in out:
+                raise UsageError(f"--schedule {path}: {key!r} already has a schedule from an earlier file")
+            out[key] = trace
+    return out
+
+
+def _check_scheduled(prof, schedules: "dict | None", graph) -> list:
+    """The generated kernels' names; refuses schedules that lowered no node (nothing silently ignored)."""
+    if not schedules:
+        return []
+    names = [r.name for r in prof.records if r.name.endswith("_scheduled")]
+    if not names:
+        can = sorted(n.name for n in graph.nodes if n.op in ("matmul", "conv2d"))
+        raise UsageError(f"--schedule: no node of {graph.name!r} matched {sorted(schedules)}; a trace lowers the "
+                         f"nodes of exactly its workload (shapes and --dtype); key it by node name or op kind "
+                         f"to apply it elsewhere; schedulable nodes: {can}")
+    return names
 
 
 def _passes(text: "str | None", bounds: dict, scheme: str, skip: tuple):
@@ -212,9 +253,12 @@ def run(args) -> int:
     # shape-only weights (nothing is executed here: every step is counted), so GPT-2 small builds in ms
     graph = load_model(args.model, args.layers, weights="meta")
     bindings = {s: (n if s == "n" else bounds.get(s, 1)) for s in graph.symbols}
+    schedules = load_schedules(args.schedule)
     compiled = compile(graph, device=args.device, passes=_passes(args.passes, bounds, args.scheme, skip),
-                       dtype=args.dtype, bindings=bindings, bounds=bounds, scheme=args.scheme, skip=skip)
+                       dtype=args.dtype, bindings=bindings, bounds=bounds, scheme=args.scheme, skip=skip,
+                       schedules=schedules)
     prof = compiled.profile()
+    scheduled = _check_scheduled(prof, schedules, compiled.graph)
     written = write_explain(compiled, Path(args.out or f"compile-{Path(args.model).stem}")) if args.explain else None
     first, last = compiled.steps[0].summary, compiled.steps[-1].summary
     memory = memory_numbers(compiled.graph, bindings)
@@ -224,6 +268,8 @@ def run(args) -> int:
                    "peak_hbm_bytes": int(prof.peak_hbm_bytes), "profile": prof.to_dict()}
         if written:
             payload["explain"] = written
+        if schedules:
+            payload["scheduled"] = scheduled
         emit_json(payload)
         return 0
     c = console()
@@ -249,6 +295,10 @@ def run(args) -> int:
         c.print(f"input -> {compiled.steps[-1].name}: {first['kernels']} -> {last['kernels']} kernels, "
                 f"{first['hbm_bytes'] / max(last['hbm_bytes'], 1):.1f}x fewer HBM bytes, "
                 f"{first['time_s'] / max(last['time_s'], 1e-30):.1f}x less time")
+    if scheduled:
+        c.print(f"--schedule: {len(scheduled)} generated kernel(s) ({', '.join(sorted(set(scheduled)))}): "
+                f"{len(prof.records)} kernels, {fmt_bytes(prof.hbm_bytes)} HBM, {fmt_time(prof.time_s)} "
+                f"(the table above lowers every step without schedules)")
     errors: dict = {}
     for s in compiled.steps:
         if s.summary.get("error"):

@@ -260,7 +260,7 @@ class Compiled:
 
 def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = None, explain: bool = True,
             dtype: str = "fp16", bindings: "dict | None" = None, *, bounds: "dict | None" = None,
-            scheme="int4-g32", skip=()) -> Compiled:
+            scheme="int4-g32", skip=(), schedules=None) -> Compiled:
     """Run ``passes`` (default :data:`DEFAULT_PASSES`; ``"all"``: :data:`ALL_PASSES`) on ``graph``
     and lower the result.
 
@@ -268,7 +268,10 @@ def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = 
     graph's symbols are bound (``bindings={"n": 1024}``), its simulated
     kernels, HBM bytes and time on ``device`` in ``dtype`` (see the module docstring).
     ``bounds`` (default: ``bindings``), ``scheme`` and ``skip`` configure ``plan_memory`` and
-    ``quantize_weights`` in ``passes="all"``.
+    ``quantize_weights`` in ``passes="all"``. ``schedules`` lowers the matmul and conv2d
+    nodes it names with a schedule's generated kernel (a dict: node name, workload key or op kind
+    -> Schedule, trace or callable; see :mod:`tinyml.compiler.lower.scheduled`); the steps'
+    numbers stay those of the default lowering, the compiled plan runs the schedules.
     """
     dev = load_device(device).name
     bindings = given_bindings(bindings)
@@ -290,7 +293,7 @@ def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = 
     result = run_passes(graph, list(DEFAULT_PASSES if passes is None else passes), explain=explain,
                         summarize=summarize)
     steps = [CompiledStep(s.name, s.graph, s.ir, s.dot, dict(s.summary)) for s in result.steps]
-    plan = lower(result.graph)
+    plan = lower(result.graph, schedules=schedules)
     if everything:
         last = steps[-1]
         steps.append(CompiledStep("lower", result.graph, str(plan) if explain else "", last.dot,

@@ -48,6 +48,7 @@ from .context import Ctx
 from .layout import is_view_group
 from .library import run_library
 from .pure import ELEMENTWISE, run_pure
+from .scheduled import ScheduleTable, scheduled_group
 
 _ANCHORED = {"matmul": anchors.run_matmul, "softmax": anchors.run_softmax, "layernorm": anchors.run_layernorm,
              "reduce": anchors.run_reduce, "attention": anchors.run_attention, "library": run_library}
@@ -98,10 +99,11 @@ def _kind(graph, group, consumers) -> tuple[str, str]:
 class Plan:
     """The launches of a lowered graph, in order. ``run`` executes or counts them."""
 
-    def __init__(self, graph, launches: list, fused: bool):
+    def __init__(self, graph, launches: list, fused: bool, schedules=None):
         self.graph = graph
         self.launches = launches
         self.fused = fused
+        self.schedules = schedules        # a ScheduleTable (or a tuning log's lookup), see .scheduled
 
     @property
     def kernels(self) -> int:
@@ -166,6 +168,10 @@ class Plan:
     def _run_one(self, ctx, launch: Launch) -> dict:
         g = self.graph
         nodes = [g.node(m) for m in launch.nodes]
+        if self.schedules is not None and launch.kind in ("matmul", "library"):
+            done = scheduled_group(ctx, nodes, launch.outputs, self.schedules)
+            if done is not None:
+                return done
         if launch.kind in _ANCHORED:
             return _ANCHORED[launch.kind](ctx, nodes, launch.outputs)
         return run_pure(ctx, nodes, launch.outputs, copy_leaves=launch.kind != "view")
@@ -230,9 +236,19 @@ def _bindings(graph, inputs: dict, bindings, count: bool) -> dict:
     return bound
 
 
-def lower(graph, *, fused: "bool | None" = None) -> Plan:
+def lower(graph, *, fused: "bool | None" = None, schedules=None) -> Plan:
     """Lower ``graph`` to kernel launches: one per fused group (``fused=None`` uses the groups if the
-    graph has them), or one per node (``fused=False``: the op-by-op baseline)."""
+    graph has them), or one per node (``fused=False``: the op-by-op baseline).
+
+    ``schedules``: a dict (node name, workload key or op kind -> Schedule, trace or callable) or
+    an object with ``lookup(node, func)``; the matmul and conv2d nodes it names run as their
+    schedule's generated kernel (see :mod:`.scheduled`). None: every group as by default."""
+    if isinstance(schedules, dict):
+        schedules = ScheduleTable(schedules)
+        schedules.check(graph)
+    elif schedules is not None and not callable(getattr(schedules, "lookup", None)):
+        raise GraphError(f"schedules must be a dict or an object with lookup(node, func), "
+                         f"got {type(schedules).__name__}")
     if fused and not graph.groups:
         raise GraphError(f"lower(fused=True): graph {graph.name!r} has no fused groups; run the 'fuse' pass "
                          f"first, or lower it op by op (fused=False)")
@@ -243,4 +259,4 @@ def lower(graph, *, fused: "bool | None" = None) -> Plan:
     for grp in groups:
         kind, why = _kind(graph, grp, consumers)
         launches.append(Launch(grp.id, kind, grp.nodes, grp.ops, grp.inputs, grp.outputs, why))
-    return Plan(graph, launches, use_groups)
+    return Plan(graph, launches, use_groups, schedules)

@@ -107,13 +107,15 @@ def batched_matmul(batch: int, m: int, n: int, k: int, dtype: str = "fp16") -> P
 
 
 def conv2d(n: int, c: int, h: int, w: int, f: int, kh: int, kw: int, *, stride: int = 1, pad: int = 0,
-           dtype: str = "fp16") -> PrimFunc:
+           dtype: str = "fp16", bias: bool = False) -> PrimFunc:
     """Y (N, F, OH, OW) = X (N, C, H, W) convolved with W (F, C, KH, KW): NCHW, one stride and
     zero padding for both spatial dims (ResNet's layers)::
 
         Y[n, f, y, x] += X[n, c, y * stride + r - pad, x * stride + s - pad] * W[f, c, r, s]
 
     with OH = (H + 2 pad - KH) // stride + 1 (OW likewise); reads of X outside it are 0.
+    ``bias=True`` adds an input ``B (F,)`` to every finished output element (``Y[n, f, y, x] += B[f]``,
+    the epilogue of an ONNX Conv with a bias); the workload is then named ``conv2d_bias``.
     """
     dtype = canonical(dtype, FLOAT_DTYPES)
     n, c, h, w, f, kh, kw, stride = (_positive(nm, v) for nm, v in
@@ -127,10 +129,13 @@ def conv2d(n: int, c: int, h: int, w: int, f: int, kh: int, kw: int, *, stride: 
     axes = (Axis("n", n, SPATIAL), Axis("f", f, SPATIAL), Axis("y", oh, SPATIAL), Axis("x", ow, SPATIAL),
             Axis("c", c, REDUCE), Axis("r", kh, REDUCE), Axis("s", kw, REDUCE))
     x_acc = Access("X", ("n", "c", Index((("y", stride), ("r", 1)), -pad), Index((("x", stride), ("s", 1)), -pad)))
-    block = Block("conv2d", axes, Access("Y", ("n", "f", "y", "x")), (x_acc, Access("W", ("f", "c", "r", "s"))))
-    params = (Buffer("X", (n, c, h, w), dtype), Buffer("W", (f, c, kh, kw), dtype), Buffer("Y", (n, f, oh, ow), dtype))
+    epilogue = (Epilogue("bias", Access("B", ("f",))),) if bias else ()
+    block = Block("conv2d", axes, Access("Y", ("n", "f", "y", "x")), (x_acc, Access("W", ("f", "c", "r", "s"))),
+                  epilogue)
+    params = ((Buffer("X", (n, c, h, w), dtype), Buffer("W", (f, c, kh, kw), dtype))
+              + ((Buffer("B", (f,), dtype),) if bias else ()) + (Buffer("Y", (n, f, oh, ow), dtype),))
 
-    def reference(x, wt):
+    def reference(x, wt, b=None):
         """float64: pad X, then for each kernel offset (r, s) one strided window times W[:, :, r, s]."""
         xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
         wt = np.asarray(wt, dtype=np.float64)
@@ -139,8 +144,10 @@ def conv2d(n: int, c: int, h: int, w: int, f: int, kh: int, kw: int, *, stride: 
             for s in range(kw):
                 win = xp[:, :, r:r + stride * (oh - 1) + 1:stride, s:s + stride * (ow - 1) + 1:stride]  # (N, C, OH, OW)
                 out += np.einsum("nchw,fc->nfhw", win, wt[:, :, r, s])
+        if b is not None:
+            out += np.asarray(b, dtype=np.float64).reshape(1, f, 1, 1)
         return out
-    return PrimFunc("conv2d", params, block, reference=reference)
+    return PrimFunc("conv2d_bias" if bias else "conv2d", params, block, reference=reference)
 
 
 WORKLOADS = {"matmul": matmul, "batched_matmul": batched_matmul, "conv2d": conv2d}
