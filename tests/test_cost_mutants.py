@@ -245,6 +245,9 @@ def test_occupancy_edges(toy):
     assert occupancy(one, 0, regs_per_block=2) == 1   # 0 fit, still 1 (the check is elsewhere)
     assert kernel_cost(one, blocks(1)).blocks_per_sm == 2                    # kernel_cost's default too
     assert kernel_cost(one, blocks(1), regs_per_block=1).blocks_per_sm == 1
+    tiny_sram = toy.replace(sram_per_sm=1)             # 1 byte of SRAM: a kernel that declares none is not limited
+    assert occupancy(tiny_sram, 0) == 2 and kernel_cost(tiny_sram, blocks(1)).blocks_per_sm == 2
+    assert kernel_cost(tiny_sram, blocks(1), sram_per_block=1).blocks_per_sm == 1
 
 
 def test_waves_for_edges(toy):
