@@ -12,6 +12,15 @@ from tinyml.kernels.quant.scheme import FP16_MAX, Layout, to_fp16
 
 F32 = np.float32
 
+# Equivalent mutants (tools/mutate.py counts them as such):
+#
+# equivalent mutant tinyml/kernels/quant/scheme.py:76: 8 -> 9
+# equivalent mutant tinyml/kernels/quant/scheme.py:112: 8 -> 9
+# equivalent mutant tinyml/kernels/quant/scheme.py:144: 8 -> 9
+#   codes per byte, 8 // bits: bits is 2, 4 or 8 (check() refuses anything else before these lines
+#   matter, and a Layout only comes from a checked scheme), and 9 // b == 8 // b for each of them
+#   (4, 2, 1).
+
 
 def test_scale_overflow_message_numbers():
     w = np.ones((3, 64), F32)
