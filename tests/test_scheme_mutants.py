@@ -154,3 +154,21 @@ def test_scheme_defaults_and_their_byte_order():
     # interleaved (the default): element 2i in the low nibble of byte i, 2i + 1 in the high one
     assert data[2:18] == bytes((2 * i % 16) | ((2 * i + 1) % 16) << 4 for i in range(16))
     assert Layout(8, 8, 1, 2, 6, 4).per_row is False
+
+
+def test_register_refuses_what_is_not_a_scheme_and_returns_what_it_registers():
+    from tinyml.kernels.quant import SCHEMES, register
+
+    for bad, kind in (("q4_0", "str"), (Ramp, "type"), (None, "NoneType")):
+        with pytest.raises(SchemeDefinitionError, match=f"register\\(\\) takes a Scheme instance, got {kind}"):
+            register(bad)
+    s = Ramp()
+    try:
+        assert register(s) is s and SCHEMES["ramp-test"] is s
+        assert register(s) is s                                   # the same instance again: fine
+        t = Ramp()
+        with pytest.raises(SchemeDefinitionError, match="already registered"):
+            register(t)
+        assert register(t, replace=True) is t and get_scheme("ramp-test") is t
+    finally:
+        SCHEMES.pop("ramp-test", None)
