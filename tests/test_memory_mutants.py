@@ -148,6 +148,8 @@ def test_oom_message_numbers():
     lines = msg.splitlines()
     listed = [ln.split()[0] for ln in lines if ln.startswith("  ")]
     assert listed == ["t02", "t01", "t00"]                      # largest first
+    assert "Live allocations:" in lines
+    assert lines[-1].startswith("Use a smaller shape") and "`tinyml devices`" in lines[-1]     # what to do
     assert not re.search(r"and \d+ more", msg)
 
 
@@ -159,6 +161,8 @@ def test_oom_message_lists_ten_then_counts_the_rest():
     listed = [ln.split()[0] for ln in msg.splitlines() if ln.startswith("  ") and not ln.startswith("  ...")]
     assert listed == [f"t{i:02d}" for i in range(12, 2, -1)]    # the 10 largest
     assert re.search(r"\.\.\. and 3 more", msg)
+    msg = oom_message(11)                                       # one past the listing: "and 1 more"
+    assert re.search(r"\.\.\. and 1 more", msg) and "t00" not in msg and "t01" in msg
 
 
 def test_oom_message_with_nothing_live():
