@@ -74,3 +74,16 @@ def test_independent_groups_come_in_node_order():
         b = g.softmax(x)               # group B, independent of A
         return [g.relu(b), g.tanh(a)]  # tanh joins A (epilogue); relu cannot join B (after a reduction)
     assert [ops for ops, *_ in described(fn)] == [("matmul", "tanh"), ("softmax",), ("relu",)]
+
+
+def test_groups_that_become_ready_later_still_come_in_node_order():
+    # a = softmax(x), b = x @ w, c = softmax(b), d = a @ w: four groups (no two complex ops merge).
+    # c waits for b and d waits for a; when b is done both c and d are ready, and c comes first
+    # (its first node is earlier), although d became ready first.
+    def fn(g, x, w):
+        a = g.softmax(x)
+        b = g.matmul(x, w)
+        c = g.softmax(b)
+        d = g.matmul(a, w)
+        return [c, d]
+    assert [ops for ops, *_ in described(fn)] == [("softmax",), ("matmul",), ("softmax",), ("matmul",)]
