@@ -87,15 +87,21 @@ def test_cap_is_the_smallest_size_covering_the_dimension():
     assert mt._cap(128) == 128 and mt._cap(129) == 256 and mt._cap(256) == 256 and mt._cap(10 ** 6) == 256
 
 
+#: the candidate block sizes (powers of two, 16..256 wide, 8..128 deep), written out here, not read
+#: from the module, so a changed candidate fails the search test
+SIZES = (16, 32, 64, 128, 256)
+DEPTHS = (8, 16, 32, 64, 128)
+
+
 def brute_force(sram, m, n, k, dtype):
     """The documented rule, independently: the largest bm bn / (bm + bn), then the deepest bk,
     then the smallest footprint, among tiles no larger than the matrix (rounded up) that fit; a full
     tie (128 x 256 vs 256 x 128) goes to the first in the search order, bm, then bn, then bk."""
-    cap = lambda d: next((s for s in mt.SIZES if s >= d), mt.SIZES[-1])     # noqa: E731
+    cap = lambda d: next((s for s in SIZES if s >= d), SIZES[-1])     # noqa: E731
     s = {"fp16": 2, "fp32": 4}[dtype]
     fits = [(bm * bn / (bm + bn), bk, -((bm * bk + bk * bn) * s + bm * bn * 4), (bm, bn, bk))
-            for bm in mt.SIZES for bn in mt.SIZES for bk in mt.DEPTHS
-            if bm <= cap(m) and bn <= cap(n) and bk <= max(cap(k), mt.DEPTHS[0])
+            for bm in SIZES for bn in SIZES for bk in DEPTHS
+            if bm <= cap(m) and bn <= cap(n) and bk <= max(cap(k), DEPTHS[0])
             and (bm * bk + bk * bn) * s + bm * bn * 4 <= sram]
     return max(fits, key=lambda f: f[:3])[3] if fits else None        # max keeps the first of equals
 
