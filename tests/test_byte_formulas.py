@@ -130,7 +130,9 @@ def test_no_tiles_fit_a_tiny_sram():
     assert smallest == 1536
     assert mt._best_tiles(smallest, 256, 256, 128, "fp16") == mt.MatmulTiles(16, 16, 8)
     dev = dataclasses.replace(load_device("a100-40gb"), sram_per_sm=smallest - 1)
-    with pytest.raises(SramOverflowError, match="cannot hold even the smallest tiles"):
+    with pytest.raises(SramOverflowError, match=r"need 1,536 bytes of SRAM but an SM of a100-40gb has 1,535 bytes "
+                                                r"\(A tile 16x8 fp16 = 256 B, B tile 8x16 fp16 = 256 B, C accumulator "
+                                                r"16x16 fp32 = 1,024 B\).*cannot hold even the smallest tiles"):
         mt.choose_tiles(dev, 64, 64, 64, "fp16")
 
 
