@@ -33,6 +33,9 @@ SHAPES = [(1, 1, 1), (3, 5, 7), (16, 16, 16), (17, 33, 9), (40, 24, 70)]
 #   the search's last tie-break (smaller SRAM footprint first) never decides: two candidates with the
 #   same bm bn / (bm + bn) are the same pair swapped (no two distinct pairs of the sizes 16..256 share
 #   the value), and a swapped pair with the same bk has the same footprint.
+# equivalent mutant tinyml/kernels/attention/flash1.py:229: 8 -> 9
+#   s = nbytes(8, dtype) // 8 is the element size; nbytes(9, dtype) // 8 is the same for every dtype
+#   width b (ceil(9 b / 8) // 8 == b // 8 for b = 4, 8, 16, 32).
 
 
 def counted(version, m, n, k, dtype, **blocks):
@@ -188,6 +191,12 @@ def test_flash1_formula_at_hand_computed_points(b, h, kvh, nq, nk, d, bq, bk, dt
         r, w = r + 2 * b * h * nk * d * s, w + 2 * b * kvh * nk * d * s
     assert flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, dtype=dtype, kv_heads=kvh,
                                  key_padding_mask=mask, backward=True) == (r, w)
+    for backward in (False, True):                     # whole bytes, as ints
+        got = flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, dtype=dtype, backward=backward)
+        assert all(type(v) is int for v in got)
+    if not mask:                                       # no key padding mask unless asked
+        assert flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, dtype=dtype, kv_heads=kvh) == \
+            (b * h * fwd_r, b * h * fwd_w)
     if kvh == h:                                       # kv_heads=None means no GQA
         assert flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, dtype=dtype,
                                      key_padding_mask=mask, backward=True) == (r, w)
