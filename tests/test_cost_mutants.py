@@ -32,6 +32,9 @@ from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_
 #   maps wave w to [(w - 1) P + 1, w P], disjoint ranges, so it is as one-to-one as wave * P + panel.
 # equivalent mutant tinyml/sim/cost.py:137: 1 -> 2
 #   (the + 1 in the same key) any stride of at least P keeps (wave, panel) -> key one-to-one.
+# equivalent mutant tinyml/sim/cost.py:143: 0 -> 1
+#   (``if len(wave) else 0``) kernel_cost never calls dram_reads without blocks, and called directly
+#   with none, the result is an empty array either way (scale[wave] indexes nothing).
 # equivalent mutant tinyml/sim/cost.py:143: 1 -> 2
 #   n_waves in dram_reads only sizes the per-wave sums (bincount's minlength): one extra, empty wave
 #   gets scale 1 and is never indexed, since scale[wave] reads only waves that hold blocks.
