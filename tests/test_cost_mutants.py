@@ -36,6 +36,9 @@ from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_
 #   (``if len(wave) else 0``) kernel_cost never calls dram_reads without blocks, and called directly
 #   with none, the result is an empty array either way (scale[wave] indexes nothing).
 # equivalent mutant tinyml/sim/cost.py:143: 1 -> 2
+# equivalent mutant tinyml/sim/cost.py:165: 1 -> 2
+#   the same one-wave-too-many in capacity_reuse: an empty extra wave has working set 0, so neither
+#   the largest working set nor fits[wave] (which indexes real waves only) changes.
 #   n_waves in dram_reads only sizes the per-wave sums (bincount's minlength): one extra, empty wave
 #   gets scale 1 and is never indexed, since scale[wave] reads only waves that hold blocks.
 
@@ -185,6 +188,23 @@ def test_reuse_without_writes_declares_no_written_bytes(toy):
     cost = kernel_cost(toy.replace(l2_bytes=4000), c, sram_per_block=2048, reuse=Reuse(reads={0: 1000}))
     assert cost.l2_working_set_bytes == 4000
     assert cost.hbm_read_bytes == 4 * 1000 and cost.l2_hit_bytes == 4 * 2000 and cost.hbm_write_bytes == 0
+
+
+def test_reuse_of_the_second_operand_and_a_one_byte_l2(toy):
+    # the re-read operand is operand 1; operand 0 is read once (1000 bytes, not declared)
+    dev = toy.replace(l2_bytes=10 ** 6)
+    c = new_counters(2, n_operands=2)
+    c[:, FIRST_OPERAND] = 1000
+    c[:, FIRST_OPERAND + 1] = 3 * 500
+    c[:, HBM_READ] = 1000 + 3 * 500
+    cost = kernel_cost(dev, c, reuse=Reuse(reads={1: 500}))
+    assert cost.hbm_read_bytes == 2 * (1000 + 500) and cost.l2_hit_bytes == 2 * 1000
+    assert cost.l2_working_set_bytes == 2 * 500
+    # a 1-byte L2 is an L2: a working set of 0 bytes (data the blocks wrote themselves) fits
+    one = toy.replace(l2_bytes=1)
+    c = sweeping(2, 3, 1000)
+    cost = kernel_cost(one, c, reuse=Reuse(reads={0: 0}, writes=0))
+    assert cost.hbm_read_bytes == 0 and cost.hbm_write_bytes == 0 and cost.l2_hit_bytes == 2 * 3000
 
 
 def test_no_reuse_declared_defaults(toy):
