@@ -36,6 +36,9 @@ from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_
 #   (``if len(wave) else 0``) kernel_cost never calls dram_reads without blocks, and called directly
 #   with none, the result is an empty array either way (scale[wave] indexes nothing).
 # equivalent mutant tinyml/sim/cost.py:143: 1 -> 2
+# equivalent mutant tinyml/sim/cost.py:261: 4 -> 5
+#   _limiter's bincount(minlength=4 -> 5) adds an always-zero fifth entry; argmax never picks it
+#   (a tie at zero goes to the first index).
 # equivalent mutant tinyml/sim/cost.py:165: 1 -> 2
 #   the same one-wave-too-many in capacity_reuse: an empty extra wave has working set 0, so neither
 #   the largest working set nor fits[wave] (which indexes real waves only) changes.
@@ -278,6 +281,8 @@ def test_waves_for_edges(toy):
     assert waves_for(toy, 8) == 1 and waves_for(toy, 9) == 2
     assert waves_for(toy, 8, sram_per_block=2048) == 2 and waves_for(toy, 4, regs_per_block=2048) == 1
     assert waves_for(toy, 5, regs_per_block=2048) == 2
+    # no SRAM or registers declared: no limit from them, even on a device with 1 byte of each
+    assert waves_for(toy.replace(sram_per_sm=1), 5) == 1 and waves_for(toy.replace(register_bytes=1), 5) == 1
 
 
 def test_sm_time_closed_form():
