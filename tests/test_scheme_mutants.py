@@ -99,6 +99,11 @@ def test_check_accepts_the_smallest_legal_groups_and_refuses_the_rest():
         with pytest.raises(SchemeDefinitionError, match=f"bits must be 2, 4 or 8, got {bits}"):
             Custom(bits, 32).check()
     Custom(4, np.int64(32)).check()
+    with pytest.raises(SchemeDefinitionError, match=r"a positive multiple of 2 \(2 codes of 4 bits share a byte\), "
+                                                    r"got 1$"):
+        Custom(4, 1).check()
+    with pytest.raises(SchemeDefinitionError, match=r"a positive multiple of 4 \(4 codes of 2 bits share a byte\)"):
+        Custom(2, 6).check()
     with pytest.raises(SchemeDefinitionError, match="bits must be 2, 4 or 8, got 3"):
         Custom(3, 32).layout(64)                # layout() checks the scheme first
     with pytest.raises(SchemeDefinitionError, match="group_size"):
@@ -162,6 +167,9 @@ def test_register_refuses_what_is_not_a_scheme_and_returns_what_it_registers():
     for bad, kind in (("q4_0", "str"), (Ramp, "type"), (None, "NoneType")):
         with pytest.raises(SchemeDefinitionError, match=f"register\\(\\) takes a Scheme instance, got {kind}"):
             register(bad)
+    with pytest.raises(SchemeDefinitionError, match="bits must be 2, 4 or 8, got 3"):
+        register(Custom(3, 32))                                    # checked before it is registered
+    assert "custom-test" not in SCHEMES
     s = Ramp()
     try:
         assert register(s) is s and SCHEMES["ramp-test"] is s
