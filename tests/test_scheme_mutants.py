@@ -180,3 +180,18 @@ def test_register_refuses_what_is_not_a_scheme_and_returns_what_it_registers():
         assert register(t, replace=True) is t and get_scheme("ramp-test") is t
     finally:
         SCHEMES.pop("ramp-test", None)
+
+
+def test_get_scheme_checks_instances_and_refuses_other_types():
+    from tinyml.kernels.quant import UnknownFormatError
+
+    with pytest.raises(SchemeDefinitionError, match="bits must be 2, 4 or 8, got 3"):
+        get_scheme(Custom(3, 32))
+    s = Ramp()
+    assert get_scheme(s) is s
+    for bad in (4, None, 3.5):
+        with pytest.raises(UnknownFormatError, match=f"a format is a name such as 'q4_0' or a Scheme instance, "
+                                                     f"got {bad!r}"):
+            get_scheme(bad)
+    with pytest.raises(SchemeDefinitionError, match=r"pass an instance of Ramp, e\.g\. Ramp\(\), not the class"):
+        get_scheme(Ramp)
