@@ -33,6 +33,9 @@ SHAPES = [(1, 1, 1), (3, 5, 7), (16, 16, 16), (17, 33, 9), (40, 24, 70)]
 #   the search's last tie-break (smaller SRAM footprint first) never decides: two candidates with the
 #   same bm bn / (bm + bn) are the same pair swapped (no two distinct pairs of the sizes 16..256 share
 #   the value), and a swapped pair with the same bk has the same footprint.
+# equivalent mutant tinyml/kernels/matmul/tiles.py:54: 0 -> 1
+#   choose_tiles' max(_cap(k), DEPTHS[0]) -> DEPTHS[1]: _cap returns at least SIZES[0] = 16 = DEPTHS[1],
+#   so both maxima are _cap(k).
 # equivalent mutant tinyml/kernels/attention/flash1.py:229: 8 -> 9
 #   s = nbytes(8, dtype) // 8 is the element size; nbytes(9, dtype) // 8 is the same for every dtype
 #   width b (ceil(9 b / 8) // 8 == b // 8 for b = 4, 8, 16, 32).
