@@ -27,6 +27,22 @@ from tinyml.sim import Profile, SramOverflowError, load_device, meta
 
 SHAPES = [(1, 1, 1), (3, 5, 7), (16, 16, 16), (17, 33, 9), (40, 24, 70)]
 
+# Equivalent mutant (tools/mutate.py counts it as such):
+#
+# equivalent mutant tinyml/kernels/matmul/tiles.py:77: -size -> size
+#   the search's last tie-break (smaller SRAM footprint first) never decides: two candidates with the
+#   same bm bn / (bm + bn) are the same pair swapped (no two distinct pairs of the sizes 16..256 share
+#   the value), and a swapped pair with the same bk has the same footprint.
+# equivalent mutant tinyml/kernels/matmul/tiles.py:54: 0 -> 1
+#   choose_tiles' max(_cap(k), DEPTHS[0]) -> DEPTHS[1]: _cap returns at least SIZES[0] = 16 = DEPTHS[1],
+#   so both maxima are _cap(k).
+# equivalent mutant tinyml/kernels/attention/flash1.py:241: heads // kvh -> heads / kvh
+#   heads // kvh > 1 and heads / kvh > 1 differ only when heads is not a multiple of kv_heads, a GQA
+#   configuration the kernels refuse (the formula describes only launches that can happen).
+# equivalent mutant tinyml/kernels/attention/flash1.py:229: 8 -> 9
+#   s = nbytes(8, dtype) // 8 is the element size; nbytes(9, dtype) // 8 is the same for every dtype
+#   width b (ceil(9 b / 8) // 8 == b // 8 for b = 4, 8, 16, 32).
+
 
 def counted(version, m, n, k, dtype, **blocks):
     with Profile("a100-40gb") as prof:
@@ -87,15 +103,21 @@ def test_cap_is_the_smallest_size_covering_the_dimension():
     assert mt._cap(128) == 128 and mt._cap(129) == 256 and mt._cap(256) == 256 and mt._cap(10 ** 6) == 256
 
 
+#: the candidate block sizes (powers of two, 16..256 wide, 8..128 deep), written out here, not read
+#: from the module, so a changed candidate fails the search test
+SIZES = (16, 32, 64, 128, 256)
+DEPTHS = (8, 16, 32, 64, 128)
+
+
 def brute_force(sram, m, n, k, dtype):
     """The documented rule, independently: the largest bm bn / (bm + bn), then the deepest bk,
     then the smallest footprint, among tiles no larger than the matrix (rounded up) that fit; a full
     tie (128 x 256 vs 256 x 128) goes to the first in the search order, bm, then bn, then bk."""
-    cap = lambda d: next((s for s in mt.SIZES if s >= d), mt.SIZES[-1])     # noqa: E731
+    cap = lambda d: next((s for s in SIZES if s >= d), SIZES[-1])     # noqa: E731
     s = {"fp16": 2, "fp32": 4}[dtype]
     fits = [(bm * bn / (bm + bn), bk, -((bm * bk + bk * bn) * s + bm * bn * 4), (bm, bn, bk))
-            for bm in mt.SIZES for bn in mt.SIZES for bk in mt.DEPTHS
-            if bm <= cap(m) and bn <= cap(n) and bk <= max(cap(k), mt.DEPTHS[0])
+            for bm in SIZES for bn in SIZES for bk in DEPTHS
+            if bm <= cap(m) and bn <= cap(n) and bk <= max(cap(k), DEPTHS[0])
             and (bm * bk + bk * bn) * s + bm * bn * 4 <= sram]
     return max(fits, key=lambda f: f[:3])[3] if fits else None        # max keeps the first of equals
 
@@ -124,7 +146,9 @@ def test_no_tiles_fit_a_tiny_sram():
     assert smallest == 1536
     assert mt._best_tiles(smallest, 256, 256, 128, "fp16") == mt.MatmulTiles(16, 16, 8)
     dev = dataclasses.replace(load_device("a100-40gb"), sram_per_sm=smallest - 1)
-    with pytest.raises(SramOverflowError, match="cannot hold even the smallest tiles"):
+    with pytest.raises(SramOverflowError, match=r"need 1,536 bytes of SRAM but an SM of a100-40gb has 1,535 bytes "
+                                                r"\(A tile 16x8 fp16 = 256 B, B tile 8x16 fp16 = 256 B, C accumulator "
+                                                r"16x16 fp32 = 1,024 B\).*cannot hold even the smallest tiles"):
         mt.choose_tiles(dev, 64, 64, 64, "fp16")
 
 
@@ -173,6 +197,12 @@ def test_flash1_formula_at_hand_computed_points(b, h, kvh, nq, nk, d, bq, bk, dt
         r, w = r + 2 * b * h * nk * d * s, w + 2 * b * kvh * nk * d * s
     assert flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, dtype=dtype, kv_heads=kvh,
                                  key_padding_mask=mask, backward=True) == (r, w)
+    for backward in (False, True):                     # whole bytes, as ints
+        got = flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, dtype=dtype, backward=backward)
+        assert all(type(v) is int for v in got)
+    if not mask:                                       # no key padding mask unless asked
+        assert flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, dtype=dtype, kv_heads=kvh) == \
+            (b * h * fwd_r, b * h * fwd_w)
     if kvh == h:                                       # kv_heads=None means no GQA
         assert flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, dtype=dtype,
                                      key_padding_mask=mask, backward=True) == (r, w)

@@ -32,7 +32,16 @@ from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_
 #   maps wave w to [(w - 1) P + 1, w P], disjoint ranges, so it is as one-to-one as wave * P + panel.
 # equivalent mutant tinyml/sim/cost.py:137: 1 -> 2
 #   (the + 1 in the same key) any stride of at least P keeps (wave, panel) -> key one-to-one.
+# equivalent mutant tinyml/sim/cost.py:143: 0 -> 1
+#   (``if len(wave) else 0``) kernel_cost never calls dram_reads without blocks, and called directly
+#   with none, the result is an empty array either way (scale[wave] indexes nothing).
 # equivalent mutant tinyml/sim/cost.py:143: 1 -> 2
+# equivalent mutant tinyml/sim/cost.py:261: 4 -> 5
+#   _limiter's bincount(minlength=4 -> 5) adds an always-zero fifth entry; argmax never picks it
+#   (a tie at zero goes to the first index).
+# equivalent mutant tinyml/sim/cost.py:165: 1 -> 2
+#   the same one-wave-too-many in capacity_reuse: an empty extra wave has working set 0, so neither
+#   the largest working set nor fits[wave] (which indexes real waves only) changes.
 #   n_waves in dram_reads only sizes the per-wave sums (bincount's minlength): one extra, empty wave
 #   gets scale 1 and is never indexed, since scale[wave] reads only waves that hold blocks.
 
@@ -184,6 +193,23 @@ def test_reuse_without_writes_declares_no_written_bytes(toy):
     assert cost.hbm_read_bytes == 4 * 1000 and cost.l2_hit_bytes == 4 * 2000 and cost.hbm_write_bytes == 0
 
 
+def test_reuse_of_the_second_operand_and_a_one_byte_l2(toy):
+    # the re-read operand is operand 1; operand 0 is read once (1000 bytes, not declared)
+    dev = toy.replace(l2_bytes=10 ** 6)
+    c = new_counters(2, n_operands=2)
+    c[:, FIRST_OPERAND] = 1000
+    c[:, FIRST_OPERAND + 1] = 3 * 500
+    c[:, HBM_READ] = 1000 + 3 * 500
+    cost = kernel_cost(dev, c, reuse=Reuse(reads={1: 500}))
+    assert cost.hbm_read_bytes == 2 * (1000 + 500) and cost.l2_hit_bytes == 2 * 1000
+    assert cost.l2_working_set_bytes == 2 * 500
+    # a 1-byte L2 is an L2: a working set of 0 bytes (data the blocks wrote themselves) fits
+    one = toy.replace(l2_bytes=1)
+    c = sweeping(2, 3, 1000)
+    cost = kernel_cost(one, c, reuse=Reuse(reads={0: 0}, writes=0))
+    assert cost.hbm_read_bytes == 0 and cost.hbm_write_bytes == 0 and cost.l2_hit_bytes == 2 * 3000
+
+
 def test_no_reuse_declared_defaults(toy):
     dev = toy.replace(l2_bytes=10 ** 9)
     cost = kernel_cost(dev, sweeping(3, 2, 500))
@@ -245,6 +271,9 @@ def test_occupancy_edges(toy):
     assert occupancy(one, 0, regs_per_block=2) == 1   # 0 fit, still 1 (the check is elsewhere)
     assert kernel_cost(one, blocks(1)).blocks_per_sm == 2                    # kernel_cost's default too
     assert kernel_cost(one, blocks(1), regs_per_block=1).blocks_per_sm == 1
+    tiny_sram = toy.replace(sram_per_sm=1)             # 1 byte of SRAM: a kernel that declares none is not limited
+    assert occupancy(tiny_sram, 0) == 2 and kernel_cost(tiny_sram, blocks(1)).blocks_per_sm == 2
+    assert kernel_cost(tiny_sram, blocks(1), sram_per_block=1).blocks_per_sm == 1
 
 
 def test_waves_for_edges(toy):
@@ -252,6 +281,8 @@ def test_waves_for_edges(toy):
     assert waves_for(toy, 8) == 1 and waves_for(toy, 9) == 2
     assert waves_for(toy, 8, sram_per_block=2048) == 2 and waves_for(toy, 4, regs_per_block=2048) == 1
     assert waves_for(toy, 5, regs_per_block=2048) == 2
+    # no SRAM or registers declared: no limit from them, even on a device with 1 byte of each
+    assert waves_for(toy.replace(sram_per_sm=1), 5) == 1 and waves_for(toy.replace(register_bytes=1), 5) == 1
 
 
 def test_sm_time_closed_form():

@@ -12,6 +12,15 @@ from tinyml.kernels.quant.scheme import FP16_MAX, Layout, to_fp16
 
 F32 = np.float32
 
+# Equivalent mutants (tools/mutate.py counts them as such):
+#
+# equivalent mutant tinyml/kernels/quant/scheme.py:76: 8 -> 9
+# equivalent mutant tinyml/kernels/quant/scheme.py:112: 8 -> 9
+# equivalent mutant tinyml/kernels/quant/scheme.py:144: 8 -> 9
+#   codes per byte, 8 // bits: bits is 2, 4 or 8 (check() refuses anything else before these lines
+#   matter, and a Layout only comes from a checked scheme), and 9 // b == 8 // b for each of them
+#   (4, 2, 1).
+
 
 def test_scale_overflow_message_numbers():
     w = np.ones((3, 64), F32)
@@ -90,6 +99,11 @@ def test_check_accepts_the_smallest_legal_groups_and_refuses_the_rest():
         with pytest.raises(SchemeDefinitionError, match=f"bits must be 2, 4 or 8, got {bits}"):
             Custom(bits, 32).check()
     Custom(4, np.int64(32)).check()
+    with pytest.raises(SchemeDefinitionError, match=r"a positive multiple of 2 \(2 codes of 4 bits share a byte\), "
+                                                    r"got 1$"):
+        Custom(4, 1).check()
+    with pytest.raises(SchemeDefinitionError, match=r"a positive multiple of 4 \(4 codes of 2 bits share a byte\)"):
+        Custom(2, 6).check()
     with pytest.raises(SchemeDefinitionError, match="bits must be 2, 4 or 8, got 3"):
         Custom(3, 32).layout(64)                # layout() checks the scheme first
     with pytest.raises(SchemeDefinitionError, match="group_size"):
@@ -145,3 +159,39 @@ def test_scheme_defaults_and_their_byte_order():
     # interleaved (the default): element 2i in the low nibble of byte i, 2i + 1 in the high one
     assert data[2:18] == bytes((2 * i % 16) | ((2 * i + 1) % 16) << 4 for i in range(16))
     assert Layout(8, 8, 1, 2, 6, 4).per_row is False
+
+
+def test_register_refuses_what_is_not_a_scheme_and_returns_what_it_registers():
+    from tinyml.kernels.quant import SCHEMES, register
+
+    for bad, kind in (("q4_0", "str"), (Ramp, "type"), (None, "NoneType")):
+        with pytest.raises(SchemeDefinitionError, match=f"register\\(\\) takes a Scheme instance, got {kind}"):
+            register(bad)
+    with pytest.raises(SchemeDefinitionError, match="bits must be 2, 4 or 8, got 3"):
+        register(Custom(3, 32))                                    # checked before it is registered
+    assert "custom-test" not in SCHEMES
+    s = Ramp()
+    try:
+        assert register(s) is s and SCHEMES["ramp-test"] is s
+        assert register(s) is s                                   # the same instance again: fine
+        t = Ramp()
+        with pytest.raises(SchemeDefinitionError, match="already registered"):
+            register(t)
+        assert register(t, replace=True) is t and get_scheme("ramp-test") is t
+    finally:
+        SCHEMES.pop("ramp-test", None)
+
+
+def test_get_scheme_checks_instances_and_refuses_other_types():
+    from tinyml.kernels.quant import UnknownFormatError
+
+    with pytest.raises(SchemeDefinitionError, match="bits must be 2, 4 or 8, got 3"):
+        get_scheme(Custom(3, 32))
+    s = Ramp()
+    assert get_scheme(s) is s
+    for bad in (4, None, 3.5):
+        with pytest.raises(UnknownFormatError, match=f"a format is a name such as 'q4_0' or a Scheme instance, "
+                                                     f"got {bad!r}"):
+            get_scheme(bad)
+    with pytest.raises(SchemeDefinitionError, match=r"pass an instance of Ramp, e\.g\. Ramp\(\), not the class"):
+        get_scheme(Ramp)

@@ -17,6 +17,13 @@ from tinyml.compiler.symbolic import dim_str, evaluate, parse, solve, symbols_of
 
 n, m = sym("n"), sym("m")
 
+# Equivalent mutants (tools/mutate.py counts them as such):
+#
+# equivalent mutant tinyml/compiler/symbolic.py:139: c > 0 -> c >= 0
+# equivalent mutant tinyml/compiler/symbolic.py:141: c > 0 -> c >= 0
+#   __str__ picks the sign of each term's coefficient, and a term never has coefficient 0: the
+#   constructor drops zero coefficients (test_zero_coefficients_are_dropped... pins that).
+
 
 def test_zero_coefficients_are_dropped_and_constants_collapse_to_int():
     e = Affine({"n": 0, "m": 2}, 3)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
                                  SRAM_WRITE, new_counters)
-from tinyml.sim.tiles import count_fma, count_mma, count_tile_load, load_tile, load_tile_t, store_tile, tile_bytes
+from tinyml.sim.tiles import (count_fma, count_load_direct, count_mma, count_store_direct, count_tile_load, load_tile,
+                              load_tile_t, store_tile, tile_bytes)
 
 
 @pytest.mark.parametrize("n, bits, expected", [(0, 4, 0), (1, 4, 1), (2, 4, 1), (3, 4, 2), (1, 8, 1),
@@ -69,3 +70,12 @@ def test_store_tile_writes_only_its_rectangle():
     expected = np.zeros((5, 6), np.float32)
     expected[3:5, 2:5] = acc[:2, :3]
     np.testing.assert_array_equal(out, expected)
+
+
+def test_direct_loads_count_their_operand_and_skip_sram():
+    c = new_counters(2, n_operands=3)
+    count_load_direct(5, c, 1, 2, 16)                       # 10 bytes of operand 2, block 1
+    count_store_direct(3, c, 1, 4)                          # 12 nibbles: 2 bytes
+    assert c[1, HBM_READ] == c[1, FIRST_OPERAND + 2] == 10
+    assert c[1, FIRST_OPERAND] == c[1, FIRST_OPERAND + 1] == 0 and c[0].sum() == 0
+    assert c[1, SRAM_READ] == c[1, SRAM_WRITE] == 0 and c[1, HBM_WRITE] == 2

@@ -8,6 +8,8 @@ Usage (from the repository root)::
         --only expected_bytes,tile_panels          # mutate only these functions
     python tools/mutate.py tinyml/sim/cost.py --list           # the mutants, nothing run
     python tools/mutate.py tinyml/sim/cost.py tests/test_cost.py --ids 12,40   # rerun two
+    python tools/mutate.py tinyml/sim/cost.py tests/test_cost.py tests/test_cost_mutants.py \
+        --rerun out/mutants-cost.json --json out/mutants-cost-2.json   # only the survivors, again
 
 What it does:
 
