@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from tinyml.sim import Reuse, kernel_cost, load_device, occupancy, waves_for
-from tinyml.sim.cost import schedule, sm_time
+from tinyml.sim.cost import _Segments, schedule, sm_time
+from tinyml.sim.schedule import list_schedule
 from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
                                  SRAM_WRITE, new_counters)
 
@@ -294,10 +295,21 @@ def test_sm_time_closed_form():
 
 
 def test_schedule_equal_and_uneven_blocks():
-    makespan, slot = schedule(np.array([2.0] * 5), 2)
-    assert makespan == 6.0 and slot.tolist() == [0, 1, 0, 1, 0]
-    makespan, slot = schedule(np.array([3.0, 1.0, 1.0, 1.0]), 2)
+    """Blocks come as segments (a run of one class): ``times`` rows mark which segment a slot ran."""
+    mark = np.eye(4)[:2]                                          # segment s adds 1 to resource s
+    # five equal blocks of 2 on 2 slots: the closed form, slot 0 runs blocks 0, 2, 4 and finishes last
+    seg = _Segments(np.array([0]), np.array([5]), np.array([0]), np.array([0]))
+    makespan, used = schedule(seg, np.array([2.0]), mark[:1], 2, n_waves=3)
+    assert makespan == 6.0 and used.tolist() == [3.0, 0.0, 0.0, 0.0]
+    busy, per_slot = list_schedule(np.array([5]), np.array([2.0]), mark[:1], 2)
+    assert busy.tolist() == [6.0, 4.0] and per_slot[:, 0].tolist() == [3.0, 2.0]
     # block 0 takes slot 0 until 3; blocks 1, 2, 3 run one after another on slot 1: ends at 3
-    assert makespan == 3.0 and slot.tolist() == [0, 1, 1, 1]
-    makespan, slot = schedule(np.array([2.5]), 3)             # one block: the closed form
-    assert makespan == 2.5 and slot.tolist() == [0]
+    seg = _Segments(np.array([0, 1]), np.array([1, 3]), np.array([0, 1]), np.array([0, 0]))
+    makespan, used = schedule(seg, np.array([3.0, 1.0]), mark, 2, n_waves=2)
+    assert makespan == 3.0
+    busy, per_slot = list_schedule(np.array([1, 3]), np.array([3.0, 1.0]), mark, 2)
+    assert busy.tolist() == [3.0, 3.0] and per_slot[:, :2].tolist() == [[1.0, 0.0], [0.0, 3.0]]
+    # one block: the closed form
+    seg = _Segments(np.array([0]), np.array([1]), np.array([0]), np.array([0]))
+    makespan, used = schedule(seg, np.array([2.5]), mark[:1], 3, n_waves=1)
+    assert makespan == 2.5 and used.tolist() == [1.0, 0.0, 0.0, 0.0]

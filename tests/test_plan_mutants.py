@@ -139,9 +139,10 @@ def test_bindings_accept_one_and_the_bound_and_refuse_zero_and_the_bound_plus_on
     assert plan.check_bindings(None) == {"n": 16}
     assert plan.check_bindings({"n": 1}) == {"n": 1}
     assert plan.check_bindings({"n": 16}) == {"n": 16}
-    assert plan.check_bindings({"n": 16.0}) == {"n": 16}               # converted to int
-    with pytest.raises(BindingError, match=r"n=0 is outside 1\.\.16.*bounds=\{'n': 1\}"):
-        plan.check_bindings({"n": 0})
+    with pytest.raises(BindingError, match=r"must be an integer, got 16\.0"):
+        plan.check_bindings({"n": 16.0})                                 # a float is never truncated
+    with pytest.raises(BindingError, match=r"bindings\['n'\] must be an integer >= 1, got 0"):
+        plan.check_bindings({"n": 0})                                    # the shared integer check
     with pytest.raises(BindingError, match=r"n=17 is outside 1\.\.16.*bounds=\{'n': 17\}"):
         plan.arena_at({"n": 17})
     with pytest.raises(BindingError, match=r"needs a value for symbol 'n'; pass bindings=\{'n': <1\.\.16>\}"):
