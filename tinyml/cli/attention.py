@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._args import choices, hidden_alias, image_file, positive_int, probability, seed, writable_file
+from ._args import choices, hidden_alias, positive_int, probability
 from ._out import console, emit_json, table
-from .results import execute_preflight, run_variant, write_files
+from .results import add_run_options, execute_preflight, run_variant, write_files
 
 HELP = """examples:
   tinyml attention --paper fig2                                 the FlashAttention paper's Figure 2, reproduced
@@ -43,17 +43,7 @@ def register(sub) -> None:
     p.add_argument("--variant", type=choices(VARIANTS, "variant"), default=list(VARIANTS), metavar="NAMES",
                    help=f"kernels to run, comma-separated: {', '.join(VARIANTS)} or all (default: all)")
     hidden_alias(p, "--variants", "variant", type=choices(VARIANTS, "variant"))
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--count-only", action="store_true",
-                      help="shapes only: cost without numerics (default: only for shapes too big to execute)")
-    mode.add_argument("--execute", action="store_true",
-                      help="run the numerics even for big shapes, slow (default: only small shapes execute)")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the random inputs and of the dropout mask")
-    p.add_argument("--json", action="store_true",
-                   help="print the results as JSON (the schema every kernel command shares) instead of a table")
-    p.add_argument("--trace", metavar="FILE", type=writable_file,
-                   help="write a Chrome trace of every variant, open it in ui.perfetto.dev (default: none)")
-    p.add_argument("--roofline", metavar="FILE", type=image_file, help="write a roofline plot: .png, .svg or .pdf (default: none)")
+    add_run_options(p, seed_help="seed of the random inputs and of the dropout mask")
     p.set_defaults(func=run)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._args import choices, hidden_alias, image_file, positive_int, seed, writable_file
+from ._args import choices, hidden_alias, positive_int
 from ._out import console, emit_json, table
-from .results import COMPARISON_COLUMNS, comparison_rows, execute_preflight, run_variant, write_files
+from .results import add_run_options, COMPARISON_COLUMNS, comparison_rows, execute_preflight, run_variant, write_files
 
 HELP = """examples:
   tinyml matmul --m 4096 --n 4096 --k 4096                 all versions on the A100, costed
@@ -37,17 +37,7 @@ def register(sub) -> None:
     p.add_argument("--block-m", type=positive_int, default=None, help="tile rows (default: chosen from SRAM)")
     p.add_argument("--block-n", type=positive_int, default=None, help="tile columns (default: chosen from SRAM)")
     p.add_argument("--block-k", type=positive_int, default=None, help="tile depth (default: chosen from SRAM)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--count-only", action="store_true",
-                      help="shapes only: cost without numerics (default: only for shapes too big to execute)")
-    mode.add_argument("--execute", action="store_true",
-                      help="run the numerics even for big shapes, slow (default: only small shapes execute)")
-    p.add_argument("--seed", type=seed, default=0, help="random inputs' seed when executing")
-    p.add_argument("--json", action="store_true",
-                   help="print the results as JSON (the schema every kernel command shares) instead of a table")
-    p.add_argument("--trace", metavar="FILE", type=writable_file,
-                   help="write a Chrome trace of every variant, open it in ui.perfetto.dev (default: none)")
-    p.add_argument("--roofline", metavar="FILE", type=image_file, help="write a roofline plot: .png, .svg or .pdf (default: none)")
+    add_run_options(p, seed_help="random inputs' seed when executing")
     p.set_defaults(func=run)
 
 

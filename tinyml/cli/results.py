@@ -18,6 +18,25 @@ from ..sim.errors import TinymlError
 FIELDS = ("hbm_read_bytes", "hbm_write_bytes", "l2_hit_bytes", "flops_matmul", "flops_vector")
 
 
+def add_run_options(p, *, seed_help: str) -> None:
+    """The options every kernel-comparing command shares: counting vs executing, the seed, and
+    what to write (JSON, a Chrome trace, a roofline); :func:`write_files` writes the files."""
+    from ._args import image_file, seed, writable_file
+
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--count-only", action="store_true",
+                      help="shapes only: cost without numerics (default: only for shapes too big to execute)")
+    mode.add_argument("--execute", action="store_true",
+                      help="run the numerics even for big shapes, slow (default: only small shapes execute)")
+    p.add_argument("--seed", type=seed, default=0, help=seed_help)
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON (the schema every kernel command shares) instead of a table")
+    p.add_argument("--trace", metavar="FILE", type=writable_file,
+                   help="write a Chrome trace of every variant, open it in ui.perfetto.dev (default: none)")
+    p.add_argument("--roofline", metavar="FILE", type=image_file,
+                   help="write a roofline plot: .png, .svg or .pdf (default: none)")
+
+
 def profile_result(variant: str, prof, mode: str, **extra) -> dict:
     """A result entry from a Profile holding one variant's kernels."""
     out = {"variant": variant, "mode": mode}
