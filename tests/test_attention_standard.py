@@ -39,7 +39,7 @@ from strategies import (ELEM_BYTES, attention_inputs, attention_options, attenti
                         logical_dtypes, naive_float32_attention, seeds, tile_sram_bytes)
 from tinyml.kernels import reference
 from tinyml.kernels.attention._common import _window
-from tinyml.kernels.attention.bmm import bmm
+from tinyml.kernels.matmul import bmm
 from tinyml.kernels.attention.masks import visible_matrix
 from tinyml.kernels.attention.rng import keep_mask
 from tinyml.kernels.attention.standard import (standard_attention, standard_attention_backward,

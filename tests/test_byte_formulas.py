@@ -15,14 +15,14 @@ import math
 import numpy as np
 import pytest
 
-from tinyml.kernels.attention.bmm import BmmShape
-from tinyml.kernels.attention.bmm import expected_bytes as bmm_expected_bytes
+from tinyml.kernels.matmul.batched import BmmShape
+from tinyml.kernels.matmul.batched import expected_bytes as bmm_expected_bytes
 from tinyml.kernels.attention.flash1 import flash1_expected_bytes
 from tinyml.kernels.matmul import matmul
 from tinyml.kernels.matmul import tiles as mt
 from tinyml.kernels.matmul.v1_naive import expected_bytes as v1_bytes
-from tinyml.kernels.matmul.v2_tiled import expected_bytes as v2_bytes
-from tinyml.kernels.matmul.v2_tiled import tile_panels
+from tinyml.kernels.matmul._tiled import expected_bytes as v2_bytes
+from tinyml.kernels.matmul._tiled import tile_panels
 from tinyml.sim import Profile, SramOverflowError, load_device, meta
 
 SHAPES = [(1, 1, 1), (3, 5, 7), (16, 16, 16), (17, 33, 9), (40, 24, 70)]

@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     python tools/mutate.py tinyml/sim/cost.py tests/test_cost.py tests/test_cost_mutants.py \\
         --sample 50 --seed 1 --json out/mutants-cost.json
-    python tools/mutate.py tinyml/kernels/matmul/v2_tiled.py tests/test_byte_formulas.py \\
+    python tools/mutate.py tinyml/kernels/matmul/_tiled.py tests/test_byte_formulas.py \\
         --only expected_bytes,tile_panels          # mutate only these functions
     python tools/mutate.py tinyml/sim/cost.py --list           # the mutants, nothing run
     python tools/mutate.py tinyml/sim/cost.py tests/test_cost.py --ids 12,40   # rerun two

@@ -9,7 +9,7 @@ Each becomes one kernel launch when the kernel can do the whole group:
   with the epilogue as an op program over ``(acc, bias?, residual?)`` (plain
   :func:`~tinyml.kernels.matmul.matmul` when there is no epilogue). Leading
   dimensions of A fold into M (``(H, n, K) @ (K, N)`` is one ``(H n, K) @ (K, N)``).
-  Batched ``(.., M, K) @ (.., K, N)`` -> :func:`~tinyml.kernels.attention.bmm.bmm`.
+  Batched ``(.., M, K) @ (.., K, N)`` -> :func:`~tinyml.kernels.matmul.batched.bmm`.
 * ``softmax`` -> the fused softmax (v3, whole rows in SRAM; v2 when a row does not fit);
 * ``layernorm`` -> :func:`~tinyml.kernels.fusion.layernorm_fused`;
 * ``reduce_sum/max/mean`` -> :func:`~tinyml.kernels.fusion.row_reduce` over the
@@ -147,7 +147,7 @@ def run_matmul(ctx, nodes, outputs) -> dict:
 
 def _batched(ctx, a, b, sa, sb, out_shape):
     """``(.., M, K) @ (.., K, N)`` with broadcast batch dims as one bmm over (1, batch, M, K)."""
-    from ...kernels.attention.bmm import bmm
+    from ...kernels.matmul import bmm
 
     batch = tuple(out_shape[:-2])
     m, k, n = sa[-2], sa[-1], sb[-1]

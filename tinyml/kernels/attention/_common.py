@@ -16,10 +16,9 @@ import numpy as np
 from ...sim import FLOAT_DTYPES, DTypeError, MetaTensor, ShapeError, TileConfigError, bits
 from ...sim.args import INT64_MAX, flag, integer
 from .._contract import Operand, operand, same_mode
+from .._counting import stand_in
 
-DUMMY4 = np.zeros((1, 1, 1, 1), dtype=np.float32)   # stands in for data in counting mode
-DUMMY2 = np.zeros((1, 1), dtype=np.float32)
-DUMMY_MASK = np.ones((1, 1), dtype=np.bool_)
+DUMMY2 = stand_in(2)     # the FlashAttention launchers' stand-in for data in counting mode
 
 
 @dataclass
@@ -68,10 +67,10 @@ class AttentionCall:
         """(batch, seq_k) bool for the Numba bodies (all True when there is no padding mask)."""
         if self.key_valid is not None:
             return self.key_valid
-        return DUMMY_MASK if not self.execute else np.ones((self.batch, self.seq_k), dtype=np.bool_)
+        return stand_in(2, np.bool_, fill=1) if not self.execute else np.ones((self.batch, self.seq_k), dtype=np.bool_)
 
     def data(self, op: Operand) -> np.ndarray:
-        return op.data if self.execute else DUMMY4
+        return op.data if self.execute else stand_in(4)
 
 
 def _window(window, causal: bool) -> tuple[int, int]:

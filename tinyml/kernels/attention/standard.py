@@ -65,9 +65,9 @@ from dataclasses import dataclass
 
 from ...sim import FLOAT_DTYPES, DTypeError, Profile, ShapeError, canonical, current_profile, nbytes
 from .._contract import Operand, ceil_div, operand
-from ..matmul.v2_tiled import resolve_tiles
+from ..matmul._tiled import resolve_tiles
+from ..matmul.batched import BmmShape, launch_bmm
 from ._common import AttentionCall, check_saved, prepare_attention
-from .bmm import BmmShape, launch_bmm
 from .standard_dropout import dropout_backward, dropout_forward
 from .standard_mask import mask_tiles, masked_fill
 from .standard_rows import new_mask_tensor, row_tiles

@@ -30,16 +30,16 @@ import numpy as np
 from numba import njit, prange
 
 from ...sim.tiles import count_vector, load_tile, store_tile
+from .._counting import extent, stand_in
 from .flops import DROPOUT
 from .rng import RNG_OPS, keep
-from .standard_rows import DUMMY_U8, block_rows_of, row_tiles, run_rows
+from .standard_rows import block_rows_of, row_tiles, run_rows
 
 DROPOUT_APPLY = DROPOUT - RNG_OPS
 
 
 @njit(parallel=True, cache=True)
 def _forward(p, pd, mask, B, H, NQ, NK, seed, prob, execute, elem_bits, BR, BC, counters):
-    s = 1 if not execute else 0
     n_rb = (NQ + BR - 1) // BR
     scale = np.float32(1.0 / (1.0 - prob))
     for blk in prange(B * H * n_rb):
@@ -47,8 +47,8 @@ def _forward(p, pd, mask, B, H, NQ, NK, seed, prob, execute, elem_bits, BR, BC, 
         p2 = p[b * execute, h * execute]                                           # (Nq, Nk)
         pd2 = pd[b * execute, h * execute]
         m2 = mask[b * execute, h * execute]                                        # (Nq, Nk) uint8
-        t = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.float32)     # (BR, BC) SRAM
-        k = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.uint8)       # (BR, BC) keep bits
+        t = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)     # (BR, BC) SRAM
+        k = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.uint8)       # (BR, BC) keep bits
         for c0 in range(0, NK, BC):
             cols = min(BC, NK - c0)
             load_tile(p2, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
@@ -65,7 +65,6 @@ def _forward(p, pd, mask, B, H, NQ, NK, seed, prob, execute, elem_bits, BR, BC, 
 
 @njit(parallel=True, cache=True)
 def _backward(dpd, mask, dp, B, H, NQ, NK, prob, execute, elem_bits, BR, BC, counters):
-    s = 1 if not execute else 0
     n_rb = (NQ + BR - 1) // BR
     scale = np.float32(1.0 / (1.0 - prob))
     for blk in prange(B * H * n_rb):
@@ -73,8 +72,8 @@ def _backward(dpd, mask, dp, B, H, NQ, NK, prob, execute, elem_bits, BR, BC, cou
         g2 = dpd[b * execute, h * execute]                                         # (Nq, Nk)
         m2 = mask[b * execute, h * execute]                                        # (Nq, Nk) uint8
         dp2 = dp[b * execute, h * execute]
-        t = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.float32)     # (BR, BC) SRAM
-        k = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.uint8)       # (BR, BC) keep bits
+        t = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)     # (BR, BC) SRAM
+        k = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.uint8)       # (BR, BC) keep bits
         for c0 in range(0, NK, BC):
             cols = min(BC, NK - c0)
             load_tile(g2, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
@@ -93,23 +92,21 @@ def dropout_tiles(dtype: str):
 
 def dropout_forward(call, p, pd, mask, name: str, block_rows=None, block_cols=None) -> None:
     """P_drop = P * keep / (1 - p), keep mask -> HBM; one kernel launch."""
-    from ._common import DUMMY4
 
     shape = (call.batch, call.heads, call.seq_q, call.seq_k)
     tiles = row_tiles(call.seq_q, call.seq_k, dropout_tiles(call.dtype), name, block_rows, block_cols)
     ex = call.execute
-    args = (p if ex else DUMMY4, pd if ex else DUMMY4, mask if ex else DUMMY_U8, *shape, call.seed,
+    args = (p if ex else stand_in(4), pd if ex else stand_in(4), mask if ex else stand_in(4, np.uint8), *shape, call.seed,
             call.dropout_p, ex, call.elem_bits)
     run_rows(name, _forward, args, shape, tiles, call.dtype, n_operands=1)
 
 
 def dropout_backward(call, dpd, mask, dp, name: str, block_rows=None, block_cols=None) -> None:
     """dP = dP_drop * keep / (1 - p) with the stored mask; one kernel launch."""
-    from ._common import DUMMY4
 
     shape = (call.batch, call.heads, call.seq_q, call.seq_k)
     tiles = row_tiles(call.seq_q, call.seq_k, dropout_tiles(call.dtype), name, block_rows, block_cols)
     ex = call.execute
-    args = (dpd if ex else DUMMY4, mask if ex else DUMMY_U8, dp if ex else DUMMY4, *shape, call.dropout_p,
+    args = (dpd if ex else stand_in(4), mask if ex else stand_in(4, np.uint8), dp if ex else stand_in(4), *shape, call.dropout_p,
             ex, call.elem_bits)
     run_rows(name, _backward, args, shape, tiles, call.dtype, n_operands=2)

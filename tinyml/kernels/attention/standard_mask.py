@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
+from .._counting import extent, stand_in
 from .flops import MASK
 from .masks import visible
 from .standard_rows import block_rows_of, row_tiles, run_rows
@@ -34,12 +35,11 @@ from .standard_rows import block_rows_of, row_tiles, run_rows
 @njit(parallel=True, cache=True)
 def _body(x, key_valid, fill, B, H, NQ, NK, offset, causal, wl, wr, has_pad, execute, elem_bits,
           BR, BC, counters):
-    s = 1 if not execute else 0
     n_rb = (NQ + BR - 1) // BR
     for blk in prange(B * H * n_rb):
         b, h, r0, rows = block_rows_of(blk, H, NQ, BR)
         x2 = x[b * execute, h * execute]                                           # (Nq, Nk)
-        t = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.float32)     # (BR, BC) SRAM
+        t = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)     # (BR, BC) SRAM
         for c0 in range(0, NK, BC):
             cols = min(BC, NK - c0)
             load_tile(x2, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
@@ -65,12 +65,11 @@ def mask_tiles(dtype: str, padded: bool):
 
 def masked_fill(call, x, fill: float, name: str, block_rows=None, block_cols=None) -> None:
     """Set the hidden entries of ``x`` (B, H, Nq, Nk) to ``fill``, in place; one kernel launch."""
-    from ._common import DUMMY4
 
     shape = (call.batch, call.heads, call.seq_q, call.seq_k)
     padded = call.key_valid is not None or call.key_padding_obj is not None
     tiles = row_tiles(call.seq_q, call.seq_k, mask_tiles(call.dtype, padded), name, block_rows, block_cols)
     wl, wr = call.window
-    args = (x if call.execute else DUMMY4, call.key_valid_array(), np.float32(fill), *shape, call.offset,
+    args = (x if call.execute else stand_in(4), call.key_valid_array(), np.float32(fill), *shape, call.offset,
             call.causal, wl, wr, padded, call.execute, call.elem_bits)
     run_rows(name, _body, args, shape, tiles, call.dtype, n_operands=2, batch_panel=1 if padded else None)

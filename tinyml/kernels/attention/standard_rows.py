@@ -28,7 +28,6 @@ from .._contract import block_size, ceil_div
 
 SRAM_SHARE = 4
 MAX_BLOCK_ROWS = 64
-DUMMY_U8 = np.zeros((1, 1, 1, 1), dtype=np.uint8)     # a 1-byte tensor in counting mode
 
 
 @dataclass(frozen=True)

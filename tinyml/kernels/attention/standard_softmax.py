@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...sim.tiles import count_vector, load_tile, store_tile
+from .._counting import extent, stand_in
 from .flops import EXP, NORMALIZE, ROW_MAX, ROW_SUM, SOFTMAX_BWD
 from .standard_rows import block_rows_of, row_tiles, run_rows
 
@@ -39,14 +40,13 @@ FORWARD = ROW_MAX + EXP + ROW_SUM + NORMALIZE
 
 @njit(parallel=True, cache=True)
 def _forward(x, p, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
-    s = 1 if not execute else 0
     n_rb = (NQ + BR - 1) // BR
     one_pass = BC >= NK
     for blk in prange(B * H * n_rb):
         b, h, r0, rows = block_rows_of(blk, H, NQ, BR)
         x2 = x[b * execute, h * execute]                                           # (Nq, Nk)
         p2 = p[b * execute, h * execute]                                           # (Nq, Nk)
-        t = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.float32)     # (BR, BC) SRAM
+        t = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)     # (BR, BC) SRAM
         m = np.full(BR, -np.inf, dtype=np.float32)                                 # row max
         l = np.zeros(BR, dtype=np.float32)                                         # row sum
         if not one_pass:                     # pass 1: online row max and sum
@@ -96,15 +96,14 @@ def _forward(x, p, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
 
 @njit(parallel=True, cache=True)
 def _backward(p, dp, ds, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
-    s = 1 if not execute else 0
     n_rb = (NQ + BR - 1) // BR
     for blk in prange(B * H * n_rb):
         b, h, r0, rows = block_rows_of(blk, H, NQ, BR)
         p2 = p[b * execute, h * execute]                                           # (Nq, Nk)
         dp2 = dp[b * execute, h * execute]
         ds2 = ds[b * execute, h * execute]
-        tp = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.float32)    # (BR, BC) P tile
-        td = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.float32)    # (BR, BC) dP tile
+        tp = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)    # (BR, BC) P tile
+        td = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)    # (BR, BC) dP tile
         d = np.zeros(BR, dtype=np.float32)                                         # D = rowsum(dP * P)
         one_pass = BC >= NK
         if not one_pass:                      # pass 1: D over the whole row
@@ -140,23 +139,21 @@ def softmax_tiles(dtype: str, n_tiles: int):
 
 def softmax_forward(call, s, p, name: str, block_rows=None, block_cols=None):
     """P = softmax(S) row by row; one kernel launch. Returns the row tiles used."""
-    from ._common import DUMMY4
 
     shape = (call.batch, call.heads, call.seq_q, call.seq_k)
     tiles = row_tiles(call.seq_q, call.seq_k, softmax_tiles(call.dtype, 1), name, block_rows, block_cols)
     ex = call.execute
-    args = (s if ex else DUMMY4, p if ex else DUMMY4, *shape, ex, call.elem_bits)
+    args = (s if ex else stand_in(4), p if ex else stand_in(4), *shape, ex, call.elem_bits)
     run_rows(name, _forward, args, shape, tiles, call.dtype, n_operands=1)
     return tiles
 
 
 def softmax_backward(call, p, dp, ds, name: str, block_rows=None, block_cols=None):
     """dS = P * (dP - rowsum(dP * P)); one kernel launch. Returns the row tiles used."""
-    from ._common import DUMMY4
 
     shape = (call.batch, call.heads, call.seq_q, call.seq_k)
     tiles = row_tiles(call.seq_q, call.seq_k, softmax_tiles(call.dtype, 2), name, block_rows, block_cols)
     ex = call.execute
-    args = (p if ex else DUMMY4, dp if ex else DUMMY4, ds if ex else DUMMY4, *shape, ex, call.elem_bits)
+    args = (p if ex else stand_in(4), dp if ex else stand_in(4), ds if ex else stand_in(4), *shape, ex, call.elem_bits)
     run_rows(name, _backward, args, shape, tiles, call.dtype, n_operands=2)
     return tiles

@@ -43,13 +43,13 @@ from ...sim import FLOAT_DTYPES, DTypeError, MetaTensor, bits, canonical, curren
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from .._contract import Operand, block_size, ceil_div, operand, same_mode
+from .._counting import extent, stand_in
 from .broadcast import as_matrix, broadcast_shape, load_plan
 from .interp import run_program
 from .ops import OPS
 from .program import Instr, Program, ProgramError
 
 TILE_ELEMS = 1024      # default block: 1024 threads, one output element each
-_DUMMY = np.zeros((1, 1), dtype=np.float32)
 
 
 @njit(parallel=True, cache=True)
@@ -58,7 +58,6 @@ def _body(flat, offs, widths, src, fresh, out, M, N, BM, BN, code, consts, n_slo
     gn = (N + BN - 1) // BN
     n_blocks = ((M + BM - 1) // BM) * gn
     n_in = offs.shape[0]
-    s = 1 if not execute else 0                  # counting mode: no real registers
     for blk in prange(n_blocks):
         r0 = (blk // gn) * BM
         c0 = (blk % gn) * BN
@@ -73,7 +72,7 @@ def _body(flat, offs, widths, src, fresh, out, M, N, BM, BN, code, consts, n_slo
             count_load_direct(n_el, counters, blk, j, in_bits[j])
         count_vector(flops * rows * cols, counters, blk)
         count_store_direct(rows * cols, counters, blk, out_bits)
-        regs = np.empty((n_slots - s * (n_slots - 1), BN - s * (BN - 1)), dtype=np.float32)   # (slots, BN)
+        regs = np.empty((extent(n_slots, execute), extent(BN, execute)), dtype=np.float32)   # (slots, BN)
         if execute:
             for i in range(rows):
                 r = r0 + i
@@ -162,7 +161,7 @@ def launch(program: Program, ops: list[Operand], *, dtype: str, out_shape=None, 
     sizes = np.array([p.n_rows * p.width for p in plans], dtype=np.int64)
     offs = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if plans else np.zeros(0, np.int64)
     flat = (np.concatenate([op.data.ravel() for op in ops]) if execute and ops
-            else np.zeros(1, np.float32))                                                 # all inputs, flat
+            else stand_in(1))                                                 # all inputs, flat
     code, consts = program.encode()
 
     prof = current_profile()
@@ -172,7 +171,7 @@ def launch(program: Program, ops: list[Operand], *, dtype: str, out_shape=None, 
     grid = (ceil_div(m, bm), ceil_div(n, bn))
     counters = new_counters(grid[0] * grid[1], n_operands=len(ops))
     in_bits = np.full(len(ops), bits(dtype), dtype=np.int64)
-    out2d = out.reshape(m, n) if execute else _DUMMY                                        # (M, N) view
+    out2d = out.reshape(m, n) if execute else stand_in(2)                                        # (M, N) view
     _body(flat, offs, widths, src, fresh, out2d, m, n, bm, bn, code, consts, program.n_slots, program.output,
           program.flops_per_element, execute, counters, in_bits, bits(dtype), shape[-2] if len(shape) > 1 else 1)
     prof.record(name, grid, counters, dtype=dtype, sram_per_block=0)

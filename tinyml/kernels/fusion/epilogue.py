@@ -45,19 +45,19 @@ from numba import njit, prange
 
 from ...sim import bits, check_tiles, current_profile, nbytes, tile_budget, tiles_fit
 from ...sim.counters import new_counters
-from ...sim.tiles import count_mma, load_tile, store_tile
+from ...sim.tiles import store_tile
 from .._contract import blas_single_thread, block_size, ceil_div, same_mode
-from .._mma import mma_acc, sgemm
+from .._counting import extent, stand_in
+from .._mma import sgemm
 from .._classes import edge_grid, launch_counters
-from ..matmul._launch import prepare
+from ..matmul._launch import block_tile, prepare
+from ..matmul._tiled import tile_panels
 from ..matmul.tiles import DEPTHS, SIZES, MatmulTiles
-from ..matmul.v2_tiled import tile_panels
-from ..matmul.v3_mma import matmul_v3
+from ..matmul.v3_mma import matmul_v3, mma_k_loop
 from .elementwise import unfused_elementwise
 from .epilogue_tile import Epilogue, finish_tile
 from .program import Program
 
-_DUMMY = np.zeros((1, 1), dtype=np.float32)
 #: matmul's tile sizes plus 8, for small SRAMs that must also hold the epilogue's tiles
 EPILOGUE_SIZES = (8,) + SIZES
 
@@ -65,27 +65,13 @@ EPILOGUE_SIZES = (8,) + SIZES
 @njit(parallel=True, cache=True)
 def _body(a, b, c, bias, res, M, N, K, BM, BN, BK, execute, ids, counters, elem_bits, gemm,
           code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
-    gn = (N + BN - 1) // BN
-    s = 1 if not execute else 0          # counting mode: no real tile buffers
     for row in prange(len(ids)):         # every block, or one per class (tinyml.kernels._classes)
-        blk = ids[row]
-        r0 = (blk // gn) * BM
-        c0 = (blk % gn) * BN
-        rows = min(BM, M - r0)
-        cols = min(BN, N - c0)
-        a_s = np.zeros((BM - s * (BM - 1), BK - s * (BK - 1)), dtype=np.float32)   # (BM, BK) SRAM
-        b_s = np.zeros((BK - s * (BK - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BK, BN) SRAM
-        acc = np.zeros((BM - s * (BM - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BM, BN) fp32
-        for k0 in range(0, K, BK):
-            depth = min(BK, K - k0)
-            if execute and depth < BK:     # masked load: the padding must be zero
-                a_s[:] = 0.0
-                b_s[:] = 0.0
-            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, row, 0, elem_bits)
-            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, row, 1, elem_bits)
-            count_mma(rows, cols, depth, counters, row, elem_bits)
-            if execute:
-                mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
+        r0, c0, rows, cols = block_tile(ids[row], BM, BN, M, N)     # this block's tile of C
+        a_s = np.zeros((extent(BM, execute), extent(BK, execute)), dtype=np.float32)   # (BM, BK) SRAM
+        b_s = np.zeros((extent(BK, execute), extent(BN, execute)), dtype=np.float32)   # (BK, BN) SRAM
+        acc = np.zeros((extent(BM, execute), extent(BN, execute)), dtype=np.float32)   # (BM, BN) fp32
+        # matmul v3's K loop: acc += A[r0:, :] @ B[:, c0:] on tensor cores
+        mma_k_loop(a, b, r0, c0, rows, cols, K, BK, a_s, b_s, acc, execute, counters, row, elem_bits, gemm)
         # the epilogue, on the tile still in SRAM
         finish_tile(acc, rows, cols, r0, c0, M, N, bias, res, code, consts, n_slots, out_slot, flops,
                     bias_slot, res_slot, execute, counters, row, elem_bits)
@@ -204,7 +190,7 @@ def matmul_epilogue(a, b, *, bias=None, activation: "str | None" = None, residua
     bias2d, res2d, *program_args = epi.args(ex)
     gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
     with blas_single_thread():
-        _body(call.a.data if ex else _DUMMY, call.b.data if ex else _DUMMY, y if ex else _DUMMY, bias2d, res2d,
+        _body(call.a.data if ex else stand_in(2), call.b.data if ex else stand_in(2), y if ex else stand_in(2), bias2d, res2d,
               call.m, call.n, call.k, t.block_m, t.block_n, t.block_k, ex, ids, counters, bits(call.dtype), gemm,
               *program_args)
 

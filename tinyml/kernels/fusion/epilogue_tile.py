@@ -25,12 +25,12 @@ from numba import njit
 from ...sim import DTypeError, ShapeError
 from ...sim.tiles import count_vector, load_tile
 from .._contract import operand
+from .._counting import extent, stand_in
 from .interp import run_program
 from .ops import OPS
 from .program import Program, ProgramError
 
 BIAS_OPERAND, RESIDUAL_OPERAND = 2, 3
-_DUMMY = np.zeros((1, 1), dtype=np.float32)
 
 
 @njit(cache=True)
@@ -42,9 +42,8 @@ def finish_tile(acc, rows, cols, r0, c0, M, N, bias, res, code, consts, n_slots,
     bias_slot / res_slot: their registers, or -1 when absent. Counts the loads and
     ``flops * rows * cols`` vector FLOPs in both modes.
     """
-    e = 0 if execute else 1                                                     # counting: 1-element buffers
-    bias_s = np.empty((1, cols - e * (cols - 1)), dtype=np.float32)            # (1, cols) SRAM
-    res_s = np.empty((rows - e * (rows - 1), cols - e * (cols - 1)), dtype=np.float32)   # (rows, cols)
+    bias_s = np.empty((1, extent(cols, execute)), dtype=np.float32)            # (1, cols) SRAM
+    res_s = np.empty((extent(rows, execute), extent(cols, execute)), dtype=np.float32)   # (rows, cols)
     if bias_slot >= 0:
         load_tile(bias, 0, c0, 1, cols, bias_s, execute, counters, blk, BIAS_OPERAND, elem_bits)
     if res_slot >= 0:
@@ -122,8 +121,8 @@ class Epilogue:
             code, consts = self.program.encode()
             n_slots, out_slot, flops = self.program.n_slots, self.program.output, self.program.flops_per_element
         B, R = self.bias, self.residual
-        bias2d = B.data.reshape(1, -1) if execute and B is not None else _DUMMY                # (1, N)
-        res2d = R.data if execute and R is not None else _DUMMY                                # (M, N)
+        bias2d = B.data.reshape(1, -1) if execute and B is not None else stand_in(2)                # (1, N)
+        res2d = R.data if execute and R is not None else stand_in(2)                                # (M, N)
         bias_slot = 1 if B is not None else -1
         res_slot = 1 + (B is not None) if R is not None else -1
         return bias2d, res2d, code, consts, n_slots, out_slot, flops, bias_slot, res_slot

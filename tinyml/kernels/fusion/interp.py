@@ -8,7 +8,8 @@ position-dependent ``causal`` op reads these):
 the caller has put the inputs into rows 0 .. n_inputs-1; afterwards every
 instruction's result is in its row. The dispatch on the opcode happens once
 per instruction per row of lanes, and the lane loop under it is tight, so the
-interpreter costs little next to the arithmetic. Opcodes are those of ops.py.
+interpreter costs little next to the arithmetic. Opcodes are the names ops.py
+gives them (Numba reads the module's integer constants as compile-time constants).
 
 ``error_model="numpy"``: division by zero gives inf/NaN as on a GPU (and as
 NumPy), instead of Python's ZeroDivisionError.
@@ -18,6 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from .ops import (ABS, ADD, CAUSAL, CONST, COPY, DIV, EXP, GELU, GT, LOG, LT, MAX, MIN, MUL, NEG, POW, RECIP,
+                  RELU, RSQRT, SCALE, SIGMOID, SILU, SQRT, SQUARE, SUB, TANH, WHERE)
 
 _C = np.float32(0.7978845608028654)     # sqrt(2 / pi), GeLU's tanh approximation
 _A = np.float32(0.044715)
@@ -32,92 +36,92 @@ def run_program(code, consts, regs, n, row, col0, n_rows, n_cols):
         op = code[k, 0]
         d = regs[code[k, 1]]
         c = consts[k]
-        if op == 0:                                  # const
+        if op == CONST:
             for j in range(n):
                 d[j] = c
             continue
-        if op == 26:                                 # causal: column <= row + Nk - Nq
+        if op == CAUSAL:                             # causal: column <= row + Nk - Nq
             last = row + n_cols - n_rows - col0      # the last visible lane
             for j in range(n):
                 d[j] = _ONE if j <= last else _ZERO
             continue
         x = regs[code[k, 2]]
-        if op == 1:                                  # copy
+        if op == COPY:
             for j in range(n):
                 d[j] = x[j]
-        elif op == 2:                                # neg
+        elif op == NEG:
             for j in range(n):
                 d[j] = -x[j]
-        elif op == 3:                                # exp
+        elif op == EXP:
             for j in range(n):
                 d[j] = np.exp(x[j])
-        elif op == 4:                                # log
+        elif op == LOG:
             for j in range(n):
                 d[j] = np.log(x[j])
-        elif op == 5:                                # tanh
+        elif op == TANH:
             for j in range(n):
                 d[j] = np.tanh(x[j])
-        elif op == 6:                                # relu
+        elif op == RELU:
             for j in range(n):
                 d[j] = x[j] if x[j] > _ZERO else _ZERO
-        elif op == 7:                                # gelu (tanh approximation)
+        elif op == GELU:                             # gelu (tanh approximation)
             for j in range(n):
                 v = x[j]
                 d[j] = _HALF * v * (_ONE + np.tanh(_C * (v + _A * v * v * v)))
-        elif op == 8:                                # sigmoid
+        elif op == SIGMOID:
             for j in range(n):
                 d[j] = _ONE / (_ONE + np.exp(-x[j]))
-        elif op == 9:                                # silu
+        elif op == SILU:
             for j in range(n):
                 d[j] = x[j] / (_ONE + np.exp(-x[j]))
-        elif op == 10:                               # sqrt
+        elif op == SQRT:
             for j in range(n):
                 d[j] = np.sqrt(x[j])
-        elif op == 11:                               # rsqrt
+        elif op == RSQRT:
             for j in range(n):
                 d[j] = _ONE / np.sqrt(x[j])
-        elif op == 12:                               # square
+        elif op == SQUARE:
             for j in range(n):
                 d[j] = x[j] * x[j]
-        elif op == 13:                               # abs
+        elif op == ABS:
             for j in range(n):
                 d[j] = abs(x[j])
-        elif op == 14:                               # recip
+        elif op == RECIP:
             for j in range(n):
                 d[j] = _ONE / x[j]
-        elif op == 15:                               # scale by a constant
+        elif op == SCALE:                            # scale by a constant
             for j in range(n):
                 d[j] = x[j] * c
-        elif op == 16:                               # pow by a constant
+        elif op == POW:                              # pow by a constant
             for j in range(n):
                 d[j] = x[j] ** c
         else:
             y = regs[code[k, 3]]
-            if op == 17:                             # add
+            if op == ADD:
                 for j in range(n):
                     d[j] = x[j] + y[j]
-            elif op == 18:                           # sub
+            elif op == SUB:
                 for j in range(n):
                     d[j] = x[j] - y[j]
-            elif op == 19:                           # mul
+            elif op == MUL:
                 for j in range(n):
                     d[j] = x[j] * y[j]
-            elif op == 20:                           # div
+            elif op == DIV:
                 for j in range(n):
                     d[j] = x[j] / y[j]
-            elif op == 21:                           # max
+            elif op == MAX:
                 for j in range(n):
                     d[j] = max(x[j], y[j])
-            elif op == 22:                           # min
+            elif op == MIN:
                 for j in range(n):
                     d[j] = min(x[j], y[j])
-            elif op == 23:                           # gt
+            elif op == GT:
                 for j in range(n):
                     d[j] = _ONE if x[j] > y[j] else _ZERO
-            elif op == 24:                           # lt
+            elif op == LT:
                 for j in range(n):
                     d[j] = _ONE if x[j] < y[j] else _ZERO
-            elif op == 25:                           # where(x != 0, y, z)
+            elif op == WHERE:                        # where(x != 0, y, z)
                 z = regs[code[k, 4]]
                 for j in range(n):
                     d[j] = y[j] if x[j] != _ZERO else z[j]

@@ -60,25 +60,23 @@ from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, check_tiles, curr
 from ...sim.counters import new_counters
 from ...sim.tiles import count_store_direct, count_vector, load_tile, store_tile
 from .._contract import block_size, ceil_div, operand, same_mode
+from .._counting import extent, stand_in
 from .elementwise import fused_elementwise, pow2
 from .program import FusionError
 from .reduce import row_reduce
 
 TILE_ELEMS = 1024
-_DUMMY = np.zeros((1, 1), dtype=np.float32)
-_DUMMY1 = np.zeros(1, dtype=np.float32)
 
 
 @njit(parallel=True, cache=True)
 def _body(x, gamma, beta, y, mean_out, rstd_out, R, C, BR, eps, save, execute, counters, elem_bits):
     n_blocks = (R + BR - 1) // BR
-    s = 1 if not execute else 0          # counting mode: no real tile buffers
     for blk in prange(n_blocks):
         r0 = blk * BR
         rows = min(BR, R - r0)
-        t = np.empty((BR - s * (BR - 1), C - s * (C - 1)), dtype=np.float32)     # (BR, C) SRAM
-        g = np.empty((1, C - s * (C - 1)), dtype=np.float32)                      # (1, C) SRAM
-        bt = np.empty((1, C - s * (C - 1)), dtype=np.float32)                     # (1, C) SRAM
+        t = np.empty((extent(BR, execute), extent(C, execute)), dtype=np.float32)     # (BR, C) SRAM
+        g = np.empty((1, extent(C, execute)), dtype=np.float32)                      # (1, C) SRAM
+        bt = np.empty((1, extent(C, execute)), dtype=np.float32)                     # (1, C) SRAM
         load_tile(x, r0, 0, rows, C, t, execute, counters, blk, 0, elem_bits)
         load_tile(gamma, 0, 0, 1, C, g, execute, counters, blk, 1, elem_bits)
         load_tile(beta, 0, 0, 1, C, bt, execute, counters, blk, 2, elem_bits)
@@ -188,8 +186,8 @@ def layernorm_fused(x, gamma, beta, *, eps: float = 1e-5, dtype: str = "fp16", b
     rstd = prof.hbm.new_tensor("rstd", (rows,), "fp32", ex) if return_stats else None
     grid = (ceil_div(rows, tiles.block_rows),)
     counters = new_counters(grid[0], n_operands=3)
-    _body(X.data if ex else _DUMMY, G.data.reshape(1, -1) if ex else _DUMMY, B.data.reshape(1, -1) if ex else _DUMMY,
-          y if ex else _DUMMY, mean if ex and return_stats else _DUMMY1, rstd if ex and return_stats else _DUMMY1,
+    _body(X.data if ex else stand_in(2), G.data.reshape(1, -1) if ex else stand_in(2), B.data.reshape(1, -1) if ex else stand_in(2),
+          y if ex else stand_in(2), mean if ex and return_stats else stand_in(1), rstd if ex and return_stats else stand_in(1),
           rows, cols, tiles.block_rows, np.float32(eps), return_stats, ex, counters, bits(X.dtype))
     prof.record("layernorm_fused", grid, counters, dtype=X.dtype, sram_per_block=sram)
     return (y, mean, rstd) if return_stats else y

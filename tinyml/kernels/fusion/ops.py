@@ -59,7 +59,7 @@ class OpInfo:
     ref: Callable         # float64 NumPy reference: ref(*operands, const?) -> array
 
 
-#: Opcodes: the numbers the interpreter dispatches on (see interp.py). Keep in sync.
+#: Opcodes: the numbers the interpreter (interp.py) dispatches on, by these names.
 CONST, COPY, NEG, EXP, LOG, TANH, RELU, GELU, SIGMOID, SILU = range(10)
 SQRT, RSQRT, SQUARE, ABS, RECIP, SCALE, POW = range(10, 17)
 ADD, SUB, MUL, DIV, MAX, MIN, GT, LT, WHERE = range(17, 26)

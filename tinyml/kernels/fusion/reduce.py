@@ -31,11 +31,11 @@ from ...sim import FLOAT_DTYPES, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from .._contract import block_size, ceil_div, operand
+from .._counting import stand_in
 from .elementwise import pow2
 from .program import ProgramError
 
 REDUCTIONS = {"sum": 0, "max": 1, "mean": 2}
-_DUMMY = np.zeros((1, 1), dtype=np.float32)
 
 
 @njit(parallel=True, cache=True)
@@ -70,7 +70,7 @@ def row_reduce(x, op: str, *, dtype: str = "fp16", block_rows: "int | None" = No
     out = prof.hbm.new_tensor(f"{op}(x)", (rows, 1), X.dtype, X.execute)
     grid = (ceil_div(rows, br),)
     counters = new_counters(grid[0], n_operands=1)
-    _body(X.data if X.execute else _DUMMY, out if X.execute else _DUMMY, rows, cols, br, REDUCTIONS[op],
+    _body(X.data if X.execute else stand_in(2), out if X.execute else stand_in(2), rows, cols, br, REDUCTIONS[op],
           X.execute, counters, bits(X.dtype))
     prof.record(name or f"reduce_{op}", grid, counters, dtype=X.dtype, sram_per_block=0)
     return out

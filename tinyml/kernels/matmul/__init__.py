@@ -7,11 +7,23 @@
 | v3      | SRAM tiles, MMA on tensor cores           | same as v2                              |
 
 ``s`` is bytes per element of the logical dtype; every version writes ``M N s``.
+Each version is one file a reader can open alone; what they share sits beside them:
+
+| module        | what it holds                                                          |
+|---------------|------------------------------------------------------------------------|
+| `v1_naive`    | v1's body and formula                                                  |
+| `v2_tiled`    | v2's body (the tile product as FMA loops)                              |
+| `v3_mma`      | v3's body and its K loop (``mma_k_loop``, reused by ``matmul_epilogue``) |
+| `batched`     | ``bmm``: v3's tiles once per (batch, head), transposes, GQA; the compiler lowers every batched matmul to it |
+| `tiles`       | choosing block sizes that fit SRAM                                     |
+| `_tiled`      | what v2, v3 and ``bmm`` share: the byte formula, L2 panels, the launch |
+| `_launch`     | what every version shares: validation, a block's C tile, recording     |
 """
 
 from __future__ import annotations
 
 from ...sim import TileConfigError
+from .batched import bmm
 from .tiles import MatmulTiles, choose_tiles
 from .v1_naive import matmul_v1
 from .v2_tiled import matmul_v2
@@ -34,4 +46,4 @@ def matmul(a, b, *, version: "int | str" = 3, dtype: str = "fp16", **block_sizes
     return VERSIONS[v](a, b, dtype=dtype, **block_sizes)
 
 
-__all__ = ["matmul", "matmul_v1", "matmul_v2", "matmul_v3", "MatmulTiles", "choose_tiles", "VERSIONS"]
+__all__ = ["matmul", "bmm", "matmul_v1", "matmul_v2", "matmul_v3", "MatmulTiles", "choose_tiles", "VERSIONS"]

@@ -1,17 +1,28 @@
-"""What every matmul version shares: validation, HBM allocation, launch, recording."""
+"""What every matmul version shares: validation, the C tile a block owns, HBM allocation, launch, recording."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
 from .._classes import edge_grid, launch_counters
 from .._contract import Operand, operand, same_mode
+from .._counting import stand_in
 
-_DUMMY = np.zeros((1, 1), dtype=np.float32)   # stands in for data in counting mode
+
+
+@njit(cache=True)
+def block_tile(blk, BM, BN, M, N):
+    """(r0, c0, rows, cols): the C tile block ``blk`` of a row-major grid of BM x BN tiles owns,
+    C[r0 : r0+rows, c0 : c0+cols] (``rows < BM``, ``cols < BN`` only in the last tile row / column)."""
+    gn = (N + BN - 1) // BN
+    r0 = (blk // gn) * BM
+    c0 = (blk % gn) * BN
+    return r0, c0, min(BM, M - r0), min(BN, N - c0)
 
 
 @dataclass
@@ -61,9 +72,9 @@ def run(call: MatmulCall, name: str, body, grid: tuple, n_blocks: int, sizes: tu
     else:                            # one block per class: blocks differ only at the edges
         ids, run_class, run_length = edge_grid(grid[0], grid[1])
     counters = new_counters(len(ids), n_operands=2)
-    a_data = call.a.data if call.execute else _DUMMY
-    b_data = call.b.data if call.execute else _DUMMY
-    c_data = c if call.execute else _DUMMY
+    a_data = call.a.data if call.execute else stand_in(2)
+    b_data = call.b.data if call.execute else stand_in(2)
+    c_data = c if call.execute else stand_in(2)
     body(a_data, b_data, c_data, call.m, call.n, call.k, *sizes, call.execute, ids, counters, call.elem_bits,
          *extra)
     prof.record(name, grid, launch_counters(counters, call.execute, run_class, run_length), dtype=call.dtype,

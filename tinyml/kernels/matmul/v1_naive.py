@@ -27,20 +27,15 @@ from numba import njit, prange
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from ...sim import TileConfigError
 from .._contract import block_size, ceil_div
-from ._launch import prepare, run
+from ._launch import block_tile, prepare, run
 
 DEFAULT_BLOCK = 16   # a 16 x 16 thread block, as in the CUDA programming guide
 
 
 @njit(parallel=True, cache=True)
 def _body(a, b, c, M, N, K, BM, BN, execute, ids, counters, elem_bits):
-    gn = (N + BN - 1) // BN
     for row in prange(len(ids)):               # every block, or one per class (counting)
-        blk = ids[row]
-        r0 = (blk // gn) * BM
-        c0 = (blk % gn) * BN
-        rows = min(BM, M - r0)
-        cols = min(BN, N - c0)
+        r0, c0, rows, cols = block_tile(ids[row], BM, BN, M, N)     # this block's tile of C
         for i in range(r0, r0 + rows):
             # every thread of this row streams its own row of A and column of B
             count_load_direct(cols * K, counters, row, 0, elem_bits)      # A[i, :] once per thread

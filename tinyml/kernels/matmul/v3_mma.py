@@ -30,34 +30,39 @@ from numba import njit, prange
 
 from ...sim.tiles import count_mma, load_tile, store_tile
 from .._contract import blas_single_thread
+from .._counting import extent
 from .._mma import mma_acc, sgemm
-from ._launch import prepare
-from .v2_tiled import expected_bytes, launch_tiled, resolve_tiles  # noqa: F401  (same traffic as v2)
+from ._launch import block_tile, prepare
+from ._tiled import expected_bytes, launch_tiled, resolve_tiles  # noqa: F401  (same traffic as v2)
+
+
+@njit(cache=True)
+def mma_k_loop(a, b, r0, c0, rows, cols, K, BK, a_s, b_s, acc, execute, counters, row, elem_bits, gemm):
+    """The K loop of one block: ``acc += A[r0 : +rows, :] @ B[:, c0 : +cols]``, a BK step at a time.
+
+    ``a_s`` (BM, BK) and ``b_s`` (BK, BN) are the block's SRAM tiles (1 x 1 when counting).
+    ``matmul_epilogue`` runs this same loop before its epilogue.
+    """
+    for k0 in range(0, K, BK):
+        depth = min(BK, K - k0)
+        if execute and depth < BK:     # masked load: the padding must be zero
+            a_s[:] = 0.0
+            b_s[:] = 0.0
+        load_tile(a, r0, k0, rows, depth, a_s, execute, counters, row, 0, elem_bits)
+        load_tile(b, k0, c0, depth, cols, b_s, execute, counters, row, 1, elem_bits)
+        count_mma(rows, cols, depth, counters, row, elem_bits)
+        if execute:
+            mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
 
 
 @njit(parallel=True, cache=True)
 def _body(a, b, c, M, N, K, BM, BN, BK, execute, ids, counters, elem_bits, gemm):
-    gn = (N + BN - 1) // BN
-    s = 1 if not execute else 0          # counting mode: no real tile buffers
     for row in prange(len(ids)):               # every block, or one per class (counting)
-        blk = ids[row]
-        r0 = (blk // gn) * BM
-        c0 = (blk % gn) * BN
-        rows = min(BM, M - r0)
-        cols = min(BN, N - c0)
-        a_s = np.zeros((BM - s * (BM - 1), BK - s * (BK - 1)), dtype=np.float32)   # (BM, BK) SRAM
-        b_s = np.zeros((BK - s * (BK - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BK, BN) SRAM
-        acc = np.zeros((BM - s * (BM - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BM, BN) fp32
-        for k0 in range(0, K, BK):
-            depth = min(BK, K - k0)
-            if execute and depth < BK:     # masked load: the padding must be zero
-                a_s[:] = 0.0
-                b_s[:] = 0.0
-            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, row, 0, elem_bits)
-            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, row, 1, elem_bits)
-            count_mma(rows, cols, depth, counters, row, elem_bits)
-            if execute:
-                mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
+        r0, c0, rows, cols = block_tile(ids[row], BM, BN, M, N)     # this block's tile of C
+        a_s = np.zeros((extent(BM, execute), extent(BK, execute)), dtype=np.float32)   # (BM, BK) SRAM
+        b_s = np.zeros((extent(BK, execute), extent(BN, execute)), dtype=np.float32)   # (BK, BN) SRAM
+        acc = np.zeros((extent(BM, execute), extent(BN, execute)), dtype=np.float32)   # (BM, BN) fp32
+        mma_k_loop(a, b, r0, c0, rows, cols, K, BK, a_s, b_s, acc, execute, counters, row, elem_bits, gemm)
         store_tile(acc, rows, cols, c, r0, c0, execute, counters, row, elem_bits)
 
 

@@ -10,11 +10,10 @@ from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, 
 from ...sim.counters import new_counters
 from .._classes import edge_grid, launch_counters
 from .._contract import Operand, ceil_div, operand
+from .._counting import stand_in
 from .scheme import Layout
 from .tensor import QuantizedTensor
 
-DUMMY2 = np.zeros((1, 1), dtype=np.float32)      # stands in for float data in counting mode
-DUMMY_BYTES = np.zeros((1, 1), dtype=np.uint8)   # ... and for packed bytes
 
 
 @dataclass
@@ -44,7 +43,7 @@ class QuantCall:
                 lay.block_bytes, self.w.levels())
 
     def weight_bytes(self) -> np.ndarray:
-        return self.w.data if self.execute else DUMMY_BYTES
+        return self.w.data if self.execute else stand_in(2, np.uint8)
 
 
 def check_qweight(qweight, kernel: str) -> QuantizedTensor:
@@ -124,7 +123,7 @@ def run(call: QuantCall, name: str, body, grid: tuple, sram: int, out_shape: tup
     else:                            # one block per class: blocks differ only at the edges
         ids, run_class, run_length = edge_grid(grid_m, grid_n)
     counters = new_counters(len(ids), n_operands=max(n_operands, 4 if extras else 2))
-    body(*args(out if call.execute else DUMMY2, ids, counters))
+    body(*args(out if call.execute else stand_in(2), ids, counters))
     prof.record(name, grid, launch_counters(counters, call.execute, run_class, run_length), dtype=call.dtype,
                 sram_per_block=sram, panels=panels)
     return out

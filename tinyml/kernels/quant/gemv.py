@@ -38,6 +38,7 @@ from numba import njit, prange
 from ...sim import MetaTensor, ShapeError, check_tiles, current_profile
 from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
 from .._contract import block_size, ceil_div
+from .._counting import extent, stand_in
 from ..fusion.epilogue_tile import Epilogue, finish_tile
 from ..fusion.program import Program
 from ._decode import group_dot, half, tile_groups
@@ -49,14 +50,13 @@ DEFAULT_BLOCK_N = 16
 @njit(parallel=True, cache=True)
 def _body(x, data, y, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
           execute, ids, counters, x_bits, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
-    s = 1 if not execute else 0                    # counting mode: no real buffers
     m = 1 if has_min else 0
     for bi in prange(len(ids)):                    # every block, or one per class (counting)
         blk = ids[bi]
         r0 = blk * BN
         rows = min(BN, N - r0)
-        xs = np.zeros((1, BK - s * (BK - 1)), dtype=np.float32)      # (1, BK) SRAM
-        acc = np.zeros((1, BN - s * (BN - 1)), dtype=np.float32)     # (1, BN) fp32
+        xs = np.zeros((1, extent(BK, execute)), dtype=np.float32)      # (1, BK) SRAM
+        acc = np.zeros((1, extent(BN, execute)), dtype=np.float32)     # (1, BN) fp32
         for k0 in range(0, Kp, BK):
             depth = min(BK, Kp - k0)
             valid = max(0, min(depth, K - k0))
@@ -134,7 +134,7 @@ def quantized_gemv(x, qweight, *, bias=None, activation: "str | None" = None, re
     sram = check_tiles(dev, gemv_sram_tiles(bn, bk, call.dtype, has_b, has_r), kernel="quantized_gemv",
                        suggest=lambda: f"Try block_k={choose_block_k(call, bn, unit)} or a smaller block_n")
     grid = (ceil_div(call.n, bn),)
-    x_data = call.x.data if call.execute else np.zeros((1, 1), np.float32)
+    x_data = call.x.data if call.execute else stand_in(2)
 
     def args(out, ids, counters):
         y2 = out.reshape(1, call.n) if call.execute else out           # (1, N)

@@ -30,6 +30,10 @@ HBM traffic (exact, before L2 reuse)::
 ``s``: bytes per element of x's logical dtype; ``m`` = 1 for schemes with a min.
 With an epilogue (``bias``, ``activation``, ``residual`` or any op program), a
 linear layer ``act(x W^T + b) + r`` is one kernel, as in ``matmul_epilogue``.
+
+The blocks own matmul's tiles of y (``matmul._launch.block_tile``); the K loop is
+matmul v3's with a dequantize step between the loads and the MMA, over K padded
+to whole groups, so it is written out here rather than shared.
 """
 
 from __future__ import annotations
@@ -43,9 +47,11 @@ from ...sim import check_tiles, current_profile, nbytes
 from ...sim.counters import SRAM_READ, SRAM_WRITE
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile, tile_bytes
 from .._contract import blas_single_thread, block_size, ceil_div
+from .._counting import extent, stand_in
 from .._mma import mma_acc, sgemm
 from ..fusion.epilogue_tile import Epilogue, finish_tile
 from ..fusion.program import Program
+from ..matmul._launch import block_tile
 from ._decode import count_load_bytes, decode_into, half, tile_groups
 from ._launch import check_block_k, fit_tiles, k_unit, packed_tile_bytes, prepare, run
 
@@ -72,18 +78,12 @@ def dequantize_tile(data, r0, cols, k0, depth, g, bits, split, has_min, hdr, blo
 @njit(parallel=True, cache=True)
 def _body(x, data, y, M, N, K, Kp, BM, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
           execute, ids, counters, x_bits, gemm, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
-    gn = (N + BN - 1) // BN
-    s = 1 if not execute else 0                    # counting mode: no real tile buffers
     m = 1 if has_min else 0
     for row in prange(len(ids)):                   # every block, or one per class (counting)
-        blk = ids[row]
-        r0 = (blk // gn) * BM
-        c0 = (blk % gn) * BN
-        rows = min(BM, M - r0)
-        cols = min(BN, N - c0)
-        xs = np.zeros((BM - s * (BM - 1), BK - s * (BK - 1)), dtype=np.float32)    # (BM, BK) SRAM
-        ws = np.zeros((BK - s * (BK - 1), BN - s * (BN - 1)), dtype=np.float32)    # (BK, BN) SRAM
-        acc = np.zeros((BM - s * (BM - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BM, BN) fp32
+        r0, c0, rows, cols = block_tile(ids[row], BM, BN, M, N)     # this block's tile of y
+        xs = np.zeros((extent(BM, execute), extent(BK, execute)), dtype=np.float32)    # (BM, BK) SRAM
+        ws = np.zeros((extent(BK, execute), extent(BN, execute)), dtype=np.float32)    # (BK, BN) SRAM
+        acc = np.zeros((extent(BM, execute), extent(BN, execute)), dtype=np.float32)   # (BM, BN) fp32
         for k0 in range(0, Kp, BK):
             depth = min(BK, Kp - k0)
             valid = max(0, min(depth, K - k0))
@@ -168,7 +168,7 @@ def quantized_matmul(x, qweight, *, bias=None, activation: "str | None" = None, 
     sram = check_tiles(dev, matmul_sram_tiles(bm, bn, bk, lay, call.dtype, has_b, has_r), kernel="quantized_matmul",
                        suggest=lambda: "Tiles that fit: block_m={}, block_n={}, block_k={}".format(*auto))
     grid = (ceil_div(call.m, bm), ceil_div(call.n, bn))
-    x_data = call.x.data if call.execute else np.zeros((1, 1), np.float32)
+    x_data = call.x.data if call.execute else stand_in(2)
     gemm = sgemm()                       # load SciPy's BLAS first, so blas_single_thread pins it too
     rows, cols = np.divmod(np.arange(grid[0] * grid[1]), grid[1])
 

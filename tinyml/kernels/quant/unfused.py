@@ -27,9 +27,10 @@ from ...sim import (FLOAT_DTYPES, DTypeError, MetaTensor, ShapeError, bits, cano
 from ...sim.counters import SRAM_READ, new_counters
 from ...sim.tiles import count_vector, store_tile
 from .._contract import block_size, ceil_div
+from .._counting import extent, stand_in
 from ..matmul import matmul
 from ._decode import count_load_bytes, tile_groups
-from ._launch import (DUMMY2, DUMMY_BYTES, check_block_k, check_qweight, fit_tiles, k_unit,
+from ._launch import (check_block_k, check_qweight, fit_tiles, k_unit,
                       packed_tile_bytes)
 from .matmul import dequantize_tile
 
@@ -41,7 +42,6 @@ def _body(data, out, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes
           execute, counters, out_bits):
     gk = (Kp + BK - 1) // BK
     n_blocks = ((N + BN - 1) // BN) * gk
-    s = 1 if not execute else 0
     m = 1 if has_min else 0
     for blk in prange(n_blocks):
         c0 = (blk // gk) * BN
@@ -50,9 +50,9 @@ def _body(data, out, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes
         depth = min(BK, Kp - k0)
         valid = max(0, min(depth, K - k0))
         if transposed:
-            ws = np.zeros((BK - s * (BK - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BK, BN) SRAM
+            ws = np.zeros((extent(BK, execute), extent(BN, execute)), dtype=np.float32)   # (BK, BN) SRAM
         else:
-            ws = np.zeros((BN - s * (BN - 1), BK - s * (BK - 1)), dtype=np.float32)   # (BN, BK) SRAM
+            ws = np.zeros((extent(BN, execute), extent(BK, execute)), dtype=np.float32)   # (BN, BK) SRAM
         first, last, headers = tile_groups(k0, depth, g)
         packed = cols * (depth * bits // 8 + headers * hdr)
         count_load_bytes(packed, counters, blk, 0)
@@ -97,7 +97,7 @@ def dequantize_kernel(qweight, *, dtype: str = "fp16", transposed: bool = False,
     prof.hbm.track(w.storage, "qweight", "int8")
     out = prof.hbm.new_tensor("w_dequant", (k, n) if transposed else (n, k), dtype, w.execute)
     counters = new_counters(grid[0] * grid[1], n_operands=1)
-    _body(w.data if w.execute else DUMMY_BYTES, out if w.execute else DUMMY2, n, k, lay.padded_k, bn, bk,
+    _body(w.data if w.execute else stand_in(2, np.uint8), out if w.execute else stand_in(2), n, k, lay.padded_k, bn, bk,
           lay.group, lay.bits, bool(sch.split_halves), bool(sch.has_min), lay.header_bytes, lay.block_bytes,
           w.levels(), bool(transposed), w.execute, counters, bits(dtype))
     prof.record("dequantize", grid, counters, dtype=dtype, sram_per_block=sram)

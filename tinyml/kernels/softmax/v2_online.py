@@ -44,6 +44,7 @@ from numba import njit, prange
 
 from ...sim.tiles import count_vector, load_tile
 from .._contract import ceil_div
+from .._counting import extent
 from ._launch import prepare, resolve_tiles, run
 from ._rowmath import tile_online
 from .v1_three_pass import normalize_pass   # the same last pass as v1
@@ -52,13 +53,12 @@ from .v1_three_pass import normalize_pass   # the same last pass as v1
 @njit(parallel=True, cache=True)
 def _body(x, y, R, C, BR, BC, execute, counters, elem_bits):
     n_blocks = (R + BR - 1) // BR
-    s = 1 if not execute else 0          # counting mode: no real tile buffers
     for blk in prange(n_blocks):
         r0 = blk * BR
         rows = min(BR, R - r0)
-        t = np.empty((BR - s * (BR - 1), BC - s * (BC - 1)), dtype=np.float32)   # (BR, BC) SRAM
-        m = np.full(BR - s * (BR - 1), -np.inf, dtype=np.float32)              # (BR,) running max
-        d = np.zeros(BR - s * (BR - 1), dtype=np.float32)                      # (BR,) running sum
+        t = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)   # (BR, BC) SRAM
+        m = np.full(extent(BR, execute), -np.inf, dtype=np.float32)              # (BR,) running max
+        d = np.zeros(extent(BR, execute), dtype=np.float32)                      # (BR,) running sum
         for c0 in range(0, C, BC):                       # pass 1: max and sum together
             cols = min(BC, C - c0)
             load_tile(x, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)

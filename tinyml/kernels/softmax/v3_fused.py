@@ -33,6 +33,7 @@ from numba import njit, prange
 
 from ...sim import TileConfigError
 from ...sim.tiles import count_vector, load_tile, store_tile
+from .._counting import extent
 from ._launch import prepare, resolve_tiles, run
 from ._rowmath import tile_divide, tile_exp_inplace, tile_max
 
@@ -40,13 +41,12 @@ from ._rowmath import tile_divide, tile_exp_inplace, tile_max
 @njit(parallel=True, cache=True)
 def _body(x, y, R, C, BR, BC, execute, counters, elem_bits):
     n_blocks = (R + BR - 1) // BR
-    s = 1 if not execute else 0          # counting mode: no real tile buffers
     for blk in prange(n_blocks):
         r0 = blk * BR
         rows = min(BR, R - r0)
-        t = np.empty((BR - s * (BR - 1), C - s * (C - 1)), dtype=np.float32)     # (BR, C) SRAM
-        m = np.full(BR - s * (BR - 1), -np.inf, dtype=np.float32)              # (BR,) row max
-        d = np.zeros(BR - s * (BR - 1), dtype=np.float32)                      # (BR,) row sum
+        t = np.empty((extent(BR, execute), extent(C, execute)), dtype=np.float32)     # (BR, C) SRAM
+        m = np.full(extent(BR, execute), -np.inf, dtype=np.float32)              # (BR,) row max
+        d = np.zeros(extent(BR, execute), dtype=np.float32)                      # (BR,) row sum
         load_tile(x, r0, 0, rows, C, t, execute, counters, blk, 0, elem_bits)
         count_vector(rows * C, counters, blk)                           # max
         count_vector(3 * rows * C, counters, blk)                       # sub, exp, add

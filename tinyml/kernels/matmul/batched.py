@@ -8,7 +8,7 @@ tensor-core matmul run independently for every (batch, head), with
   ``A`` is stored (K, M); likewise ``opB(B)`` with ``trans_b`` (a transposed
   tile is just a different SRAM layout on a GPU: same bytes, same MMA);
 * a scalar ``alpha`` epilogue (``C = alpha * opA(A) opB(B)``, baddbmm's alpha:
-  the softmax scale), charged ``flops.SCALE`` vector FLOPs per output element;
+  the softmax scale), charged ``ALPHA_FLOPS`` (1) vector FLOP per output element;
 * GQA head mapping: ``A`` has Ha heads, ``B`` has Hb heads with Ha % Hb == 0;
   a-head ``ha`` pairs with b-head ``ha // (Ha // Hb)`` (K and V shared by a
   group of query heads, never copied);
@@ -16,6 +16,8 @@ tensor-core matmul run independently for every (batch, head), with
   a/b heads ``ho*G .. ho*G+G-1``, i.e. the K loop runs over the G heads too.
   The GQA backward uses it for dK and dV: the group sum costs no extra kernel
   and no per-query-head dK/dV in HBM.
+
+The compiler lowers every batched matmul of a graph to this kernel.
 
 Tile loop (M, N, K are the per-head matrix sizes; tiles from
 :func:`tinyml.kernels.matmul.tiles.choose_tiles` with depth G*K)::
@@ -53,12 +55,15 @@ from numba import njit, prange
 
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, current_profile
 from ...sim.counters import new_counters
-from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
+from ...sim.tiles import count_mma, count_vector, load_tile, load_tile_t, store_tile
 from .._contract import Operand, blas_single_thread, ceil_div, operand, same_mode
+from .._counting import extent, stand_in
 from .._mma import mma_acc, sgemm
-from ..matmul.v2_tiled import resolve_tiles
-from .flops import SCALE
-from ._common import DUMMY4
+from ._launch import block_tile
+from ._tiled import resolve_tiles
+
+#: vector FLOPs per output element of the ``alpha`` epilogue (one multiply; attention's ``flops.SCALE``)
+ALPHA_FLOPS = 1
 
 
 @dataclass(frozen=True)
@@ -86,59 +91,42 @@ class BmmShape:
         return self.group * self.depth
 
 
-@njit(cache=True)
-def _load_t(src, r0, c0, rows, cols, tmp, dst, execute, counters, blk, operand, elem_bits):
-    """``dst[:cols, :rows] = src[r0:r0+rows, c0:c0+cols]^T``: a transposed tile load."""
-    load_tile(src, r0, c0, rows, cols, tmp, execute, counters, blk, operand, elem_bits)
-    if execute:
-        for i in range(rows):
-            for j in range(cols):
-                dst[j, i] = tmp[i, j]
-
-
 @njit(parallel=True, cache=True)
 def _body(a, b, c, B, HC, M, N, K, G, RATIO, TA, TB, BM, BN, BK, alpha, has_alpha, execute,
           counters, elem_bits, gemm):
     gm = (M + BM - 1) // BM
     gn = (N + BN - 1) // BN
-    s = 1 if not execute else 0          # counting mode: no real tile buffers
     for blk in prange(B * HC * gm * gn):
         bh = blk // (gm * gn)
-        t = blk % (gm * gn)
         bi = bh // HC
         ho = bh % HC
-        r0 = (t // gn) * BM
-        c0 = (t % gn) * BN
-        rows = min(BM, M - r0)
-        cols = min(BN, N - c0)
-        a_s = np.zeros((BM - s * (BM - 1), BK - s * (BK - 1)), dtype=np.float32)   # (BM, BK) SRAM
-        b_s = np.zeros((BK - s * (BK - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BK, BN) SRAM
-        a_t = np.empty((BK - s * (BK - 1), BM - s * (BM - 1)), dtype=np.float32)   # (BK, BM) as stored
-        b_t = np.empty((BN - s * (BN - 1), BK - s * (BK - 1)), dtype=np.float32)   # (BN, BK) as stored
-        acc = np.zeros((BM - s * (BM - 1), BN - s * (BN - 1)), dtype=np.float32)   # (BM, BN) fp32
+        r0, c0, rows, cols = block_tile(blk % (gm * gn), BM, BN, M, N)     # this block's tile of C[bi, ho]
+        a_s = np.zeros((extent(BM, execute), extent(BK, execute)), dtype=np.float32)   # (BM, BK) SRAM
+        b_s = np.zeros((extent(BK, execute), extent(BN, execute)), dtype=np.float32)   # (BK, BN) SRAM
+        acc = np.zeros((extent(BM, execute), extent(BN, execute)), dtype=np.float32)   # (BM, BN) fp32
         for g in range(G):
             ha = ho * G + g
             hb = ha // RATIO
-            a2 = a[bi * execute, ha * execute]          # (M, K) or (K, M); DUMMY in counting mode
+            a2 = a[bi * execute, ha * execute]          # (M, K) or (K, M); a stand-in in counting mode
             b2 = b[bi * execute, hb * execute]          # (K, N) or (N, K)
             for k0 in range(0, K, BK):
                 depth = min(BK, K - k0)
                 if execute and depth < BK:     # masked load: the padding must be zero
                     a_s[:] = 0.0
                     b_s[:] = 0.0
-                if TA:
-                    _load_t(a2, k0, r0, depth, rows, a_t, a_s, execute, counters, blk, 0, elem_bits)
+                if TA:                         # a stored (K, M): load its (depth, rows) tile transposed
+                    load_tile_t(a2, k0, r0, depth, rows, a_s, execute, counters, blk, 0, elem_bits)
                 else:
                     load_tile(a2, r0, k0, rows, depth, a_s, execute, counters, blk, 0, elem_bits)
-                if TB:
-                    _load_t(b2, c0, k0, cols, depth, b_t, b_s, execute, counters, blk, 1, elem_bits)
+                if TB:                         # b stored (N, K): load its (cols, depth) tile transposed
+                    load_tile_t(b2, c0, k0, cols, depth, b_s, execute, counters, blk, 1, elem_bits)
                 else:
                     load_tile(b2, k0, c0, depth, cols, b_s, execute, counters, blk, 1, elem_bits)
                 count_mma(rows, cols, depth, counters, blk, elem_bits)
                 if execute:
                     mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
         if has_alpha:
-            count_vector(SCALE * rows * cols, counters, blk)
+            count_vector(ALPHA_FLOPS * rows * cols, counters, blk)
             if execute:
                 for i in range(rows):
                     for j in range(cols):
@@ -202,7 +190,7 @@ def launch_bmm(A: Operand, B: Operand, *, trans_a: bool = False, trans_b: bool =
     counters = new_counters(grid[0] * grid[1] * grid[2], n_operands=2)
     gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
     with blas_single_thread():
-        _body(A.data if execute else DUMMY4, B.data if execute else DUMMY4, c if execute else DUMMY4,
+        _body(A.data if execute else stand_in(4), B.data if execute else stand_in(4), c if execute else stand_in(4),
               shape.batch, hc, shape.m, shape.n, shape.depth, shape.group, shape.heads_a // shape.heads_b,
               shape.trans_a, shape.trans_b, tiles.block_m, tiles.block_n, tiles.block_k,
               np.float32(1.0 if alpha is None else alpha), alpha is not None, execute, counters,
