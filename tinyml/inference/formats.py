@@ -73,7 +73,7 @@ def weight_format(fmt) -> WeightFormat:
         name = fmt.lower()
         return WeightFormat(name, name if name != "fp32" else "fp32")
     from ..kernels.quant.errors import UnknownFormatError
-    from ..kernels.quant.scheme import get_scheme
+    from ..kernels.quant.registry import get_scheme
 
     try:
         scheme = get_scheme(fmt.lower() if isinstance(fmt, str) else fmt)

@@ -12,7 +12,8 @@ shipped body is ``raise NotImplementedError("Exercise N.M: ...")``.
 ``check_lab`` never runs a lab's cells: it loads only the imports, function
 definitions and the constants they need (:mod:`tinyml.labs.loader`), then
 checks each function against answers tinyml computes itself
-(:mod:`tinyml.labs.checks`). The labs folder is found next to the package, or
+(:mod:`tinyml.labs.checks`; each lab's exercises are listed in
+:mod:`tinyml.labs.exercises`). The labs folder is found next to the package, or
 wherever ``$TINYML_LABS_DIR`` points. The CLI is ``tinyml lab list|run|check``.
 """
 
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..sim.errors import LabError
-from .checks import Exercise, Wrong, exercises_for, run_checks
+from .checks import Exercise, Wrong, run_checks
+from .exercises import exercises_for
 from .loader import SMOKE_ENV, load_lab_functions, parse_lab
 from .report import NOT_ATTEMPTED, OK, WRONG, CheckReport, ExerciseResult
 

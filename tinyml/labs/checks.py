@@ -1,4 +1,4 @@
-"""How an exercise is checked, and the registry of every lab's exercises.
+"""How an exercise is checked (the registry of every lab's exercises is :mod:`.exercises`).
 
 An :class:`Exercise` names the function a student fills in and a ``check``
 that calls it. The check computes the right answer *with tinyml itself* (by
@@ -115,12 +115,3 @@ def run_checks(exercises: tuple[Exercise, ...], loaded: LoadedLab) -> list[Exerc
             text = str(exc)
             results.append(ExerciseResult(ex.id, WRONG, text + (note if "NameError" in text else "")))
     return results
-
-
-def exercises_for(number: int) -> tuple[Exercise, ...]:
-    """The exercises of lab ``number`` (empty if the lab has none)."""
-    from . import lab01, lab02, lab03, lab04, lab05, lab06, lab07, lab08, lab09, lab10, lab11
-
-    return {1: lab01.EXERCISES, 2: lab02.EXERCISES, 3: lab03.EXERCISES, 4: lab04.EXERCISES, 5: lab05.EXERCISES,
-            6: lab06.EXERCISES, 7: lab07.EXERCISES, 8: lab08.EXERCISES, 9: lab09.EXERCISES,
-            10: lab10.EXERCISES, 11: lab11.EXERCISES}.get(number, ())

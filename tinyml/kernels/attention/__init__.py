@@ -20,6 +20,7 @@ The public entry points are exported here::
 | `decode`       | decoding: one query per sequence vs a KV cache, GQA heads share a block (`decode_attention`) |
 | `decode_split` | Flash-Decoding: split-KV partials + combine, split count from the SM count |
 | `kv_cache`     | `KVCache` (append kernel, per-sequence lengths), `bytes_per_token`        |
+| `decode_common` | what the decoding kernels share: the call, cache lengths, the K/V tile step |
 """
 
 from __future__ import annotations

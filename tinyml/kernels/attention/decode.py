@@ -54,65 +54,30 @@ B x KVH x S blocks fill the GPU, then combines the partial results.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 
 import numpy as np
 from numba import njit, prange
 
-from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, check_registers, check_tiles
+from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, check_registers, check_tiles
 from ...sim import current_profile, tiles_fit
 from ...sim.args import integer
 from ...sim.sram import REG
 from ...sim.counters import new_counters
-from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
-from .._contract import Operand, blas_single_thread, block_size, operand, same_mode
-from .._mma import mma_acc, mma_set_bt, sgemm
-from ._common import DUMMY2
-from .flash2_tiles import RESCALE_PER_ROW, fwd_per_score
-from .kv_cache import cache_lengths, check_prefix_finite
+from ...sim.tiles import count_vector, load_tile, store_tile
+from .._contract import blas_single_thread, block_size, operand, same_mode
+from .._counting import extent, stand_in
+from .._mma import sgemm
+from .decode_common import OP_Q, DecodeCall, attend_tiles, cache_lengths, check_prefix_finite
+from .decode_split import auto_splits, launch_split
 
 KERNEL = "decode"
-OP_Q, OP_K, OP_V = 0, 1, 2
-#: vector FLOPs per computed score: scale, max, exp (2), sum (no mask, no dropout, P unnormalised)
-PER_SCORE = fwd_per_score(False, False)
 #: candidate K/V tile rows B_c, largest first
 SIZES = (128, 64, 32, 16)
 
 
 # ---- validation ---------------------------------------------------------------------------------
-
-@dataclass
-class DecodeCall:
-    """A validated decode call (see the module docstring for the layout)."""
-
-    q: Operand
-    k: Operand
-    v: Operand
-    batch: int
-    heads: int
-    kv_heads: int
-    max_len: int
-    head_dim: int
-    dtype: str
-    execute: bool
-    scale: float
-    lengths: np.ndarray        # (B,) int64, each in [1, max_len]
-
-    @property
-    def group(self) -> int:
-        """Query heads per kv head (the rows of one block's Q tile)."""
-        return self.heads // self.kv_heads
-
-    @property
-    def elem_bits(self) -> int:
-        return bits(self.dtype)
-
-    def n_tiles(self, block_k: int) -> np.ndarray:
-        """(B,) K/V tiles of B_c rows each sequence's cache spans."""
-        return -(-self.lengths // block_k)
-
 
 def prepare_decode(q, k_cache, v_cache, *, cache_len, scale, dtype: str, check_finite: bool,
                    kernel: str = KERNEL) -> DecodeCall:
@@ -200,66 +165,20 @@ def resolve_block_k(call: DecodeCall, block_k, kernel: str = KERNEL) -> tuple[in
     return bc, check_tiles(dev, tiles, kernel=kernel, suggest=suggest), check_registers(dev, tiles)
 
 
-# ---- the tile loop both kernels share -----------------------------------------------------------------
-
-@njit(cache=True)
-def attend_tiles(q_s, k, v, kv0, t0, t1, length, G, D, BC, scale, k_s, v_s, s_t, p_t, o_acc, m_i, l_i,
-                 execute, counters, blk, elem_bits, gemm):
-    """Online softmax of the (group, d) Q tile over K/V tiles [t0, t1) of one cache; updates O, m, l.
-
-    k, v: (rows, D) with this (sequence, kv head)'s cache starting at row kv0.
-    """
-    for jb in range(t0, t1):
-        c0 = jb * BC
-        cols = min(BC, length - c0)
-        if execute and cols < BC:              # the last, partial tile: zero padding
-            k_s[:] = 0.0
-            v_s[:] = 0.0
-        load_tile(k, kv0 + c0, 0, cols, D, k_s, execute, counters, blk, OP_K, elem_bits)
-        load_tile(v, kv0 + c0, 0, cols, D, v_s, execute, counters, blk, OP_V, elem_bits)
-        count_mma(G, cols, D, counters, blk, elem_bits)                   # S = Q K_j^T
-        count_vector(G * cols * PER_SCORE, counters, blk)
-        count_vector(G * (D + RESCALE_PER_ROW), counters, blk)
-        count_mma(G, D, cols, counters, blk, elem_bits)                   # O += P V_j
-        if not execute:
-            continue
-        mma_set_bt(q_s, k_s, s_t, gemm)                                   # S = (G, D) @ (BC, D)^T
-        for r in range(G):
-            mx = m_i[r]
-            for c in range(cols):
-                s_t[r, c] *= scale
-                if s_t[r, c] > mx:
-                    mx = s_t[r, c]
-            alpha = np.exp(m_i[r] - mx)            # 0 on the first tile (m = -inf)
-            row_sum = 0.0
-            for c in range(cols):
-                p = np.exp(s_t[r, c] - mx)
-                p_t[r, c] = p
-                row_sum += p
-            for c in range(cols, BC):
-                p_t[r, c] = 0.0
-            l_i[r] = alpha * l_i[r] + row_sum
-            m_i[r] = mx
-            for dd in range(D):
-                o_acc[r, dd] *= alpha
-        mma_acc(p_t, v_s, o_acc, gemm)                                    # (G, BC) @ (BC, D)
-
-
 @njit(parallel=True, cache=True)
 def _body(q, k, v, lens, o, B, H, KVH, L, D, BC, scale, execute, counters, elem_bits, gemm):
     # q, o: (B*H, D); k, v: (B*KVH*L, D); lens: (B,)
     G = H // KVH
-    e = 0 if execute else 1                  # counting mode: 1-element tile buffers
     for blk in prange(B * KVH):
         b = blk // KVH
         row0 = b * H + (blk % KVH) * G       # the group's first query head, a row of q and o
         length = lens[b]
-        q_s = np.zeros((G - e * (G - 1), D - e * (D - 1)), dtype=np.float32)       # (G, D) SRAM
-        k_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
-        v_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
-        s_t = np.zeros((G - e * (G - 1), BC - e * (BC - 1)), dtype=np.float32)     # (G, BC) S
-        p_t = np.zeros((G - e * (G - 1), BC - e * (BC - 1)), dtype=np.float32)     # (G, BC) P
-        o_acc = np.zeros((G - e * (G - 1), D - e * (D - 1)), dtype=np.float32)     # (G, D) fp32
+        q_s = np.zeros((extent(G, execute), extent(D, execute)), dtype=np.float32)       # (G, D) SRAM
+        k_s = np.zeros((extent(BC, execute), extent(D, execute)), dtype=np.float32)     # (BC, D)
+        v_s = np.zeros((extent(BC, execute), extent(D, execute)), dtype=np.float32)     # (BC, D)
+        s_t = np.zeros((extent(G, execute), extent(BC, execute)), dtype=np.float32)     # (G, BC) S
+        p_t = np.zeros((extent(G, execute), extent(BC, execute)), dtype=np.float32)     # (G, BC) P
+        o_acc = np.zeros((extent(G, execute), extent(D, execute)), dtype=np.float32)     # (G, D) fp32
         m_i = np.full(G, -np.inf, dtype=np.float32)                                 # (G,)
         l_i = np.zeros(G, dtype=np.float32)                                         # (G,)
         load_tile(q, row0, 0, G, D, q_s, execute, counters, blk, OP_Q, elem_bits)
@@ -282,10 +201,10 @@ def launch_plain(call: DecodeCall, o, block_k: int, sram: int, regs: int) -> Non
     counters = new_counters(B * KVH, n_operands=3)
     gemm = sgemm()
     with blas_single_thread():
-        _body(call.q.data.reshape(B * H, D) if x else DUMMY2,
-              call.k.data.reshape(B * KVH * L, D) if x else DUMMY2,
-              call.v.data.reshape(B * KVH * L, D) if x else DUMMY2,
-              call.lengths, o.reshape(B * H, D) if x else DUMMY2,
+        _body(call.q.data.reshape(B * H, D) if x else stand_in(2),
+              call.k.data.reshape(B * KVH * L, D) if x else stand_in(2),
+              call.v.data.reshape(B * KVH * L, D) if x else stand_in(2),
+              call.lengths, o.reshape(B * H, D) if x else stand_in(2),
               B, H, KVH, L, D, block_k, call.scale, x, counters, call.elem_bits, gemm)
     prof.record(KERNEL, (B, KVH), counters, dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
                 pipelined=True)
@@ -296,8 +215,6 @@ def launch_plain(call: DecodeCall, o, block_k: int, sram: int, regs: int) -> Non
 def resolve_splits(split_kv, call: DecodeCall, block_k: int) -> int:
     """The number of KV splits: the caller's (a positive int) or, for None, :func:`.decode_split.auto_splits`."""
     if split_kv is None:
-        from .decode_split import auto_splits
-
         return auto_splits(current_profile().device, call.batch, call.kv_heads,
                            int(call.n_tiles(block_k).max()))
     return integer(split_kv, "split_kv", lo=1, error=TileConfigError,
@@ -333,7 +250,5 @@ def decode_attention(q, k_cache, v_cache, *, cache_len, split_kv: "int | None" =
     if splits == 1:
         launch_plain(call, o, bc, sram, regs)
     else:
-        from .decode_split import launch_split
-
         launch_split(call, o, bc, sram, regs, splits)
     return o

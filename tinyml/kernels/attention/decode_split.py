@@ -64,9 +64,9 @@ from ...sim.sram import REG
 from ...sim.counters import new_counters
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._contract import blas_single_thread
+from .._counting import extent, stand_in
 from .._mma import sgemm
-from ._common import DUMMY2
-from .decode import OP_Q, DecodeCall, attend_tiles
+from .decode_common import OP_Q, DecodeCall, attend_tiles
 from .flash2_tiles import FINAL_PER_ROW
 from .flops import EXP, ROW_MAX, ROW_SUM
 
@@ -120,7 +120,6 @@ def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, B
                 elem_bits, gemm):
     # q: (B*H, D); k, v: (B*KVH*L, D); o_part: (S*B*H, D) fp32; lse_part: (S, B*H) fp32
     G = H // KVH
-    e = 0 if execute else 1                  # counting mode: 1-element tile buffers
     for blk in prange(B * KVH * S):
         bg = blk // S                        # b * KVH + g
         s = blk % S
@@ -131,12 +130,12 @@ def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, B
         length = lens[b]
         t0 = s * chunk[b]
         t1 = min(t0 + chunk[b], (length + BC - 1) // BC)
-        q_s = np.zeros((G - e * (G - 1), D - e * (D - 1)), dtype=np.float32)       # (G, D) SRAM
-        k_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
-        v_s = np.zeros((BC - e * (BC - 1), D - e * (D - 1)), dtype=np.float32)     # (BC, D)
-        s_t = np.zeros((G - e * (G - 1), BC - e * (BC - 1)), dtype=np.float32)     # (G, BC) S
-        p_t = np.zeros((G - e * (G - 1), BC - e * (BC - 1)), dtype=np.float32)     # (G, BC) P
-        o_acc = np.zeros((G - e * (G - 1), D - e * (D - 1)), dtype=np.float32)     # (G, D) fp32
+        q_s = np.zeros((extent(G, execute), extent(D, execute)), dtype=np.float32)       # (G, D) SRAM
+        k_s = np.zeros((extent(BC, execute), extent(D, execute)), dtype=np.float32)     # (BC, D)
+        v_s = np.zeros((extent(BC, execute), extent(D, execute)), dtype=np.float32)     # (BC, D)
+        s_t = np.zeros((extent(G, execute), extent(BC, execute)), dtype=np.float32)     # (G, BC) S
+        p_t = np.zeros((extent(G, execute), extent(BC, execute)), dtype=np.float32)     # (G, BC) P
+        o_acc = np.zeros((extent(G, execute), extent(D, execute)), dtype=np.float32)     # (G, D) fp32
         m_i = np.full(G, -np.inf, dtype=np.float32)                                 # (G,)
         l_i = np.zeros(G, dtype=np.float32)                                         # (G,)
         lse_row = np.zeros((1, G), dtype=np.float32)                                # (1, G)
@@ -157,12 +156,11 @@ def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, B
 @njit(parallel=True, cache=True)
 def _combine_body(o_part, lse_part, used, o, B, H, D, S, execute, counters, elem_bits):
     # o_part: (S*B*H, D) fp32; lse_part: (S, B*H) fp32; o: (B*H, D)
-    e = 0 if execute else 1
     for blk in prange(B * H):                # blk = b * H + h, a row of o
         n = used[blk // H]
-        lse_s = np.zeros((S - e * (S - 1), 1), dtype=np.float32)                    # (S, 1) SRAM
-        o_s = np.zeros((1, D - e * (D - 1)), dtype=np.float32)                       # (1, D) one partial
-        acc = np.zeros((1, D - e * (D - 1)), dtype=np.float32)                       # (1, D) fp32
+        lse_s = np.zeros((extent(S, execute), 1), dtype=np.float32)                    # (S, 1) SRAM
+        o_s = np.zeros((1, extent(D, execute)), dtype=np.float32)                       # (1, D) one partial
+        acc = np.zeros((1, extent(D, execute)), dtype=np.float32)                       # (1, D) fp32
         load_tile(lse_part, 0, blk, n, 1, lse_s, execute, counters, blk, 1, 32)     # lse_part[:n, b, h]
         count_vector(n * COMBINE_PER_SPLIT, counters, blk)
         big = -np.inf
@@ -207,17 +205,17 @@ def launch_split(call: DecodeCall, o, block_k: int, sram: int, regs: int, splits
     counters = new_counters(B * KVH * S, n_operands=3)
     gemm = sgemm()
     with blas_single_thread():
-        _split_body(call.q.data.reshape(B * H, D) if x else DUMMY2,
-                    call.k.data.reshape(B * KVH * L, D) if x else DUMMY2,
-                    call.v.data.reshape(B * KVH * L, D) if x else DUMMY2,
+        _split_body(call.q.data.reshape(B * H, D) if x else stand_in(2),
+                    call.k.data.reshape(B * KVH * L, D) if x else stand_in(2),
+                    call.v.data.reshape(B * KVH * L, D) if x else stand_in(2),
                     call.lengths, chunk, used,
-                    o_part.reshape(S * B * H, D) if x else DUMMY2,
-                    lse_part.reshape(S, B * H) if x else DUMMY2,
+                    o_part.reshape(S * B * H, D) if x else stand_in(2),
+                    lse_part.reshape(S, B * H) if x else stand_in(2),
                     B, H, KVH, L, D, block_k, S, call.scale, x, counters, call.elem_bits, gemm)
     prof.record(SPLIT_KERNEL, (B, KVH, S), counters, dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
                 pipelined=True)
     counters = new_counters(B * H, n_operands=2)
-    _combine_body(o_part.reshape(S * B * H, D) if x else DUMMY2, lse_part.reshape(S, B * H) if x else DUMMY2,
-                  used, o.reshape(B * H, D) if x else DUMMY2, B, H, D, S, x, counters, call.elem_bits)
+    _combine_body(o_part.reshape(S * B * H, D) if x else stand_in(2), lse_part.reshape(S, B * H) if x else stand_in(2),
+                  used, o.reshape(B * H, D) if x else stand_in(2), B, H, D, S, x, counters, call.elem_bits)
     prof.record(COMBINE_KERNEL, (B, H), counters, dtype=call.dtype, sram_per_block=combine_sram,
                 regs_per_block=combine_regs)

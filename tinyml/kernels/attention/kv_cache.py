@@ -34,18 +34,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ...sim import FLOAT_DTYPES, DTypeError, NonFiniteError, ShapeError, bits, canonical, current_profile, nbytes
+from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, canonical, current_profile, nbytes
 from ...sim.counters import new_counters
 from ...sim.tiles import copy_rect, count_load_direct, count_store_direct
 from ...sim.args import integer
-from .._contract import Operand, operand, refuse_float32_overflow, same_mode
-from ._common import DUMMY2
+from .._contract import operand, same_mode
+from .._counting import stand_in
+from .decode import decode_attention
+from .decode_common import CacheLengthError, cache_lengths
 
 KERNEL = "kv_append"
-
-
-class CacheLengthError(ShapeError):
-    """A sequence length is outside [1, max_len], or the lengths do not match the batch."""
 
 
 class KVCacheFullError(CacheLengthError):
@@ -60,53 +58,6 @@ def bytes_per_token(layers: int, kv_heads: int, head_dim: int, dtype: str = "fp1
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ShapeError(f"bytes_per_token: {name} must be a positive integer, got {value!r}")
     return nbytes(2 * int(layers) * int(kv_heads) * int(head_dim), dtype)
-
-
-# ---- per-sequence lengths --------------------------------------------------------------------
-
-def cache_lengths(cache_len, batch: int, max_len: int, *, kernel: str, lowest: int = 1) -> np.ndarray:
-    """``cache_len`` (an int, or one int per sequence) as a (batch,) int64 array in [lowest, max_len]."""
-    if isinstance(cache_len, (bool, np.bool_)):
-        raise DTypeError(f"{kernel}: cache_len must be an int or {batch} ints (one per sequence), got {cache_len!r}")
-    if isinstance(cache_len, (int, np.integer)):
-        lens = np.full(batch, int(cache_len), dtype=np.int64)
-    else:
-        arr = np.asarray(cache_len)
-        if arr.dtype.kind not in "iu":
-            raise DTypeError(f"{kernel}: cache_len must hold integers (one length per sequence), "
-                             f"got dtype {arr.dtype}: {cache_len!r}")
-        if arr.shape != (batch,):
-            raise CacheLengthError(f"{kernel}: cache_len must be an int or {batch} ints (one per sequence of "
-                                   f"the batch), got shape {arr.shape}")
-        lens = arr.astype(np.int64)
-    bad = np.flatnonzero((lens < lowest) | (lens > max_len))
-    if len(bad):
-        i = int(bad[0])
-        raise CacheLengthError(
-            f"{kernel}: sequence {i} has cache_len {int(lens[i])}, outside [{lowest}, {max_len}] "
-            f"(max_len is the cache's third dimension); {len(bad)} of {batch} lengths are out of range. "
-            f"A length counts the tokens already in the cache, the new one included.")
-    return lens
-
-
-def check_prefix_finite(op: Operand, lens: np.ndarray, *, check_finite: bool = True) -> None:
-    """Check the rows a kernel will read (position < len of its sequence) of cache operand ``op``:
-    a float64 value beyond float32's range is always refused, NaN/Inf when ``check_finite``.
-
-    Rows past a sequence's length are never read, so whatever they hold is allowed.
-    """
-    x = np.asarray(op.obj)                                  # the caller's array (float64 stays float64)
-    for b, n in enumerate(lens):
-        refuse_float32_overflow(x[b, :, :n], op.data[b, :, :n], op.name, offset=(b,))
-        if not check_finite:
-            continue
-        bad = ~np.isfinite(op.data[b, :, :n])               # (KVH, n, d)
-        if bad.any():
-            h, t, c = (int(i) for i in np.argwhere(bad)[0])
-            raise NonFiniteError(
-                f"{op.name} holds {int(bad.sum())} NaN/Inf value(s) in the first {int(n)} positions of sequence "
-                f"{b}, the first at index {(b, h, t, c)} (value {op.data[b, h, t, c]}); attention would spread "
-                f"them silently. Clean the input first, e.g. np.nan_to_num({op.name}).")
 
 
 # ---- the append kernel -------------------------------------------------------------------------
@@ -207,18 +158,16 @@ class KVCache:
         for obj, name in ((self.k, "k_cache"), (self.v, "v_cache"), (K.obj, "k_new"), (V.obj, "v_new")):
             prof.hbm.track(obj, name, self.dtype)
         counters = new_counters(B * KVH, n_operands=2)
-        _append_body(K.data.reshape(B * KVH * T, D) if execute else DUMMY2,
-                     V.data.reshape(B * KVH * T, D) if execute else DUMMY2,
-                     self.k.reshape(B * KVH * L, D) if execute else DUMMY2,
-                     self.v.reshape(B * KVH * L, D) if execute else DUMMY2,
+        _append_body(K.data.reshape(B * KVH * T, D) if execute else stand_in(2),
+                     V.data.reshape(B * KVH * T, D) if execute else stand_in(2),
+                     self.k.reshape(B * KVH * L, D) if execute else stand_in(2),
+                     self.v.reshape(B * KVH * L, D) if execute else stand_in(2),
                      self.lengths, n, B, KVH, T, L, D, execute, counters, bits(self.dtype))
         prof.record(KERNEL, (B, KVH), counters, dtype=self.dtype, sram_per_block=0)
         self.lengths = self.lengths + n
 
     def attend(self, q, **kwargs):
         """``decode_attention(q, self.k, self.v, cache_len=self.lengths, dtype=self.dtype, **kwargs)``."""
-        from .decode import decode_attention
-
         return decode_attention(q, self.k, self.v, cache_len=self.lengths, dtype=self.dtype, **kwargs)
 
     def __repr__(self) -> str:

@@ -26,7 +26,8 @@ from .elementwise import fused_elementwise, unfused_elementwise
 from .epilogue import matmul_epilogue, matmul_epilogue_unfused
 from .ops import OPS
 from .layernorm import layernorm_fused, layernorm_unfused
-from .program import MAX_SLOTS, FusionError, Instr, Program, ProgramError
+from .errors import FusionError, ProgramError
+from .program import MAX_SLOTS, Instr, Program
 from .reduce import row_reduce
 from .softmax import softmax_fused, softmax_naive
 

@@ -47,7 +47,8 @@ from .._counting import extent, stand_in
 from .broadcast import as_matrix, broadcast_shape, load_plan
 from .interp import run_program
 from .ops import OPS
-from .program import Instr, Program, ProgramError
+from .errors import ProgramError
+from .program import Instr, Program
 
 TILE_ELEMS = 1024      # default block: 1024 threads, one output element each
 

@@ -28,7 +28,8 @@ from .._contract import operand
 from .._counting import extent, stand_in
 from .interp import run_program
 from .ops import OPS
-from .program import Program, ProgramError
+from .errors import ProgramError
+from .program import Program
 
 BIAS_OPERAND, RESIDUAL_OPERAND = 2, 3
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .program import Program, ProgramError
+from .errors import ProgramError
 
 
 class _Builder:
@@ -135,8 +135,10 @@ def causal_mask(x: Value, scale_by: float = 1.0, fill: float = -math.inf) -> Val
     return where(visible, x if scale_by == 1.0 else scale(x, scale_by), fill)
 
 
-def trace(fn: Callable, n_inputs: int) -> Program:
-    """Run ``fn`` on ``n_inputs`` traced inputs and keep what its result depends on."""
+def record(fn: Callable, n_inputs: int) -> tuple[int, list, int]:
+    """Run ``fn`` on ``n_inputs`` traced inputs and keep what its result depends on:
+    ``(n_inputs, instructions, output slot)``, what ``Program.from_instructions`` takes
+    (:meth:`Program.trace <tinyml.kernels.fusion.program.Program.trace>` calls this)."""
     b = _Builder(int(n_inputs))
     result = fn(*(Value(b, i) for i in range(b.n_inputs)))
     if not isinstance(result, Value) or result.builder is not b:
@@ -147,7 +149,7 @@ def trace(fn: Callable, n_inputs: int) -> Program:
     return _prune(b, result.slot)
 
 
-def _prune(b: _Builder, output: int) -> Program:
+def _prune(b: _Builder, output: int) -> tuple[int, list, int]:
     """Drop instructions the output does not depend on; renumber the slots."""
     live = {output}
     for k in range(len(b.instrs) - 1, -1, -1):
@@ -160,4 +162,4 @@ def _prune(b: _Builder, output: int) -> Program:
             args = tuple(new_slot[a] for a in ins[1])
             kept.append((ins[0], args) + tuple(ins[2:]))
             new_slot[b.n_inputs + k] = b.n_inputs + len(kept) - 1
-    return Program.from_instructions(b.n_inputs, kept, new_slot[output])
+    return b.n_inputs, kept, new_slot[output]

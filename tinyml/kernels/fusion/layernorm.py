@@ -62,7 +62,7 @@ from ...sim.tiles import count_store_direct, count_vector, load_tile, store_tile
 from .._contract import block_size, ceil_div, operand, same_mode
 from .._counting import extent, stand_in
 from .elementwise import fused_elementwise, pow2
-from .program import FusionError
+from .errors import FusionError
 from .reduce import row_reduce
 
 TILE_ELEMS = 1024

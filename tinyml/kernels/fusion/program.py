@@ -33,18 +33,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ...sim import TinymlError
+from . import expr
+from .errors import ProgramError
 from .ops import ALIASES, OPS, OpInfo, known_ops
 
 MAX_SLOTS = 64
-
-
-class FusionError(TinymlError, ValueError):
-    """A fusion kernel got an argument it cannot use (the message says which and why)."""
-
-
-class ProgramError(FusionError):
-    """A fused op program is malformed: unknown op, wrong operands, empty or too long."""
 
 
 def op_info(name) -> OpInfo:
@@ -147,9 +140,7 @@ class Program:
     def trace(cls, fn: Callable, n_inputs: int) -> "Program":
         """Record ``fn(*inputs)`` written with +, -, *, /, ** and the functions of
         :mod:`tinyml.kernels.fusion.expr` (``exp``, ``gelu``, ``where`` ...)."""
-        from .expr import trace
-
-        return trace(fn, n_inputs)
+        return cls.from_instructions(*expr.record(fn, n_inputs))
 
     # -- what the kernel needs ----------------------------------------------------------
     @property

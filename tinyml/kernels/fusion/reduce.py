@@ -33,7 +33,7 @@ from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from .._contract import block_size, ceil_div, operand
 from .._counting import stand_in
 from .elementwise import pow2
-from .program import ProgramError
+from .errors import ProgramError
 
 REDUCTIONS = {"sum": 0, "max": 1, "mean": 2}
 

@@ -22,11 +22,9 @@ from .errors import (BlockAlignmentError, ScaleOverflowError, ScaleUnderflowErro
 from .gguf import Q4_0, Q8_0
 from .int4 import Int4Grouped
 from .int8 import Int8PerChannel
-from .scheme import SCHEMES, Layout, Scheme, get_scheme, register, to_fp16
+from .registry import SCHEMES, get_scheme, register
+from .scheme import Layout, Scheme, to_fp16
 from .tensor import QuantizedTensor, quantize
-
-for _scheme in (Int8PerChannel(), Int4Grouped(32), Int4Grouped(64), Int4Grouped(128), Q8_0(), Q4_0()):
-    register(_scheme)
 
 __all__ = [
     "quantize", "QuantizedTensor", "Scheme", "Layout", "SCHEMES", "register", "get_scheme", "to_fp16",

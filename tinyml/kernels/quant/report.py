@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...sim.args import integer
-from .scheme import get_scheme
+from .registry import get_scheme
 from .tensor import quantize
 
 DEFAULT_FORMATS = ("int8", "q8_0", "int4-g32", "q4_0", "int4-g64", "int4-g128")

@@ -32,7 +32,7 @@ Rows whose length is not a multiple of ``g`` are padded with zeros to
 **Bring your own scheme**: subclass :class:`Scheme`, set ``name``, ``bits``,
 ``group_size`` (and ``has_min``, ``split_halves``, ``levels()`` if the
 defaults do not fit), implement :meth:`Scheme.quantize_groups`, and pass an
-instance (or ``register`` it and pass its name) to ``quantize``. Packing,
+instance (or ``register`` it, :mod:`.registry`, and pass its name) to ``quantize``. Packing,
 ``dequantize`` and the fused kernels then work unchanged, because the decode
 is always ``scale * levels[code] + min``. That one form covers symmetric and
 asymmetric integer schemes and any codebook (lookup-table) scheme; a format
@@ -41,13 +41,11 @@ whose decode does not fit it needs its own kernel.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import (BlockAlignmentError, ScaleOverflowError, ScaleUnderflowError, SchemeDefinitionError,
-                     UnknownFormatError)
+from .errors import BlockAlignmentError, ScaleOverflowError, ScaleUnderflowError, SchemeDefinitionError
 
 FP16_MAX = 65504.0
 
@@ -196,45 +194,3 @@ def check_fp16_underflow(scale: np.ndarray, spread: np.ndarray, scheme: str, gro
             f"{int(lost.sum())} group(s) underflow. Rescale the weights (multiply by a power of two such as "
             f"2**16 and fold its inverse into the next layer) before quantizing, or pass underflow='zero' "
             f"to accept zeros as llama.cpp does.")
-
-
-# ---- the registry ---------------------------------------------------------------------
-
-SCHEMES: dict[str, Scheme] = {}
-
-
-def register(scheme: Scheme, *, replace: bool = False) -> Scheme:
-    """Make ``scheme`` available by name to ``quantize(w, name)``; returns it."""
-    if not isinstance(scheme, Scheme):
-        raise SchemeDefinitionError(f"register() takes a Scheme instance, got {type(scheme).__name__}")
-    scheme.check()
-    if scheme.name in SCHEMES and not replace and SCHEMES[scheme.name] is not scheme:
-        raise SchemeDefinitionError(f"a scheme named {scheme.name!r} is already registered; "
-                                    f"pick another name or pass replace=True")
-    SCHEMES[scheme.name] = scheme
-    return scheme
-
-
-_INT4_G = re.compile(r"int4-g(\d+)$")
-
-
-def get_scheme(fmt) -> Scheme:
-    """A Scheme from a name ('q4_0', 'int4-g32', any 'int4-g<N>' with N even) or a Scheme."""
-    if isinstance(fmt, Scheme):
-        fmt.check()
-        return fmt
-    if isinstance(fmt, type) and issubclass(fmt, Scheme):
-        raise SchemeDefinitionError(f"pass an instance of {fmt.__name__}, e.g. {fmt.__name__}(), not the class")
-    if not isinstance(fmt, str):
-        raise UnknownFormatError(f"a format is a name such as 'q4_0' or a Scheme instance, got {fmt!r}")
-    name = fmt.lower()
-    if name in SCHEMES:
-        return SCHEMES[name]
-    m = _INT4_G.match(name)
-    if m and int(m.group(1)) >= 2 and int(m.group(1)) % 2 == 0:
-        from .int4 import Int4Grouped
-
-        return Int4Grouped(int(m.group(1)))
-    raise UnknownFormatError(
-        f"unknown weight format {fmt!r}; choose one of {', '.join(sorted(SCHEMES))}, "
-        f"'int4-g<N>' with N even, or pass your own Scheme instance")

@@ -7,7 +7,8 @@ import numpy as np
 from ...sim import DTypeError, MetaTensor, NonFiniteError, ShapeError
 from .errors import ScaleUnderflowError, SchemeDefinitionError
 from .pack import pack, unpack
-from .scheme import Layout, Scheme, check_fp16, check_fp16_underflow, get_scheme, to_fp16
+from .registry import get_scheme
+from .scheme import Layout, Scheme, check_fp16, check_fp16_underflow, to_fp16
 
 
 class QuantizedTensor:
