@@ -2,7 +2,7 @@
 
 ``expected_bytes`` of matmul v1 and v2 against what the kernels count in counting mode
 (HBM reads before L2 reuse = HBM reads + L2 hits), and against the docstrings' closed
-forms; the L2 panels of v2; the tile search of matmul/tiles.py against a brute force of
+forms; the L2 panels of v2; the tile search of matmul/block_sizes.py against a brute force of
 its documented rule, exactly at the SRAM capacity and one byte below; bmm's and
 FlashAttention-1's formulas at hand-computed points.
 """
@@ -19,7 +19,7 @@ from tinyml.kernels.matmul.batched import BmmShape
 from tinyml.kernels.matmul.batched import expected_bytes as bmm_expected_bytes
 from tinyml.kernels.attention.flash1 import flash1_expected_bytes
 from tinyml.kernels.matmul import matmul
-from tinyml.kernels.matmul import tiles as mt
+from tinyml.kernels.matmul import block_sizes as mt
 from tinyml.kernels.matmul.v1_naive import expected_bytes as v1_bytes
 from tinyml.kernels.matmul._tiled import expected_bytes as v2_bytes
 from tinyml.kernels.matmul._tiled import tile_panels
@@ -29,11 +29,11 @@ SHAPES = [(1, 1, 1), (3, 5, 7), (16, 16, 16), (17, 33, 9), (40, 24, 70)]
 
 # Equivalent mutant (tools/mutate.py counts it as such):
 #
-# equivalent mutant tinyml/kernels/matmul/tiles.py:77: -size -> size
+# equivalent mutant tinyml/kernels/matmul/block_sizes.py:77: -size -> size
 #   the search's last tie-break (smaller SRAM footprint first) never decides: two candidates with the
 #   same bm bn / (bm + bn) are the same pair swapped (no two distinct pairs of the sizes 16..256 share
 #   the value), and a swapped pair with the same bk has the same footprint.
-# equivalent mutant tinyml/kernels/matmul/tiles.py:54: 0 -> 1
+# equivalent mutant tinyml/kernels/matmul/block_sizes.py:54: 0 -> 1
 #   choose_tiles' max(_cap(k), DEPTHS[0]) -> DEPTHS[1]: _cap returns at least SIZES[0] = 16 = DEPTHS[1],
 #   so both maxima are _cap(k).
 # equivalent mutant tinyml/kernels/attention/flash1.py:241: heads // kvh -> heads / kvh

@@ -139,7 +139,7 @@ def test_registry_fields():
                  "reshape", "transpose", "slice", "concat", "reduce_sum", "reduce_max", "reduce_mean",
                  "embedding", "causal_mask", "scale", "attention"):
         d = ops.get(name)
-        assert d.pattern in ops.PATTERNS and d.lower in ops.LOWER_KINDS
+        assert d.pattern in ops.PATTERNS and d.lowering in ops.LOWERINGS
     assert ops.get("matmul").pattern == "out-elementwise-fusable"
     assert ops.get("softmax").pattern == ops.get("layernorm").pattern == "reduction"
     assert ops.get("gelu").pattern == "elementwise" and ops.get("add").pattern == "broadcast"

@@ -273,7 +273,7 @@ def test_fuse_gpt2_block_group_counts(rng):
     g = zoo.gpt2_block(d_model=16, n_heads=2)
     f = fuse(g)
     assert len(f.groups) == 13
-    assert [grp.lower for grp in f.groups] == ["layernorm", "matmul", "injective", "injective", "injective",
+    assert [grp.lowering for grp in f.groups] == ["layernorm", "matmul", "injective", "injective", "injective",
                                                "matmul", "softmax", "matmul", "injective", "matmul",
                                                "layernorm", "matmul", "matmul"]
     assert f.groups[5].ops == ("matmul", "scale", "causal_mask")
@@ -290,7 +290,7 @@ def test_interpreter_catches_a_group_that_forgets_an_output():
     f = fuse(build(lambda g, x, w: [g.gelu(g.matmul(x, w))]).replace())
     grp = f.groups[0]
     f = f.replace(groups=[FusedGroup(0, (grp.nodes[0],), grp.ops[:1], grp.inputs, (), grp.nodes[0],
-                                     grp.kind, grp.lower),
+                                     grp.kind, grp.lowering),
                           FusedGroup(1, grp.nodes[1:], grp.ops[1:], (grp.nodes[0],), grp.outputs, grp.nodes[1],
                                      "elementwise", "elementwise")])
     with pytest.raises(GraphError, match="reads %0, which no earlier group wrote"):

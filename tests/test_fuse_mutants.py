@@ -28,7 +28,7 @@ def described(fn, **kw):
     f = fuse(g, **kw)
     validate(f)
     by = {n.name: n.op for n in f.nodes}
-    return [(grp.ops, grp.kind, grp.lower, by[grp.anchor]) for grp in f.groups]
+    return [(grp.ops, grp.kind, grp.lowering, by[grp.anchor]) for grp in f.groups]
 
 
 def test_single_node_groups_lower_as_their_op():

@@ -224,7 +224,7 @@ def test_imported_graph_fuses_and_keeps_its_meaning(name):
     the kernel of the convolution (or pool) before it, so no elementwise op is a kernel of its own."""
     g = from_onnx(light(name)).validate()
     fused = fuse(g).validate()
-    kinds = collections.Counter(grp.lower for grp in fused.groups)
+    kinds = collections.Counter(grp.lowering for grp in fused.groups)
     anchors = sum(n.op in ("conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool") for n in g.nodes)
     assert kinds["library"] == anchors and "elementwise" not in kinds
     feeds = feeds_for(light(name), np.random.default_rng(4))
@@ -535,7 +535,7 @@ def test_sum_and_arithmetic_with_broadcast_constants(rng):
 def test_every_library_op_has_a_flop_formula():
     from tinyml.compiler.ops import names
 
-    library = [n for n in names() if get(n).lower == "library"]
+    library = [n for n in names() if get(n).lowering == "library"]
     assert set(library) == set(FLOPS) and {"conv2d", "max_pool2d", "lrn", "batchnorm"} <= set(library)
 
 

@@ -1,4 +1,4 @@
-"""Lowering graph nodes with a schedule (tinyml.compiler.lower.scheduled): compiled == interpreted,
+"""Lowering graph nodes with a schedule (tinyml.compiler.lowering.scheduled): compiled == interpreted,
 the generated kernel's record is in the profile with the bytes it has when run standalone, a
 schedule of another workload is refused naming both shapes, and no schedules changes nothing."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tinyml.compiler import Graph, GraphError, compile, interpret
-from tinyml.compiler.lower.scheduled import ScheduleMismatchError, workload_hash, workload_key
+from tinyml.compiler.lowering.scheduled import ScheduleMismatchError, workload_hash, workload_key
 from tinyml.compiler.tensor import build, conv2d, matmul, to_json
 from tinyml.compiler.tensor.examples import blocked_conv2d, tiled_matmul
 from tinyml.sim import Profile, TinymlError, meta

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._args import choices, hidden_alias, positive_int, probability
 from ._out import console, emit_json, table
-from .results import add_run_options, execute_preflight, run_variant, write_files
+from .results import add_run_options, execute_preflight, run_profiled, write_files
 
 HELP = """examples:
   tinyml attention --paper fig2                                 the FlashAttention paper's Figure 2, reproduced
@@ -106,7 +106,7 @@ def run(args) -> int:
                 extra["max_abs_grad_err"] = float(max(np.abs(g - r).max() for g, r in zip(grads, grads_ref)))
             return extra
 
-        result, prof = run_variant(variant, device, mode, go)
+        result, prof = run_profiled(variant, device, mode, go)
         results.append(result)
         if prof is not None:
             profiles.append(prof)

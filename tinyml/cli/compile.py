@@ -71,7 +71,7 @@ def load_schedules(paths: list) -> "dict | None":
     """The ``--schedule`` files as one schedules dict (None without any); a key given twice is refused."""
     import json
 
-    from ..compiler.lower.scheduled import table_from_json
+    from ..compiler.lowering.scheduled import table_from_json
 
     if not paths:
         return None

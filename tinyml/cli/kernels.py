@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._args import choices, hidden_alias, positive_int
 from ._out import console, emit_json, table
-from .results import add_run_options, COMPARISON_COLUMNS, comparison_rows, execute_preflight, run_variant, write_files
+from .results import add_run_options, COMPARISON_COLUMNS, comparison_rows, execute_preflight, run_profiled, write_files
 
 HELP = """examples:
   tinyml matmul --m 4096 --n 4096 --k 4096                 all versions on the A100, costed
@@ -79,7 +79,7 @@ def run(args) -> int:
             c = matmul(a, b, version=version, dtype=args.dtype, **sizes)
             return {"max_abs_err": float(np.abs(c - expected).max())} if execute else {}
 
-        result, prof = run_variant(variant, device, mode, go)
+        result, prof = run_profiled(variant, device, mode, go)
         results.append(result)
         if prof is not None:
             profiles.append(prof)

@@ -77,8 +77,11 @@ def execute_preflight(device, shapes: dict, dtype: str, reference_bytes: int, wh
     return None
 
 
-def run_variant(variant: str, device, mode: str, fn) -> tuple[dict, object]:
-    """Run ``fn()`` in a fresh Profile on ``device``; returns (result, profile or None)."""
+def run_profiled(variant: str, device, mode: str, fn) -> tuple[dict, object]:
+    """Run ``fn()`` in a fresh Profile on ``device``; returns (result, profile or None).
+
+    (The CLI's wrapper for one variant of a comparison; the FlashAttention paper's
+    ``kernels.attention.paper.run_variant`` runs one variant of Figure 2.)"""
     from ..sim import Profile
 
     prof = Profile(device, name=variant)

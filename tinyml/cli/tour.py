@@ -6,7 +6,7 @@ import argparse
 
 from ._out import console, emit_json, table
 from ._progress import AheadOfTime, compile_progress, mark_cache_warm
-from .results import COMPARISON_COLUMNS, comparison_rows, run_variant
+from .results import COMPARISON_COLUMNS, comparison_rows, run_profiled
 
 HELP = """examples:
   tinyml tour                      memory hierarchy, matmul, attention, decoding, compiler on the A100
@@ -58,7 +58,7 @@ def run(args) -> int:
         for variant, version in (("naive", 1), ("tiled", 2), ("mma", 3)):
             def go(version=version):
                 matmul(meta((n, n), "fp16"), meta((n, n), "fp16"), version=version)
-            results.append(run_variant(variant, device, "count", go)[0])
+            results.append(run_profiled(variant, device, "count", go)[0])
 
     if args.json:
         with compile_progress(STOPS[3]):

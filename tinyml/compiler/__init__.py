@@ -20,7 +20,7 @@ from .errors import BindingError, GraphDTypeError, GraphError, GraphShapeError, 
 from .graph import FusedGroup, Graph, Node, Value, Weight
 from .interpreter import interpret
 from .compile import Compiled, compile
-from .lower import lower
+from .lowering import lower
 from .passes import cse, dead_code, fuse, infer_shapes, plan_memory, quantize_weights, rewrite_attention
 from .memory import MemoryPlan, MemoryPlanError, MissingBoundError, arena_offsets
 from .onnx import OnnxFileError, OnnxImportError, OnnxUnsupportedError, from_onnx

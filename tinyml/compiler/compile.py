@@ -41,7 +41,7 @@ from ..sim.units import fmt_bytes
 from ..sim.args import integer
 from .errors import BindingError, GraphError
 from .values import given_bindings, input_array
-from .lower import Plan, lower
+from .lowering import Plan, lower
 from .pipeline import run_passes
 
 #: what compile runs when no passes are given
@@ -270,7 +270,7 @@ def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = 
     ``bounds`` (default: ``bindings``), ``scheme`` and ``skip`` configure ``plan_memory`` and
     ``quantize_weights`` in ``passes="all"``. ``schedules`` lowers the matmul and conv2d
     nodes it names with a schedule's generated kernel (a dict: node name, workload key or op kind
-    -> Schedule, trace or callable; see :mod:`tinyml.compiler.lower.scheduled`); the steps'
+    -> Schedule, trace or callable; see :mod:`tinyml.compiler.lowering.scheduled`); the steps'
     numbers stay those of the default lowering, the compiled plan runs the schedules.
     """
     dev = load_device(device).name

@@ -40,7 +40,7 @@ def to_dot(graph) -> str:
     outputs = set(graph.outputs)
     if graph.groups:
         for grp in graph.groups:
-            title = f"group {grp.id}: {by_name[grp.anchor].op} ({grp.kind} -> {grp.lower})"
+            title = f"group {grp.id}: {by_name[grp.anchor].op} ({grp.kind} -> {grp.lowering})"
             lines.append(f"  subgraph cluster_{grp.id} {{")
             lines.append(f"    label={_q(title)}; style=rounded; color=steelblue;")
             lines += [f"    {_node_line(by_name[m], outputs)}" for m in grp.nodes]

@@ -85,7 +85,7 @@ class FusedGroup:
     * ``anchor``: the node that decides the kernel: the group's matmul, reduction or
       attention, or (for a purely elementwise/injective group) its last node;
     * ``kind``: the group's pattern kind (its anchor's, or the largest of a pure group's ops);
-    * ``lower``: how the group lowers (the anchor's lower kind; ``"elementwise"`` or
+    * ``lowering``: how the group lowers (the anchor's; ``"elementwise"`` or
       ``"injective"`` for a pure group of several ops).
     """
 
@@ -96,7 +96,7 @@ class FusedGroup:
     outputs: tuple
     anchor: str
     kind: str
-    lower: str
+    lowering: str
 
 
 @dataclass(frozen=True)

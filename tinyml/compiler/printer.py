@@ -47,7 +47,7 @@ def format_group(group, nodes_by_name, indent="  ") -> list[str]:
     reads = ", ".join(f"%{i}" for i in group.inputs)
     writes = ", ".join(f"%{o}" for o in group.outputs)
     anchor = nodes_by_name[group.anchor].op
-    lines = [f"{indent}group {group.id} [{anchor}, {group.kind} -> {group.lower}] reads ({reads}) writes ({writes}) {{"]
+    lines = [f"{indent}group {group.id} [{anchor}, {group.kind} -> {group.lowering}] reads ({reads}) writes ({writes}) {{"]
     lines += [f"{indent}  {format_node(nodes_by_name[n])}" for n in group.nodes]
     lines.append(f"{indent}}}")
     return lines

@@ -161,7 +161,7 @@ def _candidates(f, device, batch: int, k: int) -> list[dict]:
         return [{"block_n": bn} for bn in BLOCK_N] if batch == 1 else [{}]
     if batch > 16:
         return [{}]
-    from ..kernels.matmul.tiles import MatmulTiles
+    from ..kernels.matmul.block_sizes import MatmulTiles
 
     out = []
     for bn in BLOCK_N:

@@ -15,11 +15,11 @@ Two values may share bytes only if their intervals are disjoint. A point's
 inputs and outputs are live at the same point: a kernel reads while it writes
 (no kernel here works in place).
 
-* **Views.** A ``reshape`` (lower kind ``view``) of a value already in HBM is the
+* **Views.** A ``reshape`` (lowering ``view``) of a value already in HBM is the
   same bytes with a new shape: it *aliases* its input (the alias's root), takes
   no memory of its own and extends the root's interval to its own last reader.
   So does a group of layout ops that lowering reads in place instead of copying
-  (:func:`tinyml.compiler.lower.layout.is_view_group`: a transpose read by a
+  (:func:`tinyml.compiler.lowering.layout.is_view_group`: a transpose read by a
   matmul, the head split around an attention). A view that is a graph output is
   its own tensor (lowering copies it).
 * **Roles.** Graph inputs, weights and graph outputs live for the whole program
@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..graph import FusedGroup
-from ..lower.layout import is_view_group
+from ..lowering.layout import is_view_group
 from ..sizes import Poly
 from ..validate import group_io
 from .errors import MemoryPlanError
@@ -130,7 +130,7 @@ def launch_groups(graph, fused: "bool | None" = None) -> tuple[list, bool]:
     for gid, node in enumerate(graph.nodes):
         ins, outs = group_io(graph, [node.name])
         out.append(FusedGroup(gid, (node.name,), (node.op,), ins, outs, node.name,
-                              node.opdef.pattern, node.opdef.lower))
+                              node.opdef.pattern, node.opdef.lowering))
     return out, False
 
 
@@ -157,7 +157,7 @@ def liveness(graph, fused: "bool | None" = None) -> Liveness:
             aliases.update({w: aliases.get(src, src) for w in writes})
         for m in grp.nodes:                         # reshapes of values already in HBM alias them
             node = graph.node(m)
-            if (m in writes and m not in outputs and m not in aliases and node.opdef.lower == "view"
+            if (m in writes and m not in outputs and m not in aliases and node.opdef.lowering == "view"
                     and node.inputs[0] in materialised):
                 src = node.inputs[0]
                 aliases[m] = aliases.get(src, src)

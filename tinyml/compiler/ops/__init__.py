@@ -7,6 +7,6 @@ layout (:mod:`.shape`), embedding and attention (:mod:`.nn`).
 
 from . import elementwise, linalg, nn, reduce, shape, conv, pool, norm, misc  # noqa: F401  (registration)
 from . import quant  # noqa: F401  (registration: quantized_matmul, put in by the quantize_weights pass)
-from .registry import COMPLEX_PATTERNS, LOWER_KINDS, PATTERN_RANK, PATTERNS, OpDef, get, names, register
+from .registry import COMPLEX_PATTERNS, LOWERINGS, PATTERN_RANK, PATTERNS, OpDef, get, names, register
 
-__all__ = ["COMPLEX_PATTERNS", "LOWER_KINDS", "PATTERN_RANK", "PATTERNS", "OpDef", "get", "names", "register"]
+__all__ = ["COMPLEX_PATTERNS", "LOWERINGS", "PATTERN_RANK", "PATTERNS", "OpDef", "get", "names", "register"]

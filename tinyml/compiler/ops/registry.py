@@ -5,7 +5,7 @@ Each op says
 * ``shape_rule(types, attrs) -> TensorType``: its output type, on symbolic shapes;
 * ``reference(*arrays, **attrs) -> ndarray``: its float64 NumPy meaning (the interpreter runs it);
 * ``pattern``: its fusion class in TVM's vocabulary (:data:`PATTERNS`);
-* ``lower``: how it lowers to kernels, a string the lowering pass maps to a kernel (:data:`LOWER_KINDS`);
+* ``lowering``: how it lowers to kernels, a string the lowering pass maps to a kernel (:data:`LOWERINGS`);
 * ``canon(types, attrs) -> attrs`` (optional): fills defaults and normalises attributes
   (negative axes, lists -> tuples) so that equal nodes compare equal (CSE relies on it).
 """
@@ -24,8 +24,8 @@ PATTERN_RANK = {p: i for i, p in enumerate(PATTERNS)}
 #: the kinds of lowering an op (or a fused group) asks for
 #: ("library": an op without a tiled tinyml kernel, costed as a vendor library call: reads its inputs
 #: once, writes its output once, FLOPs by the formula in :mod:`.library`)
-LOWER_KINDS = ("elementwise", "matmul", "softmax", "layernorm", "attention", "reduce", "view", "copy", "gather",
-               "library")
+LOWERINGS = ("elementwise", "matmul", "softmax", "layernorm", "attention", "reduce", "view", "copy", "gather",
+             "library")
 
 #: patterns that anchor a fused group; two of them never share one
 COMPLEX_PATTERNS = ("reduction", "out-elementwise-fusable", "opaque")
@@ -38,7 +38,7 @@ class OpDef:
     shape_rule: Callable
     reference: Callable
     pattern: str
-    lower: str
+    lowering: str
     doc: str
     canon: "Callable | None" = field(default=None)
     commutative: bool = False
@@ -54,8 +54,8 @@ _REGISTRY: dict[str, OpDef] = {}
 def register(op: OpDef) -> OpDef:
     if op.pattern not in PATTERNS:
         raise ValueError(f"op {op.name}: pattern {op.pattern!r} is not one of {PATTERNS}")
-    if op.lower not in LOWER_KINDS:
-        raise ValueError(f"op {op.name}: lower kind {op.lower!r} is not one of {LOWER_KINDS}")
+    if op.lowering not in LOWERINGS:
+        raise ValueError(f"op {op.name}: lowering {op.lowering!r} is not one of {LOWERINGS}")
     if op.name in _REGISTRY:
         raise ValueError(f"op {op.name!r} is registered twice")
     _REGISTRY[op.name] = op

@@ -139,13 +139,13 @@ def _describe(graph, gid: int, names: list[str]) -> FusedGroup:
     cx = _complex(nodes)
     if cx:
         anchor = cx[0]
-        kind, lower = _ops.get(anchor.op).pattern, _ops.get(anchor.op).lower
+        kind, lower = _ops.get(anchor.op).pattern, _ops.get(anchor.op).lowering
     else:
         anchor = nodes[-1]
         top = max(PATTERN_RANK[_pattern(n)] for n in nodes)
         kind = _ops.PATTERNS[top]
         if len(nodes) == 1:
-            lower = _ops.get(anchor.op).lower
+            lower = _ops.get(anchor.op).lowering
         else:
             lower = "elementwise" if top <= BROADCAST else "injective"
     return FusedGroup(gid, tuple(names), tuple(n.op for n in nodes), inputs, outputs, anchor.name, kind, lower)

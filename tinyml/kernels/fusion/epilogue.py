@@ -52,7 +52,7 @@ from .._mma import sgemm
 from .._classes import edge_grid, launch_counters
 from ..matmul._launch import block_tile, prepare
 from ..matmul._tiled import tile_panels
-from ..matmul.tiles import DEPTHS, SIZES, MatmulTiles
+from ..matmul.block_sizes import DEPTHS, SIZES, MatmulTiles
 from ..matmul.v3_mma import matmul_v3, mma_k_loop
 from .elementwise import unfused_elementwise
 from .epilogue_tile import Epilogue, finish_tile

@@ -15,7 +15,7 @@ Each version is one file a reader can open alone; what they share sits beside th
 | `v2_tiled`    | v2's body (the tile product as FMA loops)                              |
 | `v3_mma`      | v3's body and its K loop (``mma_k_loop``, reused by ``matmul_epilogue``) |
 | `batched`     | ``bmm``: v3's tiles once per (batch, head), transposes, GQA; the compiler lowers every batched matmul to it |
-| `tiles`       | choosing block sizes that fit SRAM                                     |
+| `block_sizes` | choosing block sizes that fit SRAM (`MatmulTiles`, `choose_tiles`)     |
 | `_tiled`      | what v2, v3 and ``bmm`` share: the byte formula, L2 panels, the launch |
 | `_launch`     | what every version shares: validation, a block's C tile, recording     |
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ...sim import TileConfigError
 from .batched import bmm
-from .tiles import MatmulTiles, choose_tiles
+from .block_sizes import MatmulTiles, choose_tiles
 from .v1_naive import matmul_v1
 from .v2_tiled import matmul_v2
 from .v3_mma import matmul_v3

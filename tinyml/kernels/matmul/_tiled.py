@@ -18,7 +18,7 @@ import numpy as np
 from ...sim import current_profile
 from .._contract import block_size, ceil_div
 from ._launch import run
-from .tiles import MatmulTiles, check_matmul_tiles, choose_tiles
+from .block_sizes import MatmulTiles, check_matmul_tiles, choose_tiles
 
 
 def expected_bytes(m: int, n: int, k: int, elem_bytes: float, bm: int, bn: int) -> tuple[float, float]:

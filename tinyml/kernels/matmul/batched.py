@@ -20,7 +20,7 @@ tensor-core matmul run independently for every (batch, head), with
 The compiler lowers every batched matmul of a graph to this kernel.
 
 Tile loop (M, N, K are the per-head matrix sizes; tiles from
-:func:`tinyml.kernels.matmul.tiles.choose_tiles` with depth G*K)::
+:func:`tinyml.kernels.matmul.block_sizes.choose_tiles` with depth G*K)::
 
     for each block (b, ho, ti, tj) in parallel:       # grid B*Hc x ceil(M/BM) x ceil(N/BN)
         acc = zeros(BM, BN)                           # fp32, on chip

@@ -18,7 +18,7 @@ max 1, subtract 1, exp 1, add 1, divide 1 per element, and v2's rescale
 from __future__ import annotations
 
 from ...sim import TileConfigError
-from .tiles import SoftmaxTiles, choose_tiles, longest_row
+from .block_sizes import SoftmaxTiles, choose_tiles, longest_row
 from .v1_three_pass import softmax_v1
 from .v2_online import softmax_v2
 from .v3_fused import softmax_v3

@@ -8,7 +8,7 @@ from ...sim import FLOAT_DTYPES, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
 from .._contract import Operand, block_size, ceil_div, operand, refuse_nonfinite
 from .._counting import stand_in
-from .tiles import SoftmaxTiles, check_softmax_tiles, choose_tiles
+from .block_sizes import SoftmaxTiles, check_softmax_tiles, choose_tiles
 
 
 

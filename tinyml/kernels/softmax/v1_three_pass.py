@@ -91,7 +91,7 @@ def softmax_v1(x, *, dtype: str = "fp16", block_rows: int | None = None, block_c
     """Three-pass softmax over the last axis of ``x`` (R, C). See the module docstring.
 
     Block sizes default to tiles of about 1024 elements that fit the active
-    device's SRAM (:func:`~tinyml.kernels.softmax.tiles.choose_tiles`).
+    device's SRAM (:func:`~tinyml.kernels.softmax.block_sizes.choose_tiles`).
     """
     call = prepare(x, dtype, "softmax_v1")
     tiles, sram = resolve_tiles(call, block_rows, block_cols, "softmax_v1")

@@ -1,4 +1,4 @@
-"""Lowering a graph to kernel launches on the simulator (see :mod:`.plan`).
+"""Lowering a graph to kernel launches on the simulator (see :mod:`.launches`).
 
 * :func:`lower` -> :class:`Plan`: one :class:`Launch` per fused group (or per node, op by op);
 * :mod:`.layout`: which layout ops are views (no kernel);
@@ -6,6 +6,6 @@
 * :mod:`.anchors`: matmul (+ epilogue), softmax, layernorm, reductions, attention.
 """
 
-from .plan import Launch, Plan, lower, singleton_groups
+from .launches import Launch, Plan, lower, singleton_groups
 
 __all__ = ["Launch", "Plan", "lower", "singleton_groups"]

@@ -1,7 +1,7 @@
 """The memory plan, used: every intermediate is a slice of one arena allocated once.
 
 When a graph carries a :class:`~tinyml.compiler.memory.MemoryPlan` (the
-``plan_memory`` pass), :meth:`Plan.run <tinyml.compiler.lower.Plan.run>`:
+``plan_memory`` pass), :meth:`Plan.run <tinyml.compiler.lowering.Plan.run>`:
 
 1. registers the graph's inputs and weights in the Profile's HBM ledger;
 2. allocates **one** arena of ``plan.arena_at(bindings)`` bytes (a single

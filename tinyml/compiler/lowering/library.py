@@ -41,7 +41,7 @@ def run_library(ctx, nodes, outputs) -> dict:
     from ..ops.library import flops
 
     prof = current_profile()
-    anchor = next(n for n in nodes if n.opdef.lower == "library")
+    anchor = next(n for n in nodes if n.opdef.lowering == "library")
     inside = {n.name for n in nodes}
     inputs = list(dict.fromkeys(i for n in nodes for i in n.inputs if i not in inside))
     for i in inputs:

@@ -80,13 +80,13 @@ def singleton_groups(graph) -> list[FusedGroup]:
     for gid, node in enumerate(graph.nodes):
         inputs, outputs = group_io(graph, [node.name])
         op = node.opdef
-        out.append(FusedGroup(gid, (node.name,), (node.op,), inputs, outputs, node.name, op.pattern, op.lower))
+        out.append(FusedGroup(gid, (node.name,), (node.op,), inputs, outputs, node.name, op.pattern, op.lowering))
     return out
 
 
 def _kind(graph, group, consumers) -> tuple[str, str]:
-    if group.lower in _ANCHORED:
-        return group.lower, ""
+    if group.lowering in _ANCHORED:
+        return group.lowering, ""
     nodes = graph.group_nodes(group)
     if any(n.op in ELEMENTWISE for n in nodes):
         return "elementwise", ""
