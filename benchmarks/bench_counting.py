@@ -17,7 +17,11 @@ so that Numba's compile or cache load is not timed):
   attention must stop with a clean ``HbmOutOfMemoryError`` (its N x N scores
   need 800 TB);
 * matmul 100,000^3 fp16 on a100-80gb (three 20 GB matrices fit in 80 GB):
-  naive (39 million blocks), SRAM-tiled and tensor-core versions.
+  naive (39 million blocks), SRAM-tiled and tensor-core versions;
+* softmax (fused, v3) over 4,000,000 rows of 2,048, fused elementwise
+  ``gelu(x + bias)`` over 262,144 x 16,384, and decoding attention of 4
+  sequences over a 1,000,000-token KV cache (32 heads, 8 kv heads, d = 128),
+  all fp16 on a100-80gb.
 
 Measured per case: wall time of the call and the process's peak resident set
 (``resource.getrusage``), also as the growth over the peak after the warm-up.
@@ -59,6 +63,9 @@ CASES = {
     "matmul tiled 100000^3": ("tiled", MATMUL, False, "a100-80gb", "cost"),
     "matmul mma 100000^3": ("mma", MATMUL, False, "a100-80gb", "cost"),
     "matmul naive 113000^3": ("naive", 113_000, False, "a100-80gb", "cost"),
+    "softmax 4M rows": ("softmax", 4_000_000, False, "a100-80gb", "cost"),
+    "elementwise 262144 x 16384": ("elementwise", 262_144, False, "a100-80gb", "cost"),
+    "decode 1M-token cache": ("decode", 1_000_000, False, "a100-80gb", "cost"),
 }
 QUICK = [name for name in CASES if "113000" not in name]
 
@@ -74,6 +81,19 @@ def _call(kernel: str, size: int, causal: bool):
         from tinyml.kernels.matmul import matmul
 
         return matmul(meta((size, size)), meta((size, size)), version=kernel)
+    if kernel == "softmax":
+        from tinyml.kernels.softmax import softmax
+
+        return softmax(meta((size, 2048)), version=3)
+    if kernel == "elementwise":
+        from tinyml.kernels.fusion import fused_elementwise
+
+        return fused_elementwise(["add", "gelu"], [meta((size, 16_384)), meta((16_384,))])
+    if kernel == "decode":
+        from tinyml.kernels.attention import decode_attention
+
+        return decode_attention(meta((4, 32, 1, 128)), meta((4, 8, size, 128)), meta((4, 8, size, 128)),
+                                cache_len=size, split_kv=1)
     from tinyml.kernels.attention.flash import flash_attention
     from tinyml.kernels.attention.standard import standard_attention
 

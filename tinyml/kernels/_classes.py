@@ -84,6 +84,39 @@ def edge_grid(grid_m: int, grid_n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return ids, run_class, run_length
 
 
+def uniform_runs(n_classes: int, run: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(representative block ids, run classes, run lengths) of a launch whose blocks come in
+    ``n_classes`` consecutive runs of ``run`` alike blocks (decoding: the kv heads of one sequence).
+
+    Class ``c`` is block ``c * run``."""
+    ids = np.arange(n_classes, dtype=np.int64) * run
+    return ids, np.arange(n_classes, dtype=np.int64), np.full(n_classes, run, dtype=np.int64)
+
+
+def row_edge_grid(grid_m: int, grid_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`edge_grid`, for a grid whose tile rows may all differ (an elementwise kernel reading
+    a broadcast operand: which source rows are new to a block depends on its tile row), while the
+    blocks of one tile row differ only in the last tile column.
+
+    Class ``2 bi`` is block ``bi * grid_n`` (standing for the ``grid_n - 1`` interior blocks of
+    tile row ``bi``), class ``2 bi + 1`` its last block; a one-column grid has one class per row.
+    """
+    first = np.arange(grid_m, dtype=np.int64) * grid_n
+    if grid_n == 1:
+        return first, np.arange(grid_m, dtype=np.int64), np.ones(grid_m, dtype=np.int64)
+    ids = np.stack([first, first + grid_n - 1], axis=1).ravel()
+    run_length = np.tile(np.array([grid_n - 1, 1], dtype=np.int64), grid_m)
+    return ids, np.arange(2 * grid_m, dtype=np.int64), run_length
+
+
+def blocks_to_walk(grid_m: int, grid_n: int, execute: bool, classes=edge_grid):
+    """(ids, run_class, run_length) for a body over a ``grid_m x grid_n`` grid (row-major):
+    every block when executing (no classes), one per class of ``classes(grid_m, grid_n)`` when counting."""
+    if execute:
+        return np.arange(grid_m * grid_n, dtype=np.int64), None, None
+    return classes(grid_m, grid_n)
+
+
 def launch_counters(counters: np.ndarray, execute: bool, run_class=None, run_length=None):
     """What a launch records: per-block rows when executing, BlockClasses when counting."""
     if execute:

@@ -66,6 +66,7 @@ from ...sim.args import integer
 from ...sim.sram import REG
 from ...sim.counters import new_counters
 from ...sim.tiles import count_vector, load_tile, store_tile
+from .._classes import blocks_to_walk, launch_counters, uniform_runs
 from .._contract import blas_single_thread, block_size, operand, same_mode
 from .._counting import extent, stand_in
 from .._mma import sgemm
@@ -166,10 +167,11 @@ def resolve_block_k(call: DecodeCall, block_k, kernel: str = KERNEL) -> tuple[in
 
 
 @njit(parallel=True, cache=True)
-def _body(q, k, v, lens, o, B, H, KVH, L, D, BC, scale, execute, counters, elem_bits, gemm):
+def _body(q, k, v, lens, o, B, H, KVH, L, D, BC, scale, execute, ids, counters, elem_bits, gemm):
     # q, o: (B*H, D); k, v: (B*KVH*L, D); lens: (B,)
     G = H // KVH
-    for blk in prange(B * KVH):
+    for row in prange(len(ids)):              # every block, or one per sequence (counting)
+        blk = ids[row]
         b = blk // KVH
         row0 = b * H + (blk % KVH) * G       # the group's first query head, a row of q and o
         length = lens[b]
@@ -181,16 +183,16 @@ def _body(q, k, v, lens, o, B, H, KVH, L, D, BC, scale, execute, counters, elem_
         o_acc = np.zeros((extent(G, execute), extent(D, execute)), dtype=np.float32)     # (G, D) fp32
         m_i = np.full(G, -np.inf, dtype=np.float32)                                 # (G,)
         l_i = np.zeros(G, dtype=np.float32)                                         # (G,)
-        load_tile(q, row0, 0, G, D, q_s, execute, counters, blk, OP_Q, elem_bits)
+        load_tile(q, row0, 0, G, D, q_s, execute, counters, row, OP_Q, elem_bits)
         attend_tiles(q_s, k, v, blk * L, 0, (length + BC - 1) // BC, length, G, D, BC, scale, k_s, v_s,
-                     s_t, p_t, o_acc, m_i, l_i, execute, counters, blk, elem_bits, gemm)
-        count_vector(G * D, counters, blk)                                # O / l
+                     s_t, p_t, o_acc, m_i, l_i, execute, counters, row, elem_bits, gemm)
+        count_vector(G * D, counters, row)                                # O / l
         if execute:
             for r in range(G):
                 inv = 1.0 / l_i[r]                 # l >= 1: the max score contributes exp(0)
                 for dd in range(D):
                     o_acc[r, dd] *= inv
-        store_tile(o_acc, G, D, o, row0, 0, execute, counters, blk, elem_bits)
+        store_tile(o_acc, G, D, o, row0, 0, execute, counters, row, elem_bits)
 
 
 def launch_plain(call: DecodeCall, o, block_k: int, sram: int, regs: int) -> None:
@@ -198,16 +200,18 @@ def launch_plain(call: DecodeCall, o, block_k: int, sram: int, regs: int) -> Non
     prof = current_profile()
     B, H, KVH, L, D = call.batch, call.heads, call.kv_heads, call.max_len, call.head_dim
     x = call.execute
-    counters = new_counters(B * KVH, n_operands=3)
+    # counting: the KVH blocks of a sequence do the same work, one class per sequence
+    ids, run_class, run_length = blocks_to_walk(B, KVH, x, uniform_runs)
+    counters = new_counters(len(ids), n_operands=3)
     gemm = sgemm()
     with blas_single_thread():
         _body(call.q.data.reshape(B * H, D) if x else stand_in(2),
               call.k.data.reshape(B * KVH * L, D) if x else stand_in(2),
               call.v.data.reshape(B * KVH * L, D) if x else stand_in(2),
               call.lengths, o.reshape(B * H, D) if x else stand_in(2),
-              B, H, KVH, L, D, block_k, call.scale, x, counters, call.elem_bits, gemm)
-    prof.record(KERNEL, (B, KVH), counters, dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
-                pipelined=True)
+              B, H, KVH, L, D, block_k, call.scale, x, ids, counters, call.elem_bits, gemm)
+    prof.record(KERNEL, (B, KVH), launch_counters(counters, x, run_class, run_length), dtype=call.dtype,
+                sram_per_block=sram, regs_per_block=regs, pipelined=True)
 
 
 # ---- the public entry point ----------------------------------------------------------------------------

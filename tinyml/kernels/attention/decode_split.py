@@ -63,6 +63,7 @@ from ...sim import Device, check_registers, check_tiles, current_profile
 from ...sim.sram import REG
 from ...sim.counters import new_counters
 from ...sim.tiles import count_vector, load_tile, store_tile
+from .._classes import blocks_to_walk, launch_counters, uniform_runs
 from .._contract import blas_single_thread
 from .._counting import extent, stand_in
 from .._mma import sgemm
@@ -116,11 +117,12 @@ def split_plan(lengths: np.ndarray, block_k: int, splits: int) -> tuple[np.ndarr
 
 
 @njit(parallel=True, cache=True)
-def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, BC, S, scale, execute, counters,
-                elem_bits, gemm):
+def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, BC, S, scale, execute, ids,
+                counters, elem_bits, gemm):
     # q: (B*H, D); k, v: (B*KVH*L, D); o_part: (S*B*H, D) fp32; lse_part: (S, B*H) fp32
     G = H // KVH
-    for blk in prange(B * KVH * S):
+    for row in prange(len(ids)):             # every block, or one per (sequence, chunk) when counting
+        blk = ids[row]
         bg = blk // S                        # b * KVH + g
         s = blk % S
         b = bg // KVH
@@ -139,30 +141,31 @@ def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, B
         m_i = np.full(G, -np.inf, dtype=np.float32)                                 # (G,)
         l_i = np.zeros(G, dtype=np.float32)                                         # (G,)
         lse_row = np.zeros((1, G), dtype=np.float32)                                # (1, G)
-        load_tile(q, row0, 0, G, D, q_s, execute, counters, blk, OP_Q, elem_bits)
+        load_tile(q, row0, 0, G, D, q_s, execute, counters, row, OP_Q, elem_bits)
         attend_tiles(q_s, k, v, bg * L, t0, t1, length, G, D, BC, scale, k_s, v_s, s_t, p_t, o_acc,
-                     m_i, l_i, execute, counters, blk, elem_bits, gemm)
-        count_vector(G * (D + FINAL_PER_ROW), counters, blk)             # O / l and lse = m + log(l)
+                     m_i, l_i, execute, counters, row, elem_bits, gemm)
+        count_vector(G * (D + FINAL_PER_ROW), counters, row)             # O / l and lse = m + log(l)
         if execute:
             for r in range(G):
                 inv = 1.0 / l_i[r]
                 for dd in range(D):
                     o_acc[r, dd] *= inv
                 lse_row[0, r] = m_i[r] + np.log(l_i[r])
-        store_tile(o_acc, G, D, o_part, s * B * H + row0, 0, execute, counters, blk, 32)
-        store_tile(lse_row, 1, G, lse_part, s, row0, execute, counters, blk, 32)
+        store_tile(o_acc, G, D, o_part, s * B * H + row0, 0, execute, counters, row, 32)
+        store_tile(lse_row, 1, G, lse_part, s, row0, execute, counters, row, 32)
 
 
 @njit(parallel=True, cache=True)
-def _combine_body(o_part, lse_part, used, o, B, H, D, S, execute, counters, elem_bits):
+def _combine_body(o_part, lse_part, used, o, B, H, D, S, execute, ids, counters, elem_bits):
     # o_part: (S*B*H, D) fp32; lse_part: (S, B*H) fp32; o: (B*H, D)
-    for blk in prange(B * H):                # blk = b * H + h, a row of o
+    for row in prange(len(ids)):             # every block, or one per sequence when counting
+        blk = ids[row]                       # blk = b * H + h, a row of o
         n = used[blk // H]
         lse_s = np.zeros((extent(S, execute), 1), dtype=np.float32)                    # (S, 1) SRAM
         o_s = np.zeros((1, extent(D, execute)), dtype=np.float32)                       # (1, D) one partial
         acc = np.zeros((1, extent(D, execute)), dtype=np.float32)                       # (1, D) fp32
-        load_tile(lse_part, 0, blk, n, 1, lse_s, execute, counters, blk, 1, 32)     # lse_part[:n, b, h]
-        count_vector(n * COMBINE_PER_SPLIT, counters, blk)
+        load_tile(lse_part, 0, blk, n, 1, lse_s, execute, counters, row, 1, 32)     # lse_part[:n, b, h]
+        count_vector(n * COMBINE_PER_SPLIT, counters, row)
         big = -np.inf
         total = 0.0
         if execute:
@@ -171,18 +174,18 @@ def _combine_body(o_part, lse_part, used, o, B, H, D, S, execute, counters, elem
             for s in range(n):
                 total += np.exp(lse_s[s, 0] - big)
         for s in range(n):
-            load_tile(o_part, s * B * H + blk, 0, 1, D, o_s, execute, counters, blk, 0, 32)
-            count_vector(2 * D, counters, blk)                            # acc += w_s O_s
+            load_tile(o_part, s * B * H + blk, 0, 1, D, o_s, execute, counters, row, 0, 32)
+            count_vector(2 * D, counters, row)                            # acc += w_s O_s
             if execute:
                 w = np.exp(lse_s[s, 0] - big)
                 for dd in range(D):
                     acc[0, dd] += w * o_s[0, dd]
-        count_vector(D, counters, blk)                                    # acc / W
+        count_vector(D, counters, row)                                    # acc / W
         if execute:
             inv = 1.0 / total                # W >= 1: the largest lse contributes exp(0)
             for dd in range(D):
                 acc[0, dd] *= inv
-        store_tile(acc, 1, D, o, blk, 0, execute, counters, blk, elem_bits)
+        store_tile(acc, 1, D, o, blk, 0, execute, counters, row, elem_bits)
 
 
 def combine_tiles(splits: int, d: int) -> dict:
@@ -202,7 +205,11 @@ def launch_split(call: DecodeCall, o, block_k: int, sram: int, regs: int, splits
     combine_regs = check_registers(prof.device, tiles)
     o_part = prof.hbm.new_tensor("o_partial", (S, B, H, D), "fp32", x)          # (S, B, H, d)
     lse_part = prof.hbm.new_tensor("lse_partial", (S, B, H), "fp32", x)         # (S, B, H)
-    counters = new_counters(B * KVH * S, n_operands=3)
+    if x:                            # every block
+        ids, run_class, run_length = np.arange(B * KVH * S, dtype=np.int64), None, None
+    else:                            # blocks (b, g, s) and (b, g', s) do the same work: one class per (b, s)
+        ids, run_class, run_length = _split_classes(B, KVH, S)
+    counters = new_counters(len(ids), n_operands=3)
     gemm = sgemm()
     with blas_single_thread():
         _split_body(call.q.data.reshape(B * H, D) if x else stand_in(2),
@@ -211,11 +218,22 @@ def launch_split(call: DecodeCall, o, block_k: int, sram: int, regs: int, splits
                     call.lengths, chunk, used,
                     o_part.reshape(S * B * H, D) if x else stand_in(2),
                     lse_part.reshape(S, B * H) if x else stand_in(2),
-                    B, H, KVH, L, D, block_k, S, call.scale, x, counters, call.elem_bits, gemm)
-    prof.record(SPLIT_KERNEL, (B, KVH, S), counters, dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
-                pipelined=True)
-    counters = new_counters(B * H, n_operands=2)
+                    B, H, KVH, L, D, block_k, S, call.scale, x, ids, counters, call.elem_bits, gemm)
+    prof.record(SPLIT_KERNEL, (B, KVH, S), launch_counters(counters, x, run_class, run_length), dtype=call.dtype,
+                sram_per_block=sram, regs_per_block=regs, pipelined=True)
+    # counting: the H rows of a sequence combine alike, one class per sequence
+    ids, run_class, run_length = blocks_to_walk(B, H, x, uniform_runs)
+    counters = new_counters(len(ids), n_operands=2)
     _combine_body(o_part.reshape(S * B * H, D) if x else stand_in(2), lse_part.reshape(S, B * H) if x else stand_in(2),
-                  used, o.reshape(B * H, D) if x else stand_in(2), B, H, D, S, x, counters, call.elem_bits)
-    prof.record(COMBINE_KERNEL, (B, H), counters, dtype=call.dtype, sram_per_block=combine_sram,
-                regs_per_block=combine_regs)
+                  used, o.reshape(B * H, D) if x else stand_in(2), B, H, D, S, x, ids, counters, call.elem_bits)
+    prof.record(COMBINE_KERNEL, (B, H), launch_counters(counters, x, run_class, run_length), dtype=call.dtype,
+                sram_per_block=combine_sram, regs_per_block=combine_regs)
+
+
+def _split_classes(B: int, KVH: int, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Classes of the split kernel's grid (launch order b, g, s): class ``b S + s`` is block (b, 0, s),
+    and every kv head g of sequence b runs the same S classes in order."""
+    ids = (np.arange(B, dtype=np.int64)[:, None] * (KVH * S) + np.arange(S, dtype=np.int64)).ravel()
+    per_seq = np.arange(B * S, dtype=np.int64).reshape(B, 1, S)
+    run_class = np.broadcast_to(per_seq, (B, KVH, S)).ravel()
+    return ids, run_class, np.ones(B * KVH * S, dtype=np.int64)

@@ -38,6 +38,7 @@ from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, canonical, curren
 from ...sim.counters import new_counters
 from ...sim.tiles import copy_rect, count_load_direct, count_store_direct
 from ...sim.args import integer
+from .._classes import blocks_to_walk, launch_counters, uniform_runs
 from .._contract import operand, same_mode
 from .._counting import stand_in
 from .decode import decode_attention
@@ -63,19 +64,20 @@ def bytes_per_token(layers: int, kv_heads: int, head_dim: int, dtype: str = "fp1
 # ---- the append kernel -------------------------------------------------------------------------
 
 @njit(parallel=True, cache=True)
-def _append_body(k_new, v_new, k, v, lens, n_new, B, KVH, T, L, D, execute, counters, elem_bits):
+def _append_body(k_new, v_new, k, v, lens, n_new, B, KVH, T, L, D, execute, ids, counters, elem_bits):
     # k_new, v_new: (B*KVH*T, D); k, v: (B*KVH*L, D)
-    for blk in prange(B * KVH):
+    for row in prange(len(ids)):           # every block, or one per sequence (counting)
+        blk = ids[row]
         b = blk // KVH
         n = n_new[b]
         if n == 0:
             continue
         src = blk * T                      # first new row of (b, h)
         dst = blk * L + lens[b]            # first free row of (b, h) in the cache
-        count_load_direct(n * D, counters, blk, 0, elem_bits)
-        count_store_direct(n * D, counters, blk, elem_bits)
-        count_load_direct(n * D, counters, blk, 1, elem_bits)
-        count_store_direct(n * D, counters, blk, elem_bits)
+        count_load_direct(n * D, counters, row, 0, elem_bits)
+        count_store_direct(n * D, counters, row, elem_bits)
+        count_load_direct(n * D, counters, row, 1, elem_bits)
+        count_store_direct(n * D, counters, row, elem_bits)
         if execute:
             copy_rect(k_new, src, 0, n, D, k, dst, 0)
             copy_rect(v_new, src, 0, n, D, v, dst, 0)
@@ -157,13 +159,16 @@ class KVCache:
         prof = current_profile()
         for obj, name in ((self.k, "k_cache"), (self.v, "v_cache"), (K.obj, "k_new"), (V.obj, "v_new")):
             prof.hbm.track(obj, name, self.dtype)
-        counters = new_counters(B * KVH, n_operands=2)
+        # counting: the KVH blocks of a sequence append alike, one class per sequence
+        ids, run_class, run_length = blocks_to_walk(B, KVH, execute, uniform_runs)
+        counters = new_counters(len(ids), n_operands=2)
         _append_body(K.data.reshape(B * KVH * T, D) if execute else stand_in(2),
                      V.data.reshape(B * KVH * T, D) if execute else stand_in(2),
                      self.k.reshape(B * KVH * L, D) if execute else stand_in(2),
                      self.v.reshape(B * KVH * L, D) if execute else stand_in(2),
-                     self.lengths, n, B, KVH, T, L, D, execute, counters, bits(self.dtype))
-        prof.record(KERNEL, (B, KVH), counters, dtype=self.dtype, sram_per_block=0)
+                     self.lengths, n, B, KVH, T, L, D, execute, ids, counters, bits(self.dtype))
+        prof.record(KERNEL, (B, KVH), launch_counters(counters, execute, run_class, run_length), dtype=self.dtype,
+                    sram_per_block=0)
         self.lengths = self.lengths + n
 
     def attend(self, q, **kwargs):

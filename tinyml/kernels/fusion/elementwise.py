@@ -42,6 +42,7 @@ from numba import njit, prange
 from ...sim import FLOAT_DTYPES, DTypeError, MetaTensor, bits, canonical, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
+from .._classes import blocks_to_walk, launch_counters, row_edge_grid
 from .._contract import Operand, block_size, ceil_div, operand, same_mode
 from .._counting import extent, stand_in
 from .broadcast import as_matrix, broadcast_shape, load_plan
@@ -55,11 +56,11 @@ TILE_ELEMS = 1024      # default block: 1024 threads, one output element each
 
 @njit(parallel=True, cache=True)
 def _body(flat, offs, widths, src, fresh, out, M, N, BM, BN, code, consts, n_slots, out_slot, flops,
-          execute, counters, in_bits, out_bits, n_rows):
+          execute, ids, counters, in_bits, out_bits, n_rows):
     gn = (N + BN - 1) // BN
-    n_blocks = ((M + BM - 1) // BM) * gn
     n_in = offs.shape[0]
-    for blk in prange(n_blocks):
+    for row in prange(len(ids)):                 # every block, or one per class (counting)
+        blk = ids[row]
         r0 = (blk // gn) * BM
         c0 = (blk % gn) * BN
         rows = min(BM, M - r0)
@@ -70,9 +71,9 @@ def _body(flat, offs, widths, src, fresh, out, M, N, BM, BN, code, consts, n_slo
             for i in range(rows):
                 if fresh[j, r0 + i]:
                     n_el += width
-            count_load_direct(n_el, counters, blk, j, in_bits[j])
-        count_vector(flops * rows * cols, counters, blk)
-        count_store_direct(rows * cols, counters, blk, out_bits)
+            count_load_direct(n_el, counters, row, j, in_bits[j])
+        count_vector(flops * rows * cols, counters, row)
+        count_store_direct(rows * cols, counters, row, out_bits)
         regs = np.empty((extent(n_slots, execute), extent(BN, execute)), dtype=np.float32)   # (slots, BN)
         if execute:
             for i in range(rows):
@@ -170,12 +171,14 @@ def launch(program: Program, ops: list[Operand], *, dtype: str, out_shape=None, 
         prof.hbm.track(op.obj, op.name, dtype)
     out = prof.hbm.new_tensor("out", shape, dtype, execute)
     grid = (ceil_div(m, bm), ceil_div(n, bn))
-    counters = new_counters(grid[0] * grid[1], n_operands=len(ops))
+    # counting: one block per class; a tile row's blocks differ only in the last column
+    ids, run_class, run_length = blocks_to_walk(grid[0], grid[1], execute, row_edge_grid)
+    counters = new_counters(len(ids), n_operands=len(ops))
     in_bits = np.full(len(ops), bits(dtype), dtype=np.int64)
     out2d = out.reshape(m, n) if execute else stand_in(2)                                        # (M, N) view
     _body(flat, offs, widths, src, fresh, out2d, m, n, bm, bn, code, consts, program.n_slots, program.output,
-          program.flops_per_element, execute, counters, in_bits, bits(dtype), shape[-2] if len(shape) > 1 else 1)
-    prof.record(name, grid, counters, dtype=dtype, sram_per_block=0)
+          program.flops_per_element, execute, ids, counters, in_bits, bits(dtype), shape[-2] if len(shape) > 1 else 1)
+    prof.record(name, grid, launch_counters(counters, execute, run_class, run_length), dtype=dtype, sram_per_block=0)
     return out
 
 

@@ -59,6 +59,7 @@ from numba import njit, prange
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, check_tiles, current_profile, nbytes, tiles_bytes
 from ...sim.counters import new_counters
 from ...sim.tiles import count_store_direct, count_vector, load_tile, store_tile
+from .._classes import blocks_to_walk, launch_counters
 from .._contract import block_size, ceil_div, operand, same_mode
 from .._counting import extent, stand_in
 from .elementwise import fused_elementwise, pow2
@@ -69,18 +70,17 @@ TILE_ELEMS = 1024
 
 
 @njit(parallel=True, cache=True)
-def _body(x, gamma, beta, y, mean_out, rstd_out, R, C, BR, eps, save, execute, counters, elem_bits):
-    n_blocks = (R + BR - 1) // BR
-    for blk in prange(n_blocks):
-        r0 = blk * BR
+def _body(x, gamma, beta, y, mean_out, rstd_out, R, C, BR, eps, save, execute, ids, counters, elem_bits):
+    for row in prange(len(ids)):                 # every block, or one per class (counting)
+        r0 = ids[row] * BR
         rows = min(BR, R - r0)
         t = np.empty((extent(BR, execute), extent(C, execute)), dtype=np.float32)     # (BR, C) SRAM
         g = np.empty((1, extent(C, execute)), dtype=np.float32)                      # (1, C) SRAM
         bt = np.empty((1, extent(C, execute)), dtype=np.float32)                     # (1, C) SRAM
-        load_tile(x, r0, 0, rows, C, t, execute, counters, blk, 0, elem_bits)
-        load_tile(gamma, 0, 0, 1, C, g, execute, counters, blk, 1, elem_bits)
-        load_tile(beta, 0, 0, 1, C, bt, execute, counters, blk, 2, elem_bits)
-        count_vector(7 * rows * C + 5 * rows, counters, blk)
+        load_tile(x, r0, 0, rows, C, t, execute, counters, row, 0, elem_bits)
+        load_tile(gamma, 0, 0, 1, C, g, execute, counters, row, 1, elem_bits)
+        load_tile(beta, 0, 0, 1, C, bt, execute, counters, row, 2, elem_bits)
+        count_vector(7 * rows * C + 5 * rows, counters, row)
         if execute:
             inv_c = np.float32(1.0) / np.float32(C)
             for i in range(rows):
@@ -99,9 +99,9 @@ def _body(x, gamma, beta, y, mean_out, rstd_out, R, C, BR, eps, save, execute, c
                 if save:
                     mean_out[r0 + i] = mu
                     rstd_out[r0 + i] = rs
-        store_tile(t, rows, C, y, r0, 0, execute, counters, blk, elem_bits)
+        store_tile(t, rows, C, y, r0, 0, execute, counters, row, elem_bits)
         if save:
-            count_store_direct(2 * rows, counters, blk, 32)        # mean and rstd, fp32
+            count_store_direct(2 * rows, counters, row, 32)        # mean and rstd, fp32
 
 
 @dataclass(frozen=True)
@@ -185,11 +185,13 @@ def layernorm_fused(x, gamma, beta, *, eps: float = 1e-5, dtype: str = "fp16", b
     mean = prof.hbm.new_tensor("mean", (rows,), "fp32", ex) if return_stats else None
     rstd = prof.hbm.new_tensor("rstd", (rows,), "fp32", ex) if return_stats else None
     grid = (ceil_div(rows, tiles.block_rows),)
-    counters = new_counters(grid[0], n_operands=3)
+    ids, run_class, run_length = blocks_to_walk(grid[0], 1, ex)      # counting: the first and the last block
+    counters = new_counters(len(ids), n_operands=3)
     _body(X.data if ex else stand_in(2), G.data.reshape(1, -1) if ex else stand_in(2), B.data.reshape(1, -1) if ex else stand_in(2),
           y if ex else stand_in(2), mean if ex and return_stats else stand_in(1), rstd if ex and return_stats else stand_in(1),
-          rows, cols, tiles.block_rows, np.float32(eps), return_stats, ex, counters, bits(X.dtype))
-    prof.record("layernorm_fused", grid, counters, dtype=X.dtype, sram_per_block=sram)
+          rows, cols, tiles.block_rows, np.float32(eps), return_stats, ex, ids, counters, bits(X.dtype))
+    prof.record("layernorm_fused", grid, launch_counters(counters, ex, run_class, run_length), dtype=X.dtype,
+                sram_per_block=sram)
     return (y, mean, rstd) if return_stats else y
 
 

@@ -30,6 +30,7 @@ from numba import njit, prange
 from ...sim import FLOAT_DTYPES, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
+from .._classes import blocks_to_walk, launch_counters
 from .._contract import block_size, ceil_div, operand
 from .._counting import stand_in
 from .elementwise import pow2
@@ -39,14 +40,13 @@ REDUCTIONS = {"sum": 0, "max": 1, "mean": 2}
 
 
 @njit(parallel=True, cache=True)
-def _body(x, out, R, C, BR, op, execute, counters, elem_bits):
-    n_blocks = (R + BR - 1) // BR
-    for blk in prange(n_blocks):
-        r0 = blk * BR
+def _body(x, out, R, C, BR, op, execute, ids, counters, elem_bits):
+    for row in prange(len(ids)):                 # every block, or one per class (counting)
+        r0 = ids[row] * BR
         rows = min(BR, R - r0)
-        count_load_direct(rows * C, counters, blk, 0, elem_bits)
-        count_vector(rows * C + (rows if op == 2 else 0), counters, blk)
-        count_store_direct(rows, counters, blk, elem_bits)
+        count_load_direct(rows * C, counters, row, 0, elem_bits)
+        count_vector(rows * C + (rows if op == 2 else 0), counters, row)
+        count_store_direct(rows, counters, row, elem_bits)
         if execute:
             for r in range(r0, r0 + rows):
                 acc = np.float32(-np.inf) if op == 1 else np.float32(0.0)
@@ -69,8 +69,10 @@ def row_reduce(x, op: str, *, dtype: str = "fp16", block_rows: "int | None" = No
     prof.hbm.track(X.obj, "x", X.dtype)
     out = prof.hbm.new_tensor(f"{op}(x)", (rows, 1), X.dtype, X.execute)
     grid = (ceil_div(rows, br),)
-    counters = new_counters(grid[0], n_operands=1)
+    ids, run_class, run_length = blocks_to_walk(grid[0], 1, X.execute)   # counting: the first and the last block
+    counters = new_counters(len(ids), n_operands=1)
     _body(X.data if X.execute else stand_in(2), out if X.execute else stand_in(2), rows, cols, br, REDUCTIONS[op],
-          X.execute, counters, bits(X.dtype))
-    prof.record(name or f"reduce_{op}", grid, counters, dtype=X.dtype, sram_per_block=0)
+          X.execute, ids, counters, bits(X.dtype))
+    prof.record(name or f"reduce_{op}", grid, launch_counters(counters, X.execute, run_class, run_length),
+                dtype=X.dtype, sram_per_block=0)
     return out

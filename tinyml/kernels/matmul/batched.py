@@ -56,6 +56,7 @@ from numba import njit, prange
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_mma, count_vector, load_tile, load_tile_t, store_tile
+from .._classes import edge_grid, launch_counters
 from .._contract import Operand, blas_single_thread, ceil_div, operand, same_mode
 from .._counting import extent, stand_in
 from .._mma import mma_acc, sgemm
@@ -93,10 +94,11 @@ class BmmShape:
 
 @njit(parallel=True, cache=True)
 def _body(a, b, c, B, HC, M, N, K, G, RATIO, TA, TB, BM, BN, BK, alpha, has_alpha, execute,
-          counters, elem_bits, gemm):
+          ids, counters, elem_bits, gemm):
     gm = (M + BM - 1) // BM
     gn = (N + BN - 1) // BN
-    for blk in prange(B * HC * gm * gn):
+    for row in prange(len(ids)):         # every block, or one per class (counting)
+        blk = ids[row]
         bh = blk // (gm * gn)
         bi = bh // HC
         ho = bh % HC
@@ -115,23 +117,23 @@ def _body(a, b, c, B, HC, M, N, K, G, RATIO, TA, TB, BM, BN, BK, alpha, has_alph
                     a_s[:] = 0.0
                     b_s[:] = 0.0
                 if TA:                         # a stored (K, M): load its (depth, rows) tile transposed
-                    load_tile_t(a2, k0, r0, depth, rows, a_s, execute, counters, blk, 0, elem_bits)
+                    load_tile_t(a2, k0, r0, depth, rows, a_s, execute, counters, row, 0, elem_bits)
                 else:
-                    load_tile(a2, r0, k0, rows, depth, a_s, execute, counters, blk, 0, elem_bits)
+                    load_tile(a2, r0, k0, rows, depth, a_s, execute, counters, row, 0, elem_bits)
                 if TB:                         # b stored (N, K): load its (cols, depth) tile transposed
-                    load_tile_t(b2, c0, k0, cols, depth, b_s, execute, counters, blk, 1, elem_bits)
+                    load_tile_t(b2, c0, k0, cols, depth, b_s, execute, counters, row, 1, elem_bits)
                 else:
-                    load_tile(b2, k0, c0, depth, cols, b_s, execute, counters, blk, 1, elem_bits)
-                count_mma(rows, cols, depth, counters, blk, elem_bits)
+                    load_tile(b2, k0, c0, depth, cols, b_s, execute, counters, row, 1, elem_bits)
+                count_mma(rows, cols, depth, counters, row, elem_bits)
                 if execute:
                     mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
         if has_alpha:
-            count_vector(ALPHA_FLOPS * rows * cols, counters, blk)
+            count_vector(ALPHA_FLOPS * rows * cols, counters, row)
             if execute:
                 for i in range(rows):
                     for j in range(cols):
                         acc[i, j] *= alpha
-        store_tile(acc, rows, cols, c[bi * execute, ho * execute], r0, c0, execute, counters, blk, elem_bits)
+        store_tile(acc, rows, cols, c[bi * execute, ho * execute], r0, c0, execute, counters, row, elem_bits)
 
 
 def bmm_shape(A: Operand, B: Operand, *, trans_a: bool, trans_b: bool, reduce_group: int,
@@ -187,15 +189,21 @@ def launch_bmm(A: Operand, B: Operand, *, trans_a: bool = False, trans_b: bool =
     hc = shape.heads_out
     c = prof.hbm.new_tensor(out_name, (shape.batch, hc, shape.m, shape.n), shape.dtype, execute)
     grid = (shape.batch * hc, ceil_div(shape.m, tiles.block_m), ceil_div(shape.n, tiles.block_n))
-    counters = new_counters(grid[0] * grid[1] * grid[2], n_operands=2)
+    if execute:                      # every block
+        ids, run_class, run_length = np.arange(grid[0] * grid[1] * grid[2], dtype=np.int64), None, None
+    else:                            # every (batch, head) walks the same tile grid: one head's classes, once per head
+        ids, run_class, run_length = edge_grid(grid[1], grid[2])
+        run_class, run_length = np.tile(run_class, grid[0]), np.tile(run_length, grid[0])
+    counters = new_counters(len(ids), n_operands=2)
     gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
     with blas_single_thread():
         _body(A.data if execute else stand_in(4), B.data if execute else stand_in(4), c if execute else stand_in(4),
               shape.batch, hc, shape.m, shape.n, shape.depth, shape.group, shape.heads_a // shape.heads_b,
               shape.trans_a, shape.trans_b, tiles.block_m, tiles.block_n, tiles.block_k,
-              np.float32(1.0 if alpha is None else alpha), alpha is not None, execute, counters,
+              np.float32(1.0 if alpha is None else alpha), alpha is not None, execute, ids, counters,
               bits(shape.dtype), gemm)
-    prof.record(name, grid, counters, dtype=shape.dtype, sram_per_block=sram, panels=bmm_panels(shape, grid))
+    prof.record(name, grid, launch_counters(counters, execute, run_class, run_length), dtype=shape.dtype,
+                sram_per_block=sram, panels=bmm_panels(shape, grid))
     return c
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ...sim import FLOAT_DTYPES, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
+from .._classes import blocks_to_walk, launch_counters
 from .._contract import Operand, block_size, ceil_div, operand, refuse_nonfinite
 from .._counting import stand_in
 from .block_sizes import SoftmaxTiles, check_softmax_tiles, choose_tiles
@@ -60,15 +61,20 @@ def resolve_tiles(call: SoftmaxCall, block_rows, block_cols, kernel: str,
 
 
 def run(call: SoftmaxCall, name: str, body, tiles: SoftmaxTiles, sram_per_block: int):
-    """Allocate y, run ``body`` over the grid of row blocks, record the launch; returns y."""
+    """Allocate y, run ``body`` over the grid of row blocks, record the launch; returns y.
+
+    ``body`` walks the blocks ``ids`` (all of them when executing, one per class when
+    counting: :mod:`tinyml.kernels._classes`), block ``ids[row]`` counting into row ``row``."""
     prof = current_profile()
     prof.hbm.track(call.x.obj, "x", call.dtype)
     y = prof.hbm.new_tensor("y", (call.rows, call.cols), call.dtype, call.execute)
     grid = (ceil_div(call.rows, tiles.block_rows),)
-    counters = new_counters(grid[0], n_operands=1)
+    ids, run_class, run_length = blocks_to_walk(grid[0], 1, call.execute)   # counting: the first and the last block
+    counters = new_counters(len(ids), n_operands=1)
     x_data = call.x.data if call.execute else stand_in(2)
     y_data = y if call.execute else stand_in(2)
-    body(x_data, y_data, call.rows, call.cols, tiles.block_rows, tiles.block_cols, call.execute, counters,
+    body(x_data, y_data, call.rows, call.cols, tiles.block_rows, tiles.block_cols, call.execute, ids, counters,
          call.elem_bits)
-    prof.record(name, grid, counters, dtype=call.dtype, sram_per_block=sram_per_block)
+    prof.record(name, grid, launch_counters(counters, call.execute, run_class, run_length), dtype=call.dtype,
+                sram_per_block=sram_per_block)
     return y

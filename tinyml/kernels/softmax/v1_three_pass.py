@@ -42,27 +42,26 @@ from ._rowmath import tile_max, tile_normalize, tile_sum_exp
 
 
 @njit(parallel=True, cache=True)
-def _body(x, y, R, C, BR, BC, execute, counters, elem_bits):
-    n_blocks = (R + BR - 1) // BR
-    for blk in prange(n_blocks):
-        r0 = blk * BR
+def _body(x, y, R, C, BR, BC, execute, ids, counters, elem_bits):
+    for row in prange(len(ids)):                     # every block, or one per class (counting)
+        r0 = ids[row] * BR
         rows = min(BR, R - r0)
         t = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)   # (BR, BC) SRAM
         m = np.full(extent(BR, execute), -np.inf, dtype=np.float32)              # (BR,) row max
         d = np.zeros(extent(BR, execute), dtype=np.float32)                      # (BR,) row sum
         for c0 in range(0, C, BC):                       # pass 1: the max
             cols = min(BC, C - c0)
-            load_tile(x, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
-            count_vector(rows * cols, counters, blk)                    # max
+            load_tile(x, r0, c0, rows, cols, t, execute, counters, row, 0, elem_bits)
+            count_vector(rows * cols, counters, row)                    # max
             if execute:
                 tile_max(t, rows, cols, m)
         for c0 in range(0, C, BC):                       # pass 2: the sum
             cols = min(BC, C - c0)
-            load_tile(x, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
-            count_vector(3 * rows * cols, counters, blk)                # sub, exp, add
+            load_tile(x, r0, c0, rows, cols, t, execute, counters, row, 0, elem_bits)
+            count_vector(3 * rows * cols, counters, row)                # sub, exp, add
             if execute:
                 tile_sum_exp(t, rows, cols, m, d)
-        normalize_pass(x, y, r0, rows, C, BC, t, m, d, execute, counters, blk, elem_bits)   # pass 3
+        normalize_pass(x, y, r0, rows, C, BC, t, m, d, execute, counters, row, elem_bits)   # pass 3
 
 
 @njit(cache=True)

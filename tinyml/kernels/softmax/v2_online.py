@@ -51,22 +51,21 @@ from .v1_three_pass import normalize_pass   # the same last pass as v1
 
 
 @njit(parallel=True, cache=True)
-def _body(x, y, R, C, BR, BC, execute, counters, elem_bits):
-    n_blocks = (R + BR - 1) // BR
-    for blk in prange(n_blocks):
-        r0 = blk * BR
+def _body(x, y, R, C, BR, BC, execute, ids, counters, elem_bits):
+    for row in prange(len(ids)):                     # every block, or one per class (counting)
+        r0 = ids[row] * BR
         rows = min(BR, R - r0)
         t = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)   # (BR, BC) SRAM
         m = np.full(extent(BR, execute), -np.inf, dtype=np.float32)              # (BR,) running max
         d = np.zeros(extent(BR, execute), dtype=np.float32)                      # (BR,) running sum
         for c0 in range(0, C, BC):                       # pass 1: max and sum together
             cols = min(BC, C - c0)
-            load_tile(x, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
-            count_vector(4 * rows * cols, counters, blk)                # max; sub, exp, add
-            count_vector(3 * rows, counters, blk)                       # rescale: sub, exp, mul
+            load_tile(x, r0, c0, rows, cols, t, execute, counters, row, 0, elem_bits)
+            count_vector(4 * rows * cols, counters, row)                # max; sub, exp, add
+            count_vector(3 * rows, counters, row)                       # rescale: sub, exp, mul
             if execute:
                 tile_online(t, rows, cols, m, d)
-        normalize_pass(x, y, r0, rows, C, BC, t, m, d, execute, counters, blk, elem_bits)   # pass 2
+        normalize_pass(x, y, r0, rows, C, BC, t, m, d, execute, counters, row, elem_bits)   # pass 2
 
 
 def expected_bytes(rows: int, cols: int, elem_bytes: float) -> tuple[float, float]:

@@ -39,23 +39,22 @@ from ._rowmath import tile_divide, tile_exp_inplace, tile_max
 
 
 @njit(parallel=True, cache=True)
-def _body(x, y, R, C, BR, BC, execute, counters, elem_bits):
-    n_blocks = (R + BR - 1) // BR
-    for blk in prange(n_blocks):
-        r0 = blk * BR
+def _body(x, y, R, C, BR, BC, execute, ids, counters, elem_bits):
+    for row in prange(len(ids)):                     # every block, or one per class (counting)
+        r0 = ids[row] * BR
         rows = min(BR, R - r0)
         t = np.empty((extent(BR, execute), extent(C, execute)), dtype=np.float32)     # (BR, C) SRAM
         m = np.full(extent(BR, execute), -np.inf, dtype=np.float32)              # (BR,) row max
         d = np.zeros(extent(BR, execute), dtype=np.float32)                      # (BR,) row sum
-        load_tile(x, r0, 0, rows, C, t, execute, counters, blk, 0, elem_bits)
-        count_vector(rows * C, counters, blk)                           # max
-        count_vector(3 * rows * C, counters, blk)                       # sub, exp, add
-        count_vector(rows * C, counters, blk)                           # div
+        load_tile(x, r0, 0, rows, C, t, execute, counters, row, 0, elem_bits)
+        count_vector(rows * C, counters, row)                           # max
+        count_vector(3 * rows * C, counters, row)                       # sub, exp, add
+        count_vector(rows * C, counters, row)                           # div
         if execute:
             tile_max(t, rows, C, m)
             tile_exp_inplace(t, rows, C, m, d)
             tile_divide(t, rows, C, d)
-        store_tile(t, rows, C, y, r0, 0, execute, counters, blk, elem_bits)
+        store_tile(t, rows, C, y, r0, 0, execute, counters, row, elem_bits)
 
 
 def expected_bytes(rows: int, cols: int, elem_bytes: float) -> tuple[float, float]:
