@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinyml.kernels._classes import edge_grid, rep_count, rep_tile
+from tinyml.kernels._classes import edge_grid, rep_count, rep_tile, row_edge_grid, uniform_runs
 from tinyml.kernels.attention.flash import flash_attention, flash_attention_backward
 from tinyml.kernels.attention.flash1 import default_blocks, flash1_expected_bytes
 from tinyml.kernels.matmul import matmul
@@ -103,7 +103,45 @@ def test_naive_matmul_with_edge_blocks():
     assert rec.waves == math.ceil(rec.n_blocks / (prof.device.sm_count * rec.blocks_per_sm))
 
 
+def test_softmax_decode_and_elementwise_at_scale_count_by_class():
+    """Row kernels, decoding and fused elementwise count a few classes, with the closed-form bytes."""
+    from tinyml.kernels.attention import decode_attention
+    from tinyml.kernels.fusion import fused_elementwise
+    from tinyml.kernels.softmax import softmax
+
+    rows, cols = 4_000_000, 2048
+    b, h, kvh, length, d = 4, 32, 8, 1_000_000, 128
+    m, n = 65_536, 16_384
+    with Profile("a100-80gb") as prof:
+        softmax(meta((rows, cols)), version=3)                      # reads R C s, writes R C s
+        decode_attention(meta((b, h, 1, d)), meta((b, kvh, length, d)), meta((b, kvh, length, d)),
+                         cache_len=length, split_kv=1)
+        fused_elementwise(["add", "gelu"], [meta((m, n)), meta((m, n))])
+    sm, dec, ew = prof.records
+    assert sm.hbm_read_bytes == rows * cols * S and sm.hbm_write_bytes == rows * cols * S
+    # decode: reads B H d s + 2 KVH d s sum_b len_b, writes B H d s (the module docstring)
+    assert dec.hbm_read_bytes == b * h * d * S + 2 * kvh * d * S * b * length
+    assert dec.hbm_write_bytes == b * h * d * S and dec.n_blocks == b * kvh
+    assert ew.hbm_read_bytes == 2 * m * n * S and ew.hbm_write_bytes == m * n * S
+
+
 # ---- the helpers that pick representatives ----------------------------------------------
+
+@given(gm=st.integers(1, 40), gn=st.integers(1, 40))
+def test_row_edge_grid_keeps_tile_rows_apart(gm, gn):
+    ids, run_class, run_length = row_edge_grid(gm, gn)
+    cls = np.repeat(run_class, run_length)
+    assert len(cls) == gm * gn
+    blk, rep = np.arange(gm * gn), ids[cls]
+    assert np.array_equal(blk // gn, rep // gn)                               # the same tile row
+    assert np.array_equal(blk % gn == gn - 1, rep % gn == gn - 1)             # the last column or not
+
+
+@given(n=st.integers(1, 30), run=st.integers(1, 30))
+def test_uniform_runs_cover_the_launch(n, run):
+    ids, run_class, run_length = uniform_runs(n, run)
+    cls = np.repeat(run_class, run_length)
+    assert np.array_equal(ids[cls] // run, np.arange(n * run) // run)         # block i stands for its run
 
 @given(gm=st.integers(1, 40), gn=st.integers(1, 40))
 def test_edge_grid_runs_cover_the_grid_with_matching_representatives(gm, gn):
