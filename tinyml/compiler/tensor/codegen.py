@@ -294,6 +294,10 @@ class _Gen:
     def update(self, ind: int, d: int) -> None:
         """Count the region below the count point ``d``, then (executing) compute it."""
         nest, blk = self.nest, self.blk
+        if blk.is_softmax:
+            from .rows import emit_softmax
+            emit_softmax(self, ind, d)
+            return
         for a in blk.axes:
             self.emit(ind, f"n_{a.name} = {self.valid_points(a.name, d)}")
         if nest.tensorize_depth is not None:

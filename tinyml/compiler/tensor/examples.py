@@ -14,7 +14,8 @@
 HBM bytes: ``(M K ceil(N/BN) + K N ceil(M/BM) + M N) s`` before L2, as matmul v2/v3.
 ``blocked_conv2d(func, BF, BY)`` is the walkthrough's blocked convolution (X and W tiles per
 input channel in SRAM, the output tile in registers). :func:`example` picks tiles for a
-device (matmul v3's rule, :func:`tinyml.kernels.matmul.choose_tiles`).
+device (matmul v3's rule, :func:`tinyml.kernels.matmul.choose_tiles`). ``row_softmax(func, rows)``
+caches each block's rows of a softmax in SRAM, so X is read from HBM once.
 """
 
 from __future__ import annotations
@@ -69,6 +70,23 @@ def blocked_conv2d(func: PrimFunc, bf: int, by: int) -> Schedule:
     return s
 
 
+def row_softmax(func: PrimFunc, rows: int, scope: str = "shared") -> Schedule:
+    """``rows`` rows of a softmax per block, each row cached in ``scope`` (read from HBM once)::
+
+        for i_0 in blockIdx.x:                  # ceil(M / rows) blocks
+          X_shared = X[i_0 tile, :]             # cache_read("X", scope) + compute_at(i_0)
+          for i_1 in range(rows):               # per row: online max and sum, then the row written
+            ...two passes over X_shared[i_1, :]
+
+    HBM bytes: ``M N s`` read + ``M N s`` written (the naive nest reads X twice: ``3 M N s``);
+    SRAM per block: ``rows * N * s``."""
+    s = Schedule(func)
+    i0, _ = s.split("i", [None, rows])
+    s.bind(i0, "blockIdx.x")
+    s.compute_at(s.cache_read("X", scope), i0)
+    return s
+
+
 def example(name: str, func: PrimFunc, device: str = "a100-40gb") -> Schedule:
     """The built-in schedule ``name`` (:data:`EXAMPLES`) of ``func`` with tiles for ``device``."""
     from ...sim import load_device
@@ -89,4 +107,9 @@ def example(name: str, func: PrimFunc, device: str = "a100-40gb") -> Schedule:
                                 "(an implicit GEMM) is not one of tinyml's primitives; use --example tiled")
         ext = {a.name: a.extent for a in func.block.axes}
         return blocked_conv2d(func, min(64, ext["f"]), min(8, ext["y"]))
-    raise ScheduleError(f"no example schedule for workload {func.name!r}; examples exist for matmul and conv2d")
+    if kind == "softmax":
+        if name == "mma":
+            raise ScheduleError("softmax has no tile product to tensorize; use --example tiled")
+        return row_softmax(func, min(4, func.block.axes[0].extent))
+    raise ScheduleError(f"no example schedule for workload {func.name!r}; examples exist for matmul, conv2d "
+                        f"and softmax")

@@ -121,16 +121,32 @@ class Epilogue:
 EPILOGUE_KINDS = ("bias", "relu")
 
 
+#: what a block computes: a contraction (``out += x * y``) or a softmax over each row
+BLOCK_OPS = ("contraction", "softmax")
+
+
 @dataclass(frozen=True)
 class Block:
-    """``output = 0`` (init), then ``output += inputs[0] * inputs[1]`` (update) over all axes;
-    when the reduction is complete, the ``epilogue`` steps in order (bias, then ReLU)."""
+    """``op == "contraction"``: ``output = 0`` (init), then ``output += inputs[0] * inputs[1]``
+    (update) over all axes; when the reduction is complete, the ``epilogue`` steps in order.
+
+    ``op == "softmax"`` (a row reduction): ``output[i, j] = exp(x - max_j x) / sum_j exp(x - max_j x)``
+    of the one input ``x = inputs[0][i, j]``. The reduction axis ``j`` carries the row's max and
+    sum (online: one pass keeps both, rescaling the sum when the max grows); a second pass over
+    ``j`` writes the row. So every ``j`` loop runs inside every ``i`` loop, and the row's input
+    is read twice: from HBM, or once from HBM into a ``shared``/``local`` copy and twice from it.
+    """
 
     name: str
     axes: tuple
     output: Access
     inputs: tuple
     epilogue: tuple = ()
+    op: str = "contraction"
+
+    @property
+    def is_softmax(self) -> bool:
+        return self.op == "softmax"
 
     def axis(self, name: str) -> Axis:
         for a in self.axes:
@@ -179,10 +195,12 @@ class PrimFunc:
     def to_dict(self) -> dict:
         """What identifies the workload in a trace: name, buffers and axes."""
         blk = self.block
+        update = (f"{blk.output.text()} = softmax over {blk.reduction[0].name} of {blk.inputs[0].text()}"
+                  if blk.is_softmax else f"{blk.output.text()} += {blk.inputs[0].text()} * {blk.inputs[1].text()}")
         return {"name": self.name,
                 "buffers": [[b.name, list(b.shape), b.dtype] for b in self.params],
                 "axes": [[a.name, a.extent, a.kind] for a in blk.axes],
-                "update": f"{blk.output.text()} += {blk.inputs[0].text()} * {blk.inputs[1].text()}"}
+                "update": update}
 
 
 # ---- the loop nest ---------------------------------------------------------------------

@@ -85,6 +85,8 @@ def check_nest(nest: Nest, kind: str) -> None:
         where = f"grid loops {grid}" if grid else f"position {par}"
         raise BindError(f"{kind}: a parallel loop must be the outermost loop of a nest without blockIdx loops "
                         f"(it is the CPU's grid; here: {where})")
+    if nest.func.block.is_softmax:
+        check_rows(nest, kind)
     stop = nest.tensorize_depth if nest.tensorize_depth is not None else len(loops)
     for i, lp in enumerate(loops):
         if lp.kind == "vectorized" and i != stop - 1:
@@ -92,8 +94,31 @@ def check_nest(nest: Nest, kind: str) -> None:
                                 f"(innermost: {loops[stop - 1].name})")
 
 
+def check_rows(nest: Nest, kind: str) -> None:
+    """A softmax's row loops (its reduction axis) run inside every loop over rows: the row's
+    max and sum must be complete before the second pass writes the row."""
+    red = [i for i, lp in enumerate(nest.loops) if nest.is_reduction(lp)]
+    rows = [i for i, lp in enumerate(nest.loops) if not nest.is_reduction(lp)]
+    if red and rows and min(red) < max(rows):
+        outer, inner = nest.loops[min(red)].name, nest.loops[max(rows)].name
+        blk = nest.func.block
+        raise ReorderError(f"{kind}: reduction loop {outer} would run outside row loop {inner}; {blk.name} "
+                           f"finishes a row's max and sum over {blk.reduction[0].name} before it writes the row, "
+                           f"so every {blk.reduction[0].name} loop must stay inside every "
+                           f"{blk.spatial[0].name} loop")
+    for s in nest.stages:
+        above = [lp.name for lp in nest.loops[:s.depth] if nest.is_reduction(lp)]
+        if above:
+            raise ReorderError(f"{kind}: {s.name} sits under reduction loop {above[0]}, so it would hold part of "
+                               f"a row; both passes over the row must read the same copy. compute_at it at a row "
+                               f"loop ({', '.join(lp.name for lp in nest.loops if not nest.is_reduction(lp))})")
+
+
 def check_tensorize(nest: Nest, i: int, loop: str) -> None:
     blk = nest.func.block
+    if blk.is_softmax:
+        raise TensorizeError(f"tensorize({loop}): {blk.name} is a row reduction, not a tile product; "
+                             f"there is no MMA to hand it to")
     out_axes = blk.output.axes
     if len(blk.reduction) != 1 or len(out_axes) < 2:
         raise TensorizeError(f"tensorize: block {blk.name} is not a matmul (one reduction axis, output >= 2-D)")

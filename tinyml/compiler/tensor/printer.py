@@ -166,8 +166,35 @@ def numpy_source(nest: Nest) -> str:
     n = len(nest.loops)
     stop = nest.tensorize_depth if nest.tensorize_depth is not None else n
 
+    first_red = min([q for q, lp in enumerate(nest.loops) if nest.is_reduction(lp)], default=n)
+
+    def softmax_rows(d: int, ind: str) -> None:
+        """A softmax row: its max and sum (online), then the row written."""
+        i_ax, j_ax = blk.spatial[0].name, blk.reduction[0].name
+        if (e := axis_expr(nest, i_ax)) != i_ax:
+            lines.append(f"{ind}{i_ax} = {e}")
+        if i_ax in guards:
+            lines.append(f"{ind}if {i_ax} < {blk.axis(i_ax).extent}:")
+            ind += "    "
+        lines.append(f"{ind}m, s = -np.inf, 0.0          # the row's max and sum (registers)")
+        for text in ("x = {x}; m_new = max(m, x); s = s * np.exp(m - m_new) + np.exp(x - m_new); m = m_new",
+                     "{y} = np.exp({x} - m) / s"):
+            ii = ind
+            for lp in nest.loops[d:]:
+                lines.append(f"{ii}for {lp.name} in range({lp.extent}):")
+                ii += "    "
+            if (e := axis_expr(nest, j_ax)) != j_ax:
+                lines.append(f"{ii}{j_ax} = {e}")
+            if j_ax in guards:
+                lines.append(f"{ii}if {j_ax} < {blk.axis(j_ax).extent}:")
+                ii += "    "
+            lines.append(ii + text.format(x=ref(0), y=out_ref))
+
     def emit(d: int, ind: str) -> None:
         lines.extend(stage_lines(d, ind, after=False))
+        if blk.is_softmax and d == first_red:
+            softmax_rows(d, ind)
+            return
         if nest.init_depth == d:
             lines.append(f"{ind}# init (decompose_reduction)")
             ii = ind
@@ -257,6 +284,8 @@ def loop_tree(nest: Nest) -> str:
             if nest.tensorize_depth is not None:
                 rows.append(f"{ind}mma {nest.write_buffer()} += {nest.read_buffer(0)} @ {nest.read_buffer(1)}"
                             f"  [{', '.join(lp.name for lp in nest.loops[d:])}]")
+            elif f.block.is_softmax:
+                rows.append(f"{ind}softmax rows: {nest.write_buffer()} = softmax({nest.read_buffer(0)})")
             else:
                 rows.append(f"{ind}update {nest.write_buffer()} += {nest.read_buffer(0)} * {nest.read_buffer(1)}")
             break

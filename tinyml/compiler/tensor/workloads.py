@@ -5,6 +5,8 @@
     batched_matmul(B, M, N, K) C[b, i, j] += A[b, i, k] * B[b, k, j]  (C: B x M x N)
     conv2d(N, C, H, W, F, KH, KW, stride, pad)
                              Y[n, f, y, x] += X[n, c, y*st + r - pad, x*st + s - pad] * W[f, c, r, s]
+    softmax(M, N)            Y[i, j] = exp(X[i, j] - max_j X[i, :]) / sum_j exp(X[i, j] - max_j X[i, :])
+                             (a row reduction: j carries the row's max and sum)
 
 :func:`contraction` is the general builder behind them: any ``out += x * y`` whose
 buffers are indexed by the block's axes, one axis per dimension.
@@ -150,4 +152,37 @@ def conv2d(n: int, c: int, h: int, w: int, f: int, kh: int, kw: int, *, stride: 
     return PrimFunc("conv2d_bias" if bias else "conv2d", params, block, reference=reference)
 
 
-WORKLOADS = {"matmul": matmul, "batched_matmul": batched_matmul, "conv2d": conv2d}
+#: vector FLOPs per element of a softmax: the online pass (compare, subtract, exp, add) and
+#: the writing pass (subtract, exp, multiply by 1 / sum)
+SOFTMAX_STATS_FLOPS, SOFTMAX_WRITE_FLOPS = 4, 3
+
+
+def softmax(m: int, n: int, dtype: str = "fp16") -> PrimFunc:
+    """Y (M x N) = softmax of each row of X (M x N): a row reduction.
+
+    ``i`` is spatial (rows are independent); ``j`` is a reduction: the row's max and sum
+    accumulate across it. The kernel makes two passes over each row (online softmax)::
+
+        for i:
+            m, s = -inf, 0
+            for j: x = X[i, j]; s = s * exp(m - max(m, x)) + exp(x - max(m, x)); m = max(m, x)
+            for j: Y[i, j] = exp(X[i, j] - m) / s
+
+    so a schedule that leaves X in HBM reads it twice (``2 M N s`` bytes, plus ``M N s`` to
+    write Y); one that caches the row (``cache_read("X", "shared")`` at a loop over rows)
+    reads it once (``2 M N s`` in all).
+    """
+    dtype = canonical(dtype, FLOAT_DTYPES)
+    m, n = _positive("m", m), _positive("n", n)
+    axes = (Axis("i", m, SPATIAL), Axis("j", n, REDUCE))
+    block = Block("softmax", axes, Access("Y", ("i", "j")), (Access("X", ("i", "j")),), op="softmax")
+
+    def reference(x):
+        """float64 softmax of each row (the max subtracted first)."""
+        x = np.asarray(x, dtype=np.float64)
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return PrimFunc("softmax", (Buffer("X", (m, n), dtype), Buffer("Y", (m, n), dtype)), block, reference=reference)
+
+
+WORKLOADS = {"matmul": matmul, "batched_matmul": batched_matmul, "conv2d": conv2d, "softmax": softmax}
