@@ -15,8 +15,10 @@
 3. Re-costing one compiled structure with new tile sizes (build + count on the simulator, no
    compile): median over several tile sets under 50 ms.
 4. (not with --quick) CPU executing speed at 1024^3 fp32: the tensorized generated kernel vs
-   matmul v3 with the same tiles, best of N interleaved rounds. Informational: a shared,
-   noisy machine.
+   matmul v3 with the same tiles, median of N interleaved rounds, with each one's spread.
+   Target: within 15% (reported, not failed: a shared, noisy machine). The generated kernel
+   hands the MMA whole, C-contiguous SRAM tiles (as v3 does); it used to pass sliced views
+   of them, and ran at ~70% of v3's speed.
 
 Every target prints PASS or FAIL (INFO rows never fail); the exit code is 1 if any fails.
 """
@@ -130,7 +132,10 @@ def recost(rounds: int) -> dict:
 
 
 def cpu_speed(rounds: int) -> dict:
-    """Executing 1024^3 fp32: the generated tensorized kernel vs matmul v3, same tiles."""
+    """Executing 1024^3 fp32: the generated tensorized kernel vs matmul v3, same tiles.
+
+    Rounds alternate the order (ABBA) so drift from other processes hits both; the ratio is of
+    the medians, and the spread (max / min of each) says how noisy the machine was."""
     import numpy as np
 
     n = 1024
@@ -141,23 +146,27 @@ def cpu_speed(rounds: int) -> dict:
     kernel = build(tiled_matmul(matmul(n, n, n, "fp32"), *t))
     runs = {"generated": lambda: kernel(a, b),
             "v3": lambda: matmul_v3(a, b, block_m=t[0], block_n=t[1], block_k=t[2])}
-    best = {}
     for name, fn in runs.items():                                       # warm-up (compiles)
         with Profile(DEVICE):
             c = fn()
         assert np.abs(c - a.astype(np.float64) @ b).max() < 1e-2, name
+    times = {name: [] for name in runs}
     for i in range(rounds):
         for name in (list(runs) if i % 2 == 0 else list(reversed(runs))):
             with Profile(DEVICE):
                 t0 = time.perf_counter()
                 runs[name]()
-                dt = time.perf_counter() - t0
-            best[name] = min(best.get(name, dt), dt)
-    ratio = best["v3"] / best["generated"]
-    print(f"\n== 4. CPU, {n}^3 fp32, tiles {t}, best of {rounds} interleaved rounds: generated "
-          f"{best['generated'] * 1e3:.1f} ms, matmul v3 {best['v3'] * 1e3:.1f} ms; "
-          f"generated speed = {ratio:.0%} of v3's")
-    return {"tiles": t, "best_s": best, "ratio": ratio, "rounds": rounds}
+                times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    spread = {name: max(v) / min(v) for name, v in times.items()}
+    ratio = med["v3"] / med["generated"]
+    print(f"\n== 4. CPU, {n}^3 fp32, tiles {t}, median of {rounds} interleaved rounds (spread = slowest / fastest):")
+    for name in runs:
+        print(f"   {name:<10} median {med[name] * 1e3:7.1f} ms   best {min(times[name]) * 1e3:7.1f} ms   "
+              f"spread {spread[name]:.2f}x")
+    print(f"   generated speed = {ratio:.0%} of v3's (best vs best: {min(times['v3']) / min(times['generated']):.0%})")
+    return {"tiles": t, "median_s": med, "best_s": {k: min(v) for k, v in times.items()}, "spread": spread,
+            "ratio": ratio, "rounds": rounds}
 
 
 def targets(hand, steps, re, cpu) -> list:
@@ -189,7 +198,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="simulated targets only (CI smoke)")
-    p.add_argument("--rounds", type=int, default=5, help="timing rounds (re-costing, CPU)")
+    p.add_argument("--rounds", type=int, default=7, help="timing rounds (re-costing, CPU)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     args = p.parse_args(argv)
     hand = hand_vs_v3()

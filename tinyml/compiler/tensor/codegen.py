@@ -141,20 +141,26 @@ class _Gen:
 
     def tile_call(self, ind: int, st, call) -> None:
         """Call a 2-D tile helper on the stage's tile, one call per index of its leading dims."""
-        nd = len(self.nest.access(st.operand).axes)
+        acc = self.nest.access(st.operand)
+        nd = len(acc.axes)
+        # where the region starts in the tile: 0 unless the access can reach below the buffer
+        # (padding); at 0 the tile passes whole, a C-contiguous array (a sliced view is not,
+        # and Numba's copies and the BLAS calls on it run slower)
+        at = [f"o_{st.name}_{d}" if as_index(dim).offset < 0 else "" for d, dim in enumerate(acc.axes)]
         lead = [f"t{d}" for d in range(nd - 2)]
         for d, t in enumerate(lead):
             self.emit(ind + d, f"for {t} in range(n_{st.name}_{d}):")
         ind += len(lead)
         src_idx = "".join(f"[(lo_{st.name}_{d} + {t}) * ex]" for d, t in enumerate(lead))
-        dst_idx = "".join(f"[(o_{st.name}_{d} + {t}) * ex]" for d, t in enumerate(lead))
+        dst_idx = "".join(f"[({at[d]} + {t}) * ex]" if at[d] else f"[{t} * ex]" for d, t in enumerate(lead))
         if nd >= 2:
             r, c = nd - 2, nd - 1
-            dst_idx += f"[o_{st.name}_{r} * ex:, o_{st.name}_{c} * ex:]"
+            if at[r] or at[c]:
+                dst_idx += f"[{at[r] or '0'} * ex:, {at[c] or '0'} * ex:]"
             self.emit(ind, call(src_idx, dst_idx, f"lo_{st.name}_{r}", f"lo_{st.name}_{c}",
                                 f"n_{st.name}_{r}", f"n_{st.name}_{c}"))
         else:
-            self.emit(ind, call("", f"[:, o_{st.name}_0 * ex:]", "0", f"lo_{st.name}_0", "1", f"n_{st.name}_0"))
+            self.emit(ind, call("", f"[:, {at[0]} * ex:]" if at[0] else "", "0", f"lo_{st.name}_0", "1", f"n_{st.name}_0"))
 
     def load(self, ind: int, st) -> None:
         nd = len(self.nest.access(st.operand).axes)
