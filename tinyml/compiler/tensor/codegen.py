@@ -78,6 +78,16 @@ class _Gen:
     def emit(self, ind: int, text: str) -> None:
         self.lines.append("    " * ind + text)
 
+    def trip(self, lp) -> str:
+        """A loop's trip count in the source: a runtime parameter, except for an unrolled or
+        vectorized loop, whose extent is written into the source as a constant (LLVM unrolls a
+        loop fully, or vectorizes it without a remainder loop, only when it knows the count;
+        TVM's ``unroll`` / ``vectorize`` likewise need a constant extent). Such a loop's extent
+        is part of the structure: a new extent is a new compile."""
+        if lp.kind in ("unrolled", "vectorized"):
+            return f"{lp.extent}"
+        return self.p(f"X_{lp.name}", lp.extent)
+
     # -- expressions ----------------------------------------------------------------------
     def piece(self, li: int, q: int) -> str:
         lp = self.nest.loops[li]
@@ -271,7 +281,7 @@ class _Gen:
         for li in loops:
             lp = self.nest.loops[li]
             note = "" if lp.label == "serial" else f"    # {lp.label}"
-            self.emit(ind, f"for v_{lp.name} in range({self.p(f'X_{lp.name}', lp.extent)}):{note}")
+            self.emit(ind, f"for v_{lp.name} in range({self.trip(lp)}):{note}")
             ind += 1
             for a in axes:
                 if last[a] == li:
@@ -379,7 +389,7 @@ class _Gen:
         else:
             lp = nest.loops[d]
             note = "" if lp.label == "serial" else f"    # {lp.label}"
-            self.emit(ind, f"for v_{lp.name} in range({self.p(f'X_{lp.name}', lp.extent)}):{note}")
+            self.emit(ind, f"for v_{lp.name} in range({self.trip(lp)}):{note}")
             self.body(ind + 1, d + 1, stop)
         for st in here:
             if st.kind == "write":

@@ -254,11 +254,16 @@ class Schedule:
         self._annotate("parallel", loop, kind="parallel")
 
     def vectorize(self, loop: str) -> None:
-        """Mark the innermost loop vectorized (a hint: LLVM vectorizes it; no counter changes)."""
+        """Vectorize the innermost (spatial) loop: the generated kernel writes its trip count into
+        the source as a constant, so LLVM vectorizes it without a remainder loop. The simulator's
+        counts do not change: it charges bytes and FLOPs, not instructions (a GPU's vectorized
+        128-bit loads move the same bytes in fewer instructions)."""
         self._annotate("vectorize", loop, kind="vectorized")
 
     def unroll(self, loop: str) -> None:
-        """Mark a loop unrolled (a hint for LLVM; no counter changes)."""
+        """Unroll a loop: its trip count goes into the generated source as a constant, so LLVM
+        unrolls it fully (a new extent is a new compile). The counts do not change (the same
+        bytes and FLOPs; fewer branch instructions, which the simulator does not charge)."""
         self._annotate("unroll", loop, kind="unrolled")
 
     # ---- stages ----------------------------------------------------------------------
