@@ -106,19 +106,32 @@ class Access:
         return all(isinstance(d, str) for d in self.axes)
 
 
+#: vector FLOPs of each epilogue step per element: an add or a max is one; GeLU's tanh form
+#: ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`` is nine (as tinyml.kernels.fusion counts it)
+EPILOGUE_FLOPS = {"bias": 1, "residual": 1, "relu": 1, "gelu": 9}
+EPILOGUE_KINDS = tuple(EPILOGUE_FLOPS)
+#: the steps that add an input (``bias[j]``: broadcast along the other axes; ``R[i, j]``: one per element)
+EPILOGUE_INPUTS = ("bias", "residual")
+GELU_C, GELU_A = 0.7978845608028654, 0.044715        # sqrt(2 / pi), the cubic's coefficient
+
+
 @dataclass(frozen=True)
 class Epilogue:
-    """One step applied to a finished output element: ``bias`` adds ``access`` (an input
-    such as ``bias[j]``), ``relu`` takes ``max(x, 0)``. Each costs one vector FLOP."""
+    """One step applied to a finished output element: ``bias`` and ``residual`` add ``access``
+    (an input such as ``bias[j]`` or ``R[i, j]``), ``relu`` takes ``max(x, 0)``, ``gelu`` GPT-2's
+    tanh GeLU. Each costs :data:`EPILOGUE_FLOPS` vector FLOPs per element."""
 
     kind: str
     access: "Access | None" = None
 
+    @property
+    def flops(self) -> int:
+        return EPILOGUE_FLOPS[self.kind]
+
     def text(self, x: str) -> str:
-        return f"{x} + {self.access.text()}" if self.kind == "bias" else f"max({x}, 0)"
-
-
-EPILOGUE_KINDS = ("bias", "relu")
+        if self.access is not None:
+            return f"{x} + {self.access.text()}"
+        return f"max({x}, 0)" if self.kind == "relu" else f"gelu({x})"
 
 
 #: what a block computes: a contraction (``out += x * y``) or a softmax over each row

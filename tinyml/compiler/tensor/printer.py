@@ -141,10 +141,12 @@ def numpy_source(nest: Nest) -> str:
             elif s.kind == "write" and after:
                 x = f"{s.name}{_valid_part(nest, s)}"
                 for step in blk.epilogue:
-                    if step.kind == "bias":
+                    if step.access is not None:
                         x = f"{x} + {step.access.buffer}[{_slices(nest, s, step.access.axes)}]"
-                    else:
+                    elif step.kind == "relu":
                         x = f"np.maximum({x}, 0)"
+                    else:
+                        x = f"gelu({x})"
                 note = "    # the epilogue, then the store" if blk.epilogue else ""
                 out.append(f"{ind}{s.source}[{_slices(nest, s)}] = {x}{note}")
         return out

@@ -2,6 +2,7 @@
 
     matmul(M, N, K)          C[i, j]    += A[i, k]    * B[k, j]       (C: M x N)
         bias=True, relu=True:  then C[i, j] = max(C[i, j] + bias[j], 0)
+        gelu=True, residual=True: then C[i, j] = gelu(C[i, j]) + R[i, j]
     batched_matmul(B, M, N, K) C[b, i, j] += A[b, i, k] * B[b, k, j]  (C: B x M x N)
     conv2d(N, C, H, W, F, KH, KW, stride, pad)
                              Y[n, f, y, x] += X[n, c, y*st + r - pad, x*st + s - pad] * W[f, c, r, s]
@@ -18,7 +19,7 @@ import numpy as np
 
 from ...sim import FLOAT_DTYPES, canonical
 from .errors import TensorProgramError
-from .ir import EPILOGUE_KINDS, REDUCE, SPATIAL, Access, Axis, Block, Buffer, Epilogue, Index, PrimFunc
+from .ir import EPILOGUE_INPUTS, EPILOGUE_KINDS, GELU_A, GELU_C, REDUCE, SPATIAL, Access, Axis, Block, Buffer, Epilogue, Index, PrimFunc
 
 
 def _positive(name: str, value) -> int:
@@ -39,7 +40,8 @@ def contraction(name: str, extents: dict, inputs: dict, output: tuple, dtype: st
                     {"A": ("i", "k"), "B": ("k", "j")}, ("C", ("i", "j")))
 
     ``epilogue`` lists steps applied to each finished output element, in order:
-    ``("bias", buffer, axes)`` adds ``buffer[axes]`` (an extra input), ``("relu",)``.
+    ``("bias", buffer, axes)`` and ``("residual", buffer, axes)`` add ``buffer[axes]`` (an extra
+    input), ``("relu",)``, ``("gelu",)``.
     """
     dtype = canonical(dtype, FLOAT_DTYPES)
     if len(inputs) != 2:
@@ -47,9 +49,10 @@ def contraction(name: str, extents: dict, inputs: dict, output: tuple, dtype: st
     out_name, out_axes = output
     steps = []
     for step in epilogue:
-        if not step or step[0] not in EPILOGUE_KINDS or (step[0] == "bias") != (len(step) == 3):
-            raise TensorProgramError(f"{name}: epilogue step {step!r} is not ('bias', buffer, axes) or ('relu',)")
-        steps.append(Epilogue(step[0], Access(step[1], tuple(step[2])) if step[0] == "bias" else None))
+        if not step or step[0] not in EPILOGUE_KINDS or (step[0] in EPILOGUE_INPUTS) != (len(step) == 3):
+            raise TensorProgramError(f"{name}: epilogue step {step!r} is not ('bias' | 'residual', buffer, axes), "
+                                     f"('relu',) or ('gelu',)")
+        steps.append(Epilogue(step[0], Access(step[1], tuple(step[2])) if step[0] in EPILOGUE_INPUTS else None))
     extra = {s.access.buffer: s.access.axes for s in steps if s.access is not None}
     for buf, axes in [*inputs.items(), *extra.items(), output]:
         for a in axes:
@@ -82,24 +85,43 @@ def _einsum_reference(block: Block):
         y = np.einsum(spec, x[0], x[1])
         extra = iter(x[2:])
         for step in block.epilogue:
-            if step.kind == "bias":       # broadcast the input along the output axes it is indexed by
+            if step.access is not None:   # broadcast the input along the output axes it is indexed by
                 v = next(extra)
                 shape = [y.shape[d] if a in step.access.axes else 1 for d, a in enumerate(out_axes)]
                 order = sorted(range(len(step.access.axes)), key=lambda q: out_axes.index(step.access.axes[q]))
                 y = y + np.transpose(v, order).reshape(shape)
-            else:
+            elif step.kind == "relu":
                 y = np.maximum(y, 0.0)
+            else:
+                y = 0.5 * y * (1.0 + np.tanh(GELU_C * (y + GELU_A * y ** 3)))
         return y
     reference.spec = spec
     return reference
 
 
-def matmul(m: int, n: int, k: int, dtype: str = "fp16", *, bias: bool = False, relu: bool = False) -> PrimFunc:
-    """C (M x N) = A (M x K) @ B (K x N), then optionally ``+ bias`` (N,) and ReLU."""
-    epilogue = ((("bias", "bias", ("j",)),) if bias else ()) + ((("relu",),) if relu else ())
-    name = "_".join(["matmul"] + (["bias"] if bias else []) + (["relu"] if relu else []))
-    return contraction(name, {"i": m, "j": n, "k": k}, {"A": ("i", "k"), "B": ("k", "j")},
-                       ("C", ("i", "j")), dtype, epilogue)
+def matmul(m: int, n: int, k: int, dtype: str = "fp16", *, bias: bool = False, relu: bool = False,
+           gelu: bool = False, residual: bool = False, epilogue: "tuple | None" = None) -> PrimFunc:
+    """C (M x N) = A (M x K) @ B (K x N), then optionally an epilogue on each finished element,
+    inside the kernel: ``+ bias`` (N,), ReLU or GeLU, ``+ R`` (M, N, a residual), in that order;
+    ``epilogue`` gives the steps in another order (names from ``"bias" "relu" "gelu" "residual"``,
+    e.g. ``("bias", "gelu", "residual")``). The workload is named after its steps
+    (``matmul_bias_gelu_residual``); its extra inputs are ``bias`` and ``R``, after A and B."""
+    if epilogue is None:
+        epilogue = tuple(name for name, on in (("bias", bias), ("relu", relu), ("gelu", gelu),
+                                               ("residual", residual)) if on)
+    elif bias or relu or gelu or residual:
+        raise TensorProgramError("matmul: give the epilogue either as flags (bias=, relu=, gelu=, residual=) "
+                                 "or as epilogue=(...), not both")
+    inputs = {"bias": ("bias", "bias", ("j",)), "residual": ("residual", "R", ("i", "j"))}
+    steps = []
+    for name in epilogue:
+        if name not in EPILOGUE_KINDS:
+            raise TensorProgramError(f"matmul: epilogue step {name!r} is not one of {list(EPILOGUE_KINDS)}")
+        if name in inputs and any(st[0] == name for st in steps):
+            raise TensorProgramError(f"matmul: the epilogue adds {name} twice; a matmul takes one {name} input")
+        steps.append(inputs.get(name, (name,)))
+    return contraction("_".join(["matmul", *epilogue]), {"i": m, "j": n, "k": k}, {"A": ("i", "k"), "B": ("k", "j")},
+                       ("C", ("i", "j")), dtype, tuple(steps))
 
 
 def batched_matmul(batch: int, m: int, n: int, k: int, dtype: str = "fp16") -> PrimFunc:
