@@ -27,7 +27,8 @@ from .schedule import Schedule
 #: the built-in schedules: name -> what it does
 EXAMPLES = {
     "tiled": "tiles in SRAM (A and B per K step), the output tile in registers, multiply-adds on the vector units",
-    "mma": "'tiled', with the tile product tensorized (one MMA on the tensor cores): matmul v3's structure",
+    "mma": "'tiled', with the tile product tensorized (one MMA on the tensor cores): matmul v3's structure; "
+           "for conv2d the implicit GEMM",
 }
 
 
@@ -70,6 +71,41 @@ def blocked_conv2d(func: PrimFunc, bf: int, by: int) -> Schedule:
     return s
 
 
+def implicit_gemm_conv2d(func: PrimFunc, bf: int, by: int, bc: int, *, tensorize: bool = True) -> Schedule:
+    """:func:`blocked_conv2d` with BC input channels per step and the tile product tensorized::
+
+        for (n, f_0, y_0) in blockIdx.x:            # BF filters x BY output rows x all OW columns
+          Y_local = zeros(1, BF, BY, OW)            # registers
+          for c_0 in range(ceil(C / BC)):
+            X_shared = X[n, c_0 tile, rows, cols]   # BC x ((BY-1) st + KH) x ((OW-1) st + KW), padding zero
+            W_shared = W[f_0 tile, c_0 tile, :, :]  # BF x BC x KH x KW
+            Y_local += W_shared (BF x BC KH KW) @ im2col(X_shared) (BC KH KW x BY OW)   # one MMA
+          Y[n, f_0 tile, y_0 tile, :] = Y_local
+
+    HBM bytes (s per element; blocks' X windows overlap by KH - st rows)::
+
+        reads  = N ceil(F/BF) ceil(OH/BY) * sum over c_0 of BC' * rows' * W * s   (X tiles, inside the image)
+               + N ceil(OH/BY) * F C KH KW * s                                    (W, once per row block)
+        writes = N F OH OW * s
+
+    ``tensorize=False`` leaves the tile product as loops on the vector units (the same bytes).
+    """
+    s = Schedule(func)
+    f0, f1 = s.split("f", [None, bf])
+    y0, y1 = s.split("y", [None, by])
+    c0, c1 = s.split("c", [None, bc])
+    s.reorder("n", f0, y0, c0, f1, y1, "x", c1, "r", "s")
+    grid = s.fuse("n", f0, y0)
+    s.bind(grid, "blockIdx.x")
+    s.reverse_compute_at(s.cache_write("local"), grid)
+    s.decompose_reduction(c0)
+    s.compute_at(s.cache_read("X", "shared"), c0)
+    s.compute_at(s.cache_read("W", "shared"), c0)
+    if tensorize:
+        s.tensorize(f1)
+    return s
+
+
 def row_softmax(func: PrimFunc, rows: int, scope: str = "shared") -> Schedule:
     """``rows`` rows of a softmax per block, each row cached in ``scope`` (read from HBM once)::
 
@@ -87,6 +123,14 @@ def row_softmax(func: PrimFunc, rows: int, scope: str = "shared") -> Schedule:
     return s
 
 
+def conv_tiles(func: PrimFunc) -> tuple:
+    """(BF, BY, BC) for :func:`implicit_gemm_conv2d`: 64 filters (or all), BC = 16 channels (or all),
+    and as many output rows as keep a block's output tile near 4096 pixels (at least one)."""
+    ext = {a.name: a.extent for a in func.block.axes}
+    by = max(1, min(ext["y"], 4096 // (ext["x"] * 64)))
+    return min(64, ext["f"]), by, min(16, ext["c"])
+
+
 def example(name: str, func: PrimFunc, device: str = "a100-40gb") -> Schedule:
     """The built-in schedule ``name`` (:data:`EXAMPLES`) of ``func`` with tiles for ``device``."""
     from ...sim import load_device
@@ -102,10 +146,9 @@ def example(name: str, func: PrimFunc, device: str = "a100-40gb") -> Schedule:
         bm, bn, bk = min(t.block_m, m), min(t.block_n, n), min(t.block_k, k)
         return tiled_matmul(func, bm, bn, bk, tensorize=name == "mma")
     if kind == "conv2d":
-        if name == "mma":
-            raise ScheduleError("conv2d has no tensorized example: turning its tile product into an MMA "
-                                "(an implicit GEMM) is not one of tinyml's primitives; use --example tiled")
         ext = {a.name: a.extent for a in func.block.axes}
+        if name == "mma":
+            return implicit_gemm_conv2d(func, *conv_tiles(func))
         return blocked_conv2d(func, min(64, ext["f"]), min(8, ext["y"]))
     if kind == "softmax":
         if name == "mma":

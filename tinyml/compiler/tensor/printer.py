@@ -217,8 +217,7 @@ def numpy_source(nest: Nest) -> str:
                 lines.append(f"{ii}{out_ref} = 0")
         if d == stop and nest.tensorize_depth is not None:
             names = ", ".join(lp.name for lp in nest.loops[d:])
-            lines.append(f"{ind}{nest.write_buffer()} += {nest.read_buffer(0)} @ {nest.read_buffer(1)}"
-                         f"    # tensorized: one MMA over {names}")
+            lines.append(f"{ind}{mma_text(nest)}    # tensorized: one MMA over {names}")
         elif d == n:
             lines.extend(f"{ind}{a.name} = {e}" for a in blk.axes if (e := axis_expr(nest, a.name)) != a.name)
             cond = [f"{a} < {blk.axis(a).extent}" for a in guards]
@@ -266,6 +265,17 @@ def _finish_in_place(nest: Nest, lines: list, guards: list) -> None:
     lines.append(f"{ind}{blk.output.text()} = {x}")
 
 
+def mma_text(nest: Nest) -> str:
+    """The tensorized tile product: ``C_local += A_shared @ B_shared``, or a conv's implicit GEMM."""
+    from .legality import is_conv
+
+    acc, a, b = nest.write_buffer(), nest.read_buffer(0), nest.read_buffer(1)
+    if is_conv(nest.func.block):
+        f, c = nest.span("f", nest.tensorize_depth), nest.span("c", nest.tensorize_depth)
+        return f"{acc}[0].reshape({f}, -1) += {b}.reshape({f}, -1) @ im2col({a}[0])    # implicit GEMM, K = {c} x r x s"
+    return f"{acc} += {a} @ {b}"
+
+
 def loop_tree(nest: Nest) -> str:
     """The nest as a tree: loops with extent and kind, stages and init where they sit."""
     f = nest.func
@@ -284,8 +294,7 @@ def loop_tree(nest: Nest) -> str:
             rows.append(f"{ind}init {nest.write_buffer()} = 0")
         if d == stop:
             if nest.tensorize_depth is not None:
-                rows.append(f"{ind}mma {nest.write_buffer()} += {nest.read_buffer(0)} @ {nest.read_buffer(1)}"
-                            f"  [{', '.join(lp.name for lp in nest.loops[d:])}]")
+                rows.append(f"{ind}mma {mma_text(nest)}  [{', '.join(lp.name for lp in nest.loops[d:])}]")
             elif f.block.is_softmax:
                 rows.append(f"{ind}softmax rows: {nest.write_buffer()} = softmax({nest.read_buffer(0)})")
             else:
