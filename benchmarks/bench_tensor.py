@@ -41,6 +41,7 @@ from _report import report_targets, verdict, write_json  # noqa: E402
 
 from tinyml.compiler.tensor import Schedule, build, matmul, simulate  # noqa: E402
 from tinyml.compiler.tensor.examples import conv_tiles, implicit_gemm_conv2d, tiled_matmul  # noqa: E402
+from tinyml.compiler.lower.scheduled import library_record  # noqa: E402
 from tinyml.compiler.tensor.resnet import resnet50_convs  # noqa: E402
 from tinyml.kernels.matmul import choose_tiles, matmul_v3  # noqa: E402
 from tinyml.sim import Profile, load_device, meta  # noqa: E402
@@ -172,34 +173,13 @@ def cpu_speed(rounds: int) -> dict:
             "ratio": ratio, "rounds": rounds}
 
 
-def library_record(func):
-    """The graph compiler's default lowering of the conv2d: a library call with the idealised cost."""
-    from tinyml.compiler import Graph, compile
-
-    x, w = func.inputs
-    g = Graph("conv", dtype=func.dtype)
-    y = g.add_node("conv2d", g.input("x", x.shape), g.weight("w", w.shape), strides=(STRIDE(func),) * 2,
-                   pads=(PAD(func),) * 4)
-    g.output(y)
-    (rec,) = compile(g, device=DEVICE, explain=False, dtype=func.dtype).profile().records
-    return rec
-
-
-def STRIDE(func) -> int:  # noqa: N802  (read back from the workload's input index)
-    return dict(func.block.inputs[0].axes[2].terms)["y"]
-
-
-def PAD(func) -> int:  # noqa: N802
-    return -func.block.inputs[0].axes[2].offset
-
-
 def resnet_convs(batch: int) -> list:
     """Every distinct ResNet-50 conv layer: the implicit-GEMM schedule vs the library call."""
     rows = []
     for func, count in resnet50_convs(batch, "fp16"):
         tiles = conv_tiles(func)
         sched = simulate(implicit_gemm_conv2d(func, *tiles), DEVICE)
-        lib = library_record(func)
+        lib = library_record(func, DEVICE)
         rows.append({"layer": [b.shape for b in func.params], "count": count, "tiles": tiles,
                      "ideal_bytes": lib.hbm_bytes, "sched_loaded": loaded(sched), "sched_hbm": sched.hbm_bytes,
                      "sched_time": sched.time_s, "lib_time": lib.time_s, "bound": sched.bound})
