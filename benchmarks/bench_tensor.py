@@ -14,9 +14,13 @@
    primitive; the last step within 10% of v3's simulated time.
 3. Re-costing one compiled structure with new tile sizes (build + count on the simulator, no
    compile): median over several tile sets under 50 ms.
+5. ResNet-50's 23 distinct conv layers (batch 8; 1 with --quick), fp16: the implicit-GEMM
+   schedule's simulated bytes and time next to the library call's idealised cost (INFO).
 4. (not with --quick) CPU executing speed at 1024^3 fp32: the tensorized generated kernel vs
-   matmul v3 with the same tiles, best of N interleaved rounds. Informational: a shared,
-   noisy machine.
+   matmul v3 with the same tiles, median of N interleaved rounds, with each one's spread.
+   Target: within 15% (reported, not failed: a shared, noisy machine). The generated kernel
+   hands the MMA whole, C-contiguous SRAM tiles (as v3 does); it used to pass sliced views
+   of them, and ran at ~70% of v3's speed.
 
 Every target prints PASS or FAIL (INFO rows never fail); the exit code is 1 if any fails.
 """
@@ -36,7 +40,9 @@ if str(ROOT) not in sys.path:            # run from a checkout without installin
 from _report import report_targets, verdict, write_json  # noqa: E402
 
 from tinyml.compiler.tensor import Schedule, build, matmul, simulate  # noqa: E402
-from tinyml.compiler.tensor.examples import tiled_matmul  # noqa: E402
+from tinyml.compiler.tensor.examples import conv_tiles, implicit_gemm_conv2d, tiled_matmul  # noqa: E402
+from tinyml.compiler.lowering.scheduled import library_record  # noqa: E402
+from tinyml.compiler.tensor.resnet import resnet50_convs  # noqa: E402
 from tinyml.kernels.matmul import choose_tiles, matmul_v3  # noqa: E402
 from tinyml.sim import Profile, load_device, meta  # noqa: E402
 from tinyml.sim.units import fmt_bytes, fmt_time  # noqa: E402
@@ -130,7 +136,10 @@ def recost(rounds: int) -> dict:
 
 
 def cpu_speed(rounds: int) -> dict:
-    """Executing 1024^3 fp32: the generated tensorized kernel vs matmul v3, same tiles."""
+    """Executing 1024^3 fp32: the generated tensorized kernel vs matmul v3, same tiles.
+
+    Rounds alternate the order (ABBA) so drift from other processes hits both; the ratio is of
+    the medians, and the spread (max / min of each) says how noisy the machine was."""
     import numpy as np
 
     n = 1024
@@ -141,23 +150,59 @@ def cpu_speed(rounds: int) -> dict:
     kernel = build(tiled_matmul(matmul(n, n, n, "fp32"), *t))
     runs = {"generated": lambda: kernel(a, b),
             "v3": lambda: matmul_v3(a, b, block_m=t[0], block_n=t[1], block_k=t[2])}
-    best = {}
     for name, fn in runs.items():                                       # warm-up (compiles)
         with Profile(DEVICE):
             c = fn()
         assert np.abs(c - a.astype(np.float64) @ b).max() < 1e-2, name
+    times = {name: [] for name in runs}
     for i in range(rounds):
         for name in (list(runs) if i % 2 == 0 else list(reversed(runs))):
             with Profile(DEVICE):
                 t0 = time.perf_counter()
                 runs[name]()
-                dt = time.perf_counter() - t0
-            best[name] = min(best.get(name, dt), dt)
-    ratio = best["v3"] / best["generated"]
-    print(f"\n== 4. CPU, {n}^3 fp32, tiles {t}, best of {rounds} interleaved rounds: generated "
-          f"{best['generated'] * 1e3:.1f} ms, matmul v3 {best['v3'] * 1e3:.1f} ms; "
-          f"generated speed = {ratio:.0%} of v3's")
-    return {"tiles": t, "best_s": best, "ratio": ratio, "rounds": rounds}
+                times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    spread = {name: max(v) / min(v) for name, v in times.items()}
+    ratio = med["v3"] / med["generated"]
+    print(f"\n== 4. CPU, {n}^3 fp32, tiles {t}, median of {rounds} interleaved rounds (spread = slowest / fastest):")
+    for name in runs:
+        print(f"   {name:<10} median {med[name] * 1e3:7.1f} ms   best {min(times[name]) * 1e3:7.1f} ms   "
+              f"spread {spread[name]:.2f}x")
+    print(f"   generated speed = {ratio:.0%} of v3's (best vs best: {min(times['v3']) / min(times['generated']):.0%})")
+    return {"tiles": t, "median_s": med, "best_s": {k: min(v) for k, v in times.items()}, "spread": spread,
+            "ratio": ratio, "rounds": rounds}
+
+
+def resnet_convs(batch: int) -> list:
+    """Every distinct ResNet-50 conv layer: the implicit-GEMM schedule vs the library call."""
+    rows = []
+    for func, count in resnet50_convs(batch, "fp16"):
+        tiles = conv_tiles(func)
+        sched = simulate(implicit_gemm_conv2d(func, *tiles), DEVICE)
+        lib = library_record(func, DEVICE)
+        rows.append({"layer": [b.shape for b in func.params], "count": count, "tiles": tiles,
+                     "ideal_bytes": lib.hbm_bytes, "sched_loaded": loaded(sched), "sched_hbm": sched.hbm_bytes,
+                     "sched_time": sched.time_s, "lib_time": lib.time_s, "bound": sched.bound})
+    print(f"\n== 5. ResNet-50's {len(rows)} distinct conv layers, batch {batch}, fp16 on {DEVICE}: implicit-GEMM "
+          f"schedule (examples.conv_tiles) vs the library call's idealised cost (every byte read once)")
+    print(f"   {'X -> Y, KxK/stride':<34} {'x':>2} {'ideal':>9} {'loaded':>9} {'x ideal':>7} {'HBM':>9} "
+          f"{'sched':>9} {'library':>9} {'x lib':>6}  bound")
+    tot = {"ideal": 0, "loaded": 0, "hbm": 0, "st": 0.0, "lt": 0.0}
+    for r in rows:
+        (x, w, y), n = r["layer"], r["count"]
+        name = f"{'x'.join(map(str, x[1:]))} -> {'x'.join(map(str, y[1:]))}, {w[2]}x{w[3]}/{x[2] // y[2]}"
+        print(f"   {name:<34} {n:>2} {fmt_bytes(r['ideal_bytes']):>9} {fmt_bytes(r['sched_loaded']):>9} "
+              f"{r['sched_loaded'] / r['ideal_bytes']:>6.2f}x {fmt_bytes(r['sched_hbm']):>9} {fmt_time(r['sched_time']):>9} "
+              f"{fmt_time(r['lib_time']):>9} {r['sched_time'] / r['lib_time']:>5.2f}x  {r['bound']}")
+        for key, v in (("ideal", r["ideal_bytes"]), ("loaded", r["sched_loaded"]), ("hbm", r["sched_hbm"]),
+                       ("st", r["sched_time"]), ("lt", r["lib_time"])):
+            tot[key] += n * v
+    print(f"   {'all 53 layers':<34} {'':>2} {fmt_bytes(tot['ideal']):>9} {fmt_bytes(tot['loaded']):>9} "
+          f"{tot['loaded'] / tot['ideal']:>6.2f}x {fmt_bytes(tot['hbm']):>9} {fmt_time(tot['st']):>9} "
+          f"{fmt_time(tot['lt']):>9} {tot['st'] / tot['lt']:>5.2f}x")
+    print("   The library's cost is a promise (each byte once, no tile edges, perfect reuse); the schedule's is what")
+    print("   its loops move: X re-read once per filter tile (ceil(F/BF)) plus the halo rows, W once per row block.")
+    return rows
 
 
 def targets(hand, steps, re, cpu) -> list:
@@ -189,13 +234,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="simulated targets only (CI smoke)")
-    p.add_argument("--rounds", type=int, default=5, help="timing rounds (re-costing, CPU)")
+    p.add_argument("--rounds", type=int, default=7, help="timing rounds (re-costing, CPU)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     args = p.parse_args(argv)
     hand = hand_vs_v3()
     steps = step_by_step()
     re = recost(2 if args.quick else args.rounds)
     cpu = None if args.quick else cpu_speed(args.rounds)
+    convs = resnet_convs(1 if args.quick else 8)
     rows = targets(hand, steps, re, cpu)
     failed = report_targets(rows, width=66)
     print(f"\n{verdict(failed)}")
@@ -203,7 +249,7 @@ def main(argv=None) -> int:
         write_json(args.json, {"device": DEVICE,
                                "steps": [{"after": w, "hbm_bytes": r.hbm_bytes, "loaded_bytes": loaded(r),
                                           "time_s": r.time_s} for w, r in steps],
-                               "recost": re, "cpu": cpu}, rows, failed)
+                               "recost": re, "cpu": cpu, "resnet50_convs": convs}, rows, failed)
     return 1 if failed else 0
 
 

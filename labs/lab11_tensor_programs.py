@@ -4,7 +4,8 @@ Schedule a matmul by hand, the way TVM and the MLC course do: start from the
 loops that define it, apply schedule primitives (split, reorder, bind,
 cache_read / cache_write, compute_at, decompose_reduction, tensorize) one at a
 time, and watch the simulated bytes and time fall until the generated kernel
-runs as fast as the hand-written matmul v3. Then choose tiles for another device.
+runs as fast as the hand-written matmul v3. Then choose tiles for another device, and
+schedule a convolution as an implicit GEMM.
 
 Run it:       python labs/lab11_tensor_programs.py    (or open it as a notebook in VS Code)
 Check it:     tinyml lab check 11
@@ -168,6 +169,64 @@ except NotImplementedError as exc:
     print(f"[Exercise 11.2 not attempted] {exc}")
 except TinymlError as exc:
     print(f"Exercise 11.2: those tiles were refused: {exc}")
+
+# %% [markdown]
+# ## 4. A convolution, scheduled
+#
+# A conv2d is seven loops (`n, f, y, x` spatial; `c, r, s` reductions) whose
+# input index `y * stride + r - pad` is affine. The graph compiler gives it a
+# *library call* whose cost is an ideal: X and W read once, Y written once,
+# the FLOPs on the tensor cores. Your schedule's cost is what its loops move.
+# The primitives are the matmul's, with one new idea: the tile product
+# `f_1 x (y_1, x) x (c_1, r, s)` is a matrix product once the input tile is
+# unfolded (an **implicit GEMM**), so `tensorize` hands it to the tensor cores
+# when the stages and the loops under it are one such tile (the whole 3x3
+# kernel window inside, X and W tiles in `"shared"`, the output tile in a
+# `cache_write` buffer, the init decomposed above).
+
+# %%
+from tinyml.compiler.tensor import conv2d  # noqa: E402
+from tinyml.compiler.tensor.examples import blocked_conv2d  # noqa: E402
+from tinyml.labs.lab11 import diagnose_conv, library_time  # noqa: E402
+
+CONV = (1, 64, 28, 64) if SMOKE else (8, 64, 56, 64)      # (N, C, H = W, F): a ResNet-50 3x3 layer
+CONV_TILES = (64, 1, 16)                                   # (BF filters, BY output rows, BC channels) per step
+layer = conv2d(CONV[0], CONV[1], CONV[2], CONV[2], CONV[3], 3, 3, stride=1, pad=1)
+lib_t = library_time(layer, DEVICE)
+print(f"library call (idealised): {fmt_time(lib_t)}")
+blocked = blocked_conv2d(layer, 64, 8)
+print(cost_line("blocked, one channel a step", simulate(blocked, DEVICE)))
+for line in diagnose_conv(blocked, DEVICE):
+    print(" - still slow:", line)
+
+
+# %%
+def schedule_conv2d(n: int, c: int, h: int, f: int, bf: int, by: int, bc: int) -> Schedule:
+    """Exercise 11.3: a schedule of ``conv2d(n, c, h, h, f, 3, 3, stride=1, pad=1)`` (fp16) with
+    blocks of BF filters x BY output rows (every output column), BC input channels per
+    reduction step, that runs within 1.25x of the library call's idealised time on a100-40gb
+    for ResNet-50's layer (8, 64, 56, 64) with tiles (64, 1, 16).
+
+    Start from ``sch = Schedule(conv2d(...))``: split f, y and c; reorder to
+    ``n, f_0, y_0, c_0, f_1, y_1, x, c_1, r, s``; fuse ``n, f_0, y_0`` into the grid and bind
+    it; the output tile in registers; the init before ``c_0``; X and W tiles in SRAM at
+    ``c_0``; tensorize ``f_1``.
+    """
+    raise NotImplementedError("Exercise 11.3: split f, y, c; reorder; fuse + bind the grid; cache_write; "
+                              "decompose_reduction; cache_read X and W at c_0; tensorize")
+# %%
+try:
+    mine = schedule_conv2d(*CONV, *CONV_TILES)
+    print(loop_tree(mine.nest))
+    r = simulate(mine, DEVICE)
+    print(cost_line("your conv schedule", r) + f": {r.time_s / lib_t:.2f}x the library call (target: at most 1.25x)")
+    for line in diagnose_conv(mine, DEVICE):
+        print(" - still slow:", line)
+except NotImplementedError as exc:
+    print(f"[Exercise 11.3 not attempted] {exc}")
+    print("  Hint: the walkthrough's section 'A convolution as an implicit GEMM'.")
+except TinymlError as exc:
+    print(f"Exercise 11.3: a primitive was refused: {exc}")
 
 # %% [markdown]
 # ## Check your answers

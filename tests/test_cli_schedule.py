@@ -95,9 +95,24 @@ def test_conv2d_example_tiled(capsys):
     assert out["after"]["hbm_bytes"] < out["before"]["hbm_bytes"]
 
 
-def test_conv2d_has_no_mma_example(capsys):
-    one_line_error(capsys, ["schedule", "conv2d", "--channels", "4", "--size", "8", "--example", "mma"],
-                   "implicit GEMM", "--example tiled")
+def test_conv2d_mma_example_is_the_implicit_gemm(capsys):
+    """conv_tiles for 8 filters, 8x8 output, 4 channels: one block per image, one channel step."""
+    out = run_json(capsys, "schedule", "conv2d", "--batch", "2", "--channels", "4", "--size", "8",
+                   "--filters", "8", "--example", "mma")
+    assert "tensorize" in [i["kind"] for i in out["schedule"]["instructions"]]
+    assert "im2col" in out["after"]["source"] and "mma_acc" in out["after"]["source"]
+    s, n, c, h, f = 2, 2, 4, 8, 8                     # 3x3, pad 1: 8x8 out; X, W read once, Y written once
+    assert out["after"]["flops_matmul"] == 2 * n * f * h * h * c * 9 and out["after"]["flops_vector"] == 0
+    assert out["after"]["hbm_read_bytes"] + out["after"]["l2_hit_bytes"] == (n * c * h * h + n * f * c * 9) * s
+    assert out["after"]["hbm_write_bytes"] == n * f * h * h * s
+
+
+def test_softmax_example_caches_the_rows(capsys):
+    out = run_json(capsys, "schedule", "softmax", "--m", "64", "--n", "96", "--example", "tiled")
+    s, m, n = 2, 64, 96
+    assert out["before"]["hbm_read_bytes"] + out["before"]["l2_hit_bytes"] == 2 * m * n * s
+    assert out["after"]["hbm_read_bytes"] + out["after"]["l2_hit_bytes"] == m * n * s
+    one_line_error(capsys, ["schedule", "softmax", "--m", "8", "--n", "8", "--example", "mma"], "tensorize")
 
 
 @pytest.mark.parametrize("argv, needle", [

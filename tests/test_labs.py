@@ -240,3 +240,29 @@ def test_lab11_a_refused_primitive_or_a_wrong_return_is_wrong_not_a_crash(tmp_pa
     got = {r.id: r for r in check_lab(11, path=path).results}
     assert got["11.1"].status == WRONG and "raised BindError" in got["11.1"].message
     assert got["11.2"].status == WRONG and "three numbers" in got["11.2"].message
+
+
+def test_lab11_conv_schedule_without_tensorize_is_diagnosed(tmp_path):
+    """A blocked conv2d (X and W in SRAM, Y in registers) computes the right Y but runs its
+    multiply-adds on the vector units: the checker names tensorize and the implicit GEMM."""
+    path = tmp_path / "my_lab11.py"
+    path.write_text(textwrap.dedent("""
+        from tinyml.compiler.tensor import Schedule, conv2d
+
+        def schedule_conv2d(n, c, h, f, bf, by, bc):
+            sch = Schedule(conv2d(n, c, h, h, f, 3, 3, stride=1, pad=1))
+            f0, f1 = sch.split("f", [None, bf])
+            y0, y1 = sch.split("y", [None, by])
+            sch.reorder("n", f0, y0, "c", f1, y1, "x", "r", "s")
+            grid = sch.fuse("n", f0, y0)
+            sch.bind(grid, "blockIdx.x")
+            sch.reverse_compute_at(sch.cache_write("local"), grid)
+            sch.compute_at(sch.cache_read("X", "shared"), "c")
+            return sch
+    """))
+    got = {r.id: r for r in check_lab(11, path=path).results}
+    assert got["11.3"].status == WRONG
+    msg = got["11.3"].message
+    assert "W is re-read from HBM for every multiply-add" in msg and "X is re-read" not in msg
+    assert "the tile product is not tensorized" in msg and "implicit GEMM" in msg
+    assert "target is 1.25x" in msg and "library call's idealised" in msg

@@ -97,12 +97,18 @@ def test_padding_in_the_printed_program_and_in_the_trace_identity():
         conv2d(1, 1, 2, 2, 1, 3, 3)
 
 
-def test_conv_cannot_be_tensorized_as_a_matmul():
-    from tinyml.compiler.tensor import TensorizeError
-
-    sch = blocked(conv2d(1, 2, 6, 6, 4, 3, 3), 2, 2)
-    with pytest.raises(TensorizeError, match="not a matmul|multiplies"):
-        sch.tensorize("f_1")
+def test_the_blocked_conv_tensorizes_as_an_implicit_gemm_over_one_channel():
+    """blocked_conv2d stages X and W per input channel: tensorizing its tile is an implicit GEMM
+    with K = 1 x KH x KW (tests/test_tensor_implicit_gemm.py covers BC channels per step)."""
+    func = conv2d(1, 2, 6, 6, 4, 3, 3, pad=1, dtype="fp32")
+    sch = blocked(func, 2, 2)
+    sch.tensorize("f_1")
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 2, 6, 6)).astype(np.float32), rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    with Profile("a100-40gb") as prof:
+        y = build(sch, parallel=False)(x, w)
+    np.testing.assert_allclose(y, func.reference(x, w), rtol=1e-5, atol=1e-5)
+    assert prof.records[0].flops_matmul == 2 * 4 * 6 * 6 * 2 * 9
 
 
 @settings(max_examples=6)

@@ -87,4 +87,6 @@ def test_bias_relu_epilogue_in_the_printed_program():
     np.testing.assert_allclose(c, np.maximum(a @ b + bias, 0))
     np.testing.assert_allclose(f.reference(a, b, bias), np.maximum(a @ b + bias, 0))
     with pytest.raises(TensorProgramError, match="epilogue step"):
-        contraction("bad", {"i": 2, "k": 2}, {"A": ("i", "k"), "B": ("k",)}, ("C", ("i",)), epilogue=[("gelu",)])
+        contraction("bad", {"i": 2, "k": 2}, {"A": ("i", "k"), "B": ("k",)}, ("C", ("i",)), epilogue=[("silu",)])
+    with pytest.raises(TensorProgramError, match="epilogue step"):
+        contraction("bad", {"i": 2, "k": 2}, {"A": ("i", "k"), "B": ("k",)}, ("C", ("i",)), epilogue=[("residual",)])

@@ -119,6 +119,53 @@ def test_a_schedule_of_another_workload_is_refused_naming_both_shapes(given):
     assert "A 16x16" in msg and "A 32x24" in msg and "B 24x40" in msg
 
 
+def epilogue_graph(m=24, k=16, n=40, order=("bias", "gelu", "residual")):
+    g = Graph("mlp_block", dtype="fp32")
+    x, w = g.input("x", (2, m // 2, k)), g.weight("w", (k, n))          # (2, M/2, K), (K, N)
+    b, r = g.weight("b", (n,)), g.input("r", (2, m // 2, n))            # (N,), (2, M/2, N)
+    y = g.matmul(x, w)                                                  # (2, M/2, N): M folds the leading dim
+    for step in order:
+        y = g.add(y, b) if step == "bias" else g.add(r, y) if step == "residual" else getattr(g, step)(y)
+    g.output(y)
+    return g
+
+
+@pytest.mark.parametrize("order", [("bias", "gelu", "residual"), ("residual", "relu"), ("gelu",)])
+def test_a_matmul_epilogue_runs_inside_the_generated_kernel(order):
+    """A chain of + bias, + residual, relu, gelu after a 2-D matmul: one generated kernel."""
+    g = epilogue_graph(order=order)
+    m, k, n, s = 24, 16, 40, 4
+    c = compile(g, device=DEVICE, dtype="fp32", bindings={}, schedules={"matmul": mm_schedule})
+    rng = np.random.default_rng(3)
+    inputs = {name: rng.standard_normal(t.shape).astype(np.float32) for name, t in g.inputs.items()}
+    outs, prof = c.run(inputs)
+    np.testing.assert_allclose(outs[0], interpret(g, inputs)[0], rtol=1e-5, atol=1e-5)
+    name = "_".join(("matmul",) + order) + "_scheduled"
+    assert [r.name for r in prof.records] == [name]
+    rec = prof.records[0]
+    flops = {"bias": 1, "residual": 1, "relu": 1, "gelu": 9}
+    assert rec.flops_vector == 2 * m * n * k + sum(flops[x] for x in order) * m * n    # tiles on the vector units
+    bias = n * math.ceil(m / 16) if "bias" in order else 0       # the bias tile loaded per output tile (BM = 16)
+    res = m * n if "residual" in order else 0
+    assert numbers(rec)[1] == (m * k * math.ceil(n / 8) + k * n * math.ceil(m / 16) + bias + res) * s
+    assert numbers(rec)[2] == m * n * s
+    last = c.steps[-1].summary                                  # the per-pass table counts the generated kernel
+    assert (last["kernels"], last["hbm_bytes"]) == (1, prof.hbm_bytes)
+
+
+def test_an_epilogue_that_does_not_fold_runs_after_the_generated_kernel():
+    g = Graph("two_out", dtype="fp32")
+    x, w = g.input("x", (8, 4)), g.weight("w", (4, 8))
+    y = g.matmul(x, w)
+    g.output(g.relu(y), g.tanh(y))                                  # two values written, tanh is no epilogue step
+    c = compile(g, device=DEVICE, explain=False, dtype="fp32", schedules={"matmul": mm_schedule})
+    inputs = x_for(g)
+    outs, prof = c.run(inputs)
+    for o, ref in zip(outs, interpret(g, inputs)):
+        np.testing.assert_allclose(o, ref, rtol=1e-5, atol=1e-5)
+    assert prof.records[0].name == "matmul_scheduled" and len(prof.records) >= 2
+
+
 def test_keys_that_name_nothing_schedulable_are_refused():
     g = mm_graph(relu=True)
     relu = next(n for n in g.nodes if n.op == "relu").name
@@ -174,9 +221,9 @@ def test_cli_compile_schedule_lowers_the_nodes_of_the_traces_workload(capsys, tm
     rc, out, _ = _cli(capsys, "compile", "mlp", "--seq", "64", "--schedule", str(path), "--json")
     assert rc == 0
     data = json.loads(out)
-    assert data["scheduled"] == ["matmul_scheduled"]
+    assert data["scheduled"] == ["matmul_bias_gelu_scheduled"]       # bias and GeLU inside the generated kernel
     names = [k["name"] for k in data["profile"]["kernels"]]
-    assert names.count("matmul_scheduled") == 1 and len(names) == 3   # + its bias/GeLU kernel + the 2nd matmul
+    assert names.count("matmul_bias_gelu_scheduled") == 1 and len(names) == 2   # + the 2nd matmul
     rc, _, err = _cli(capsys, "compile", "mlp", "--seq", "32", "--schedule", str(path))
     assert rc == 2 and "no node" in err and "matmul:fp16:A(64,768)" in err   # n = 32: another workload
     bad = tmp_path / "bad.json"

@@ -298,7 +298,7 @@ def run(args) -> int:
     if scheduled:
         c.print(f"--schedule: {len(scheduled)} generated kernel(s) ({', '.join(sorted(set(scheduled)))}): "
                 f"{len(prof.records)} kernels, {fmt_bytes(prof.hbm_bytes)} HBM, {fmt_time(prof.time_s)} "
-                f"(the table above lowers every step without schedules)")
+                f"(every step of the table above runs them too)")
     errors: dict = {}
     for s in compiled.steps:
         if s.summary.get("error"):

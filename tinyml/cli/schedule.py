@@ -1,4 +1,4 @@
-"""``tinyml schedule matmul|conv2d``: a tensor program's loop nest, a schedule applied to it, and the
+"""``tinyml schedule matmul|conv2d|softmax``: a tensor program's loop nest, a schedule applied to it, and the
 simulated profile before and after.
 
 The workload is built from the shape options; the schedule comes from a trace file
@@ -21,6 +21,7 @@ HELP = """examples:
   tinyml schedule matmul --m 4096 --n 4096 --k 4096 --example mma       naive nest vs matmul v3's schedule
   tinyml schedule matmul --m 256 --n 256 --k 256 --example tiled --write-trace my.json
   tinyml schedule matmul --m 256 --n 256 --k 256 --trace my.json --show source
+  tinyml schedule softmax --m 4096 --n 1024 --example tiled               rows cached in SRAM: X read once
   tinyml schedule conv2d --batch 8 --channels 64 --size 56 --filters 64 --example tiled --json
 """
 
@@ -45,6 +46,10 @@ def register(sub) -> None:
     c.add_argument("--stride", type=positive_int, default=1, help="the stride of both spatial dims")
     c.add_argument("--pad", type=non_negative_int, default=1, help="zero padding on every side")
     _common(c)
+    r = wl.add_parser("softmax", help="Y = softmax of each row of X (M x N): a row reduction", epilog=HELP)
+    r.add_argument("--m", type=positive_int, default=4096, help="rows")
+    r.add_argument("--n", type=positive_int, default=1024, help="the row length (the reduction)")
+    _common(r)
 
 
 def _common(p) -> None:
@@ -66,10 +71,12 @@ def _common(p) -> None:
 
 def workload(args):
     """The PrimFunc the options describe."""
-    from ..compiler.tensor import conv2d, matmul
+    from ..compiler.tensor import conv2d, matmul, softmax
 
     if args.workload == "matmul":
         return matmul(args.m, args.n, args.k, args.dtype)
+    if args.workload == "softmax":
+        return softmax(args.m, args.n, args.dtype)
     return conv2d(args.batch, args.channels, args.size, args.size, args.filters, args.kernel, args.kernel,
                   stride=args.stride, pad=args.pad, dtype=args.dtype)
 

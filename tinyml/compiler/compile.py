@@ -101,14 +101,16 @@ def memory_numbers(graph, bindings: dict) -> dict:
             "intermediates": len(plan.buffers)}
 
 
-def measure(graph, bindings: dict, device: str, dtype: str = "fp16") -> dict:
+def measure(graph, bindings: dict, device: str, dtype: str = "fp16", schedules=None) -> dict:
     """Lower ``graph`` (by its groups, or op by op) and count it: kernels, HBM bytes, seconds.
+    ``schedules`` (a ScheduleTable or an object with ``lookup``) lowers the nodes it names with
+    their generated kernels, as the compiled plan will.
 
     A graph whose tensors do not fit the device's HBM (the op-by-op attention's
     ``(H, n, n)`` scores at long ``n``) gets None for all three and the reason in ``error``.
     """
     try:
-        _, prof = lower(graph).run(bindings=bindings, device=device, dtype=dtype, count=True)
+        _, prof = lower(graph, schedules=schedules).run(bindings=bindings, device=device, dtype=dtype, count=True)
     except HbmOutOfMemoryError as exc:
         return {"kernels": None, "hbm_bytes": None, "time_s": None, "error": str(exc).splitlines()[0]}
     out = {"kernels": len(prof.records), "hbm_bytes": int(prof.hbm_bytes), "time_s": float(prof.time_s),
@@ -270,8 +272,8 @@ def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = 
     ``bounds`` (default: ``bindings``), ``scheme`` and ``skip`` configure ``plan_memory`` and
     ``quantize_weights`` in ``passes="all"``. ``schedules`` lowers the matmul and conv2d
     nodes it names with a schedule's generated kernel (a dict: node name, workload key or op kind
-    -> Schedule, trace or callable; see :mod:`tinyml.compiler.lowering.scheduled`); the steps'
-    numbers stay those of the default lowering, the compiled plan runs the schedules.
+    -> Schedule, trace or callable; see :mod:`tinyml.compiler.lowering.scheduled`); every step's
+    numbers (the per-pass table) then count the generated kernels, as the compiled plan runs them.
     """
     dev = load_device(device).name
     bindings = given_bindings(bindings)
@@ -289,7 +291,12 @@ def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = 
         passes = all_passes(bounds, scheme, skip)
     elif isinstance(passes, str):
         passes = [passes]
-    summarize = (lambda g: measure(g, bindings, dev, dtype)) if numbers else None
+    table = schedules
+    if isinstance(schedules, dict) and schedules:
+        from .lowering.scheduled import ScheduleTable
+
+        table = ScheduleTable(schedules)         # checked against the compiled graph by lower() below
+    summarize = (lambda g: measure(g, bindings, dev, dtype, table or None)) if numbers else None
     result = run_passes(graph, list(DEFAULT_PASSES if passes is None else passes), explain=explain,
                         summarize=summarize)
     steps = [CompiledStep(s.name, s.graph, s.ir, s.dot, dict(s.summary)) for s in result.steps]

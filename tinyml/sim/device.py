@@ -21,6 +21,7 @@ Schema (all sections and keys are required unless marked optional)::
 Optional (0 when absent)::
 
     [sm]            register_bytes                # register file per SM: accumulators live here
+    [sm]            max_threads_per_block         # threads one block may have (0: CUDA's 1024)
     [l2]            capacity_bytes                # last-level cache in front of HBM
 
 Any other section or key is an error that suggests the closest known one
@@ -73,6 +74,7 @@ _SCALARS = [
 # optional scalars: (section, key, attribute, integer?), 0 when absent
 _OPTIONAL = [
     ("sm", "register_bytes", "register_bytes", True),
+    ("sm", "max_threads_per_block", "max_threads_per_block", True),
     ("l2", "capacity_bytes", "l2_bytes", True),
 ]
 _RATE_TABLES = {"matmul_flops": ("fp16", "bf16", "fp32"), "vector_flops": ("fp32",)}
@@ -111,6 +113,7 @@ class Device:
     vector_flops: Mapping[str, float]
     register_bytes: int = 0         # register file per SM (0: accumulators live in SRAM)
     l2_bytes: int = 0               # L2 / last-level cache capacity (0: no capacity reuse)
+    max_threads_per_block: int = 0  # threads per block (0: CUDA's and Metal's 1024)
     sources: Mapping[str, str] = field(default_factory=dict)
 
     # ---- derived numbers -------------------------------------------------

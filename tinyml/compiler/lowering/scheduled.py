@@ -2,7 +2,7 @@
 
 By default lowering gives a matmul group a hand-written kernel and a conv2d group a *library
 call* with an idealised cost (see :mod:`.anchors`, :mod:`.library`). With ``schedules`` (on
-:func:`~tinyml.compiler.compile` or :func:`~.plan.lower`) a node found there is lowered to
+:func:`~tinyml.compiler.compile` or :func:`~.launches.lower`) a node found there is lowered to
 the kernel its schedule generates (:mod:`tinyml.compiler.tensor`), whose bytes the simulator
 counts loop by loop::
 
@@ -31,9 +31,14 @@ The node's workload, at the run's bindings and dtype (:func:`node_workload`):
 * ``conv2d(x, w[, b])`` with one stride and one padding for both axes, no dilation, one group:
   ``conv2d(N, C, H, W, F, KH, KW, stride, pad, bias=b given)``.
 
-The scheduled kernel computes the node; the rest of its fused group (an epilogue: bias,
-batch-norm, ReLU ...) runs after it as one fused elementwise kernel, so the group costs two
-kernels where the hand-written kernel or the library call fused it into one.
+The scheduled kernel computes the node. A 2-D matmul whose fused group is a chain of
+``+ bias (N,)``, ``+ residual (M, N)``, ``relu`` and ``gelu`` with only its last value written
+(a Linear + GeLU, a projection + residual) becomes one generated kernel with the epilogue
+inside (:func:`fold_epilogue`: the schedule, made on the plain matmul, is replayed on
+``matmul(..., epilogue=steps)``; the epilogue runs where the output tile is stored). Any
+other group's rest (batch-norm, a conv's ReLU ...) runs after it as one fused elementwise
+kernel, so that group costs two kernels where the hand-written kernel or the library call
+fused it into one.
 """
 
 from __future__ import annotations
@@ -233,16 +238,85 @@ def scheduled_group(ctx, nodes, outputs, table) -> "dict | None":
     return run_scheduled(ctx, nodes, outputs, anchor, sch, func, operands)
 
 
-def run_scheduled(ctx, nodes, outputs, anchor, sch, func, operands) -> dict:
-    """Run ``anchor`` as ``sch``'s generated kernel, then the rest of the group (its epilogue)."""
-    from ..tensor import build
+#: graph ops a generated matmul takes inside as epilogue steps
+EPILOGUE_OPS = ("add", "relu", "gelu")
 
+
+def fold_epilogue(ctx, anchor, rest, outputs, func):
+    """``(steps, extra values, output name)`` when ``rest`` is an epilogue the generated matmul can
+    take inside (module docstring), else None. ``steps`` names the workload's epilogue, in order
+    (``("bias", "gelu")``); ``extra`` maps its input buffers (``bias``, ``R``) to graph values."""
+    if func.name != "matmul" or not rest or list(outputs) != [rest[-1].name]:
+        return None
+    m, n = func.output.shape
+    prev, steps, extra = anchor.name, [], {}
+    for node in rest:
+        if node.op not in EPILOGUE_OPS or prev not in node.inputs:
+            return None
+        if node.op != "add":
+            if list(node.inputs) != [prev]:
+                return None
+            steps.append(node.op)
+        else:
+            others = [i for i in node.inputs if i != prev]
+            if len(others) != 1:
+                return None
+            shape = tuple(ctx.shape(others[0]))
+            kind = ("bias" if math.prod(shape) == n and shape[-1:] == (n,) else
+                    "residual" if math.prod(shape) == m * n and shape[-1:] == (n,) else None)
+            if kind is None or kind in steps:
+                return None
+            steps.append(kind)
+            extra["bias" if kind == "bias" else "R"] = others[0]
+        prev = node.name
+    return tuple(steps), extra, prev
+
+
+def run_scheduled(ctx, nodes, outputs, anchor, sch, func, operands) -> dict:
+    """Run ``anchor`` as ``sch``'s generated kernel, then the rest of the group (its epilogue),
+    or the whole group as one kernel when its epilogue folds in (:func:`fold_epilogue`)."""
+    from ..tensor import build, replay
+    from ..tensor import workloads as wl
+
+    rest = [n for n in nodes if n is not anchor]
+    folded = fold_epilogue(ctx, anchor, rest, outputs, func)
+    if folded is not None:
+        steps, extra, last = folded
+        m, n = func.output.shape
+        k = func.block.axis("k").extent
+        efunc = wl.matmul(m, n, k, func.dtype, epilogue=steps)
+        kernel = build(replay(efunc, sch.trace), name=f"{efunc.name}_scheduled")
+        shapes = {"bias": (n,), "R": (m, n)}
+        args = operands + [ctx.reshape(ctx.env[extra[b.name]], shapes[b.name]) for b in efunc.inputs[2:]]
+        with ctx.output(last):
+            y = ctx.reshape(kernel(*args), ctx.shape(last))
+        return {last: y}
     kernel = build(sch, name=f"{func.name}_scheduled")
     with ctx.output(anchor.name):
         y = ctx.reshape(kernel(*operands), ctx.shape(anchor.name))
     out = {anchor.name: y} if anchor.name in outputs else {}
-    rest = [n for n in nodes if n is not anchor]
     todo = [o for o in outputs if o != anchor.name]
     if todo:
         out.update(run_pure(ctx, rest, todo, local={anchor.name: y}))
     return out
+
+
+def library_record(func, device: str = "a100-40gb"):
+    """The KernelRecord the default lowering gives a conv2d workload's node: a library call with the
+    idealised cost (X and W read once, Y written once, the FLOPs on the tensor cores). What a scheduled
+    convolution is compared with (``benchmarks/bench_tensor.py``, the tensor-programs page, lab 11)."""
+    from ..compile import compile
+    from ..graph import Graph
+
+    if func.block.name != "conv2d":
+        raise GraphError(f"library_record: {func.name} is not a conv2d workload; only conv2d lowers to a library call")
+    x, w = func.inputs[:2]
+    idx = func.block.inputs[0].axes[2]                  # X's row index: y * stride + r - pad
+    stride, pad = dict(idx.terms)["y"], -idx.offset
+    g = Graph("conv", dtype=func.dtype)
+    args = [g.input("x", x.shape), g.weight("w", w.shape)] + ([g.weight("b", func.inputs[2].shape)]
+                                                             if len(func.inputs) == 3 else [])
+    g.output(g.add_node("conv2d", *args, strides=(stride, stride), pads=(pad,) * 4))
+    (rec,) = compile(g, device=device, explain=False, dtype=func.dtype).profile().records
+    return rec
+

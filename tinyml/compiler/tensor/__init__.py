@@ -3,7 +3,8 @@
 * :mod:`.ir`: buffers with scopes (global = HBM, shared = SRAM, local = registers), a block
   with spatial and reduction axes, the loop nest a schedule transforms;
 * :mod:`.workloads`: ``matmul`` (optionally ``+ bias`` and ReLU), ``batched_matmul`` (any
-  two-input contraction), ``conv2d`` (NCHW, stride, zero padding), each with a float64 NumPy reference;
+  two-input contraction), ``conv2d`` (NCHW, stride, zero padding), ``softmax`` (a row reduction),
+  each with a float64 NumPy reference;
 * :mod:`.printer`: the nest as low-level NumPy-style Python and as a loop tree;
 * :mod:`.schedule`: :class:`Schedule` and its primitives (split, reorder, fuse, bind,
   parallel / vectorize / unroll, cache_read / cache_write, compute_at / reverse_compute_at,
@@ -23,7 +24,7 @@ from .ir import Access, Axis, Block, Buffer, Epilogue, Index, Loop, Nest, Piece,
 from .printer import loop_tree, numpy_source
 from .schedule import Instruction, Schedule
 from .trace import replay, to_json
-from .workloads import WORKLOADS, batched_matmul, contraction, conv2d, matmul
+from .workloads import WORKLOADS, batched_matmul, contraction, conv2d, matmul, softmax
 
 
 def simulate(nest_or_schedule, device="a100-40gb"):
@@ -43,5 +44,5 @@ __all__ = [
     "TensorizeError", "TensorProgramError", "TraceError", "Access", "Axis", "Block", "Buffer", "Epilogue", "Index", "Loop",
     "Nest",
     "Piece", "PrimFunc", "Stage", "loop_tree", "numpy_source", "Instruction", "Schedule", "replay", "to_json",
-    "WORKLOADS", "batched_matmul", "contraction", "conv2d", "matmul", "build", "simulate",
+    "WORKLOADS", "batched_matmul", "contraction", "conv2d", "matmul", "softmax", "build", "simulate",
 ]

@@ -77,3 +77,22 @@ def count_hbm_update(n_elements, counters, blk, elem_bits):
     b = tile_bytes(n_elements, elem_bits)
     counters[blk, HBM_READ] += b
     counters[blk, HBM_WRITE] += b
+
+
+@njit(cache=True)
+def im2col(xs, col, kh, kw, stride, ty, tx):
+    """Unfold an SRAM tile of the input for an implicit GEMM (the CPU stand-in's copy; a GPU's
+    MMA reads ``xs`` through this addressing, with no copy and no bytes counted)::
+
+        col[(c * kh + r) * kw + s, yy * tx + xx] = xs[c, yy * stride + r, xx * stride + s]
+
+    xs (C', span_y, span_x) -> col (C' kh kw, ty tx): the K x N operand whose product with the
+    filter tile W (F', C' kh kw) is the output tile (F', ty tx)."""
+    for c in range(xs.shape[0]):
+        for r in range(kh):
+            for s in range(kw):
+                row = col[(c * kh + r) * kw + s]
+                for yy in range(ty):
+                    src = xs[c, yy * stride + r]
+                    for xx in range(tx):
+                        row[yy * tx + xx] = src[xx * stride + s]

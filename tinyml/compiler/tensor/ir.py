@@ -106,31 +106,60 @@ class Access:
         return all(isinstance(d, str) for d in self.axes)
 
 
+#: vector FLOPs of each epilogue step per element: an add or a max is one; GeLU's tanh form
+#: ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`` is nine (as tinyml.kernels.fusion counts it)
+EPILOGUE_FLOPS = {"bias": 1, "residual": 1, "relu": 1, "gelu": 9}
+EPILOGUE_KINDS = tuple(EPILOGUE_FLOPS)
+#: the steps that add an input (``bias[j]``: broadcast along the other axes; ``R[i, j]``: one per element)
+EPILOGUE_INPUTS = ("bias", "residual")
+GELU_C, GELU_A = 0.7978845608028654, 0.044715        # sqrt(2 / pi), the cubic's coefficient
+
+
 @dataclass(frozen=True)
 class Epilogue:
-    """One step applied to a finished output element: ``bias`` adds ``access`` (an input
-    such as ``bias[j]``), ``relu`` takes ``max(x, 0)``. Each costs one vector FLOP."""
+    """One step applied to a finished output element: ``bias`` and ``residual`` add ``access``
+    (an input such as ``bias[j]`` or ``R[i, j]``), ``relu`` takes ``max(x, 0)``, ``gelu`` GPT-2's
+    tanh GeLU. Each costs :data:`EPILOGUE_FLOPS` vector FLOPs per element."""
 
     kind: str
     access: "Access | None" = None
 
+    @property
+    def flops(self) -> int:
+        return EPILOGUE_FLOPS[self.kind]
+
     def text(self, x: str) -> str:
-        return f"{x} + {self.access.text()}" if self.kind == "bias" else f"max({x}, 0)"
+        if self.access is not None:
+            return f"{x} + {self.access.text()}"
+        return f"max({x}, 0)" if self.kind == "relu" else f"gelu({x})"
 
 
-EPILOGUE_KINDS = ("bias", "relu")
+#: what a block computes: a contraction (``out += x * y``) or a softmax over each row
+BLOCK_OPS = ("contraction", "softmax")
 
 
 @dataclass(frozen=True)
 class Block:
-    """``output = 0`` (init), then ``output += inputs[0] * inputs[1]`` (update) over all axes;
-    when the reduction is complete, the ``epilogue`` steps in order (bias, then ReLU)."""
+    """``op == "contraction"``: ``output = 0`` (init), then ``output += inputs[0] * inputs[1]``
+    (update) over all axes; when the reduction is complete, the ``epilogue`` steps in order.
+
+    ``op == "softmax"`` (a row reduction): ``output[i, j] = exp(x - max_j x) / sum_j exp(x - max_j x)``
+    of the one input ``x = inputs[0][i, j]``. The reduction axis ``j`` carries the row's max and
+    sum (online: one pass keeps both, rescaling the sum when the max grows); a second pass over
+    ``j`` writes the row. So every ``j`` loop runs inside every ``i`` loop, and the row's input
+    is read twice: from HBM, or once from HBM into a ``shared``/``local`` copy and twice from it.
+    """
 
     name: str
     axes: tuple
     output: Access
     inputs: tuple
     epilogue: tuple = ()
+    op: str = "contraction"
+
+    @property
+    def is_softmax(self) -> bool:
+        return self.op == "softmax"
 
     def axis(self, name: str) -> Axis:
         for a in self.axes:
@@ -179,10 +208,12 @@ class PrimFunc:
     def to_dict(self) -> dict:
         """What identifies the workload in a trace: name, buffers and axes."""
         blk = self.block
+        update = (f"{blk.output.text()} = softmax over {blk.reduction[0].name} of {blk.inputs[0].text()}"
+                  if blk.is_softmax else f"{blk.output.text()} += {blk.inputs[0].text()} * {blk.inputs[1].text()}")
         return {"name": self.name,
                 "buffers": [[b.name, list(b.shape), b.dtype] for b in self.params],
                 "axes": [[a.name, a.extent, a.kind] for a in blk.axes],
-                "update": f"{blk.output.text()} += {blk.inputs[0].text()} * {blk.inputs[1].text()}"}
+                "update": update}
 
 
 # ---- the loop nest ---------------------------------------------------------------------

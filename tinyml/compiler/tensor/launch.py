@@ -33,6 +33,8 @@ from ...kernels._contract import blas_single_thread, operand, same_mode
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_tiles, current_profile
 from ...sim.counters import new_counters
 from .codegen import generate
+from .errors import BindError
+from .limits import MAX_THREADS_PER_BLOCK
 from .ir import Nest, access_axes
 
 _COMPILED: dict = {}        # source text -> jitted kernel
@@ -86,13 +88,37 @@ class Kernel:
         self.grid = tuple(nest.loops[i].extent for i in gen.outer) if self.is_grid else (1,)
         self.tensorized = nest.tensorize_depth is not None
 
+    @property
+    def threads(self) -> int:
+        """Threads per block: the product of the ``threadIdx`` loops' extents (1 if none)."""
+        return math.prod(lp.extent for lp in self.nest.loops if lp.thread and lp.thread.startswith("threadIdx"))
+
+    def copies(self, stage) -> int:
+        """How many copies of a stage one block holds at once: one per thread of the
+        ``threadIdx`` loops above it (each thread of a GPU block runs its own iteration, so a
+        register tile under ``threadIdx.x`` of 128 is 128 tiles in the block's register file)."""
+        return math.prod(lp.extent for lp in self.nest.loops[:stage.depth]
+                         if lp.thread and lp.thread.startswith("threadIdx"))
+
     def tiles(self) -> dict:
-        """The tiles one block keeps on chip: shared buffers in SRAM, local ones in registers."""
+        """The tiles one block keeps on chip: shared buffers in SRAM, local ones in registers;
+        a stage under ``threadIdx`` loops once per thread (a leading dimension of that many)."""
         out = {}
         for st in self.nest.stages:
             shape = self.nest.footprint(st)
+            n = self.copies(st)
+            shape = (n,) + shape if n > 1 else shape
             out[st.name] = (shape, st.dtype, "reg") if st.scope == "local" else (shape, st.dtype)
         return out
+
+    def check_threads(self, device) -> None:
+        """A block's threads within the device's limit (``[sm] max_threads_per_block``, CUDA's 1024 if unset)."""
+        limit = device.max_threads_per_block or MAX_THREADS_PER_BLOCK
+        if self.threads > limit:
+            loops = " x ".join(f"{lp.name}={lp.extent}" for lp in self.nest.loops
+                               if lp.thread and lp.thread.startswith("threadIdx"))
+            raise BindError(f"{self.name}: a block has {loops} = {self.threads} threads but {device.name} allows "
+                            f"{limit} per block; split the threadIdx loops smaller (bind the outer part to blockIdx)")
 
     def panels(self) -> "dict | None":
         """L2 panels: blocks that read the same region of an input (same grid values on its axes)."""
@@ -136,6 +162,7 @@ class Kernel:
                                  f"pass meta(..., {b.dtype!r}) or build the workload with dtype={op.dtype!r}")
         execute = same_mode(*ops)
         prof = current_profile()
+        self.check_threads(prof.device)
         tiles = self.tiles()
         sram = check_tiles(prof.device, tiles, kernel=self.name, suggest=lambda: (
             "Split the loops under the stages into smaller tiles, or compute_at the stages at a deeper loop"))

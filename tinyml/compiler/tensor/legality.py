@@ -85,6 +85,8 @@ def check_nest(nest: Nest, kind: str) -> None:
         where = f"grid loops {grid}" if grid else f"position {par}"
         raise BindError(f"{kind}: a parallel loop must be the outermost loop of a nest without blockIdx loops "
                         f"(it is the CPU's grid; here: {where})")
+    if nest.func.block.is_softmax:
+        check_rows(nest, kind)
     stop = nest.tensorize_depth if nest.tensorize_depth is not None else len(loops)
     for i, lp in enumerate(loops):
         if lp.kind == "vectorized" and i != stop - 1:
@@ -92,25 +94,63 @@ def check_nest(nest: Nest, kind: str) -> None:
                                 f"(innermost: {loops[stop - 1].name})")
 
 
+def check_rows(nest: Nest, kind: str) -> None:
+    """A softmax's row loops (its reduction axis) run inside every loop over rows: the row's
+    max and sum must be complete before the second pass writes the row."""
+    red = [i for i, lp in enumerate(nest.loops) if nest.is_reduction(lp)]
+    rows = [i for i, lp in enumerate(nest.loops) if not nest.is_reduction(lp)]
+    if red and rows and min(red) < max(rows):
+        outer, inner = nest.loops[min(red)].name, nest.loops[max(rows)].name
+        blk = nest.func.block
+        raise ReorderError(f"{kind}: reduction loop {outer} would run outside row loop {inner}; {blk.name} "
+                           f"finishes a row's max and sum over {blk.reduction[0].name} before it writes the row, "
+                           f"so every {blk.reduction[0].name} loop must stay inside every "
+                           f"{blk.spatial[0].name} loop")
+    for s in nest.stages:
+        above = [lp.name for lp in nest.loops[:s.depth] if nest.is_reduction(lp)]
+        if above:
+            raise ReorderError(f"{kind}: {s.name} sits under reduction loop {above[0]}, so it would hold part of "
+                               f"a row; both passes over the row must read the same copy. compute_at it at a row "
+                               f"loop ({', '.join(lp.name for lp in nest.loops if not nest.is_reduction(lp))})")
+
+
+def is_conv(blk) -> bool:
+    """The conv2d workload's block (axes n, f, y, x, c, r, s; inputs X and W)."""
+    return blk.name == "conv2d" and [a.name for a in blk.axes] == ["n", "f", "y", "x", "c", "r", "s"]
+
+
 def check_tensorize(nest: Nest, i: int, loop: str) -> None:
     blk = nest.func.block
-    out_axes = blk.output.axes
-    if len(blk.reduction) != 1 or len(out_axes) < 2:
-        raise TensorizeError(f"tensorize: block {blk.name} is not a matmul (one reduction axis, output >= 2-D)")
-    m_ax, n_ax, k_ax = out_axes[-2], out_axes[-1], blk.reduction[0].name
-    a_acc, b_acc = blk.inputs
-    if a_acc.axes[-2:] != (m_ax, k_ax) or b_acc.axes[-2:] != (k_ax, n_ax) or not (a_acc.plain and b_acc.plain):
-        raise TensorizeError(f"tensorize: the inputs are {a_acc.text()} and {b_acc.text()}; the MMA multiplies "
-                             f"(.., {m_ax}, {k_ax}) by (.., {k_ax}, {n_ax})")
+    if blk.is_softmax:
+        raise TensorizeError(f"tensorize({loop}): {blk.name} is a row reduction, not a tile product; "
+                             f"there is no MMA to hand it to")
     inner = nest.loops[i:]
+    if is_conv(blk):                       # implicit GEMM: (f) x (y, x) x (c, r, s), see .implicit_gemm
+        mma_axes, whole = ("f", "y", "x", "c", "r", "s"), ("r", "s")
+    else:
+        out_axes = blk.output.axes
+        if len(blk.reduction) != 1 or len(out_axes) < 2:
+            raise TensorizeError(f"tensorize: block {blk.name} is not a matmul (one reduction axis, output >= 2-D)")
+        m_ax, n_ax, k_ax = out_axes[-2], out_axes[-1], blk.reduction[0].name
+        a_acc, b_acc = blk.inputs
+        if a_acc.axes[-2:] != (m_ax, k_ax) or b_acc.axes[-2:] != (k_ax, n_ax) or not (a_acc.plain and b_acc.plain):
+            raise TensorizeError(f"tensorize: the inputs are {a_acc.text()} and {b_acc.text()}; the MMA multiplies "
+                                 f"(.., {m_ax}, {k_ax}) by (.., {k_ax}, {n_ax})")
+        mma_axes, whole = (m_ax, n_ax, k_ax), ()
     for lp in inner:
         if lp.thread or lp.kind not in ("serial", "unrolled"):
             raise TensorizeError(f"tensorize({loop}): loop {lp.name} inside it is {lp.label}")
         for p in lp.pieces:
-            if p.axis not in (m_ax, n_ax, k_ax):
+            if p.axis not in mma_axes:
                 raise TensorizeError(f"tensorize({loop}): loop {lp.name} walks axis {p.axis}; the MMA covers only "
-                                     f"{m_ax}, {n_ax}, {k_ax}. Move {lp.name} outside {loop}")
-    for ax in (m_ax, n_ax, k_ax):          # the pieces inside must be the lowest digits: one contiguous tile
+                                     f"{', '.join(mma_axes)}. Move {lp.name} outside {loop}")
+    for ax in whole:                       # the kernel window is one GEMM dimension with the channels
+        outside = [lp.name for lp in nest.loops[:i] if ax in lp.axes]
+        if outside:
+            raise TensorizeError(f"tensorize({loop}): loop {outside[0]} outside it walks {ax}; the implicit GEMM's "
+                                 f"K dimension is (c, r, s) with the whole {blk.axis(ax).extent}-wide kernel "
+                                 f"window inside. Move {outside[0]} inside {loop}")
+    for ax in mma_axes:                    # the pieces inside must be the lowest digits: one contiguous tile
         pieces = sorted((p for lp in inner for p in lp.pieces if p.axis == ax), key=lambda p: p.stride)
         expect = 1
         for p in pieces:
@@ -138,5 +178,6 @@ def check_tensorize(nest: Nest, i: int, loop: str) -> None:
                                  f"{loop}, so it is bigger than one MMA operand; compute_at it at "
                                  f"{nest.loops[i - 1].name if i else 'the root'} or tensorize higher")
     if nest.init_depth is None or nest.init_depth > i:
-        raise TensorizeError(f"tensorize({loop}): the init (if {k_ax} == 0: ... = 0) is still in the update; "
+        zero = " and ".join(f"{a.name} == 0" for a in blk.reduction)
+        raise TensorizeError(f"tensorize({loop}): the init (if {zero}: ... = 0) is still in the update; "
                              f"decompose_reduction at or above {loop} first")

@@ -141,10 +141,12 @@ def numpy_source(nest: Nest) -> str:
             elif s.kind == "write" and after:
                 x = f"{s.name}{_valid_part(nest, s)}"
                 for step in blk.epilogue:
-                    if step.kind == "bias":
+                    if step.access is not None:
                         x = f"{x} + {step.access.buffer}[{_slices(nest, s, step.access.axes)}]"
-                    else:
+                    elif step.kind == "relu":
                         x = f"np.maximum({x}, 0)"
+                    else:
+                        x = f"gelu({x})"
                 note = "    # the epilogue, then the store" if blk.epilogue else ""
                 out.append(f"{ind}{s.source}[{_slices(nest, s)}] = {x}{note}")
         return out
@@ -166,8 +168,35 @@ def numpy_source(nest: Nest) -> str:
     n = len(nest.loops)
     stop = nest.tensorize_depth if nest.tensorize_depth is not None else n
 
+    first_red = min([q for q, lp in enumerate(nest.loops) if nest.is_reduction(lp)], default=n)
+
+    def softmax_rows(d: int, ind: str) -> None:
+        """A softmax row: its max and sum (online), then the row written."""
+        i_ax, j_ax = blk.spatial[0].name, blk.reduction[0].name
+        if (e := axis_expr(nest, i_ax)) != i_ax:
+            lines.append(f"{ind}{i_ax} = {e}")
+        if i_ax in guards:
+            lines.append(f"{ind}if {i_ax} < {blk.axis(i_ax).extent}:")
+            ind += "    "
+        lines.append(f"{ind}m, s = -np.inf, 0.0          # the row's max and sum (registers)")
+        for text in ("x = {x}; m_new = max(m, x); s = s * np.exp(m - m_new) + np.exp(x - m_new); m = m_new",
+                     "{y} = np.exp({x} - m) / s"):
+            ii = ind
+            for lp in nest.loops[d:]:
+                lines.append(f"{ii}for {lp.name} in range({lp.extent}):")
+                ii += "    "
+            if (e := axis_expr(nest, j_ax)) != j_ax:
+                lines.append(f"{ii}{j_ax} = {e}")
+            if j_ax in guards:
+                lines.append(f"{ii}if {j_ax} < {blk.axis(j_ax).extent}:")
+                ii += "    "
+            lines.append(ii + text.format(x=ref(0), y=out_ref))
+
     def emit(d: int, ind: str) -> None:
         lines.extend(stage_lines(d, ind, after=False))
+        if blk.is_softmax and d == first_red:
+            softmax_rows(d, ind)
+            return
         if nest.init_depth == d:
             lines.append(f"{ind}# init (decompose_reduction)")
             ii = ind
@@ -188,8 +217,7 @@ def numpy_source(nest: Nest) -> str:
                 lines.append(f"{ii}{out_ref} = 0")
         if d == stop and nest.tensorize_depth is not None:
             names = ", ".join(lp.name for lp in nest.loops[d:])
-            lines.append(f"{ind}{nest.write_buffer()} += {nest.read_buffer(0)} @ {nest.read_buffer(1)}"
-                         f"    # tensorized: one MMA over {names}")
+            lines.append(f"{ind}{mma_text(nest)}    # tensorized: one MMA over {names}")
         elif d == n:
             lines.extend(f"{ind}{a.name} = {e}" for a in blk.axes if (e := axis_expr(nest, a.name)) != a.name)
             cond = [f"{a} < {blk.axis(a).extent}" for a in guards]
@@ -237,6 +265,17 @@ def _finish_in_place(nest: Nest, lines: list, guards: list) -> None:
     lines.append(f"{ind}{blk.output.text()} = {x}")
 
 
+def mma_text(nest: Nest) -> str:
+    """The tensorized tile product: ``C_local += A_shared @ B_shared``, or a conv's implicit GEMM."""
+    from .legality import is_conv
+
+    acc, a, b = nest.write_buffer(), nest.read_buffer(0), nest.read_buffer(1)
+    if is_conv(nest.func.block):
+        f, c = nest.span("f", nest.tensorize_depth), nest.span("c", nest.tensorize_depth)
+        return f"{acc}[0].reshape({f}, -1) += {b}.reshape({f}, -1) @ im2col({a}[0])    # implicit GEMM, K = {c} x r x s"
+    return f"{acc} += {a} @ {b}"
+
+
 def loop_tree(nest: Nest) -> str:
     """The nest as a tree: loops with extent and kind, stages and init where they sit."""
     f = nest.func
@@ -255,8 +294,9 @@ def loop_tree(nest: Nest) -> str:
             rows.append(f"{ind}init {nest.write_buffer()} = 0")
         if d == stop:
             if nest.tensorize_depth is not None:
-                rows.append(f"{ind}mma {nest.write_buffer()} += {nest.read_buffer(0)} @ {nest.read_buffer(1)}"
-                            f"  [{', '.join(lp.name for lp in nest.loops[d:])}]")
+                rows.append(f"{ind}mma {mma_text(nest)}  [{', '.join(lp.name for lp in nest.loops[d:])}]")
+            elif f.block.is_softmax:
+                rows.append(f"{ind}softmax rows: {nest.write_buffer()} = softmax({nest.read_buffer(0)})")
             else:
                 rows.append(f"{ind}update {nest.write_buffer()} += {nest.read_buffer(0)} * {nest.read_buffer(1)}")
             break

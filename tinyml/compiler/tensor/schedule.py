@@ -254,11 +254,16 @@ class Schedule:
         self._annotate("parallel", loop, kind="parallel")
 
     def vectorize(self, loop: str) -> None:
-        """Mark the innermost loop vectorized (a hint: LLVM vectorizes it; no counter changes)."""
+        """Vectorize the innermost (spatial) loop: the generated kernel writes its trip count into
+        the source as a constant, so LLVM vectorizes it without a remainder loop. The simulator's
+        counts do not change: it charges bytes and FLOPs, not instructions (a GPU's vectorized
+        128-bit loads move the same bytes in fewer instructions)."""
         self._annotate("vectorize", loop, kind="vectorized")
 
     def unroll(self, loop: str) -> None:
-        """Mark a loop unrolled (a hint for LLVM; no counter changes)."""
+        """Unroll a loop: its trip count goes into the generated source as a constant, so LLVM
+        unrolls it fully (a new extent is a new compile). The counts do not change (the same
+        bytes and FLOPs; fewer branch instructions, which the simulator does not charge)."""
         self._annotate("unroll", loop, kind="unrolled")
 
     # ---- stages ----------------------------------------------------------------------
@@ -283,6 +288,10 @@ class Schedule:
     def cache_write(self, scope: str) -> str:
         """Accumulate the output in an fp32 buffer in ``scope`` and store it back afterwards."""
         out = self.func.block.output.buffer
+        if self.func.block.is_softmax:
+            raise ScheduleError(f"cache_write: {self.func.name} writes each element of {out} once, in its second "
+                                f"pass over the row; there is no sum to accumulate. Cache its input instead "
+                                f"(cache_read)")
         if scope not in SCOPES[1:]:
             raise ScheduleError(f"cache_write({scope!r}): the scope must be 'shared' or 'local'")
         if self.nest.write_stage():
@@ -305,6 +314,14 @@ class Schedule:
         t = self.nest.tensorize_depth
         if t is not None and depth > t:
             raise ComputeAtError(f"{kind}({stage}, {loop}): the loop is inside the tensorized region")
+        if st.kind == "read" and self.func.block.is_softmax:
+            red = [lp.name for lp in self.nest.loops[:depth] if self.nest.is_reduction(lp)]
+            if red:
+                raise ComputeAtError(
+                    f"{kind}({stage}, {loop}): {red[0]} walks the row ({self.func.block.reduction[0].name}), so "
+                    f"{stage} would hold only part of it, and the second pass over the row would find the first "
+                    f"part gone. compute_at it at a row loop "
+                    f"({', '.join(lp.name for lp in self.nest.loops if not self.nest.is_reduction(lp))})")
         if st.kind == "write":
             red = [lp.name for lp in self.nest.loops[:depth] if self.nest.is_reduction(lp)]
             if red:
@@ -347,6 +364,9 @@ class Schedule:
         """Take the init (``if k == 0: C = 0``) out of the update: zero the output region
         of the loops inside ``loop`` right before ``loop`` runs."""
         i, lp = self._loop(loop)
+        if self.func.block.is_softmax:
+            raise ComputeAtError(f"decompose_reduction({loop}): {self.func.name}'s row max and sum start at "
+                                 f"(-inf, 0) in registers for every row; there is no output to zero")
         if self.nest.init_depth is not None:
             raise ComputeAtError(f"decompose_reduction({loop}): the reduction is decomposed already "
                                  f"(init before {self.nest.loops[self.nest.init_depth].name})")

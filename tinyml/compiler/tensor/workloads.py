@@ -2,9 +2,12 @@
 
     matmul(M, N, K)          C[i, j]    += A[i, k]    * B[k, j]       (C: M x N)
         bias=True, relu=True:  then C[i, j] = max(C[i, j] + bias[j], 0)
+        gelu=True, residual=True: then C[i, j] = gelu(C[i, j]) + R[i, j]
     batched_matmul(B, M, N, K) C[b, i, j] += A[b, i, k] * B[b, k, j]  (C: B x M x N)
     conv2d(N, C, H, W, F, KH, KW, stride, pad)
                              Y[n, f, y, x] += X[n, c, y*st + r - pad, x*st + s - pad] * W[f, c, r, s]
+    softmax(M, N)            Y[i, j] = exp(X[i, j] - max_j X[i, :]) / sum_j exp(X[i, j] - max_j X[i, :])
+                             (a row reduction: j carries the row's max and sum)
 
 :func:`contraction` is the general builder behind them: any ``out += x * y`` whose
 buffers are indexed by the block's axes, one axis per dimension.
@@ -16,7 +19,7 @@ import numpy as np
 
 from ...sim import FLOAT_DTYPES, canonical
 from .errors import TensorProgramError
-from .ir import EPILOGUE_KINDS, REDUCE, SPATIAL, Access, Axis, Block, Buffer, Epilogue, Index, PrimFunc
+from .ir import EPILOGUE_INPUTS, EPILOGUE_KINDS, GELU_A, GELU_C, REDUCE, SPATIAL, Access, Axis, Block, Buffer, Epilogue, Index, PrimFunc
 
 
 def _positive(name: str, value) -> int:
@@ -37,7 +40,8 @@ def contraction(name: str, extents: dict, inputs: dict, output: tuple, dtype: st
                     {"A": ("i", "k"), "B": ("k", "j")}, ("C", ("i", "j")))
 
     ``epilogue`` lists steps applied to each finished output element, in order:
-    ``("bias", buffer, axes)`` adds ``buffer[axes]`` (an extra input), ``("relu",)``.
+    ``("bias", buffer, axes)`` and ``("residual", buffer, axes)`` add ``buffer[axes]`` (an extra
+    input), ``("relu",)``, ``("gelu",)``.
     """
     dtype = canonical(dtype, FLOAT_DTYPES)
     if len(inputs) != 2:
@@ -45,9 +49,10 @@ def contraction(name: str, extents: dict, inputs: dict, output: tuple, dtype: st
     out_name, out_axes = output
     steps = []
     for step in epilogue:
-        if not step or step[0] not in EPILOGUE_KINDS or (step[0] == "bias") != (len(step) == 3):
-            raise TensorProgramError(f"{name}: epilogue step {step!r} is not ('bias', buffer, axes) or ('relu',)")
-        steps.append(Epilogue(step[0], Access(step[1], tuple(step[2])) if step[0] == "bias" else None))
+        if not step or step[0] not in EPILOGUE_KINDS or (step[0] in EPILOGUE_INPUTS) != (len(step) == 3):
+            raise TensorProgramError(f"{name}: epilogue step {step!r} is not ('bias' | 'residual', buffer, axes), "
+                                     f"('relu',) or ('gelu',)")
+        steps.append(Epilogue(step[0], Access(step[1], tuple(step[2])) if step[0] in EPILOGUE_INPUTS else None))
     extra = {s.access.buffer: s.access.axes for s in steps if s.access is not None}
     for buf, axes in [*inputs.items(), *extra.items(), output]:
         for a in axes:
@@ -80,24 +85,43 @@ def _einsum_reference(block: Block):
         y = np.einsum(spec, x[0], x[1])
         extra = iter(x[2:])
         for step in block.epilogue:
-            if step.kind == "bias":       # broadcast the input along the output axes it is indexed by
+            if step.access is not None:   # broadcast the input along the output axes it is indexed by
                 v = next(extra)
                 shape = [y.shape[d] if a in step.access.axes else 1 for d, a in enumerate(out_axes)]
                 order = sorted(range(len(step.access.axes)), key=lambda q: out_axes.index(step.access.axes[q]))
                 y = y + np.transpose(v, order).reshape(shape)
-            else:
+            elif step.kind == "relu":
                 y = np.maximum(y, 0.0)
+            else:
+                y = 0.5 * y * (1.0 + np.tanh(GELU_C * (y + GELU_A * y ** 3)))
         return y
     reference.spec = spec
     return reference
 
 
-def matmul(m: int, n: int, k: int, dtype: str = "fp16", *, bias: bool = False, relu: bool = False) -> PrimFunc:
-    """C (M x N) = A (M x K) @ B (K x N), then optionally ``+ bias`` (N,) and ReLU."""
-    epilogue = ((("bias", "bias", ("j",)),) if bias else ()) + ((("relu",),) if relu else ())
-    name = "_".join(["matmul"] + (["bias"] if bias else []) + (["relu"] if relu else []))
-    return contraction(name, {"i": m, "j": n, "k": k}, {"A": ("i", "k"), "B": ("k", "j")},
-                       ("C", ("i", "j")), dtype, epilogue)
+def matmul(m: int, n: int, k: int, dtype: str = "fp16", *, bias: bool = False, relu: bool = False,
+           gelu: bool = False, residual: bool = False, epilogue: "tuple | None" = None) -> PrimFunc:
+    """C (M x N) = A (M x K) @ B (K x N), then optionally an epilogue on each finished element,
+    inside the kernel: ``+ bias`` (N,), ReLU or GeLU, ``+ R`` (M, N, a residual), in that order;
+    ``epilogue`` gives the steps in another order (names from ``"bias" "relu" "gelu" "residual"``,
+    e.g. ``("bias", "gelu", "residual")``). The workload is named after its steps
+    (``matmul_bias_gelu_residual``); its extra inputs are ``bias`` and ``R``, after A and B."""
+    if epilogue is None:
+        epilogue = tuple(name for name, on in (("bias", bias), ("relu", relu), ("gelu", gelu),
+                                               ("residual", residual)) if on)
+    elif bias or relu or gelu or residual:
+        raise TensorProgramError("matmul: give the epilogue either as flags (bias=, relu=, gelu=, residual=) "
+                                 "or as epilogue=(...), not both")
+    inputs = {"bias": ("bias", "bias", ("j",)), "residual": ("residual", "R", ("i", "j"))}
+    steps = []
+    for name in epilogue:
+        if name not in EPILOGUE_KINDS:
+            raise TensorProgramError(f"matmul: epilogue step {name!r} is not one of {list(EPILOGUE_KINDS)}")
+        if name in inputs and any(st[0] == name for st in steps):
+            raise TensorProgramError(f"matmul: the epilogue adds {name} twice; a matmul takes one {name} input")
+        steps.append(inputs.get(name, (name,)))
+    return contraction("_".join(["matmul", *epilogue]), {"i": m, "j": n, "k": k}, {"A": ("i", "k"), "B": ("k", "j")},
+                       ("C", ("i", "j")), dtype, tuple(steps))
 
 
 def batched_matmul(batch: int, m: int, n: int, k: int, dtype: str = "fp16") -> PrimFunc:
@@ -150,4 +174,37 @@ def conv2d(n: int, c: int, h: int, w: int, f: int, kh: int, kw: int, *, stride: 
     return PrimFunc("conv2d_bias" if bias else "conv2d", params, block, reference=reference)
 
 
-WORKLOADS = {"matmul": matmul, "batched_matmul": batched_matmul, "conv2d": conv2d}
+#: vector FLOPs per element of a softmax: the online pass (compare, subtract, exp, add) and
+#: the writing pass (subtract, exp, multiply by 1 / sum)
+SOFTMAX_STATS_FLOPS, SOFTMAX_WRITE_FLOPS = 4, 3
+
+
+def softmax(m: int, n: int, dtype: str = "fp16") -> PrimFunc:
+    """Y (M x N) = softmax of each row of X (M x N): a row reduction.
+
+    ``i`` is spatial (rows are independent); ``j`` is a reduction: the row's max and sum
+    accumulate across it. The kernel makes two passes over each row (online softmax)::
+
+        for i:
+            m, s = -inf, 0
+            for j: x = X[i, j]; s = s * exp(m - max(m, x)) + exp(x - max(m, x)); m = max(m, x)
+            for j: Y[i, j] = exp(X[i, j] - m) / s
+
+    so a schedule that leaves X in HBM reads it twice (``2 M N s`` bytes, plus ``M N s`` to
+    write Y); one that caches the row (``cache_read("X", "shared")`` at a loop over rows)
+    reads it once (``2 M N s`` in all).
+    """
+    dtype = canonical(dtype, FLOAT_DTYPES)
+    m, n = _positive("m", m), _positive("n", n)
+    axes = (Axis("i", m, SPATIAL), Axis("j", n, REDUCE))
+    block = Block("softmax", axes, Access("Y", ("i", "j")), (Access("X", ("i", "j")),), op="softmax")
+
+    def reference(x):
+        """float64 softmax of each row (the max subtracted first)."""
+        x = np.asarray(x, dtype=np.float64)
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return PrimFunc("softmax", (Buffer("X", (m, n), dtype), Buffer("Y", (m, n), dtype)), block, reference=reference)
+
+
+WORKLOADS = {"matmul": matmul, "batched_matmul": batched_matmul, "conv2d": conv2d, "softmax": softmax}
