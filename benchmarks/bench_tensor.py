@@ -41,7 +41,7 @@ from _report import report_targets, verdict, write_json  # noqa: E402
 
 from tinyml.compiler.tensor import Schedule, build, matmul, simulate  # noqa: E402
 from tinyml.compiler.tensor.examples import conv_tiles, implicit_gemm_conv2d, tiled_matmul  # noqa: E402
-from tinyml.compiler.lowering.scheduled import library_record  # noqa: E402
+from tinyml.compiler.library_record import library_record  # noqa: E402
 from tinyml.compiler.tensor.resnet import resnet50_convs  # noqa: E402
 from tinyml.kernels.matmul import choose_tiles, matmul_v3  # noqa: E402
 from tinyml.sim import Profile, load_device, meta  # noqa: E402

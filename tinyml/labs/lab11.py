@@ -78,7 +78,7 @@ def diagnose(sch, device: str = "a100-40gb") -> list:
 def library_time(func, device: str = "a100-40gb") -> float:
     """Simulated seconds of the library call the graph compiler gives a conv2d workload by default
     (the idealised cost: X and W read once, Y written once, FLOPs on the tensor cores)."""
-    from ..compiler.lowering.scheduled import library_record
+    from ..compiler.library_record import library_record
 
     return library_record(func, device).time_s
 
