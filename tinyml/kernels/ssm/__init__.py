@@ -1,0 +1,19 @@
+"""State-space and linear-recurrent kernels: where the state lives decides the bytes.
+
+| module            | what                                                                          |
+|-------------------|-------------------------------------------------------------------------------|
+| `scan_naive`      | selective scan in three kernels, the (batch, L, D, N) state through HBM        |
+| `scan_fused`      | the IO-aware scan: state in registers, only inputs, outputs, checkpoints in HBM |
+| `scan_bwd`        | its backward: states recomputed per chunk from the checkpoints                 |
+| `scan_parallel`   | the scan as an associative (Blelloch / Hillis-Steele) scan: work vs depth      |
+| `linear_*`        | linear attention / RWKV-style decayed recurrence: recurrent, quadratic, chunked |
+| `decode`          | one decoding step with the fixed-size state (vs a KV cache)                    |
+| `reference`       | float64 NumPy references                                                       |
+"""
+
+from __future__ import annotations
+
+from .scan_fused import selective_scan_fused
+from .scan_naive import selective_scan_naive
+
+__all__ = ["selective_scan_fused", "selective_scan_naive"]
