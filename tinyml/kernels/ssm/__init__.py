@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+from .scan_bwd import selective_scan_backward
+from .scan_call import ScanSaved
 from .scan_fused import selective_scan_fused
 from .scan_naive import selective_scan_naive
 
-__all__ = ["selective_scan_fused", "selective_scan_naive"]
+__all__ = ["selective_scan_fused", "selective_scan_naive", "selective_scan_backward", "ScanSaved"]

@@ -65,6 +65,15 @@ class ScanCall:
         return op.data.reshape(-1) if ndim == 1 else op.data.reshape(-1, op.shape[-1])
 
 
+@dataclass
+class ScanSaved:
+    """What the backward needs from a fused forward: the validated inputs and the state checkpoints."""
+
+    call: ScanCall
+    checkpoints: object          # (batch, ceil(L / chunk), D, N) fp32: the state at the end of each chunk
+    chunk: int
+
+
 def _refuse(data, name: str, bad, rule: str, fix: str) -> None:
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -28,12 +28,13 @@ HBM traffic (``s`` bytes per element of the logical dtype, ``nD = ceil(D / BD)``
 
     reads  = 2 batch L D s + 2 batch L N s nD + 4 batch D N (+ 4 batch D with D_skip)
     writes = batch L D s + 4 batch nT D N
-    vector FLOPs = 6 batch L D N + batch L D (+ 2 batch L D with D_skip)
+    vector FLOPs = 7 batch L D N + batch L D (+ 2 batch L D with D_skip)
 
-(per state element: delta A 1, exp 1, multiply by h 1, add 1, C h multiply-add 2;
-per token and channel: delta u 1; the skip: multiply-add 2.) The naive scan
-moves about ``12 batch L D N`` bytes of fp32 states instead: ~``4N`` times more
-for fp16 inputs (``4N / s``... see :func:`tinyml.kernels.ssm.scan_naive.expected_bytes`).
+(per state element: delta A 1, exp 1, times h 1, delta u times B 1, add 1, C h
+multiply-add 2; per token and channel: delta u 1; the skip: multiply-add 2.) The
+naive scan moves ``24 batch L D N`` bytes of fp32 states instead
+(:func:`tinyml.kernels.ssm.scan_naive.expected_bytes`): with D >> N nD the ratio is
+about ``24 N / (3 s)``, 4N for fp16 inputs.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ from ...sim.tiles import count_tile_load, count_vector, store_tile
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
 from .._contract import ceil_div
 from ..attention.fastexp import exp_le0
-from .scan_call import (DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanCall, fused_tiles, grid_of,
+from .scan_call import (DUMMY2, ScanSaved, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanCall, fused_tiles, grid_of,
                         pick_blocks, prepare_scan, track_inputs)
 
 KERNEL = "scan_fused"
-PER_STATE = 6
+PER_STATE = 7
 PER_CHANNEL = 1
 PER_SKIP = 2
 
@@ -149,15 +150,16 @@ def launch_fused(call: ScanCall, block_d, chunk, kernel: str = KERNEL):
 
 
 def selective_scan_fused(u, delta, A, B, C, D=None, *, dtype: str = "fp16", block_d: "int | None" = None,
-                         chunk: "int | None" = None, return_checkpoints: bool = False):
+                         chunk: "int | None" = None, return_saved: bool = False):
     """y (batch, L, D) of the selective scan, IO-aware (see the module docstring).
 
     u, delta: (batch, L, D); A: (D, N) <= 0; B, C: (batch, L, N); D: (D,) or None. NumPy arrays
     (executing) or ``tinyml.sim.meta`` tensors (counting). ``block_d`` channels per thread block and
     ``chunk`` tokens per SRAM chunk default to sizes that fit the active device
-    (:func:`.scan_call.pick_blocks`). With ``return_checkpoints`` also returns the (batch, nT, D, N) fp32
-    states at the end of each chunk (what the backward restarts from).
+    (:func:`.scan_call.pick_blocks`). With ``return_saved`` also returns a
+    :class:`~.scan_call.ScanSaved`: the inputs and the (batch, nT, D, N) fp32 states at the end of each
+    chunk, what :func:`.scan_bwd.selective_scan_backward` restarts from.
     """
     call = prepare_scan(u, delta, A, B, C, D, dtype=dtype, kernel=KERNEL)
-    y, ckpt, _, _ = launch_fused(call, block_d, chunk)
-    return (y, ckpt) if return_checkpoints else y
+    y, ckpt, _, t = launch_fused(call, block_d, chunk)
+    return (y, ScanSaved(call, ckpt, t)) if return_saved else y
