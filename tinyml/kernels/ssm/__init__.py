@@ -13,9 +13,13 @@
 
 from __future__ import annotations
 
+from .linear_chunked import linear_attention_chunked
+from .linear_quadratic import linear_attention_quadratic
+from .linear_recurrent import linear_attention_recurrent
 from .scan_bwd import selective_scan_backward
 from .scan_call import ScanSaved
 from .scan_fused import selective_scan_fused
 from .scan_naive import selective_scan_naive
 
-__all__ = ["selective_scan_fused", "selective_scan_naive", "selective_scan_backward", "ScanSaved"]
+__all__ = ["linear_attention_chunked", "linear_attention_quadratic", "linear_attention_recurrent",
+           "selective_scan_fused", "selective_scan_naive", "selective_scan_backward", "ScanSaved"]
