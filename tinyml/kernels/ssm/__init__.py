@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from .decode import linear_decode_step, ssm_decode_step
 from .linear_chunked import linear_attention_chunked
 from .linear_quadratic import linear_attention_quadratic
 from .linear_recurrent import linear_attention_recurrent
@@ -21,5 +22,5 @@ from .scan_call import ScanSaved
 from .scan_fused import selective_scan_fused
 from .scan_naive import selective_scan_naive
 
-__all__ = ["linear_attention_chunked", "linear_attention_quadratic", "linear_attention_recurrent",
+__all__ = ["ssm_decode_step", "linear_decode_step", "linear_attention_chunked", "linear_attention_quadratic", "linear_attention_recurrent",
            "selective_scan_fused", "selective_scan_naive", "selective_scan_backward", "ScanSaved"]
