@@ -59,7 +59,7 @@ def check_decay(decay, heads: int, kernel: str) -> np.ndarray:
     bad = ~((g > 0) & (g <= 1))
     if bad.any():
         i = int(np.argmax(bad))
-        raise TileConfigError(f"{kernel}: decay[{i}] = {g[i]!r}; a decay must be in (0, 1] (1 = no decay, "
+        raise TileConfigError(f"{kernel}: decay[{i}] = {float(g[i]):g}; a decay must be in (0, 1] (1 = no decay, "
                               f"as plain linear attention; RetNet uses 1 - 2^(-5 - h)); larger ones make the "
                               f"state grow without bound")
     return g
