@@ -66,11 +66,15 @@ def scan_chunk(u, dt, Bm, Cm, A, Dv, h, y_s, r0, nt, c0, nd, N, has_d):
         for d in range(nd):
             dd = dt[r, c0 + d]
             du = dd * u[r, c0 + d]
+            hd = h[d]
+            a = A[c0 + d]
+            b_t = Bm[r]
+            for n in range(N):            # no reduction in this loop: it runs in SIMD lanes, exp included
+                hd[n] = exp_le0(dd * a[n]) * hd[n] + du * b_t[n]
             acc = np.float32(0.0)
+            c_t = Cm[r]
             for n in range(N):
-                hv = exp_le0(dd * A[c0 + d, n]) * h[d, n] + du * Bm[r, n]
-                h[d, n] = hv
-                acc += Cm[r, n] * hv
+                acc += c_t[n] * hd[n]
             if has_d:
                 acc += Dv[c0 + d] * u[r, c0 + d]
             y_s[t, d] = acc
