@@ -6,7 +6,7 @@
 | `scan_fused`      | the IO-aware scan: state in registers, only inputs, outputs, checkpoints in HBM |
 | `scan_bwd`        | its backward: states recomputed per chunk from the checkpoints                 |
 | `scan_parallel`   | the scan as an associative (Blelloch / Hillis-Steele) scan: work vs depth      |
-| `linear_*`        | linear attention / RWKV-style decayed recurrence: recurrent, quadratic, chunked |
+| `linear_*`        | linear attention / RWKV-style decayed recurrence: recurrent, quadratic, chunked, chunked backward |
 | `decode`          | one decoding step with the fixed-size state (vs a KV cache)                    |
 | `reference`       | float64 NumPy references                                                       |
 """
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from .decode import linear_decode_step, ssm_decode_step
+from .linear_bwd import linear_attention_chunked_backward
 from .linear_chunked import linear_attention_chunked
 from .linear_quadratic import linear_attention_quadratic
 from .linear_recurrent import linear_attention_recurrent
@@ -22,5 +23,6 @@ from .scan_call import ScanSaved
 from .scan_fused import selective_scan_fused
 from .scan_naive import selective_scan_naive
 
-__all__ = ["ssm_decode_step", "linear_decode_step", "linear_attention_chunked", "linear_attention_quadratic", "linear_attention_recurrent",
+__all__ = ["ssm_decode_step", "linear_decode_step", "linear_attention_chunked", "linear_attention_chunked_backward",
+           "linear_attention_quadratic", "linear_attention_recurrent",
            "selective_scan_fused", "selective_scan_naive", "selective_scan_backward", "ScanSaved"]
