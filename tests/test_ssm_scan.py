@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from strategies import ELEM_BYTES, block_sizes, dims, logical_dtypes, seeds
 from tinyml.kernels.ssm import reference as R
 from tinyml.kernels.ssm import scan_bwd, scan_fused, scan_naive
-from tinyml.kernels.ssm import selective_scan_backward, selective_scan_fused, selective_scan_naive
+from tinyml.kernels.ssm import (scan_stats, selective_scan_backward, selective_scan_fused, selective_scan_naive,
+                                selective_scan_parallel)
 from tinyml.sim import (DTypeError, NonFiniteError, Profile, ShapeError, SramOverflowError, TinymlError, meta)
 
 
@@ -54,7 +55,8 @@ def test_fused_equals_naive_equals_reference_and_counting(shape, seed, bd, chunk
     args = scan_inputs(seed, b, L, D, N, skip)
     ref = R.selective_scan(*args)
     tol = tolerance(ref, L, N)
-    for fn in (selective_scan_fused, selective_scan_naive):
+    par = lambda *a, **kw: selective_scan_parallel(*a, method="hillis_steele", **kw)        # noqa: E731
+    for fn in (selective_scan_fused, selective_scan_naive, selective_scan_parallel, par):
         y, recs = records(fn, args, block_d=bd, chunk=chunk, dtype=dtype)
         assert y.shape == ref.shape and np.abs(y - ref).max() <= tol
         _, counted = records(fn, metas(args, dtype), block_d=bd, chunk=chunk, dtype=dtype)
@@ -111,6 +113,50 @@ def test_backward_matches_reference_gradients(b, L, D, N, seed, bd, chunk, skip)
         _, saved = selective_scan_fused(*metas(args), block_d=bd, chunk=chunk, return_saved=True)
         selective_scan_backward(saved, meta(dy.shape), block_d=bd)
     assert [r.to_dict() for r in prof.records] == recs
+
+
+def combines_by_hand(n, method):
+    """Combines of an inclusive scan of n elements, by simulating the index patterns."""
+    total, s = 0, 1
+    if method == "hillis_steele":
+        while s < n:
+            total += len(range(s, n))
+            s *= 2
+        return total
+    while s < n:
+        total += len(range(2 * s - 1, n, 2 * s))
+        s *= 2
+    s //= 2
+    while s >= 1:
+        total += len(range(3 * s - 1, n, 2 * s))
+        s //= 2
+    return total
+
+
+@given(st.integers(1, 2), dims(70), dims(9), st.sampled_from([1, 4, 16]), block_sizes(40), st.booleans())
+def test_parallel_scan_work_and_depth(b, L, D, N, chunk, skip):
+    t = min(chunk, L)
+    sizes = [t] * (L // t) + ([L % t] if L % t else [])
+    args = (meta((b, L, D)), meta((b, L, D)), meta((D, N), "fp32"), meta((b, L, N)), meta((b, L, N)),
+            meta((D,), "fp32") if skip else None)
+    per_token = D * (7 * N + 1 + (2 if skip else 0))
+    out = {}
+    for method in ("blelloch", "hillis_steele"):
+        work = sum(combines_by_hand(n, method) for n in sizes)
+        _, recs = records(selective_scan_parallel, args, method=method, block_d=4, chunk=chunk)
+        assert recs[0]["flops_vector"] == b * (L * per_token + 3 * D * N * work)
+        _, fused = records(selective_scan_fused, args, block_d=4, chunk=chunk)
+        assert (recs[0]["hbm_read_bytes"], recs[0]["hbm_write_bytes"]) == (fused[0]["hbm_read_bytes"],
+                                                                           fused[0]["hbm_write_bytes"])
+        stats = scan_stats(L, t, method)
+        assert stats["combines"] == work
+        out[method] = stats
+    levels = [max(0, (n - 1).bit_length()) for n in sizes]
+    assert out["hillis_steele"]["depth"] == sum(levels) + len(sizes) - 1
+    assert out["blelloch"]["depth"] == 2 * sum(levels) + len(sizes) - 1
+    for n in sizes:     # work-efficient: Blelloch <= 2n, Hillis-Steele >= it
+        assert combines_by_hand(n, "blelloch") <= 2 * n
+        assert combines_by_hand(n, "blelloch") <= combines_by_hand(n, "hillis_steele")
 
 
 def test_reference_gradients_are_finite_differences():

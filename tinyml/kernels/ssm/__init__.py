@@ -22,7 +22,8 @@ from .scan_bwd import selective_scan_backward
 from .scan_call import ScanSaved
 from .scan_fused import selective_scan_fused
 from .scan_naive import selective_scan_naive
+from .scan_parallel import scan_stats, selective_scan_parallel
 
 __all__ = ["ssm_decode_step", "linear_decode_step", "linear_attention_chunked", "linear_attention_chunked_backward",
            "linear_attention_quadratic", "linear_attention_recurrent",
-           "selective_scan_fused", "selective_scan_naive", "selective_scan_backward", "ScanSaved"]
+           "selective_scan_fused", "selective_scan_naive", "selective_scan_parallel", "scan_stats", "selective_scan_backward", "ScanSaved"]
