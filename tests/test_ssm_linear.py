@@ -170,3 +170,20 @@ def test_errors():
     with Profile("toy"):
         with pytest.raises(SramOverflowError, match="state of one head"):
             linear_attention_chunked(meta((1, 1, 64, 512)), meta((1, 1, 64, 512)), meta((1, 1, 64, 512)))
+
+
+def test_mixing_rows_max_batch_by_hand():
+    from tinyml.inference import mixing_rows, state_bytes, weight_bytes
+    from tinyml.sim import load_device, load_model
+
+    m, dev = load_model("llama-2-7b"), load_device("a100-80gb")
+    sb = state_bytes(m)
+    assert sb["ssm"] == m.layers * 2 * m.hidden * 16 * 4
+    assert sb["rwkv"] == m.layers * (m.hidden // 64) * 64 * 64 * 4
+    free = dev.hbm_capacity - weight_bytes(m, "fp16")["total"]
+    rows = mixing_rows(m, "fp16", dev, [2048, 131072])
+    kv_per_token = 2 * m.layers * m.kv_heads * m.head_dim * 2
+    assert rows[0]["max_batch"] == {"transformer": free // (2048 * kv_per_token), "ssm": free // sb["ssm"],
+                                    "rwkv": free // sb["rwkv"]}
+    assert rows[1]["max_batch"]["transformer"] == 0 and rows[1]["mixing_tokens_per_s"]["transformer"] == 0
+    assert rows[0]["mixing_tokens_per_s"]["ssm"] > rows[0]["mixing_tokens_per_s"]["transformer"] > 0
