@@ -102,3 +102,8 @@ for dev, shape in WORKLOADS.items():
 # Small chunks: many tiny, inefficient matmuls and a state update per chunk.
 # Large chunks: the nc^2 intra-chunk work grows, and the tiles stop fitting SRAM.
 # The toy device's SRAM ends the search early; the A100 finds an interior minimum.
+
+# %%
+from tinyml.labs import check_lab  # noqa: E402
+
+print(check_lab(13, path=globals().get("__file__")).render())
