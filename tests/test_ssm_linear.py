@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strategies import ELEM_BYTES, block_sizes, dims, logical_dtypes, seeds
@@ -32,6 +32,7 @@ def run(fn, *args, **kw):
     return out, prof.records[0].to_dict()
 
 
+@settings(max_examples=20)      # each example runs several kernels in both modes
 @given(st.integers(1, 2), st.integers(1, 3), dims(45), st.sampled_from([1, 3, 8]), st.sampled_from([1, 5, 8]),
        seeds(), st.one_of(st.none(), block_sizes(20)), logical_dtypes(), st.booleans())
 def test_forms_agree_with_reference_and_counting(b, h, n, d, dv, seed, size, dtype, decayed):
@@ -71,6 +72,7 @@ def test_bytes_and_flops_equal_formulas(b, h, n, d, dv, size, dtype):
     assert rec["flops_matmul"] == 2 * (d + dv) * b * h * sum(rows[i] * min(n, (i + 1) * c) for i in range(nqb))
 
 
+@settings(max_examples=20)      # each example runs several kernels in both modes
 @given(st.integers(1, 2), st.integers(1, 3), dims(40), st.sampled_from([1, 3, 8]), st.sampled_from([1, 5]), seeds(),
        st.one_of(st.none(), block_sizes(16)), st.booleans())
 def test_chunked_backward_matches_reference_gradients(b, h, n, d, dv, seed, chunk, decayed):
