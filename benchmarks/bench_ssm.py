@@ -7,6 +7,7 @@
 3. Decoding: per-token time of the mixing layers and the largest batch that fits, 2k .. 128k context,
    Transformer + KV cache vs an SSM and an RWKV-style model of the same width.
 4. This CPU: the fused scan vs a straightforward NumPy scan at batch 4, 1024 channels, N 16, L 2048.
+5. The parallel (Blelloch, Hillis-Steele) scan: combines and depth against the sequential scan.
 
     python benchmarks/bench_ssm.py            # everything, about a minute
     python benchmarks/bench_ssm.py --quick    # CI smoke (a few lengths; exits 1 if a simulated target fails)
@@ -22,8 +23,8 @@ import time
 import numpy as np
 
 from tinyml.kernels.attention import decode_attention, flash_attention
-from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_recurrent, linear_decode_step,
-                                selective_scan_fused, selective_scan_naive, ssm_decode_step)
+from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_recurrent, linear_decode_step, scan_stats,
+                                selective_scan_fused, selective_scan_naive, selective_scan_parallel, ssm_decode_step)
 from tinyml.sim import HbmOutOfMemoryError, Profile, load_device, meta
 
 DEV = "a100-80gb"
@@ -116,6 +117,23 @@ def part3(contexts):
               f"{tps[2]:>11,.0f}@{b:<2}")
 
 
+def part5(L):
+    print(f"\n5. the scan as a parallel scan, batch 1, D={D_INNER}, N={N_STATE}, L={L} on {DEV}: work vs depth per channel")
+    print(f"{'form':>22} {'chunk':>6} {'combines':>9} {'depth':>7} {'vector GFLOP':>13} {'SRAM GB':>8} {'ms':>7}")
+    p = sim(selective_scan_fused, *scan_args(1, L), chunk=64)
+    r = p.records[0]
+    print(f"{'sequential (fused)':>22} {64:>6} {L - 1:>9} {L - 1:>7} {r.flops_vector / 1e9:>13.2f} "
+          f"{(r.sram_read_bytes + r.sram_write_bytes) / 1e9:>8.2f} {p.time_s * 1e3:>7.3f}")
+    for method in ("blelloch", "hillis_steele"):
+        for chunk in (16, 64):
+            p = sim(selective_scan_parallel, *scan_args(1, L), method=method, chunk=chunk)
+            r, st = p.records[0], scan_stats(L, chunk, method)
+            print(f"{method:>22} {chunk:>6} {st['combines']:>9} {st['depth']:>7} {r.flops_vector / 1e9:>13.2f} "
+                  f"{(r.sram_read_bytes + r.sram_write_bytes) / 1e9:>8.2f} {p.time_s * 1e3:>7.3f}")
+    print("   (the cost model charges work, not depth: the parallel forms only pay here; on a GPU their depth "
+          "is what lets a warp's 32 threads share one channel's chunk)")
+
+
 def numpy_scan(u, dt, A, B, C, D):
     """A straightforward NumPy selective scan: a Python loop over time, (batch, D, N) arrays per step."""
     b, L, dm = u.shape
@@ -163,11 +181,13 @@ def main(argv=None) -> int:
         part2([2048], ["a100-80gb"], [32, 64])
         part3([2048])
         part4(2, 256)
+        part5(4096)
     else:
         part1([512, 1024, 2048, 4096, 8192, 16384, 32768, 65536], fails)
         part2([1024, 4096, 16384, 65536], ["a100-80gb", "h100-sxm"], [16, 32, 64, 128, 256])
         part3([2048, 8192, 32768, 131072])
         part4(5, 2048)
+        part5(65536)
     for f in fails:
         print("FAIL:", f)
     return 1 if fails else 0
