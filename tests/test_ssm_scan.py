@@ -244,3 +244,20 @@ def test_a_state_that_does_not_fit_names_the_numbers():
     with Profile("toy"):
         with pytest.raises(SramOverflowError, match="block_d="):
             selective_scan_fused(*metas(scan_inputs(0, 1, 64, 64, 16, False)), block_d=64, chunk=64)
+
+
+def test_cli_ssm_prints_every_form_and_refuses_bad_input(capsys):
+    import json
+
+    from tinyml.cli import main
+
+    assert main(["ssm", "--seq", "512", "--channels", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    forms = {r["form"].split(" (")[0]: r for r in out["forms"]}
+    assert set(forms) == {"naive scan", "IO-aware scan", "parallel scan", "FlashAttention-2"}
+    assert forms["naive scan"]["kernels"] == 3 and forms["IO-aware scan"]["kernels"] == 1
+    assert forms["naive scan"]["hbm_bytes"] > 10 * forms["IO-aware scan"]["hbm_bytes"]
+    assert main(["ssm", "--seq", "0"]) == 2
+    assert main(["ssm", "--device", "no-such-gpu"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "unknown device" in err
