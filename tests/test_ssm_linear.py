@@ -14,7 +14,7 @@ from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_chunk
                                 linear_decode_step, ssm_decode_step)
 from test_ssm_scan import scan_inputs
 from tinyml.kernels.ssm import reference as R
-from tinyml.sim import DTypeError, Profile, ShapeError, TileConfigError, meta
+from tinyml.sim import DTypeError, NonFiniteError, Profile, ShapeError, TileConfigError, meta
 
 FORMS = {"chunked": (linear_attention_chunked, "chunk"), "recurrent": (linear_attention_recurrent, "chunk"),
          "quadratic": (linear_attention_quadratic, "block")}
@@ -163,6 +163,10 @@ def test_errors():
         linear_attention_chunked(q, k, v, decay=[0.9, 0.9, 0.9])
     with pytest.raises(DTypeError):
         linear_attention_chunked(q, k, meta(v.shape))
+    bad = q.copy()
+    bad[0, 1, 2, 0] = np.inf
+    with pytest.raises(NonFiniteError):
+        linear_attention_chunked(bad, k, v)
     with pytest.raises(ShapeError, match="C-contiguous float32"):
         linear_decode_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], state=np.zeros((1, 2, 3, 3)))
     with pytest.raises(ShapeError, match="state is"):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ...sim import current_profile, tiles_fit
 from ...sim.sram import REG
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile

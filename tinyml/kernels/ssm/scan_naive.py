@@ -41,7 +41,7 @@ from ...sim.sram import REG
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
 from .._contract import ceil_div
-from .scan_call import (DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanCall, grid_of, pick_blocks,
+from .scan_call import (DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, grid_of, pick_blocks,
                         prepare_scan, track_inputs)
 
 KERNELS = ("scan_naive_discretize", "scan_naive_states", "scan_naive_readout")
