@@ -27,18 +27,19 @@ EPILOG = """examples:
   tinyml schedule matmul --m 4096 --n 4096 --k 4096 --example mma   a loop nest, scheduled by hand
   tinyml quant --model llama-2-7b --device a100-80gb   model size, fit and tokens/s per weight format
   tinyml decode --model llama-2-7b --context 4096      one decode step's kernels, KV cache, split-KV
+  tinyml ssm --seq 4096                        a selective scan: naive vs IO-aware vs parallel, and FA2
   tinyml lab list                              the course labs
 """
 
 
 def build_parser() -> Parser:
-    from . import attention, compile, decode, devices, fuse, kernels, lab, quant, schedule, tour
+    from . import attention, compile, decode, devices, fuse, kernels, lab, quant, schedule, ssm, tour
 
     parser = Parser(prog="tinyml", description="See the GPU memory hierarchy at work, on a laptop CPU.",
                     epilog=EPILOG)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (tour, devices, kernels, attention, fuse, compile, schedule, quant, decode, lab):
+    for module in (tour, devices, kernels, attention, fuse, compile, schedule, quant, decode, ssm, lab):
         module.register(sub)
     return parser
 

@@ -7,6 +7,7 @@
 | `bound`   | bytes a decode step must read, and the tokens/s that HBM bandwidth allows              |
 | `step`    | one decode step simulated through the real kernels (counting mode), layer x layers     |
 | `rnn`     | the same memory and throughput math for an RNN/RWKV-style model with a fixed state    |
+| `mixing`  | the same max-batch table with the real decode kernels (KV-cache attention, SSM and RWKV steps) |
 | `report`  | one row per format: size, fits, bound and simulated tokens/s, max batch (CLI, docs)   |
 
 Model shapes come from :mod:`tinyml.sim.models` (``load_model("llama-2-7b")``).
@@ -25,6 +26,7 @@ _EXPORTS = {
     "decode_bytes": "bound", "bandwidth_bound": "bound", "Bound": "bound",
     "simulate_step": "step", "DecodeStep": "step",
     "rnn_state_bytes": "rnn", "rnn_max_batch": "rnn", "throughput": "rnn", "compare_batch": "rnn",
+    "mixing_rows": "mixing", "state_bytes": "mixing",
     "serving_rows": "report", "size_table": "report", "Throughput": "rnn",
 }
 
