@@ -44,6 +44,7 @@ from ...sim.sram import REG
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._classes import add_scaled, launch_counters, rep_count, rep_tile
 from .._contract import blas_single_thread, operand
+from .._counting import extent
 from .linear_call import DUMMY2, OP_DO, OP_K, OP_Q, OP_V, prepare_linear
 from .linear_chunked import decay_mask, per_head_ids, resolve_chunk
 
@@ -72,18 +73,17 @@ def _scales(nc, g, up, down):
 @njit(parallel=True, cache=True)
 def _body(q, k, v, do, dq, dk, dv, decay, BT, H, N, D, DV, C, execute, ids, counters, elem_bits):
     nch = (N + C - 1) // C
-    e = 0 if execute else 1
     for row in prange(len(ids)):
         blk = ids[row]
         g = decay[blk % H]
-        c1 = C - e * (C - 1)
-        q_s = np.zeros((c1, D - e * (D - 1)), dtype=np.float32)
-        k_s = np.zeros((c1, D - e * (D - 1)), dtype=np.float32)
-        v_s = np.zeros((c1, DV - e * (DV - 1)), dtype=np.float32)
-        do_s = np.zeros((c1, DV - e * (DV - 1)), dtype=np.float32)
-        r_q = np.zeros((c1, D - e * (D - 1)), dtype=np.float32)
-        r_v = np.zeros((c1, DV - e * (DV - 1)), dtype=np.float32)
-        S = np.zeros((D - e * (D - 1), DV - e * (DV - 1)), dtype=np.float32)
+        c1 = extent(C, execute)
+        q_s = np.zeros((c1, extent(D, execute)), dtype=np.float32)
+        k_s = np.zeros((c1, extent(D, execute)), dtype=np.float32)
+        v_s = np.zeros((c1, extent(DV, execute)), dtype=np.float32)
+        do_s = np.zeros((c1, extent(DV, execute)), dtype=np.float32)
+        r_q = np.zeros((c1, extent(D, execute)), dtype=np.float32)
+        r_v = np.zeros((c1, extent(DV, execute)), dtype=np.float32)
+        S = np.zeros((extent(D, execute), extent(DV, execute)), dtype=np.float32)
         up = np.zeros(c1, dtype=np.float32)
         down = np.zeros(c1, dtype=np.float32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)

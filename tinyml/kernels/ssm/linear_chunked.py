@@ -42,6 +42,7 @@ from ...sim.sram import REG
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._classes import add_scaled, launch_counters, rep_count, rep_tile
 from .._contract import blas_single_thread, block_size
+from .._counting import extent
 from .linear_call import DUMMY2, OP_K, OP_Q, OP_V, LinearCall, prepare_linear
 
 KERNEL = "linear_chunked"
@@ -93,16 +94,15 @@ def decay_mask(P, nc, g):
 def _body(q, k, v, o, decay, BT, H, N, D, DV, C, execute, ids, counters, elem_bits):
     # q, k: (BT*H*N, D); v, o: (BT*H*N, DV); decay: (H,)
     nch = (N + C - 1) // C
-    e = 0 if execute else 1
     for row in prange(len(ids)):
         blk = ids[row]
         r_base = blk * N
         g = decay[blk % H]
-        q_s = np.zeros((C - e * (C - 1), D - e * (D - 1)), dtype=np.float32)
-        k_s = np.zeros((C - e * (C - 1), D - e * (D - 1)), dtype=np.float32)
-        v_s = np.zeros((C - e * (C - 1), DV - e * (DV - 1)), dtype=np.float32)
-        S = np.zeros((D - e * (D - 1), DV - e * (DV - 1)), dtype=np.float32)
-        o_s = np.zeros((C - e * (C - 1), DV - e * (DV - 1)), dtype=np.float32)
+        q_s = np.zeros((extent(C, execute), extent(D, execute)), dtype=np.float32)
+        k_s = np.zeros((extent(C, execute), extent(D, execute)), dtype=np.float32)
+        v_s = np.zeros((extent(C, execute), extent(DV, execute)), dtype=np.float32)
+        S = np.zeros((extent(D, execute), extent(DV, execute)), dtype=np.float32)
+        o_s = np.zeros((extent(C, execute), extent(DV, execute)), dtype=np.float32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         for jr in range(rep_count(0, nch, execute)):
             c, mult = rep_tile(jr, 0, nch, execute)

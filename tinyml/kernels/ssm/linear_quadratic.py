@@ -31,6 +31,7 @@ from ...sim.sram import REG
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile
 from .._contract import ceil_div
+from .._counting import extent
 from .linear_call import OP_K, OP_Q, OP_V, prepare_linear
 from .linear_chunked import resolve_chunk, run_linear
 
@@ -45,7 +46,6 @@ def quadratic_tiles(block: int, d: int, dv: int, dtype: str) -> dict:
 @njit(parallel=True, cache=True)
 def _body(q, k, v, o, decay, BT, H, N, D, DV, BS, execute, ids, counters, elem_bits):
     nqb = (N + BS - 1) // BS
-    e = 0 if execute else 1
     for row in prange(len(ids)):
         blk = ids[row]
         head = blk // nqb
@@ -53,10 +53,10 @@ def _body(q, k, v, o, decay, BT, H, N, D, DV, BS, execute, ids, counters, elem_b
         g = np.float32(decay[head % H])
         base = head * N
         rows = min(BS, N - i * BS)
-        q_s = np.zeros((BS - e * (BS - 1), D - e * (D - 1)), dtype=np.float32)
-        k_s = np.zeros((BS - e * (BS - 1), D - e * (D - 1)), dtype=np.float32)
-        v_s = np.zeros((BS - e * (BS - 1), DV - e * (DV - 1)), dtype=np.float32)
-        o_s = np.zeros((BS - e * (BS - 1), DV - e * (DV - 1)), dtype=np.float32)
+        q_s = np.zeros((extent(BS, execute), extent(D, execute)), dtype=np.float32)
+        k_s = np.zeros((extent(BS, execute), extent(D, execute)), dtype=np.float32)
+        v_s = np.zeros((extent(BS, execute), extent(DV, execute)), dtype=np.float32)
+        o_s = np.zeros((extent(BS, execute), extent(DV, execute)), dtype=np.float32)
         load_tile(q, base + i * BS, 0, rows, D, q_s, execute, counters, row, OP_Q, elem_bits)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         for jr in range(rep_count(0, i + 1, execute)):

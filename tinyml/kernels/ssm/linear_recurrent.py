@@ -25,6 +25,7 @@ from numba import njit, prange
 from ...sim.sram import REG
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile
+from .._counting import extent
 from .linear_call import OP_K, OP_Q, OP_V, prepare_linear
 from .linear_chunked import per_head_ids, resolve_chunk, run_linear
 
@@ -40,15 +41,14 @@ def recurrent_tiles(chunk: int, d: int, dv: int, dtype: str) -> dict:
 @njit(parallel=True, cache=True)
 def _body(q, k, v, o, decay, BT, H, N, D, DV, T, execute, ids, counters, elem_bits):
     nch = (N + T - 1) // T
-    e = 0 if execute else 1
     for row in prange(len(ids)):
         blk = ids[row]
         g = np.float32(decay[blk % H])
-        q_s = np.zeros((T - e * (T - 1), D - e * (D - 1)), dtype=np.float32)
-        k_s = np.zeros((T - e * (T - 1), D - e * (D - 1)), dtype=np.float32)
-        v_s = np.zeros((T - e * (T - 1), DV - e * (DV - 1)), dtype=np.float32)
-        o_s = np.zeros((T - e * (T - 1), DV - e * (DV - 1)), dtype=np.float32)
-        S = np.zeros((D - e * (D - 1), DV - e * (DV - 1)), dtype=np.float32)
+        q_s = np.zeros((extent(T, execute), extent(D, execute)), dtype=np.float32)
+        k_s = np.zeros((extent(T, execute), extent(D, execute)), dtype=np.float32)
+        v_s = np.zeros((extent(T, execute), extent(DV, execute)), dtype=np.float32)
+        o_s = np.zeros((extent(T, execute), extent(DV, execute)), dtype=np.float32)
+        S = np.zeros((extent(D, execute), extent(DV, execute)), dtype=np.float32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         for jr in range(rep_count(0, nch, execute)):
             c, mult = rep_tile(jr, 0, nch, execute)

@@ -54,6 +54,7 @@ from ...sim.tiles import count_tile_load, count_vector, store_tile
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
 from .._contract import ceil_div, operand
 from ..attention.fastexp import exp_le0
+from .._counting import extent
 from .scan_call import DUMMY1, DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanSaved, grid_of, pick_blocks
 
 KERNEL = "scan_bwd"
@@ -135,10 +136,10 @@ def _body(u, dt, A, Bm, Cm, Dv, dy, ckpt, du, ddt, dBp, dCp, dAp, dDp, BT, L, DM
         count_tile_load(nd, N, counters, row, OP_A, 32)
         if has_d:
             count_tile_load(1, nd, counters, row, OP_D, 32)
-        dh = np.zeros((BD - e * (BD - 1), N - e * (N - 1)), dtype=np.float32)
-        dA = np.zeros((BD - e * (BD - 1), N - e * (N - 1)), dtype=np.float32)
-        dD = np.zeros(BD - e * (BD - 1), dtype=np.float32)
-        Hs = np.zeros((T + 1 - e * T, BD - e * (BD - 1), N - e * (N - 1)), dtype=np.float32)
+        dh = np.zeros((extent(BD, execute), extent(N, execute)), dtype=np.float32)
+        dA = np.zeros((extent(BD, execute), extent(N, execute)), dtype=np.float32)
+        dD = np.zeros(extent(BD, execute), dtype=np.float32)
+        Hs = np.zeros((T + 1 - e * T, extent(BD, execute), extent(N, execute)), dtype=np.float32)
         none = np.zeros((1, 1), dtype=np.float32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         count_tile_load(nd, N, step, 0, OP_CKPT, 32)           # one checkpoint per chunk but the first

@@ -48,6 +48,7 @@ from ...sim.tiles import count_tile_load, count_vector, store_tile
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
 from .._contract import ceil_div
 from ..attention.fastexp import exp_le0
+from .._counting import extent
 from .scan_call import (DUMMY2, ScanSaved, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanCall, fused_tiles, grid_of,
                         pick_blocks, prepare_scan, track_inputs)
 
@@ -85,7 +86,6 @@ def _body(u, dt, A, Bm, Cm, Dv, y, ckpt, BT, L, DM, N, BD, T, has_d, execute, id
     # u, dt, y: (BT*L, DM); Bm, Cm: (BT*L, N); A: (DM, N); Dv: (DM,); ckpt: (BT*nT*DM, N) fp32
     ndb = (DM + BD - 1) // BD
     nch = (L + T - 1) // T
-    e = 0 if execute else 1
     for row in prange(len(ids)):
         blk = ids[row]
         b = blk // ndb
@@ -94,8 +94,8 @@ def _body(u, dt, A, Bm, Cm, Dv, y, ckpt, BT, L, DM, N, BD, T, has_d, execute, id
         count_tile_load(nd, N, counters, row, OP_A, 32)
         if has_d:
             count_tile_load(1, nd, counters, row, OP_D, 32)
-        h = np.zeros((BD - e * (BD - 1), N - e * (N - 1)), dtype=np.float32)     # (BD, N) registers
-        y_s = np.zeros((T - e * (T - 1), BD - e * (BD - 1)), dtype=np.float32)   # (T, BD) SRAM
+        h = np.zeros((extent(BD, execute), extent(N, execute)), dtype=np.float32)     # (BD, N) registers
+        y_s = np.zeros((extent(T, execute), extent(BD, execute)), dtype=np.float32)   # (T, BD) SRAM
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         for jr in range(rep_count(0, nch, execute)):
             c, mult = rep_tile(jr, 0, nch, execute)

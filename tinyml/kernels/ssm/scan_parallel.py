@@ -47,6 +47,7 @@ from ...sim.tiles import count_tile_load, count_vector, store_tile
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
 from .._contract import ceil_div
 from ..attention.fastexp import exp_le0
+from .._counting import extent
 from .scan_call import (DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, grid_of, pick_blocks, prepare_scan,
                         track_inputs)
 
@@ -122,10 +123,10 @@ def _body(u, dt, A, Bm, Cm, Dv, y, ckpt, BT, L, DM, N, BD, T, has_d, method, exe
         count_tile_load(nd, N, counters, row, OP_A, 32)
         if has_d:
             count_tile_load(1, nd, counters, row, OP_D, 32)
-        h = np.zeros((BD - e * (BD - 1), N - e * (N - 1)), dtype=np.float32)
-        pa = np.zeros((T - e * (T - 1), BD * N - e * (BD * N - 1)), dtype=np.float32)
-        pb = np.zeros((T - e * (T - 1), BD * N - e * (BD * N - 1)), dtype=np.float32)
-        y_s = np.zeros((T - e * (T - 1), BD - e * (BD - 1)), dtype=np.float32)
+        h = np.zeros((extent(BD, execute), extent(N, execute)), dtype=np.float32)
+        pa = np.zeros((extent(T, execute), BD * N - e * (BD * N - 1)), dtype=np.float32)
+        pb = np.zeros((extent(T, execute), BD * N - e * (BD * N - 1)), dtype=np.float32)
+        y_s = np.zeros((extent(T, execute), extent(BD, execute)), dtype=np.float32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         for jr in range(rep_count(0, nch, execute)):
             c, mult = rep_tile(jr, 0, nch, execute)
