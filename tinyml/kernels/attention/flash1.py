@@ -108,6 +108,7 @@ from .._contract import blas_single_thread, block_size, ceil_div, operand
 from .._mma import sgemm
 from ._common import DUMMY2, AttentionCall, check_saved, prepare_attention
 from . import flash1_bwd as _bwd
+from .flops import attention_issue
 from . import flash1_fwd as _fwd
 
 DUMMY3 = np.zeros((1, 1, 1), dtype=np.float32)   # stands in for (B*H, N, d) data in counting mode
@@ -330,7 +331,8 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     reuse = Reuse(reads={_fwd.OP_Q: NQ * D * s, _fwd.OP_O: 0, _fwd.OP_L: 0, _fwd.OP_M: 0},  # O, l, m: written first
                   writes=NQ * D * s + 2 * NQ * 4)
     prof.record("flash1_fwd", (B, H), _launch(call, counters, B * H), dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
-                panels=_kv_panels(call, (_fwd.OP_K, _fwd.OP_V)), reuse=reuse, pipelined=True)
+                panels=_kv_panels(call, (_fwd.OP_K, _fwd.OP_V)), reuse=reuse, pipelined=True,
+                issue=attention_issue(D))
     if return_saved:
         return o, Flash1Saved(call, o, l, m, check_finite)
     return o
@@ -394,7 +396,8 @@ def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | Non
                          _bwd.OP_DQ: 0, _bwd.OP_L: 4 * NQ, _bwd.OP_M: 4 * NQ},      # dQ: zeroed first
                   writes=NQ * D * (4 + s) + 2 * NK * D * s)                        # dQ acc, dq, dK_j, dV_j
     prof.record("flash1_bwd", (B, H), _launch(call, counters, B * H), dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
-                panels=_kv_panels(call, (_bwd.OP_K, _bwd.OP_V)), reuse=reuse, pipelined=True)
+                panels=_kv_panels(call, (_bwd.OP_K, _bwd.OP_V)), reuse=reuse, pipelined=True,
+                issue=attention_issue(D, backward=True))
     del dq_acc                      # the fp32 accumulator dies with the kernel
     if G > 1:
         rows = _bwd.REDUCE_ROWS

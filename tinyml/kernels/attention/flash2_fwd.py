@@ -82,12 +82,14 @@ from .._classes import add_scaled, launch_counters, rep_count, rep_tile
 from .._contract import blas_single_thread, ceil_div
 from .._mma import mma_acc_at, mma_set, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
+from .flops import attention_issue
 from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
 from .fastexp import start_tile, tile_exp, tile_scale_max
 from .masks import visible
 from .rng import keep
 
 KERNEL = "flash2_fwd"
+
 OP_Q, OP_K, OP_V, OP_MASK = 0, 1, 2, 3
 
 
@@ -289,8 +291,7 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
     panel = kv_panels(B * H * nqb, nqb, H, KVH)
     panels = {OP_K: panel, OP_V: panel, OP_MASK: panel // KVH}
     prof.record(KERNEL, grid, launch_counters(counters, x, *classes), dtype=call.dtype, sram_per_block=sram,
-                panels=panels,
-                regs_per_block=regs, pipelined=True)
+                panels=panels, regs_per_block=regs, pipelined=True, issue=attention_issue(D))
     if not return_saved:
         return o
     return o, Flash2Saved(call, o, lse, block_q, block_k, check_finite)

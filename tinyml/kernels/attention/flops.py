@@ -4,12 +4,14 @@ One convention for every variant, so their FLOP counts compare fairly. Each
 entry is per element of the (seq_q x seq_k) score matrix of one head, charged
 only for elements a kernel actually computes.
 
-GPU special functions (exp) run on slower units; tinyml charges them 1 FLOP,
-like the papers do, and says so in the docs.
+GPU special functions (exp) run on slower units: tinyml charges them FLOPs
+on the vector units like the papers do, and one op each on the special-function
+unit (:func:`attention_issue`), whose rate the device presets give.
 """
 
 from __future__ import annotations
 
+from ...sim.cost import Issue
 from .rng import RNG_OPS
 
 SCALE = 1          # s = scale * (q . k)
@@ -26,3 +28,15 @@ def forward_per_score(masked: bool, dropout: bool, normalize: bool) -> int:
     """Vector FLOPs per computed score in a forward pass."""
     return SCALE + (MASK if masked else 0) + ROW_MAX + EXP + ROW_SUM + (NORMALIZE if normalize else 0) \
         + (DROPOUT if dropout else 0)
+
+
+#: matmul FLOPs per computed score, in units of the head dim d: forward S = Q K^T and P V (2 d each);
+#: backward S, dP = dO V^T, dV += P^T dO, dK += dS^T Q, dQ += dS K (2 d each)
+MATMUL_PER_SCORE = {False: 4, True: 10}
+
+
+def attention_issue(d: int, backward: bool = False, mma: str = "mma_sync", overlap: bool = False) -> Issue:
+    """What a FlashAttention kernel issues (:class:`tinyml.sim.cost.Issue`): tensor-core ``mma``
+    (FlashAttention-1 and -2 use Ampere-style ``mma.sync``, on Hopper too) and one exp on the SFU per
+    computed score, that is one per ``MATMUL_PER_SCORE * d`` matmul FLOPs."""
+    return Issue(mma=mma, sfu_per_mma_flop=1.0 / (MATMUL_PER_SCORE[backward] * d), overlap=overlap)
