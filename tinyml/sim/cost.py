@@ -9,8 +9,10 @@ One page of arithmetic, checkable by hand (docs: "How the simulator works")::
         t_hbm    = HBM bytes   / (hbm_bandwidth  * eff_hbm    / sm_count)
         t_sram   = SRAM bytes  / (sram_bandwidth * eff_sram   / sm_count)
         t_matmul = matmul FLOP / (matmul_rate(dtype, issue.mma) * eff_matmul / sm_count)
-        t_vector = max(vector FLOP / (vector_flops * eff_vector / sm_count),      # FMA pipe
+        t_vector = max((vector FLOP - INT ops) / (vector_flops * eff_vector / sm_count),   # FMA pipe
+                       INT ops     / (int_rate     * eff_vector / sm_count),   # INT32 pipe (dropout RNG)
                        SFU ops     / (sfu_rate / sm_count))                    # exp2 on the SFU (spec rate)
+                 + exchange bytes / (sram_bandwidth * eff_sram / sm_count)    # warps meeting at barriers
         t_mem    = t_hbm
         t_comp   = max(t_sram, t_matmul + t_vector)      # (issue.overlap: max(t_matmul, t_vector))
         t_sm     = max(t_mem, t_comp) + min(t_mem, t_comp) / r     # (pipelined kernel: r = infinity)
@@ -37,7 +39,15 @@ op on the special-function unit (16 results per clock per SM on A100 and H100), 
 the FMA pipe. SFU ops are ``issue.sfu_per_mma_flop`` times the block's matmul FLOPs: attention does
 ``4 d`` matmul FLOPs (forward) per score and one exp per score, so the declaration is exact for
 every tile shape and mask and needs no counter of its own. The FMA and SFU pipes run side by side
-(independent instructions of one warp), so the vector phase takes the slower of the two.
+(independent instructions of one warp), so the vector phase takes the slower of the two. Likewise
+integer work (the Philox RNG of dropout: ``issue.int_per_mma_flop`` of the counted vector FLOPs) issues
+on the INT32 pipe where a device has one beside FP32 (Ampere and Hopper: ``[int32]``).
+
+Warps: a kernel whose warps exchange partial results through SRAM between barriers (FlashAttention-1's
+split-K: each warp holds a slice of K and V, and their partial outputs are summed in shared memory)
+declares ``issue.exchange_per_mma_flop``, the bytes written and read for it per matmul FLOP. No warp
+computes while they wait at the barrier, so that SRAM time adds to the vector phase instead of
+overlapping the MMAs (the SRAM bytes are in the counters too; this is their serial part).
 
 Two rules decide what overlaps on one SM:
 
@@ -142,11 +152,15 @@ class Issue:
     ``mma``: the tensor-core instruction class, ``"peak"`` (whatever reaches the device's peak: cuBLAS),
     ``"mma_sync"`` (Ampere-style warp MMA, FlashAttention-1/2) or ``"wgmma"`` (Hopper warpgroup MMA);
     ``sfu_per_mma_flop``: special-function ops (exp) per matmul FLOP;
+    ``int_per_mma_flop``: integer ops (among the vector FLOPs) per matmul FLOP, for the INT32 pipe;
+    ``exchange_per_mma_flop``: SRAM bytes the warps exchange between barriers, per matmul FLOP;
     ``overlap``: the matmul and vector phases run concurrently (warp-specialised ping-pong, FA3).
     """
 
     mma: str = "peak"
     sfu_per_mma_flop: float = 0.0
+    exchange_per_mma_flop: float = 0.0
+    int_per_mma_flop: float = 0.0
     overlap: bool = False
 
 
@@ -288,9 +302,15 @@ def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
         device.vector_rate("fp32") * device.eff_vector,
     ]) / device.sm_count
     times = per_seg / share                                       # (segments, 4) seconds on a whole SM
+    if issue.int_per_mma_flop > 0 and device.int_rate > 0:      # integer ops leave the FMA pipe for their own
+        ints = np.minimum(per_seg[:, 2] * issue.int_per_mma_flop, per_seg[:, 3])
+        times[:, 3] = np.maximum((per_seg[:, 3] - ints) / share[3],
+                                 ints / (device.int_rate * device.eff_vector / device.sm_count))
     if issue.sfu_per_mma_flop > 0 and device.sfu_rate > 0:      # the vector phase: FMA and SFU pipes side by side
         sfu = per_seg[:, 2] * issue.sfu_per_mma_flop / (device.sfu_rate / device.sm_count)   # spec: a fixed-function pipe
         times[:, 3] = np.maximum(times[:, 3], sfu)
+    if issue.exchange_per_mma_flop > 0:                           # barrier-separated warp exchanges: serial
+        times[:, 3] += per_seg[:, 2] * issue.exchange_per_mma_flop / share[1]
     if n <= slots:       # one wave: block b shares SM b % sm_count with the others placed there
         block_seg = np.repeat(np.arange(len(seg.start)), seg.length)     # n <= slots: small
         sm = np.arange(n) % device.sm_count

@@ -23,6 +23,8 @@ Optional (0 when absent)::
     [sm]            register_bytes                # register file per SM: accumulators live here
     [l2]            capacity_bytes                # last-level cache in front of HBM
     [sfu]           ops_per_s                     # special-function unit (exp2, rcp, ...) results/s
+    [int32]         ops_per_s                     # INT32 pipe issued alongside FP32 (0: integer ops
+                                                  # share the FP32 vector rate)
     [mma_sync_flops] fp16, bf16, ...              # FLOP/s of Ampere-style warp-level mma.sync, where
                                                   # it is below [matmul_flops] (Hopper: only wgmma
                                                   # reaches the peak)
@@ -83,6 +85,7 @@ _OPTIONAL = [
     ("sm", "register_bytes", "register_bytes", True),
     ("l2", "capacity_bytes", "l2_bytes", True),
     ("sfu", "ops_per_s", "sfu_rate", False),
+    ("int32", "ops_per_s", "int_rate", False),
 ]
 #: rate tables a device may leave out (no required keys)
 _OPTIONAL_RATE_TABLES = ("mma_sync_flops",)
@@ -126,6 +129,7 @@ class Device:
     register_bytes: int = 0         # register file per SM (0: accumulators live in SRAM)
     l2_bytes: int = 0               # L2 / last-level cache capacity (0: no capacity reuse)
     sfu_rate: float = 0.0           # special-function results/s, whole chip (0: exp costed as vector FLOPs only)
+    int_rate: float = 0.0           # INT32 ops/s on their own pipe, whole chip (0: on the FP32 pipe)
     mma_sync_flops: Mapping[str, float] = field(default_factory=dict)   # mma.sync FLOP/s below the peak
     sources: Mapping[str, str] = field(default_factory=dict)
 

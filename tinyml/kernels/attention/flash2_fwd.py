@@ -291,7 +291,7 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
     panel = kv_panels(B * H * nqb, nqb, H, KVH)
     panels = {OP_K: panel, OP_V: panel, OP_MASK: panel // KVH}
     prof.record(KERNEL, grid, launch_counters(counters, x, *classes), dtype=call.dtype, sram_per_block=sram,
-                panels=panels, regs_per_block=regs, pipelined=True, issue=attention_issue(D))
+                panels=panels, regs_per_block=regs, pipelined=True, issue=attention_issue(D, dropout=call.dropout_p > 0))
     if not return_saved:
         return o
     return o, Flash2Saved(call, o, lse, block_q, block_k, check_finite)
