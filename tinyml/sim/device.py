@@ -139,6 +139,12 @@ class Device:
         """SRAM bytes on the whole chip (SMs x SRAM per SM)."""
         return self.sm_count * self.sram_per_sm
 
+    @property
+    def has_wgmma(self) -> bool:
+        """True if a tensor-core class beats Ampere-style mma.sync here (Hopper's wgmma: ``[mma_sync_flops]``
+        lists a rate below the peak)."""
+        return any(rate < self.matmul_flops.get(dt, 0.0) for dt, rate in self.mma_sync_flops.items())
+
     def matmul_rate(self, dtype: str, instruction: "str | None" = None) -> float:
         """Spec tensor-core FLOP/s for ``dtype`` issued as ``instruction`` (module doc: instruction classes)."""
         if instruction not in (None, *MMA_CLASSES):

@@ -78,15 +78,9 @@ class PipelinedTiles:
                 "C accumulator": ((bm, bn), "fp32", REG)}
 
 
-def wgmma(device) -> bool:
-    """True if the device has a faster tensor-core class than mma.sync (Hopper's wgmma)."""
-    return any(device.mma_sync_flops.get(dt, 0) < rate for dt, rate in device.matmul_flops.items()
-               if dt in device.mma_sync_flops)
-
-
 def warp_grid(device, bm: int, bn: int) -> tuple[int, int]:
     """(warps_m, warps_n): how the block's C tile is split over warps (warpgroups with wgmma)."""
-    if wgmma(device):
+    if device.has_wgmma:
         return ceil_div(bm, WARP_ROWS), 1
     return ceil_div(bm, WARP_ROWS), ceil_div(bn, WARP_COLS)
 
