@@ -46,7 +46,7 @@ def flash_attention_v3(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     if not dev.has_wgmma:
         raise TileConfigError(
             f"FlashAttention-3 runs on Hopper (wgmma, TMA): {dev.name} has no tensor-core instruction "
-            f"faster than mma.sync (its preset lists no [mma_sync_flops] below the peak). Use version=2 here, "
+            f"faster than mma.sync (its preset lists no mma_sync_flops rate below the peak). Use version=2 here, "
             f"or a Hopper device such as h100-sxm or h200")
     if call.dropout_p > 0:
         raise TileConfigError(f"FlashAttention-3 has no dropout (dropout_p={call.dropout_p}); "
