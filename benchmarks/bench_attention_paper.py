@@ -55,7 +55,8 @@ from _report import report_targets, verdict, write_json  # noqa: E402
 
 from bench_matmul import environment  # noqa: E402
 from tinyml.kernels.attention.flash import flash_attention, flash_attention_backward  # noqa: E402
-from tinyml.kernels.attention.paper import FIG2, PAPER, reproduce  # noqa: E402
+from tinyml.kernels.attention.flash1 import flash_attention_v1  # noqa: E402
+from tinyml.kernels.attention.paper import FIG2, PAPER, PAPER_FLASH1, reproduce  # noqa: E402
 from tinyml.kernels.attention.standard import standard_attention, standard_attention_backward  # noqa: E402
 from tinyml.sim import HbmOutOfMemoryError, Profile, meta  # noqa: E402
 
@@ -124,8 +125,8 @@ def figure2_middle(device: str, block_q: int) -> dict:
     for bk in SWEEP_BLOCK_K:
         with Profile(device) as prof:
             q, k, v = (meta((b, h, n, d), dt) for _ in range(3))
-            flash_attention(q, k, v, version=1, causal=FIG2["causal"], dropout_p=FIG2["dropout_p"], dtype=dt,
-                            block_q=block_q, block_k=bk)
+            flash_attention_v1(q, k, v, causal=FIG2["causal"], dropout_p=FIG2["dropout_p"], dtype=dt,
+                               block_q=block_q, block_k=bk, **PAPER_FLASH1)
         r = prof.records[0]
         out["sweep"][bk] = {"hbm_bytes": r.hbm_bytes, "pre_l2_bytes": pre_l2(prof), "time_s": r.time_s,
                             "bound": r.bound, "limiter": r.limiter, "sram_per_block_bytes": r.sram_per_block_bytes,

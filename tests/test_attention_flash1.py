@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from strategies import (ELEM_BYTES, attention_inputs, attention_options, attention_shapes,
                         attention_tolerance, block_sizes, logical_dtypes, naive_float32_attention)
 from tinyml.kernels import reference
-from tinyml.kernels.attention.flash1 import (flash1_expected_bytes, flash_attention_v1,
+from tinyml.kernels.attention.masks import visible_matrix
+from tinyml.kernels.attention.flash1 import (flash1_expected_bytes, flash_attention_v1, num_splits,
                                              flash_attention_v1_backward)
 from tinyml.sim import (DTypeError, NonFiniteError, Profile, ShapeError, SramOverflowError,
                         TileConfigError, TinymlError, load_device, meta)
@@ -46,9 +47,15 @@ def warm_flash1():
             flash_attention_v1_backward(args[3], saved)
 
 
+#: Algorithm 1's grid and tiles (one block per (batch, head), every tile computed): what the byte
+#: formulas below describe; the shipped kernel's splits and causal skipping have their own tests
+ALGORITHM_1 = dict(num_splits=1, skip_masked=False)
+
+
 def run(q, k, v, do, *, device="a100-40gb", blocks=(None, None), bwd_blocks=(None, None), **kw):
     """Forward + backward in one profile; returns (o, (dq, dk, dv), profile)."""
     with Profile(device) as prof:
+        kw = {**ALGORITHM_1, **kw}
         o, saved = flash_attention_v1(q, k, v, return_saved=True, block_q=blocks[0], block_k=blocks[1], **kw)
         grads = flash_attention_v1_backward(do, saved, block_q=bwd_blocks[0], block_k=bwd_blocks[1])
     return o, grads, prof
@@ -260,7 +267,7 @@ def test_paper_configuration():
     prof = count(shape, causal=True, dropout_p=0.1)
     fwd, bwd = prof.records
     assert fwd.sram_per_block_bytes == 163_840 and fwd.blocks_per_sm == 1
-    assert fwd.grid == bwd.grid == (64, 16)
+    assert fwd.grid == bwd.grid == (64, 16, 1)
     check_bytes(prof, shape, (64, 384), (32, 384), 2, False)
     # L2: 108 concurrent blocks re-read their Q rows and rewrite O, l, m: 108 x (N d s + N d s + 8 N)
     # = 28.5 MB fits the 40 MB L2, so after L2 the forward reads Q, K, V and writes O, l, m once
@@ -337,3 +344,61 @@ def test_bad_input_raises(bad):
         dout = {"dout": q[:, :, :4], "dout_mode": meta(q.shape)}.get(bad, q)
         flash_attention_v1_backward(dout, saved)
     assert isinstance(err.value, TinymlError)
+
+
+# ---- the kernel as it shipped: num_splits, causal tile skipping, split-K warps ---------------
+
+def test_num_splits_heuristic_matches_the_cuda_comment():
+    """fmha_api.cpp's example: 48 (batch, head) pairs on 108 SMs: 2 splits (efficiency 0.89) beat 3
+    (0.67); with up to 30 allowed, 9 splits fill exactly 4 waves (efficiency 1)."""
+    assert num_splits(48, 108, 1, 3) == 2
+    assert num_splits(48, 108, 1, 30) == 9
+    assert num_splits(1024, 108, 1, 1) == 1                     # one split allowed: one split
+    assert num_splits(108, 108, 1, 30) == 1                     # a full wave already
+
+
+@given(c=case(), dtype=logical_dtypes(), splits=st.integers(1, 4))
+def test_shipped_grid_counting_equals_executing_and_matches_the_reference(c, dtype, splits):
+    """Splits over Q blocks (forward) and K/V blocks (backward) and causal skipping change the grid and
+    the bytes, not the result; counting mode still equals executing mode."""
+    q, k, v, do, kw, device, blocks, bwd_blocks = c
+    kw = {**kw, "num_splits": splits, "skip_masked": True}
+
+    def outcome(*args):
+        try:
+            o, g, prof = run(*args, device=device, blocks=blocks, bwd_blocks=bwd_blocks, dtype=dtype, **kw)
+        except SramOverflowError as err:
+            return str(err), None
+        return [r.to_dict() for r in prof.records], (o, g)
+
+    counted, _ = outcome(*(meta(x.shape, dtype) for x in (q, k, v, do)))
+    executed, res = outcome(q, k, v, do)
+    assert counted == executed
+    if res is not None:
+        with_algorithm_1 = run(q, k, v, do, device=device, blocks=blocks, bwd_blocks=bwd_blocks, dtype=dtype,
+                               **{**kw, **ALGORITHM_1})
+        for got, want in zip((res[0], *res[1]), (with_algorithm_1[0], *with_algorithm_1[1])):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@given(shape=attention_shapes(max_seq=200, head_dims=(8, 64)), splits=st.integers(1, 5), causal=st.booleans())
+def test_shipped_bytes_equal_the_formula(shape, splits, causal):
+    """K, V read once per split; only the tiles some query sees move Q, O, l, m (forward) and Q, O, dO,
+    dQ, l, m (backward): flash1_expected_bytes with num_splits and skip_masked, before L2."""
+    b, h, kvh, nq, nk, d = shape
+    prof = count(shape, blocks=(16, 32), bwd_blocks=(16, 32), causal=causal, num_splits=splits, skip_masked=True)
+    fwd, bwd = prof.records[0], prof.records[1:]
+    s_f, s_b = fwd.grid[2], bwd[0].grid[2]
+    assert s_f == min(splits, -(-nq // 16)) and s_b == min(splits, -(-nk // 32))
+    for recs, backward, s in (([fwd], False, s_f), (bwd, True, s_b)):
+        got = (sum(r.hbm_read_bytes + r.l2_hit_bytes for r in recs), sum(r.hbm_write_bytes + r.l2_write_hit_bytes for r in recs))
+        assert got == flash1_expected_bytes(b, h, nq, nk, d, block_q=16, block_k=32, kv_heads=kvh, backward=backward,
+                                            num_splits=s if not backward else 1, causal=causal, skip_masked=True)
+    # matmul FLOPs: 4 d (forward) and 10 d (backward) per score of the computed tiles
+    vis = visible_matrix(nq, nk, causal, (-1, -1))
+    tiles = np.add.reduceat(np.add.reduceat(vis, np.arange(0, nq, 16), axis=0), np.arange(0, nk, 32), axis=1) > 0
+    rows = np.minimum(16, nq - np.arange(0, nq, 16))[:, None]
+    cols = np.minimum(32, nk - np.arange(0, nk, 32))[None, :]
+    scores = int((tiles * rows * cols).sum())
+    assert fwd.flops_matmul == 4 * b * h * scores * d
+    assert sum(r.flops_matmul for r in bwd) == 10 * b * h * scores * d

@@ -29,8 +29,14 @@ H, D, S = 4, 64, 2       # heads, head dim, bytes per fp16 element
 def _attention(version: int, causal: bool, backward: bool = False, **blocks) -> dict:
     shape = (1, H, N, D)
     with Profile("a100-40gb") as prof:
-        o, saved = flash_attention(meta(shape), meta(shape), meta(shape), version=version, causal=causal,
-                                   return_saved=True, **blocks)
+        alg1 = {"num_splits": 1, "skip_masked": False} if version == 1 else {}   # FA1: Algorithm 1's grid
+        if version == 1:
+            from tinyml.kernels.attention.flash1 import flash_attention_v1
+            o, saved = flash_attention_v1(meta(shape), meta(shape), meta(shape), causal=causal, return_saved=True,
+                                          **alg1, **blocks)
+        else:
+            o, saved = flash_attention(meta(shape), meta(shape), meta(shape), version=version, causal=causal,
+                                       return_saved=True, **blocks)
         if backward:
             flash_attention_backward(meta(o.shape), saved)
     return {r.name: r for r in prof.records}

@@ -77,12 +77,13 @@ _ATTRS = {"sm.count": "sm_count", "sm.clock_hz": "clock_hz", "sm.sram_bytes": "s
           "hbm.capacity_bytes": "hbm_capacity", "hbm.bandwidth": "hbm_bandwidth",
           "host.bandwidth": "host_bandwidth", "launch.overhead_s": "launch_overhead_s",
           "efficiency.hbm": "eff_hbm", "efficiency.sram": "eff_sram", "efficiency.matmul": "eff_matmul",
-          "efficiency.vector": "eff_vector", "sm.register_bytes": "register_bytes", "l2.capacity_bytes": "l2_bytes"}
+          "efficiency.vector": "eff_vector", "sm.register_bytes": "register_bytes", "l2.capacity_bytes": "l2_bytes",
+          "sfu.ops_per_s": "sfu_rate", "int32.ops_per_s": "int_rate"}
 
 
 def _value(d, key: str) -> str:
     section, name = key.split(".")
-    if section in ("matmul_flops", "vector_flops"):
+    if section in ("matmul_flops", "vector_flops", "mma_sync_flops"):
         return fmt_rate(getattr(d, section)[name], "FLOP/s")
     v = getattr(d, _ATTRS[key])
     if key.endswith("bandwidth"):
@@ -95,4 +96,6 @@ def _value(d, key: str) -> str:
         return fmt_time(v)
     if key == "sm.clock_hz":
         return fmt_rate(v, "Hz")
+    if key.endswith("ops_per_s"):
+        return fmt_rate(v, "op/s")
     return f"{v:g}"

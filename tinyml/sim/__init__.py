@@ -6,7 +6,7 @@ model (:mod:`tinyml.sim.cost`) turns them into seconds; a :class:`Profile`
 collects the launches.
 """
 
-from .cost import Cost, Reuse, kernel_cost, occupancy, waves_for
+from .cost import Cost, Issue, Reuse, kernel_cost, occupancy, waves_for
 from .device import DEFAULT_DEVICE, Device, list_presets, load_device
 from .dtypes import FLOAT_DTYPES, bits, canonical, nbytes
 from .errors import (DeviceConfigError, DTypeError, HbmOutOfMemoryError, HostMemoryError, LabError,
@@ -19,7 +19,7 @@ from .profile import KernelRecord, Profile, active_profile, current_profile
 from .sram import check_registers, check_tiles, tile_budget, tiles_bytes, tiles_fit
 
 __all__ = [
-    "Cost", "Reuse", "kernel_cost", "occupancy", "waves_for", "DEFAULT_DEVICE", "Device", "list_presets",
+    "Cost", "Issue", "Reuse", "kernel_cost", "occupancy", "waves_for", "DEFAULT_DEVICE", "Device", "list_presets",
     "load_device", "FLOAT_DTYPES", "bits", "canonical", "nbytes", "DeviceConfigError", "DTypeError",
     "HbmOutOfMemoryError", "HostMemoryError", "LabError", "NonFiniteError", "SramOverflowError", "ShapeError",
     "TileConfigError", "TinymlError", "HbmLedger", "MetaTensor", "meta", "KernelRecord", "Profile",

@@ -8,10 +8,13 @@ One page of arithmetic, checkable by hand (docs: "How the simulator works")::
     work of a set of blocks on one SM, with r of them resident together:
         t_hbm    = HBM bytes   / (hbm_bandwidth  * eff_hbm    / sm_count)
         t_sram   = SRAM bytes  / (sram_bandwidth * eff_sram   / sm_count)
-        t_matmul = matmul FLOP / (matmul_flops   * eff_matmul / sm_count)
-        t_vector = vector FLOP / (vector_flops   * eff_vector / sm_count)
+        t_matmul = matmul FLOP / (matmul_rate(dtype, issue.mma) * eff_matmul / sm_count)
+        t_vector = max((vector FLOP - INT ops) / (vector_flops * eff_vector / sm_count),   # FMA pipe
+                       INT ops     / (int_rate     * eff_vector / sm_count),   # INT32 pipe (dropout RNG)
+                       SFU ops     / (sfu_rate / sm_count))                    # exp2 on the SFU (spec rate)
+                 + exchange bytes / (sram_bandwidth * eff_sram / sm_count)    # warps meeting at barriers
         t_mem    = t_hbm
-        t_comp   = max(t_sram, t_matmul + t_vector)
+        t_comp   = max(t_sram, t_matmul + t_vector)      # (issue.overlap: max(t_matmul, t_vector))
         t_sm     = max(t_mem, t_comp) + min(t_mem, t_comp) / r     # (pipelined kernel: r = infinity)
     if n_blocks <= slots (one wave): block b runs on SM b % sm_count;
         time = launch_overhead + max over SMs of t_sm
@@ -29,12 +32,32 @@ bandwidth (low occupancy), and a last, partial wave costs a full block
 duration (tail effect). Uneven blocks (causal attention) balance across SMs as
 they do on a real GPU, instead of waiting at wave boundaries.
 
+Instruction classes (declared by the kernel as an :class:`Issue`): the tensor-core rate depends on
+the instruction the kernel issues (an H100 reaches its peak only through Hopper's ``wgmma``;
+Ampere-style ``mma.sync`` runs at the device's ``[mma_sync_flops]``), and every exponential is one
+op on the special-function unit (16 results per clock per SM on A100 and H100), besides its FLOPs on
+the FMA pipe. SFU ops are ``issue.sfu_per_mma_flop`` times the block's matmul FLOPs: attention does
+``4 d`` matmul FLOPs (forward) per score and one exp per score, so the declaration is exact for
+every tile shape and mask and needs no counter of its own. The FMA and SFU pipes run side by side
+(independent instructions of one warp), so the vector phase takes the slower of the two. Likewise
+integer work (the Philox RNG of dropout: ``issue.int_per_mma_flop`` of the counted vector FLOPs) issues
+on the INT32 pipe where a device has one beside FP32 (Ampere and Hopper: ``[int32]``).
+
+Warps: a kernel whose warps exchange partial results through SRAM between barriers (FlashAttention-1's
+split-K: each warp holds a slice of K and V, and their partial outputs are summed in shared memory)
+declares ``issue.exchange_per_mma_flop``, the bytes written and read for it per matmul FLOP. No warp
+computes while they wait at the barrier, so that SRAM time adds to the vector phase instead of
+overlapping the MMAs (the SRAM bytes are in the counters too; this is their serial part).
+
 Two rules decide what overlaps on one SM:
 
 * Tensor-core and vector work add up (``t_matmul + t_vector``): a block's warps
   issue both from one instruction stream, and in attention they depend on each
   other (the softmax needs S, the PV product needs P). FlashAttention-3 overlaps
-  them on Hopper with warp specialization; A100-era kernels do not.
+  them on Hopper with warp specialization and ping-pong scheduling (two warpgroups,
+  one in its softmax while the other is in its matmuls): it declares
+  ``Issue(overlap=True)`` and ``t_comp = max(t_sram, max(t_matmul, t_vector))``;
+  A100-era kernels do not.
 * Memory hides behind compute only as far as other resident blocks can fill
   the gaps (the ``/ r``): with one block per SM (big tiles) memory and compute
   add up, and with many the slower resource alone sets the pace. tinyml's kernels load a tile, then compute on
@@ -120,6 +143,28 @@ class Reuse:
 
     reads: Mapping[int, object]
     writes: object = 0
+
+
+@dataclass(frozen=True)
+class Issue:
+    """What a kernel issues on one SM (module doc: instruction classes).
+
+    ``mma``: the tensor-core instruction class, ``"peak"`` (whatever reaches the device's peak: cuBLAS),
+    ``"mma_sync"`` (Ampere-style warp MMA, FlashAttention-1/2) or ``"wgmma"`` (Hopper warpgroup MMA);
+    ``sfu_per_mma_flop``: special-function ops (exp) per matmul FLOP;
+    ``int_per_mma_flop``: integer ops (among the vector FLOPs) per matmul FLOP, for the INT32 pipe;
+    ``exchange_per_mma_flop``: SRAM bytes the warps exchange between barriers, per matmul FLOP;
+    ``overlap``: the matmul and vector phases run concurrently (warp-specialised ping-pong, FA3).
+    """
+
+    mma: str = "peak"
+    sfu_per_mma_flop: float = 0.0
+    exchange_per_mma_flop: float = 0.0
+    int_per_mma_flop: float = 0.0
+    overlap: bool = False
+
+
+PEAK = Issue()
 
 
 def occupancy(device: Device, sram_per_block: int, regs_per_block: int = 0) -> int:
@@ -221,12 +266,13 @@ def capacity_reuse(device: Device, launch: BlockClasses, seg: _Segments, n_waves
 
 def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
                 sram_per_block: int = 0, panels: dict | None = None, reuse: "Reuse | None" = None,
-                regs_per_block: int = 0, pipelined: bool = False) -> Cost:
+                regs_per_block: int = 0, pipelined: bool = False, issue: "Issue | None" = None) -> Cost:
     """Turn a launch's counters into time on ``device`` (see module doc).
 
     ``counters``: per-block rows (``(n_blocks, n_cols)``) or :class:`BlockClasses`;
     both are costed from their canonical classes, so equal launches give equal costs.
     """
+    issue = PEAK if issue is None else issue
     per_block = not isinstance(counters, BlockClasses)
     launch, reuse_cls = _class_reuse(counters, reuse, per_block)
     n = launch.n_blocks
@@ -252,26 +298,35 @@ def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
     share = np.array([
         device.hbm_bandwidth * device.eff_hbm,
         device.sram_bandwidth * device.eff_sram,
-        device.matmul_rate(dtype) * device.eff_matmul,
+        device.matmul_rate(dtype, issue.mma) * device.eff_matmul,
         device.vector_rate("fp32") * device.eff_vector,
     ]) / device.sm_count
     times = per_seg / share                                       # (segments, 4) seconds on a whole SM
+    if issue.int_per_mma_flop > 0 and device.int_rate > 0:      # integer ops leave the FMA pipe for their own
+        ints = np.minimum(per_seg[:, 2] * issue.int_per_mma_flop, per_seg[:, 3])
+        times[:, 3] = np.maximum((per_seg[:, 3] - ints) / share[3],
+                                 ints / (device.int_rate * device.eff_vector / device.sm_count))
+    if issue.sfu_per_mma_flop > 0 and device.sfu_rate > 0:      # the vector phase: FMA and SFU pipes side by side
+        sfu = per_seg[:, 2] * issue.sfu_per_mma_flop / (device.sfu_rate / device.sm_count)   # spec: a fixed-function pipe
+        times[:, 3] = np.maximum(times[:, 3], sfu)
+    if issue.exchange_per_mma_flop > 0:                           # barrier-separated warp exchanges: serial
+        times[:, 3] += per_seg[:, 2] * issue.exchange_per_mma_flop / share[1]
     if n <= slots:       # one wave: block b shares SM b % sm_count with the others placed there
         block_seg = np.repeat(np.arange(len(seg.start)), seg.length)     # n <= slots: small
         sm = np.arange(n) % device.sm_count
         per_sm = np.stack([np.bincount(sm, weights=times[block_seg, i], minlength=device.sm_count)
                            for i in range(4)], axis=1)            # (SMs, 4)
         resident = np.bincount(sm, minlength=device.sm_count)
-        t_sm = sm_time(per_sm, np.inf if pipelined else resident)
+        t_sm = sm_time(per_sm, np.inf if pipelined else resident, issue.overlap)
         busiest = int(t_sm.argmax())
         makespan = float(t_sm[busiest])
         resource_s = {res: float(per_sm[busiest, i]) for i, res in enumerate(RESOURCES)}
-        limiter = _limiter(per_sm, t_sm)
+        limiter = _limiter(per_sm, t_sm, issue.overlap)
     else:                # several waves: the block scheduler fills bps slots per SM as they free up
-        duration = sm_time(times, np.inf if pipelined else bps) * bps   # (segments,) each slot holds 1/bps of an SM
+        duration = sm_time(times, np.inf if pipelined else bps, issue.overlap) * bps   # (segments,) each slot holds 1/bps of an SM
         makespan, used = schedule(seg, duration, times, slots, n_waves)
         resource_s = {res: float(bps * used[i]) for i, res in enumerate(RESOURCES)}
-        limiter = _limiter(times, duration * seg.length)
+        limiter = _limiter(times, duration * seg.length, issue.overlap)
     t_waves = makespan
     if device.launch_overhead_s > t_waves:
         limiter = "launch"
@@ -286,10 +341,15 @@ def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
     )
 
 
-def sm_time(times: np.ndarray, resident) -> np.ndarray:
+def compute_time(times: np.ndarray, overlap: bool = False) -> np.ndarray:
+    """The matmul and vector phases of ``times`` (..., 4): their sum, or the slower one when they overlap."""
+    return np.maximum(times[..., 2], times[..., 3]) if overlap else times[..., 2] + times[..., 3]
+
+
+def sm_time(times: np.ndarray, resident, overlap: bool = False) -> np.ndarray:
     """Time of an SM doing ``times`` (..., 4) of work with ``resident`` blocks (see module doc)."""
     t_mem = times[..., 0]
-    t_comp = np.maximum(times[..., 1], times[..., 2] + times[..., 3])
+    t_comp = np.maximum(times[..., 1], compute_time(times, overlap))
     return np.maximum(t_mem, t_comp) + np.minimum(t_mem, t_comp) / np.maximum(resident, 1)
 
 
@@ -309,9 +369,9 @@ def schedule(seg: _Segments, duration: np.ndarray, times: np.ndarray, n_slots: i
     return float(busy[last]), used[last]
 
 
-def _limiter(times: np.ndarray, weight: np.ndarray) -> str:
+def _limiter(times: np.ndarray, weight: np.ndarray, overlap: bool = False) -> str:
     """The resource that limits most of the time, over blocks, segments or SMs (``weight``: their time)."""
-    t_comp = times[:, 2] + times[:, 3]
+    t_comp = compute_time(times, overlap)
     per_block = np.where(
         times[:, 0] > np.maximum(times[:, 1], t_comp), 0,                  # hbm
         np.where(times[:, 1] >= t_comp, 1,                                 # sram

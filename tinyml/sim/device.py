@@ -23,6 +23,16 @@ Optional (0 when absent)::
     [sm]            register_bytes                # register file per SM: accumulators live here
     [sm]            max_threads_per_block         # threads one block may have (0: CUDA's 1024)
     [l2]            capacity_bytes                # last-level cache in front of HBM
+    [sfu]           ops_per_s                     # special-function unit (exp2, rcp, ...) results/s
+    [int32]         ops_per_s                     # INT32 pipe issued alongside FP32 (0: integer ops
+                                                  # share the FP32 vector rate)
+    [mma_sync_flops] fp16, bf16, ...              # FLOP/s of Ampere-style warp-level mma.sync, where
+                                                  # it is below [matmul_flops] (Hopper: only wgmma
+                                                  # reaches the peak)
+
+Instruction classes: ``matmul_rate(dtype, "mma_sync")`` is the ``[mma_sync_flops]`` rate when the
+device lists one, else the peak; ``"wgmma"`` / ``"peak"`` (and None) are the peak. A kernel says which
+class it issues (:class:`tinyml.sim.cost.Issue`).
 
 Any other section or key is an error that suggests the closest known one
 (:func:`tinyml.sim.sourced.check_keys`): a misspelt optional key would
@@ -76,12 +86,19 @@ _OPTIONAL = [
     ("sm", "register_bytes", "register_bytes", True),
     ("sm", "max_threads_per_block", "max_threads_per_block", True),
     ("l2", "capacity_bytes", "l2_bytes", True),
+    ("sfu", "ops_per_s", "sfu_rate", False),
+    ("int32", "ops_per_s", "int_rate", False),
 ]
+#: rate tables a device may leave out (no required keys)
+_OPTIONAL_RATE_TABLES = ("mma_sync_flops",)
+#: instruction classes a kernel may declare for its tensor-core work
+MMA_CLASSES = ("peak", "mma_sync", "wgmma")
 _RATE_TABLES = {"matmul_flops": ("fp16", "bf16", "fp32"), "vector_flops": ("fp32",)}
 
 #: every name a device TOML may use: {top-level name: keys of its table (None: a string, or a
 #: rate table whose keys are dtypes, checked by `canonical`)}. Anything else is refused.
 _SCHEMA: dict = {"name": None, "description": None, **{sec: None for sec in _RATE_TABLES},
+                 **{sec: None for sec in _OPTIONAL_RATE_TABLES},
                  **{sec: tuple(key for s, key, *_ in _SCALARS + _OPTIONAL if s == sec)
                     for sec, *_ in _SCALARS + _OPTIONAL}}
 
@@ -114,6 +131,9 @@ class Device:
     register_bytes: int = 0         # register file per SM (0: accumulators live in SRAM)
     l2_bytes: int = 0               # L2 / last-level cache capacity (0: no capacity reuse)
     max_threads_per_block: int = 0  # threads per block (0: CUDA's and Metal's 1024)
+    sfu_rate: float = 0.0           # special-function results/s, whole chip (0: exp costed as vector FLOPs only)
+    int_rate: float = 0.0           # INT32 ops/s on their own pipe, whole chip (0: on the FP32 pipe)
+    mma_sync_flops: Mapping[str, float] = field(default_factory=dict)   # mma.sync FLOP/s below the peak
     sources: Mapping[str, str] = field(default_factory=dict)
 
     # ---- derived numbers -------------------------------------------------
@@ -122,9 +142,21 @@ class Device:
         """SRAM bytes on the whole chip (SMs x SRAM per SM)."""
         return self.sm_count * self.sram_per_sm
 
-    def matmul_rate(self, dtype: str) -> float:
-        """Spec tensor-core FLOP/s for ``dtype``."""
-        return self._rate(self.matmul_flops, "matmul_flops", dtype)
+    @property
+    def has_wgmma(self) -> bool:
+        """True if a tensor-core class beats Ampere-style mma.sync here (Hopper's wgmma: ``[mma_sync_flops]``
+        lists a rate below the peak)."""
+        return any(rate < self.matmul_flops.get(dt, 0.0) for dt, rate in self.mma_sync_flops.items())
+
+    def matmul_rate(self, dtype: str, instruction: "str | None" = None) -> float:
+        """Spec tensor-core FLOP/s for ``dtype`` issued as ``instruction`` (module doc: instruction classes)."""
+        if instruction not in (None, *MMA_CLASSES):
+            raise DeviceConfigError(f"unknown tensor-core instruction class {instruction!r}; "
+                                    f"classes are {', '.join(MMA_CLASSES)}")
+        peak = self._rate(self.matmul_flops, "matmul_flops", dtype)
+        if instruction == "mma_sync":
+            return min(peak, self.mma_sync_flops.get(canonical(dtype), peak))
+        return peak
 
     def vector_rate(self, dtype: str = "fp32") -> float:
         """Spec CUDA-core (non-matmul) FLOP/s for ``dtype`` (falls back to fp32)."""
@@ -155,6 +187,7 @@ class Device:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["matmul_flops"] = dict(self.matmul_flops)
         d["vector_flops"] = dict(self.vector_flops)
+        d["mma_sync_flops"] = dict(self.mma_sync_flops)
         d["sources"] = dict(self.sources)
         d["sram_total"] = self.sram_total
         return d
@@ -234,8 +267,11 @@ def _from_text(text: str, origin: str, require_sources: bool) -> Device:
         if isinstance(data.get(sec), dict) and key in data[sec]:
             values[attr] = number(sec, key, integer)
     tables = {}
-    for section, required in _RATE_TABLES.items():
+    for section, required in {**_RATE_TABLES, **{sec: () for sec in _OPTIONAL_RATE_TABLES}}.items():
         table = data.get(section)
+        if section in _OPTIONAL_RATE_TABLES and table is None:
+            tables[section] = MappingProxyType({})
+            continue
         if not isinstance(table, dict):
             raise DeviceConfigError(f"{origin}: missing section [{section}] (needs {', '.join(required)})")
         for key in required:
@@ -253,5 +289,5 @@ def _from_text(text: str, origin: str, require_sources: bool) -> Device:
     return Device(
         name=data["name"], description=data["description"], **values,
         matmul_flops=tables["matmul_flops"], vector_flops=tables["vector_flops"],
-        sources=MappingProxyType(sources),
+        mma_sync_flops=tables["mma_sync_flops"], sources=MappingProxyType(sources),
     )

@@ -110,7 +110,7 @@ class Profile:
     # -- recording --------------------------------------------------------------
     def record(self, name: str, grid: tuple, counters: "np.ndarray | BlockClasses", *, dtype: str,
                sram_per_block: int, panels: dict | None = None, stream: int = 0,
-               reuse=None, regs_per_block: int = 0, pipelined: bool = False) -> KernelRecord:
+               reuse=None, regs_per_block: int = 0, pipelined: bool = False, issue=None) -> KernelRecord:
         """Cost a launch's counters on this device and append the record.
 
         ``counters`` are per-block rows or :class:`~tinyml.sim.classes.BlockClasses` (counting
@@ -118,10 +118,12 @@ class Profile:
 
         ``panels`` and ``reuse`` declare L2 reuse (:mod:`tinyml.sim.cost`);
         ``regs_per_block`` is the register-file bytes one block's accumulators take;
-        ``pipelined`` says the modelled GPU kernel overlaps its loads with its compute.
+        ``pipelined`` says the modelled GPU kernel overlaps its loads with its compute;
+        ``issue`` (:class:`~tinyml.sim.cost.Issue`) which instructions it issues (default: the peak).
         """
         cost = kernel_cost(self.device, counters, dtype=dtype, sram_per_block=sram_per_block, panels=panels,
-                           reuse=reuse, regs_per_block=regs_per_block, pipelined=pipelined)
+                           reuse=reuse, regs_per_block=regs_per_block, pipelined=pipelined,
+                           issue=issue)
         if isinstance(counters, BlockClasses):
             n_blocks, sums = counters.n_blocks, counters.totals()
         else:

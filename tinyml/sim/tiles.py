@@ -12,6 +12,7 @@ a tile of ``n`` elements moves ``ceil(n * elem_bits / 8)`` bytes.
     load_direct  HBM -> registers (no SRAM staging, no reuse)
     store_direct registers -> HBM
     count_mma    a tile matmul on tensor cores: 2mnk matmul FLOPs, operands read from SRAM
+    count_warp_reads  the operand re-reads of a warp-level partition of that tile matmul
     count_fma    a tile matmul done with scalar FMAs (CUDA cores): 2mnk vector FLOPs, operands from SRAM
     count_vector n elementwise/reduction FLOPs on the vector units
 """
@@ -134,6 +135,14 @@ def count_mma(m, n, k, counters, blk, elem_bits):
     """Count a (m x k) @ (k x n) tile product on tensor cores, operands read from SRAM."""
     counters[blk, FLOPS_MATMUL] += 2 * m * n * k
     counters[blk, SRAM_READ] += tile_bytes(m * k + k * n, elem_bits)
+
+
+@njit(cache=True)
+def count_warp_reads(m, n, k, warps_m, warps_n, counters, blk, elem_bits):
+    """The SRAM re-reads of an (m x k) @ (k x n) tile product split over a ``warps_m x warps_n`` grid
+    of warps (or warpgroups): each warp reads its rows of A and its columns of B, so A is read
+    ``warps_n`` times and B ``warps_m`` times; :func:`count_mma` counted each once."""
+    counters[blk, SRAM_READ] += tile_bytes(m * k * (warps_n - 1) + k * n * (warps_m - 1), elem_bits)
 
 
 @njit(cache=True)

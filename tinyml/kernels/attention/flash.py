@@ -19,7 +19,8 @@ def flash_attention(q, k, v, *, version: int = 2, causal: bool = False, key_padd
                     dropout_p: float = 0.0, seed: int = 0, scale=None, window=None,
                     block_q: "int | None" = None, block_k: "int | None" = None, dtype: str = "fp16",
                     check_finite: bool = True, return_saved: bool = False):
-    """Exact attention without an N x N matrix in HBM, by FlashAttention ``version`` 1 or 2.
+    """Exact attention without an N x N matrix in HBM, by FlashAttention ``version`` 1, 2 or 3 (3: the
+    forward on Hopper devices, :mod:`~tinyml.kernels.attention.flash3`; its backward is FA2's).
 
     q: (B, H, Nq, d); k, v: (B, KVH, Nk, d) with H a multiple of KVH (GQA);
     NumPy arrays (executing) or ``tinyml.sim.meta`` tensors (counting).
@@ -34,8 +35,8 @@ def flash_attention(q, k, v, *, version: int = 2, causal: bool = False, key_padd
     own kernels, which never load rows that do not exist; ``dtype`` is the
     logical dtype bytes are counted in.
     """
-    if isinstance(version, bool) or version not in (1, 2):
-        raise TileConfigError(f"FlashAttention version must be 1 or 2, got {version!r}")
+    if isinstance(version, bool) or version not in (1, 2, 3):
+        raise TileConfigError(f"FlashAttention version must be 1, 2 or 3, got {version!r}")
     kw = dict(causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p, seed=seed, scale=scale,
               block_q=block_q, block_k=block_k, dtype=dtype, check_finite=check_finite,
               return_saved=return_saved)
@@ -46,6 +47,9 @@ def flash_attention(q, k, v, *, version: int = 2, causal: bool = False, key_padd
         from .flash1 import flash_attention_v1
 
         return flash_attention_v1(q, k, v, **kw)
+    if version == 3:
+        from .flash3 import flash_attention_v3
+        return flash_attention_v3(q, k, v, window=window, **kw)
     from .flash2 import flash_attention_v2
 
     return flash_attention_v2(q, k, v, window=window, **kw)

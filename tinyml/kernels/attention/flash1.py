@@ -37,14 +37,22 @@ K_j, V_j (logical) and dK~_j, dV~_j (fp32) (B_c x d); Q_i, O_i, dO_i (logical)
 and dQ_i (fp32) (B_r x d); P_ij, overwritten in place by dS_ij (B_r x B_c,
 logical); l_i, m_i, D_i (B_r, fp32).
 
-Grid: one thread block per (batch, query head), as the paper parallelises.
-FA1 computes every tile, even those a causal mask hides completely (skipping
-them is one of FlashAttention-2's improvements); FLOPs are charged for the
-full valid area of every tile.
+Grid. Algorithm 1 (``num_splits=1, skip_masked=False``, what the paper's Figure 2
+measured): one thread block per (batch, query head), every tile computed, even those a
+causal mask hides completely; FLOPs are charged for the full valid area of every tile.
+The CUDA kernel as it shipped (v1.0, what the FlashAttention-2 paper benchmarked; the
+default): grid (batch, heads, S) with S from its ``num_splits`` heuristic
+(:func:`num_splits`: enough splits to fill the SMs' waves when batch x heads is small),
+the forward splitting the Q blocks and the backward the K/V blocks, and fully masked
+tiles skipped under a causal mask. Its four warps split each K/V tile (split-K) and sum
+their partial outputs in shared memory between barriers (FA2 paper, Sec. 3.3): SRAM
+bytes counted per tile and charged serially (:func:`~tinyml.kernels.attention.flops.attention_issue`).
+It prefetches the next tiles while computing (``pipelined``).
 
-HBM traffic, exact (``s`` = bytes per element of the logical dtype, statistics
+HBM traffic of Algorithm 1, exact (``s`` = bytes per element of the logical dtype, statistics
 and the dQ accumulator are fp32 = 4 bytes; ``T_c = ceil(N_k / B_c)``,
-``T_r = ceil(N_q / B_r)``). Per (batch, head) block of the forward::
+``T_r = ceil(N_q / B_r)``; the shipped grid's changes are in :func:`flash1_expected_bytes`).
+Per (batch, head) of the forward::
 
     reads  = 2 N_k d s                   K_j, V_j: once each
            + 2 T_c N_q d s               Q_i, O_i: every inner step (the T_r steps of one
@@ -103,11 +111,12 @@ from ...sim import (FLOAT_DTYPES, Device, DTypeError, Reuse, ShapeError, check_r
                     current_profile, nbytes, tile_budget, tiles_fit)
 from ...sim.sram import REG
 from ...sim.counters import new_counters
-from .._classes import launch_counters
+from ...sim.classes import BlockClasses
 from .._contract import blas_single_thread, block_size, ceil_div, operand
 from .._mma import sgemm
 from ._common import DUMMY2, AttentionCall, check_saved, prepare_attention
 from . import flash1_bwd as _bwd
+from .flops import attention_issue
 from . import flash1_fwd as _fwd
 
 DUMMY3 = np.zeros((1, 1, 1), dtype=np.float32)   # stands in for (B*H, N, d) data in counting mode
@@ -224,19 +233,39 @@ def resolve_blocks(call: AttentionCall, block_q, block_k, *, backward: bool, ker
 
 def flash1_expected_bytes(batch: int, heads: int, seq_q: int, seq_k: int, head_dim: int, *, block_q: int,
                           block_k: int, dtype: str = "fp16", kv_heads: "int | None" = None,
-                          key_padding_mask: bool = False, backward: bool = False) -> tuple[int, int]:
+                          key_padding_mask: bool = False, backward: bool = False, num_splits: int = 1,
+                          causal: bool = False, skip_masked: bool = False) -> tuple[int, int]:
     """(HBM read bytes, HBM write bytes) of the forward (or the whole backward, GQA reduction
-    included), before L2 reuse, from the formulas in the module docstring."""
+    included), before L2 reuse, from the formulas in the module docstring.
+
+    The defaults are Algorithm 1 (one block per (batch, head), every tile). The shipped kernel's
+    grid: ``num_splits`` S re-reads K, V (and the key mask) once per split in the forward; with
+    ``causal`` and ``skip_masked`` only the tiles C some query of Q block i sees a key of K/V
+    block j in move their Q-side bytes (``T_c N_q`` becomes ``sum over C of r_i``)."""
     s = nbytes(8, dtype) // 8
     n, m, d = seq_q, seq_k, head_dim
     t_c = ceil_div(m, block_k)
     mask = m if key_padding_mask else 0
+    if skip_masked and causal:
+        from .flash2_tiles import k_block_rows, q_block_spans
+        lo, hi = q_block_spans(n, m, block_q, True, -1, -1)
+        i_lo, i_hi = k_block_rows(lo, hi, m, block_k)
+        rows = np.minimum(block_q, n - np.arange(ceil_div(n, block_q)) * block_q)       # r_i
+        csum = np.concatenate([[0], np.cumsum(rows)])
+        tile_rows = int(sum(csum[i_hi[j]] - csum[i_lo[j]] for j in range(t_c)))        # sum over C of r_i
+        seen = np.zeros(len(rows), bool)
+        for j in range(t_c):
+            seen[i_lo[j]:i_hi[j]] = True
+        unseen = int(rows[~seen].sum())                # Q rows no tile reaches: dq = 0 written once
+        last = int(rows[seen].sum())                   # each seen Q block writes dq once, at its last tile
+    else:
+        tile_rows, unseen, last = t_c * n, 0, n
     if not backward:
-        reads = 2 * m * d * s + 2 * t_c * n * d * s + 2 * t_c * n * 4 + mask
-        writes = (1 + t_c) * (n * d * s + 2 * n * 4)
+        reads = num_splits * (2 * m * d * s + mask) + tile_rows * (2 * d * s + 8)
+        writes = (n + tile_rows) * (d * s + 2 * 4)
         return batch * heads * reads, batch * heads * writes
-    reads = 2 * m * d * s + t_c * n * (3 * d * s + 4 * d + 8) + mask
-    writes = n * d * 4 + 2 * m * d * s + (t_c - 1) * n * d * 4 + n * d * s + 2 * m * d * s
+    reads = 2 * m * d * s + tile_rows * (3 * d * s + 4 * d + 8) + mask
+    writes = n * d * 4 + 2 * m * d * s + (tile_rows - last) * d * 4 + (last + unseen) * d * s + 2 * m * d * s
     reads, writes = batch * heads * reads, batch * heads * writes
     kvh = heads if kv_heads is None else kv_heads
     if heads // kvh > 1:
@@ -256,6 +285,70 @@ class Flash1Saved:
     l: object            # (B, H, N_q) fp32 row sums of exp(S - m)
     m: object            # (B, H, N_q) fp32 row maxima (-inf for a fully masked row)
     check_finite: bool = True
+    num_splits: "int | None" = None   # the caller's choice (None: the shipped kernel's heuristic)
+    skip_masked: bool = True          # causal tile skipping (False: Algorithm 1 computes every tile)
+
+
+# ---- the shipped kernel's grid: num_splits and the tiles it skips -----------------------
+
+#: the CUDA kernel's cap on splits (flash-attention v1 ``fmha_api.cpp``: ``min(30, ...)``)
+MAX_SPLITS = 30
+
+
+def num_splits(batch_heads: int, sm_count: int, blocks_per_sm: int, max_splits: int) -> int:
+    """The FA1 CUDA kernel's ``num_splits_heuristic_fwd`` (flash-attention v1.0, ``fmha_api.cpp``).
+
+    The efficiency of S splits is ``waves / ceil(waves)`` with ``waves = batch_heads * S /
+    (sm_count * blocks_per_sm)``; the answer is the smallest S within 95% of the best efficiency
+    (more splits re-read K and V). 48 (batch, head) pairs on 108 SMs with at most 3 splits: S = 2
+    (0.89; 3 splits: 0.67); with up to 30: S = 9 (exactly 4 waves)."""
+    effs = []
+    for s in range(1, max(1, max_splits) + 1):
+        waves = batch_heads * s / (sm_count * blocks_per_sm)
+        effs.append(waves / -(-waves // 1))
+    best = max(effs)
+    return next(s for s, e in enumerate(effs, 1) if e > 0.95 * best)
+
+
+def _splits(call: AttentionCall, requested, n_tiles: int, sram: int, regs: int) -> int:
+    """S: the caller's, or the heuristic's; at most one split per tile (Q blocks forward, K/V backward)."""
+    if requested is None:
+        dev = current_profile().device
+        from ...sim import occupancy
+        return num_splits(call.batch * call.heads, dev.sm_count, occupancy(dev, sram, regs),
+                          min(MAX_SPLITS, n_tiles))
+    return min(block_size(requested, "num_splits", 1), n_tiles)
+
+
+def tile_ranges(call: AttentionCall, b_q: int, b_k: int, skip_masked: bool):
+    """(i_lo, i_hi, i_last_lo, i_last_hi), each (T_c,): for K/V block j the Q blocks [i_lo, i_hi) that
+    compute it (all, or those some key of block j is visible to), and among them [i_last_lo,
+    i_last_hi) the Q blocks no later K/V block reaches (the backward writes dq there)."""
+    t_r, t_c = ceil_div(call.seq_q, b_q), ceil_div(call.seq_k, b_k)
+    if skip_masked:
+        from .flash2_tiles import k_block_rows, q_block_spans
+        wl, wr = call.window
+        lo, hi = q_block_spans(call.seq_q, call.seq_k, b_q, call.causal, wl, wr)
+        i_lo, i_hi = k_block_rows(lo, hi, call.seq_k, b_k)
+    else:
+        i_lo, i_hi = np.zeros(t_c, np.int64), np.full(t_c, t_r, np.int64)
+    j_last = np.full(t_r, -1, np.int64)
+    for j in range(t_c):
+        j_last[i_lo[j]:i_hi[j]] = j                   # ascending j: the last one that reaches i wins
+    i_last_lo, i_last_hi = i_hi.copy(), i_hi.copy()
+    for j in range(t_c):
+        mine = np.flatnonzero(j_last[i_lo[j]:i_hi[j]] == j) + i_lo[j]
+        if len(mine):
+            i_last_lo[j], i_last_hi[j] = mine[0], mine[-1] + 1
+            assert len(mine) == mine[-1] + 1 - mine[0], "the Q blocks a K/V block is last for are contiguous"
+    return i_lo, i_hi, i_last_lo, i_last_hi
+
+
+def _runs(n_bh: int, splits: int):
+    """(run classes, run lengths): every (batch, head) repeats the splits 0..S-1."""
+    if splits == 1:
+        return np.zeros(1, np.int64), np.array([n_bh], np.int64)
+    return np.tile(np.arange(splits, dtype=np.int64), n_bh), np.ones(n_bh * splits, np.int64)
 
 
 def _flat(call: AttentionCall, x, rows: int, *tail) -> np.ndarray:
@@ -265,24 +358,28 @@ def _flat(call: AttentionCall, x, rows: int, *tail) -> np.ndarray:
     return x.reshape(rows, *tail)
 
 
-def _kv_panels(call: AttentionCall, ops: tuple) -> "dict | None":
-    """L2 panels: the query heads of one GQA group read the same K_j, V_j."""
-    if call.group == 1:
+def _kv_panels(call: AttentionCall, ops: tuple, splits: int = 1) -> "dict | None":
+    """L2 panels: the splits of one (batch, head) and the query heads of one GQA group read the same
+    K_j, V_j."""
+    if call.group == 1 and splits == 1:
         return None
-    blk = np.arange(call.batch * call.heads)
+    blk = np.arange(call.batch * call.heads * splits) // splits
     kv = (blk // call.heads) * call.kv_heads + (blk % call.heads) // call.group
     return {op: kv for op in ops}
 
 
-def _block_ids(call: AttentionCall, n_blocks: int) -> np.ndarray:
-    """The blocks a body walks: all of them when executing; when counting, block 0 alone
-    (every (batch, head) block of FA1 moves the same bytes: :mod:`tinyml.kernels._classes`)."""
-    return np.arange(n_blocks if call.execute else 1, dtype=np.int64)
+def _block_ids(call: AttentionCall, n_bh: int, splits: int) -> np.ndarray:
+    """The blocks a body walks: all of them when executing; when counting, the splits of
+    (batch, head) 0 (every (batch, head) of FA1 moves the same bytes: :mod:`tinyml.kernels._classes`)."""
+    return np.arange((n_bh if call.execute else 1) * splits, dtype=np.int64)
 
 
-def _launch(call: AttentionCall, counters: np.ndarray, n_blocks: int):
-    """What the launch records: the per-block rows, or one class of ``n_blocks`` blocks."""
-    return launch_counters(counters, call.execute, [0], [n_blocks])
+def _launch(call: AttentionCall, counters: np.ndarray, n_bh: int, splits: int):
+    """What the launch records: the per-block rows, or the S split classes repeated per (batch, head)
+    (not merged: the Reuse declaration gives one value per split)."""
+    if call.execute:
+        return counters
+    return BlockClasses(counters, *_runs(n_bh, splits))
 
 
 def _track_inputs(prof, call: AttentionCall) -> None:
@@ -295,7 +392,7 @@ def _track_inputs(prof, call: AttentionCall) -> None:
 def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, dropout_p: float = 0.0,
                        seed: int = 0, scale=None, window=None, dtype: str = "fp16", check_finite: bool = True,
                        return_saved: bool = False, block_q: "int | None" = None,
-                       block_k: "int | None" = None):
+                       block_k: "int | None" = None, num_splits: "int | None" = None, skip_masked: bool = True):
     """FlashAttention-1 forward (Algorithm 1): one kernel, ``flash1_fwd``.
 
     q: (B, H, N_q, d); k, v: (B, KVH, N_k, d), NumPy arrays (executing) or
@@ -303,6 +400,9 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     ``(o, saved)`` with ``return_saved=True`` for
     :func:`flash_attention_v1_backward`. ``block_q`` (B_r) and ``block_k`` (B_c)
     default to the paper's sizes (module docstring) and are clamped to N_q and N_k.
+    ``num_splits`` / ``skip_masked``: the grid and tiles of the CUDA kernel as it shipped (default:
+    its ``num_splits`` heuristic and causal tile skipping); ``num_splits=1, skip_masked=False`` is
+    Algorithm 1 exactly, as the paper's Figure 2 measured it.
     """
     call = prepare_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p,
                              seed=seed, scale=scale, window=window, dtype=dtype, kernel="flash_attention_v1",
@@ -314,7 +414,9 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     o = prof.hbm.new_tensor("o", (B, H, NQ, D), call.dtype, call.execute)
     l = prof.hbm.new_tensor("l", (B, H, NQ), "fp32", call.execute)
     m = prof.hbm.new_tensor("m", (B, H, NQ), "fp32", call.execute)
-    ids = _block_ids(call, B * H)
+    S = _splits(call, num_splits, ceil_div(NQ, b_q), sram, regs)
+    i_lo, i_hi, _, _ = tile_ranges(call, b_q, b_k, skip_masked)
+    ids = _block_ids(call, B * H, S)
     counters = new_counters(len(ids), _fwd.N_OPERANDS)
     left, right = call.window
     gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
@@ -322,17 +424,20 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
         _fwd.fwd_body(_flat(call, call.q.data, B * H, NQ, D), _flat(call, call.k.data, B * KVH, NK, D),
                       _flat(call, call.v.data, B * KVH, NK, D), _flat(call, o, B * H, NQ, D),
                       _flat(call, l, B * H, NQ), _flat(call, m, B * H, NQ), call.key_valid_array(),
-                      H, call.group, KVH, NQ, NK, D, b_q, b_k, call.scale, call.causal, call.offset,
-                      left, right, call.key_padding_obj is not None, call.dropout_p, call.seed,
+                      H, call.group, KVH, NQ, NK, D, b_q, b_k, S, i_lo, i_hi, call.scale, call.causal,
+                      call.offset, left, right, call.key_padding_obj is not None, call.dropout_p, call.seed,
                       _fwd.fwd_per_score(call.masked, call.dropout_p > 0), call.execute, ids, counters,
                       call.elem_bits, gemm)
     s = nbytes(8, call.dtype) // 8
-    reuse = Reuse(reads={_fwd.OP_Q: NQ * D * s, _fwd.OP_O: 0, _fwd.OP_L: 0, _fwd.OP_M: 0},  # O, l, m: written first
-                  writes=NQ * D * s + 2 * NQ * 4)
-    prof.record("flash1_fwd", (B, H), _launch(call, counters, B * H), dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
-                panels=_kv_panels(call, (_fwd.OP_K, _fwd.OP_V)), reuse=reuse, pipelined=True)
+    mine = np.array([sum(min(b_q, NQ - i * b_q) for i in range(sp, ceil_div(NQ, b_q), S)) for sp in range(S)])
+    mine = mine if not call.execute else np.tile(mine, B * H)       # query rows of each split (block)
+    reuse = Reuse(reads={_fwd.OP_Q: mine * D * s, _fwd.OP_O: 0, _fwd.OP_L: 0, _fwd.OP_M: 0},  # O, l, m: written first
+                  writes=mine * (D * s + 2 * 4))
+    prof.record("flash1_fwd", (B, H, S), _launch(call, counters, B * H, S), dtype=call.dtype, sram_per_block=sram,
+                regs_per_block=regs, panels=_kv_panels(call, (_fwd.OP_K, _fwd.OP_V), S), reuse=reuse,
+                pipelined=True, issue=attention_issue(D, split_k=(_fwd.WARPS, b_k), dropout=call.dropout_p > 0))
     if return_saved:
-        return o, Flash1Saved(call, o, l, m, check_finite)
+        return o, Flash1Saved(call, o, l, m, check_finite, num_splits, skip_masked)
     return o
 
 
@@ -375,8 +480,10 @@ def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | Non
         dvh = prof.hbm.new_tensor("dv_per_head", (B, H, NK, D), call.dtype, ex)
     else:
         dkh, dvh = dk, dv
-    ids = _block_ids(call, B * H)
-    counters = new_counters(len(ids), _bwd.N_OPERANDS)
+    S = _splits(call, saved.num_splits, ceil_div(NK, b_k), sram, regs)
+    i_lo, i_hi, i_last_lo, i_last_hi = tile_ranges(call, b_q, b_k, saved.skip_masked)
+    bhs = np.arange(B * H if ex else 1, dtype=np.int64)
+    counters = new_counters(len(bhs) * S, _bwd.N_OPERANDS)
     left, right = call.window
     gemm = sgemm()
     with blas_single_thread():
@@ -385,16 +492,19 @@ def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | Non
                       _flat(call, DO.data, B * H, NQ, D), _flat(call, saved.l, B * H, NQ),
                       _flat(call, saved.m, B * H, NQ), call.key_valid_array(), _flat(call, dq_acc, B * H, NQ, D),
                       _flat(call, dq, B * H, NQ, D), _flat(call, dkh, B * H, NK, D), _flat(call, dvh, B * H, NK, D),
-                      H, G, KVH, NQ, NK, D, b_q, b_k, call.scale, call.causal, call.offset, left, right,
+                      H, G, KVH, NQ, NK, D, b_q, b_k, S, i_lo, i_hi, i_last_lo, i_last_hi, call.scale,
+                      call.causal, call.offset, left, right,
                       call.key_padding_obj is not None, call.dropout_p, call.seed,
-                      _bwd.backward_per_score(call.masked, call.dropout_p > 0), ex, ids, counters,
+                      _bwd.backward_per_score(call.masked, call.dropout_p > 0), ex, bhs, counters,
                       call.elem_bits, gemm)
     s = nbytes(8, call.dtype) // 8
     reuse = Reuse(reads={_bwd.OP_Q: NQ * D * s, _bwd.OP_O: NQ * D * s, _bwd.OP_DO: NQ * D * s,
                          _bwd.OP_DQ: 0, _bwd.OP_L: 4 * NQ, _bwd.OP_M: 4 * NQ},      # dQ: zeroed first
                   writes=NQ * D * (4 + s) + 2 * NK * D * s)                        # dQ acc, dq, dK_j, dV_j
-    prof.record("flash1_bwd", (B, H), _launch(call, counters, B * H), dtype=call.dtype, sram_per_block=sram, regs_per_block=regs,
-                panels=_kv_panels(call, (_bwd.OP_K, _bwd.OP_V)), reuse=reuse, pipelined=True)
+    prof.record("flash1_bwd", (B, H, S), _launch(call, counters, B * H, S), dtype=call.dtype, sram_per_block=sram,
+                regs_per_block=regs, panels=_kv_panels(call, (_bwd.OP_K, _bwd.OP_V), S), reuse=reuse,
+                pipelined=True, issue=attention_issue(D, backward=True, split_k=(_fwd.WARPS, b_k),
+                                                     dropout=call.dropout_p > 0))
     del dq_acc                      # the fp32 accumulator dies with the kernel
     if G > 1:
         rows = _bwd.REDUCE_ROWS

@@ -1,11 +1,13 @@
 """FlashAttention-1 backward: the Numba body of Algorithm 4 (Dao et al. 2022, Appendix B).
 
-One thread block per (batch, query head). Per block::
+One thread block per (batch, query head, split): Algorithm 4's grid is one block per
+(batch, head) (``S = 1``); the shipped CUDA kernel splits the K/V blocks over ``S`` blocks when
+batch x heads is small, all of them adding into the fp32 dQ in HBM. Per block::
 
     dQ = 0 (fp32 accumulator), dK = 0, dV = 0     # written to HBM (line 5)
-    for j in 0..T_c-1:                            # K/V blocks (outer loop)
+    for j in my K/V blocks (j = split mod S):     # outer loop
         load K_j, V_j (B_c, d); dK~ = dV~ = 0      # fp32, on chip
-        for i in 0..T_r-1:                        # Q blocks (inner loop)
+        for i in the Q blocks that see a key of K_j (all: Algorithm 4; causal skipping): # inner loop
             load Q_i, O_i, dO_i (B_r, d), dQ_i (B_r, d) fp32, l_i, m_i (B_r)
             S = MASK(scale * Q_i K_j^T); P = exp(S - m_i) / l_i       # recomputed
             Z = dropout mask from the seed (regenerated, never stored)
@@ -32,7 +34,7 @@ from numba import njit, prange
 from ...sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile
 from .._mma import mma_acc
-from .flash1_fwd import NEG_INF, _scores
+from .flash1_fwd import NEG_INF, _scores, count_split_k
 from .flops import DROPOUT, EXP, MASK, NORMALIZE, SCALE, SOFTMAX_BWD
 from .rng import keep
 
@@ -92,18 +94,25 @@ def _bwd_step(q_s, k_s, kT_s, vT_s, o_s, do_s, dq_s, dk_t, dv_t, l_s, m_s, s64, 
 
 
 @njit(parallel=True, cache=True)
-def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, NK, D, BR, BC, scale,
-             causal, offset, wl, wr, has_mask, p_drop, seed, per_score, execute, ids, counters, eb, gemm):
-    """Algorithm 4 over (batch * heads) blocks; q, o, do, dq_acc, dq: (B*H, N_q, d); k, v:
-    (B*KVH, N_k, d); dkh, dvh: (B*H, N_k, d) per query head; l, m: (B*H, N_q) fp32. Blocks ``ids``
-    and representative tiles as in :func:`tinyml.kernels.attention.flash1_fwd.fwd_body`."""
+def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, NK, D, BR, BC, S, i_lo, i_hi,
+             i_last_lo, i_last_hi, scale, causal, offset, wl, wr, has_mask, p_drop, seed, per_score, execute, bhs,
+             counters, eb, gemm):
+    """Algorithm 4 over (batch * heads * S) blocks; q, o, do, dq_acc, dq: (B*H, N_q, d); k, v:
+    (B*KVH, N_k, d); dkh, dvh: (B*H, N_k, d) per query head; l, m: (B*H, N_q) fp32.
+
+    Block ``bh * S + split`` owns the K/V blocks ``j = split mod S`` (the CUDA kernel's ``num_splits``;
+    dQ is accumulated in HBM by every split); for K/V block j it visits the Q blocks
+    ``[i_lo[j], i_hi[j])``, of which ``[i_last_lo[j], i_last_hi[j])`` see no later K/V block and write
+    dq itself (the logical dtype) instead of the fp32 accumulator. The CPU walks the splits of one
+    (batch, head) in j order, so the accumulation into dQ is race-free; split ``j mod S`` counts into
+    row ``r * S + j mod S`` of (batch, head) ``bhs[r]`` (counting: the first (batch, head) alone)."""
     e = 1 if execute else 0
     s = 1 - e                                              # counting mode: 1-element tiles
     t_c = (NK + BC - 1) // BC
     t_r = (NQ + BR - 1) // BR
     br, bc, d = BR - s * (BR - 1), BC - s * (BC - 1), D - s * (D - 1)
-    for row in prange(len(ids)):
-        blk = ids[row]
+    for rb in prange(len(bhs)):
+        blk = bhs[rb]
         b = blk // H
         h = blk % H
         kv = b * KVH + h // G
@@ -128,25 +137,32 @@ def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, 
         l_s = np.zeros((1, br), np.float32)                # (1, B_r) l_i
         m_s = np.zeros((1, br), np.float32)                # (1, B_r) m_i
         d_row = np.zeros(br)                               # (B_r,) D_i
-        step_j = np.zeros((1, counters.shape[1]), np.int64)   # counts of one outer step
         step_i = np.zeros((1, counters.shape[1]), np.int64)   # counts of one inner step
-        # line 5: dQ = 0 (fp32), dK = 0, dV = 0 in HBM
-        count_store_direct(NQ * D, counters, row, 32)
-        count_store_direct(NK * D, counters, row, eb)
-        count_store_direct(NK * D, counters, row, eb)
+        # line 5: dQ = 0 (fp32), by split 0; Q blocks no K/V block reaches get dq = 0 (the logical dtype)
+        row0 = rb * S
+        count_store_direct(NQ * D, counters, row0, 32)
         if execute:
             dqab[:, :] = 0.0
-            dkb[:, :] = 0.0
-            dvb[:, :] = 0.0
-        for jr in range(rep_count(0, t_c, execute)):
-            j, mult_j = rep_tile(jr, 0, t_c, execute)
-            step_j[:] = 0
+        for i in range(t_r):
+            unseen = True
+            for j in range(t_c):
+                if i_lo[j] <= i < i_hi[j]:
+                    unseen = False
+                    break
+            if unseen:
+                rows = min(BR, NQ - i * BR)
+                count_store_direct(rows * D, counters, row0, eb)
+                if execute:
+                    dqb[i * BR:i * BR + rows, :] = 0.0
+        for j in range(t_c):
+            row = rb * S + j % S
             c0 = j * BC
             cols = min(BC, NK - c0)
-            load_tile(kb, c0, 0, cols, D, k_s, execute, step_j, 0, OP_K, eb)
-            load_tile(vb, c0, 0, cols, D, v_s, execute, step_j, 0, OP_V, eb)
+            count_store_direct(2 * cols * D, counters, row, eb)         # line 5: dK_j = 0, dV_j = 0
+            load_tile(kb, c0, 0, cols, D, k_s, execute, counters, row, OP_K, eb)
+            load_tile(vb, c0, 0, cols, D, v_s, execute, counters, row, OP_V, eb)
             if has_mask:
-                count_load_direct(cols, step_j, 0, OP_MASK, 8)          # 1 byte per key
+                count_load_direct(cols, counters, row, OP_MASK, 8)      # 1 byte per key
             if execute:
                 for c in range(cols):
                     for x in range(D):
@@ -154,35 +170,38 @@ def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, 
                         vT_s[x, c] = v_s[c, x]
                 dk_t[:, :] = 0.0
                 dv_t[:, :] = 0.0
-            for ir in range(rep_count(0, t_r, execute)):
-                i, mult_i = rep_tile(ir, 0, t_r, execute)
-                step_i[:] = 0
-                r0 = i * BR
-                rows = min(BR, NQ - r0)
-                load_tile(qb, r0, 0, rows, D, q_s, execute, step_i, 0, OP_Q, eb)
-                load_tile(ob, r0, 0, rows, D, o_s, execute, step_i, 0, OP_O, eb)
-                load_tile(dob, r0, 0, rows, D, do_s, execute, step_i, 0, OP_DO, eb)
-                load_tile(dqab, r0, 0, rows, D, dq_s, execute, step_i, 0, OP_DQ, 32)
-                load_tile(l, blk, r0, 1, rows, l_s, execute, step_i, 0, OP_L, 32)
-                load_tile(m, blk, r0, 1, rows, m_s, execute, step_i, 0, OP_M, 32)
-                count_mma(rows, cols, D, step_i, 0, eb)                  # S = Q_i K_j^T
-                count_mma(cols, D, rows, step_i, 0, eb)                  # dV~ += P^T dO_i
-                count_mma(rows, cols, D, step_i, 0, eb)                  # dP = dO_i V_j^T
-                count_mma(rows, D, cols, step_i, 0, eb)                  # dQ_i += dS K_j
-                count_mma(cols, D, rows, step_i, 0, eb)                  # dK~ += dS^T Q_i
-                count_vector(per_score * rows * cols + D_ROWSUM * rows * D, step_i, 0)
-                if execute:
-                    _bwd_step(q_s, k_s, kT_s, vT_s, o_s, do_s, dq_s, dk_t, dv_t, l_s, m_s, s64, ds_t, z_t, dp,
-                              pdT, dsT, d_row, rows, cols, r0, c0, b, h, kvalid, scale, causal, offset,
-                              wl, wr, p_drop, seed, gemm)
-                if j == t_c - 1:                           # last pass: dq itself, in the logical dtype
-                    store_tile(dq_s, rows, D, dqb, r0, 0, execute, step_i, 0, eb)
-                else:
-                    store_tile(dq_s, rows, D, dqab, r0, 0, execute, step_i, 0, 32)
-                add_scaled(step_j, 0, step_i, mult_i)
-            store_tile(dk_t, cols, D, dkb, c0, 0, execute, step_j, 0, eb)
-            store_tile(dv_t, cols, D, dvb, c0, 0, execute, step_j, 0, eb)
-            add_scaled(counters, row, step_j, mult_j)
+            for part in range(3):                          # Q blocks before, writing dq at, and after the last pass
+                lo = i_lo[j] if part == 0 else (i_last_lo[j] if part == 1 else i_last_hi[j])
+                hi = i_last_lo[j] if part == 0 else (i_last_hi[j] if part == 1 else i_hi[j])
+                for ir in range(rep_count(lo, hi, execute)):
+                    i, mult_i = rep_tile(ir, lo, hi, execute)
+                    step_i[:] = 0
+                    r0 = i * BR
+                    rows = min(BR, NQ - r0)
+                    load_tile(qb, r0, 0, rows, D, q_s, execute, step_i, 0, OP_Q, eb)
+                    load_tile(ob, r0, 0, rows, D, o_s, execute, step_i, 0, OP_O, eb)
+                    load_tile(dob, r0, 0, rows, D, do_s, execute, step_i, 0, OP_DO, eb)
+                    load_tile(dqab, r0, 0, rows, D, dq_s, execute, step_i, 0, OP_DQ, 32)
+                    load_tile(l, blk, r0, 1, rows, l_s, execute, step_i, 0, OP_L, 32)
+                    load_tile(m, blk, r0, 1, rows, m_s, execute, step_i, 0, OP_M, 32)
+                    count_mma(rows, cols, D, step_i, 0, eb)                  # S = Q_i K_j^T
+                    count_mma(cols, D, rows, step_i, 0, eb)                  # dV~ += P^T dO_i
+                    count_mma(rows, cols, D, step_i, 0, eb)                  # dP = dO_i V_j^T
+                    count_mma(rows, D, cols, step_i, 0, eb)                  # dQ_i += dS K_j
+                    count_mma(cols, D, rows, step_i, 0, eb)                  # dK~ += dS^T Q_i
+                    count_vector(per_score * rows * cols + D_ROWSUM * rows * D, step_i, 0)
+                    count_split_k(rows, cols, D, step_i, 0, eb)              # the warps' partial dQ_i, through SRAM
+                    if execute:
+                        _bwd_step(q_s, k_s, kT_s, vT_s, o_s, do_s, dq_s, dk_t, dv_t, l_s, m_s, s64, ds_t, z_t, dp,
+                                  pdT, dsT, d_row, rows, cols, r0, c0, b, h, kvalid, scale, causal, offset,
+                                  wl, wr, p_drop, seed, gemm)
+                    if part == 1:                          # no later K/V block sees Q_i: dq itself
+                        store_tile(dq_s, rows, D, dqb, r0, 0, execute, step_i, 0, eb)
+                    else:
+                        store_tile(dq_s, rows, D, dqab, r0, 0, execute, step_i, 0, 32)
+                    add_scaled(counters, row, step_i, mult_i)
+            store_tile(dk_t, cols, D, dkb, c0, 0, execute, counters, row, eb)
+            store_tile(dv_t, cols, D, dvb, c0, 0, execute, counters, row, eb)
 
 
 @njit(parallel=True, cache=True)

@@ -1,18 +1,26 @@
 """FlashAttention-1 forward: the Numba body of Algorithm 1 (Dao et al. 2022).
 
-One thread block per (batch, query head). Per block (``N_q`` queries, ``N_k``
-keys, ``T_r = ceil(N_q / B_r)``, ``T_c = ceil(N_k / B_c)``)::
+One thread block per (batch, query head, split): Algorithm 1's grid is one block per
+(batch, head) (``S = 1``); the shipped CUDA kernel splits the Q blocks over ``S`` blocks when
+batch x heads is small (:func:`tinyml.kernels.attention.flash1.num_splits`). Per block
+(``N_q`` queries, ``N_k`` keys, ``T_r = ceil(N_q / B_r)``, ``T_c = ceil(N_k / B_c)``)::
 
-    O = 0, l = 0, m = -inf                        # written to HBM (line 2)
+    O_i = 0, l_i = 0, m_i = -inf for my Q blocks  # written to HBM (line 2)
     for j in 0..T_c-1:                            # K/V blocks (outer loop)
-        load K_j, V_j                             # (B_c, d) each, once
-        for i in 0..T_r-1:                        # Q blocks (inner loop)
+        load K_j, V_j                             # (B_c, d) each, once per split
+        for i in my Q blocks (i = split mod S) that see a key of K_j:   # inner loop (all i: Algorithm 1)
             load Q_i, O_i (B_r, d), l_i, m_i (B_r)
             S = scale * Q_i K_j^T ; mask          # (B_r, B_c), fp32 registers
             m~ = rowmax(S); P~ = exp(S - m~); l~ = rowsum(P~)
             m_new = max(m_i, m~); l_new = e^(m_i - m_new) l_i + e^(m~ - m_new) l~
             O_i = (l_i e^(m_i - m_new) O_i + e^(m~ - m_new) dropout(P~) V_j) / l_new
             write O_i, l_i = l_new, m_i = m_new   # back to HBM, every inner step
+
+Warps (split-K, FA2 paper Sec. 3.3): the block's ``WARPS`` warps each hold a slice of K_j and
+V_j; each reads all of Q_i from SRAM, computes its slice of S and a partial P V_j (B_r x d, fp32),
+and the partials meet in SRAM, summed after a barrier: per inner step ``WARPS - 1`` partials of
+B_r x d x 4 bytes written and read, plus the row max and sum exchanged the same way
+(:func:`count_split_k`).
 
 The exact byte formula is in :mod:`tinyml.kernels.attention.flash1`.
 """
@@ -24,7 +32,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ...sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
+from ...sim.counters import SRAM_READ, SRAM_WRITE
+from ...sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile, tile_bytes
 from .._classes import add_scaled, rep_count, rep_tile
 from .._mma import mma_acc
 from .flops import EXP, ROW_MAX, forward_per_score
@@ -34,6 +43,9 @@ from .rng import keep
 # operand columns of the forward's counters (HBM bytes read per input)
 OP_Q, OP_K, OP_V, OP_O, OP_L, OP_M, OP_MASK = range(7)
 N_OPERANDS = 7
+
+#: warps per block of the FA1 CUDA forward (128 threads)
+WARPS = 4
 
 #: vector FLOPs per element of O_i per inner step: two scalings, an add, the division by l_new
 RESCALE_O = 4
@@ -47,6 +59,15 @@ def fwd_per_score(masked: bool, dropout: bool) -> int:
     """Vector FLOPs per score: scale, mask, rowmax, exp, rowsum, dropout (P~ is never normalised:
     O_i is, ``RESCALE_O`` per element)."""
     return forward_per_score(masked, dropout, normalize=False)
+
+
+@njit(cache=True)
+def count_split_k(rows, cols, d, counters, blk, eb):
+    """SRAM traffic of FA1's split-K warps for one (rows x cols) tile: Q_i read by every warp (the MMA
+    count read it once), and the partial (rows x d) fp32 outputs and row max and sum (2 x rows fp32)
+    of all warps but one written to SRAM and read back to be summed."""
+    counters[blk, SRAM_READ] += tile_bytes((WARPS - 1) * rows * d, eb) + (WARPS - 1) * (rows * d + 2 * rows) * 4
+    counters[blk, SRAM_WRITE] += (WARPS - 1) * (rows * d + 2 * rows) * 4
 
 
 @njit(cache=True)
@@ -113,23 +134,29 @@ def _fwd_step(q_s, kT_s, v_s, o_s, l_s, m_s, s64, p_t, pv, alpha, beta, rows, co
 
 
 @njit(parallel=True, cache=True)
-def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, scale, causal, offset, wl, wr,
+def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, S, i_lo, i_hi, scale, causal, offset, wl, wr,
              has_mask, p_drop, seed, per_score, execute, ids, counters, eb, gemm):
-    """Algorithm 1 over a grid of (batch * heads) blocks; q, o: (B*H, N_q, d), k, v: (B*KVH, N_k, d),
+    """Algorithm 1 over a grid of (batch * heads * S) blocks; q, o: (B*H, N_q, d), k, v: (B*KVH, N_k, d),
     l, m: (B*H, N_q) fp32, kvalid: (B, N_k); per_score: vector FLOPs per score (:func:`fwd_per_score`).
-    Counting mode passes 1-element dummies, walks the blocks ``ids`` (one per class: every FA1
-    block counts alike) and visits one tile of each kind, with its multiplicity
-    (:mod:`tinyml.kernels._classes`); block ``ids[row]`` counts into row ``row``."""
+
+    Block ``bh * S + split`` owns the Q blocks ``i = split, split + S, ...`` (the CUDA kernel's
+    ``num_splits``); it loads every K/V block and, for K/V block j, updates its Q blocks in
+    ``[i_lo[j], i_hi[j])`` (all of them, or only those a mask leaves some visible key: causal
+    tile skipping). Counting mode passes 1-element dummies, walks the blocks ``ids`` (the S splits
+    of one (batch, head): every (batch, head) counts alike) and visits one Q tile of each kind, with
+    its multiplicity (:mod:`tinyml.kernels._classes`); block ``ids[row]`` counts into row ``row``."""
     e = 1 if execute else 0
     s = 1 - e                                               # counting mode: 1-element tiles
     t_c = (NK + BC - 1) // BC
     t_r = (NQ + BR - 1) // BR
     for row in prange(len(ids)):
         blk = ids[row]
-        b = blk // H
-        h = blk % H
+        bh = blk // S
+        split = blk % S
+        b = bh // H
+        h = bh % H
         kv = b * KVH + h // G
-        qb, ob, kb, vb = q[blk * e], o[blk * e], k[kv * e], v[kv * e]       # (N, d) views of HBM
+        qb, ob, kb, vb = q[bh * e], o[bh * e], k[kv * e], v[kv * e]         # (N, d) views of HBM
         k_s = np.zeros((BC - s * (BC - 1), D - s * (D - 1)), np.float32)    # (B_c, d) K_j
         kT_s = np.zeros((D - s * (D - 1), BC - s * (BC - 1)), np.float32)   # (d, B_c) K_j^T (layout only)
         v_s = np.zeros((BC - s * (BC - 1), D - s * (D - 1)), np.float32)    # (B_c, d) V_j
@@ -142,47 +169,50 @@ def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, scale, caus
         m_s = np.zeros((1, BR - s * (BR - 1)), np.float32)                  # (1, B_r) m_i
         alpha = np.zeros(BR - s * (BR - 1))                                 # (B_r,) O_i rescale factors
         beta = np.zeros(BR - s * (BR - 1))
-        step_j = np.zeros((1, counters.shape[1]), np.int64)                # counts of one outer step
         step_i = np.zeros((1, counters.shape[1]), np.int64)                # counts of one inner step
-        # line 2: O = 0, l = 0, m = -inf in HBM
-        count_store_direct(NQ * D, counters, row, eb)
-        count_store_direct(NQ, counters, row, 32)
-        count_store_direct(NQ, counters, row, 32)
-        if execute:
-            ob[:, :] = 0.0
-            l[blk, :] = 0.0
-            m[blk, :] = NEG_INF
-        for jr in range(rep_count(0, t_c, execute)):
-            j, mult_j = rep_tile(jr, 0, t_c, execute)
-            step_j[:] = 0
+        # line 2: O = 0, l = 0, m = -inf in HBM, for this split's rows
+        mine = 0
+        for i in range(split, t_r, S):
+            mine += min(BR, NQ - i * BR)
+            if execute:
+                ob[i * BR:i * BR + BR, :] = 0.0
+                l[bh, i * BR:i * BR + BR] = 0.0
+                m[bh, i * BR:i * BR + BR] = NEG_INF
+        count_store_direct(mine * D, counters, row, eb)
+        count_store_direct(mine, counters, row, 32)
+        count_store_direct(mine, counters, row, 32)
+        for j in range(t_c):
             c0 = j * BC
             cols = min(BC, NK - c0)
-            load_tile(kb, c0, 0, cols, D, k_s, execute, step_j, 0, OP_K, eb)
-            load_tile(vb, c0, 0, cols, D, v_s, execute, step_j, 0, OP_V, eb)
+            load_tile(kb, c0, 0, cols, D, k_s, execute, counters, row, OP_K, eb)
+            load_tile(vb, c0, 0, cols, D, v_s, execute, counters, row, OP_V, eb)
             if has_mask:
-                count_load_direct(cols, step_j, 0, OP_MASK, 8)              # 1 byte per key
+                count_load_direct(cols, counters, row, OP_MASK, 8)          # 1 byte per key
             if execute:
                 for c in range(cols):
                     for x in range(D):
                         kT_s[x, c] = k_s[c, x]
-            for ir in range(rep_count(0, t_r, execute)):
-                i, mult_i = rep_tile(ir, 0, t_r, execute)
+            n_lo = max(0, (i_lo[j] - split + S - 1) // S)                  # this split's Q blocks i = split + n S
+            n_hi = max(n_lo, (i_hi[j] - split + S - 1) // S)
+            for ir in range(rep_count(n_lo, n_hi, execute)):
+                n, mult_i = rep_tile(ir, n_lo, n_hi, execute)
+                i = split + n * S
                 step_i[:] = 0
                 r0 = i * BR
                 rows = min(BR, NQ - r0)
                 load_tile(qb, r0, 0, rows, D, q_s, execute, step_i, 0, OP_Q, eb)
                 load_tile(ob, r0, 0, rows, D, o_s, execute, step_i, 0, OP_O, eb)
-                load_tile(l, blk, r0, 1, rows, l_s, execute, step_i, 0, OP_L, 32)
-                load_tile(m, blk, r0, 1, rows, m_s, execute, step_i, 0, OP_M, 32)
+                load_tile(l, bh, r0, 1, rows, l_s, execute, step_i, 0, OP_L, 32)
+                load_tile(m, bh, r0, 1, rows, m_s, execute, step_i, 0, OP_M, 32)
                 count_mma(rows, cols, D, step_i, 0, eb)                      # S = Q_i K_j^T
                 count_vector(per_score * rows * cols + ROW_UPDATE * rows + RESCALE_O * rows * D,
                              step_i, 0)
                 count_mma(rows, D, cols, step_i, 0, eb)                      # P~ V_j
+                count_split_k(rows, cols, D, step_i, 0, eb)                     # the warps' partial O, through SRAM
                 if execute:
                     _fwd_step(q_s, kT_s, v_s, o_s, l_s, m_s, s64, p_t, pv, alpha, beta, rows, cols, r0, c0,
                               b, h, kvalid, scale, causal, offset, wl, wr, p_drop, seed, gemm)
                 store_tile(o_s, rows, D, ob, r0, 0, execute, step_i, 0, eb)
-                store_tile(l_s, 1, rows, l, blk, r0, execute, step_i, 0, 32)
-                store_tile(m_s, 1, rows, m, blk, r0, execute, step_i, 0, 32)
-                add_scaled(step_j, 0, step_i, mult_i)
-            add_scaled(counters, row, step_j, mult_j)
+                store_tile(l_s, 1, rows, l, bh, r0, execute, step_i, 0, 32)
+                store_tile(m_s, 1, rows, m, bh, r0, execute, step_i, 0, 32)
+                add_scaled(counters, row, step_i, mult_i)

@@ -72,6 +72,7 @@ from .._contract import blas_single_thread, ceil_div, operand, same_mode
 from .._mma import mma_acc, mma_acc_bt, sgemm
 from ._common import DUMMY2, check_saved
 from .flash2_fwd import Flash2Saved
+from .flops import attention_issue
 from .flash2_tiles import bwd_per_score, resolve_blocks, tile_grid
 from .masks import visible
 from .rng import keep
@@ -353,7 +354,7 @@ def flash_attention_v2_backward(dout, saved: Flash2Saved):
     kv_panel = (b * KVH + h // G) * nkb + jb
     panels = {OP_Q: bh, OP_DO: bh, OP_LSE: bh, OP_D: bh, OP_K: kv_panel, OP_V: kv_panel, OP_MASK: b}
     prof.record(KERNEL, (B, H, nkb), launch_counters(counters, x, *classes), dtype=dt, sram_per_block=sram, panels=panels,
-                regs_per_block=regs, pipelined=True)
+                regs_per_block=regs, pipelined=True, issue=attention_issue(D, backward=True, dropout=call.dropout_p > 0))
     del d_stat                              # freed: D is dead after the main kernel
 
     # 3. dq = scale * dq_accum, in the logical dtype

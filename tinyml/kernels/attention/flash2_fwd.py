@@ -82,12 +82,14 @@ from .._classes import add_scaled, launch_counters, rep_count, rep_tile
 from .._contract import blas_single_thread, ceil_div
 from .._mma import mma_acc_at, mma_set, sgemm
 from ._common import DUMMY2, AttentionCall, prepare_attention
+from .flops import attention_issue
 from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
 from .fastexp import start_tile, tile_exp, tile_scale_max
 from .masks import visible
 from .rng import keep
 
 KERNEL = "flash2_fwd"
+
 OP_Q, OP_K, OP_V, OP_MASK = 0, 1, 2, 3
 
 
@@ -255,11 +257,13 @@ def kv_panels(n_blocks: int, per_bh: int, heads: int, kv_heads: int) -> np.ndarr
     return b * kv_heads + h // (heads // kv_heads)
 
 
-def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_finite: bool = True):
-    """Launch the forward of a validated call; returns O (and the saved state)."""
+def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_finite: bool = True,
+            kernel: str = KERNEL, issue=None):
+    """Launch the forward of a validated call; returns O (and the saved state). ``kernel`` / ``issue``:
+    the record's name and instructions (FlashAttention-3 runs this tile loop as ``flash3_fwd``)."""
     prof = current_profile()
     blocks, sram, regs = resolve_blocks(prof.device, "fwd", call.seq_q, call.seq_k, call.head_dim, call.dtype,
-                                  KERNEL, block_q, block_k)
+                                  kernel, block_q, block_k)
     B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
     for op in (call.q, call.k, call.v):
         prof.hbm.track(op.obj, op.name, call.dtype)
@@ -288,9 +292,9 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
               fwd_per_score(call.masked, call.dropout_p > 0), x, ids, counters, call.elem_bits, gemm)
     panel = kv_panels(B * H * nqb, nqb, H, KVH)
     panels = {OP_K: panel, OP_V: panel, OP_MASK: panel // KVH}
-    prof.record(KERNEL, grid, launch_counters(counters, x, *classes), dtype=call.dtype, sram_per_block=sram,
-                panels=panels,
-                regs_per_block=regs, pipelined=True)
+    prof.record(kernel, grid, launch_counters(counters, x, *classes), dtype=call.dtype, sram_per_block=sram,
+                panels=panels, regs_per_block=regs, pipelined=True,
+                issue=issue or attention_issue(D, dropout=call.dropout_p > 0))
     if not return_saved:
         return o
     return o, Flash2Saved(call, o, lse, block_q, block_k, check_finite)

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 #: The configuration of Figure 2 (left).
 FIG2 = dict(batch=64, heads=16, seq=1024, head_dim=64, dtype="fp16", causal=True, dropout_p=0.1)
 
+#: FlashAttention-1 as the paper measured it (May 2022): one block per (batch, head) and every tile
+#: computed, causal or not. The kernel the FlashAttention-2 paper benchmarked a year later (v1.0)
+#: splits the sequence when batch x heads is small and skips fully masked tiles (the defaults of
+#: :func:`~tinyml.kernels.attention.flash1.flash_attention_v1`).
+PAPER_FLASH1 = dict(num_splits=1, skip_masked=False)
+
 #: What the paper reports: GFLOPs, HBM reads + writes (GB), runtime (ms), forward + backward.
 PAPER = {"standard": (66.6, 40.3, 41.7), "flash": (75.2, 4.4, 7.3)}
 
@@ -50,8 +56,12 @@ def run_variant(variant: str, device="a100-40gb", **config):
         if variant == "standard":
             _, saved = standard_attention(q, k, v, return_saved=True, **opts)
             standard_attention_backward(dout, saved)
+        elif variant == "flash1":          # the kernel the paper measured: Algorithm 1's grid, every tile
+            from .flash1 import flash_attention_v1
+            _, saved = flash_attention_v1(q, k, v, return_saved=True, **PAPER_FLASH1, **opts)
+            flash_attention_backward(dout, saved)
         else:
-            version = {"flash1": 1, "flash2": 2}[variant]
+            version = {"flash2": 2}[variant]
             _, saved = flash_attention(q, k, v, version=version, return_saved=True, **opts)
             flash_attention_backward(dout, saved)
     return prof

@@ -58,11 +58,12 @@ def prepare(a, b, dtype: str, kernel: str) -> MatmulCall:
 
 
 def run(call: MatmulCall, name: str, body, grid: tuple, n_blocks: int, sizes: tuple,
-        sram_per_block: int, panels=None, extra: tuple = ()):
+        sram_per_block: int, panels=None, extra: tuple = (), record: "dict | None" = None):
     """Allocate C, run ``body`` over the grid, record the launch; returns C.
 
     ``body`` walks the blocks ``ids`` (all of them when executing, one per class when
-    counting: :mod:`tinyml.kernels._classes`), block ``ids[row]`` counting into row ``row``."""
+    counting: :mod:`tinyml.kernels._classes`), block ``ids[row]`` counting into row ``row``.
+    ``record``: more arguments of ``Profile.record`` (registers, pipelining, instruction class)."""
     prof = current_profile()
     prof.hbm.track(call.a.obj, "a", call.dtype)
     prof.hbm.track(call.b.obj, "b", call.dtype)
@@ -78,5 +79,5 @@ def run(call: MatmulCall, name: str, body, grid: tuple, n_blocks: int, sizes: tu
     body(a_data, b_data, c_data, call.m, call.n, call.k, *sizes, call.execute, ids, counters, call.elem_bits,
          *extra)
     prof.record(name, grid, launch_counters(counters, call.execute, run_class, run_length), dtype=call.dtype,
-                sram_per_block=sram_per_block, panels=panels(grid) if panels else None)
+                sram_per_block=sram_per_block, panels=panels(grid) if panels else None, **(record or {}))
     return c

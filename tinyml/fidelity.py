@@ -1,0 +1,119 @@
+"""How close is the simulator? Published GPU measurements next to tinyml's numbers for the same setting.
+
+Every row is one published number (with its source) and the simulated number for the same
+configuration, all in counting mode (shapes only, a few seconds in all). ``rows()`` is what
+``docs/fidelity.md`` prints and ``benchmarks/bench_fidelity.py`` checks (median error)::
+
+    from tinyml.fidelity import rows, median_error
+    table = rows()
+    print(median_error(table))
+
+The error of a row is ``simulated / published - 1``. The mechanisms behind each gap are on the page.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Callable
+
+N_FIG4 = 16384          # FA2 / FA3 papers: batch x seqlen = 16k tokens, hidden 2048
+
+
+@dataclass(frozen=True)
+class Row:
+    """One published number and what tinyml simulates for it."""
+
+    what: str
+    device: str
+    unit: str
+    published: float
+    source: str
+    simulated: float
+
+    @property
+    def error(self) -> float:
+        return self.simulated / self.published - 1
+
+
+def _attention_tflops(device: str, version: int, d: int, n: int = N_FIG4, causal: bool = False) -> float:
+    """Forward TFLOP/s of FlashAttention ``version`` at the papers' benchmark shape (16k tokens, hidden 2048),
+    counted as the papers count: 4 N^2 d heads batch (halved with a causal mask)."""
+    from .kernels.attention.flash import flash_attention
+    from .sim import Profile, meta
+
+    b, h = N_FIG4 // n, 2048 // d
+    with Profile(device) as prof:
+        q, k, v = (meta((b, h, n, d), "fp16") for _ in range(3))
+        flash_attention(q, k, v, version=version, causal=causal)
+    return 4 * n * n * d * h * b / (2 if causal else 1) / prof.time_s / 1e12
+
+
+def _matmul_tflops(device: str, n: int = 8192, dtype: str = "bf16") -> float:
+    from .kernels.matmul import matmul_v4
+    from .sim import Profile, meta
+
+    with Profile(device) as prof:
+        matmul_v4(meta((n, n), dtype), meta((n, n), dtype), dtype=dtype)
+    return 2 * n ** 3 / prof.time_s / 1e12
+
+
+def _figure2(variant: str, what: str) -> float:
+    from .kernels.attention.paper import run_variant
+
+    prof = run_variant(variant, "a100-40gb")
+    return prof.time_s * 1e3 if what == "ms" else prof.hbm_bytes / 1e9
+
+
+def _decode_tokens(fmt: str) -> float:
+    from .inference.report import serving_rows
+
+    (row,) = serving_rows("llama-2-7b", "a100-80gb", formats=(fmt,), context=256)
+    return row["sim_tokens_per_s"]
+
+
+FA1 = "Dao et al. 2022, FlashAttention, Figure 2 (left): GPT-2 medium, A100 40GB, fwd + bwd"
+FA2 = "Dao 2023, FlashAttention-2, abstract and Sec. 4.1: forward reaches up to 73% of the A100's 312 TFLOP/s"
+FA3_FA2 = "Shah et al. 2024, FlashAttention-3, abstract: FlashAttention-2 reaches only 35% of the H100's 989 TFLOP/s"
+FA3 = "Shah et al. 2024, FlashAttention-3, abstract: up to 740 TFLOP/s fp16 forward on H100"
+MAMF = "Bekman, Machine Learning Engineering, 'Maximum Achievable Matmul FLOPS' table (mamf-finder, bf16)"
+GPTFAST = "gpt-fast README, Llama-2-7B on A100-80GB (330 W), batch 1, short prompt"
+
+#: (what, device, unit, published, source, simulate)
+SPECS: list[tuple[str, str, str, float, str, Callable[[], float]]] = [
+    ("standard attention fwd+bwd runtime", "a100-40gb", "ms", 41.7, FA1, lambda: _figure2("standard", "ms")),
+    ("standard attention HBM reads + writes", "a100-40gb", "GB", 40.3, FA1, lambda: _figure2("standard", "GB")),
+    ("FlashAttention-1 fwd+bwd runtime", "a100-40gb", "ms", 7.3, FA1, lambda: _figure2("flash1", "ms")),
+    ("FlashAttention-1 HBM reads + writes", "a100-40gb", "GB", 4.4, FA1, lambda: _figure2("flash1", "GB")),
+    ("FlashAttention-2 forward, best setting (d 128, 16k)", "a100-80gb", "TFLOP/s", 0.73 * 312, FA2,
+     lambda: _attention_tflops("a100-80gb", 2, 128)),
+    ("FlashAttention-2 forward (d 128, 16k)", "h100-sxm", "TFLOP/s", 0.35 * 989, FA3_FA2,
+     lambda: _attention_tflops("h100-sxm", 2, 128)),
+    ("FlashAttention-3 forward, best setting (d 256, 16k)", "h100-sxm", "TFLOP/s", 740, FA3,
+     lambda: _attention_tflops("h100-sxm", 3, 256)),
+    ("matmul 8192^3 bf16 (matmul v4)", "a100-80gb", "TFLOP/s", 268, MAMF, lambda: _matmul_tflops("a100-80gb")),
+    ("matmul 8192^3 bf16 (matmul v4)", "h100-sxm", "TFLOP/s", 792, MAMF, lambda: _matmul_tflops("h100-sxm")),
+    ("Llama-2-7B decode, fp16", "a100-80gb", "tokens/s", 104.9, GPTFAST, lambda: _decode_tokens("fp16")),
+    ("Llama-2-7B decode, int8", "a100-80gb", "tokens/s", 155.58, GPTFAST, lambda: _decode_tokens("int8")),
+    ("Llama-2-7B decode, int4 (group 32)", "a100-80gb", "tokens/s", 196.80, GPTFAST,
+     lambda: _decode_tokens("int4-g32")),
+]
+
+
+def rows() -> list[Row]:
+    """Every published number with its simulated counterpart (a few seconds, counting mode)."""
+    return [Row(what, dev, unit, pub, src, float(sim())) for what, dev, unit, pub, src, sim in SPECS]
+
+
+def median_error(table: list[Row]) -> float:
+    """The median of |simulated / published - 1| over the rows."""
+    return statistics.median(abs(r.error) for r in table)
+
+
+def markdown(table: list[Row]) -> str:
+    """The table as Markdown (the docs page prints this)."""
+    out = ["| what | device | published | simulated | error | source |", "|---|---|--:|--:|--:|---|"]
+    for r in table:
+        out.append(f"| {r.what} | `{r.device}` | {r.published:,.4g} {r.unit} | {r.simulated:,.4g} {r.unit} | "
+                   f"{r.error:+.0%} | {r.source} |")
+    return "\n".join(out)
