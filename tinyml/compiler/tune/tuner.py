@@ -86,7 +86,8 @@ class Featurizer:
             raise TuneError(f"unknown features {kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
         self.space, self.device, self.kind = space, device, kind
         self.cache: dict = {}
-        self.width = None
+        from .features import NAMES
+        self.width = len(NAMES) if kind == "nest" else len(knob_features(space.sample(random.Random(0))))
 
     def __call__(self, decisions: tuple) -> np.ndarray:
         key = Space.key(decisions)
@@ -100,8 +101,7 @@ class Featurizer:
                 except ScheduleError:
                     v = None
                 if v is None:               # an illegal candidate: a vector no legal one has
-                    v = np.full(self.width or 1, -1.0)
-            self.width = self.width or len(v)
+                    v = np.full(self.width, -1.0)
             self.cache[key] = v
         return v
 

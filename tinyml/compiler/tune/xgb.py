@@ -49,7 +49,9 @@ class XGBModel:
             order = np.argsort(g, kind="stable")            # XGBoost wants each query group contiguous
             x, y, g = x[order], y[order], g[order]
             dm = self.xgb.DMatrix(x, label=y, qid=g)
-            params.update(objective="rank:pairwise")
+            # every pair of a group counts ("mean": sampled pairs, 8 per trial), not only the top-k: the
+            # search needs the whole order right, not only the best few (XGBoost's default "topk")
+            params.update(objective="rank:pairwise", lambdarank_pair_method="mean", lambdarank_num_pair_per_sample=8)
         else:
             dm = self.xgb.DMatrix(x, label=y)
             params.update(objective="reg:squarederror")
