@@ -240,3 +240,17 @@ def test_lab11_a_refused_primitive_or_a_wrong_return_is_wrong_not_a_crash(tmp_pa
     got = {r.id: r for r in check_lab(11, path=path).results}
     assert got["11.1"].status == WRONG and "raised BindError" in got["11.1"].message
     assert got["11.2"].status == WRONG and "three numbers" in got["11.2"].message
+
+
+def test_lab12_wrong_answers_say_what_is_wrong(tmp_path):
+    path = tmp_path / "my_lab12.py"
+    text = get_lab(12).path.read_text()
+    text = text.replace('raise NotImplementedError("Exercise 12.2: look at result[\'profile\'][\'sram_per_block_bytes\']")',
+                        'return {"resource": "registers", "toy_sram": 1, "a100_sram": 2, "a100_blocks_on_toy": 3}')
+    text = text.replace('raise NotImplementedError("Exercise 12.3: which search learns where the failures are, '
+                        'and how often?")', 'return {"strategy": "random", "model": "none", "trials": 500}')
+    path.write_text(text)
+    got = {r.id: r for r in check_lab(12, path=path).results}
+    assert got["12.1"].status == NOT_ATTEMPTED
+    assert got["12.2"].status == WRONG and "SRAM" in got["12.2"].message
+    assert got["12.3"].status == WRONG and "budget" in got["12.3"].message
