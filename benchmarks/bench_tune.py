@@ -83,7 +83,6 @@ def beat_hand(workloads: list, presets, trials: int) -> list:
         meas = SimulatedMeasurer(dev)
         for label, func in workloads:
             try:
-                meas.device and func  # noqa: B018
                 res = tune(func, meas, trials=trials, batch=16, seed=0)
                 hl, hand = hand_baseline(func, meas)
             except Exception as e:  # noqa: BLE001  (out of HBM on toy: reported, not fatal)
@@ -242,8 +241,8 @@ def targets_rows(c, hand, eff, q, tr, cr, cpu_rows, quick) -> list:
     rows = [("512 simulated trials of one GEMM < 60 s" if c["trials"] >= 512 else
              f"{c['trials']} simulated trials (512 in the full run) < 60 s x {c['trials']}/512",
              f"{c['total_s']:.1f} s", c["total_s"] < 60 * c["trials"] / 512, True),
-            ("model retraining share of the run", f"{c['model_s'] / c['total_s']:.0%}", None if False else True,
-             False)]
+            ("model retraining share of the run (issue: a small fraction)", f"{c['model_s'] / c['total_s']:.0%}",
+             c["model_s"] / c["total_s"] < 0.25, False)]
     for dev in sorted({h["device"] for h in hand}):
         hs = [h for h in hand if h["device"] == dev]
         ran = [h for h in hs if h.get("speedup")]

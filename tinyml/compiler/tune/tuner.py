@@ -27,6 +27,7 @@ import numpy as np
 
 from ...sim import load_device
 from ..tensor import ScheduleError, replay
+from ..tensor import to_json as trace_json
 from .annealing import Annealing
 from .errors import TuneError
 from .evolution import Evolutionary
@@ -108,8 +109,6 @@ class Featurizer:
 
 def transfer_data(paths, kind: str) -> tuple:
     """(features, times, groups) of the trials in other logs, for warm-starting a model."""
-    from ..tensor import WORKLOADS  # noqa: F401  (the workloads replay needs)
-
     xs, ts, gs = [], [], []
     for path in paths:
         for rec in read_records(path):
@@ -230,8 +229,6 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
                 else:
                     res = measurer.measure(sch)
                 timing["measure"] += time.perf_counter() - t0
-                from ..tensor import to_json as trace_json
-
                 rec = {**base, "batch": b, "trial": len(records), "decisions": to_json(d),
                        "trace": json.loads(trace_json(sch)) if sch is not None else None, "result": res.to_dict()}
                 records.append(rec)
