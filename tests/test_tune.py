@@ -315,3 +315,21 @@ def test_a_log_without_the_device_is_refused(tmp_path):
     (tmp_path / "bad.jsonl").write_text("not json\n")
     with pytest.raises(TuneLogError, match="line 1: not JSON"):
         read_records(tmp_path / "bad.jsonl")
+
+
+# ---- the real CPU ------------------------------------------------------------------------------------
+
+def test_cpu_trials_are_checked_once_timed_with_noise_and_wrong_outputs_fail():
+    from tinyml.compiler.tune.cpu import CpuMeasurer
+
+    func = matmul(32, 48, 16, "fp32")
+    space = Space(func, T.matmul_cpu)
+    sch = space.schedule(space.sample(random.Random(0)))
+    meas = CpuMeasurer(repeats=3)
+    res = meas.measure(sch)
+    assert res.status == "ok" and res.time_s > 0 and len(res.profile["runs_s"]) == 3
+    assert res.time_s == sorted(res.profile["runs_s"])[1] and res.noise >= 0
+    arrays, ref = meas.inputs(func)
+    meas._data[str(func.to_dict())] = (arrays, ref + 1.0)               # a reference the kernel cannot match
+    bad = meas.measure(sch)
+    assert bad.status == "wrong" and bad.time_s is None and "reference" in bad.message
