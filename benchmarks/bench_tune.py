@@ -10,7 +10,9 @@
    N, K from Llama-2-7B and GPT-2) and ResNet-50's conv2d layers (vs the best blocked conv2d),
    per preset; every loss is listed.
 3. Search efficiency: trials until within 5% of the best known (exhaustive over the space), median
-   over seeds, random search vs annealing and evolution, with and without the cost model.
+   over seeds, random search vs annealing and evolution, with and without the cost model; on a GEMM
+   (where many candidates are near the best) and, in the full run, on a conv2d on ``toy`` (where most
+   candidates overflow SRAM and the good region is rare).
 4. Model quality on held-out shapes: Spearman and pairwise accuracy of XGBoost (rank), ridge, and
    XGBoost on raw knobs (the ablation), trained on the trials of other shapes.
 5. Transfer: tuning m2-max from scratch vs warm-started from an a100-40gb log.
@@ -62,7 +64,11 @@ def conv_func(c, h, f, k, stride, pad):
 def cost(trials: int) -> dict:
     func = matmul(4096, 4096, 4096)
     meas = SimulatedMeasurer("a100-40gb")
-    tune(func, meas, trials=8, batch=8, model="none")            # JIT warm: compile the structures
+    space = Space(func, T.matmul_gpu)                             # JIT warm: compile every structure once
+    tiles = [q for q, k in enumerate(space.knobs) if k.kind == "sample_perfect_tile"]
+    for d in space.all():
+        if all(d[q] == space.knobs[q].choices[0] for q in tiles):
+            meas.measure(space.schedule(d))
     t0 = time.perf_counter()
     res = tune(func, meas, strategy="evolutionary", model="xgboost", trials=trials, batch=16, seed=0)
     total = time.perf_counter() - t0
@@ -106,20 +112,21 @@ SETTINGS = [("random", "none"), ("random", "xgboost"), ("annealing", "none"), ("
             ("evolutionary", "none"), ("evolutionary", "xgboost")]
 
 
-def efficiency(func, device: str, seeds: int, trials: int) -> dict:
+def efficiency(func, device: str, seeds: int, trials: int, batch: int = 16) -> dict:
     meas = SimulatedMeasurer(device)
-    space = Space(func, T.matmul_gpu)
+    space = Space(func, T.template_for(func, device))
     t0 = time.perf_counter()
     best = min(t for t in (meas.measure(space.schedule(d)).time_s for d in space.all()) if t is not None)
     print(f"\n== 3. Search efficiency on {func.name} "
           f"{'x'.join(str(a.extent) for a in func.block.axes)}, {device}: exhaustive best "
           f"{best * 1e6:.1f} us over {space.size} candidates ({time.perf_counter() - t0:.1f} s); trials until "
           f"within 5% (median of {seeds} seeds, > {trials} = not reached)")
-    out = {"best_s": best, "space": space.size, "curves": {}, "median_trials": {}}
+    out = {"best_s": best, "space": space.size, "curves": {}, "median_trials": {},
+           "label": f"{func.name} {'x'.join(str(a.extent) for a in func.block.axes)} on {device}"}
     for strat, model in SETTINGS:
         hits, curves = [], []
         for seed in range(seeds):
-            curve = tune(func, meas, strategy=strat, model=model, trials=trials, batch=16, seed=seed).curve()
+            curve = tune(func, meas, strategy=strat, model=model, trials=trials, batch=batch, seed=seed).curve()
             curves.append([c / best if c else None for c in curve])
             hit = next((i + 1 for i, c in enumerate(curve) if c and c <= best * 1.05), trials + 1)
             hits.append(hit)
@@ -255,10 +262,11 @@ def targets_rows(c, hand, eff, q, tr, cr, cpu_rows, quick) -> list:
            for d in {h["device"] for h in hand} if any(h.get("speedup") for h in hand if h["device"] == d)]
     rows.append(("geomean speed-up >= 1.2x on at least one preset", f"max {max(gms):.2f}x" if gms else "-",
                  (max(gms) >= 1.2) if gms else None, bool(gms)))
-    mt = eff["median_trials"]
-    rows.append(("XGBoost needs <= 1/4 of random's trials to within 5%",
-                 f"evolutionary+xgboost {mt['evolutionary+xgboost']} vs random {mt['random+none']}",
-                 mt["evolutionary+xgboost"] * 4 <= mt["random+none"], not quick))
+    for e in [eff] + ([eff["rare"]] if eff.get("rare") else []):
+        mt = e["median_trials"]
+        rows.append((f"XGBoost needs <= 1/4 of random's trials to within 5% ({e['label']})",
+                     f"evolutionary+xgboost {mt['evolutionary+xgboost']} vs random {mt['random+none']}",
+                     mt["evolutionary+xgboost"] * 4 <= mt["random+none"], not quick))
     xq, kq = q["xgboost (rank), nest features"], q["xgboost (rank), raw knobs"]
     rows.append(("held-out Spearman >= 0.9 (xgboost rank, nest features)", f"{xq['spearman']:.3f}",
                  xq["spearman"] >= 0.9, not quick))
@@ -308,6 +316,8 @@ def main(argv=None) -> int:
     hand = beat_hand(gemms + convs, ("a100-40gb",) if quick else PRESETS, trials)
     eff = efficiency(matmul(512, 512, 512) if quick else matmul(2048, 2048, 2048), "a100-40gb", seeds,
                      48 if quick else 192)
+    if not quick:                 # a space whose good region is rare: most of toy's conv2d tiles overflow SRAM
+        eff["rare"] = efficiency(conv2d(1, 32, 28, 28, 64, 3, 3, pad=1), "toy", seeds, 96, batch=8)
     shapes = [(128, 3072, 768), (2048, 4096, 4096), (16, 11008, 4096), (128, 768, 3072), (2048, 2304, 768),
               (16, 4096, 11008)]
     q = quality("a100-40gb", shapes[:2] if quick else shapes[:4], shapes[4:5] if quick else shapes[4:],
