@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ._args import UsageError, non_negative_int, positive_int, readable_file, seed, writable_file
+from ._args import non_negative_int, positive_int, probability, readable_file, seed, writable_file
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -69,9 +69,10 @@ def _common(p) -> None:
                    help="the cost model that pre-screens candidates (none: measure what the search proposes)")
     p.add_argument("--features", choices=("nest", "knobs"), default="nest",
                    help="what the model sees: loop-nest features, or the raw knob values (the ablation)")
-    p.add_argument("--epsilon", type=float, default=0.1, help="share of each batch drawn at random (with a model)")
+    p.add_argument("--epsilon", type=probability, default=0.1,
+                   help="share of each batch drawn at random when a model picks the rest, in [0, 1)")
     p.add_argument("--seed", type=seed, default=0, help="the search's seed: the same seed gives the same log")
-    p.add_argument("--log", type=lambda t: writable_file(t), default=None, metavar="FILE.jsonl",
+    p.add_argument("--log", type=writable_file, default=None, metavar="FILE.jsonl",
                    help="append every trial here; an existing log of the same run is resumed (default: none)")
     p.add_argument("--transfer", type=readable_file, action="append", default=[], metavar="LOG",
                    help="warm-start the cost model with another log's trials (another device); repeatable")
@@ -144,8 +145,6 @@ def run(args) -> int:
     from ..compiler.tune.hand import hand_baseline
     from ..compiler.tune.measure import Result
 
-    if not 0.0 <= args.epsilon <= 1.0:
-        raise UsageError(f"--epsilon {args.epsilon}: give the share of random candidates, in [0, 1]")
     func = workload(args)
     meas = measurer_for(args.device)
     bar = Bar(args.trials, args.batch_trials, quiet=args.json)
