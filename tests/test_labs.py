@@ -266,3 +266,17 @@ def test_lab11_conv_schedule_without_tensorize_is_diagnosed(tmp_path):
     assert "W is re-read from HBM for every multiply-add" in msg and "X is re-read" not in msg
     assert "the tile product is not tensorized" in msg and "implicit GEMM" in msg
     assert "target is 1.25x" in msg and "library call's idealised" in msg
+
+
+def test_lab12_wrong_answers_say_what_is_wrong(tmp_path):
+    path = tmp_path / "my_lab12.py"
+    text = get_lab(12).path.read_text()
+    text = text.replace('raise NotImplementedError("Exercise 12.2: look at result[\'profile\'][\'sram_per_block_bytes\']")',
+                        'return {"resource": "registers", "toy_sram": 1, "a100_sram": 2, "a100_blocks_on_toy": 3}')
+    text = text.replace('raise NotImplementedError("Exercise 12.3: which search learns where the failures are, '
+                        'and how often?")', 'return {"strategy": "random", "model": "none", "trials": 500}')
+    path.write_text(text)
+    got = {r.id: r for r in check_lab(12, path=path).results}
+    assert got["12.1"].status == NOT_ATTEMPTED
+    assert got["12.2"].status == WRONG and "SRAM" in got["12.2"].message
+    assert got["12.3"].status == WRONG and "budget" in got["12.3"].message

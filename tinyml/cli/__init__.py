@@ -25,6 +25,7 @@ EPILOG = """examples:
   tinyml fuse --ops mul,add,gelu               one op chain, unfused vs fused
   tinyml compile gpt2_block --explain          GPT-2's block through the compiler, pass by pass
   tinyml schedule matmul --m 4096 --n 4096 --k 4096 --example mma   a loop nest, scheduled by hand
+  tinyml tune matmul --m 4096 --n 4096 --k 4096 --trials 64   search the schedule space with a cost model
   tinyml quant --model llama-2-7b --device a100-80gb   model size, fit and tokens/s per weight format
   tinyml decode --model llama-2-7b --context 4096      one decode step's kernels, KV cache, split-KV
   tinyml ssm --seq 4096                        a selective scan: naive vs IO-aware vs parallel, and FA2
@@ -33,13 +34,13 @@ EPILOG = """examples:
 
 
 def build_parser() -> Parser:
-    from . import attention, compile, decode, devices, fuse, kernels, lab, quant, schedule, ssm, tour
+    from . import attention, compile, decode, devices, fuse, kernels, lab, quant, schedule, ssm, tour, tune
 
     parser = Parser(prog="tinyml", description="See the GPU memory hierarchy at work, on a laptop CPU.",
                     epilog=EPILOG)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (tour, devices, kernels, attention, fuse, compile, schedule, quant, decode, ssm, lab):
+    for module in (tour, devices, kernels, attention, fuse, compile, schedule, tune, quant, decode, ssm, lab):
         module.register(sub)
     return parser
 

@@ -30,6 +30,7 @@ HELP = """examples:
   tinyml compile model.onnx --passes fuse,plan_memory   an ONNX file (needs the onnx package)
   tinyml compile mlp --dtype fp32 --schedule mm.json    matmul nodes of mm.json's workload run its schedule
                                                     (write one with tinyml schedule ... --write-trace mm.json)
+  tinyml compile mlp --tune-log tune.jsonl          matmul nodes run the best schedules of a tuning log
 """
 
 
@@ -64,6 +65,9 @@ def register(sub) -> None:
                    help="lower matmul/conv2d nodes with a schedule: a trace (the nodes of exactly its workload) or "
                         "an object mapping node names, workload keys or op kinds to traces; repeatable "
                         "(default: hand-written kernels and library calls)")
+    p.add_argument("--tune-log", type=readable_file, default=None, metavar="LOG.jsonl",
+                   help="lower each matmul/conv2d node with the best schedule a tuning log (tinyml tune --log) holds "
+                        "for its workload on --device (default: none)")
     p.set_defaults(func=run)
 
 
@@ -96,6 +100,10 @@ def _check_scheduled(prof, schedules: "dict | None", graph) -> list:
     names = [r.name for r in prof.records if r.name.endswith("_scheduled")]
     if not names:
         can = sorted(n.name for n in graph.nodes if n.op in ("matmul", "conv2d"))
+        if not isinstance(schedules, dict):          # a tuning log
+            raise UsageError(f"--tune-log: the log holds no schedule for any matmul/conv2d node of {graph.name!r} "
+                             f"on this device (its workloads: {sorted(schedules.workloads().values())}); tune "
+                             f"the nodes' shapes and --dtype with tinyml tune; schedulable nodes: {can}")
         raise UsageError(f"--schedule: no node of {graph.name!r} matched {sorted(schedules)}; a trace lowers the "
                          f"nodes of exactly its workload (shapes and --dtype); key it by node name or op kind "
                          f"to apply it elsewhere; schedulable nodes: {can}")
@@ -254,6 +262,12 @@ def run(args) -> int:
     graph = load_model(args.model, args.layers, weights="meta")
     bindings = {s: (n if s == "n" else bounds.get(s, 1)) for s in graph.symbols}
     schedules = load_schedules(args.schedule)
+    if args.tune_log:
+        from ..compiler.tune import TuningLog
+
+        if schedules:
+            raise UsageError("give either --schedule files or --tune-log, not both")
+        schedules = TuningLog(args.tune_log, device=args.device)
     compiled = compile(graph, device=args.device, passes=_passes(args.passes, bounds, args.scheme, skip),
                        dtype=args.dtype, bindings=bindings, bounds=bounds, scheme=args.scheme, skip=skip,
                        schedules=schedules)

@@ -1,0 +1,251 @@
+"""The tuning loop: propose a batch, measure it, log every trial, retrain the model, repeat.
+
+    space    = Space(workload, template)                   # the knobs and their choices
+    history  = this run's records from the log             # resume: continue where it stopped
+    for batch b in (len(history) / batch) .. trials / batch:
+        model.fit(features(measured so far), -log time)    # retrained from scratch every batch
+        rng = Random(seed, b)                              # per batch: resuming gives the same run
+        candidates = strategy.propose(ctx, (1 - epsilon) * batch)   # searches the model, if any
+                   + random fresh candidates up to batch   # epsilon-greedy (with a model)
+        for each: schedule = space.schedule(decisions); result = measurer.measure(schedule)
+                  append the record to the log             # failures too: every trial counts
+        strategy.observe(ctx, candidates, times)
+
+``transfer`` adds the trials of other logs (another device, other shapes) to the model's
+training data as their own groups: the model starts the run knowing what they taught it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...sim import load_device
+from ..tensor import ScheduleError, replay
+from ..tensor import to_json as trace_json
+from .annealing import Annealing
+from .errors import TuneError
+from .evolution import Evolutionary
+from .features import FEATURE_KINDS, knob_features, nest_features
+from .log import VERSION, dumps, read_records
+from .measure import Result, failure
+from .model import MODELS, make_model, targets
+from .random_search import RandomSearch
+from .space import Space, from_json, to_json
+from .strategy import Context, random_fresh
+
+STRATEGIES = {"random": RandomSearch, "annealing": Annealing, "evolutionary": Evolutionary}
+
+
+@dataclass
+class TuneResult:
+    """What a run did: its records (resumed ones included), the best, and where the time went."""
+
+    records: list
+    space_size: int
+    timing: dict = field(default_factory=dict)     # seconds: measure, model, propose, total
+
+    @property
+    def best(self) -> "dict | None":
+        from .log import best_record
+        return best_record(self.records)
+
+    def curve(self) -> list:
+        """Best-so-far time after each trial (None until the first success)."""
+        out, best = [], None
+        for r in self.records:
+            t = r["result"].get("time_s")
+            if t is not None and (best is None or t < best):
+                best = t
+            out.append(best)
+        return out
+
+
+def _no_score(pool):
+    """Stands for "a model exists" when a strategy observes (its state must not depend on whether
+    the first batch, before any training, had scores: a resumed run replays it with this)."""
+    return np.zeros(len(pool))
+
+
+def _device_for_features(name: str):
+    if name == "cpu":
+        from .cpu import cpu_device
+        return cpu_device()
+    return load_device(name)
+
+
+class Featurizer:
+    """Feature vectors of candidates (cached by key): loop-nest features or raw knobs."""
+
+    def __init__(self, space: Space, device, kind: str):
+        if kind not in FEATURE_KINDS:
+            raise TuneError(f"unknown features {kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
+        self.space, self.device, self.kind = space, device, kind
+        self.cache: dict = {}
+        from .features import NAMES
+        self.width = len(NAMES) if kind == "nest" else len(knob_features(space.sample(random.Random(0))))
+
+    def __call__(self, decisions: tuple) -> np.ndarray:
+        key = Space.key(decisions)
+        v = self.cache.get(key)
+        if v is None:
+            if self.kind == "knobs":
+                v = knob_features(decisions)
+            else:
+                try:
+                    v = nest_features(self.space.schedule(decisions).nest, self.device)
+                except ScheduleError:
+                    v = None
+                if v is None:               # an illegal candidate: a vector no legal one has
+                    v = np.full(self.width, -1.0)
+            self.cache[key] = v
+        return v
+
+
+def transfer_data(paths, kind: str) -> tuple:
+    """(features, times, groups) of the trials in other logs, for warm-starting a model."""
+    xs, ts, gs = [], [], []
+    for path in paths:
+        for rec in read_records(path):
+            if rec.get("trace") is None:
+                continue
+            if kind == "knobs":
+                v = knob_features(from_json(rec["decisions"]))
+            else:
+                func = _func_of(rec["trace"]["workload"])
+                nest = replay(func, rec["trace"]).nest
+                v = nest_features(nest, _device_for_features(rec["device_name"]))
+            xs.append(v)
+            ts.append(rec["result"].get("time_s"))
+            gs.append(f"transfer:{rec['workload']}:{rec['device']}")
+    return xs, ts, gs
+
+
+def _func_of(workload: dict):
+    """The PrimFunc a trace's workload dict describes (matmul, conv2d)."""
+    from ..tensor import conv2d, matmul
+
+    ext = {a[0]: a[1] for a in workload["axes"]}
+    dtype = workload["buffers"][-1][2]
+    if workload["name"] == "matmul":
+        return matmul(ext["i"], ext["j"], ext["k"], dtype)
+    if workload["name"] == "conv2d":
+        (_, xs, _), (_, ws, _) = workload["buffers"][:2]
+        n, c, h, w = xs
+        f, _, kh, kw = ws
+        oh = ext["y"]
+        for stride in range(1, max(h, 1) + 1):
+            for pad in range(0, max(kh, kw)):
+                if (h + 2 * pad - kh) // stride + 1 == oh and (w + 2 * pad - kw) // stride + 1 == ext["x"]:
+                    func = conv2d(n, c, h, w, f, kh, kw, stride=stride, pad=pad, dtype=dtype)
+                    if func.to_dict() == workload:
+                        return func
+    raise TuneError(f"cannot rebuild workload {workload.get('name')!r} from a log record to transfer from")
+
+
+def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboost", features: str = "nest",
+         trials: int = 64, batch: int = 16, seed: int = 0, epsilon: float = 0.1, log=None, template=None,
+         transfer=(), progress=None) -> TuneResult:
+    """Tune ``func`` on ``measurer`` (module docstring); returns a :class:`TuneResult`.
+
+    ``log``: a path; its records of this run (same workload, device, space and settings) are
+    resumed and new trials are appended. ``progress(record, result)`` is called per trial.
+    """
+    from ..lowering.scheduled import workload_hash, workload_key
+    from .templates import template_for
+
+    if strategy not in STRATEGIES:
+        raise TuneError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if model not in MODELS:
+        raise TuneError(f"unknown cost model {model!r}; choose one of {', '.join(MODELS)}")
+    if trials < 1 or batch < 1:
+        raise TuneError(f"trials ({trials}) and batch ({batch}) must be >= 1")
+    if not 0.0 <= epsilon <= 1.0:
+        raise TuneError(f"epsilon must be in [0, 1] (the share of random candidates per batch), got {epsilon}")
+    t_start = time.perf_counter()
+    space = Space(func, template or template_for(func, measurer.name))
+    feat = Featurizer(space, measurer.device, features)
+    run = {"strategy": strategy, "model": model, "features": features, "seed": seed, "batch": batch,
+           "epsilon": epsilon}
+    base = {"version": VERSION, "workload": workload_hash(func), "workload_key": workload_key(func),
+            "device": measurer.hash, "device_name": measurer.name, "measurer": measurer.kind, "space": space.name,
+            "run": run}
+    mine = lambda r: all(r.get(k) == base[k] for k in ("workload", "device", "space", "run"))  # noqa: E731
+    path = Path(log).expanduser() if log else None
+    history = [r for r in read_records(path) if mine(r)] if path is not None and path.exists() else []
+    tx, tt, tg = transfer_data(transfer, features) if transfer else ([], [], [])
+    strat = STRATEGIES[strategy]()
+    m = make_model(model, seed)
+    measured: dict = {}
+    timing = {"measure": 0.0, "model": 0.0, "propose": 0.0}
+    records = list(history)
+
+    def ctx_for(b: int, what: str, scorer) -> Context:
+        return Context(space, random.Random(f"{seed}:{b}:{what}"), measured, scorer)
+
+    batches = {}
+    for r in history:                    # resume: replay what the strategy saw, batch by batch
+        batches.setdefault(r["batch"], []).append(r)
+    for b in sorted(batches):
+        cands = [from_json(r["decisions"]) for r in batches[b]]
+        times = [r["result"].get("time_s") for r in batches[b]]
+        for d, t in zip(cands, times):
+            measured[Space.key(d)] = t
+        strat.observe(ctx_for(b, "observe", None if m is None else _no_score), cands, times)
+    b = max(batches, default=-1) + 1
+    out = path.open("a") if path is not None else None
+    try:
+        while len(records) < trials:
+            n = min(batch, trials - len(records))
+            scorer = None
+            t0 = time.perf_counter()
+            if m is not None and (measured or tx):
+                keys = list(measured)
+                x = [feat(from_json(json.loads(k))) for k in keys] + tx
+                y = targets([measured[k] for k in keys] + tt, ["run"] * len(keys) + tg)
+                m.fit(np.array(x), y, ["run"] * len(keys) + tg)
+                scorer = lambda pool: m.predict(np.array([feat(d) for d in pool])) if pool else np.zeros(0)  # noqa
+            timing["model"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            ctx = ctx_for(b, "propose", scorer)
+            n_model = n - int(round(epsilon * n)) if scorer is not None else n
+            cands = strat.propose(ctx, n_model)
+            cands += random_fresh(ctx, n - len(cands))
+            timing["propose"] += time.perf_counter() - t0
+            if not cands:
+                break                   # the space is exhausted
+            times = []
+            for d in cands:
+                t0 = time.perf_counter()
+                try:
+                    sch = space.schedule(d)
+                except ScheduleError as e:
+                    sch, res = None, failure("illegal", e)
+                else:
+                    res = measurer.measure(sch)
+                timing["measure"] += time.perf_counter() - t0
+                rec = {**base, "batch": b, "trial": len(records), "decisions": to_json(d),
+                       "trace": json.loads(trace_json(sch)) if sch is not None else None, "result": res.to_dict()}
+                records.append(rec)
+                measured[Space.key(d)] = res.time_s if res.ok else None
+                times.append(measured[Space.key(d)])
+                if out is not None:
+                    out.write(dumps(rec) + "\n")
+                    out.flush()
+                if progress is not None:
+                    progress(rec, res)
+            strat.observe(ctx_for(b, "observe", None if m is None else _no_score), cands, times)
+            b += 1
+    finally:
+        if out is not None:
+            out.close()
+    timing["total"] = time.perf_counter() - t_start
+    return TuneResult(records, space.size, timing)
+
+
+__all__ = ["tune", "TuneResult", "STRATEGIES", "Result"]
