@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import positive_int
 from ._out import console, emit_json, table
 from ._progress import AheadOfTime, compile_progress, mark_cache_warm
 from .results import COMPARISON_COLUMNS, comparison_rows, run_variant
@@ -19,8 +20,8 @@ def register(sub) -> None:
     p = sub.add_parser("tour", help="the guided demo (the default command)", epilog=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="preset name or .toml file (default a100-40gb)")
-    p.add_argument("--size", type=int, default=4096, help="matmul size N for N x N x N (default 4096)")
-    p.add_argument("--long-seq", type=int, default=65536, help="sequence length of the memory stop (default 65536)")
+    p.add_argument("--size", type=positive_int, default=4096, help="matmul size N for N x N x N (default 4096)")
+    p.add_argument("--long-seq", type=positive_int, default=65536, help="sequence length of the memory stop (default 65536)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -43,11 +44,9 @@ def hierarchy(device) -> list[dict]:
 
 def run(args) -> int:
     from ..kernels.matmul import matmul
-    from ..sim import ShapeError, load_device, meta
+    from ..sim import load_device, meta
     from ..sim.units import fmt_bytes, fmt_rate
 
-    if args.size < 1:
-        raise ShapeError(f"--size must be >= 1, got {args.size}")
     device = load_device(args.device)
     n = args.size
     levels = hierarchy(device)
