@@ -532,3 +532,16 @@ def test_the_interpreter_checks_host_memory_before_it_allocates(monkeypatch):
     monkeypatch.undo()
     (s,) = interpreter.interpret(g, {"x": np.ones((3, 4), np.float32)})   # small: never asks the host
     np.testing.assert_array_equal(s, np.full((3, 3), 4.0, np.float32))
+
+
+def test_a_drawn_weight_checks_host_memory_before_it_allocates(monkeypatch):
+    from tinyml.sim import HostMemoryError, host
+    from tinyml.sim.units import fmt_bytes
+
+    monkeypatch.setattr(host, "available_bytes", lambda: 100 * 2 ** 20)           # a 100 MiB host
+    g = Graph("big")
+    with pytest.raises(HostMemoryError) as err:
+        g.weight("w", (4096, 4096))                    # float64 draw + float32 copy: 12 bytes an element
+    assert "weight 'w'" in str(err.value) and fmt_bytes(12 * 4096 * 4096) in str(err.value)
+    assert "w" not in g.weights
+    g.weight("small", (64, 64))                        # below host.SMALL: never asks
