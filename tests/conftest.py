@@ -3,8 +3,8 @@
 Profiles:
 
 * ``ci`` (the default, and always when the ``CI`` environment variable is set):
-  few, derandomized examples, so the whole suite runs in well under three
-  minutes on two cores, Numba compilation from a cold cache included.
+  few, derandomized examples, so the whole suite stays fast; ``pytest`` runs
+  it on every core (pytest-xdist, ``addopts`` in pyproject.toml).
 * ``dev``: more examples, random; ``HYPOTHESIS_PROFILE=dev python -m pytest``.
 * ``deep``: at least 1,000 random examples for every property, no example
   database; ``HYPOTHESIS_PROFILE=deep python -m pytest tests/test_x.py -n 2``. A test with its own
