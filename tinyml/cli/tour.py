@@ -114,9 +114,10 @@ def later_stops(device_spec) -> None:
     """What a second process computes on a cold cache to fill Numba's cache, first what this process
     needs first: stop 3's FlashAttention-2 forward + backward, then stops 5 and 6.
 
-    Compile times of a cold tour on 2 cores (process CPU seconds, numba 0.68): stop 2 about 13, stop 3
-    about 72 (standard 22, FlashAttention-1 26, FlashAttention-2 25), stop 4 nothing new, stop 5 about
-    40, stop 6 about 14 more: 60 in this process, 78 in the second, instead of 85 and 53.
+    Compile CPU seconds per stop, summed from each kernel's measured compile on a cold cache (numba
+    0.68): stop 2 about 13, stop 3 about 72 (standard 22, FlashAttention-1 26, FlashAttention-2 25),
+    stop 4 nothing new, stop 5 about 40, stop 6 about 14 more; so about 60 in this process and 78 in
+    the second, instead of 85 and 53 with stops 5 and 6 alone ahead.
     """
     from ..kernels.attention.paper import run_variant as run_fig2
     from ..sim import load_device
