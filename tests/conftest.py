@@ -3,9 +3,13 @@
 Profiles:
 
 * ``ci`` (the default, and always when the ``CI`` environment variable is set):
-  few, derandomized examples, so the whole suite runs in well under three
-  minutes on two cores, Numba compilation from a cold cache included.
-* ``dev``: many more examples; ``HYPOTHESIS_PROFILE=dev python -m pytest``.
+  few, derandomized examples, so the whole suite stays fast; ``pytest`` runs
+  it on every core (pytest-xdist, ``addopts`` in pyproject.toml).
+* ``dev``: more examples, random; ``HYPOTHESIS_PROFILE=dev python -m pytest``.
+* ``deep``: at least 1,000 random examples for every property, no example
+  database; ``HYPOTHESIS_PROFILE=deep python -m pytest tests/test_x.py -n 2``. A test with its own
+  ``@settings(max_examples=examples(n))`` gets ``n`` under ``ci`` and at least the profile's
+  number under ``dev`` and ``deep`` (``strategies.examples``). Slow: run it one module at a time.
 """
 
 from __future__ import annotations
@@ -38,6 +42,14 @@ settings.register_profile(
     "dev",
     deadline=None,
     max_examples=500,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "deep",
+    deadline=None,
+    max_examples=1000,
+    database=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )

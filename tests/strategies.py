@@ -7,6 +7,7 @@ constants here (bytes per element, primes ...) are written out independently.
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from tinyml.sim import list_presets, load_device
@@ -17,6 +18,22 @@ ELEM_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
 FLOAT_DTYPES = tuple(ELEM_BYTES)
 PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67)
 PRESETS = tuple(list_presets())
+
+
+# ---- how many examples ----------------------------------------------------------
+
+#: the ``ci`` profile's number of examples (conftest.py); a profile above it is a thorough run
+CI_EXAMPLES = 40
+
+
+def examples(n: int) -> int:
+    """``max_examples`` for a property that sets its own: ``n`` under the fast ``ci`` profile, at least
+    the profile's number under ``dev`` (500) and ``deep`` (1,000), so a thorough run is thorough for it too.
+
+    ``@settings(max_examples=examples(15))`` (a bare ``max_examples=15`` would stay 15 under ``deep``).
+    """
+    profile = settings.default.max_examples
+    return n if profile <= CI_EXAMPLES else max(n, profile)
 
 
 # ---- shapes and block sizes -----------------------------------------------------

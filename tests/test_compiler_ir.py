@@ -506,3 +506,42 @@ def test_import_is_light():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_interpreter_checks_host_memory_before_it_allocates(monkeypatch):
+    """An n x n intermediate at a large n is refused with the numbers before NumPy allocates it."""
+    from tinyml.compiler import interpreter
+    from tinyml.sim import HostMemoryError, host
+    from tinyml.sim.units import fmt_bytes
+
+    g = Graph("scores")
+    x = g.input("x", ("n", 4), "fp32")
+    g.output(g.matmul(x, g.transpose(x, (1, 0))))                  # (n, 4) @ (4, n) -> (n, n)
+    n = 5000
+    # float64, all alive: x, x^T, the n x n scores, and the scores again for the op's temporaries
+    want = 8 * (n * 4 + 4 * n + n * n + n * n)
+    assert interpreter.host_bytes(g, {"n": n}) == want
+    allocated = []
+    monkeypatch.setattr(host, "available_bytes", lambda: 100 * 2 ** 20)           # a 100 MiB host
+    monkeypatch.setattr(interpreter, "run_node", lambda *a: allocated.append(a))  # must not be reached
+    with pytest.raises(HostMemoryError) as err:
+        interpreter.interpret(g, {"x": np.ones((n, 4), np.float32)})
+    msg = str(err.value)
+    assert "interpreting graph 'scores' with n=5000" in msg and fmt_bytes(want) in msg
+    assert fmt_bytes(100 * 2 ** 20) in msg and "count=True" in msg and not allocated
+    monkeypatch.undo()
+    (s,) = interpreter.interpret(g, {"x": np.ones((3, 4), np.float32)})   # small: never asks the host
+    np.testing.assert_array_equal(s, np.full((3, 3), 4.0, np.float32))
+
+
+def test_a_drawn_weight_checks_host_memory_before_it_allocates(monkeypatch):
+    from tinyml.sim import HostMemoryError, host
+    from tinyml.sim.units import fmt_bytes
+
+    monkeypatch.setattr(host, "available_bytes", lambda: 100 * 2 ** 20)           # a 100 MiB host
+    g = Graph("big")
+    with pytest.raises(HostMemoryError) as err:
+        g.weight("w", (4096, 4096))                    # float64 draw + float32 copy: 12 bytes an element
+    assert "weight 'w'" in str(err.value) and fmt_bytes(12 * 4096 * 4096) in str(err.value)
+    assert "w" not in g.weights
+    g.weight("small", (64, 64))                        # below host.SMALL: never asks

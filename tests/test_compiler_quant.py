@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from strategies import examples
 from strategies_graph import make_inputs, random_graphs
 from tinyml.compiler import (BindingError, GraphError, compile, fuse, interpret, plan_memory, quantize_weights,
                              zoo)
@@ -117,7 +118,7 @@ def test_the_plan_changes_where_values_live_not_the_traffic(name):
     assert [r.hbm_bytes for r in with_plan.records] == [r.hbm_bytes for r in without.records]
 
 
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(case=random_graphs(max_steps=8))
 def test_planned_random_graphs_equal_interpreter(case):
     g, inputs, bindings = case

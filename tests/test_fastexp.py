@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strategies import examples
 from tinyml.kernels._llvm import float32_from_bits, maxnum32
 from tinyml.kernels.attention.fastexp import exp_le0, start_tile, tile_exp, tile_scale_max
 
@@ -37,7 +38,7 @@ def test_within_two_ulps_on_a_dense_grid():
     assert np.max(_ulps(_exp(x), ref)) <= 2.0
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.integers(1, 300), st.floats(1e-3, 10.0), st.floats(-50.0, 50.0), st.integers(0, 2**32 - 1))
 def test_scale_max_then_exp(n, scale, spread, seed):
     """The forward's two passes on one query over n keys: scaled scores stored in float32, their max,
@@ -84,7 +85,7 @@ def test_tile_exp_rows_columns_and_sums():
     assert np.all(pt[5:] == 9.0) and np.all(pt[:, 8:] == 9.0) and np.all(total[8:] == 0.5)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.integers(1, 40), st.integers(1, 40), st.floats(-10.0, 10.0).filter(lambda s: s != 0.0),
        st.integers(0, 2**32 - 1))
 def test_tile_scale_max(keys, queries, scale, seed):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import examples
 from test_models import configs
 
 from tinyml.inference.bound import bandwidth_bound, decode_bytes
@@ -64,7 +65,7 @@ def test_int8_carries_one_scale_per_row():
     assert weight_bytes(m, "int8")["total"] == (m.n_params - vectors) + 2 * rows + 2 * vectors
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(configs(), st.sampled_from(["fp32", "fp16", "bf16", "int8", "int4-g32", "int4-g128"]))
 def test_weight_bytes_closed_form_on_random_models(m, fmt):
     assert weight_bytes(m, fmt)["total"] == expected_weight_bytes(m, fmt)
@@ -95,7 +96,7 @@ def test_70b_in_q4_0_fits_a_64gb_m2_max_with_room_for_kv_but_not_an_a100_40gb():
     assert fit("llama-2-7b", "fp16", "a100-40gb").fits
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 @given(st.sampled_from(["llama-2-7b", "llama-2-13b", "llama-2-70b", "gpt2"]),
        st.sampled_from(["fp16", "int8", "q4_0", "int4-g128"]),
        st.sampled_from(["a100-40gb", "a100-80gb", "h100-sxm", "rtx-4090", "m2-max"]),

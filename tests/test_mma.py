@@ -4,13 +4,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strategies import examples
 from tinyml.kernels._mma import (SMALL_MNK, mma_acc, mma_acc_at, mma_acc_bt, mma_set, mma_set_bt, sgemm,
                                  sub_shape)
 
 dims = st.integers(1, 300)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(dims, dims, st.integers(1, 200), st.integers(0, 2**32 - 1))
 def test_every_layout_equals_numpy(m, n, k, seed):
     """acc (+)= op(a) @ op(b) for a, b stored as (m, k) / (k, m) and (k, n) / (n, k); sizes that cross

@@ -27,6 +27,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strategies import examples
+
 onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper, numpy_helper, version_converter  # noqa: E402
@@ -302,7 +304,7 @@ def conv_cases(draw):
                 pads=pads, hw=(h, w), bias=draw(st.booleans()), seed=draw(st.integers(0, 99)))
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 @given(conv_cases())
 def test_conv_matches_onnx_reference(case):
     rng = np.random.default_rng(case["seed"])
@@ -339,7 +341,7 @@ def naive_conv(x, w, b, strides, pads, dilations, groups):
     return y, macs
 
 
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(conv_cases())
 def test_conv_reference_and_flops_vs_naive_loop(case):
     """conv2d's NumPy reference == a naive loop, and its FLOP formula == 2 x the loop's multiply-adds
@@ -398,7 +400,7 @@ def naive_pool(x, op, k, s, pads, ceil, count_include_pad):
     return y
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(pool_cases())
 def test_pooling_matches_naive_loops(case):
     """Pooling (any pads below the kernel, ceil_mode, count_include_pad) == a naive loop. (onnx.reference
@@ -430,7 +432,7 @@ def test_global_pools(op, rng):
     check_against_reference(one_node_model(op, {"x": x}), {"x": x})
 
 
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(size=st.integers(1, 6), c=st.integers(1, 9), seed=st.integers(0, 99))
 def test_lrn_matches_onnx_reference(size, c, seed):
     x = arr(np.random.default_rng(seed), 2, c, 3, 4)
@@ -452,7 +454,7 @@ def test_batchnorm_folded_or_not(fold, rng):
     np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-5)
 
 
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(m=st.integers(1, 6), k=st.integers(1, 6), n=st.integers(1, 6), ta=st.booleans(), tb=st.booleans(),
        alpha=st.sampled_from([1.0, 0.5]), beta=st.sampled_from([1.0, 2.0, 0.0]), c_rank=st.sampled_from([0, 1, 2]),
        b_const=st.booleans(), seed=st.integers(0, 99))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from strategies import examples
 from tinyml.compiler.tensor import Schedule, batched_matmul, build, matmul
 from tinyml.kernels.matmul import matmul_v2, matmul_v3
 from tinyml.sim import Profile, meta
@@ -90,7 +91,7 @@ def same_records(r1, r2):
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
-@settings(max_examples=12)
+@settings(max_examples=examples(12))
 @given(m=st.integers(1, 40), n=st.integers(1, 40), k=st.integers(1, 40),
        bm=st.integers(1, 17), bn=st.integers(1, 17), bk=st.integers(1, 17), seed=st.integers(0, 2 ** 16))
 def test_random_schedules_equal_the_reference_and_count_what_they_execute(name, m, n, k, bm, bn, bk, seed):
@@ -107,7 +108,7 @@ def test_random_schedules_equal_the_reference_and_count_what_they_execute(name, 
     assert ex.hbm_write_bytes >= m * n * 2
 
 
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(bt=st.integers(1, 4), m=st.integers(1, 24), n=st.integers(1, 24), k=st.integers(1, 24),
        bm=st.integers(1, 9), bn=st.integers(1, 9), bk=st.integers(1, 9), seed=st.integers(0, 2 ** 16))
 def test_batched_matmul_tensorized_per_batch(bt, m, n, k, bm, bn, bk, seed):
@@ -147,7 +148,7 @@ def test_naive_nest_bytes_are_the_loop_as_written():
     assert r.flops_vector == 2 * m * n * k and r.grid == (1,)
 
 
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(m=st.integers(1, 70), n=st.integers(1, 70), k=st.integers(1, 70),
        bm=st.sampled_from([8, 16, 32]), bn=st.sampled_from([8, 16, 32]), bk=st.sampled_from([8, 16, 32]),
        dtype=st.sampled_from(sorted(ELEM)))
@@ -220,7 +221,7 @@ def test_valid_counts_the_points_of_a_region_inside_the_axis(exts, data):
 
 
 @pytest.mark.parametrize("name", ["naive", "mma", "threads"])
-@settings(max_examples=8)
+@settings(max_examples=examples(8))
 @given(m=st.integers(1, 30), n=st.integers(1, 30), k=st.integers(1, 30), bm=st.integers(1, 9),
        bn=st.integers(1, 9), bk=st.integers(1, 9), seed=st.integers(0, 2 ** 16))
 def test_bias_relu_epilogue_runs_once_per_finished_output(name, m, n, k, bm, bn, bk, seed):
@@ -241,7 +242,7 @@ def test_bias_relu_epilogue_runs_once_per_finished_output(name, m, n, k, bm, bn,
     assert ex.flops_matmul + ex.flops_vector == 2 * m * n * k + 2 * m * n     # + bias add and ReLU per output
 
 
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(m=st.integers(1, 70), n=st.integers(1, 70), k=st.integers(1, 70),
        bm=st.sampled_from([8, 16, 32]), bn=st.sampled_from([8, 16, 32]), bk=st.sampled_from([8, 16, 32]))
 def test_fused_epilogue_bytes_equal_matmul_epilogue(m, n, k, bm, bn, bk):
@@ -262,7 +263,7 @@ def test_fused_epilogue_bytes_equal_matmul_epilogue(m, n, k, bm, bn, bk):
         assert getattr(ours, f) == getattr(theirs, f), f
 
 
-@settings(max_examples=8)
+@settings(max_examples=examples(8))
 @given(data=st.data())
 def test_random_loop_orders_and_stage_placements(data):
     """Any order of the six tile loops, stages and the init at random loops: each primitive is

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
+from strategies import examples
 from tinyml.compiler.tensor import Schedule, TensorProgramError, TraceError, build, conv2d, numpy_source, replay, to_json
 from tinyml.compiler.tensor.examples import blocked_conv2d
 from tinyml.sim import Profile, meta
@@ -36,7 +37,7 @@ def conv_shapes(draw):
 
 
 @pytest.mark.parametrize("structure", [naive, blocked])
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(shape=conv_shapes(), bf=st.integers(1, 4), by=st.integers(1, 4), seed=st.integers(0, 2 ** 16))
 def test_scheduled_conv2d_equals_the_reference_and_counts_what_it_executes(structure, shape, bf, by, seed):
     n, c, h, w, f, kh, kw, stride, pad = shape
@@ -60,7 +61,7 @@ def test_scheduled_conv2d_equals_the_reference_and_counts_what_it_executes(struc
     assert ex.hbm_write_bytes == n * f * oh * ow * (1 + updates_in_hbm) * 4
 
 
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(n=st.integers(1, 2), c=st.integers(1, 4), f=st.integers(1, 6), k=st.integers(1, 3),
        oh_tiles=st.integers(1, 3), by=st.integers(1, 4), ow=st.integers(1, 8), bf=st.integers(1, 3))
 def test_blocked_conv_bytes_equal_the_closed_form(n, c, f, k, oh_tiles, by, ow, bf):
@@ -111,7 +112,7 @@ def test_the_blocked_conv_tensorizes_as_an_implicit_gemm_over_one_channel():
     assert prof.records[0].flops_matmul == 2 * 4 * 6 * 6 * 2 * 9
 
 
-@settings(max_examples=6)
+@settings(max_examples=examples(6))
 @given(shape=conv_shapes(), data=st.data())
 def test_random_conv_loop_orders_and_stage_placements(shape, data):
     """Random splits and orders of the convolution's loops, caches at random loops (refused or

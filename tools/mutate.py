@@ -40,9 +40,10 @@ What it does:
    rest of the file, its line numbers and comments, stays as it was.
 
 3. Runs only the test files you name, ``python -m pytest FILES -x -q -p
-   no:cacheprovider``, with ``PYTHONPATH`` at the copy, the hypothesis ``ci``
-   profile, no bytecode written, and a timeout per mutant (``--timeout``, default
-   three times the unmutated run plus 20 s). Exit 0 = the mutant SURVIVED; a test
+   no:cacheprovider -n 0`` (one process, not pytest-xdist's workers), with
+   ``PYTHONPATH`` at the copy, the hypothesis ``ci`` profile, no bytecode written,
+   and a timeout per mutant (``--timeout``, default three times the unmutated run
+   plus 20 s). Exit 0 = the mutant SURVIVED; a test
    failure, an import error or a crash = KILLED; the timeout = TIMEOUT.
 
 Numba: the run pins ``NUMBA_CACHE_DIR`` to one folder (``--cache-dir``), so
@@ -416,7 +417,7 @@ def _copy_tree(dest: Path) -> None:
 
 
 def _run_tests(scratch: Path, tests: list[str], env: dict, timeout: float) -> tuple[str, float, str]:
-    cmd = [sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider"]
+    cmd = [sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider", "-n", "0"]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import positive_int
 from ._out import console, emit_json, table
 from ._progress import AheadOfTime, compile_progress, mark_cache_warm
 from .results import COMPARISON_COLUMNS, comparison_rows, run_profiled
@@ -19,8 +20,8 @@ def register(sub) -> None:
     p = sub.add_parser("tour", help="the guided demo (the default command)", epilog=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="preset name or .toml file (default a100-40gb)")
-    p.add_argument("--size", type=int, default=4096, help="matmul size N for N x N x N (default 4096)")
-    p.add_argument("--long-seq", type=int, default=65536, help="sequence length of the memory stop (default 65536)")
+    p.add_argument("--size", type=positive_int, default=4096, help="matmul size N for N x N x N (default 4096)")
+    p.add_argument("--long-seq", type=positive_int, default=65536, help="sequence length of the memory stop (default 65536)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -43,15 +44,14 @@ def hierarchy(device) -> list[dict]:
 
 def run(args) -> int:
     from ..kernels.matmul import matmul
-    from ..sim import ShapeError, load_device, meta
+    from ..sim import load_device, meta
     from ..sim.units import fmt_bytes, fmt_rate
 
-    if args.size < 1:
-        raise ShapeError(f"--size must be >= 1, got {args.size}")
     device = load_device(args.device)
     n = args.size
     levels = hierarchy(device)
-    # On a cold Numba cache, a second core compiles stops 5 and 6 while this process does 2 to 4.
+    # On a cold Numba cache, a second core compiles FlashAttention-2 (stop 3's last row) and stops 5 and 6
+    # while this process does 2 to 4: about half of the compile time each (later_stops).
     ahead = AheadOfTime("tinyml.cli.tour:later_stops", args.device)
     results = []
     with compile_progress(STOPS[2]):
@@ -111,10 +111,19 @@ def run(args) -> int:
 
 
 def later_stops(device_spec) -> None:
-    """Stops 5 and 6's computations (run ahead in a second process to fill Numba's cache)."""
+    """What a second process computes on a cold cache to fill Numba's cache, first what this process
+    needs first: stop 3's FlashAttention-2 forward + backward, then stops 5 and 6.
+
+    Compile CPU seconds per stop, summed from each kernel's measured compile on a cold cache (numba
+    0.68): stop 2 about 13, stop 3 about 72 (standard 22, FlashAttention-1 26, FlashAttention-2 25),
+    stop 4 nothing new, stop 5 about 40, stop 6 about 14 more; so about 60 in this process and 78 in
+    the second, instead of 85 and 53 with stops 5 and 6 alone ahead.
+    """
+    from ..kernels.attention.paper import run_variant as run_fig2
     from ..sim import load_device
 
     device = load_device(device_spec)
+    run_fig2("flash2", device)
     inference_results(device)
     compiler_results(device)
 

@@ -19,12 +19,14 @@ The builder methods (``g.matmul(x, w)`` ...) live in :mod:`tinyml.compiler.build
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace as _dc_replace
 
 import numpy as np
 
 from ..sim.args import integer
+from ..sim.host import check_host_memory
 from . import ops as _ops
 from .builder import Builder
 from .errors import GraphError
@@ -255,6 +257,10 @@ class Graph(Builder):
         if t.symbols:
             raise GraphError(f"weight {name!r} has a symbolic shape {t}; weights have concrete shapes")
         if data is None:
+            # drawn in float64 (8 bytes an element), then kept as float32 (4): ask the host first
+            check_host_memory(12 * math.prod(t.shape), f"weight {name!r} {t} of graph {self.name!r}",
+                              advice="(a drawn weight is float64 first, then float32). Declare a smaller "
+                                     "weight; the compiler's counting mode costs only the shapes of inputs.")
             if init == "normal":
                 data = mean + std * self._rng.standard_normal(t.shape)
             elif init in ("ones", "zeros"):

@@ -13,16 +13,23 @@ every pass and every compiled graph is compared with, so it is strict:
   the bindings, so a wrong shape rule is caught where it happens;
 * a fused graph runs group by group: a group sees only the values it declares
   as inputs and hands on only its declared outputs, so a fusion that forgot to
-  materialise a value fails here with the group and the value named.
+  materialise a value fails here with the group and the value named;
+* before any node runs, the host memory it will hold is checked
+  (:func:`host_bytes`, :func:`tinyml.sim.check_host_memory`): every value stays
+  alive to the end, in float64, so a large binding (``n`` = 10^5 with an
+  n x n score matrix) is refused with the numbers instead of NumPy's
+  ``MemoryError`` or the operating system killing the process.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import numpy as np
 
 from ..sim.errors import NonFiniteError
+from ..sim.host import check_host_memory
 from . import ops as _ops
 from .errors import BindingError, GraphError
 from .symbolic import Affine, evaluate, solve
@@ -91,9 +98,26 @@ def run_node(node, env: dict, bindings) -> np.ndarray:
     return out
 
 
+def host_bytes(graph, bindings: Mapping[str, int]) -> int:
+    """Host bytes :func:`interpret` holds at its peak, in Python integers (no overflow)::
+
+        8 * (elements of every input, weight and node value)      all alive to the end, float64
+      + 8 * (elements of the largest node value)                  the op's temporaries while computing it
+    """
+    sizes = [math.prod(t.concrete(bindings)) for t in graph.inputs.values()]
+    sizes += [math.prod(w.type.concrete(bindings)) for w in graph.weights.values()]
+    nodes = [math.prod(n.type.concrete(bindings)) for n in graph.nodes]
+    return 8 * (sum(sizes) + sum(nodes) + max(nodes, default=0))
+
+
 def interpret(graph, inputs: Mapping, bindings: "Mapping[str, int] | None" = None) -> list[np.ndarray]:
     """Run ``graph`` on ``inputs`` (name -> array) and return its outputs as float32 arrays."""
     bound = resolve_bindings(graph, inputs, bindings)
+    check_host_memory(host_bytes(graph, bound), f"interpreting graph {graph.name!r} with "
+                      f"{', '.join(f'{k}={v}' for k, v in sorted(bound.items())) or 'no bindings'}",
+                      advice="(the reference interpreter keeps every value of the graph as a float64 array). "
+                             "Interpret smaller bindings, or cost this size with the compiled graph in "
+                             "counting mode: compile(graph, ...).run(bindings=..., count=True).")
     env: dict[str, np.ndarray] = {}
     for name, t in graph.inputs.items():
         arr = input_array(name, inputs[name], t.dtype)          # refuses what the compiled plan refuses

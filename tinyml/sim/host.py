@@ -43,8 +43,15 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_host_memory(nbytes: int, what: str) -> None:
-    """Raise :class:`HostMemoryError` if ``nbytes`` (for ``what``) exceed the host's available memory."""
+#: what to do about it, for a kernel run in executing mode (the default advice)
+COUNT_INSTEAD = ("(executing mode keeps every tensor as a real array in RAM). Cost this shape in counting mode "
+                 "instead: pass tinyml.sim.meta(shape, dtype) tensors (on the command line: drop --execute, or "
+                 "pass --count-only), or execute a smaller shape.")
+
+
+def check_host_memory(nbytes: int, what: str, advice: str = COUNT_INSTEAD) -> None:
+    """Raise :class:`HostMemoryError` if ``nbytes`` (for ``what``) exceed the host's available memory;
+    the message ends with ``advice`` (why so much, and the way out)."""
     nbytes = int(nbytes)
     if nbytes < SMALL:
         return
@@ -53,9 +60,7 @@ def check_host_memory(nbytes: int, what: str) -> None:
         return
     raise HostMemoryError(
         f"{what} needs {fmt_bytes(nbytes)} of host memory, but this machine has {fmt_bytes(avail)} available "
-        f"(executing mode keeps every tensor as a real array in RAM). Cost this shape in counting mode "
-        f"instead: pass tinyml.sim.meta(shape, dtype) tensors (on the command line: drop --execute, or pass "
-        f"--count-only), or execute a smaller shape.")
+        f"{advice}")
 
 
 def host_empty(shape, dtype, what: str) -> np.ndarray:
