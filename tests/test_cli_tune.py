@@ -66,7 +66,9 @@ def test_compile_with_a_tune_log(capsys, tmp_path):
                  "4", "--log", str(log), "--json"]) == 0
     capsys.readouterr()
     out = run_json(capsys, "compile", "mlp", "--seq", "128", "--tune-log", str(log))
-    assert out["scheduled"] == ["matmul_scheduled"]
+    # mlp's first layer is matmul + bias + gelu: its fused group lowers to one generated kernel with the
+    # epilogue inside (lowering.scheduled.fold_epilogue), named after the steps
+    assert out["scheduled"] == ["matmul_bias_gelu_scheduled"]
     one_line_error(capsys, ["compile", "mlp", "--seq", "64", "--tune-log", str(log)], "--tune-log", "no schedule")
     one_line_error(capsys, ["compile", "mlp", "--seq", "128", "--tune-log", str(log), "--device", "m2-max"],
                    "no trial on device 'm2-max'")
