@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._args import UsageError, json_file, non_negative_int, positive_int, readable_file
+from . import _workloads as workloads
+from ._args import UsageError, json_file, readable_file
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -33,22 +34,13 @@ def register(sub) -> None:
                        epilog=HELP, description=__doc__)
     wl = p.add_subparsers(dest="workload", metavar="WORKLOAD", required=True)
     m = wl.add_parser("matmul", help="C (M x N) = A (M x K) @ B (K x N)", epilog=HELP)
-    m.add_argument("--m", type=positive_int, default=1024, help="rows of A and C")
-    m.add_argument("--n", type=positive_int, default=1024, help="columns of B and C")
-    m.add_argument("--k", type=positive_int, default=1024, help="the reduction length")
+    workloads.add_matmul(m)
     _common(m)
     c = wl.add_parser("conv2d", help="NCHW 2-D convolution with stride and zero padding", epilog=HELP)
-    c.add_argument("--batch", type=positive_int, default=1, help="N, images in the batch")
-    c.add_argument("--channels", type=positive_int, default=64, help="C, input channels")
-    c.add_argument("--size", type=positive_int, default=56, help="H = W, the input's height and width")
-    c.add_argument("--filters", type=positive_int, default=64, help="F, output channels")
-    c.add_argument("--kernel", type=positive_int, default=3, help="KH = KW, the filter's height and width")
-    c.add_argument("--stride", type=positive_int, default=1, help="the stride of both spatial dims")
-    c.add_argument("--pad", type=non_negative_int, default=1, help="zero padding on every side")
+    workloads.add_conv2d(c)
     _common(c)
     r = wl.add_parser("softmax", help="Y = softmax of each row of X (M x N): a row reduction", epilog=HELP)
-    r.add_argument("--m", type=positive_int, default=4096, help="rows")
-    r.add_argument("--n", type=positive_int, default=1024, help="the row length (the reduction)")
+    workloads.add_softmax(r)
     _common(r)
 
 
@@ -71,14 +63,7 @@ def _common(p) -> None:
 
 def workload(args):
     """The PrimFunc the options describe."""
-    from ..compiler.tensor import conv2d, matmul, softmax
-
-    if args.workload == "matmul":
-        return matmul(args.m, args.n, args.k, args.dtype)
-    if args.workload == "softmax":
-        return softmax(args.m, args.n, args.dtype)
-    return conv2d(args.batch, args.channels, args.size, args.size, args.filters, args.kernel, args.kernel,
-                  stride=args.stride, pad=args.pad, dtype=args.dtype)
+    return workloads.build(args, args.dtype)
 
 
 def load_trace(path: str, func):

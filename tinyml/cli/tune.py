@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ._args import non_negative_int, positive_int, probability, readable_file, seed, writable_file
+from . import _workloads as workloads
+from ._args import positive_int, probability, readable_file, seed, writable_file
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -33,18 +34,10 @@ def register(sub) -> None:
                        epilog=HELP, description=__doc__)
     wl = p.add_subparsers(dest="workload", metavar="WORKLOAD", required=True)
     m = wl.add_parser("matmul", help="tune C (M x N) = A (M x K) @ B (K x N)", epilog=HELP)
-    m.add_argument("--m", type=positive_int, default=1024, help="rows of A and C")
-    m.add_argument("--n", type=positive_int, default=1024, help="columns of B and C")
-    m.add_argument("--k", type=positive_int, default=1024, help="the reduction length")
+    workloads.add_matmul(m)
     _common(m)
     c = wl.add_parser("conv2d", help="tune an NCHW 2-D convolution", epilog=HELP)
-    c.add_argument("--batch", type=positive_int, default=1, help="N, images in the batch")
-    c.add_argument("--channels", type=positive_int, default=64, help="C, input channels")
-    c.add_argument("--size", type=positive_int, default=56, help="H = W, the input's height and width")
-    c.add_argument("--filters", type=positive_int, default=64, help="F, output channels")
-    c.add_argument("--kernel", type=positive_int, default=3, help="KH = KW, the filter's height and width")
-    c.add_argument("--stride", type=positive_int, default=1, help="the stride of both spatial dims")
-    c.add_argument("--pad", type=non_negative_int, default=1, help="zero padding on every side")
+    workloads.add_conv2d(c)
     _common(c)
     s = wl.add_parser("show", help="print a tuning log's best trace, loop nest and generated source", epilog=HELP)
     s.add_argument("log", type=readable_file, help="a tuning log (JSON lines) written by tinyml tune --log")
@@ -81,13 +74,7 @@ def _common(p) -> None:
 
 
 def workload(args):
-    from ..compiler.tensor import conv2d, matmul
-
-    dtype = args.dtype or ("fp32" if args.device == "cpu" else "fp16")
-    if args.workload == "matmul":
-        return matmul(args.m, args.n, args.k, dtype)
-    return conv2d(args.batch, args.channels, args.size, args.size, args.filters, args.kernel, args.kernel,
-                  stride=args.stride, pad=args.pad, dtype=dtype)
+    return workloads.build(args, args.dtype or ("fp32" if args.device == "cpu" else "fp16"))
 
 
 class Bar:
