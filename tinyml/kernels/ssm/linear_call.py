@@ -15,8 +15,9 @@ import numpy as np
 
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits
 from .._contract import Operand, operand, same_mode
+from .._counting import stand_in
 
-DUMMY2 = np.zeros((1, 1), dtype=np.float32)
+DUMMY2 = stand_in(2)     # the linear-attention launchers' stand-in for data in counting mode
 OP_Q, OP_K, OP_V, OP_DO = range(4)
 
 

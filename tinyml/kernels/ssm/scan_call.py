@@ -22,9 +22,9 @@ from ...sim import FLOAT_DTYPES, DTypeError, NonFiniteError, ShapeError, bits, c
 from ...sim import current_profile, tiles_fit
 from ...sim.sram import REG
 from .._contract import Operand, block_size, ceil_div, operand, same_mode
+from .._counting import stand_in
 
-DUMMY1 = np.zeros(1, dtype=np.float32)
-DUMMY2 = np.zeros((1, 1), dtype=np.float32)
+DUMMY1, DUMMY2 = stand_in(1), stand_in(2)     # the scan launchers' stand-ins for data in counting mode
 #: candidate channel blocks BD and token chunks T, largest first
 BLOCK_D = (128, 64, 32, 16, 8, 4, 2, 1)
 CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
