@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategies import ELEM_BYTES, block_sizes, dims, logical_dtypes, seeds
+from strategies import ELEM_BYTES, block_sizes, dims, examples, logical_dtypes, seeds
 from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_chunked_backward, linear_attention_quadratic, linear_attention_recurrent,
                                 linear_decode_step, ssm_decode_step)
 from test_ssm_scan import scan_inputs
@@ -32,7 +32,7 @@ def run(fn, *args, **kw):
     return out, prof.records[0].to_dict()
 
 
-@settings(max_examples=20)      # each example runs several kernels in both modes
+@settings(max_examples=examples(20))   # each example runs several kernels in both modes
 @given(st.integers(1, 2), st.integers(1, 3), dims(45), st.sampled_from([1, 3, 8]), st.sampled_from([1, 5, 8]),
        seeds(), st.one_of(st.none(), block_sizes(20)), logical_dtypes(), st.booleans())
 def test_forms_agree_with_reference_and_counting(b, h, n, d, dv, seed, size, dtype, decayed):
@@ -72,7 +72,7 @@ def test_bytes_and_flops_equal_formulas(b, h, n, d, dv, size, dtype):
     assert rec["flops_matmul"] == 2 * (d + dv) * b * h * sum(rows[i] * min(n, (i + 1) * c) for i in range(nqb))
 
 
-@settings(max_examples=20)      # each example runs several kernels in both modes
+@settings(max_examples=examples(20))   # each example runs several kernels in both modes
 @given(st.integers(1, 2), st.integers(1, 3), dims(40), st.sampled_from([1, 3, 8]), st.sampled_from([1, 5]), seeds(),
        st.one_of(st.none(), block_sizes(16)), st.booleans())
 def test_chunked_backward_matches_reference_gradients(b, h, n, d, dv, seed, chunk, decayed):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategies import ELEM_BYTES, block_sizes, dims, logical_dtypes, seeds
+from strategies import ELEM_BYTES, block_sizes, dims, examples, logical_dtypes, seeds
 from tinyml.kernels.ssm import reference as R
 from tinyml.kernels.ssm import scan_bwd, scan_fused, scan_naive
 from tinyml.kernels.ssm import (scan_stats, selective_scan_backward, selective_scan_fused, selective_scan_naive,
@@ -48,7 +48,7 @@ def tolerance(y_ref, L, N):
 shapes = st.tuples(st.integers(1, 3), dims(40), dims(20), st.sampled_from([1, 2, 3, 5, 16]))
 
 
-@settings(max_examples=20)      # each example runs several kernels in both modes
+@settings(max_examples=examples(20))   # each example runs several kernels in both modes
 @given(shapes, seeds(), st.one_of(st.none(), block_sizes(16)), st.one_of(st.none(), block_sizes(16)),
        st.booleans(), logical_dtypes())
 def test_fused_equals_naive_equals_reference_and_counting(shape, seed, bd, chunk, skip, dtype):
@@ -94,7 +94,7 @@ def test_bytes_equal_formulas(shape, seed, bd, chunk, skip, dtype):
     assert got["scan_bwd_reduce_dB"] == (4 * nd_by_hand * b * L * N, b * L * N * s)
 
 
-@settings(max_examples=20)      # each example runs several kernels in both modes
+@settings(max_examples=examples(20))   # each example runs several kernels in both modes
 @given(st.integers(1, 2), dims(19), dims(9), st.sampled_from([1, 3, 4]), seeds(), st.one_of(st.none(), block_sizes(8)),
        st.one_of(st.none(), block_sizes(8)), st.booleans())
 def test_backward_matches_reference_gradients(b, L, D, N, seed, bd, chunk, skip):
