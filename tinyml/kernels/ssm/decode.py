@@ -37,6 +37,7 @@ from .._contract import ceil_div, operand, same_mode
 from ..attention.fastexp import exp_le0
 from .linear_call import check_decay
 from .scan_call import DUMMY2, prepare_scan, track_inputs
+from .scan_blocks import channel_block
 
 SCAN_KERNEL = "ssm_decode_step"
 LINEAR_KERNEL = "linear_decode_step"
@@ -58,9 +59,7 @@ def _scan_step(u, dt, A, Bm, Cm, Dv, st, y, BT, DM, N, BD, has_d, execute, count
     # u, dt, y: (BT, DM); Bm, Cm: (BT, N); A: (DM, N); st: (BT*DM, N) fp32
     ndb = (DM + BD - 1) // BD
     for blk in prange(BT * ndb):
-        b = blk // ndb
-        c0 = (blk % ndb) * BD
-        nd = min(BD, DM - c0)
+        b, c0, nd = channel_block(blk, ndb, BD, DM)
         count_tile_load(nd, N, counters, blk, OP_STATE, 32)
         count_tile_load(nd, N, counters, blk, 2, 32)
         count_tile_load(2, nd, counters, blk, 0, elem_bits)          # u, delta

@@ -126,7 +126,6 @@ def _body(u, dt, A, Bm, Cm, Dv, dy, ckpt, du, ddt, dBp, dCp, dAp, dDp, BT, L, DM
     # dAp: (BT*DM, N) fp32; dDp: (BT, DM) fp32
     ndb = (DM + BD - 1) // BD
     nch = (L + T - 1) // T
-    e = 0 if execute else 1
     for row in prange(len(ids)):
         blk = ids[row]
         b = blk // ndb
@@ -139,7 +138,7 @@ def _body(u, dt, A, Bm, Cm, Dv, dy, ckpt, du, ddt, dBp, dCp, dAp, dDp, BT, L, DM
         dh = np.zeros((extent(BD, execute), extent(N, execute)), dtype=np.float32)
         dA = np.zeros((extent(BD, execute), extent(N, execute)), dtype=np.float32)
         dD = np.zeros(extent(BD, execute), dtype=np.float32)
-        Hs = np.zeros((T + 1 - e * T, extent(BD, execute), extent(N, execute)), dtype=np.float32)
+        Hs = np.zeros((extent(T + 1, execute), extent(BD, execute), extent(N, execute)), dtype=np.float32)
         none = np.zeros((1, 1), dtype=np.float32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         count_tile_load(nd, N, step, 0, OP_CKPT, 32)           # one checkpoint per chunk but the first

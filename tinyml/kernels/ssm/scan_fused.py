@@ -49,8 +49,9 @@ from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_ti
 from .._contract import ceil_div
 from ..attention.fastexp import exp_le0
 from .._counting import extent
-from .scan_call import (DUMMY2, ScanSaved, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanCall, fused_tiles, grid_of,
+from .scan_call import (DUMMY2, ScanSaved, OP_A, OP_D, ScanCall, fused_tiles, grid_of,
                         pick_blocks, prepare_scan, track_inputs)
+from .scan_blocks import channel_block, count_chunk_inputs
 
 KERNEL = "scan_fused"
 PER_STATE = 7
@@ -88,9 +89,7 @@ def _body(u, dt, A, Bm, Cm, Dv, y, ckpt, BT, L, DM, N, BD, T, has_d, execute, id
     nch = (L + T - 1) // T
     for row in prange(len(ids)):
         blk = ids[row]
-        b = blk // ndb
-        c0 = (blk % ndb) * BD
-        nd = min(BD, DM - c0)
+        b, c0, nd = channel_block(blk, ndb, BD, DM)
         count_tile_load(nd, N, counters, row, OP_A, 32)
         if has_d:
             count_tile_load(1, nd, counters, row, OP_D, 32)
@@ -102,10 +101,7 @@ def _body(u, dt, A, Bm, Cm, Dv, y, ckpt, BT, L, DM, N, BD, T, has_d, execute, id
             t0 = c * T
             nt = min(T, L - t0)
             step[:] = 0
-            count_tile_load(nt, nd, step, 0, OP_U, elem_bits)
-            count_tile_load(nt, nd, step, 0, OP_DELTA, elem_bits)
-            count_tile_load(nt, N, step, 0, OP_B, elem_bits)
-            count_tile_load(nt, N, step, 0, OP_C, elem_bits)
+            count_chunk_inputs(nt, nd, N, step, elem_bits)
             count_vector(nt * nd * (PER_STATE * N + PER_CHANNEL + (PER_SKIP if has_d else 0)), step, 0)
             if execute:
                 scan_chunk(u, dt, Bm, Cm, A, Dv, h, y_s, b * L + t0, nt, c0, nd, N, has_d)

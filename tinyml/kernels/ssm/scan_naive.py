@@ -43,6 +43,8 @@ from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_ti
 from .._contract import ceil_div
 from .scan_call import (DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, grid_of, pick_blocks,
                         prepare_scan, track_inputs)
+from .._counting import extent
+from .scan_blocks import channel_block
 
 KERNELS = ("scan_naive_discretize", "scan_naive_states", "scan_naive_readout")
 
@@ -59,9 +61,7 @@ def _discretize(u, dt, A, Bm, dA, dBu, BT, L, DM, N, BD, T, execute, ids, counte
     nch = (L + T - 1) // T
     for row in prange(len(ids)):
         blk = ids[row]
-        b = blk // ndb
-        c0 = (blk % ndb) * BD
-        nd = min(BD, DM - c0)
+        b, c0, nd = channel_block(blk, ndb, BD, DM)
         count_load_direct(nd * N, counters, row, OP_A, 32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         for jr in range(rep_count(0, nch, execute)):
@@ -89,13 +89,10 @@ def _states(dA, dBu, H, BT, L, DM, N, BD, T, execute, ids, counters):
     # dA, dBu, H: (BT*L, DM*N) fp32
     ndb = (DM + BD - 1) // BD
     nch = (L + T - 1) // T
-    e = 0 if execute else 1
     for row in prange(len(ids)):
         blk = ids[row]
-        b = blk // ndb
-        c0 = (blk % ndb) * BD
-        nd = min(BD, DM - c0)
-        h = np.zeros(BD * N - e * (BD * N - 1), dtype=np.float32)
+        b, c0, nd = channel_block(blk, ndb, BD, DM)
+        h = np.zeros(extent(BD * N, execute), dtype=np.float32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         for jr in range(rep_count(0, nch, execute)):
             c, mult = rep_tile(jr, 0, nch, execute)
@@ -120,9 +117,7 @@ def _readout(H, Cm, u, Dv, y, BT, L, DM, N, BD, T, has_d, execute, ids, counters
     nch = (L + T - 1) // T
     for row in prange(len(ids)):
         blk = ids[row]
-        b = blk // ndb
-        c0 = (blk % ndb) * BD
-        nd = min(BD, DM - c0)
+        b, c0, nd = channel_block(blk, ndb, BD, DM)
         if has_d:
             count_load_direct(nd, counters, row, OP_D, 32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)

@@ -48,8 +48,9 @@ from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_ti
 from .._contract import ceil_div
 from ..attention.fastexp import exp_le0
 from .._counting import extent
-from .scan_call import (DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, grid_of, pick_blocks, prepare_scan,
+from .scan_call import (DUMMY2, OP_A, OP_D, grid_of, pick_blocks, prepare_scan,
                         track_inputs)
+from .scan_blocks import channel_block, count_chunk_inputs
 
 KERNEL = "scan_parallel"
 METHODS = {"hillis_steele": 0, "blelloch": 1}
@@ -113,19 +114,16 @@ def scan_pairs(a, b, nt, m, method):
 def _body(u, dt, A, Bm, Cm, Dv, y, ckpt, BT, L, DM, N, BD, T, has_d, method, execute, ids, counters, elem_bits):
     ndb = (DM + BD - 1) // BD
     nch = (L + T - 1) // T
-    e = 0 if execute else 1
     for row in prange(len(ids)):
         blk = ids[row]
-        b = blk // ndb
-        c0 = (blk % ndb) * BD
-        nd = min(BD, DM - c0)
+        b, c0, nd = channel_block(blk, ndb, BD, DM)
         m = nd * N
         count_tile_load(nd, N, counters, row, OP_A, 32)
         if has_d:
             count_tile_load(1, nd, counters, row, OP_D, 32)
         h = np.zeros((extent(BD, execute), extent(N, execute)), dtype=np.float32)
-        pa = np.zeros((extent(T, execute), BD * N - e * (BD * N - 1)), dtype=np.float32)
-        pb = np.zeros((extent(T, execute), BD * N - e * (BD * N - 1)), dtype=np.float32)
+        pa = np.zeros((extent(T, execute), extent(BD * N, execute)), dtype=np.float32)
+        pb = np.zeros((extent(T, execute), extent(BD * N, execute)), dtype=np.float32)
         y_s = np.zeros((extent(T, execute), extent(BD, execute)), dtype=np.float32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         for jr in range(rep_count(0, nch, execute)):
@@ -133,10 +131,7 @@ def _body(u, dt, A, Bm, Cm, Dv, y, ckpt, BT, L, DM, N, BD, T, has_d, method, exe
             t0 = c * T
             nt = min(T, L - t0)
             step[:] = 0
-            count_tile_load(nt, nd, step, 0, OP_U, elem_bits)
-            count_tile_load(nt, nd, step, 0, OP_DELTA, elem_bits)
-            count_tile_load(nt, N, step, 0, OP_B, elem_bits)
-            count_tile_load(nt, N, step, 0, OP_C, elem_bits)
+            count_chunk_inputs(nt, nd, N, step, elem_bits)
             nc = combines(nt, method)
             count_vector(nt * nd * (7 * N + 1 + (2 if has_d else 0)) + 3 * m * nc, step, 0)
             step[0, SRAM_READ] += 16 * m * nc          # each combine reads two fp32 pairs ...
