@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from strategies_graph import random_graphs
 from tinyml.compiler import BindingError, Graph, Node, cse, fuse, rewrite_attention, run_passes, zoo
 from tinyml.compiler.memory import MemoryPlanError, MissingBoundError, arena_offsets, liveness
-from tinyml.compiler.memory.arena import greedy_by_size
+from tinyml.compiler.memory.greedy import greedy_by_size
 from tinyml.compiler.passes.plan_memory import build_plan, plan_memory
 from tinyml.compiler.sizes import Poly
 from tinyml.compiler.validate import group_io

@@ -2,15 +2,15 @@
 
 * :mod:`.liveness`: program points (kernel launches) and each value's live interval;
   ``reshape`` views alias their input; inputs, weights, outputs stay out of the arena;
-* :mod:`.arena`: greedy-by-size offsets on concrete sizes (TensorFlow Lite's planner);
-* :mod:`.symbolic_arena`: greedy by size with polynomial offsets, each placement proved for every ``n``;
+* :mod:`.greedy`: greedy-by-size offsets on concrete sizes (TensorFlow Lite's planner);
+* :mod:`.symbolic_greedy`: greedy by size with polynomial offsets, each placement proved for every ``n``;
 * :mod:`.plan`: :class:`MemoryPlan` (arena, LOAD, ratio, ``explain()``), :func:`arena_offsets`;
 * :mod:`.draw`: the arena picture and the liveness chart (matplotlib, imported lazily).
 
 The pass that builds a plan is :func:`tinyml.compiler.passes.plan_memory.plan_memory`.
 """
 
-from .arena import DEFAULT_ALIGNMENT, align_up, greedy_by_size
+from .greedy import DEFAULT_ALIGNMENT, align_up, greedy_by_size
 from .errors import MemoryPlanError, MissingBoundError
 from .liveness import LiveValue, Liveness, ProgramPoint, liveness
 from .plan import Buffer, MemoryPlan, arena_offsets

@@ -11,7 +11,7 @@ Two modes (see :func:`tinyml.compiler.passes.plan_memory`):
 * ``"concrete"``: greedy by size on the sizes at the bound (:mod:`.arena`);
   offsets are numbers, valid for every symbol value up to the bound;
 * ``"symbolic"``: greedy by size where every placement is proved for every ``n``,
-  offsets are polynomials (:mod:`.symbolic_arena`); :func:`arena_offsets`
+  offsets are polynomials (:mod:`.symbolic_greedy`); :func:`arena_offsets`
   evaluates them at any ``n`` up to the bound.
 
 Lowering places intermediates with :func:`arena_offsets` (views get their
@@ -27,8 +27,8 @@ from ..errors import BindingError
 from ..sizes import Poly
 from ..values import given_bindings
 from ..types import shape_str
-from .symbolic_arena import arena_at as _symbolic_arena_at
-from .symbolic_arena import concrete_offsets
+from .symbolic_greedy import arena_at as _symbolic_arena_at
+from .symbolic_greedy import concrete_offsets
 
 
 @dataclass(frozen=True)

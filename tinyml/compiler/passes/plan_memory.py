@@ -12,7 +12,7 @@ as ``graph.memory_plan``; the graph itself is unchanged. Steps:
 3. **offsets**, one of two ways:
 
    * ``symbolic=False`` (default): greedy by size on the sizes *at the bound*
-     (:mod:`tinyml.compiler.memory.arena`). Valid for every smaller ``n`` too,
+     (:mod:`tinyml.compiler.memory.greedy`). Valid for every smaller ``n`` too,
      because a buffer at ``n <= bound`` is no larger than at the bound: the pass
      checks it (sizes with no negative coefficient grow with every symbol; any
      other size is compared exactly with its value at the bound, by
@@ -20,7 +20,7 @@ as ``graph.memory_plan``; the graph itself is unchanged. Steps:
    * ``symbolic=True``: greedy by size with polynomial offsets, where a buffer
      takes bytes another buffer freed only if it is *proved* to fit there for
      every ``n`` in ``1..bound`` (``size(b) <= size(a)`` when it sits where ``a``
-     was, below the buffer on top of ``a``; :mod:`tinyml.compiler.memory.symbolic_arena`),
+     was, below the buffer on top of ``a``; :mod:`tinyml.compiler.memory.symbolic_greedy`),
      as TVM's storage planner does; :func:`~tinyml.compiler.memory.arena_offsets` gives
      concrete offsets at any ``n``.
 
@@ -38,11 +38,11 @@ import itertools
 
 from ..sizes import Poly
 from ..symbolic import Affine
-from ..memory.arena import DEFAULT_ALIGNMENT, check_alignment, greedy_by_size, reuse_count
+from ..memory.greedy import DEFAULT_ALIGNMENT, check_alignment, greedy_by_size, reuse_count
 from ..memory.errors import MemoryPlanError, MissingBoundError
 from ..memory.liveness import liveness
 from ..memory.plan import Buffer, MemoryPlan
-from ..memory.symbolic_arena import arena_at, arena_bound, concrete_offsets, plan_offsets
+from ..memory.symbolic_greedy import arena_at, arena_bound, concrete_offsets, plan_offsets
 
 
 def _bounds(graph, live, bounds) -> dict:

@@ -43,7 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..sizes import Poly
-from .arena import align_up, overlaps
+from .greedy import align_up, overlaps
 
 
 @dataclass(frozen=True)
