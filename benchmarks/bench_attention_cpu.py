@@ -86,7 +86,7 @@ from tinyml.kernels._contract import blas_single_thread  # noqa: E402
 from tinyml.kernels._mma import mma_acc_at, mma_set, sgemm  # noqa: E402
 from tinyml.kernels.attention import paper  # noqa: E402
 from tinyml.kernels.attention.flash import flash_attention  # noqa: E402
-from tinyml.kernels.attention.flash2_tiles import choose_blocks  # noqa: E402
+from tinyml.kernels.attention.flash2 import choose_blocks  # noqa: E402
 from tinyml.kernels.attention.standard import standard_attention  # noqa: E402
 from tinyml.kernels.reference import attention as reference_attention  # noqa: E402
 from tinyml.sim import load_device  # noqa: E402
@@ -136,7 +136,7 @@ def numpy_attention_inplace(q, k, v, scale):
 def _fa2_floor(q, k, v, o, BH, N, D, BR, BC, gemm):
     """FA2 forward's loop with the softmax taken out: per (head, q block) load Q_i, then per K/V
     block S^T = K_j Q_i^T and O += (S^T)^T V_j with K_j, V_j read in place, through the same copy
-    and BLAS tile products (``copy_rect_t`` for Q_i^T, ``mma_set``, ``mma_acc_at``) as ``flash2_fwd._body``. q, k, v, o: (BH*N, D). Not attention: S is
+    and BLAS tile products (``copy_rect_t`` for Q_i^T, ``mma_set``, ``mma_acc_at``) as ``flash2.fwd._body``. q, k, v, o: (BH*N, D). Not attention: S is
     used as P unnormalised; only the time means something."""
     nqb = (N + BR - 1) // BR
     for blk in prange(BH * nqb):

@@ -29,7 +29,7 @@ def _plain(stream, line: str) -> None:
 
 
 def kernel_name(dispatcher) -> str:
-    """``tinyml.kernels.attention.flash1_fwd.fwd_body`` -> ``attention.flash1_fwd.fwd_body``."""
+    """``tinyml.kernels.attention.flash1.fwd.fwd_body`` -> ``attention.flash1.fwd.fwd_body``."""
     fn = dispatcher.py_func
     module = fn.__module__
     for prefix in ("tinyml.kernels.", "tinyml."):
@@ -80,7 +80,7 @@ class CompileListener:
 def compile_progress(what: str, stream=None, prefix: str = "tinyml."):
     """While the block runs, show on ``stream`` (stderr) each kernel Numba compiles for ``what``.
 
-    On a terminal a status line: ``stop 3 of 6: compiling attention.flash1_fwd.fwd_body (4 kernels,
+    On a terminal a status line: ``stop 3 of 6: compiling attention.flash1.fwd.fwd_body (4 kernels,
     21 s; first run only ...)``; elsewhere a header once, then one line per kernel. Nothing when every
     kernel is cached.
     """

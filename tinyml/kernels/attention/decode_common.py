@@ -17,7 +17,7 @@ from ...sim import DTypeError, NonFiniteError, ShapeError, bits
 from ...sim.tiles import count_mma, count_vector, load_tile
 from .._contract import Operand, refuse_float32_overflow
 from .._mma import mma_acc, mma_set_bt
-from .flash2_tiles import RESCALE_PER_ROW, fwd_per_score
+from .flash2.fwd import RESCALE_PER_ROW, fwd_per_score
 
 OP_Q, OP_K, OP_V = 0, 1, 2
 #: vector FLOPs per computed score: scale, max, exp (2), sum (no mask, no dropout, P unnormalised)

@@ -68,7 +68,7 @@ from .._contract import blas_single_thread
 from .._counting import extent, stand_in
 from .._mma import sgemm
 from .decode_common import OP_Q, DecodeCall, attend_tiles
-from .flash2_tiles import FINAL_PER_ROW
+from .flash2.fwd import FINAL_PER_ROW
 from .flops import EXP, ROW_MAX, ROW_SUM
 
 SPLIT_KERNEL = "decode_split"

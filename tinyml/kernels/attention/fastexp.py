@@ -1,7 +1,7 @@
 """Online softmax's inner loops, vectorised on the CPU: running max, exp(x - m), running sum.
 
 The FlashAttention-2 forward on the CPU holds a score tile transposed, one row
-per key and one column per query (see ``flash2_fwd``), so a query's statistics
+per key and one column per query (see ``flash2.fwd``), so a query's statistics
 (its running max m and sum l) sit in one lane of a vector over the tile's
 queries, and each key row updates all of them at once: an elementwise max, an
 exp with a per-query shift that adds to a per-query sum. These loops run 16 float32

@@ -96,7 +96,7 @@ def flash_blocks(device, seq_q: int, seq_k: int, head_dim: int, dtype: str = "fp
                 f"overflow its {dev.sram_per_sm:,}-byte SRAM; the largest head_dim that fits in {dtype} is "
                 f"{largest_head_dim(dev, dtype, backward)}. Use a smaller head_dim or a device with more SRAM")
         return blocks
-    from .flash2_tiles import choose_blocks
+    from .flash2 import choose_blocks
 
     kind = "bwd" if backward else "fwd"
     blocks = choose_blocks(dev, kind, seq_q, seq_k, head_dim, dtype, f"flash2_{kind}")

@@ -1,7 +1,7 @@
 """FlashAttention-3 forward (Shah, Bikshandi, Zhang, Thakkar, Ramani, Dao 2024, arXiv 2407.08608), on Hopper.
 
 The algorithm is FlashAttention-2's forward (the same tile loop, the same HBM bytes, the same
-numerics: :mod:`tinyml.kernels.attention.flash2_fwd`); what changes is how one SM runs it:
+numerics: :mod:`tinyml.kernels.attention.flash2.fwd`); what changes is how one SM runs it:
 
 * **wgmma.** The S = Q K^T and O += P V products are Hopper warpgroup MMAs (``wgmma``), which reach
   the tensor cores' peak; FlashAttention-2 issues Ampere-style ``mma.sync``, which on an H100 tops
@@ -14,7 +14,7 @@ numerics: :mod:`tinyml.kernels.attention.flash2_fwd`); what changes is how one S
   matmul and vector phases therefore overlap (``Issue(overlap=True)``): an SM's compute time is the
   slower of the two instead of their sum.
 
-Tile loop and bytes: :mod:`~tinyml.kernels.attention.flash2_fwd` (recorded as ``flash3_fwd``).
+Tile loop and bytes: :mod:`~tinyml.kernels.attention.flash2.fwd` (recorded as ``flash3_fwd``).
 No dropout (FA3 has none). ``return_saved`` gives FlashAttention-2's saved state, and
 ``flash_attention_backward`` runs FlashAttention-2's backward on it: tinyml models FA3's forward only.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ...sim import TileConfigError, current_profile
 from ._common import prepare_attention
-from .flash2_fwd import forward
+from .flash2.fwd import forward
 from .flops import attention_issue
 
 KERNEL = "flash3_fwd"
@@ -35,7 +35,7 @@ def flash_attention_v3(q, k, v, *, causal: bool = False, key_padding_mask=None, 
                        return_saved: bool = False):
     """FlashAttention-3 forward: O = softmax(scale Q K^T + mask) V on a Hopper device.
 
-    Arguments as :func:`~tinyml.kernels.attention.flash2_fwd.flash_attention_v2`; records one kernel,
+    Arguments as :func:`~tinyml.kernels.attention.flash2.flash_attention_v2`; records one kernel,
     ``flash3_fwd``. Refuses a device without wgmma (its ``[mma_sync_flops]`` would be the peak) and
     dropout.
     """

@@ -2,7 +2,7 @@
 
 One thread block per (batch, query head, split): Algorithm 1's grid is one block per
 (batch, head) (``S = 1``); the shipped CUDA kernel splits the Q blocks over ``S`` blocks when
-batch x heads is small (:func:`tinyml.kernels.attention.flash1.num_splits`). Per block
+batch x heads is small (:func:`~tinyml.kernels.attention.flash1.grid.num_splits`). Per block
 (``N_q`` queries, ``N_k`` keys, ``T_r = ceil(N_q / B_r)``, ``T_c = ceil(N_k / B_c)``)::
 
     O_i = 0, l_i = 0, m_i = -inf for my Q blocks  # written to HBM (line 2)
@@ -22,23 +22,30 @@ and the partials meet in SRAM, summed after a barrier: per inner step ``WARPS - 
 B_r x d x 4 bytes written and read, plus the row max and sum exchanged the same way
 (:func:`count_split_k`).
 
-The exact byte formula is in :mod:`tinyml.kernels.attention.flash1`.
+The exact byte formula is in :mod:`tinyml.kernels.attention.flash1` (package docstring) and
+:func:`~tinyml.kernels.attention.flash1.block_sizes.flash1_expected_bytes`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
 
-from ...sim.counters import SRAM_READ, SRAM_WRITE
-from ...sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile, tile_bytes
-from .._classes import add_scaled, rep_count, rep_tile
-from .._mma import mma_acc
-from .flops import EXP, ROW_MAX, forward_per_score
-from .masks import visible
-from .rng import keep
+from ....sim import Reuse, current_profile, nbytes
+from ....sim.counters import SRAM_READ, SRAM_WRITE, new_counters
+from ....sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile, tile_bytes
+from ..._classes import add_scaled, rep_count, rep_tile
+from ..._contract import blas_single_thread, ceil_div
+from ..._mma import mma_acc, sgemm
+from .._common import DUMMY2, AttentionCall, prepare_attention
+from ..flops import EXP, ROW_MAX, attention_issue, forward_per_score
+from ..masks import visible
+from ..rng import keep
+from .block_sizes import resolve_blocks
+from .grid import block_ids, kv_panels, launch_counters, splits, tile_ranges
 
 # operand columns of the forward's counters (HBM bytes read per input)
 OP_Q, OP_K, OP_V, OP_O, OP_L, OP_M, OP_MASK = range(7)
@@ -216,3 +223,88 @@ def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, S, i_lo, i_
                 store_tile(l_s, 1, rows, l, bh, r0, execute, step_i, 0, 32)
                 store_tile(m_s, 1, rows, m, bh, r0, execute, step_i, 0, 32)
                 add_scaled(counters, row, step_i, mult_i)
+
+
+# ---- the launcher ------------------------------------------------------------------
+
+DUMMY3 = np.zeros((1, 1, 1), dtype=np.float32)   # stands in for (B*H, N, d) data in counting mode
+
+
+@dataclass
+class Flash1Saved:
+    """What the backward needs: the validated call, O and the softmax statistics l, m."""
+
+    call: AttentionCall
+    o: object            # (B, H, N_q, d) logical dtype
+    l: object            # (B, H, N_q) fp32 row sums of exp(S - m)
+    m: object            # (B, H, N_q) fp32 row maxima (-inf for a fully masked row)
+    check_finite: bool = True
+    num_splits: "int | None" = None   # the caller's choice (None: the shipped kernel's heuristic)
+    skip_masked: bool = True          # causal tile skipping (False: Algorithm 1 computes every tile)
+
+
+
+def _flat(call: AttentionCall, x, rows: int, *tail) -> np.ndarray:
+    """``x`` as (rows, *tail) for the Numba body, or a dummy in counting mode."""
+    if not call.execute:
+        return DUMMY3 if len(tail) == 2 else DUMMY2
+    return x.reshape(rows, *tail)
+
+
+def _track_inputs(prof, call: AttentionCall) -> None:
+    for name, op in (("q", call.q), ("k", call.k), ("v", call.v)):
+        prof.hbm.track(op.obj, name, call.dtype)
+    if call.key_padding_obj is not None:
+        prof.hbm.track(call.key_padding_obj, "key_padding_mask", "int8")   # 1 byte per key
+
+
+def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, dropout_p: float = 0.0,
+                       seed: int = 0, scale=None, window=None, dtype: str = "fp16", check_finite: bool = True,
+                       return_saved: bool = False, block_q: "int | None" = None,
+                       block_k: "int | None" = None, num_splits: "int | None" = None, skip_masked: bool = True):
+    """FlashAttention-1 forward (Algorithm 1): one kernel, ``flash1_fwd``.
+
+    q: (B, H, N_q, d); k, v: (B, KVH, N_k, d), NumPy arrays (executing) or
+    ``tinyml.sim.meta`` tensors (counting). Returns o (B, H, N_q, d), or
+    ``(o, saved)`` with ``return_saved=True`` for
+    :func:`flash_attention_v1_backward`. ``block_q`` (B_r) and ``block_k`` (B_c)
+    default to the paper's sizes (module docstring) and are clamped to N_q and N_k.
+    ``num_splits`` / ``skip_masked``: the grid and tiles of the CUDA kernel as it shipped (default:
+    its ``num_splits`` heuristic and causal tile skipping); ``num_splits=1, skip_masked=False`` is
+    Algorithm 1 exactly, as the paper's Figure 2 measured it.
+    """
+    call = prepare_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p,
+                             seed=seed, scale=scale, window=window, dtype=dtype, kernel="flash_attention_v1",
+                             check_finite=check_finite)
+    b_q, b_k, sram, regs = resolve_blocks(call, block_q, block_k, backward=False, kernel="flash_attention_v1")
+    prof = current_profile()
+    _track_inputs(prof, call)
+    B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
+    o = prof.hbm.new_tensor("o", (B, H, NQ, D), call.dtype, call.execute)
+    l = prof.hbm.new_tensor("l", (B, H, NQ), "fp32", call.execute)
+    m = prof.hbm.new_tensor("m", (B, H, NQ), "fp32", call.execute)
+    S = splits(call, num_splits, ceil_div(NQ, b_q), sram, regs)
+    i_lo, i_hi, _, _ = tile_ranges(call, b_q, b_k, skip_masked)
+    ids = block_ids(call, B * H, S)
+    counters = new_counters(len(ids), N_OPERANDS)
+    left, right = call.window
+    gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
+    with blas_single_thread():
+        fwd_body(_flat(call, call.q.data, B * H, NQ, D), _flat(call, call.k.data, B * KVH, NK, D),
+                      _flat(call, call.v.data, B * KVH, NK, D), _flat(call, o, B * H, NQ, D),
+                      _flat(call, l, B * H, NQ), _flat(call, m, B * H, NQ), call.key_valid_array(),
+                      H, call.group, KVH, NQ, NK, D, b_q, b_k, S, i_lo, i_hi, call.scale, call.causal,
+                      call.offset, left, right, call.key_padding_obj is not None, call.dropout_p, call.seed,
+                      fwd_per_score(call.masked, call.dropout_p > 0), call.execute, ids, counters,
+                      call.elem_bits, gemm)
+    s = nbytes(8, call.dtype) // 8
+    mine = np.array([sum(min(b_q, NQ - i * b_q) for i in range(sp, ceil_div(NQ, b_q), S)) for sp in range(S)])
+    mine = mine if not call.execute else np.tile(mine, B * H)       # query rows of each split (block)
+    reuse = Reuse(reads={OP_Q: mine * D * s, OP_O: 0, OP_L: 0, OP_M: 0},  # O, l, m: written first
+                  writes=mine * (D * s + 2 * 4))
+    prof.record("flash1_fwd", (B, H, S), launch_counters(call, counters, B * H, S), dtype=call.dtype, sram_per_block=sram,
+                regs_per_block=regs, panels=kv_panels(call, (OP_K, OP_V), S), reuse=reuse,
+                pipelined=True, issue=attention_issue(D, split_k=(WARPS, b_k), dropout=call.dropout_p > 0))
+    if return_saved:
+        return o, Flash1Saved(call, o, l, m, check_finite, num_splits, skip_masked)
+    return o

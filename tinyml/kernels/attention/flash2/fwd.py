@@ -45,7 +45,7 @@ Causal with Nq = Nk = N and B_r = B_c = B dividing N: block i computes tiles
 j <= i, so K and V are read ``B H N (N / B + 1) d s / 2`` bytes each, about
 half of the non-causal ``B H N (N / B) d s``. FLOPs: ``4 d sum_{(i,j) in C} r_i c_j`` on tensor cores
 (QK^T and PV); vector FLOPs per computed score from
-:func:`tinyml.kernels.attention.flash2_tiles.fwd_per_score`, plus
+:func:`fwd_per_score`, plus
 ``(d + 3) r_i`` per computed tile (rescaling) and ``(d + 2) r_i`` per q block
 with any tile (final O / l and lse).
 
@@ -75,22 +75,34 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from ...sim import current_profile
-from ...sim.counters import new_counters
-from ...sim.tiles import count_load_direct, count_mma, count_tile_load, count_vector, load_tile_t, store_tile
-from .._classes import add_scaled, launch_counters, rep_count, rep_tile
-from .._contract import blas_single_thread, ceil_div
-from .._mma import mma_acc_at, mma_set, sgemm
-from ._common import DUMMY2, AttentionCall, prepare_attention
-from .flops import attention_issue
-from .flash2_tiles import FINAL_PER_ROW, RESCALE_PER_ROW, fwd_per_score, resolve_blocks, tile_grid
-from .fastexp import start_tile, tile_exp, tile_scale_max
-from .masks import visible
-from .rng import keep
+from ....sim import current_profile
+from ....sim.counters import new_counters
+from ....sim.tiles import count_load_direct, count_mma, count_tile_load, count_vector, load_tile_t, store_tile
+from ..._classes import add_scaled, launch_counters, rep_count, rep_tile
+from ..._contract import blas_single_thread, ceil_div
+from ..._mma import mma_acc_at, mma_set, sgemm
+from .._common import DUMMY2, AttentionCall, prepare_attention
+from ..fastexp import start_tile, tile_exp, tile_scale_max
+from ..flops import EXP, attention_issue, forward_per_score
+from ..masks import visible
+from ..rng import keep
+from .block_sizes import resolve_blocks
+from .grid import kv_panels, q_block_classes, tile_grid
 
 KERNEL = "flash2_fwd"
 
 OP_Q, OP_K, OP_V, OP_MASK = 0, 1, 2, 3
+
+#: vector FLOPs per computed tile row to rescale the running state when the max grows:
+#: alpha = exp(m_old - m_new) (EXP) and l *= alpha (1); plus d per row for O *= alpha
+RESCALE_PER_ROW = EXP + 1
+#: vector FLOPs per output row at the end of the forward: lse = m + log(l) (2); plus d for O / l
+FINAL_PER_ROW = 2
+
+
+def fwd_per_score(masked: bool, dropout: bool) -> int:
+    """Forward vector FLOPs per computed score (P stays unnormalised: no NORMALIZE)."""
+    return forward_per_score(masked, dropout, normalize=False)
 
 
 @dataclass
@@ -227,34 +239,6 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                             o_acc[r, dd] = 0.0
         store_tile(o_acc, rows, D, o, bh * NQ + r0, 0, execute, counters, row, elem_bits)
         store_tile(lse_row, 1, rows, lse, bh, r0, execute, counters, row, 32)
-
-
-def q_block_classes(execute: bool, n_bh: int, nqb: int, n_q: int, n_k: int, blocks, span_lo, span_hi):
-    """(block ids to walk, (run classes, run lengths) or (None, None)) of a forward grid of
-    ``n_bh`` (batch, head) pairs times ``nqb`` q blocks, heaviest first.
-
-    A block's counts depend only on its rows, whether it sees any key and its first and last
-    K/V tiles, so counting walks one q block of each such class, in the first (batch, head),
-    and every (batch, head) repeats the launch order of the first.
-    """
-    if execute:
-        return np.arange(n_bh * nqb, dtype=np.int64), (None, None)
-    ib = np.arange(nqb - 1, -1, -1)                                   # launch order: heaviest first
-    rows = np.minimum(blocks.block_q, n_q - ib * blocks.block_q)
-    seen = span_hi[ib] > span_lo[ib]
-    j_lo = np.where(seen, span_lo[ib] // blocks.block_k, 0)
-    j_hi = np.where(seen, -(-span_hi[ib] // blocks.block_k), 0)
-    keys = np.stack([rows, seen, j_lo, j_hi], axis=1)                 # (nqb, 4)
-    _, first, cls = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    cls = cls.reshape(-1)
-    return first.astype(np.int64), (np.tile(cls, n_bh), np.ones(n_bh * nqb, dtype=np.int64))
-
-
-def kv_panels(n_blocks: int, per_bh: int, heads: int, kv_heads: int) -> np.ndarray:
-    """(n_blocks,) the (batch, kv head) each block reads K and V of: b * kv_heads + h // group."""
-    bh = np.arange(n_blocks) // per_bh
-    b, h = np.divmod(bh, heads)
-    return b * kv_heads + h // (heads // kv_heads)
 
 
 def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_finite: bool = True,

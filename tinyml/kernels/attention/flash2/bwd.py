@@ -50,7 +50,7 @@ With causal / window masks the per-tile terms run over the computed tiles only
 (as in the forward: causal halves them), and K_j, V_j (and the mask) are read
 only by blocks j that some query sees. FLOPs: ``10 d`` per score of a computed
 tile on tensor cores (five products); vector FLOPs per computed score from
-:func:`tinyml.kernels.attention.flash2_tiles.bwd_per_score`, plus ``d`` per tile
+:func:`bwd_per_score`, plus ``d`` per tile
 row (the dQ add) and ``d`` per K/V row (scaling dK).
 
 L2: blocks of one wave with the same (batch, head) read the same Q, dO, lse, D
@@ -63,23 +63,30 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ...sim import FLOAT_DTYPES, ShapeError, current_profile
-from ...sim.counters import new_counters
-from ...sim.tiles import (count_load_direct, count_mma, count_store_direct, count_vector, load_tile,
-                          store_tile)
-from .._classes import add_scaled, launch_counters, rep_count, rep_tile
-from .._contract import blas_single_thread, ceil_div, operand, same_mode
-from .._mma import mma_acc, mma_acc_bt, sgemm
-from ._common import DUMMY2, check_saved
-from .flash2_fwd import Flash2Saved
-from .flops import attention_issue
-from .flash2_tiles import bwd_per_score, resolve_blocks, tile_grid
-from .masks import visible
-from .rng import keep
+from ....sim import FLOAT_DTYPES, ShapeError, current_profile
+from ....sim.counters import new_counters
+from ....sim.tiles import (count_load_direct, count_mma, count_store_direct, count_vector, load_tile,
+                           store_tile)
+from ..._classes import add_scaled, launch_counters, rep_count, rep_tile
+from ..._contract import blas_single_thread, ceil_div, operand, same_mode
+from ..._mma import mma_acc, mma_acc_bt, sgemm
+from .._common import DUMMY2, check_saved
+from ..flops import DROPOUT, EXP, MASK, SCALE, SOFTMAX_BWD, attention_issue
+from ..masks import visible
+from ..rng import keep
+from .block_sizes import resolve_blocks
+from .fwd import Flash2Saved
+from .grid import kv_block_classes, tile_grid
 
 KERNEL = "flash2_bwd"
 # operands of the main kernel
 OP_Q, OP_DO, OP_LSE, OP_D, OP_DQACC, OP_K, OP_V, OP_MASK = range(8)
+
+
+def bwd_per_score(masked: bool, dropout: bool) -> int:
+    """Backward vector FLOPs per computed score: recompute s (SCALE, MASK), P = exp(s - lse) (EXP),
+    regenerate the dropout mask and apply it to P and to dP (DROPOUT + 1), dS (SOFTMAX_BWD)."""
+    return SCALE + (MASK if masked else 0) + EXP + ((DROPOUT + 1) if dropout else 0) + SOFTMAX_BWD
 
 
 @njit(parallel=True, cache=True)
@@ -265,25 +272,6 @@ def _gqa_sum_body(dk_h, dv_h, dk, dv, B, KVH, G, NK, D, BC, execute, counters, e
                         sv += dv_h[src, x]
                     dk[bk * NK + c, x] = sk
                     dv[bk * NK + c, x] = sv
-
-
-def kv_block_classes(execute: bool, n_bh: int, nkb: int, n_k: int, bc: int, i_lo, i_hi):
-    """(column blocks to walk, (run classes, run lengths) or (None, None)) of the main kernel's grid
-    of ``n_bh`` (batch, head) pairs times ``nkb`` column blocks.
-
-    A block's counts depend only on its columns and its range of q blocks, so counting walks one
-    column block of each such class, in the first (batch, head), and every (batch, head) repeats
-    the launch order of the first.
-    """
-    if execute:
-        return np.arange(nkb, dtype=np.int64), (None, None)
-    jb = np.arange(nkb)
-    cols = np.minimum(bc, n_k - jb * bc)
-    seen = i_hi > i_lo
-    keys = np.stack([cols, seen, np.where(seen, i_lo, 0), np.where(seen, i_hi, 0)], axis=1)   # (nkb, 4)
-    _, first, cls = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    cls = cls.reshape(-1)
-    return first.astype(np.int64), (np.tile(cls, n_bh), np.ones(n_bh * nkb, dtype=np.int64))
 
 
 def _dout(dout, saved: Flash2Saved):

@@ -1,6 +1,6 @@
-"""FlashAttention-2's tiles: block sizes from SRAM, which tiles are computed, FLOP conventions.
+"""FlashAttention-2's block sizes: the largest that fit SRAM and the register file.
 
-Block sizes. A forward block keeps Q_i (B_r x d), K_j, V_j (B_c x d) in SRAM
+A forward block keeps Q_i (B_r x d), K_j, V_j (B_c x d) in SRAM
 in the logical dtype, and in registers the fp32 scores S_ij (B_r x B_c; P_ij
 is converted in place and fed to the P V product straight from registers), the
 fp32 output accumulator O_i (B_r x d) and the row statistics m_i, l_i. A
@@ -13,52 +13,20 @@ SRAM.) The default is the largest pair that fits one SM's SRAM and register file
 (outer) dimension first: B_r in 128, 64, 32, 16 then B_c in 128, 64, 32, 16
 for the forward; B_c first for the backward (whose blocks own a K/V column
 block), each clamped to its sequence length.
-
-Which tiles are computed. With a causal mask or a sliding window the (i, j)
-tile grid has tiles no query of block i may see any key of; FlashAttention-2
-skips them (no loads, no FLOPs). The keys visible to the rows of q block i form
-one contiguous span ``[span_lo[i], span_hi[i])`` (every row's range starts and
-ends no earlier than the previous row's, and moves by at most one key), so tile
-(i, j) is computed iff that span meets K/V block j. Key padding never skips a
-tile: it is applied inside computed tiles.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
-from numba import njit
-
 from types import SimpleNamespace
 
-from ...sim import Device, SramOverflowError, check_registers, check_tiles, tile_budget, tiles_fit
-from ...sim.sram import REG
-from .flops import DROPOUT, EXP, MASK, SCALE, SOFTMAX_BWD, forward_per_score
-from .masks import key_range
+from ....sim import Device, SramOverflowError, check_registers, check_tiles, tile_budget, tiles_fit
+from ....sim.sram import REG
+from ..._contract import block_size
 
 SIZES = (128, 64, 32, 16)
 
-#: vector FLOPs per computed tile row to rescale the running state when the max grows:
-#: alpha = exp(m_old - m_new) (EXP) and l *= alpha (1); plus d per row for O *= alpha
-RESCALE_PER_ROW = EXP + 1
-#: vector FLOPs per output row at the end of the forward: lse = m + log(l) (2); plus d for O / l
-FINAL_PER_ROW = 2
-
-
-def fwd_per_score(masked: bool, dropout: bool) -> int:
-    """Forward vector FLOPs per computed score (P stays unnormalised: no NORMALIZE)."""
-    return forward_per_score(masked, dropout, normalize=False)
-
-
-def bwd_per_score(masked: bool, dropout: bool) -> int:
-    """Backward vector FLOPs per computed score: recompute s (SCALE, MASK), P = exp(s - lse) (EXP),
-    regenerate the dropout mask and apply it to P and to dP (DROPOUT + 1), dS (SOFTMAX_BWD)."""
-    return SCALE + (MASK if masked else 0) + EXP + ((DROPOUT + 1) if dropout else 0) + SOFTMAX_BWD
-
-
-# ---- block sizes --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Flash2Blocks:
@@ -146,8 +114,6 @@ def resolve_blocks(device: Device, kind: str, seq_q: int, seq_k: int, d: int, dt
                    block_q: "int | None", block_k: "int | None") -> tuple[Flash2Blocks, int, int]:
     """The caller's block sizes (validated, clamped to the sequences) or the defaults, and their SRAM
     and register bytes."""
-    from .._contract import block_size
-
     if block_q is None or block_k is None:
         auto = choose_blocks(device, kind, seq_q, seq_k, d, dtype, kernel)
         block_q = auto.block_q if block_q is None else block_q
@@ -163,81 +129,3 @@ def resolve_blocks(device: Device, kind: str, seq_q: int, seq_k: int, d: int, dt
 
     tiles = blocks.tiles(kind, d, dtype)
     return blocks, check_tiles(device, tiles, kernel=kernel, suggest=suggest), check_registers(device, tiles)
-
-
-# ---- which tiles are computed ---------------------------------------------------------------
-
-@njit(cache=True)
-def q_block_spans(n_q, n_k, br, causal, win_left, win_right):
-    """(span_lo, span_hi), each (ceil(n_q / br),): the keys visible to some row of each q block."""
-    nqb = (n_q + br - 1) // br
-    offset = n_k - n_q
-    span_lo = np.zeros(nqb, dtype=np.int64)
-    span_hi = np.zeros(nqb, dtype=np.int64)              # hi <= lo: nothing visible
-    for ib in range(nqb):
-        r0 = ib * br
-        r1 = min(n_q, r0 + br)
-        first = -1
-        for r in range(r0, r1):                          # first row that sees any key
-            lo, hi = key_range(r, offset, n_k, causal, win_left, win_right)
-            if lo < hi:
-                first = r
-                span_lo[ib] = lo
-                break
-        if first < 0:
-            continue
-        for r in range(r1 - 1, first - 1, -1):           # last row that sees any key
-            lo, hi = key_range(r, offset, n_k, causal, win_left, win_right)
-            if lo < hi:
-                span_hi[ib] = hi
-                break
-    return span_lo, span_hi
-
-
-@njit(cache=True)
-def k_block_rows(span_lo, span_hi, n_k, bc):
-    """(i_lo, i_hi), each (ceil(n_k / bc),): the q blocks [i_lo, i_hi) whose span meets K/V block j.
-
-    Spans move right monotonically with i, so those q blocks are contiguous: two binary searches
-    per K/V block (O(blocks log blocks); a 10M-token sequence has 78,000 of each). Spans that are
-    not monotone (no mask of tinyml's makes them) take the direct O(q blocks) scan per K/V block.
-    """
-    nkb = (n_k + bc - 1) // bc
-    i_lo = np.zeros(nkb, dtype=np.int64)
-    i_hi = np.zeros(nkb, dtype=np.int64)
-    a = 0                                                # the non-empty spans are [a, z) ...
-    while a < len(span_lo) and span_lo[a] >= span_hi[a]:
-        a += 1
-    z = len(span_lo)
-    while z > a and span_lo[z - 1] >= span_hi[z - 1]:
-        z -= 1
-    monotone = True                                      # ... contiguous, with lo and hi non-decreasing
-    for ib in range(a + 1, z):
-        if span_lo[ib] >= span_hi[ib] or span_lo[ib] < span_lo[ib - 1] or span_hi[ib] < span_hi[ib - 1]:
-            monotone = False
-    for jb in range(nkb):
-        c0 = jb * bc
-        c1 = min(n_k, c0 + bc)
-        if monotone:
-            first = a + np.searchsorted(span_hi[a:z], c0, side="right")    # first span with hi > c0
-            last = a + np.searchsorted(span_lo[a:z], c1, side="left") - 1  # last span with lo < c1
-            if first <= last:
-                i_lo[jb] = first
-                i_hi[jb] = last + 1
-            continue
-        found = False
-        for ib in range(len(span_lo)):
-            if span_lo[ib] < span_hi[ib] and span_lo[ib] < c1 and span_hi[ib] > c0:
-                if not found:
-                    i_lo[jb] = ib
-                    found = True
-                i_hi[jb] = ib + 1
-    return i_lo, i_hi
-
-
-def tile_grid(call, blocks: Flash2Blocks):
-    """Spans of the q blocks and the q-block ranges of the K/V blocks for ``call``'s masks."""
-    wl, wr = call.window
-    span_lo, span_hi = q_block_spans(call.seq_q, call.seq_k, blocks.block_q, call.causal, wl, wr)
-    i_lo, i_hi = k_block_rows(span_lo, span_hi, call.seq_k, blocks.block_k)
-    return span_lo, span_hi, i_lo, i_hi

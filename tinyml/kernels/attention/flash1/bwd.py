@@ -21,7 +21,7 @@ batch x heads is small, all of them adding into the fp32 dQ in HBM. Per block::
 
 With GQA (group > 1) dK, dV are per query head, (B, H, N_k, d), and a small
 second kernel sums each group into the kv head's (B, KVH, N_k, d).
-The exact byte formula is in :mod:`tinyml.kernels.attention.flash1`.
+The exact byte formula is in :mod:`tinyml.kernels.attention.flash1` (package docstring).
 """
 
 from __future__ import annotations
@@ -31,12 +31,18 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ...sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
-from .._classes import add_scaled, rep_count, rep_tile
-from .._mma import mma_acc
-from .flash1_fwd import NEG_INF, _scores, count_split_k
-from .flops import DROPOUT, EXP, MASK, NORMALIZE, SCALE, SOFTMAX_BWD
-from .rng import keep
+from ....sim import FLOAT_DTYPES, DTypeError, Reuse, ShapeError, current_profile, nbytes
+from ....sim.counters import new_counters
+from ....sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
+from ..._classes import add_scaled, rep_count, rep_tile
+from ..._contract import blas_single_thread, ceil_div, operand
+from ..._mma import mma_acc, sgemm
+from .._common import check_saved
+from ..flops import DROPOUT, EXP, MASK, NORMALIZE, SCALE, SOFTMAX_BWD, attention_issue
+from ..rng import keep
+from .block_sizes import resolve_blocks
+from .fwd import NEG_INF, WARPS, Flash1Saved, _flat, _scores, _track_inputs, count_split_k
+from .grid import kv_panels, launch_counters, splits, tile_ranges
 
 # operand columns of the backward's counters
 OP_Q, OP_K, OP_V, OP_O, OP_DO, OP_DQ, OP_L, OP_M, OP_MASK = range(9)
@@ -229,3 +235,79 @@ def reduce_body(dkh, dvh, dk, dv, G, NK, D, ROWS, execute, counters, eb):
                         c += dvh[g * G + t, r, x]
                     dk[g, r, x] = a
                     dv[g, r, x] = c
+
+
+# ---- the launcher ------------------------------------------------------------------
+
+def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | None" = None,
+                                block_k: "int | None" = None):
+    """FlashAttention-1 backward (Algorithm 4): returns (dq, dk, dv), dk and dv shaped like k and v.
+
+    Kernels: ``flash1_bwd`` and, with GQA, ``flash1_bwd_dkv_reduce``. Block sizes
+    default to the paper's rule shrunk until the backward's tiles fit SRAM.
+    """
+    check_saved(saved, (Flash1Saved,), "flash_attention_v1_backward", "flash_attention_v1")
+    call = saved.call
+    DO = operand(dout, "dout", ndim=4, dtype=call.dtype, allowed=FLOAT_DTYPES, check_finite=saved.check_finite)
+    if DO.execute != call.execute:
+        raise DTypeError("flash_attention_v1_backward: dout is "
+                         f"{'an array' if DO.execute else 'a MetaTensor'} but the forward ran in "
+                         f"{'executing' if call.execute else 'counting'} mode; use the same kind")
+    if DO.shape != call.q.shape:
+        raise ShapeError(f"flash_attention_v1_backward: dout is {DO.shape} but the output is {call.q.shape}; "
+                         f"dout must have the output's shape")
+    if DO.dtype != call.dtype:
+        raise DTypeError(f"flash_attention_v1_backward: dout is {DO.dtype} but the forward ran in {call.dtype}")
+    b_q, b_k, sram, regs = resolve_blocks(call, block_q, block_k, backward=True,
+                                          kernel="flash_attention_v1_backward")
+    prof = current_profile()
+    _track_inputs(prof, call)
+    for name, obj, dt in (("o", saved.o, call.dtype), ("l", saved.l, "fp32"), ("m", saved.m, "fp32"),
+                          ("dout", DO.obj, call.dtype)):
+        prof.hbm.track(obj, name, dt)
+    B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
+    ex, G = call.execute, call.group
+    dq = prof.hbm.new_tensor("dq", (B, H, NQ, D), call.dtype, ex)
+    dq_acc = prof.hbm.new_tensor("dq_accum", (B, H, NQ, D), "fp32", ex)
+    dk = prof.hbm.new_tensor("dk", (B, KVH, NK, D), call.dtype, ex)
+    dv = prof.hbm.new_tensor("dv", (B, KVH, NK, D), call.dtype, ex)
+    if G > 1:
+        dkh = prof.hbm.new_tensor("dk_per_head", (B, H, NK, D), call.dtype, ex)
+        dvh = prof.hbm.new_tensor("dv_per_head", (B, H, NK, D), call.dtype, ex)
+    else:
+        dkh, dvh = dk, dv
+    S = splits(call, saved.num_splits, ceil_div(NK, b_k), sram, regs)
+    i_lo, i_hi, i_last_lo, i_last_hi = tile_ranges(call, b_q, b_k, saved.skip_masked)
+    bhs = np.arange(B * H if ex else 1, dtype=np.int64)
+    counters = new_counters(len(bhs) * S, N_OPERANDS)
+    left, right = call.window
+    gemm = sgemm()
+    with blas_single_thread():
+        bwd_body(_flat(call, call.q.data, B * H, NQ, D), _flat(call, call.k.data, B * KVH, NK, D),
+                      _flat(call, call.v.data, B * KVH, NK, D), _flat(call, saved.o, B * H, NQ, D),
+                      _flat(call, DO.data, B * H, NQ, D), _flat(call, saved.l, B * H, NQ),
+                      _flat(call, saved.m, B * H, NQ), call.key_valid_array(), _flat(call, dq_acc, B * H, NQ, D),
+                      _flat(call, dq, B * H, NQ, D), _flat(call, dkh, B * H, NK, D), _flat(call, dvh, B * H, NK, D),
+                      H, G, KVH, NQ, NK, D, b_q, b_k, S, i_lo, i_hi, i_last_lo, i_last_hi, call.scale,
+                      call.causal, call.offset, left, right,
+                      call.key_padding_obj is not None, call.dropout_p, call.seed,
+                      backward_per_score(call.masked, call.dropout_p > 0), ex, bhs, counters,
+                      call.elem_bits, gemm)
+    s = nbytes(8, call.dtype) // 8
+    reuse = Reuse(reads={OP_Q: NQ * D * s, OP_O: NQ * D * s, OP_DO: NQ * D * s,
+                         OP_DQ: 0, OP_L: 4 * NQ, OP_M: 4 * NQ},      # dQ: zeroed first
+                  writes=NQ * D * (4 + s) + 2 * NK * D * s)                        # dQ acc, dq, dK_j, dV_j
+    prof.record("flash1_bwd", (B, H, S), launch_counters(call, counters, B * H, S), dtype=call.dtype, sram_per_block=sram,
+                regs_per_block=regs, panels=kv_panels(call, (OP_K, OP_V), S), reuse=reuse,
+                pipelined=True, issue=attention_issue(D, backward=True, split_k=(WARPS, b_k),
+                                                     dropout=call.dropout_p > 0))
+    del dq_acc                      # the fp32 accumulator dies with the kernel
+    if G > 1:
+        rows = REDUCE_ROWS
+        grid = (B * KVH, ceil_div(NK, rows))
+        counters = new_counters(grid[0] * grid[1], 2)
+        reduce_body(_flat(call, dkh, B * H, NK, D), _flat(call, dvh, B * H, NK, D),
+                         _flat(call, dk, B * KVH, NK, D), _flat(call, dv, B * KVH, NK, D),
+                         G, NK, D, rows, ex, counters, call.elem_bits)
+        prof.record("flash1_bwd_dkv_reduce", grid, counters, dtype=call.dtype, sram_per_block=0)
+    return dq, dk, dv
