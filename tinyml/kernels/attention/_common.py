@@ -18,8 +18,6 @@ from ...sim.args import INT64_MAX, flag, integer
 from .._contract import Operand, operand, same_mode
 from .._counting import stand_in
 
-DUMMY2 = stand_in(2)     # the FlashAttention launchers' stand-in for data in counting mode
-
 
 @dataclass
 class AttentionCall:

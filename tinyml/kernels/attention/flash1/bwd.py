@@ -36,6 +36,7 @@ from ....sim.counters import new_counters
 from ....sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
 from ..._classes import add_scaled, rep_count, rep_tile
 from ..._contract import blas_single_thread, ceil_div, operand
+from ..._counting import extent
 from ..._mma import mma_acc, sgemm
 from .._common import check_saved
 from ..flops import DROPOUT, EXP, MASK, NORMALIZE, SCALE, SOFTMAX_BWD, attention_issue
@@ -112,18 +113,17 @@ def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, 
     dq itself (the logical dtype) instead of the fp32 accumulator. The CPU walks the splits of one
     (batch, head) in j order, so the accumulation into dQ is race-free; split ``j mod S`` counts into
     row ``r * S + j mod S`` of (batch, head) ``bhs[r]`` (counting: the first (batch, head) alone)."""
-    e = 1 if execute else 0
-    s = 1 - e                                              # counting mode: 1-element tiles
+    ex = 1 if execute else 0                                # counting mode: block 0's stand-in
     t_c = (NK + BC - 1) // BC
     t_r = (NQ + BR - 1) // BR
-    br, bc, d = BR - s * (BR - 1), BC - s * (BC - 1), D - s * (D - 1)
+    br, bc, d = extent(BR, execute), extent(BC, execute), extent(D, execute)
     for rb in prange(len(bhs)):
         blk = bhs[rb]
         b = blk // H
         h = blk % H
         kv = b * KVH + h // G
-        qb, ob, dob, dqab, dqb = q[blk * e], o[blk * e], do[blk * e], dq_acc[blk * e], dq[blk * e]
-        kb, vb, dkb, dvb = k[kv * e], v[kv * e], dkh[blk * e], dvh[blk * e]
+        qb, ob, dob, dqab, dqb = q[blk * ex], o[blk * ex], do[blk * ex], dq_acc[blk * ex], dq[blk * ex]
+        kb, vb, dkb, dvb = k[kv * ex], v[kv * ex], dkh[blk * ex], dvh[blk * ex]
         k_s = np.zeros((bc, d), np.float32)                # (B_c, d) K_j
         v_s = np.zeros((bc, d), np.float32)                # (B_c, d) V_j
         kT_s = np.zeros((d, bc), np.float32)               # (d, B_c) layouts of K_j, V_j for the MMAs

@@ -39,8 +39,9 @@ from ....sim.counters import SRAM_READ, SRAM_WRITE, new_counters
 from ....sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile, tile_bytes
 from ..._classes import add_scaled, rep_count, rep_tile
 from ..._contract import blas_single_thread, ceil_div
+from ..._counting import extent, stand_in
 from ..._mma import mma_acc, sgemm
-from .._common import DUMMY2, AttentionCall, prepare_attention
+from .._common import AttentionCall, prepare_attention
 from ..flops import EXP, ROW_MAX, attention_issue, forward_per_score
 from ..masks import visible
 from ..rng import keep
@@ -152,8 +153,7 @@ def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, S, i_lo, i_
     tile skipping). Counting mode passes 1-element dummies, walks the blocks ``ids`` (the S splits
     of one (batch, head): every (batch, head) counts alike) and visits one Q tile of each kind, with
     its multiplicity (:mod:`tinyml.kernels._classes`); block ``ids[row]`` counts into row ``row``."""
-    e = 1 if execute else 0
-    s = 1 - e                                               # counting mode: 1-element tiles
+    ex = 1 if execute else 0                                # counting mode: block 0's stand-in
     t_c = (NK + BC - 1) // BC
     t_r = (NQ + BR - 1) // BR
     for row in prange(len(ids)):
@@ -163,19 +163,19 @@ def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, S, i_lo, i_
         b = bh // H
         h = bh % H
         kv = b * KVH + h // G
-        qb, ob, kb, vb = q[bh * e], o[bh * e], k[kv * e], v[kv * e]         # (N, d) views of HBM
-        k_s = np.zeros((BC - s * (BC - 1), D - s * (D - 1)), np.float32)    # (B_c, d) K_j
-        kT_s = np.zeros((D - s * (D - 1), BC - s * (BC - 1)), np.float32)   # (d, B_c) K_j^T (layout only)
-        v_s = np.zeros((BC - s * (BC - 1), D - s * (D - 1)), np.float32)    # (B_c, d) V_j
-        q_s = np.zeros((BR - s * (BR - 1), D - s * (D - 1)), np.float32)    # (B_r, d) Q_i
-        o_s = np.zeros((BR - s * (BR - 1), D - s * (D - 1)), np.float32)    # (B_r, d) O_i
-        s64 = np.zeros((BR - s * (BR - 1), BC - s * (BC - 1)))              # (B_r, B_c) S_ij (registers)
-        p_t = np.zeros((BR - s * (BR - 1), BC - s * (BC - 1)), np.float32)  # (B_r, B_c) P_ij
-        pv = np.zeros((BR - s * (BR - 1), D - s * (D - 1)), np.float32)     # (B_r, d) registers
-        l_s = np.zeros((1, BR - s * (BR - 1)), np.float32)                  # (1, B_r) l_i
-        m_s = np.zeros((1, BR - s * (BR - 1)), np.float32)                  # (1, B_r) m_i
-        alpha = np.zeros(BR - s * (BR - 1))                                 # (B_r,) O_i rescale factors
-        beta = np.zeros(BR - s * (BR - 1))
+        qb, ob, kb, vb = q[bh * ex], o[bh * ex], k[kv * ex], v[kv * ex]         # (N, d) views of HBM
+        k_s = np.zeros((extent(BC, execute), extent(D, execute)), np.float32)    # (B_c, d) K_j
+        kT_s = np.zeros((extent(D, execute), extent(BC, execute)), np.float32)   # (d, B_c) K_j^T (layout only)
+        v_s = np.zeros((extent(BC, execute), extent(D, execute)), np.float32)    # (B_c, d) V_j
+        q_s = np.zeros((extent(BR, execute), extent(D, execute)), np.float32)    # (B_r, d) Q_i
+        o_s = np.zeros((extent(BR, execute), extent(D, execute)), np.float32)    # (B_r, d) O_i
+        s64 = np.zeros((extent(BR, execute), extent(BC, execute)))              # (B_r, B_c) S_ij (registers)
+        p_t = np.zeros((extent(BR, execute), extent(BC, execute)), np.float32)  # (B_r, B_c) P_ij
+        pv = np.zeros((extent(BR, execute), extent(D, execute)), np.float32)     # (B_r, d) registers
+        l_s = np.zeros((1, extent(BR, execute)), np.float32)                  # (1, B_r) l_i
+        m_s = np.zeros((1, extent(BR, execute)), np.float32)                  # (1, B_r) m_i
+        alpha = np.zeros(extent(BR, execute))                                 # (B_r,) O_i rescale factors
+        beta = np.zeros(extent(BR, execute))
         step_i = np.zeros((1, counters.shape[1]), np.int64)                # counts of one inner step
         # line 2: O = 0, l = 0, m = -inf in HBM, for this split's rows
         mine = 0
@@ -227,9 +227,6 @@ def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, S, i_lo, i_
 
 # ---- the launcher ------------------------------------------------------------------
 
-DUMMY3 = np.zeros((1, 1, 1), dtype=np.float32)   # stands in for (B*H, N, d) data in counting mode
-
-
 @dataclass
 class Flash1Saved:
     """What the backward needs: the validated call, O and the softmax statistics l, m."""
@@ -247,7 +244,7 @@ class Flash1Saved:
 def _flat(call: AttentionCall, x, rows: int, *tail) -> np.ndarray:
     """``x`` as (rows, *tail) for the Numba body, or a dummy in counting mode."""
     if not call.execute:
-        return DUMMY3 if len(tail) == 2 else DUMMY2
+        return stand_in(1 + len(tail))
     return x.reshape(rows, *tail)
 
 

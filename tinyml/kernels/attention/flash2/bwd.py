@@ -69,8 +69,9 @@ from ....sim.tiles import (count_load_direct, count_mma, count_store_direct, cou
                            store_tile)
 from ..._classes import add_scaled, launch_counters, rep_count, rep_tile
 from ..._contract import blas_single_thread, ceil_div, operand, same_mode
+from ..._counting import extent, stand_in
 from ..._mma import mma_acc, mma_acc_bt, sgemm
-from .._common import DUMMY2, check_saved
+from .._common import check_saved
 from ..flops import DROPOUT, EXP, MASK, SCALE, SOFTMAX_BWD, attention_issue
 from ..masks import visible
 from ..rng import keep
@@ -120,7 +121,6 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
     # each kind with its multiplicity (tinyml.kernels._classes)
     group = H // KVH
     offset = NK - NQ
-    e = 0 if execute else 1                   # counting mode: 1-element tile buffers
     keep_scale = 1.0 / (1.0 - dropout_p)
     scale32 = np.float32(scale)               # the softmax scale in float32, as in the forward
     # One (batch, head) per parallel iteration, its column blocks in order: the dq_accum adds of
@@ -129,7 +129,7 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
         b = bh // H
         h = bh % H
         kv0 = (b * KVH + h // group) * NK
-        br_, bc_, d_ = BR - e * (BR - 1), BC - e * (BC - 1), D - e * (D - 1)
+        br_, bc_, d_ = extent(BR, execute), extent(BC, execute), extent(D, execute)
         k_s = np.zeros((bc_, d_), dtype=np.float32)      # (BC, D) SRAM
         v_s = np.zeros((bc_, d_), dtype=np.float32)      # (BC, D)
         q_s = np.zeros((br_, d_), dtype=np.float32)      # (BR, D)
@@ -310,7 +310,7 @@ def flash_attention_v2_backward(dout, saved: Flash2Saved):
         prof.hbm.track(call.key_padding_obj, "key_padding_mask", "int8")
 
     def flat(a, rows):
-        return a.reshape(rows, -1) if x else DUMMY2
+        return a.reshape(rows, -1) if x else stand_in(2)
 
     gemm = sgemm()
     nqb, nkb = ceil_div(NQ, BR), ceil_div(NK, BC)

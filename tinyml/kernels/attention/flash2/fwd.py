@@ -80,8 +80,9 @@ from ....sim.counters import new_counters
 from ....sim.tiles import count_load_direct, count_mma, count_tile_load, count_vector, load_tile_t, store_tile
 from ..._classes import add_scaled, launch_counters, rep_count, rep_tile
 from ..._contract import blas_single_thread, ceil_div
+from ..._counting import extent, stand_in
 from ..._mma import mma_acc_at, mma_set, sgemm
-from .._common import DUMMY2, AttentionCall, prepare_attention
+from .._common import AttentionCall, prepare_attention
 from ..fastexp import start_tile, tile_exp, tile_scale_max
 from ..flops import EXP, attention_issue, forward_per_score
 from ..masks import visible
@@ -127,7 +128,6 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
     nqb = (NQ + BR - 1) // BR
     group = H // KVH
     offset = NK - NQ
-    e = 0 if execute else 1                  # counting mode: 1-element tile buffers
     keep_scale = 1.0 / (1.0 - dropout_p)
     scale32 = np.float32(scale)              # the softmax scale in float32, as the GPU kernels hold it
     for row in prange(len(ids)):
@@ -139,7 +139,7 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         r0 = ib * BR
         rows = min(BR, NQ - r0)
         kv0 = (b * KVH + h // group) * NK    # first row of this kv head in k, v
-        br_, bc_, d_ = BR - e * (BR - 1), BC - e * (BC - 1), D - e * (D - 1)
+        br_, bc_, d_ = extent(BR, execute), extent(BC, execute), extent(D, execute)
         # Tiles are not zeroed (a memset per block cost 2-3% of the forward): only what a partial
         # q block leaves unwritten is, below.
         qt_s = np.empty((d_, br_), dtype=np.float32)       # (D, BR) Q_i^T (see "On the CPU" above)
@@ -265,12 +265,12 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
     wl, wr = call.window
     gemm = sgemm()
     with blas_single_thread():
-        _body(call.q.data.reshape(B * H * NQ, D) if x else DUMMY2,
-              call.k.data.reshape(B * KVH * NK, D) if x else DUMMY2,
-              call.v.data.reshape(B * KVH * NK, D) if x else DUMMY2,
+        _body(call.q.data.reshape(B * H * NQ, D) if x else stand_in(2),
+              call.k.data.reshape(B * KVH * NK, D) if x else stand_in(2),
+              call.v.data.reshape(B * KVH * NK, D) if x else stand_in(2),
               call.key_valid_array(),
-              o.reshape(B * H * NQ, D) if x else DUMMY2,
-              lse.reshape(B * H, NQ) if x else DUMMY2,
+              o.reshape(B * H * NQ, D) if x else stand_in(2),
+              lse.reshape(B * H, NQ) if x else stand_in(2),
               B, H, KVH, NQ, NK, D, blocks.block_q, blocks.block_k, span_lo, span_hi, call.causal, wl, wr,
               has_mask, call.scale, call.dropout_p, call.seed,
               fwd_per_score(call.masked, call.dropout_p > 0), x, ids, counters, call.elem_bits, gemm)
