@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinyml.kernels._classes import edge_grid, rep_count, rep_tile, row_edge_grid, uniform_runs
+from tinyml.kernels._classes import edge_grid, head_edge_grid, rep_count, rep_tile, row_edge_grid, uniform_runs
 from tinyml.kernels.attention.flash import flash_attention, flash_attention_backward
 from tinyml.kernels.attention.flash1 import default_blocks, flash1_expected_bytes
 from tinyml.kernels.matmul import matmul
@@ -131,6 +131,27 @@ def test_softmax_decode_and_elementwise_at_scale_count_by_class():
     assert ew.hbm_read_bytes == 2 * m * n * S and ew.hbm_write_bytes == m * n * S
 
 
+def test_dequantize_kernel_at_70b_size_counts_by_class():
+    """The unfused baseline's dequantize kernel over Llama-2-70B's 80 MLP gate projections stacked
+    (80 x 28,672 rows of K = 8,192: 1.9e10 weights, 9.4 million blocks of 32 x 256): reads the
+    packed bytes once, writes N K s, N K FLOPs (no min). A per-row scheme's one scale is read by
+    K tile 0 only, so that tile is a class of its own."""
+    from tinyml.kernels.quant import QuantizedTensor, dequantize_kernel
+
+    n, k, bn, bk = 80 * 28_672, 8_192, 32, 256
+    packed = {"q4_0": n * (k // 32) * (2 + 32 // 2),       # per group of 32: fp16 scale + 16 code bytes
+              "int8": n * (2 + k)}                          # per row: fp16 scale + K code bytes
+    for fmt, qbytes in packed.items():
+        with Profile("a100-80gb") as prof:
+            dequantize_kernel(QuantizedTensor.meta((n, k), fmt), block_n=bn, block_k=bk)
+        (rec,) = prof.records
+        assert rec.n_blocks == (n // bn) * (k // bk)
+        assert rec.hbm_read_bytes + rec.l2_hit_bytes == qbytes
+        assert rec.hbm_write_bytes + rec.l2_write_hit_bytes == n * k * S
+        assert rec.flops_vector == n * k and rec.flops_matmul == 0
+        assert math.isfinite(rec.time_s) and rec.time_s > 0
+
+
 # ---- the helpers that pick representatives ----------------------------------------------
 
 @given(gm=st.integers(1, 40), gn=st.integers(1, 40))
@@ -173,3 +194,15 @@ def test_representative_tiles_stand_for_every_tile(lo, n):
             assert lo <= j < hi and mult >= 1
             seen += [j == hi - 1] * mult                      # what matters: the last tile or not
         assert sorted(seen) == sorted(j == hi - 1 for j in range(lo, hi))
+
+
+@given(gm=st.integers(1, 40), gn=st.integers(1, 40))
+def test_head_edge_grid_keeps_the_first_and_last_columns_apart(gm, gn):
+    ids, run_class, run_length = head_edge_grid(gm, gn)
+    cls = np.repeat(run_class, run_length)
+    assert len(cls) == gm * gn
+    blk, rep = np.arange(gm * gn), ids[cls]
+    assert np.array_equal(blk // gn == gm - 1, rep // gn == gm - 1)             # the last tile row or not
+    assert np.array_equal(blk % gn == gn - 1, rep % gn == gn - 1)               # the last column or not
+    assert np.array_equal(blk % gn == 0, rep % gn == 0)                         # the first column or not
+    assert len(set(ids.tolist())) == len(ids)

@@ -291,6 +291,20 @@ def test_counting_mode_equals_executing_mode(case, dev, dtype):
                 assert getattr(c, field) == getattr(e, field), (fn.__name__, field)
 
 
+@given(case=cases(max_m=2), data=st.data(), dtype=logical_dtypes(), transposed=st.booleans())
+def test_dequantize_kernel_counting_equals_executing_for_any_tiles(case, data, dtype, transposed):
+    """Counting walks one block per class (first, interior and last K tile x interior and last row
+    tile); a per-row scheme's K tiles split its one group, whose header only tile 0 reads."""
+    fmt, _, n, k, _, q = case
+    blocks = {"block_n": data.draw(st.integers(1, n + 2)), "block_k": data.draw(block_k_for(fmt, k))}
+    kw = dict(dtype=dtype, transposed=transposed, **blocks)
+    w, (executed,) = one(dequantize_kernel, q, **kw)
+    counted_out, (counted,) = one(dequantize_kernel, QuantizedTensor.meta((n, k), scheme(fmt)), **kw)
+    assert isinstance(counted_out, MetaTensor) and counted_out.shape == w.shape
+    for field in COUNTER_FIELDS:
+        assert getattr(counted, field) == getattr(executed, field), field
+
+
 # ---- bytes == closed forms from the packed sizes --------------------------------------------------
 
 def raw_reads(rec):

@@ -122,3 +122,21 @@ def launch_counters(counters: np.ndarray, execute: bool, run_class=None, run_len
     if execute:
         return counters
     return BlockClasses.build(counters, run_class, run_length)
+
+
+def head_edge_grid(grid_m: int, grid_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`edge_grid`, for a grid whose *first* tile column differs too (a K tile that reads
+    the header of a group spanning several tiles: a per-row scale sits in tile 0 only).
+
+    A tile row is the runs (column 0, 1 block), (columns 1 .. grid_n - 2, grid_n - 2 blocks),
+    (column grid_n - 1, 1 block), fewer when the grid is narrower; rows differ only in the last one.
+    """
+    cols = sorted({0, min(1, grid_n - 1), grid_n - 1})
+    lengths = [1, grid_n - 2, 1][:len(cols)] if grid_n > 2 else [1] * len(cols)
+    rows = sorted({0, grid_m - 1})
+    ids = np.array([r * grid_n + c for r in rows for c in cols], dtype=np.int64)
+    nc = len(cols)
+    run_class = np.concatenate([np.tile(np.arange(nc), grid_m - 1),
+                                (len(rows) - 1) * nc + np.arange(nc)]).astype(np.int64)
+    run_length = np.tile(np.array(lengths, dtype=np.int64), grid_m)
+    return ids, run_class, run_length

@@ -39,20 +39,27 @@ def read_records(path) -> list:
     path = Path(path).expanduser()
     if not path.exists():
         raise TuneLogError(f"no tuning log at {path}; write one with tinyml tune ... --log {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TuneLogError(f"{path} is not a text file (byte {e.start} is not UTF-8); a tuning log is the JSON "
+                           f"lines that tinyml tune ... --log FILE writes") from None
+    except OSError as e:
+        raise TuneLogError(f"cannot read the tuning log {path}: {e.strerror}; pass a log file that "
+                           f"tinyml tune ... --log FILE wrote") from None
     out = []
-    with path.open() as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TuneLogError(f"{path}, line {n}: not JSON ({e}); a tuning log has one JSON record per "
-                                   f"line") from None
-            if not isinstance(rec, dict) or rec.get("version") != VERSION or "result" not in rec:
-                raise TuneLogError(f"{path}, line {n}: not a version-{VERSION} trial record (it needs "
-                                   f"\"version\": {VERSION}, \"workload\", \"device\", \"result\")")
-            out.append(rec)
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TuneLogError(f"{path}, line {n}: not JSON ({e}); a tuning log has one JSON record per "
+                               f"line") from None
+        if not isinstance(rec, dict) or rec.get("version") != VERSION or "result" not in rec:
+            raise TuneLogError(f"{path}, line {n}: not a version-{VERSION} trial record (it needs "
+                               f"\"version\": {VERSION}, \"workload\", \"device\", \"result\")")
+        out.append(rec)
     return out
 
 

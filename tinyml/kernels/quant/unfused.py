@@ -9,6 +9,7 @@ so at batch 1 it is slower than not quantizing at all.
 ``dequantize_kernel`` tile loop::
 
     for each block (bj, bk) in parallel:              # grid ceil(N/BN) x ceil(Kp/BK)
+                                                      # (counting: one block per class, _classes.head_edge_grid)
         ps = load packed W[bj*BN : +BN, tile bk]      # HBM -> SRAM
         ws = dequantize(ps)                           # (BN, BK) or (BK, BN) in SRAM
         store ws -> W[...]                            # SRAM -> HBM, padding dropped
@@ -26,6 +27,7 @@ from ...sim import (FLOAT_DTYPES, DTypeError, MetaTensor, ShapeError, bits, cano
                    current_profile, tiles_bytes)
 from ...sim.counters import SRAM_READ, new_counters
 from ...sim.tiles import count_vector, store_tile
+from .._classes import blocks_to_walk, head_edge_grid, launch_counters
 from .._contract import block_size, ceil_div
 from .._counting import extent, stand_in
 from ..matmul import matmul
@@ -39,11 +41,11 @@ DEFAULT_BLOCK_N = 32
 
 @njit(parallel=True, cache=True)
 def _body(data, out, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels, transposed,
-          execute, counters, out_bits):
+          execute, ids, counters, out_bits):
     gk = (Kp + BK - 1) // BK
-    n_blocks = ((N + BN - 1) // BN) * gk
     m = 1 if has_min else 0
-    for blk in prange(n_blocks):
+    for row in prange(len(ids)):                    # block ids[row] counts into row ``row``
+        blk = ids[row]
         c0 = (blk // gk) * BN
         k0 = (blk % gk) * BK
         cols = min(BN, N - c0)
@@ -55,16 +57,16 @@ def _body(data, out, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes
             ws = np.zeros((extent(BN, execute), extent(BK, execute)), dtype=np.float32)   # (BN, BK) SRAM
         first, last, headers = tile_groups(k0, depth, g)
         packed = cols * (depth * bits // 8 + headers * hdr)
-        count_load_bytes(packed, counters, blk, 0)
-        counters[blk, SRAM_READ] += packed
-        count_vector(cols * valid * (1 + m), counters, blk)
+        count_load_bytes(packed, counters, row, 0)
+        counters[row, SRAM_READ] += packed
+        count_vector(cols * valid * (1 + m), counters, row)
         if execute:
             dequantize_tile(data, c0, cols, k0, depth, g, bits, split, has_min, hdr, block_bytes, levels, ws,
                             transposed)
         if transposed:
-            store_tile(ws, valid, cols, out, k0, c0, execute, counters, blk, out_bits)
+            store_tile(ws, valid, cols, out, k0, c0, execute, counters, row, out_bits)
         else:
-            store_tile(ws, cols, valid, out, c0, k0, execute, counters, blk, out_bits)
+            store_tile(ws, cols, valid, out, c0, k0, execute, counters, row, out_bits)
 
 
 def dequantize_kernel(qweight, *, dtype: str = "fp16", transposed: bool = False,
@@ -96,11 +98,14 @@ def dequantize_kernel(qweight, *, dtype: str = "fp16", transposed: bool = False,
     prof = current_profile()
     prof.hbm.track(w.storage, "qweight", "int8")
     out = prof.hbm.new_tensor("w_dequant", (k, n) if transposed else (n, k), dtype, w.execute)
-    counters = new_counters(grid[0] * grid[1], n_operands=1)
+    # counting: one block per class; blocks differ in the last tile row, the last K tile (partial,
+    # padding) and the first K tile (a per-row scheme's one header is read by tile 0 only)
+    ids, run_class, run_length = blocks_to_walk(grid[0], grid[1], w.execute, head_edge_grid)
+    counters = new_counters(len(ids), n_operands=1)
     _body(w.data if w.execute else stand_in(2, np.uint8), out if w.execute else stand_in(2), n, k, lay.padded_k, bn, bk,
           lay.group, lay.bits, bool(sch.split_halves), bool(sch.has_min), lay.header_bytes, lay.block_bytes,
-          w.levels(), bool(transposed), w.execute, counters, bits(dtype))
-    prof.record("dequantize", grid, counters, dtype=dtype, sram_per_block=sram)
+          w.levels(), bool(transposed), w.execute, ids, counters, bits(dtype))
+    prof.record("dequantize", grid, launch_counters(counters, w.execute, run_class, run_length), dtype=dtype, sram_per_block=sram)
     return out
 
 
