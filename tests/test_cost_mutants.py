@@ -20,7 +20,8 @@ import math
 import numpy as np
 import pytest
 
-from tinyml.sim import Reuse, kernel_cost, load_device, occupancy, waves_for
+from tinyml.sim import Issue, Reuse, kernel_cost, load_device, occupancy, waves_for
+from tinyml.sim.classes import BlockClasses
 from tinyml.sim.cost import _Segments, schedule, sm_time
 from tinyml.sim.schedule import list_schedule
 from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
@@ -313,3 +314,48 @@ def test_schedule_equal_and_uneven_blocks():
     seg = _Segments(np.array([0]), np.array([1]), np.array([0]), np.array([0]))
     makespan, used = schedule(seg, np.array([2.5]), mark[:1], 3, n_waves=1)
     assert makespan == 2.5 and used.tolist() == [1.0, 0.0, 0.0, 0.0]
+
+# ---- block classes with a Reuse declaration; the default Issue on a device with an INT32 pipe -------------
+
+
+def two_operand_class(write_passes):
+    """One block's counters: operand 0 read 3 x 100 distinct bytes, operand 1 read 2 x 50, writes 80 x passes."""
+    c = new_counters(1, n_operands=2)[0]
+    c[FIRST_OPERAND], c[FIRST_OPERAND + 1] = 3 * 100, 2 * 50
+    c[HBM_READ] = 3 * 100 + 2 * 50
+    c[HBM_WRITE] = write_passes * 80
+    return c
+
+
+def test_block_classes_with_per_class_reuse_of_two_operands(toy):
+    # class 0 (3 blocks): distinct reads 100 and 50, distinct writes 80; class 1 (1 block, written 3 times):
+    # it wrote operand 0 itself (distinct 0). One wave of 4 blocks (8 slots); L2 holds everything.
+    launch = BlockClasses(np.stack([two_operand_class(2), two_operand_class(3)]), np.array([0, 1]), np.array([3, 1]))
+    reuse = Reuse(reads={0: np.array([100, 0]), 1: np.array([50, 50])}, writes=np.array([80, 80]))
+    cost = kernel_cost(toy.replace(l2_bytes=10 ** 6), launch, reuse=reuse)
+    # reads left: class 0: 400 - (300 - 100) - (100 - 50) = 150; class 1: 400 - 300 - 50 = 50
+    assert cost.hbm_read_bytes == 3 * 150 + 50 and cost.l2_hit_bytes == 4 * 400 - (3 * 150 + 50)
+    # writes: each block's distinct 80 once; absorbed: 160 - 80 (class 0), 240 - 80 (class 1)
+    assert cost.hbm_write_bytes == 4 * 80 and cost.l2_write_hit_bytes == 3 * 80 + 160
+    assert cost.l2_working_set_bytes == 3 * (80 + 100 + 50) + (80 + 0 + 50)
+    # the same launch block by block, with per-block declarations: the same numbers
+    per_block = Reuse(reads={0: np.array([100, 100, 100, 0]), 1: 50}, writes=80)
+    again = kernel_cost(toy.replace(l2_bytes=10 ** 6), launch.expand(), reuse=per_block)
+    assert (again.hbm_read_bytes, again.hbm_write_bytes, again.l2_write_hit_bytes, again.l2_working_set_bytes) == \
+        (cost.hbm_read_bytes, cost.hbm_write_bytes, cost.l2_write_hit_bytes, cost.l2_working_set_bytes)
+
+
+def test_block_classes_with_one_reuse_value_for_every_block(toy):
+    # 2 classes, 8 counter columns: one int per declaration broadcasts over the classes
+    launch = BlockClasses(np.stack([two_operand_class(2), two_operand_class(3)]), np.array([0, 1]), np.array([2, 1]))
+    cost = kernel_cost(toy.replace(l2_bytes=10 ** 6), launch, reuse=Reuse(reads={0: 100, 1: 50}, writes=80))
+    assert cost.hbm_read_bytes == 3 * 150 and cost.hbm_write_bytes == 3 * 80
+    assert cost.l2_write_hit_bytes == 2 * 80 + 160 and cost.l2_working_set_bytes == 3 * 230
+
+
+def test_the_default_issue_puts_nothing_on_the_int32_or_sfu_pipes(toy):
+    # a device with both pipes, slow ones: a kernel that declares no Issue is costed on the FMA pipe alone
+    dev = toy.replace(int_rate=toy.vector_rate() / 100, sfu_rate=toy.vector_rate() / 100)
+    c = blocks(1, mm=MM_US, vec=VEC_US)                       # 1 us of matmul + 1 us of vector work
+    assert kernel_cost(dev, c).time_s == approx(US + 2 * US)
+    assert kernel_cost(dev, c, issue=Issue()).time_s == approx(US + 2 * US)

@@ -68,6 +68,9 @@ def test_exact_div():
     assert (3 * n + 4).exact_div(2) is None                  # a coefficient does not divide
     assert (4 * n).exact_div(4) == n
     assert (4 * n + 8).exact_div(4) == n + 2
+    # integer coefficients and constant, not floats that compare equal: the text shows them
+    q = (6 * n + 4).exact_div(2)
+    assert str(q) == "3*n + 2" and all(type(c) is int for _, c in q.terms) and type(q.const) is int
 
 
 @given(a=st.integers(-6, 6).filter(bool), c=st.integers(-20, 20), k=st.integers(1, 6), nv=st.integers(1, 50))
