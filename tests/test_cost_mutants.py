@@ -27,25 +27,24 @@ from tinyml.sim.schedule import list_schedule
 from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
                                  SRAM_WRITE, new_counters)
 
-# Equivalent mutants (no test can tell them apart; tools/mutate.py counts them as such):
+# Equivalent mutants (no test can tell them apart; tools/mutate.py counts them as such), measured
+# 2026-12-05 on the cost.py of main 2476c12:
 #
-# equivalent mutant tinyml/sim/cost.py:137: wave * (int(panel.max()) + 1) + panel -> wave * (int(panel.max()) + 1) - panel
-#   the key only groups blocks by (wave, panel) for np.unique; with P = max panel + 1, wave * P - panel
-#   maps wave w to [(w - 1) P + 1, w P], disjoint ranges, so it is as one-to-one as wave * P + panel.
-# equivalent mutant tinyml/sim/cost.py:137: 1 -> 2
-#   (the + 1 in the same key) any stride of at least P keeps (wave, panel) -> key one-to-one.
-# equivalent mutant tinyml/sim/cost.py:143: 0 -> 1
-#   (``if len(wave) else 0``) kernel_cost never calls dram_reads without blocks, and called directly
-#   with none, the result is an empty array either way (scale[wave] indexes nothing).
-# equivalent mutant tinyml/sim/cost.py:143: 1 -> 2
-# equivalent mutant tinyml/sim/cost.py:261: 4 -> 5
+# equivalent mutant tinyml/sim/cost.py:219: starts // slots -> starts / slots
+#   without panels or a Reuse declaration (by_wave False) no one reads a segment's wave: dram_read_scale
+#   runs only with panels and capacity_reuse returns early without a declaration.
+# equivalent mutant tinyml/sim/cost.py:221: -1 -> 1
+#   cuts[1:] != cuts[:1] keeps a duplicated cut (a run starting on a wave boundary) as a zero-length
+#   segment: it adds 0 to every sum, places no block in the scheduler and reads no panel.
+# equivalent mutant tinyml/sim/cost.py:305: issue.int_per_mma_flop > 0 -> issue.int_per_mma_flop >= 0
+#   with int_per_mma_flop = 0 no op moves to the INT32 pipe: max((v - 0) / share, 0) is v / share.
+# equivalent mutant tinyml/sim/cost.py:309: issue.sfu_per_mma_flop > 0 -> issue.sfu_per_mma_flop >= 0
+#   with sfu_per_mma_flop = 0 the SFU time is 0 and max(t_vector, 0) is t_vector.
+# equivalent mutant tinyml/sim/cost.py:312: issue.exchange_per_mma_flop > 0 -> issue.exchange_per_mma_flop >= 0
+#   with exchange_per_mma_flop = 0 the exchange adds 0 seconds.
+# equivalent mutant tinyml/sim/cost.py:379: 4 -> 5
 #   _limiter's bincount(minlength=4 -> 5) adds an always-zero fifth entry; argmax never picks it
 #   (a tie at zero goes to the first index).
-# equivalent mutant tinyml/sim/cost.py:165: 1 -> 2
-#   the same one-wave-too-many in capacity_reuse: an empty extra wave has working set 0, so neither
-#   the largest working set nor fits[wave] (which indexes real waves only) changes.
-#   n_waves in dram_reads only sizes the per-wave sums (bincount's minlength): one extra, empty wave
-#   gets scale 1 and is never indexed, since scale[wave] reads only waves that hold blocks.
 
 US = 1e-6
 HBM_US, SRAM_US, MM_US, VEC_US = 32_000, 128_000, 1_000_000, 250_000     # per SM: one microsecond
