@@ -358,3 +358,17 @@ def test_the_default_issue_puts_nothing_on_the_int32_or_sfu_pipes(toy):
     c = blocks(1, mm=MM_US, vec=VEC_US)                       # 1 us of matmul + 1 us of vector work
     assert kernel_cost(dev, c).time_s == approx(US + 2 * US)
     assert kernel_cost(dev, c, issue=Issue()).time_s == approx(US + 2 * US)
+
+
+def test_the_sfu_pipe_and_the_int32_pipe_each_set_the_vector_phase(toy):
+    # per SM: SFU 250e9 / 8 = 31.25e9 ops/s; matmul 1 us per 1e6 FLOP
+    dev = toy.replace(sfu_rate=toy.vector_rate() / 8, int_rate=toy.vector_rate() / 2)
+    c = blocks(1, mm=MM_US)                                   # 1 us of matmul, no vector FLOPs
+    # 0.25 exp per matmul FLOP: 250 000 SFU ops = 8 us, after the 1 us of matmul
+    assert kernel_cost(dev, c, issue=Issue(sfu_per_mma_flop=0.25)).time_s == approx(US + 1 * US + 8 * US)
+    # eff_vector 0.5: FMA pipe 125e9 FLOP/s per SM, INT32 pipe 62.5e9 ops/s per SM; 250 000 vector FLOPs,
+    # all of them integer ops (0.25 per matmul FLOP): 0 on the FMA pipe, 4 us on the INT32 pipe
+    half = dev.replace(eff_vector=0.5)
+    c = blocks(1, mm=MM_US, vec=VEC_US)
+    assert kernel_cost(half, c, issue=Issue(int_per_mma_flop=0.25)).time_s == approx(US + 1 * US + 4 * US)
+    assert kernel_cost(half, c).time_s == approx(US + 1 * US + 2 * US)          # no Issue: FMA pipe only
