@@ -45,6 +45,11 @@ from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_
 # equivalent mutant tinyml/sim/cost.py:379: 4 -> 5
 #   _limiter's bincount(minlength=4 -> 5) adds an always-zero fifth entry; argmax never picks it
 #   (a tie at zero goes to the first index).
+# equivalent mutant tinyml/sim/cost.py:230: np.ones(n_waves) -> None
+#   dram_read_scale's no-panels return: kernel_cost calls it only ``if panels``.
+# equivalent mutant tinyml/sim/cost.py:344: False -> True
+# equivalent mutant tinyml/sim/cost.py:372: False -> True
+#   the ``overlap`` defaults of compute_time and _limiter: every caller passes overlap explicitly.
 
 US = 1e-6
 HBM_US, SRAM_US, MM_US, VEC_US = 32_000, 128_000, 1_000_000, 250_000     # per SM: one microsecond
@@ -372,3 +377,17 @@ def test_the_sfu_pipe_and_the_int32_pipe_each_set_the_vector_phase(toy):
     c = blocks(1, mm=MM_US, vec=VEC_US)
     assert kernel_cost(half, c, issue=Issue(int_per_mma_flop=0.25)).time_s == approx(US + 1 * US + 4 * US)
     assert kernel_cost(half, c).time_s == approx(US + 1 * US + 2 * US)          # no Issue: FMA pipe only
+
+
+def test_equal_blocks_of_two_classes_use_the_closed_form_breakdown(toy):
+    # 1 block per SM (4 slots); 6 blocks of 1 us of HBM, then 6 of 1 us of SRAM: all take 1 us, 3 waves.
+    # Slot 0 runs blocks 0, 4 and 8: two HBM blocks and one SRAM block.
+    c = np.concatenate([blocks(6, hbm=HBM_US), blocks(6, sram=SRAM_US)])
+    cost = kernel_cost(toy, c, sram_per_block=2048)
+    assert cost.waves == 3 and cost.time_s == approx(US + 3 * US)
+    assert cost.resource_s == {"hbm": approx(2 * US), "sram": approx(1 * US), "matmul": 0.0, "vector": 0.0}
+
+
+def test_panels_need_one_entry_per_block(toy):
+    with pytest.raises(ValueError, match=r"panels\[0\] has 3 entries for 4 blocks"):
+        kernel_cost(toy, blocks(4, hbm=100), panels={0: np.zeros(3, np.int64)})
