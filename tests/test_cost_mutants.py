@@ -20,31 +20,36 @@ import math
 import numpy as np
 import pytest
 
-from tinyml.sim import Reuse, kernel_cost, load_device, occupancy, waves_for
+from tinyml.sim import Issue, Reuse, kernel_cost, load_device, occupancy, waves_for
+from tinyml.sim.classes import BlockClasses
 from tinyml.sim.cost import _Segments, schedule, sm_time
 from tinyml.sim.schedule import list_schedule
 from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
                                  SRAM_WRITE, new_counters)
 
-# Equivalent mutants (no test can tell them apart; tools/mutate.py counts them as such):
+# Equivalent mutants (no test can tell them apart; tools/mutate.py counts them as such), measured
+# 2026-12-05 on the cost.py of main 2476c12:
 #
-# equivalent mutant tinyml/sim/cost.py:137: wave * (int(panel.max()) + 1) + panel -> wave * (int(panel.max()) + 1) - panel
-#   the key only groups blocks by (wave, panel) for np.unique; with P = max panel + 1, wave * P - panel
-#   maps wave w to [(w - 1) P + 1, w P], disjoint ranges, so it is as one-to-one as wave * P + panel.
-# equivalent mutant tinyml/sim/cost.py:137: 1 -> 2
-#   (the + 1 in the same key) any stride of at least P keeps (wave, panel) -> key one-to-one.
-# equivalent mutant tinyml/sim/cost.py:143: 0 -> 1
-#   (``if len(wave) else 0``) kernel_cost never calls dram_reads without blocks, and called directly
-#   with none, the result is an empty array either way (scale[wave] indexes nothing).
-# equivalent mutant tinyml/sim/cost.py:143: 1 -> 2
-# equivalent mutant tinyml/sim/cost.py:261: 4 -> 5
+# equivalent mutant tinyml/sim/cost.py:219: starts // slots -> starts / slots
+#   without panels or a Reuse declaration (by_wave False) no one reads a segment's wave: dram_read_scale
+#   runs only with panels and capacity_reuse returns early without a declaration.
+# equivalent mutant tinyml/sim/cost.py:221: -1 -> 1
+#   cuts[1:] != cuts[:1] keeps a duplicated cut (a run starting on a wave boundary) as a zero-length
+#   segment: it adds 0 to every sum, places no block in the scheduler and reads no panel.
+# equivalent mutant tinyml/sim/cost.py:305: issue.int_per_mma_flop > 0 -> issue.int_per_mma_flop >= 0
+#   with int_per_mma_flop = 0 no op moves to the INT32 pipe: max((v - 0) / share, 0) is v / share.
+# equivalent mutant tinyml/sim/cost.py:309: issue.sfu_per_mma_flop > 0 -> issue.sfu_per_mma_flop >= 0
+#   with sfu_per_mma_flop = 0 the SFU time is 0 and max(t_vector, 0) is t_vector.
+# equivalent mutant tinyml/sim/cost.py:312: issue.exchange_per_mma_flop > 0 -> issue.exchange_per_mma_flop >= 0
+#   with exchange_per_mma_flop = 0 the exchange adds 0 seconds.
+# equivalent mutant tinyml/sim/cost.py:379: 4 -> 5
 #   _limiter's bincount(minlength=4 -> 5) adds an always-zero fifth entry; argmax never picks it
 #   (a tie at zero goes to the first index).
-# equivalent mutant tinyml/sim/cost.py:165: 1 -> 2
-#   the same one-wave-too-many in capacity_reuse: an empty extra wave has working set 0, so neither
-#   the largest working set nor fits[wave] (which indexes real waves only) changes.
-#   n_waves in dram_reads only sizes the per-wave sums (bincount's minlength): one extra, empty wave
-#   gets scale 1 and is never indexed, since scale[wave] reads only waves that hold blocks.
+# equivalent mutant tinyml/sim/cost.py:230: np.ones(n_waves) -> None
+#   dram_read_scale's no-panels return: kernel_cost calls it only ``if panels``.
+# equivalent mutant tinyml/sim/cost.py:344: False -> True
+# equivalent mutant tinyml/sim/cost.py:372: False -> True
+#   the ``overlap`` defaults of compute_time and _limiter: every caller passes overlap explicitly.
 
 US = 1e-6
 HBM_US, SRAM_US, MM_US, VEC_US = 32_000, 128_000, 1_000_000, 250_000     # per SM: one microsecond
@@ -313,3 +318,76 @@ def test_schedule_equal_and_uneven_blocks():
     seg = _Segments(np.array([0]), np.array([1]), np.array([0]), np.array([0]))
     makespan, used = schedule(seg, np.array([2.5]), mark[:1], 3, n_waves=1)
     assert makespan == 2.5 and used.tolist() == [1.0, 0.0, 0.0, 0.0]
+
+# ---- block classes with a Reuse declaration; the default Issue on a device with an INT32 pipe -------------
+
+
+def two_operand_class(write_passes):
+    """One block's counters: operand 0 read 3 x 100 distinct bytes, operand 1 read 2 x 50, writes 80 x passes."""
+    c = new_counters(1, n_operands=2)[0]
+    c[FIRST_OPERAND], c[FIRST_OPERAND + 1] = 3 * 100, 2 * 50
+    c[HBM_READ] = 3 * 100 + 2 * 50
+    c[HBM_WRITE] = write_passes * 80
+    return c
+
+
+def test_block_classes_with_per_class_reuse_of_two_operands(toy):
+    # class 0 (3 blocks): distinct reads 100 and 50, distinct writes 80; class 1 (1 block, written 3 times):
+    # it wrote operand 0 itself (distinct 0). One wave of 4 blocks (8 slots); L2 holds everything.
+    launch = BlockClasses(np.stack([two_operand_class(2), two_operand_class(3)]), np.array([0, 1]), np.array([3, 1]))
+    reuse = Reuse(reads={0: np.array([100, 0]), 1: np.array([50, 50])}, writes=np.array([80, 80]))
+    cost = kernel_cost(toy.replace(l2_bytes=10 ** 6), launch, reuse=reuse)
+    # reads left: class 0: 400 - (300 - 100) - (100 - 50) = 150; class 1: 400 - 300 - 50 = 50
+    assert cost.hbm_read_bytes == 3 * 150 + 50 and cost.l2_hit_bytes == 4 * 400 - (3 * 150 + 50)
+    # writes: each block's distinct 80 once; absorbed: 160 - 80 (class 0), 240 - 80 (class 1)
+    assert cost.hbm_write_bytes == 4 * 80 and cost.l2_write_hit_bytes == 3 * 80 + 160
+    assert cost.l2_working_set_bytes == 3 * (80 + 100 + 50) + (80 + 0 + 50)
+    # the same launch block by block, with per-block declarations: the same numbers
+    per_block = Reuse(reads={0: np.array([100, 100, 100, 0]), 1: 50}, writes=80)
+    again = kernel_cost(toy.replace(l2_bytes=10 ** 6), launch.expand(), reuse=per_block)
+    assert (again.hbm_read_bytes, again.hbm_write_bytes, again.l2_write_hit_bytes, again.l2_working_set_bytes) == \
+        (cost.hbm_read_bytes, cost.hbm_write_bytes, cost.l2_write_hit_bytes, cost.l2_working_set_bytes)
+
+
+def test_block_classes_with_one_reuse_value_for_every_block(toy):
+    # 2 classes, 8 counter columns: one int per declaration broadcasts over the classes
+    launch = BlockClasses(np.stack([two_operand_class(2), two_operand_class(3)]), np.array([0, 1]), np.array([2, 1]))
+    cost = kernel_cost(toy.replace(l2_bytes=10 ** 6), launch, reuse=Reuse(reads={0: 100, 1: 50}, writes=80))
+    assert cost.hbm_read_bytes == 3 * 150 and cost.hbm_write_bytes == 3 * 80
+    assert cost.l2_write_hit_bytes == 2 * 80 + 160 and cost.l2_working_set_bytes == 3 * 230
+
+
+def test_the_default_issue_puts_nothing_on_the_int32_or_sfu_pipes(toy):
+    # a device with both pipes, slow ones: a kernel that declares no Issue is costed on the FMA pipe alone
+    dev = toy.replace(int_rate=toy.vector_rate() / 100, sfu_rate=toy.vector_rate() / 100)
+    c = blocks(1, mm=MM_US, vec=VEC_US)                       # 1 us of matmul + 1 us of vector work
+    assert kernel_cost(dev, c).time_s == approx(US + 2 * US)
+    assert kernel_cost(dev, c, issue=Issue()).time_s == approx(US + 2 * US)
+
+
+def test_the_sfu_pipe_and_the_int32_pipe_each_set_the_vector_phase(toy):
+    # per SM: SFU 250e9 / 8 = 31.25e9 ops/s; matmul 1 us per 1e6 FLOP
+    dev = toy.replace(sfu_rate=toy.vector_rate() / 8, int_rate=toy.vector_rate() / 2)
+    c = blocks(1, mm=MM_US)                                   # 1 us of matmul, no vector FLOPs
+    # 0.25 exp per matmul FLOP: 250 000 SFU ops = 8 us, after the 1 us of matmul
+    assert kernel_cost(dev, c, issue=Issue(sfu_per_mma_flop=0.25)).time_s == approx(US + 1 * US + 8 * US)
+    # eff_vector 0.5: FMA pipe 125e9 FLOP/s per SM, INT32 pipe 62.5e9 ops/s per SM; 250 000 vector FLOPs,
+    # all of them integer ops (0.25 per matmul FLOP): 0 on the FMA pipe, 4 us on the INT32 pipe
+    half = dev.replace(eff_vector=0.5)
+    c = blocks(1, mm=MM_US, vec=VEC_US)
+    assert kernel_cost(half, c, issue=Issue(int_per_mma_flop=0.25)).time_s == approx(US + 1 * US + 4 * US)
+    assert kernel_cost(half, c).time_s == approx(US + 1 * US + 2 * US)          # no Issue: FMA pipe only
+
+
+def test_equal_blocks_of_two_classes_use_the_closed_form_breakdown(toy):
+    # 1 block per SM (4 slots); 6 blocks of 1 us of HBM, then 6 of 1 us of SRAM: all take 1 us, 3 waves.
+    # Slot 0 runs blocks 0, 4 and 8: two HBM blocks and one SRAM block.
+    c = np.concatenate([blocks(6, hbm=HBM_US), blocks(6, sram=SRAM_US)])
+    cost = kernel_cost(toy, c, sram_per_block=2048)
+    assert cost.waves == 3 and cost.time_s == approx(US + 3 * US)
+    assert cost.resource_s == {"hbm": approx(2 * US), "sram": approx(1 * US), "matmul": 0.0, "vector": 0.0}
+
+
+def test_panels_need_one_entry_per_block(toy):
+    with pytest.raises(ValueError, match=r"panels\[0\] has 3 entries for 4 blocks"):
+        kernel_cost(toy, blocks(4, hbm=100), panels={0: np.zeros(3, np.int64)})

@@ -23,6 +23,11 @@ n, m = sym("n"), sym("m")
 # equivalent mutant tinyml/compiler/symbolic.py:141: c > 0 -> c >= 0
 #   __str__ picks the sign of each term's coefficient, and a term never has coefficient 0: the
 #   constructor drops zero coefficients (test_zero_coefficients_are_dropped... pins that).
+# equivalent mutant tinyml/compiler/symbolic.py:143: self.const > 0 -> self.const >= 0
+#   inside ``if self.const:``: a constant of 0 never reaches the sign test.
+# equivalent mutant tinyml/compiler/symbolic.py:199: 1 -> 2
+#   parse's ``sign = 1`` after a term: the next piece is an operator with expect_term False, which
+#   sets sign afresh (1 or -1), or the end of the text; the reset value is never read.
 
 
 def test_zero_coefficients_are_dropped_and_constants_collapse_to_int():
@@ -68,6 +73,12 @@ def test_exact_div():
     assert (3 * n + 4).exact_div(2) is None                  # a coefficient does not divide
     assert (4 * n).exact_div(4) == n
     assert (4 * n + 8).exact_div(4) == n + 2
+    # integer coefficients and constant, not floats that compare equal: the text shows them
+    q = (6 * n + 4).exact_div(2)
+    assert str(q) == "3*n + 2" and all(type(c) is int for _, c in q.terms) and type(q.const) is int
+    big = 2 ** 60 + 2                                        # exact in integers, not in a float64 division
+    q = (big * n + big).exact_div(2)
+    assert q.terms == (("n", 2 ** 59 + 1),) and q.const == 2 ** 59 + 1
 
 
 @given(a=st.integers(-6, 6).filter(bool), c=st.integers(-20, 20), k=st.integers(1, 6), nv=st.integers(1, 50))
