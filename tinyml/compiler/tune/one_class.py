@@ -48,6 +48,7 @@ def count_one_class(kernel):
     Call only when :func:`identical_blocks` holds."""
     f = kernel.func
     prof = current_profile()
+    kernel.check_threads(prof.device)
     tiles = kernel.tiles()
     sram = check_tiles(prof.device, tiles, kernel=kernel.name, suggest=lambda: (
         "Split the loops under the stages into smaller tiles, or compute_at the stages at a deeper loop"))
@@ -70,4 +71,4 @@ def count_one_class(kernel):
     n_blocks = math.prod(kernel.grid)
     classes = BlockClasses(counters, np.zeros(1, dtype=np.int64), np.array([n_blocks], dtype=np.int64))
     return prof.record(kernel.name, kernel.grid, classes, dtype=f.dtype, sram_per_block=sram,
-                       panels=kernel.panels(), regs_per_block=regs)
+                       panels=kernel.panels(), regs_per_block=regs, threads_per_block=kernel.declared_threads)
