@@ -452,7 +452,9 @@ def generate(nest: Nest, parallel: bool = True) -> Generated:
     rows = g.p("ROWS", math.prod(nest.loops[i].extent for i in outer))
     ids = g.p("IDS", 0)
     g.emit(1, f"for blk in prange({rows}):")
-    g.emit(2, f"gid = blk if {ids} == 0 else P[{ids} + blk]")
+    g.emit(2, "gid = np.int64(blk)")     # prange may type blk unsigned: keep the decode int64
+    g.emit(2, f"if {ids} != 0:")
+    g.emit(3, f"gid = P[{ids} + gid]")
     inner = []
     for i in reversed(outer):            # the last grid loop varies fastest
         name = nest.loops[i].name
