@@ -38,7 +38,9 @@ SCALAR_FIELDS = {
     ("l2", "capacity_bytes"): "l2_bytes",                # optional
     ("sfu", "ops_per_s"): "sfu_rate",                    # optional
     ("int32", "ops_per_s"): "int_rate",                  # optional
+    ("sm", "max_threads_per_sm"): "max_threads_per_sm",  # optional
 }
+N_OPTIONAL = 5
 
 
 def preset_toml(name: str) -> dict:
@@ -81,7 +83,7 @@ def test_every_preset_loads_with_sources(name):
                 assert dev.matmul_rate(key, "mma_sync") == entry["value"] < dev.matmul_rate(key)
             else:
                 pytest.fail(f"{name}: unexpected number [{section}] {key}")
-    assert n_numbers >= len(SCALAR_FIELDS) - 4 + 4
+    assert n_numbers >= len(SCALAR_FIELDS) - N_OPTIONAL + 4
     assert all(isinstance(s, str) and s.strip() for s in dev.sources.values())
 
 
@@ -90,7 +92,7 @@ def test_preset_numbers_are_sane(name):
     dev = load_device(name)
     for attr in SCALAR_FIELDS.values():
         value = getattr(dev, attr)
-        assert (value >= 0 if attr in ("register_bytes", "l2_bytes", "sfu_rate", "int_rate") else value > 0) and math.isfinite(value), attr
+        assert (value >= 0 if attr in ("register_bytes", "l2_bytes", "sfu_rate", "int_rate", "max_threads_per_sm") else value > 0) and math.isfinite(value), attr
     for attr in ("eff_hbm", "eff_sram", "eff_matmul", "eff_vector"):
         assert 0 < getattr(dev, attr) <= 1
     for attr in ("sm_count", "sram_per_sm", "max_blocks_per_sm", "hbm_capacity"):
@@ -206,7 +208,7 @@ def test_user_toml_with_plain_numbers_loads(tmp_path):
     assert dev.vector_rate("fp32") == 10e12
     # plain numbers: the file itself is the source of each
     assert dev.sources["hbm.bandwidth"] == str(path)
-    assert len(dev.sources) == len(SCALAR_FIELDS) - 4 + 4          # the optional four are absent
+    assert len(dev.sources) == len(SCALAR_FIELDS) - N_OPTIONAL + 4          # the optional ones are absent
     # also accepted as a string path
     assert load_device(str(path)).sm_count == 10
 

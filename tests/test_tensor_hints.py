@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from strategies import examples
 from tinyml.compiler.tensor import BindError, Schedule, build, matmul, simulate
 from tinyml.sim import Profile, check_registers, load_device, meta
 
@@ -25,7 +26,7 @@ def per_thread_accumulator(m, n, k, bn, tn):
     return s
 
 
-@settings(max_examples=6)
+@settings(max_examples=examples(6))
 @given(m=st.integers(1, 9), n=st.sampled_from([8, 16, 24]), k=st.integers(1, 9), tn=st.sampled_from([1, 2, 4, 8]))
 def test_a_register_tile_under_threads_is_one_per_thread(m, n, k, tn):
     s = per_thread_accumulator(m, n, k, 8, tn)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from strategies import examples
 from tinyml.compiler.tensor import Schedule, TensorizeError, build, conv2d, simulate
 from tinyml.compiler.tensor.examples import conv_tiles, implicit_gemm_conv2d
 from tinyml.compiler.tensor.resnet import RESNET50_CONVS, conv_layers, resnet50_convs
@@ -29,7 +30,7 @@ def run_both(func, sch, seed=0):
     return y, func.reference(x, w), prof.records
 
 
-@settings(max_examples=12)
+@settings(max_examples=examples(12))
 @given(n=st.integers(1, 2), c=st.integers(1, 6), hw=st.integers(3, 10), f=st.integers(1, 6), k=st.sampled_from([1, 3]),
        stride=st.integers(1, 2), pad=st.integers(0, 1), bf=st.integers(1, 4), by=st.integers(1, 4),
        bc=st.integers(1, 4), seed=st.integers(0, 2 ** 16))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from strategies import examples
 from tinyml.compiler.tensor import (ComputeAtError, ReorderError, Schedule, ScheduleError, TensorizeError, build,
                                     replay, simulate, softmax, to_json)
 from tinyml.compiler.tensor.examples import row_softmax
@@ -39,7 +40,7 @@ def schedule(f, rows, cols, how):
 
 
 @pytest.mark.parametrize("how", ["naive", "grid_shared", "grid_local", "cpu_rows", "threads"])
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(m=st.integers(1, 20), n=st.integers(1, 40), rows=st.integers(1, 6), cols=st.integers(1, 9),
        seed=st.integers(0, 2 ** 16))
 def test_random_schedules_equal_the_reference_and_count_what_they_execute(how, m, n, rows, cols, seed):

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strategies import examples
 from tinyml.compiler.tensor import Schedule, build, matmul, conv2d, replay, simulate
 from tinyml.compiler.tune import MissingDependencyError, SimulatedMeasurer, Space, TuningLog, tune
 from tinyml.compiler.tune import templates as T
@@ -215,7 +216,7 @@ def test_hbm_feature_is_the_closed_form_before_l2():
 
 # ---- correctness of what is tuned ------------------------------------------------------------------
 
-@settings(max_examples=6)
+@settings(max_examples=examples(6))
 @given(seed=st.integers(0, 10_000), shape=st.sampled_from([(32, 48, 16), (16, 64, 32), (64, 16, 48)]))
 def test_every_candidate_computes_the_reference_and_counts_as_it_executes(seed, shape):
     func = matmul(*shape, "fp32")

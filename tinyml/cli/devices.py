@@ -73,7 +73,8 @@ def achievable_line(d) -> str:
 
 
 _ATTRS = {"sm.count": "sm_count", "sm.clock_hz": "clock_hz", "sm.sram_bytes": "sram_per_sm",
-          "sm.max_blocks": "max_blocks_per_sm", "sram.bandwidth": "sram_bandwidth",
+          "sm.max_blocks": "max_blocks_per_sm", "sm.max_threads_per_sm": "max_threads_per_sm",
+          "sm.max_threads_per_block": "max_threads_per_block", "sram.bandwidth": "sram_bandwidth",
           "hbm.capacity_bytes": "hbm_capacity", "hbm.bandwidth": "hbm_bandwidth",
           "host.bandwidth": "host_bandwidth", "launch.overhead_s": "launch_overhead_s",
           "efficiency.hbm": "eff_hbm", "efficiency.sram": "eff_sram", "efficiency.matmul": "eff_matmul",

@@ -94,7 +94,8 @@ def _profile(rec) -> dict:
             "hbm_write_bytes": int(rec.hbm_write_bytes), "hbm_bytes": int(rec.hbm_bytes),
             "l2_hit_bytes": int(rec.l2_hit_bytes), "sram_per_block_bytes": int(rec.sram_per_block_bytes),
             "flops_matmul": int(rec.flops_matmul), "flops_vector": int(rec.flops_vector),
-            "time_s": float(rec.time_s), "bound": rec.bound}
+            "time_s": float(rec.time_s), "bound": rec.bound, "blocks_per_sm": int(rec.blocks_per_sm),
+            "occupancy_limit": rec.occupancy_limit, "threads_per_block": int(rec.threads_per_block)}
 
 
 def _views(sch) -> dict:
@@ -161,11 +162,12 @@ def _print(args, func, device, views, cost_before, cost_after) -> None:
             continue
         grid = "x".join(map(str, p["grid"]))
         rows.append([label, grid, fmt_bytes(p["hbm_read_bytes"] + p["l2_hit_bytes"] + p["hbm_write_bytes"]),
-                     fmt_bytes(p["hbm_bytes"]), fmt_bytes(p["sram_per_block_bytes"]), fmt_time(p["time_s"]),
-                     p["bound"]])
+                     fmt_bytes(p["hbm_bytes"]), fmt_bytes(p["sram_per_block_bytes"]),
+                     f"{p['blocks_per_sm']} ({p['occupancy_limit']})", fmt_time(p["time_s"]), p["bound"]])
     shape = "x".join(str(a.extent) for a in func.block.axes)
     c.print(table(f"{func.name} ({shape}) {func.dtype} on {device}",
-                  ["nest", "grid", "loaded + stored", "HBM traffic", "SRAM/block", "time", "bound"], rows,
+                  ["nest", "grid", "loaded + stored", "HBM traffic", "SRAM/block", "blocks/SM (limit)", "time",
+                   "bound"], rows,
                   {"loaded + stored", "HBM traffic", "SRAM/block", "time"}))
     if cost_after is not None:
         c.print(f"the schedule: {cost_before['hbm_bytes'] / max(cost_after['hbm_bytes'], 1):.1f}x fewer HBM bytes, "

@@ -170,7 +170,8 @@ def _row(name: str, res, meas) -> list:
     if meas.kind == "cpu":
         return [name, fmt_time(res.time_s), "-", "-", f"noise {res.noise:.1%}"]
     return [name, fmt_time(res.time_s), fmt_bytes(p["hbm_bytes"]), fmt_bytes(p["sram_per_block_bytes"]),
-            f"{p['bound']} ({p['blocks_per_sm']} blocks/SM, {p['waves']} waves)"]
+            f"{p['bound']} ({p['blocks_per_sm']} blocks/SM"
+            + (f" by {p['occupancy_limit']}" if "occupancy_limit" in p else "") + f", {p['waves']} waves)"]
 
 
 def _print(func, meas, result, statuses, best, tuned, label, hand, speedup) -> None:

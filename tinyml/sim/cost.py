@@ -3,7 +3,8 @@
 One page of arithmetic, checkable by hand (docs: "How the simulator works")::
 
     blocks_per_sm = min(max_blocks_per_sm, sram_per_sm // sram_per_block,   # occupancy
-                        register_bytes // regs_per_block)
+                        register_bytes // regs_per_block,
+                        threads_per_sm // threads_per_block)            # (kernels that declare threads)
     slots         = sm_count * blocks_per_sm
     work of a set of blocks on one SM, with r of them resident together:
         t_hbm    = HBM bytes   / (hbm_bandwidth  * eff_hbm    / sm_count)
@@ -130,6 +131,7 @@ class Cost:
     l2_hit_bytes: int = 0           # loads served by L2 instead of HBM
     l2_write_hit_bytes: int = 0     # stores absorbed by L2 (rewritten before they reached HBM)
     l2_working_set_bytes: int = 0   # largest wave working set of a Reuse declaration (0: none)
+    occupancy_limit: str = "blocks"  # what bounds blocks_per_sm: blocks | sram | registers | threads
 
 
 @dataclass(frozen=True)
@@ -167,14 +169,35 @@ class Issue:
 PEAK = Issue()
 
 
-def occupancy(device: Device, sram_per_block: int, regs_per_block: int = 0) -> int:
-    """Resident blocks per SM, limited by SRAM, by the register file and by the hardware limit."""
-    bps = device.max_blocks_per_sm
+def occupancy_limits(device: Device, sram_per_block: int, regs_per_block: int = 0,
+                     threads_per_block: int = 0) -> dict:
+    """Resident blocks per SM each resource allows: {"blocks", "sram", "registers", "threads"}.
+
+    ``blocks`` is the hardware limit (``[sm] max_blocks``); a resource a kernel does not declare
+    (0 bytes, 0 threads, or a device without a register file) is absent."""
+    limits = {"blocks": device.max_blocks_per_sm}
     if sram_per_block > 0:
-        bps = min(bps, device.sram_per_sm // int(sram_per_block))
+        limits["sram"] = device.sram_per_sm // int(sram_per_block)
     if regs_per_block > 0 and device.register_bytes > 0:
-        bps = min(bps, device.register_bytes // int(regs_per_block))
-    return max(1, bps)
+        limits["registers"] = device.register_bytes // int(regs_per_block)
+    if threads_per_block > 0:
+        limits["threads"] = device.threads_per_sm // int(threads_per_block)
+    return limits
+
+
+def occupancy_limit(device: Device, sram_per_block: int, regs_per_block: int = 0,
+                    threads_per_block: int = 0) -> tuple[int, str]:
+    """(resident blocks per SM, the resource that bounds it): the smallest of :func:`occupancy_limits`
+    (at least 1; on a tie the first of blocks, sram, registers, threads)."""
+    limits = occupancy_limits(device, sram_per_block, regs_per_block, threads_per_block)
+    name = min(limits, key=limits.get)
+    return max(1, limits[name]), name
+
+
+def occupancy(device: Device, sram_per_block: int, regs_per_block: int = 0, threads_per_block: int = 0) -> int:
+    """Resident blocks per SM, limited by SRAM, by the register file, by threads per SM (kernels that
+    declare their threads per block) and by the hardware limit."""
+    return occupancy_limit(device, sram_per_block, regs_per_block, threads_per_block)[0]
 
 
 def _class_reuse(launch: BlockClasses, reuse: "Reuse | None", per_block: bool):
@@ -266,8 +289,12 @@ def capacity_reuse(device: Device, launch: BlockClasses, seg: _Segments, n_waves
 
 def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
                 sram_per_block: int = 0, panels: dict | None = None, reuse: "Reuse | None" = None,
-                regs_per_block: int = 0, pipelined: bool = False, issue: "Issue | None" = None) -> Cost:
+                regs_per_block: int = 0, pipelined: bool = False, issue: "Issue | None" = None,
+                threads_per_block: int = 0) -> Cost:
     """Turn a launch's counters into time on ``device`` (see module doc).
+
+    ``threads_per_block``: the block's threads, for the threads-per-SM occupancy limit (0: the kernel
+    does not declare them, and only SRAM, registers and ``max_blocks`` limit occupancy).
 
     ``counters``: per-block rows (``(n_blocks, n_cols)``) or :class:`BlockClasses`;
     both are costed from their canonical classes, so equal launches give equal costs.
@@ -276,10 +303,11 @@ def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
     per_block = not isinstance(counters, BlockClasses)
     launch, reuse_cls = _class_reuse(counters, reuse, per_block)
     n = launch.n_blocks
-    bps = occupancy(device, sram_per_block, regs_per_block)
+    bps, occ_limit = occupancy_limit(device, sram_per_block, regs_per_block, threads_per_block)
     if n == 0:
         t = device.launch_overhead_s
-        return Cost(t, t * device.clock_hz, 0, bps, "launch", "launch", {r: 0.0 for r in RESOURCES})
+        return Cost(t, t * device.clock_hz, 0, bps, "launch", "launch", {r: 0.0 for r in RESOURCES},
+                    occupancy_limit=occ_limit)
     slots = device.sm_count * bps
     seg = _segments(launch, slots, by_wave=bool(panels) or reuse_cls is not None)
     n_waves = -(-n // slots)
@@ -338,6 +366,7 @@ def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
         bound=BOUND_NAMES[limiter], limiter=limiter, resource_s=resource_s, hbm_read_bytes=dram_read,
         hbm_write_bytes=int(round(float((writes * seg.length).sum()))), l2_hit_bytes=read_total - dram_read,
         l2_write_hit_bytes=int(round(float((saved_w * seg.length).sum()))), l2_working_set_bytes=working_set,
+        occupancy_limit=occ_limit,
     )
 
 
@@ -380,6 +409,8 @@ def _limiter(times: np.ndarray, weight: np.ndarray, overlap: bool = False) -> st
     return RESOURCES[int(by_resource.argmax())]
 
 
-def waves_for(device: Device, n_blocks: int, sram_per_block: int = 0, regs_per_block: int = 0) -> int:
+def waves_for(device: Device, n_blocks: int, sram_per_block: int = 0, regs_per_block: int = 0,
+              threads_per_block: int = 0) -> int:
     """Number of waves a grid of ``n_blocks`` takes (closed form)."""
-    return math.ceil(n_blocks / (device.sm_count * occupancy(device, sram_per_block, regs_per_block)))
+    bps = occupancy(device, sram_per_block, regs_per_block, threads_per_block)
+    return math.ceil(n_blocks / (device.sm_count * bps))

@@ -22,6 +22,8 @@ Optional (0 when absent)::
 
     [sm]            register_bytes                # register file per SM: accumulators live here
     [sm]            max_threads_per_block         # threads one block may have (0: CUDA's 1024)
+    [sm]            max_threads_per_sm            # threads resident on one SM (0: 2048, CUDA's value for
+                                                  # compute capability 8.0 and 9.0): limits occupancy
     [l2]            capacity_bytes                # last-level cache in front of HBM
     [sfu]           ops_per_s                     # special-function unit (exp2, rcp, ...) results/s
     [int32]         ops_per_s                     # INT32 pipe issued alongside FP32 (0: integer ops
@@ -64,6 +66,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 DEFAULT_DEVICE = "a100-40gb"
+#: resident threads per SM where a device gives no ``[sm] max_threads_per_sm``: CUDA's 2048 for
+#: compute capability 8.0 and 9.0 (CUDA C++ Programming Guide, technical specifications table)
+DEFAULT_THREADS_PER_SM = 2048
 
 # (section, key, attribute, integer?)
 _SCALARS = [
@@ -85,6 +90,7 @@ _SCALARS = [
 _OPTIONAL = [
     ("sm", "register_bytes", "register_bytes", True),
     ("sm", "max_threads_per_block", "max_threads_per_block", True),
+    ("sm", "max_threads_per_sm", "max_threads_per_sm", True),
     ("l2", "capacity_bytes", "l2_bytes", True),
     ("sfu", "ops_per_s", "sfu_rate", False),
     ("int32", "ops_per_s", "int_rate", False),
@@ -131,6 +137,7 @@ class Device:
     register_bytes: int = 0         # register file per SM (0: accumulators live in SRAM)
     l2_bytes: int = 0               # L2 / last-level cache capacity (0: no capacity reuse)
     max_threads_per_block: int = 0  # threads per block (0: CUDA's and Metal's 1024)
+    max_threads_per_sm: int = 0     # resident threads per SM (0: DEFAULT_THREADS_PER_SM)
     sfu_rate: float = 0.0           # special-function results/s, whole chip (0: exp costed as vector FLOPs only)
     int_rate: float = 0.0           # INT32 ops/s on their own pipe, whole chip (0: on the FP32 pipe)
     mma_sync_flops: Mapping[str, float] = field(default_factory=dict)   # mma.sync FLOP/s below the peak
@@ -141,6 +148,11 @@ class Device:
     def sram_total(self) -> int:
         """SRAM bytes on the whole chip (SMs x SRAM per SM)."""
         return self.sm_count * self.sram_per_sm
+
+    @property
+    def threads_per_sm(self) -> int:
+        """Threads resident on one SM at once (``[sm] max_threads_per_sm``, else :data:`DEFAULT_THREADS_PER_SM`)."""
+        return self.max_threads_per_sm or DEFAULT_THREADS_PER_SM
 
     @property
     def has_wgmma(self) -> bool:

@@ -65,6 +65,8 @@ class KernelRecord:
     peak_hbm_bytes: int
     stream: int = 0
     resource_s: dict = field(default_factory=dict)
+    threads_per_block: int = 0      # declared threads per block (0: not declared)
+    occupancy_limit: str = "blocks"  # what bounds blocks_per_sm: blocks | sram | registers | threads
 
     @property
     def hbm_bytes(self) -> int:
@@ -110,7 +112,8 @@ class Profile:
     # -- recording --------------------------------------------------------------
     def record(self, name: str, grid: tuple, counters: "np.ndarray | BlockClasses", *, dtype: str,
                sram_per_block: int, panels: dict | None = None, stream: int = 0,
-               reuse=None, regs_per_block: int = 0, pipelined: bool = False, issue=None) -> KernelRecord:
+               reuse=None, regs_per_block: int = 0, pipelined: bool = False, issue=None,
+               threads_per_block: int = 0) -> KernelRecord:
         """Cost a launch's counters on this device and append the record.
 
         ``counters`` are per-block rows or :class:`~tinyml.sim.classes.BlockClasses` (counting
@@ -119,11 +122,12 @@ class Profile:
         ``panels`` and ``reuse`` declare L2 reuse (:mod:`tinyml.sim.cost`);
         ``regs_per_block`` is the register-file bytes one block's accumulators take;
         ``pipelined`` says the modelled GPU kernel overlaps its loads with its compute;
-        ``issue`` (:class:`~tinyml.sim.cost.Issue`) which instructions it issues (default: the peak).
+        ``issue`` (:class:`~tinyml.sim.cost.Issue`) which instructions it issues (default: the peak);
+        ``threads_per_block`` the block's threads, for the threads-per-SM occupancy limit (0: undeclared).
         """
         cost = kernel_cost(self.device, counters, dtype=dtype, sram_per_block=sram_per_block, panels=panels,
                            reuse=reuse, regs_per_block=regs_per_block, pipelined=pipelined,
-                           issue=issue)
+                           issue=issue, threads_per_block=threads_per_block)
         if isinstance(counters, BlockClasses):
             n_blocks, sums = counters.n_blocks, counters.totals()
         else:
@@ -137,6 +141,7 @@ class Profile:
             sram_read_bytes=int(sums[SRAM_READ]), sram_write_bytes=int(sums[SRAM_WRITE]),
             flops_matmul=int(sums[FLOPS_MATMUL]), flops_vector=int(sums[FLOPS_VECTOR]),
             peak_hbm_bytes=self.hbm.peak, stream=stream, resource_s=cost.resource_s,
+            threads_per_block=int(threads_per_block), occupancy_limit=cost.occupancy_limit,
         )
         self.records.append(rec)
         return rec

@@ -11,8 +11,9 @@ kinds, where stages sit), so one compile serves every choice of tile sizes.
 Its shape, for a nest whose first loops are bound to ``blockIdx`` (or whose outermost
 loop is ``parallel``: the CPU's grid)::
 
-    for blk in prange(number of blocks):        # one row of counters per block
-        decode the grid loops' values from blk
+    for blk in prange(ROWS):                    # one row of counters per block walked
+        gid = blk, or P[IDS + blk] when counting one block per class
+        decode the grid loops' values from gid
         allocate the shared / local buffers      # 1 element each in counting mode
         for the loops down to the count point:   # every stage and the init sit above it
             load a cache_read tile               # load_tile: HBM -> SRAM (or to registers)
@@ -31,6 +32,7 @@ nothing for registers; a global output is read and written back in HBM every tim
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ...sim import bits
@@ -445,11 +447,18 @@ def generate(nest: Nest, parallel: bool = True) -> Generated:
     body_start = len(g.lines)
     g.emit(1, "ex = 1 if execute else 0")
     xs = [g.p(f"X_{nest.loops[i].name}", nest.loops[i].extent) for i in outer]
-    g.emit(1, f"for blk in prange({' * '.join(xs) or '1'}):")
+    # Which blocks run: every one (ROWS = the grid's size, IDS = 0: row blk is block blk), or, when
+    # counting by block class (tinyml.compiler.tune.one_class), ROWS blocks whose ids follow P[IDS:].
+    rows = g.p("ROWS", math.prod(nest.loops[i].extent for i in outer))
+    ids = g.p("IDS", 0)
+    g.emit(1, f"for blk in prange({rows}):")
+    g.emit(2, "gid = np.int64(blk)")     # prange may type blk unsigned: keep the decode int64
+    g.emit(2, f"if {ids} != 0:")
+    g.emit(3, f"gid = P[{ids} + gid]")
     inner = []
     for i in reversed(outer):            # the last grid loop varies fastest
         name = nest.loops[i].name
-        g.emit(2, f"v_{name} = (blk // ({' * '.join(inner)})) % X_{name}" if inner else f"v_{name} = blk % X_{name}")
+        g.emit(2, f"v_{name} = (gid // ({' * '.join(inner)})) % X_{name}" if inner else f"v_{name} = gid % X_{name}")
         inner.append(f"X_{name}")
     for st in nest.stages:
         shape = ", ".join(f"{g.p(f'SP_{st.name}_{d}', s)} * ex + 1 - ex" for d, s in enumerate(nest.footprint(st)))

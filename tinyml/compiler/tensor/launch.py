@@ -93,6 +93,13 @@ class Kernel:
         """Threads per block: the product of the ``threadIdx`` loops' extents (1 if none)."""
         return math.prod(lp.extent for lp in self.nest.loops if lp.thread and lp.thread.startswith("threadIdx"))
 
+    @property
+    def declared_threads(self) -> int:
+        """Threads per block for the occupancy limit: :attr:`threads` if any loop is bound to
+        ``threadIdx``, else 0 (the kernel declares none, as the hand-written kernels do)."""
+        bound = any(lp.thread and lp.thread.startswith("threadIdx") for lp in self.nest.loops)
+        return self.threads if bound else 0
+
     def copies(self, stage) -> int:
         """How many copies of a stage one block holds at once: one per thread of the
         ``threadIdx`` loops above it (each thread of a GPU block runs its own iteration, so a
@@ -186,7 +193,7 @@ class Kernel:
         if not self.is_grid:               # a parallel CPU loop: its iterations are one block's work
             counters = counters.sum(axis=0, keepdims=True)
         prof.record(self.name, self.grid, counters, dtype=f.dtype, sram_per_block=sram, panels=self.panels(),
-                    regs_per_block=regs)
+                    regs_per_block=regs, threads_per_block=self.declared_threads)
         return out
 
 

@@ -10,7 +10,8 @@ bindings, and every number (tile sizes, extents) arrives at run time, so the can
 one template compile a handful of kernels and each further trial only counts (a few ms for
 a 4096^3 matmul; ``benchmarks/bench_tune.py`` reports it). A grid of identical blocks
 (plain accesses, exact tiles: every matmul candidate of the templates) is counted from one
-block (:mod:`.one_class`), so a trial costs the same for 16 blocks or 65,536.
+block, and a padded convolution from one block per edge class (:mod:`.one_class`), so a trial
+costs about the same for 16 blocks or 65,536.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from ...sim import Profile, TinymlError, load_device, meta
 from ..tensor import ScheduleError, build
 from .measure import Result, digest, failure
-from .one_class import count_one_class, identical_blocks
+from .one_class import count_by_class
 
 
 class SimulatedMeasurer:
@@ -27,7 +28,7 @@ class SimulatedMeasurer:
     kind = "simulated"
 
     def __init__(self, device="a100-40gb", one_class: bool = True):
-        self.one_class = one_class          # count one block when all are identical (.one_class)
+        self.one_class = one_class          # count one block per class (.one_class)
         self.device = load_device(device)
         self.name = self.device.name
         self.hash = digest(self.device.to_dict())
@@ -36,8 +37,8 @@ class SimulatedMeasurer:
         try:
             kernel = build(sch, parallel=False)
             with Profile(self.device) as prof:
-                if self.one_class and identical_blocks(kernel):
-                    count_one_class(kernel)
+                if self.one_class and kernel.is_grid:
+                    count_by_class(kernel)
                 else:
                     kernel(*(meta(b.shape, b.dtype) for b in kernel.func.inputs))
         except ScheduleError as e:

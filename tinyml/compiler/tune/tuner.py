@@ -3,7 +3,8 @@
     space    = Space(workload, template)                   # the knobs and their choices
     history  = this run's records from the log             # resume: continue where it stopped
     for batch b in (len(history) / batch) .. trials / batch:
-        model.fit(features(measured so far), -log time)    # retrained from scratch every batch
+        if the trials grew by retrain_growth since the last fit (1.0: every batch):
+            model.fit(features(measured so far), -log time)    # retrained from scratch
         rng = Random(seed, b)                              # per batch: resuming gives the same run
         candidates = strategy.propose(ctx, (1 - epsilon) * batch)   # searches the model, if any
                    + random fresh candidates up to batch   # epsilon-greedy (with a model)
@@ -150,8 +151,13 @@ def _func_of(workload: dict):
 
 def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboost", features: str = "nest",
          trials: int = 64, batch: int = 16, seed: int = 0, epsilon: float = 0.1, log=None, template=None,
-         transfer=(), progress=None) -> TuneResult:
+         transfer=(), progress=None, retrain_growth: float = 1.0) -> TuneResult:
     """Tune ``func`` on ``measurer`` (module docstring); returns a :class:`TuneResult`.
+
+    ``retrain_growth``: retrain the model only once the measured trials have grown by this factor
+    since its last fit (1.0: after every batch; 1.5: about log_1.5(trials / batch) fits in a run, so
+    retraining is a small share of a long run's time; the model in between keeps scoring). A resumed
+    run refits at its first batch, so resume equals an uninterrupted run only for the default 1.0.
 
     ``log``: a path; its records of this run (same workload, device, space and settings) are
     resumed and new trials are appended. ``progress(record, result)`` is called per trial.
@@ -167,11 +173,13 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
         raise TuneError(f"trials ({trials}) and batch ({batch}) must be >= 1")
     if not 0.0 <= epsilon <= 1.0:
         raise TuneError(f"epsilon must be in [0, 1] (the share of random candidates per batch), got {epsilon}")
+    if not retrain_growth >= 1.0:
+        raise TuneError(f"retrain_growth must be >= 1 (1: retrain after every batch), got {retrain_growth}")
     t_start = time.perf_counter()
     space = Space(func, template or template_for(func, measurer.name))
     feat = Featurizer(space, measurer.device, features)
     run = {"strategy": strategy, "model": model, "features": features, "seed": seed, "batch": batch,
-           "epsilon": epsilon}
+           "epsilon": epsilon, **({"retrain_growth": retrain_growth} if retrain_growth != 1.0 else {})}
     base = {"version": VERSION, "workload": workload_hash(func), "workload_key": workload_key(func),
             "device": measurer.hash, "device_name": measurer.name, "measurer": measurer.kind, "space": space.name,
             "run": run}
@@ -184,6 +192,8 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     measured: dict = {}
     timing = {"measure": 0.0, "model": 0.0, "propose": 0.0}
     records = list(history)
+    fitted_at = 0                        # trials measured at the model's last fit
+    timing["fits"] = 0
 
     def ctx_for(b: int, what: str, scorer) -> Context:
         return Context(space, random.Random(f"{seed}:{b}:{what}"), measured, scorer)
@@ -200,16 +210,20 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     b = max(batches, default=-1) + 1
     out = path.open("a") if path is not None else None
     try:
+        scorer_kept = None
         while len(records) < trials:
             n = min(batch, trials - len(records))
             scorer = None
             t0 = time.perf_counter()
-            if m is not None and (measured or tx):
+            refit = not fitted_at or len(measured) >= retrain_growth * fitted_at
+            if m is not None and (measured or tx) and (refit or scorer_kept is None):
                 keys = list(measured)
                 x = [feat(from_json(json.loads(k))) for k in keys] + tx
                 y = targets([measured[k] for k in keys] + tt, ["run"] * len(keys) + tg)
                 m.fit(np.array(x), y, ["run"] * len(keys) + tg)
-                scorer = lambda pool: m.predict(np.array([feat(d) for d in pool])) if pool else np.zeros(0)  # noqa
+                scorer_kept = lambda pool: m.predict(np.array([feat(d) for d in pool])) if pool else np.zeros(0)  # noqa
+                fitted_at, timing["fits"] = len(measured), timing["fits"] + 1
+            scorer = scorer_kept
             timing["model"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             ctx = ctx_for(b, "propose", scorer)
