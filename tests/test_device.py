@@ -38,6 +38,7 @@ SCALAR_FIELDS = {
     ("l2", "capacity_bytes"): "l2_bytes",                # optional
     ("sfu", "ops_per_s"): "sfu_rate",                    # optional
     ("int32", "ops_per_s"): "int_rate",                  # optional
+    ("convert", "ops_per_s"): "cvt_rate",                # optional
 }
 
 
@@ -90,7 +91,7 @@ def test_preset_numbers_are_sane(name):
     dev = load_device(name)
     for attr in SCALAR_FIELDS.values():
         value = getattr(dev, attr)
-        assert (value >= 0 if attr in ("register_bytes", "l2_bytes", "sfu_rate", "int_rate") else value > 0) and math.isfinite(value), attr
+        assert (value >= 0 if attr in ("register_bytes", "l2_bytes", "sfu_rate", "int_rate", "cvt_rate") else value > 0) and math.isfinite(value), attr
     for attr in ("eff_hbm", "eff_sram", "eff_matmul", "eff_vector"):
         assert 0 < getattr(dev, attr) <= 1
     for attr in ("sm_count", "sram_per_sm", "max_blocks_per_sm", "hbm_capacity"):
@@ -206,7 +207,7 @@ def test_user_toml_with_plain_numbers_loads(tmp_path):
     assert dev.vector_rate("fp32") == 10e12
     # plain numbers: the file itself is the source of each
     assert dev.sources["hbm.bandwidth"] == str(path)
-    assert len(dev.sources) == len(SCALAR_FIELDS) - 4 + 4          # the optional four are absent
+    assert len(dev.sources) == len(SCALAR_FIELDS) - 5 + 4          # the optional five are absent
     # also accepted as a string path
     assert load_device(str(path)).sm_count == 10
 
