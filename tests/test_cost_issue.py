@@ -58,3 +58,23 @@ def test_a_device_without_the_pipes_costs_as_before():
     plain = kernel_cost(toy, c)
     declared = kernel_cost(toy, c, issue=Issue(mma="mma_sync", sfu_per_mma_flop=1.0, int_per_mma_flop=1.0))
     assert declared.time_s == plain.time_s
+
+
+def test_vector_instructions_conversions_and_unpacking_by_hand(dev):
+    """Issue.vector_ops_per_flop prices FMA-pipe instructions (0.5 per FLOP: today's FMA convention);
+    conversions go to [convert] (spec rate), unpacking ints to the INT32 pipe, the slowest pipe wins."""
+    _, vec, _, ints, _ = rates(dev)
+    c = one_block(0, 10 ** 9)
+    t = lambda **kw: kernel_cost(dev, c, issue=Issue(**kw)).time_s - dev.launch_overhead_s   # noqa: E731
+    assert t() == pytest.approx(1e9 / vec)                                  # 0.5 instr/FLOP at vec / 2
+    assert t(vector_ops_per_flop=1.0) == pytest.approx(2e9 / vec)          # no FLOP fuses into an FMA
+    cvt_dev = dev.replace(cvt_rate=dev.vector_rate() / 16)
+    cvt = cvt_dev.cvt_rate / dev.sm_count
+    got = kernel_cost(cvt_dev, c, issue=Issue(cvt_per_vector_flop=0.5)).time_s - dev.launch_overhead_s
+    assert got == pytest.approx(max(1e9 / vec, 0.5e9 / cvt))
+    # no conversion unit: each conversion is one more FMA-pipe instruction
+    assert t(cvt_per_vector_flop=0.5) == pytest.approx((0.5e9 + 0.5e9) / (vec / 2))
+    assert t(int_per_vector_flop=4.0) == pytest.approx(max(1e9 / vec, 4e9 / ints))
+    no_int = dev.replace(int_rate=0.0)
+    got = kernel_cost(no_int, c, issue=Issue(int_per_vector_flop=1.0)).time_s - dev.launch_overhead_s
+    assert got == pytest.approx((0.5e9 + 1e9) / (vec / 2))

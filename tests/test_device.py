@@ -39,8 +39,9 @@ SCALAR_FIELDS = {
     ("sfu", "ops_per_s"): "sfu_rate",                    # optional
     ("int32", "ops_per_s"): "int_rate",                  # optional
     ("sm", "max_threads_per_sm"): "max_threads_per_sm",  # optional
+    ("convert", "ops_per_s"): "cvt_rate",                # optional
 }
-N_OPTIONAL = 5
+N_OPTIONAL = 6
 
 
 def preset_toml(name: str) -> dict:
@@ -92,7 +93,7 @@ def test_preset_numbers_are_sane(name):
     dev = load_device(name)
     for attr in SCALAR_FIELDS.values():
         value = getattr(dev, attr)
-        assert (value >= 0 if attr in ("register_bytes", "l2_bytes", "sfu_rate", "int_rate", "max_threads_per_sm") else value > 0) and math.isfinite(value), attr
+        assert (value >= 0 if attr in ("register_bytes", "l2_bytes", "sfu_rate", "int_rate", "max_threads_per_sm", "cvt_rate") else value > 0) and math.isfinite(value), attr
     for attr in ("eff_hbm", "eff_sram", "eff_matmul", "eff_vector"):
         assert 0 < getattr(dev, attr) <= 1
     for attr in ("sm_count", "sram_per_sm", "max_blocks_per_sm", "hbm_capacity"):

@@ -182,14 +182,17 @@ def test_simulated_step_never_beats_the_bound_and_graph_saves_launches():
 
 
 def test_llama_7b_int4_decodes_faster_than_fp16_near_each_bound():
-    """The issue's target, on the simulator: int4 >= 2.5x the tokens/s of fp16, each within 20% of its bound."""
+    """int4 decodes faster than fp16 but below its bandwidth bound: since issue 15 the gemv's
+    dequantization (one I2F per weight at 16/clock/SM, the unpacking on the INT32 pipe) is costed, so
+    int4 no longer reaches 2.5x fp16 (gpt-fast measures 1.88x on an A100); fp16 stays within 20% of its bound."""
     from tinyml.inference.step import simulate_step
 
     fp16 = simulate_step("llama-2-7b", "fp16", "a100-80gb", context=4096)
     int4 = simulate_step("llama-2-7b", "int4-g128", "a100-80gb", context=4096)
-    assert int4.tokens_per_s >= 2.5 * fp16.tokens_per_s
+    assert int4.tokens_per_s >= 1.5 * fp16.tokens_per_s
+    assert 0.8 * fp16.bound.tokens_per_s <= fp16.tokens_per_s <= fp16.bound.tokens_per_s
+    assert int4.tokens_per_s <= int4.bound.tokens_per_s
     for s in (fp16, int4):
-        assert 0.8 * s.bound.tokens_per_s <= s.tokens_per_s <= s.bound.tokens_per_s
         assert s.eager_tokens_per_s < s.tokens_per_s                  # a launch per kernel costs
 
 

@@ -79,7 +79,7 @@ _ATTRS = {"sm.count": "sm_count", "sm.clock_hz": "clock_hz", "sm.sram_bytes": "s
           "host.bandwidth": "host_bandwidth", "launch.overhead_s": "launch_overhead_s",
           "efficiency.hbm": "eff_hbm", "efficiency.sram": "eff_sram", "efficiency.matmul": "eff_matmul",
           "efficiency.vector": "eff_vector", "sm.register_bytes": "register_bytes", "l2.capacity_bytes": "l2_bytes",
-          "sfu.ops_per_s": "sfu_rate", "int32.ops_per_s": "int_rate"}
+          "sfu.ops_per_s": "sfu_rate", "int32.ops_per_s": "int_rate", "convert.ops_per_s": "cvt_rate"}
 
 
 def _value(d, key: str) -> str:

@@ -10,9 +10,11 @@ One page of arithmetic, checkable by hand (docs: "How the simulator works")::
         t_hbm    = HBM bytes   / (hbm_bandwidth  * eff_hbm    / sm_count)
         t_sram   = SRAM bytes  / (sram_bandwidth * eff_sram   / sm_count)
         t_matmul = matmul FLOP / (matmul_rate(dtype, issue.mma) * eff_matmul / sm_count)
-        t_vector = max((vector FLOP - INT ops) / (vector_flops * eff_vector / sm_count),   # FMA pipe
-                       INT ops     / (int_rate     * eff_vector / sm_count),   # INT32 pipe (dropout RNG)
-                       SFU ops     / (sfu_rate / sm_count))                    # exp2 on the SFU (spec rate)
+        t_vector = max(FMA instr / (vector_flops / 2 * eff_vector / sm_count),  # FMA pipe: instructions,
+                       INT ops   / (int_rate     * eff_vector / sm_count),      #   2 FLOPs per FMA
+                       CVT ops   / (cvt_rate / sm_count),                       # I2F conversions (spec)
+                       SFU ops   / (sfu_rate / sm_count))                       # exp2 on the SFU (spec rate)
+           FMA instr = (vector FLOP - RNG INT ops) * issue.vector_ops_per_flop  # 0.5: every FLOP half an FMA
                  + exchange bytes / (sram_bandwidth * eff_sram / sm_count)    # warps meeting at barriers
         t_mem    = t_hbm
         t_comp   = max(t_sram, t_matmul + t_vector)      # (issue.overlap: max(t_matmul, t_vector))
@@ -156,7 +158,14 @@ class Issue:
     ``sfu_per_mma_flop``: special-function ops (exp) per matmul FLOP;
     ``int_per_mma_flop``: integer ops (among the vector FLOPs) per matmul FLOP, for the INT32 pipe;
     ``exchange_per_mma_flop``: SRAM bytes the warps exchange between barriers, per matmul FLOP;
-    ``overlap``: the matmul and vector phases run concurrently (warp-specialised ping-pong, FA3).
+    ``overlap``: the matmul and vector phases run concurrently (warp-specialised ping-pong, FA3);
+    ``vector_ops_per_flop``: FMA-pipe instructions per counted vector FLOP. The FP32 rate counts an FMA
+    as 2 FLOPs in one instruction, so 0.5 (the default) prices every FLOP as half an FMA; a kernel whose
+    max / add / mul / select issue one instruction per FLOP declares its mix (1.0 when no FLOP fuses);
+    ``cvt_per_vector_flop``: type conversions (int -> float: I2F) per vector FLOP, on the conversion
+    unit at ``[convert] ops_per_s`` (on the FMA pipe, one instruction each, where a device has none);
+    ``int_per_vector_flop``: integer instructions (unpacking shifts and masks) per vector FLOP that are
+    not among the FLOPs, on the INT32 pipe (on the FMA pipe where a device has none).
     """
 
     mma: str = "peak"
@@ -164,6 +173,9 @@ class Issue:
     exchange_per_mma_flop: float = 0.0
     int_per_mma_flop: float = 0.0
     overlap: bool = False
+    vector_ops_per_flop: float = 0.5
+    cvt_per_vector_flop: float = 0.0
+    int_per_vector_flop: float = 0.0
 
 
 PEAK = Issue()
@@ -330,10 +342,7 @@ def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
         device.vector_rate("fp32") * device.eff_vector,
     ]) / device.sm_count
     times = per_seg / share                                       # (segments, 4) seconds on a whole SM
-    if issue.int_per_mma_flop > 0 and device.int_rate > 0:      # integer ops leave the FMA pipe for their own
-        ints = np.minimum(per_seg[:, 2] * issue.int_per_mma_flop, per_seg[:, 3])
-        times[:, 3] = np.maximum((per_seg[:, 3] - ints) / share[3],
-                                 ints / (device.int_rate * device.eff_vector / device.sm_count))
+    times[:, 3] = _vector_time(device, issue, per_seg[:, 2], per_seg[:, 3], share[3])
     if issue.sfu_per_mma_flop > 0 and device.sfu_rate > 0:      # the vector phase: FMA and SFU pipes side by side
         sfu = per_seg[:, 2] * issue.sfu_per_mma_flop / (device.sfu_rate / device.sm_count)   # spec: a fixed-function pipe
         times[:, 3] = np.maximum(times[:, 3], sfu)
@@ -368,6 +377,34 @@ def kernel_cost(device: Device, counters, *, dtype: str = "fp16",
         l2_write_hit_bytes=int(round(float((saved_w * seg.length).sum()))), l2_working_set_bytes=working_set,
         occupancy_limit=occ_limit,
     )
+
+
+def _vector_time(device: Device, issue: Issue, mma_flops: np.ndarray, vec_flops: np.ndarray,
+                 share: float) -> np.ndarray:
+    """Seconds of the FMA, INT32 and conversion pipes of one SM (side by side: the slowest sets the pace).
+
+    FMA pipe: ``vector_ops_per_flop`` instructions per FLOP at ``share / 2`` instructions/s (``share``:
+    the SM's FLOP/s, 2 per FMA); integer ops (the RNG's, among the FLOPs, and unpacking, not) and
+    conversions leave it for their own pipes where the device has them."""
+    fma = vec_flops * issue.vector_ops_per_flop / (share / 2)
+    extra = np.zeros_like(vec_flops)                                 # FMA-pipe instructions beyond the FLOPs'
+    ints = vec_flops * issue.int_per_vector_flop
+    rng = np.minimum(mma_flops * issue.int_per_mma_flop, vec_flops) if issue.int_per_mma_flop > 0 else 0.0
+    pipes = []
+    if device.int_rate > 0:
+        fma = fma - rng * issue.vector_ops_per_flop / (share / 2)   # the RNG's ops leave the FMA pipe
+        pipes.append((rng + ints) / (device.int_rate * device.eff_vector / device.sm_count))
+    else:
+        extra = extra + ints
+    cvt = vec_flops * issue.cvt_per_vector_flop
+    if device.cvt_rate > 0:
+        pipes.append(cvt / (device.cvt_rate / device.sm_count))      # spec: a fixed-function unit
+    else:
+        extra = extra + cvt
+    out = fma + extra / (share / 2)
+    for t in pipes:
+        out = np.maximum(out, t)
+    return out
 
 
 def compute_time(times: np.ndarray, overlap: bool = False) -> np.ndarray:

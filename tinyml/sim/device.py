@@ -28,6 +28,8 @@ Optional (0 when absent)::
     [sfu]           ops_per_s                     # special-function unit (exp2, rcp, ...) results/s
     [int32]         ops_per_s                     # INT32 pipe issued alongside FP32 (0: integer ops
                                                   # share the FP32 vector rate)
+    [convert]       ops_per_s                     # type conversions (I2F, F2I, ...) results/s (0: one
+                                                  # FP32-pipe instruction each)
     [mma_sync_flops] fp16, bf16, ...              # FLOP/s of Ampere-style warp-level mma.sync, where
                                                   # it is below [matmul_flops] (Hopper: only wgmma
                                                   # reaches the peak)
@@ -94,6 +96,7 @@ _OPTIONAL = [
     ("l2", "capacity_bytes", "l2_bytes", True),
     ("sfu", "ops_per_s", "sfu_rate", False),
     ("int32", "ops_per_s", "int_rate", False),
+    ("convert", "ops_per_s", "cvt_rate", False),
 ]
 #: rate tables a device may leave out (no required keys)
 _OPTIONAL_RATE_TABLES = ("mma_sync_flops",)
@@ -140,6 +143,7 @@ class Device:
     max_threads_per_sm: int = 0     # resident threads per SM (0: DEFAULT_THREADS_PER_SM)
     sfu_rate: float = 0.0           # special-function results/s, whole chip (0: exp costed as vector FLOPs only)
     int_rate: float = 0.0           # INT32 ops/s on their own pipe, whole chip (0: on the FP32 pipe)
+    cvt_rate: float = 0.0           # int <-> float conversions/s, whole chip (0: on the FP32 pipe)
     mma_sync_flops: Mapping[str, float] = field(default_factory=dict)   # mma.sync FLOP/s below the peak
     sources: Mapping[str, str] = field(default_factory=dict)
 

@@ -105,7 +105,7 @@ def expected_matmul_bytes(m: int, n: int, k: int, qbytes: int, elem_bytes: float
 
 
 def run(call: QuantCall, name: str, body, grid: tuple, sram: int, out_shape: tuple, args,
-        panels: "dict | None" = None, n_operands: int = 2, extras=()):
+        panels: "dict | None" = None, n_operands: int = 2, extras=(), issue=None):
     """Register inputs (x, the packed weights and ``extras``: an epilogue's bias / residual operands),
     allocate the output, run ``body(*args(out, ids, counters))`` and record the launch.
 
@@ -125,7 +125,7 @@ def run(call: QuantCall, name: str, body, grid: tuple, sram: int, out_shape: tup
     counters = new_counters(len(ids), n_operands=max(n_operands, 4 if extras else 2))
     body(*args(out if call.execute else stand_in(2), ids, counters))
     prof.record(name, grid, launch_counters(counters, call.execute, run_class, run_length), dtype=call.dtype,
-                sram_per_block=sram, panels=panels)
+                sram_per_block=sram, panels=panels, issue=issue)
     return out
 
 

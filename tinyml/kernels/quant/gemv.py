@@ -25,6 +25,11 @@ HBM traffic (exact; before L2 reuse of x, which every block reads)::
     writes = N * s
     vector FLOPs = N * (1 + m) * (2 * Kp + 2 * T)
 
+Dequantization instructions (declared as the cost model's ``Issue``, per weight element): one
+int -> float conversion of the code (I2F, on the conversion unit: 16 results/clock/SM on A100 and
+H100), and for sub-byte codes the unpacking shifts and masks on the INT32 pipe (4-bit: a mask per
+nibble and a shift for the high one, 1.5 per element); the FMA with x is among the vector FLOPs.
+
 with ``s`` the bytes per element of x's logical dtype, ``m`` = 1 for schemes
 with a min, and ``T`` the (tile, group) pairs of one row: ``Kp / g`` when BK is
 a multiple of g, ``ceil(Kp / BK)`` for one group per row split over tiles.
@@ -35,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ...sim import MetaTensor, ShapeError, check_tiles, current_profile
+from ...sim import Issue, MetaTensor, ShapeError, check_tiles, current_profile
 from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
 from .._contract import block_size, ceil_div
 from .._counting import extent, stand_in
@@ -142,7 +147,23 @@ def quantized_gemv(x, qweight, *, bias=None, activation: "str | None" = None, re
                 has_min, hdr, block_bytes, levels, call.execute, ids, counters, call.elem_bits, *epi.args(call.execute))
 
     return run(call, "quantized_gemv", _body, grid, sram, (call.n,) if vector else (1, call.n), args,
-               panels={0: np.zeros(grid[0], np.int64)}, extras=epi.operands())
+               panels={0: np.zeros(grid[0], np.int64)}, extras=epi.operands(),
+               issue=dequant_issue(lay.padded_k, bk, g, nbits, has_min))
+
+
+def unpack_ints_per_element(nbits: int) -> float:
+    """INT32 instructions to pull one ``nbits`` code out of its byte: a mask per code and a shift for
+    every code but the lowest (8-bit codes: none, the conversion reads the byte)."""
+    per = 8 // nbits
+    return 0.0 if nbits >= 8 else (2 * per - 1) / per
+
+
+def dequant_issue(kp: int, bk: int, g: int, nbits: int, has_min: bool) -> Issue:
+    """The gemv's instruction mix per counted vector FLOP: ``Kp`` weight elements per row against the
+    row's ``(1 + m) (2 Kp + 2 T)`` vector FLOPs (module doc), one conversion and the unpacking each."""
+    t = sum((k0 + min(bk, kp - k0) - 1) // g - k0 // g + 1 for k0 in range(0, kp, bk))   # (tile, group) pairs
+    per_flop = kp / ((1 + int(has_min)) * (2 * kp + 2 * t))
+    return Issue(cvt_per_vector_flop=per_flop, int_per_vector_flop=unpack_ints_per_element(nbits) * per_flop)
 
 
 def _as_row(x):
