@@ -24,6 +24,9 @@ from hypothesis import HealthCheck, settings
 
 # The tour compiles ahead in a second process on a cold cache; test workers already use every core.
 os.environ.setdefault("TINYML_COMPILE_AHEAD", "0")
+# Generated tensor-program kernels compile serially (range, not prange) unless a test asks for parallel=True:
+# the same loops and counters, compiled several times faster on a cold cache (tensor/launch.py default_parallel).
+os.environ.setdefault("TINYML_PARALLEL_KERNELS", "0")
 
 # `from strategies import ...` works under any pytest import mode
 if str(Path(__file__).parent) not in sys.path:

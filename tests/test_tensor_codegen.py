@@ -181,7 +181,7 @@ def test_parallel_build_runs_the_same_kernel_on_all_cores():
     rng = np.random.default_rng(7)
     a = rng.standard_normal((70, 30)).astype(np.float32)
     b = rng.standard_normal((30, 50)).astype(np.float32)
-    c, ex, co = run_both(build(sch), a, b)
+    c, ex, co = run_both(build(sch, parallel=True), a, b)
     np.testing.assert_allclose(c, f.reference(a, b), rtol=1e-4, atol=1e-4)
     same_records(ex, co)
 

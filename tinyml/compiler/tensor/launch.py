@@ -197,11 +197,23 @@ class Kernel:
         return out
 
 
-def build(nest_or_schedule, name: "str | None" = None, parallel: bool = True) -> Kernel:
+def default_parallel() -> bool:
+    """Whether :func:`build` compiles ``prange`` by default: yes, unless ``TINYML_PARALLEL_KERNELS=0``.
+
+    The tests set it to 0 (tests/conftest.py): their pytest workers already use every core, their
+    grids are tiny, and a serial kernel compiles several times faster on a cold cache; the counters
+    are the same either way (each block counts into its own row)."""
+    return os.environ.get("TINYML_PARALLEL_KERNELS", "1") != "0"
+
+
+def build(nest_or_schedule, name: "str | None" = None, parallel: "bool | None" = None) -> Kernel:
     """A :class:`Kernel` for a :class:`~.ir.Nest` or a :class:`~.schedule.Schedule`'s nest.
 
     ``parallel=True`` runs the grid's blocks on the CPU's cores (``prange``); ``False`` runs
-    them one after another: the same loops and counters, compiled several times faster."""
+    them one after another: the same loops and counters, compiled several times faster;
+    ``None`` (the default) is True unless ``TINYML_PARALLEL_KERNELS=0`` (:func:`default_parallel`)."""
+    if parallel is None:
+        parallel = default_parallel()
     nest = getattr(nest_or_schedule, "nest", nest_or_schedule)
     if not isinstance(nest, Nest):
         raise TypeError(f"build() takes a Schedule or a Nest, got {type(nest_or_schedule).__name__}")
