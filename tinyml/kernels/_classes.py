@@ -67,20 +67,21 @@ def edge_grid(grid_m: int, grid_n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     Class ``k`` is block ``ids[k]``; blocks ``b = bi * grid_n + bj`` of one tile row form a run
     of ``grid_n - 1`` interior blocks and one edge block.
     """
+    if grid_n == 1:
+        return _tile_row_classes(grid_m, grid_n, [0], [1])
+    return _tile_row_classes(grid_m, grid_n, [0, grid_n - 1], [grid_n - 1, 1])
+
+
+def _tile_row_classes(grid_m: int, grid_n: int, cols: list, lengths: list):
+    """(ids, run_class, run_length) of a row-major grid whose tile rows are runs of ``lengths``
+    blocks, each run standing for its representative column in ``cols``, and whose rows differ only
+    in the last one: classes ``0 .. len(cols) - 1`` for every row but the last, then the last row's."""
     rows = sorted({0, grid_m - 1})
-    cols = sorted({0, grid_n - 1})
     ids = np.array([r * grid_n + c for r in rows for c in cols], dtype=np.int64)
     nc = len(cols)
-
-    def row_runs(r: int) -> tuple[list, list]:
-        if nc == 1:
-            return [r * nc], [grid_n]
-        return [r * nc, r * nc + 1], [grid_n - 1, 1]
-
-    inner_cls, inner_len = row_runs(0)
-    last_cls, last_len = row_runs(len(rows) - 1)
-    run_class = np.concatenate([np.tile(inner_cls, grid_m - 1), last_cls]).astype(np.int64)
-    run_length = np.concatenate([np.tile(inner_len, grid_m - 1), last_len]).astype(np.int64)
+    run_class = np.concatenate([np.tile(np.arange(nc), grid_m - 1),
+                                (len(rows) - 1) * nc + np.arange(nc)]).astype(np.int64)
+    run_length = np.tile(np.array(lengths, dtype=np.int64), grid_m)
     return ids, run_class, run_length
 
 
@@ -133,10 +134,4 @@ def head_edge_grid(grid_m: int, grid_n: int) -> tuple[np.ndarray, np.ndarray, np
     """
     cols = sorted({0, min(1, grid_n - 1), grid_n - 1})
     lengths = [1, grid_n - 2, 1][:len(cols)] if grid_n > 2 else [1] * len(cols)
-    rows = sorted({0, grid_m - 1})
-    ids = np.array([r * grid_n + c for r in rows for c in cols], dtype=np.int64)
-    nc = len(cols)
-    run_class = np.concatenate([np.tile(np.arange(nc), grid_m - 1),
-                                (len(rows) - 1) * nc + np.arange(nc)]).astype(np.int64)
-    run_length = np.tile(np.array(lengths, dtype=np.int64), grid_m)
-    return ids, run_class, run_length
+    return _tile_row_classes(grid_m, grid_n, cols, lengths)
