@@ -17,21 +17,7 @@ Files (FlashAttention-2's package has the same four):
 * :mod:`.fwd`: the forward's tile loop (Numba body) and its launcher :func:`flash_attention_v1`;
 * :mod:`.bwd`: the backward's tile loop and its launcher :func:`flash_attention_v1_backward`.
 
-Block sizes (Algorithm 1, line 1): with M the SRAM of one SM counted in
-elements of the logical dtype (``sram_per_sm // bytes per element``)::
-
-    B_c = ceil(M / (4 d)),  B_r = min(B_c, d)      # a100-40gb, d = 64, fp16: B_c = 384, B_r = 64
-
-then clamped to the sequences (``B_c <= N_k``, ``B_r <= N_q``). If those tiles
-overflow SRAM (large d: at d = 128 in fp16, B_c = 192 and B_r = 128 need
-214,016 bytes), B_r is halved first (HBM traffic depends only on B_c), then
-B_c. Algorithm 4 (line 2) reuses the forward's sizes, but the paper's analysis
-is asymptotic: its four B_c x d tiles K_j, V_j, dK~_j, dV~_j alone would fill M.
-The backward therefore starts from the same rule and shrinks the same way
-until its tile set fits (a100-40gb, d = 64, fp16: B_c = 192, B_r = 32).
-Explicit ``block_q`` / ``block_k`` are clamped the same way; tiles that do not
-fit raise :class:`~tinyml.sim.SramOverflowError` with sizes that do, or, when
-not even 1 x 1 blocks fit, the largest head_dim that does.
+Block sizes: Algorithm 1, line 1's rule and how it shrinks to fit SRAM are in :mod:`.block_sizes`.
 
 On-chip tiles of one forward block (checked against SRAM)::
 
