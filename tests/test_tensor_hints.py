@@ -11,19 +11,12 @@ from hypothesis import given, settings, strategies as st
 
 from strategies import examples
 from tinyml.compiler.tensor import BindError, Schedule, build, matmul, simulate
+from tinyml.compiler.tensor.examples import per_thread_accumulator as threads_per_column_block
 from tinyml.sim import Profile, check_registers, load_device, meta
 
 
 def per_thread_accumulator(m, n, k, bn, tn):
-    """Blocks of bn columns; tn threads each own bn / tn columns of the row's accumulator (registers)."""
-    s = Schedule(matmul(m, n, k, "fp32"))
-    j0, j1, j2 = s.split("j", [None, tn, bn // tn])
-    s.reorder("i", j0, j1, "k", j2)
-    grid = s.fuse("i", j0)
-    s.bind(grid, "blockIdx.x")
-    s.bind(j1, "threadIdx.x")
-    s.reverse_compute_at(s.cache_write("local"), j1)
-    return s
+    return threads_per_column_block(matmul(m, n, k, "fp32"), bn, tn)
 
 
 @settings(max_examples=examples(6))

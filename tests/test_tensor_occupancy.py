@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from strategies import examples
-from tinyml.compiler.tensor import Schedule, build, matmul, simulate
-from tinyml.compiler.tensor.examples import tiled_matmul
+from tinyml.compiler.tensor import build, matmul, simulate
+from tinyml.compiler.tensor.examples import per_thread_accumulator as threads_per_column_block, tiled_matmul
 from tinyml.kernels.attention.flash2 import flash_attention_v2
 from tinyml.kernels.matmul import matmul_v3
 from tinyml.kernels.softmax import softmax_v3
@@ -31,15 +31,7 @@ THREADS_PER_SM = {"a100-40gb": 2048, "h100-sxm": 2048, "rtx-4090": 1536, "m2-max
 
 
 def per_thread_accumulator(m, n, k, bn, tn):
-    """Blocks of one row x bn columns; tn threads each own bn / tn columns of the accumulator."""
-    s = Schedule(matmul(m, n, k, "fp32"))
-    j0, j1, j2 = s.split("j", [None, tn, bn // tn])
-    s.reorder("i", j0, j1, "k", j2)
-    grid = s.fuse("i", j0)
-    s.bind(grid, "blockIdx.x")
-    s.bind(j1, "threadIdx.x")
-    s.reverse_compute_at(s.cache_write("local"), j1)
-    return s
+    return threads_per_column_block(matmul(m, n, k, "fp32"), bn, tn)
 
 
 def test_presets_source_their_threads_per_sm():

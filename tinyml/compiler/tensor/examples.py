@@ -16,6 +16,8 @@ HBM bytes: ``(M K ceil(N/BN) + K N ceil(M/BM) + M N) s`` before L2, as matmul v2
 input channel in SRAM, the output tile in registers). :func:`example` picks tiles for a
 device (matmul v3's rule, :func:`tinyml.kernels.matmul.choose_tiles`). ``row_softmax(func, rows)``
 caches each block's rows of a softmax in SRAM, so X is read from HBM once.
+``per_thread_accumulator(func, BN, TN)`` binds threads: TN threads per block, each owning BN / TN
+columns of the block's accumulator in registers.
 """
 
 from __future__ import annotations
@@ -52,6 +54,26 @@ def tiled_matmul(func: PrimFunc, bm: int, bn: int, bk: int, *, tensorize: bool =
         s.compute_at(s.cache_read(buf, "shared"), k0)
     if tensorize:
         s.tensorize(i1)
+    return s
+
+
+def per_thread_accumulator(func: PrimFunc, bn: int, tn: int) -> Schedule:
+    """Blocks of one row x ``bn`` columns of a matmul; ``tn`` threads each own ``bn / tn`` columns
+    of the accumulator (registers)::
+
+        for (i, j_0) in blockIdx.x:          # one row, bn columns per block
+          for j_1 in threadIdx.x:            # tn threads
+            C_local = zeros(bn / tn)         # cache_write("local"), per thread
+            for k, j_2: C_local[j_2] += A[i, k] * B[k, j_0 j_1 j_2]
+            C[i, j_0 j_1 :] = C_local
+    """
+    s = Schedule(func)
+    j0, j1, j2 = s.split("j", [None, tn, bn // tn])
+    s.reorder("i", j0, j1, "k", j2)
+    grid = s.fuse("i", j0)
+    s.bind(grid, "blockIdx.x")
+    s.bind(j1, "threadIdx.x")
+    s.reverse_compute_at(s.cache_write("local"), j1)
     return s
 
 
