@@ -122,7 +122,9 @@ def test_concrete_plan_is_safe_at_every_n_up_to_the_bound(case, fused, alignment
     g, _, _ = case
     g = fuse(g) if fused else g
     plan = build_plan(g, {"n": bound}, alignment=alignment)
-    assert plan.mode == "concrete" and plan.fused == fused
+    # a graph without nodes (outputs are inputs) fuses to no groups: nothing marks it fused, and with
+    # no program point the two plans are the same (the deep profile found this case)
+    assert plan.mode == "concrete" and plan.fused == (fused and bool(g.nodes))
     load = check_plan(g, plan, {"n": bound}, fused)
     assert plan.load_bytes == load and plan.arena_bytes >= plan.load_bytes
     assert plan.ratio >= 1.0
@@ -456,3 +458,24 @@ def test_drawings():
     assert heights == pytest.approx([v / 1024 for v in plan.live_bytes()])
     svg = build_plan(widen_narrow(), {"n": 64}, symbolic=True).svg({"n": 9})
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+
+
+def test_a_graph_without_nodes_plans_empty_fused_or_not():
+    """Outputs that are inputs: no launch, no program point, an empty arena; asking for the fused
+    plan is not an error ("run the fuse pass first" would send the user after nothing)."""
+    g = Graph("identity", dtype="fp32")
+    x = g.input("x", (1, 3))
+    g.output(x)
+    for graph in (g, fuse(g)):
+        for fused in (None, False, True):
+            plan = build_plan(graph, {}, fused=fused)
+            assert (plan.points, plan.buffers, plan.arena_bytes, plan.load_bytes) == ((), (), 0, 0)
+            assert plan.fused is bool(fused)
+    with pytest.raises(MemoryPlanError, match="has no fused groups"):
+        build_plan(_one_relu(), {}, fused=True)                     # a node, not fused: refused
+
+
+def _one_relu():
+    g = Graph("one", dtype="fp32")
+    g.output(g.relu(g.input("x", (1, 3))))
+    return g

@@ -120,8 +120,9 @@ def check_typed(graph) -> None:
 
 def launch_groups(graph, fused: "bool | None" = None) -> tuple[list, bool]:
     """``(groups, fused)``: the groups that become launches, ``graph.groups`` (fused; the default
-    when the graph has them), or one per node (op by op)."""
-    if fused and not graph.groups:
+    when the graph has them), or one per node (op by op). A graph with no nodes has no launches
+    either way (its inputs are its outputs); asking for its fused plan is not an error."""
+    if fused and not graph.groups and graph.nodes:
         raise MemoryPlanError(f"plan_memory(fused=True): graph {graph.name!r} has no fused groups; "
                               "run the 'fuse' pass first, or plan it op by op (fused=False)")
     if (fused is None and graph.groups) or fused:
