@@ -101,6 +101,8 @@ FA1 = "Dao et al. 2022, FlashAttention, Figure 2 (left): GPT-2 medium, A100 40GB
 FA2 = "Dao 2023, FlashAttention-2, abstract and Sec. 4.1: forward reaches up to 73% of the A100's 312 TFLOP/s"
 FA3_FA2 = "Shah et al. 2024, FlashAttention-3, abstract: FlashAttention-2 reaches only 35% of the H100's 989 TFLOP/s"
 FA3 = "Shah et al. 2024, FlashAttention-3, abstract: up to 740 TFLOP/s fp16 forward on H100"
+FA3_FIG = ("Shah et al. 2024, FlashAttention-3, attention forward speed bar charts (H100 80GB SXM5, FP16, "
+           "no causal mask, batch x seqlen 16k, hidden 2048), seqlen 16k")
 MAMF = "Bekman, Machine Learning Engineering, 'Maximum Achievable Matmul FLOPS' table (mamf-finder, bf16)"
 GPTFAST = "gpt-fast README, Llama-2-7B on A100-80GB (330 W), batch 1, short prompt"
 FDBLOG = ("Dao, Haziza, Massa, Sizov, Flash-Decoding for long-context inference (Oct 2023, "
@@ -119,6 +121,14 @@ SPECS: list[tuple[str, str, str, float, str, Callable[[], float]]] = [
      lambda: _attention_tflops("h100-sxm", 2, 128)),
     ("FlashAttention-3 forward, best setting (d 256, 16k)", "h100-sxm", "TFLOP/s", 740, FA3,
      lambda: _attention_tflops("h100-sxm", 3, 256)),
+    ("FlashAttention-2 forward (d 64, 16k)", "h100-sxm", "TFLOP/s", 324, FA3_FIG,
+     lambda: _attention_tflops("h100-sxm", 2, 64)),
+    ("FlashAttention-2 forward (d 128, 16k), paper figure", "h100-sxm", "TFLOP/s", 370, FA3_FIG,
+     lambda: _attention_tflops("h100-sxm", 2, 128)),
+    ("FlashAttention-3 forward (d 64, 16k)", "h100-sxm", "TFLOP/s", 497, FA3_FIG,
+     lambda: _attention_tflops("h100-sxm", 3, 64)),
+    ("FlashAttention-3 forward (d 128, 16k)", "h100-sxm", "TFLOP/s", 648, FA3_FIG,
+     lambda: _attention_tflops("h100-sxm", 3, 128)),
     ("matmul 8192^3 bf16 (matmul v4)", "a100-80gb", "TFLOP/s", 268, MAMF, lambda: _matmul_tflops("a100-80gb")),
     ("matmul 8192^3 bf16 (matmul v4)", "h100-sxm", "TFLOP/s", 792, MAMF, lambda: _matmul_tflops("h100-sxm")),
     ("Llama-2-7B decode, fp16", "a100-80gb", "tokens/s", 104.9, GPTFAST, lambda: _decode_tokens("fp16")),
