@@ -36,3 +36,15 @@ def test_flash_decoding_blog_settings(batch, n, fa2, fd):
     assert batch * n == 65536 and "Flash-Decoding" in FDBLOG
     assert abs(_decode_attention_us(batch, n, "flash-decoding") / fd - 1) <= 0.15
     assert abs(_decode_attention_us(batch, n, "fa2") / fa2 - 1) <= 0.30
+
+
+@pytest.mark.parametrize("model,device,published", [("llama-2-70b", "m2-ultra", 9.8), ("llama-3-8b", "m1-pro", 25.0)])
+def test_mlc_llm_rows_on_the_apple_presets(model, device, published):
+    """MLC LLM's q4f16_1 decoding (int4-g32 here) on the presets added for it: fits, under its bandwidth
+    bound, and the graph and eager simulations bracket the published tokens/s within 25%."""
+    from tinyml.inference.report import serving_rows
+
+    (r,) = serving_rows(model, device, formats=("int4-g32",), context=256)
+    assert r["fits"] and r["sim_eager_tokens_per_s"] < r["sim_tokens_per_s"] <= r["bound_tokens_per_s"]
+    assert abs(r["sim_tokens_per_s"] / published - 1) <= 0.25
+    assert abs(r["sim_eager_tokens_per_s"] / published - 1) <= 0.25

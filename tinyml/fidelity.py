@@ -65,10 +65,10 @@ def _figure2(variant: str, what: str) -> float:
     return prof.time_s * 1e3 if what == "ms" else prof.hbm_bytes / 1e9
 
 
-def _decode_tokens(fmt: str) -> float:
+def _decode_tokens(fmt: str, model: str = "llama-2-7b", device: str = "a100-80gb", context: int = 256) -> float:
     from .inference.report import serving_rows
 
-    (row,) = serving_rows("llama-2-7b", "a100-80gb", formats=(fmt,), context=256)
+    (row,) = serving_rows(model, device, formats=(fmt,), context=context)
     return row["sim_tokens_per_s"]
 
 
@@ -105,6 +105,10 @@ FA3_FIG = ("Shah et al. 2024, FlashAttention-3, attention forward speed bar char
            "no causal mask, batch x seqlen 16k, hidden 2048), seqlen 16k")
 MAMF = "Bekman, Machine Learning Engineering, 'Maximum Achievable Matmul FLOPS' table (mamf-finder, bf16)"
 GPTFAST = "gpt-fast README, Llama-2-7B on A100-80GB (330 W), batch 1, short prompt"
+MLC70B = ("MLC LLM, github.com/mlc-ai/mlc-llm pull request #573 (Jul 2023): Llama-2-70B-chat q4f16_1 (4-bit, an "
+          "fp16 scale per 32 weights), Mac Studio with M2 Ultra, decoding 9.8 tokens/s")
+MLC8B = ("MLC LLM, github.com/mlc-ai/mlc-llm issue #2174 (Apr 2024), a maintainer's reply: Llama-3-8B-Instruct "
+         "q4f16_1, `mlc_llm chat` on an M1 Pro laptop, about 25 tokens/s decode")
 FDBLOG = ("Dao, Haziza, Massa, Sizov, Flash-Decoding for long-context inference (Oct 2023, "
           "pytorch.org/blog/flash-decoding), micro-benchmark table: A100, fp16, 16 query heads, 2 kv heads "
           "(CodeLlama-34B on 4 GPUs), d 128")
@@ -136,6 +140,10 @@ SPECS: list[tuple[str, str, str, float, str, Callable[[], float]]] = [
     ("Llama-2-7B decode, int4 (group 32)", "a100-80gb", "tokens/s", 196.80, GPTFAST,
      lambda: _decode_tokens("int4-g32")),
 ]
+SPECS.append(("Llama-2-70B decode, MLC q4f16_1 (int4-g32)", "m2-ultra", "tokens/s", 9.8, MLC70B,
+              lambda: _decode_tokens("int4-g32", "llama-2-70b", "m2-ultra")))
+SPECS.append(("Llama-3-8B decode, MLC q4f16_1 (int4-g32)", "m1-pro", "tokens/s", 25.0, MLC8B,
+              lambda: _decode_tokens("int4-g32", "llama-3-8b", "m1-pro")))
 for _b, _n, _fa2, _fd in FLASH_DECODING_BLOG:
     SPECS.append((f"FA2 single-query decode attention, batch {_b}, {_n:,} tokens", "a100-80gb", "us", _fa2,
                   FDBLOG, lambda b=_b, n=_n: _decode_attention_us(b, n, "fa2")))
