@@ -9,7 +9,8 @@ Counting mode only (shapes, no numerics): the numbers are the same on every mach
 Targets (PASS/FAIL, exit 1 on any FAIL): the median |simulated / published - 1| over every row at
 most 15% (also printed per source); every setting of the Flash-Decoding blog's micro-benchmark
 (A100, 16 query heads, 2 kv heads, d 128) within 15% for Flash-Decoding and within 30% for the
-single-query FlashAttention-2 baseline (its q tile padded to 128 rows, as the CUDA kernel runs it); FlashAttention-2 on h100-sxm at 30-45% of the fp16 peak; FlashAttention-3 1.5-2.0x
+single-query FlashAttention-2 baseline (its q tile padded to 128 rows, as the CUDA kernel runs it);
+FlashAttention-2 on h100-sxm at 30-45% of the fp16 peak; FlashAttention-3 1.5-2.0x
 FlashAttention-2 forward (d 128, 16k tokens); matmul v4 at 8192^3 within 15% of the maximum achievable
 matmul throughput on a100-80gb (h100-sxm prints as INFO: it misses by under 1%, the wave
 quantisation that cuBLAS's stream-K scheduling removes and tinyml does not model). Each row's error
