@@ -14,9 +14,9 @@ from tinyml.sim.models import ModelConfig, ModelConfigError, list_models, load_m
 
 #: the released checkpoints' parameter counts (each model card / checkpoint index), written out by hand
 CHECKPOINT_PARAMS = {"llama-2-7b": 6_738_415_616, "llama-2-13b": 13_015_864_320,
-                     "llama-2-70b": 68_976_648_192, "gpt2": 124_439_808}
+                     "llama-2-70b": 68_976_648_192, "gpt2": 124_439_808, "llama-3-8b": 8_030_261_248}
 #: the totals the authors publish, as the issue quotes them
-PUBLISHED = {"llama-2-7b": 6.74e9, "llama-2-13b": 13.0e9, "llama-2-70b": 69.0e9, "gpt2": 124e6}
+PUBLISHED = {"llama-2-7b": 6.74e9, "llama-2-13b": 13.0e9, "llama-2-70b": 69.0e9, "gpt2": 124e6, "llama-3-8b": 8.03e9}
 
 
 def test_presets_are_listed_and_every_number_has_a_source():
@@ -136,7 +136,7 @@ def test_bad_user_files_say_what_is_wrong(tmp_path, change, words):
 
 def test_unknown_model_lists_the_presets_and_is_a_tinyml_error(tmp_path):
     with pytest.raises(TinymlError) as exc:
-        load_model("llama-3-8b")
+        load_model("llama-4-8b")
     for name in PUBLISHED:
         assert name in str(exc.value)
     with pytest.raises(ModelConfigError, match="does not exist"):

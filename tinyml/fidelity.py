@@ -65,19 +65,53 @@ def _figure2(variant: str, what: str) -> float:
     return prof.time_s * 1e3 if what == "ms" else prof.hbm_bytes / 1e9
 
 
-def _decode_tokens(fmt: str) -> float:
+def _decode_tokens(fmt: str, model: str = "llama-2-7b", device: str = "a100-80gb", context: int = 256) -> float:
     from .inference.report import serving_rows
 
-    (row,) = serving_rows("llama-2-7b", "a100-80gb", formats=(fmt,), context=256)
+    (row,) = serving_rows(model, device, formats=(fmt,), context=context)
     return row["sim_tokens_per_s"]
+
+
+def _decode_attention_us(batch: int, n: int, kernel: str) -> float:
+    """Microseconds of one decoding attention step at the Flash-Decoding blog's shape (A100, fp16,
+    16 query heads, 2 kv heads, d 128, one query per sequence, ``n`` cached tokens): ``kernel`` "fa2" is
+    FlashAttention-2 called with the single query (its q tile padded to 128 rows, ``pad_queries``),
+    "flash-decoding" is tinyml's decode_attention with the split count it chooses."""
+    from .kernels.attention.decode import decode_attention
+    from .kernels.attention.flash import flash_attention
+    from .sim import Profile, meta
+
+    q, kv = meta((batch, 16, 1, 128), "fp16"), meta((batch, 2, n, 128), "fp16")
+    with Profile("a100-80gb") as prof:
+        if kernel == "fa2":
+            flash_attention(q, kv, kv, version=2, pad_queries=True)
+        else:
+            decode_attention(q, kv, kv, cache_len=n)
+    return prof.time_s * 1e6
+
+
+#: the Flash-Decoding blog's micro-benchmark: (batch, seqlen, FlashAttention v2.0.9 us, Flash-Decoding us)
+FLASH_DECODING_BLOG = [(256, 256, 390.5, 63.4), (128, 512, 366.3, 67.7), (64, 1024, 364.8, 77.7),
+                       (32, 2048, 352.0, 58.5), (16, 4096, 401.7, 57.0), (8, 8192, 529.2, 56.4),
+                       (4, 16384, 582.7, 58.2), (2, 32768, 1156.1, 60.3), (1, 65536, 2300.6, 64.4),
+                       (1, 131072, 4592.2, 106.6)]
 
 
 FA1 = "Dao et al. 2022, FlashAttention, Figure 2 (left): GPT-2 medium, A100 40GB, fwd + bwd"
 FA2 = "Dao 2023, FlashAttention-2, abstract and Sec. 4.1: forward reaches up to 73% of the A100's 312 TFLOP/s"
 FA3_FA2 = "Shah et al. 2024, FlashAttention-3, abstract: FlashAttention-2 reaches only 35% of the H100's 989 TFLOP/s"
 FA3 = "Shah et al. 2024, FlashAttention-3, abstract: up to 740 TFLOP/s fp16 forward on H100"
+FA3_FIG = ("Shah et al. 2024, FlashAttention-3, attention forward speed bar charts (H100 80GB SXM5, FP16, "
+           "no causal mask, batch x seqlen 16k, hidden 2048), seqlen 16k")
 MAMF = "Bekman, Machine Learning Engineering, 'Maximum Achievable Matmul FLOPS' table (mamf-finder, bf16)"
 GPTFAST = "gpt-fast README, Llama-2-7B on A100-80GB (330 W), batch 1, short prompt"
+MLC70B = ("MLC LLM, github.com/mlc-ai/mlc-llm pull request #573 (Jul 2023): Llama-2-70B-chat q4f16_1 (4-bit, an "
+          "fp16 scale per 32 weights), Mac Studio with M2 Ultra, decoding 9.8 tokens/s")
+MLC8B = ("MLC LLM, github.com/mlc-ai/mlc-llm issue #2174 (Apr 2024), a maintainer's reply: Llama-3-8B-Instruct "
+         "q4f16_1, `mlc_llm chat` on an M1 Pro laptop, about 25 tokens/s decode")
+FDBLOG = ("Dao, Haziza, Massa, Sizov, Flash-Decoding for long-context inference (Oct 2023, "
+          "pytorch.org/blog/flash-decoding), micro-benchmark table: A100, fp16, 16 query heads, 2 kv heads "
+          "(CodeLlama-34B on 4 GPUs), d 128")
 
 #: (what, device, unit, published, source, simulate)
 SPECS: list[tuple[str, str, str, float, str, Callable[[], float]]] = [
@@ -91,6 +125,14 @@ SPECS: list[tuple[str, str, str, float, str, Callable[[], float]]] = [
      lambda: _attention_tflops("h100-sxm", 2, 128)),
     ("FlashAttention-3 forward, best setting (d 256, 16k)", "h100-sxm", "TFLOP/s", 740, FA3,
      lambda: _attention_tflops("h100-sxm", 3, 256)),
+    ("FlashAttention-2 forward (d 64, 16k)", "h100-sxm", "TFLOP/s", 324, FA3_FIG,
+     lambda: _attention_tflops("h100-sxm", 2, 64)),
+    ("FlashAttention-2 forward (d 128, 16k), paper figure", "h100-sxm", "TFLOP/s", 370, FA3_FIG,
+     lambda: _attention_tflops("h100-sxm", 2, 128)),
+    ("FlashAttention-3 forward (d 64, 16k)", "h100-sxm", "TFLOP/s", 497, FA3_FIG,
+     lambda: _attention_tflops("h100-sxm", 3, 64)),
+    ("FlashAttention-3 forward (d 128, 16k)", "h100-sxm", "TFLOP/s", 648, FA3_FIG,
+     lambda: _attention_tflops("h100-sxm", 3, 128)),
     ("matmul 8192^3 bf16 (matmul v4)", "a100-80gb", "TFLOP/s", 268, MAMF, lambda: _matmul_tflops("a100-80gb")),
     ("matmul 8192^3 bf16 (matmul v4)", "h100-sxm", "TFLOP/s", 792, MAMF, lambda: _matmul_tflops("h100-sxm")),
     ("Llama-2-7B decode, fp16", "a100-80gb", "tokens/s", 104.9, GPTFAST, lambda: _decode_tokens("fp16")),
@@ -98,6 +140,15 @@ SPECS: list[tuple[str, str, str, float, str, Callable[[], float]]] = [
     ("Llama-2-7B decode, int4 (group 32)", "a100-80gb", "tokens/s", 196.80, GPTFAST,
      lambda: _decode_tokens("int4-g32")),
 ]
+SPECS.append(("Llama-2-70B decode, MLC q4f16_1 (int4-g32)", "m2-ultra", "tokens/s", 9.8, MLC70B,
+              lambda: _decode_tokens("int4-g32", "llama-2-70b", "m2-ultra")))
+SPECS.append(("Llama-3-8B decode, MLC q4f16_1 (int4-g32)", "m1-pro", "tokens/s", 25.0, MLC8B,
+              lambda: _decode_tokens("int4-g32", "llama-3-8b", "m1-pro")))
+for _b, _n, _fa2, _fd in FLASH_DECODING_BLOG:
+    SPECS.append((f"FA2 single-query decode attention, batch {_b}, {_n:,} tokens", "a100-80gb", "us", _fa2,
+                  FDBLOG, lambda b=_b, n=_n: _decode_attention_us(b, n, "fa2")))
+    SPECS.append((f"Flash-Decoding attention, batch {_b}, {_n:,} tokens", "a100-80gb", "us", _fd, FDBLOG,
+                  lambda b=_b, n=_n: _decode_attention_us(b, n, "flash-decoding")))
 
 
 def rows() -> list[Row]:
@@ -110,10 +161,24 @@ def median_error(table: list[Row]) -> float:
     return statistics.median(abs(r.error) for r in table)
 
 
+def median_error_by_source(table: list[Row]) -> dict[str, tuple[int, float]]:
+    """{source: (rows, median |error|)}: no one source's many rows hide another's gaps."""
+    by: dict[str, list[float]] = {}
+    for r in table:
+        by.setdefault(r.source, []).append(abs(r.error))
+    return {src: (len(errs), statistics.median(errs)) for src, errs in by.items()}
+
+
 def markdown(table: list[Row]) -> str:
-    """The table as Markdown (the docs page prints this)."""
+    """The table as Markdown, sources numbered under it (the docs page prints this)."""
+    sources: list[str] = []
+    for r in table:
+        if r.source not in sources:
+            sources.append(r.source)
     out = ["| what | device | published | simulated | error | source |", "|---|---|--:|--:|--:|---|"]
     for r in table:
         out.append(f"| {r.what} | `{r.device}` | {r.published:,.4g} {r.unit} | {r.simulated:,.4g} {r.unit} | "
-                   f"{r.error:+.0%} | {r.source} |")
+                   f"{r.error:+.0%} | [{sources.index(r.source) + 1}] |")
+    out.append("")
+    out += [f"{i}. {src}" for i, src in enumerate(sources, 1)]
     return "\n".join(out)

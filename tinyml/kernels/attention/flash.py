@@ -18,7 +18,7 @@ from ...sim import TileConfigError
 def flash_attention(q, k, v, *, version: int = 2, causal: bool = False, key_padding_mask=None,
                     dropout_p: float = 0.0, seed: int = 0, scale=None, window=None,
                     block_q: "int | None" = None, block_k: "int | None" = None, dtype: str = "fp16",
-                    check_finite: bool = True, return_saved: bool = False):
+                    check_finite: bool = True, return_saved: bool = False, pad_queries: bool = False):
     """Exact attention without an N x N matrix in HBM, by FlashAttention ``version`` 1, 2 or 3 (3: the
     forward on Hopper devices, :mod:`~tinyml.kernels.attention.flash3`; its backward is FA2's).
 
@@ -32,8 +32,11 @@ def flash_attention(q, k, v, *, version: int = 2, causal: bool = False, key_padd
     that fit SRAM); a block larger than its sequence is the whole sequence
     (block_q=64 on 8 queries runs 8-row blocks, and SRAM is counted for those:
     the record's ``sram_per_block_bytes`` shows it), as in FlashAttention's
-    own kernels, which never load rows that do not exist; ``dtype`` is the
-    logical dtype bytes are counted in.
+    own kernels, which never load rows that do not exist; ``pad_queries=True``
+    (versions 2 and 3) runs such a block at its full tile rows instead, as
+    FlashAttention-2's CUDA kernel does (the missing rows are not loaded but
+    are multiplied and exponentiated: decoding with FlashAttention-2);
+    ``dtype`` is the logical dtype bytes are counted in.
     """
     if isinstance(version, bool) or version not in (1, 2, 3):
         raise TileConfigError(f"FlashAttention version must be 1, 2 or 3, got {version!r}")
@@ -41,6 +44,9 @@ def flash_attention(q, k, v, *, version: int = 2, causal: bool = False, key_padd
               block_q=block_q, block_k=block_k, dtype=dtype, check_finite=check_finite,
               return_saved=return_saved)
     if version == 1:
+        if pad_queries:
+            raise TileConfigError("pad_queries is a FlashAttention-2/3 option (their CUDA kernels' fixed q "
+                                  "tile); FlashAttention-1 runs Algorithm 1's blocks. Use version=2")
         if window is not None:
             raise TileConfigError(f"FlashAttention-1 has no sliding window (window={window!r}); "
                                   f"use version=2 for a sliding window")
@@ -49,10 +55,10 @@ def flash_attention(q, k, v, *, version: int = 2, causal: bool = False, key_padd
         return flash_attention_v1(q, k, v, **kw)
     if version == 3:
         from .flash3 import flash_attention_v3
-        return flash_attention_v3(q, k, v, window=window, **kw)
+        return flash_attention_v3(q, k, v, window=window, pad_queries=pad_queries, **kw)
     from .flash2 import flash_attention_v2
 
-    return flash_attention_v2(q, k, v, window=window, **kw)
+    return flash_attention_v2(q, k, v, window=window, pad_queries=pad_queries, **kw)
 
 
 def flash_attention_backward(dout, saved):

@@ -32,7 +32,7 @@ KERNEL = "flash3_fwd"
 def flash_attention_v3(q, k, v, *, causal: bool = False, key_padding_mask=None, dropout_p: float = 0.0,
                        seed: int = 0, scale=None, window=None, block_q: "int | None" = None,
                        block_k: "int | None" = None, dtype: str = "fp16", check_finite: bool = True,
-                       return_saved: bool = False):
+                       return_saved: bool = False, pad_queries: bool = False):
     """FlashAttention-3 forward: O = softmax(scale Q K^T + mask) V on a Hopper device.
 
     Arguments as :func:`~tinyml.kernels.attention.flash2.flash_attention_v2`; records one kernel,
@@ -52,7 +52,8 @@ def flash_attention_v3(q, k, v, *, causal: bool = False, key_padding_mask=None, 
         raise TileConfigError(f"FlashAttention-3 has no dropout (dropout_p={call.dropout_p}); "
                               f"use version=2 for attention dropout")
     issue = attention_issue(call.head_dim, mma="wgmma", overlap=True)
-    return forward(call, block_q, block_k, return_saved, check_finite, kernel=KERNEL, issue=issue)
+    return forward(call, block_q, block_k, return_saved, check_finite, kernel=KERNEL, issue=issue,
+                   pad_queries=bool(pad_queries))
 
 
 __all__ = ["flash_attention_v3"]

@@ -53,6 +53,22 @@ L2: blocks of one wave with the same (batch, kv head) read the same K and V
 (the ``panels`` of the launch); the heaviest q block comes first, so the first
 reader in a wave reads the whole causal span.
 
+A padded q tile (``pad_queries=True``, FlashAttention-2's CUDA kernel as it shipped): the kernel's tile
+shape is fixed when it is compiled (B_r = 128 rows of Q for head dim 128 on the A100), so a query
+sequence shorter than B_r (decoding's single row: the "FlashAttention-2" baseline of the
+Flash-Decoding blog) still runs a B_r-row tile: the missing rows are zero-filled in SRAM, never read
+from HBM, multiplied on the tensor cores and exponentiated with the real ones, and never stored.
+Per tile, with r_i the real rows::
+
+    HBM reads, writes        as above (r_i rows of Q, O and lse)
+    matmul FLOPs             4 d B_r c_j          instead of 4 d r_i c_j
+    vector FLOPs             B_r (c_j per_score + d + 3) per tile, B_r (d + 2) per q block
+    SRAM and registers       Q_i, S_ij, O_i for B_r rows
+
+so at Nq = 1 the tile does B_r = 128 times the useful arithmetic, and with B x H blocks (one q block
+each) the launch is compute-bound on the padding. The default (``pad_queries=False``) clamps B_r to
+the sequence: the algorithm's cost, not the shipped kernel's.
+
 On the CPU (executing mode) the same loop runs with the score tile held
 transposed, one row per key and one column per query: Q_i is loaded as Q_i^T
 (D, B_r), S^T = K_j Q_i^T and O += (P^T)^T V_j, and the statistics m, l are
@@ -87,7 +103,7 @@ from ..fastexp import start_tile, tile_exp, tile_scale_max
 from ..flops import EXP, attention_issue, forward_per_score
 from ..masks import visible
 from ..rng import keep
-from .block_sizes import resolve_blocks
+from .block_sizes import SIZES, resolve_blocks
 from .grid import kv_panels, q_block_classes, tile_grid
 
 KERNEL = "flash2_fwd"
@@ -121,8 +137,9 @@ class Flash2Saved:
 
 @njit(parallel=True, cache=True)
 def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, span_hi, causal, wl, wr,
-          has_mask, scale, dropout_p, seed, per_score, execute, ids, counters, elem_bits, gemm):
+          has_mask, scale, dropout_p, seed, per_score, execute, ids, counters, elem_bits, gemm, pad_rows):
     # q, o: (B*H*NQ, D); k, v: (B*KVH*NK, D); lse: (B*H, NQ); key_valid: (B, NK)
+    # pad_rows: BR when the q tile is padded (tensor-core and softmax work for all BR rows), else 0
     # walks the blocks ids (all, or one per class when counting), block ids[row] counting into row row;
     # counting visits one K/V tile of each kind with its multiplicity (tinyml.kernels._classes)
     nqb = (NQ + BR - 1) // BR
@@ -138,6 +155,7 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         h = bh % H
         r0 = ib * BR
         rows = min(BR, NQ - r0)
+        mrows = max(rows, pad_rows)          # rows the tile's MMAs and softmax run on (padded or real)
         kv0 = (b * KVH + h // group) * NK    # first row of this kv head in k, v
         br_, bc_, d_ = extent(BR, execute), extent(BC, execute), extent(D, execute)
         # Tiles are not zeroed (a memset per block cost 2-3% of the forward): only what a partial
@@ -175,10 +193,10 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                 count_tile_load(cols, D, step, 0, OP_V, elem_bits)
                 if has_mask:
                     count_load_direct(cols, step, 0, OP_MASK, 8)           # key_valid[b, c0:c0+cols]
-                count_mma(rows, cols, D, step, 0, elem_bits)               # S = Q_i K_j^T
-                count_vector(rows * cols * per_score, step, 0)
-                count_vector(rows * (D + RESCALE_PER_ROW), step, 0)
-                count_mma(rows, D, cols, step, 0, elem_bits)               # O += P V_j
+                count_mma(mrows, cols, D, step, 0, elem_bits)              # S = Q_i K_j^T
+                count_vector(mrows * cols * per_score, step, 0)
+                count_vector(mrows * (D + RESCALE_PER_ROW), step, 0)
+                count_mma(mrows, D, cols, step, 0, elem_bits)              # O += P V_j
                 add_scaled(counters, row, step, mult)
                 if not execute:
                     continue
@@ -226,7 +244,7 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
                         for dd in range(D):
                             o_acc[r, dd] *= a
                 mma_acc_at(pt[:cols], v_j, o_acc, gemm)                    # O += (P^T)^T V: (BR, cols) @ (cols, D)
-            count_vector(rows * (D + FINAL_PER_ROW), counters, row)
+            count_vector(mrows * (D + FINAL_PER_ROW), counters, row)
             if execute:
                 for r in range(rows):
                     if l_i[r] > 0.0:
@@ -241,13 +259,21 @@ def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, spa
         store_tile(lse_row, 1, rows, lse, bh, r0, execute, counters, row, 32)
 
 
+def tile_rows(seq_q: int, pad_queries: bool) -> int:
+    """The query rows the block sizes are chosen for and clamped to: the sequence's, or with
+    ``pad_queries`` at least the largest candidate B_r (128), so a short query sequence runs in a
+    full tile as in FlashAttention-2's CUDA kernel (module docstring, "A padded q tile")."""
+    return max(seq_q, SIZES[0]) if pad_queries else seq_q
+
+
 def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_finite: bool = True,
-            kernel: str = KERNEL, issue=None):
+            kernel: str = KERNEL, issue=None, pad_queries: bool = False):
     """Launch the forward of a validated call; returns O (and the saved state). ``kernel`` / ``issue``:
-    the record's name and instructions (FlashAttention-3 runs this tile loop as ``flash3_fwd``)."""
+    the record's name and instructions (FlashAttention-3 runs this tile loop as ``flash3_fwd``);
+    ``pad_queries``: the q tile keeps its full B_r rows on a short query sequence (:func:`tile_rows`)."""
     prof = current_profile()
-    blocks, sram, regs = resolve_blocks(prof.device, "fwd", call.seq_q, call.seq_k, call.head_dim, call.dtype,
-                                  kernel, block_q, block_k)
+    blocks, sram, regs = resolve_blocks(prof.device, "fwd", tile_rows(call.seq_q, pad_queries), call.seq_k,
+                                        call.head_dim, call.dtype, kernel, block_q, block_k)
     B, H, KVH, NQ, NK, D = call.batch, call.heads, call.kv_heads, call.seq_q, call.seq_k, call.head_dim
     for op in (call.q, call.k, call.v):
         prof.hbm.track(op.obj, op.name, call.dtype)
@@ -273,7 +299,8 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
               lse.reshape(B * H, NQ) if x else stand_in(2),
               B, H, KVH, NQ, NK, D, blocks.block_q, blocks.block_k, span_lo, span_hi, call.causal, wl, wr,
               has_mask, call.scale, call.dropout_p, call.seed,
-              fwd_per_score(call.masked, call.dropout_p > 0), x, ids, counters, call.elem_bits, gemm)
+              fwd_per_score(call.masked, call.dropout_p > 0), x, ids, counters, call.elem_bits, gemm,
+              blocks.block_q if pad_queries else 0)
     panel = kv_panels(B * H * nqb, nqb, H, KVH)
     panels = {OP_K: panel, OP_V: panel, OP_MASK: panel // KVH}
     prof.record(kernel, grid, launch_counters(counters, x, *classes), dtype=call.dtype, sram_per_block=sram,
@@ -287,7 +314,7 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
 def flash_attention_v2(q, k, v, *, causal: bool = False, key_padding_mask=None, dropout_p: float = 0.0,
                        seed: int = 0, scale=None, window=None, block_q: "int | None" = None,
                        block_k: "int | None" = None, dtype: str = "fp16", check_finite: bool = True,
-                       return_saved: bool = False):
+                       return_saved: bool = False, pad_queries: bool = False):
     """FlashAttention-2 forward: O = softmax(scale Q K^T + mask) V without an N x N matrix in HBM.
 
     q: (B, H, Nq, d); k, v: (B, KVH, Nk, d) (GQA when KVH < H); NumPy arrays
@@ -295,10 +322,12 @@ def flash_attention_v2(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     sliding window (int or (left, right)); ``block_q`` / ``block_k`` are B_r /
     B_c (default: the largest that fit SRAM). Returns O (B, H, Nq, d), or
     ``(O, saved)`` with ``return_saved=True`` for :func:`flash_attention_v2_backward`.
-    Records one kernel, ``flash2_fwd``. See the module docstring for the tile
-    loop and the HBM bytes.
+    ``pad_queries=True`` runs every q tile at its full B_r rows, as the CUDA kernel does when the
+    query sequence is shorter than its tile (decoding with FlashAttention-2): same bytes, B_r-row
+    tensor-core and softmax work. Records one kernel, ``flash2_fwd``. See the module docstring for
+    the tile loop and the HBM bytes.
     """
     call = prepare_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p,
                              seed=seed, scale=scale, window=window, dtype=dtype, kernel=KERNEL,
                              check_finite=check_finite)
-    return forward(call, block_q, block_k, return_saved, check_finite)
+    return forward(call, block_q, block_k, return_saved, check_finite, pad_queries=bool(pad_queries))
