@@ -150,7 +150,7 @@ def efficiency(func, device: str, seeds: int, trials: int, batch: int = 16) -> d
 # ---- 4. model quality on held-out shapes ---------------------------------------------------------
 
 def quality(device: str, train_shapes, test_shapes, n_per_shape: int) -> dict:
-    from tinyml.compiler.tune.features import knob_features, nest_features
+    from tinyml.compiler.tune.features import PRIOR, knob_features, nest_features
     from tinyml.compiler.tune.model import make_model, targets
     import random
 
@@ -180,12 +180,17 @@ def quality(device: str, train_shapes, test_shapes, n_per_shape: int) -> dict:
     print(f"\n== 4. Model quality on {device}: trained on {len(ttr)} trials of {len(train_shapes)} shapes, tested on "
           f"{len(tte)} of {len(test_shapes)} held-out shapes (per shape, then the median)")
     for name, model, feats in [("xgboost (rank), nest features", "xgboost", "nest"),
+                               ("xgboost (rank), nest, no prior", "xgboost", "nest-np"),
                                ("xgboost (reg), nest features", "xgboost-reg", "nest"),
                                ("ridge, nest features", "ridge", "nest"),
-                               ("xgboost (rank), raw knobs", "xgboost", "knobs")]:
-        xa, xb = (xtr, xte) if feats == "nest" else (ktr, kte)
-        m = make_model(model).fit(xa, y, gtr)
-        pred = m.predict(xb)
+                               ("xgboost (rank), raw knobs", "xgboost", "knobs"),
+                               ("phase estimate alone (no model)", "estimate", "nest")]:
+        xa, xb = (xtr, xte) if feats.startswith("nest") else (ktr, kte)
+        if model == "estimate":
+            pred = xb[:, PRIOR]
+        else:
+            m = make_model(model, prior=PRIOR if feats == "nest" else None).fit(xa, y, gtr)
+            pred = m.predict(xb)
         sp, pw = [], []
         for g in sorted(set(gte)):
             idx = [i for i, x in enumerate(gte) if x == g]

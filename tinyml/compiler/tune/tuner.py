@@ -32,7 +32,7 @@ from ..tensor import to_json as trace_json
 from .annealing import Annealing
 from .errors import TuneError
 from .evolution import Evolutionary
-from .features import FEATURE_KINDS, knob_features, nest_features
+from .features import FEATURE_KINDS, PRIOR, UNFIT, knob_features, nest_features
 from .log import VERSION, dumps, read_records
 from .measure import Result, failure
 from .model import MODELS, make_model, targets
@@ -104,6 +104,7 @@ class Featurizer:
                     v = None
                 if v is None:               # an illegal candidate: a vector no legal one has
                     v = np.full(self.width, -1.0)
+                    v[PRIOR] = UNFIT            # and the prior of a candidate that fails
             self.cache[key] = v
         return v
 
@@ -188,7 +189,7 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     history = [r for r in read_records(path) if mine(r)] if path is not None and path.exists() else []
     tx, tt, tg = transfer_data(transfer, features) if transfer else ([], [], [])
     strat = STRATEGIES[strategy]()
-    m = make_model(model, seed)
+    m = make_model(model, seed, prior=PRIOR if features == "nest" else None)
     measured: dict = {}
     timing = {"measure": 0.0, "model": 0.0, "propose": 0.0}
     records = list(history)
