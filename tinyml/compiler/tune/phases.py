@@ -10,7 +10,9 @@ templates' matmuls, whose tiles divide the shape, and close for a padded convolu
                  (a panel: the blocks with the same grid values on the operand's axes; the first
                  wave = the first min(blocks, SMs * blocks per SM) blocks in launch order)
     hbm after L2 = sum over input operands of (bytes * l2 share) + output bytes
-    sram       = bytes loaded into shared stages + the compute's reads from them
+    sram       = bytes loaded into shared stages + the output tile's store (from either scope, as
+                 tinyml.sim.tiles.store_tile counts it) + the compute's reads from them (+ a shared
+                 accumulator's zeroing by a decomposed init)
                  (MMA: m*k + k*n elements per tile product; scalar: one element per point per
                  shared operand, two for a shared accumulator, in the global buffer's dtype) + a shared accumulator's store
     t_mem      = hbm after L2 / (bandwidth * eff / SMs)          # one SM's share of every resource
@@ -109,9 +111,13 @@ def phases(nest, device) -> Phases:
             tbytes = tile * bits(st.dtype) / 8
             if st.scope == "shared":
                 sram_tiles += tbytes
-                sram += moved * bits(st.dtype) / 8             # the load's writes (or the store's reads)
+                sram += moved * size                           # the load's writes (or the store's reads)
+                if op < 0 and nest.init_depth is not None:
+                    sram += moved * size                       # a decomposed init zeroes the tile in SRAM
             else:
                 regs_tiles += tbytes
+                if op < 0:
+                    sram += moved * size                       # the store reads the tile as from SRAM
             shared = st.scope == "shared"
         else:
             moved, shared = points * (2 if op < 0 else 1), False
