@@ -292,9 +292,11 @@ def cpu(trials: int) -> list:
 
 
 def targets_rows(c, hand, eff, q, tr, cr, cpu_rows, quick, qc=None) -> list:
-    rows = [("512 simulated trials of one GEMM < 60 s" if c["trials"] >= 512 else
-             f"{c['trials']} simulated trials (512 in the full run) < 60 s x {c['trials']}/512",
-             f"{c['total_s']:.1f} s", c["total_s"] < 60 * c["trials"] / 512, True),
+    # judged on the run's own CPU seconds: the tuner is single-threaded (XGBoost with one thread, serial
+    # kernels), so on 2 idle cores its wall time is its CPU time; on a shared machine the wall time is not
+    rows = [("512 simulated trials of one GEMM < 60 s (CPU s of the run)" if c["trials"] >= 512 else
+             f"{c['trials']} simulated trials (512 in the full run) < 60 s x {c['trials']}/512 (CPU s)",
+             f"{c['cpu_s']:.1f} CPU s (wall {c['total_s']:.1f} s)", c["cpu_s"] < 60 * c["trials"] / 512, True),
             ("model retraining share of the run (issue: a small fraction)", f"{c['model_s'] / c['total_s']:.0%}",
              c["model_s"] / c["total_s"] < 0.25, False),
             (f"retraining share with retrain_growth {RETRAIN_GROWTH} (< 25%)",
