@@ -1,6 +1,6 @@
 """The phase estimate (tinyml.compiler.tune.phases) and its use as the cost model's prior: closed-form
 bytes, equality with the counters of the kernel it describes, invariances, the prior in the models
-and in the tuner's first batch."""
+and in the tuner's first batch; a run whose space is exhausted by failures ends cleanly."""
 
 from __future__ import annotations
 
@@ -145,3 +145,28 @@ def test_the_first_batch_is_ranked_by_the_prior_and_prior_false_is_random():
     assert "prior" not in with_prior[0]["run"] and without[0]["run"]["prior"] is False
     assert [r["decisions"] for r in with_prior] == [r["decisions"] for r in tune(func, meas, trials=8, batch=8,
                                                                                    seed=1).records]
+
+
+def _acc_only(s):
+    """A two-candidate space: fixed tiles, the accumulator's scope open."""
+    acc = s.sample_categorical([0, 1])
+    i0, i1 = s.split("i", [None, 16])
+    j0, j1 = s.split("j", [None, 16])
+    k0, k1 = s.split("k", [None, 16])
+    s.reorder(i0, j0, k0, i1, j1, k1)
+    s.bind(i0, "blockIdx.y")
+    s.bind(j0, "blockIdx.x")
+    s.reverse_compute_at(s.cache_write(T.ACCUMULATORS[acc]), j0)
+    s.decompose_reduction(k0)
+
+
+@pytest.mark.parametrize("strategy", ["evolutionary", "annealing", "random"])
+def test_a_space_exhausted_by_failures_ends_the_run_instead_of_crashing(strategy):
+    """Every candidate fails (A and B do not fit toy's 1 MiB of HBM) and the budget exceeds the space: the
+    run measures both candidates, records them as failures and stops (evolution used to breed from an
+    empty population: ResNet-50's deep layers on toy)."""
+    func = matmul(64, 64, 8192)
+    res = tune(func, SimulatedMeasurer("toy"), strategy=strategy, model="xgboost", trials=8, batch=4,
+               template=_acc_only)
+    assert res.space_size == 2 and len(res.records) == 2
+    assert all(r["result"]["status"] != "ok" for r in res.records) and res.best is None
