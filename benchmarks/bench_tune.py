@@ -120,7 +120,8 @@ def beat_hand(workloads: list, presets, trials: int) -> list:
     losses = [r for r in rows if r.get("speedup") and r["speedup"] < 1 - 1e-9]
     print(f"   losses ({len(losses)}): what bounds each (bound, waves x blocks/SM, HBM MB, SRAM MB)")
     for r in losses:
-        print(f"   {r['device']:<10} {r['workload']:<34} {r['speedup']:.3f}x  hand {r['hand']}: {_show(r['hand_profile'])}"
+        print(f"   {r['device']:<10} {r['workload']:<34} {r['speedup']:.3f}x  hand {r['hand']}: "
+              f"{_show(r['hand_profile'])}"
               f"  | tuned {r['decisions']}: {_show(r['tuned_profile'])}")
     return rows
 
@@ -209,7 +210,8 @@ def quality(device: str, train_shapes, test_shapes, n_per_shape: int, build=None
     y = targets(ttr, gtr)
     out = {}
     kind = "matmul" if build is None else "conv2d"
-    print(f"\n== 4. Model quality ({kind}) on {device}: trained on {len(ttr)} trials of {len(train_shapes)} shapes, tested on "
+    print(f"\n== 4. Model quality ({kind}) on {device}: trained on {len(ttr)} trials of {len(train_shapes)} shapes, "
+          f"tested on "
           f"{len(tte)} of {len(test_shapes)} held-out shapes (per shape, then the median)")
     for name, model, feats in [("xgboost (rank), nest features", "xgboost", "nest"),
                                ("xgboost (rank), nest, no prior", "xgboost", "nest-np"),
@@ -397,7 +399,8 @@ def main(argv=None) -> int:
     print(f"\n{verdict(failed)}")
     if args.json:
         write_json(args.json, {"quick": quick, "seeds": seeds, "cost": c, "hand": hand, "efficiency": eff,
-                               "quality": q, "quality_conv": qc, "transfer": tr, "cross": cr, "cpu": cpu_rows}, rows, failed)
+                               "quality": q, "quality_conv": qc, "transfer": tr, "cross": cr, "cpu": cpu_rows},
+                   rows, failed)
     return 1 if failed else 0
 
 

@@ -10,11 +10,12 @@ templates' matmuls, whose tiles divide the shape, and close for a padded convolu
                  (a panel: the blocks with the same grid values on the operand's axes; the first
                  wave = the first min(blocks, SMs * blocks per SM) blocks in launch order)
     hbm after L2 = sum over input operands of (bytes * l2 share) + output bytes
-    sram       = bytes loaded into shared stages + the output tile's store (from either scope, as
-                 tinyml.sim.tiles.store_tile counts it) + the compute's reads from them (+ a shared
-                 accumulator's zeroing by a decomposed init)
-                 (MMA: m*k + k*n elements per tile product; scalar: one element per point per
-                 shared operand, two for a shared accumulator, in the global buffer's dtype) + a shared accumulator's store
+    sram       = bytes loaded into shared stages
+                 + the output tile's store (read from either scope, as tiles.store_tile counts it)
+                 + a shared accumulator's zeroing by a decomposed init
+                 + the compute's reads (MMA: m*k + k*n elements per tile product; scalar: one
+                   element per point per shared operand, two for a shared accumulator)
+                 (elements in the global buffer's dtype, as the generated kernel counts them)
     t_mem      = hbm after L2 / (bandwidth * eff / SMs)          # one SM's share of every resource
     t_sram     = sram / (SRAM bandwidth * eff / SMs)
     t_compute  = FLOPs / (tensor-core or vector rate * eff / SMs)    # MMA when tensorized
