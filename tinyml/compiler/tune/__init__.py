@@ -8,7 +8,8 @@
 | :mod:`.simulated` | measure on a simulated preset: counting mode, the full kernel record kept |
 | :mod:`.cpu` | measure on the real CPU: median of runs after a warm-up, output checked once, noise |
 | :mod:`.features` | loop-nest features (bytes per level, reuse, strides, footprints, occupancy) and raw knobs |
-| :mod:`.model`, :mod:`.ridge`, :mod:`.xgb` | cost models: NumPy ridge regression, XGBoost (rank / regression) |
+| :mod:`.phases` | the phase estimate from the nest and the device: bytes, phase seconds, waves, the prior |
+| :mod:`.model`, :mod:`.ridge`, :mod:`.xgb` | ridge (NumPy), XGBoost (rank / regression; the estimate as margin) |
 | :mod:`.strategy`, :mod:`.random_search`, :mod:`.annealing`, :mod:`.evolution` | search strategies |
 | :mod:`.tuner` | the loop: batches, model retraining, epsilon-greedy, logging, resuming, transfer |
 | :mod:`.log` | JSON-lines logs keyed by workload and device hash; :class:`TuningLog` feeds ``compile()`` |

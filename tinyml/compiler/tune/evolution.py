@@ -40,6 +40,8 @@ class Evolutionary(Strategy):
         pop = ctx.best_measured(self.population // 2)
         pop += random_fresh(ctx, self.population - len(pop))
         ctx.taken.clear()
+        if not pop:                  # nothing succeeded and the space is exhausted: nothing to breed from
+            return []
         scores = list(ctx.score(pop))
         seen = {space.key(p): (s, p) for p, s in zip(pop, scores)}
         for _ in range(self.generations):

@@ -15,6 +15,10 @@ For a candidate's nest (after the template's primitives) and the device it runs 
     occupancy estimate   = blocks per SM from SRAM and registers (tinyml.sim.occupancy),
                            waves = ceil(blocks / slots), tail = blocks / (waves * slots)
     roofline estimates   = HBM bytes / bandwidth, FLOPs / peak (vector or tensor-core rate)
+    phase estimate       = per block: HBM bytes before and after the first wave's L2 panel reuse,
+                           SRAM bytes, FLOPs; seconds of the memory, SRAM and compute phases on one
+                           SM's share; blocks resident per SM; the estimated kernel time; padding
+                           waste of the tiles; each input's L2 share (:mod:`.phases`)
 
 Counts are log-scaled (``log2(1 + x)``) so a tree splits on orders of magnitude. The
 features depend only on the nest and the device: not on loop names, not on the order
@@ -32,13 +36,22 @@ import numpy as np
 from ...sim import bits
 from ...sim.cost import occupancy
 from ..tensor.codegen import outer_loops
+from .phases import phases
 
 OPERANDS = ("in0", "in1", "out")
 _PER_OP = ("tile", "hbm", "reuse", "stride", "scope")
 NAMES = ([f"{op}_{f}" for op in OPERANDS for f in _PER_OP]
          + ["sram_per_block", "regs_per_block", "blocks", "serial_steps", "inner_extent", "vectorized",
             "mma", "mma_m", "mma_n", "mma_k", "flops", "hbm_total", "intensity", "blocks_per_sm", "waves",
-            "tail", "sm_fill", "t_hbm", "t_compute", "t_ratio", "fits"])
+            "tail", "sm_fill", "t_hbm", "t_compute", "t_ratio", "fits"]
+         + ["ph_hbm_block", "ph_hbm_block_l2", "ph_sram_block", "ph_flops_block", "ph_resident", "ph_t_mem",
+            "ph_t_sram", "ph_t_compute", "ph_mem_vs_compute", "ph_estimate", "ph_padding", "ph_l2_in0",
+            "ph_l2_in1", "ph_estimate_vs_ideal", "ph_mem_vs_ideal", "ph_compute_vs_ideal", "ph_waves_x_resident",
+            "ph_prior"])
+#: the column of the phase estimate's prior score: ``-log2(estimate / roofline)``, higher = predicted faster,
+#: :data:`UNFIT` where the tiles overflow SRAM or the register file (the trial will fail)
+PRIOR = len(NAMES) - 1
+UNFIT = -64.0
 
 
 def _log(x: float) -> float:
@@ -124,7 +137,27 @@ def nest_features(nest, device) -> np.ndarray:
               _log(flops), _log(hbm_total), _log(flops / max(hbm_total, 1)), _log(bps), _log(waves), tail,
               min(1.0, blocks / device.sm_count), _log(t_hbm), _log(t_comp), math.log2(max(t_hbm, 1e-9) /
                                                                                         max(t_comp, 1e-9)), float(fits)]
+    feats += phase_features(nest, device)
     return np.array(feats, dtype=np.float64)
+
+
+def phase_features(nest, device) -> list:
+    """The :mod:`.phases` estimate as features: bytes and FLOPs log2-scaled, seconds as log2 of
+    nanoseconds (``log2(1 + ns)``), the L2 shares of the first two inputs as fractions, and the
+    estimate and the phases' total seconds over the workload's roofline (``log2``): a tree cannot
+    extrapolate to a held-out shape's absolute times, but "1.3x the roofline" means the same for
+    every shape."""
+    p = phases(nest, device)
+    ns = lambda t: _log(t * 1e9)  # noqa: E731
+    share = list(p.l2_share[:2]) + [1.0] * (2 - len(p.l2_share[:2]))
+    t_c = max(p.t_sram, p.t_compute)
+    return [_log(p.hbm_block), _log(p.hbm_block_l2), _log(p.sram_block), _log(p.flops_block), _log(p.resident),
+            ns(p.t_mem), ns(p.t_sram), ns(p.t_compute), math.log2(max(p.t_mem, 1e-15) / max(t_c, 1e-15)),
+            ns(p.estimate_s), math.log2(p.padding), *share,
+            math.log2(p.estimate_s / p.ideal_s),                                   # comparable across shapes
+            math.log2(max(p.t_mem, 1e-15) * p.blocks / device.sm_count / p.ideal_s),
+            math.log2(max(t_c, 1e-15) * p.blocks / device.sm_count / p.ideal_s), _log(p.waves * p.resident),
+            -math.log2(p.estimate_s / p.ideal_s) if p.fits else UNFIT]
 
 
 def knob_features(decisions: tuple) -> np.ndarray:

@@ -38,8 +38,9 @@ def targets(times: list, groups: list) -> np.ndarray:
     return y
 
 
-def make_model(name: str, seed: int = 0):
-    """A fresh model by name (:data:`MODELS`); ``"none"`` is ``None``."""
+def make_model(name: str, seed: int = 0, prior: "int | None" = None):
+    """A fresh model by name (:data:`MODELS`); ``"none"`` is ``None``. ``prior``: the feature column
+    of a prior score the trees start from (:mod:`.xgb`; the loop-nest features' :data:`~.features.PRIOR`)."""
     if name == "none":
         return None
     if name == "ridge":
@@ -47,5 +48,5 @@ def make_model(name: str, seed: int = 0):
         return Ridge()
     if name in ("xgboost", "xgboost-reg"):
         from .xgb import XGBModel
-        return XGBModel("rank" if name == "xgboost" else "reg", seed=seed)
+        return XGBModel("rank" if name == "xgboost" else "reg", seed=seed, prior=prior)
     raise TuneError(f"unknown cost model {name!r}; choose one of {', '.join(MODELS)}")

@@ -5,12 +5,19 @@
     for batch b in (len(history) / batch) .. trials / batch:
         if the trials grew by retrain_growth since the last fit (1.0: every batch):
             model.fit(features(measured so far), -log time)    # retrained from scratch
+        before any fit (the first batch): the loop-nest features' phase estimate is the score
+                                           # (prior=True, a model and nest features: Triton's perf_model)
         rng = Random(seed, b)                              # per batch: resuming gives the same run
         candidates = strategy.propose(ctx, (1 - epsilon) * batch)   # searches the model, if any
                    + random fresh candidates up to batch   # epsilon-greedy (with a model)
         for each: schedule = space.schedule(decisions); result = measurer.measure(schedule)
                   append the record to the log             # failures too: every trial counts
         strategy.observe(ctx, candidates, times)
+
+The first batch is where a search without a model is blind: with ``prior`` it is the best of a
+pool ranked by the phase estimate (:mod:`.phases`, computed from the nest and the device, nothing
+measured), as Triton's autotuner prunes its configs with an analytic ``perf_model``; epsilon-greedy
+still keeps a random share.
 
 ``transfer`` adds the trials of other logs (another device, other shapes) to the model's
 training data as their own groups: the model starts the run knowing what they taught it.
@@ -32,7 +39,7 @@ from ..tensor import to_json as trace_json
 from .annealing import Annealing
 from .errors import TuneError
 from .evolution import Evolutionary
-from .features import FEATURE_KINDS, knob_features, nest_features
+from .features import FEATURE_KINDS, PRIOR, UNFIT, knob_features, nest_features
 from .log import VERSION, dumps, read_records
 from .measure import Result, failure
 from .model import MODELS, make_model, targets
@@ -104,6 +111,7 @@ class Featurizer:
                     v = None
                 if v is None:               # an illegal candidate: a vector no legal one has
                     v = np.full(self.width, -1.0)
+                    v[PRIOR] = UNFIT            # and the prior of a candidate that fails
             self.cache[key] = v
         return v
 
@@ -151,13 +159,16 @@ def _func_of(workload: dict):
 
 def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboost", features: str = "nest",
          trials: int = 64, batch: int = 16, seed: int = 0, epsilon: float = 0.1, log=None, template=None,
-         transfer=(), progress=None, retrain_growth: float = 1.0) -> TuneResult:
+         transfer=(), progress=None, retrain_growth: float = 1.0, prior: bool = True) -> TuneResult:
     """Tune ``func`` on ``measurer`` (module docstring); returns a :class:`TuneResult`.
 
     ``retrain_growth``: retrain the model only once the measured trials have grown by this factor
     since its last fit (1.0: after every batch; 1.5: about log_1.5(trials / batch) fits in a run, so
     retraining is a small share of a long run's time; the model in between keeps scoring). A resumed
     run refits at its first batch, so resume equals an uninterrupted run only for the default 1.0.
+
+    ``prior``: before the model's first fit, score candidates by the phase estimate (with a model and
+    ``features="nest"`` only; ``False``: the first batch is uniformly random, as AutoTVM's is).
 
     ``log``: a path; its records of this run (same workload, device, space and settings) are
     resumed and new trials are appended. ``progress(record, result)`` is called per trial.
@@ -179,7 +190,8 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     space = Space(func, template or template_for(func, measurer.name))
     feat = Featurizer(space, measurer.device, features)
     run = {"strategy": strategy, "model": model, "features": features, "seed": seed, "batch": batch,
-           "epsilon": epsilon, **({"retrain_growth": retrain_growth} if retrain_growth != 1.0 else {})}
+           "epsilon": epsilon, **({"retrain_growth": retrain_growth} if retrain_growth != 1.0 else {}),
+           **({} if prior else {"prior": False})}
     base = {"version": VERSION, "workload": workload_hash(func), "workload_key": workload_key(func),
             "device": measurer.hash, "device_name": measurer.name, "measurer": measurer.kind, "space": space.name,
             "run": run}
@@ -188,7 +200,7 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     history = [r for r in read_records(path) if mine(r)] if path is not None and path.exists() else []
     tx, tt, tg = transfer_data(transfer, features) if transfer else ([], [], [])
     strat = STRATEGIES[strategy]()
-    m = make_model(model, seed)
+    m = make_model(model, seed, prior=PRIOR if features == "nest" else None)
     measured: dict = {}
     timing = {"measure": 0.0, "model": 0.0, "propose": 0.0}
     records = list(history)
@@ -224,6 +236,8 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
                 scorer_kept = lambda pool: m.predict(np.array([feat(d) for d in pool])) if pool else np.zeros(0)  # noqa
                 fitted_at, timing["fits"] = len(measured), timing["fits"] + 1
             scorer = scorer_kept
+            if scorer is None and m is not None and prior and features == "nest":      # nothing to fit yet
+                scorer = lambda pool: np.array([feat(d)[PRIOR] for d in pool]) if pool else np.zeros(0)  # noqa
             timing["model"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             ctx = ctx_for(b, "propose", scorer)
