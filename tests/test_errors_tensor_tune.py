@@ -110,6 +110,10 @@ TENSOR = [
     ("to_json of a string", lambda: to_json("x"), TraceError, "to_json takes a Schedule, got 'x'"),
     ("simulate a PrimFunc", lambda: simulate(matmul(64, 64, 64)), TensorProgramError, "pass Schedule(func)"),
     ("build a string", lambda: build("x"), TensorProgramError, "take a Schedule or a Nest, got str"),
+    ("build parallel='no'", lambda: build(_sch(), parallel="no"), TensorProgramError,
+     "parallel must be True or False, got 'no'"),
+    ("build name=3", lambda: build(_sch(), name=3), TensorProgramError, "build(name=3): the kernel's name is a "
+     "non-empty string"),
 ]
 
 
