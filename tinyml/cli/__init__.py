@@ -61,8 +61,8 @@ def main(argv: "list[str] | None" = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args) or 0)
-    except TinymlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except TinymlError as exc:       # one line, even for a message written over several (out of HBM ...)
+        print("error: " + " ".join(part.strip() for part in str(exc).splitlines() if part.strip()), file=sys.stderr)
         return 2
     except OSError as exc:           # a file to read or write (the parser checked what it could)
         if isinstance(exc, BrokenPipeError):

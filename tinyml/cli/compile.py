@@ -73,19 +73,14 @@ def register(sub) -> None:
 
 def load_schedules(paths: list) -> "dict | None":
     """The ``--schedule`` files as one schedules dict (None without any); a key given twice is refused."""
-    import json
-
     from ..compiler.lowering.scheduled import table_from_json
+    from ..compiler.tensor.trace import read
 
     if not paths:
         return None
     out: dict = {}
     for path in paths:
-        try:
-            data = json.loads(Path(path).expanduser().read_text())
-        except json.JSONDecodeError as e:
-            raise UsageError(f"--schedule {path} is not JSON ({e}); write a trace with tinyml schedule ... "
-                             f"--write-trace FILE.json") from None
+        data = read(path)                # a TraceError for a file that is not a JSON text
         for key, trace in table_from_json(data, f"--schedule {path}").items():
             if key in out:
                 raise UsageError(f"--schedule {path}: {key!r} already has a schedule from an earlier file")

@@ -68,15 +68,10 @@ def workload(args):
 
 def load_trace(path: str, func):
     """Replay the trace in ``path`` on ``func`` (any size of the same workload)."""
-    from ..compiler.tensor import TraceError, replay
+    from ..compiler.tensor import replay
+    from ..compiler.tensor.trace import read
 
-    text = Path(path).expanduser().read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TraceError(f"{path} is not JSON ({e}); write it with --write-trace or tinyml.compiler.tensor.to_json"
-                         ) from None
-    return replay(func, data, same_shapes=False)
+    return replay(func, read(path), same_shapes=False)
 
 
 def trace_text(text: str) -> str:

@@ -1,10 +1,12 @@
 """Scalar arguments checked one way everywhere: integers and flags, never truncated.
 
 Python's own conversions are silent where a learner needs a refusal: ``int(2.7)``
-is 2, ``int("abc")`` raises a bare ValueError, ``bool("no")`` is True. Every
-public entry point (kernels, ``meta``, the compiler's bindings) takes its
-integer and boolean arguments through :func:`integer` and :func:`flag`, so a
-float where an integer is meant, a string, or an integer out of range is an
+is 2, ``int("abc")`` raises a bare ValueError, ``bool("no")`` is True, ``float("0.5")``
+is 0.5 and ``"greedy" in {...}`` with a list raises ``TypeError: unhashable``. Every
+public entry point (kernels, ``meta``, the compiler's bindings, tensor programs,
+tuning) takes its integer, boolean, real and named arguments through :func:`integer`,
+:func:`flag`, :func:`number` and :func:`choice`, so a float where an integer is meant,
+a string, a bool, NaN, or a value out of range is an
 :class:`~tinyml.sim.errors.ArgumentError` (or the caller's own error class)
 that names the argument, the value, and the range.
 
@@ -18,6 +20,8 @@ tinyml.sim.errors.ArgumentError: window must be an integer, got 2.7 (float); a f
 
 from __future__ import annotations
 
+import difflib
+import math
 import numbers
 
 import numpy as np
@@ -65,3 +69,39 @@ def flag(value, name: str, *, error: type = ArgumentError) -> bool:
     if isinstance(value, (numbers.Integral, np.integer)) and value in (0, 1):
         return bool(value)
     raise error(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def number(value, name: str, *, lo: "float | None" = None, hi: "float | None" = None, lo_open: bool = False,
+           hi_open: bool = False, error: type = ArgumentError, hint: str = "") -> float:
+    """``value`` as a Python float, if it is a finite real number (Python or NumPy, int or float) in the
+    range ``lo .. hi`` (each end closed unless ``lo_open`` / ``hi_open``); else ``error``.
+
+    A bool (``True`` is not 1.0 here), a string (``"0.5"`` is not parsed for you), a complex
+    number, NaN or an infinity is refused; the message names the argument, the value and the range.
+    """
+    tail = f"; {hint}" if hint else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        raise error(f"{name} must be a real number, got {value!r} ({type(value).__name__}){tail}")
+    v = float(value)
+    below = lo is not None and (v <= lo if lo_open else v < lo)
+    above = hi is not None and (v >= hi if hi_open else v > hi)
+    if math.isfinite(v) and not below and not above:
+        return v
+    span = " and ".join(part for part in (
+        None if lo is None else f"{'>' if lo_open else '>='} {lo:g}",
+        None if hi is None else f"{'<' if hi_open else '<='} {hi:g}") if part) or "finite"
+    raise error(f"{name} must be a finite number {span}, got {v!r}{tail}")
+
+
+def choice(value, name: str, options, *, error: type = ArgumentError, hint: str = "") -> str:
+    """``value`` if it is one of the names ``options`` (strings); else ``error`` naming them all and
+    the closest one (``"evolutionnary"``: did you mean 'evolutionary'?). A list, None or any other
+    non-string is refused the same way, never a ``TypeError: unhashable``."""
+    names = list(options)
+    tail = f"; {hint}" if hint else ""
+    if isinstance(value, str) and value in names:
+        return value
+    close = difflib.get_close_matches(value, names, n=1) if isinstance(value, str) else []
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    got = repr(value) if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
+    raise error(f"unknown {name} {got}{guess}; choose one of {', '.join(names)}{tail}")

@@ -31,11 +31,12 @@ import numpy as np
 
 from ...kernels._contract import blas_single_thread, operand, same_mode
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_tiles, current_profile
+from ...sim.args import flag
 from ...sim.counters import new_counters
 from .codegen import generate
-from .errors import BindError
+from .errors import BindError, TensorProgramError
 from .limits import MAX_THREADS_PER_BLOCK
-from .ir import Nest, access_axes
+from .ir import Nest, PrimFunc, access_axes
 
 _COMPILED: dict = {}        # source text -> jitted kernel
 _HERE = Path(__file__).resolve().parent
@@ -212,11 +213,16 @@ def build(nest_or_schedule, name: "str | None" = None, parallel: "bool | None" =
     ``parallel=True`` runs the grid's blocks on the CPU's cores (``prange``); ``False`` runs
     them one after another: the same loops and counters, compiled several times faster;
     ``None`` (the default) is True unless ``TINYML_PARALLEL_KERNELS=0`` (:func:`default_parallel`)."""
-    if parallel is None:
-        parallel = default_parallel()
+    parallel = default_parallel() if parallel is None else flag(parallel, "parallel", error=TensorProgramError)
+    if name is not None and not (isinstance(name, str) and name):
+        raise TensorProgramError(f"build(name={name!r}): the kernel's name is a non-empty string (it names the "
+                                 f"kernel's record in the profile), e.g. 'matmul_tiled'")
     nest = getattr(nest_or_schedule, "nest", nest_or_schedule)
     if not isinstance(nest, Nest):
-        raise TypeError(f"build() takes a Schedule or a Nest, got {type(nest_or_schedule).__name__}")
+        hint = ("; pass Schedule(func) (its naive nest until primitives change it)"
+                if isinstance(nest_or_schedule, PrimFunc) else "")
+        raise TensorProgramError(f"build() and simulate() take a Schedule or a Nest, got "
+                                 f"{type(nest_or_schedule).__name__}{hint}")
     return Kernel(nest, name, parallel)
 
 

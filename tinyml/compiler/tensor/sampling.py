@@ -55,7 +55,7 @@ def perfect_tile(rng: random.Random, extent: int, n: int, max_innermost: int) ->
 def check_perfect_tile(decision, extent: int, n: int, max_innermost: int) -> list:
     """A replayed (or mutated) decision must still be a perfect tiling of the loop."""
     ok = (isinstance(decision, (list, tuple)) and len(decision) == n
-          and all(isinstance(f, int) and f >= 1 for f in decision))
+          and all(isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in decision))
     prod = 1
     for f in decision if ok else ():
         prod *= f

@@ -36,6 +36,7 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 
+from ...sim.args import integer, number
 from .errors import BindError, ComputeAtError, ReorderError, ScheduleError, SplitError, TensorizeError
 from .ir import SCOPES, THREAD_TAGS, Loop, Nest, Piece, PrimFunc, Stage
 from .legality import attachments, check_attachments, check_nest, check_tensorize, shift_depths
@@ -73,6 +74,13 @@ class Schedule:
     """A workload being scheduled: ``nest`` is the current loop nest, ``trace`` the steps."""
 
     def __init__(self, func: PrimFunc, *, seed: int = 0, decisions: "dict | None" = None):
+        if not isinstance(func, PrimFunc):
+            raise ScheduleError(f"Schedule takes a workload (a PrimFunc, e.g. tinyml.compiler.tensor.matmul(256, 256, "
+                                f"256)), got {func!r} ({type(func).__name__})")
+        seed = integer(seed, "seed", error=ScheduleError, hint="the seed of the sampling instructions")
+        if decisions is not None and not isinstance(decisions, dict):
+            raise ScheduleError(f"decisions map instruction indices to decisions, e.g. {{0: [4, 16]}}, got "
+                                f"{decisions!r} ({type(decisions).__name__})")
         self.func = func
         self.nest = Nest.initial(func)
         self.trace: list = []
@@ -113,9 +121,10 @@ class Schedule:
         if len(lp.pieces) != 1:
             raise SplitError(f"sample_perfect_tile({loop}): the loop is fused from {len(lp.pieces)} pieces; "
                              f"sample and split before fusing")
-        if n < 1 or max_innermost_factor < 1:
-            raise SplitError(f"sample_perfect_tile({loop}, n={n}, max_innermost_factor={max_innermost_factor}): "
-                             f"both must be >= 1")
+        n = integer(n, f"sample_perfect_tile({loop}): n", lo=1, error=SplitError,
+                    hint="the number of loops the split makes")
+        max_innermost_factor = integer(max_innermost_factor, f"sample_perfect_tile({loop}): max_innermost_factor",
+                                       lo=1, error=SplitError, hint="the largest innermost factor drawn")
         idx = len(self.trace)
         if idx in self._forced:
             factors = check_perfect_tile(self._forced[idx], lp.extent, n, max_innermost_factor)
@@ -127,11 +136,15 @@ class Schedule:
 
     def sample_categorical(self, candidates: list, probs: "list | None" = None) -> Sampled:
         """One of ``candidates`` (ints), drawn with ``probs`` (uniform by default)."""
-        cands = [int(c) for c in candidates]
-        if not cands:
-            raise ScheduleError("sample_categorical needs at least one candidate")
-        probs = [1.0 / len(cands)] * len(cands) if probs is None else [float(p) for p in probs]
-        if len(probs) != len(cands) or min(probs) < 0 or sum(probs) <= 0:
+        if isinstance(candidates, (str, bytes)) or not isinstance(candidates, (list, tuple)) or not candidates:
+            raise ScheduleError(f"sample_categorical takes a non-empty list of integer candidates, e.g. [0, 1], "
+                                f"got {candidates!r}")
+        cands = [integer(c, f"sample_categorical: candidate {q}", error=ScheduleError) for q, c in enumerate(candidates)]
+        if probs is not None and (isinstance(probs, (str, bytes)) or not isinstance(probs, (list, tuple))):
+            raise ScheduleError(f"sample_categorical: probs is a list of {len(cands)} numbers, got {probs!r}")
+        probs = [1.0 / len(cands)] * len(cands) if probs is None else [
+            number(p, f"sample_categorical: probs[{q}]", lo=0, error=ScheduleError) for q, p in enumerate(probs)]
+        if len(probs) != len(cands) or sum(probs) <= 0:
             raise ScheduleError(f"sample_categorical: {len(cands)} candidates need as many non-negative "
                                 f"probabilities, got {probs}")
         idx = len(self.trace)
@@ -153,15 +166,24 @@ class Schedule:
         if len(lp.pieces) != 1:
             raise SplitError(f"split({loop}): the loop is fused from {len(lp.pieces)} pieces "
                              f"({', '.join(p.axis for p in lp.pieces)}); split the pieces before fusing them")
+        if isinstance(factors, (str, bytes)) or not isinstance(factors, (list, tuple)):
+            raise SplitError(f"split({loop}, {factors!r}): factors are a list, outermost first, e.g. [None, 16]")
         if not factors or sum(f is None for f in factors) > 1:
             raise SplitError(f"split({loop}, {list(factors)}): give at least one factor, at most one None")
-        for f in factors:
-            if f is not None and (isinstance(f, bool) or not isinstance(f, int) or f < 1):
-                raise SplitError(f"split({loop}, {list(factors)}): factors must be positive integers, got {f!r}")
+        factors = [f if f is None or isinstance(f, Sampled) else
+                   integer(f, f"split({loop}, {list(factors)}): factor {q}", lo=1, error=SplitError,
+                           hint="a loop's extent; None lets the split infer it")
+                   for q, f in enumerate(factors)]
         piece = lp.pieces[0]
         known = math.prod(f for f in factors if f is not None)
         vals = [f if f is not None else -(-piece.extent // known) for f in factors]
         total = math.prod(vals)
+        inner = math.prod(vals[1:])
+        if total > piece.extent and (vals[0] - 1) * inner >= piece.extent:
+            need = -(-piece.extent // inner)
+            raise SplitError(f"split({loop}, {vals}): the outer factor {vals[0]} makes iterations that all fall past "
+                             f"the extent {piece.extent} ({vals[0]} x {inner} = {total}; {need} x {inner} covers it); "
+                             f"use {need} or None")
         if total < piece.extent:
             raise SplitError(f"split({loop}, {vals}): the factors multiply to {total}, less than the loop's extent "
                              f"{piece.extent}; the loops would skip values of {piece.axis}")

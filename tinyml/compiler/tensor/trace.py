@@ -15,8 +15,9 @@ walks the space (issue 14).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from .errors import ScheduleError, TraceError
+from .errors import TensorProgramError, TraceError
 from .ir import PrimFunc
 from .schedule import Instruction, Schedule
 
@@ -28,6 +29,8 @@ _PRIMITIVES = {"split", "reorder", "fuse", "bind", "parallel", "vectorize", "unr
 
 def to_json(sch: Schedule, indent: "int | None" = None) -> str:
     """The schedule's trace as JSON text."""
+    if not isinstance(sch, Schedule):
+        raise TraceError(f"to_json takes a Schedule, got {sch!r} ({type(sch).__name__})")
     return json.dumps({"version": VERSION, "workload": sch.func.to_dict(),
                        "instructions": [ins.to_dict() for ins in sch.trace]}, indent=indent)
 
@@ -74,6 +77,9 @@ def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | Non
                          f"\"instructions\": [...]}}, got a {type(trace).__name__}")
     else:
         items = list(trace)
+    if decisions is not None and not isinstance(decisions, dict):
+        raise TraceError(f"decisions map instruction indices to decisions, e.g. {{0: [4, 16]}}, got "
+                         f"{decisions!r} ({type(decisions).__name__})")
     forced = {i: ins.decision for i, ins in enumerate(items) if ins.decision is not None}
     forced.update(decisions or {})
     sch = Schedule(func, seed=seed, decisions=forced)
@@ -84,7 +90,7 @@ def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | Non
         args = _resolve(ins.args, env, i)
         try:
             out = getattr(sch, ins.kind)(*args)
-        except ScheduleError as e:
+        except TensorProgramError as e:             # a ScheduleError, or a loop or stage the nest lacks
             raise type(e)(f"replaying instruction {i} ({ins.kind}): {e}") from None
         except TypeError as e:
             raise TraceError(f"instruction {i} ({ins.kind}) has arguments {ins.args!r} that do not fit: {e}") from None
@@ -95,6 +101,26 @@ def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | Non
             for v in (out if isinstance(out, list) else [out]):
                 env[v.var] = v
     return sch
+
+
+def read(path) -> dict:
+    """The trace in a JSON file (as :func:`to_json` writes it), or a :class:`TraceError` saying why not:
+    missing, unreadable, not text, not JSON, not an object."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TraceError(f"{path} is not a text file (byte {e.start} is not UTF-8); a trace is the JSON that "
+                         f"tinyml schedule ... --write-trace FILE.json or tinyml.compiler.tensor.to_json "
+                         f"writes") from None
+    except OSError as e:
+        raise TraceError(f"cannot read the trace {path}: {e.strerror}; pass a trace file written by "
+                         f"tinyml schedule ... --write-trace FILE.json") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TraceError(f"{path} is not JSON ({e}); write it with --write-trace or "
+                         f"tinyml.compiler.tensor.to_json") from None
 
 
 def _instructions(data) -> list:

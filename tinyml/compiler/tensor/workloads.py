@@ -18,14 +18,20 @@ from __future__ import annotations
 import numpy as np
 
 from ...sim import FLOAT_DTYPES, canonical
+from ...sim.args import flag, integer
 from .errors import TensorProgramError
 from .ir import EPILOGUE_INPUTS, EPILOGUE_KINDS, GELU_A, GELU_C, REDUCE, SPATIAL, Access, Axis, Block, Buffer, Epilogue, Index, PrimFunc
 
 
 def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise TensorProgramError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    """An extent: an integer >= 1 (Python or NumPy; not a bool, a float or a string), at most the int64
+    maximum (the generated kernels index with int64)."""
+    return integer(value, name, lo=1, error=TensorProgramError,
+                   hint="an extent is a whole number of elements, e.g. matmul(256, 256, 256)")
+
+
+def _flag(name: str, value) -> bool:
+    return flag(value, f"{name}=", error=TensorProgramError)
 
 
 def contraction(name: str, extents: dict, inputs: dict, output: tuple, dtype: str = "fp16",
@@ -44,6 +50,11 @@ def contraction(name: str, extents: dict, inputs: dict, output: tuple, dtype: st
     input), ``("relu",)``, ``("gelu",)``.
     """
     dtype = canonical(dtype, FLOAT_DTYPES)
+    if not isinstance(extents, dict) or not isinstance(inputs, dict):
+        raise TensorProgramError(f"{name}: extents and inputs are dicts ({{axis: extent}}, {{buffer: axes}}), got "
+                                 f"{type(extents).__name__} and {type(inputs).__name__}")
+    if not (isinstance(output, (tuple, list)) and len(output) == 2 and isinstance(output[0], str)):
+        raise TensorProgramError(f"{name}: output is (buffer name, axes), e.g. ('C', ('i', 'j')), got {output!r}")
     if len(inputs) != 2:
         raise TensorProgramError(f"{name}: a contraction multiplies two inputs, got {list(inputs)}")
     out_name, out_axes = output
@@ -106,9 +117,14 @@ def matmul(m: int, n: int, k: int, dtype: str = "fp16", *, bias: bool = False, r
     ``epilogue`` gives the steps in another order (names from ``"bias" "relu" "gelu" "residual"``,
     e.g. ``("bias", "gelu", "residual")``). The workload is named after its steps
     (``matmul_bias_gelu_residual``); its extra inputs are ``bias`` and ``R``, after A and B."""
+    flags = {nm: _flag(nm, on) for nm, on in (("bias", bias), ("relu", relu), ("gelu", gelu),
+                                                ("residual", residual))}
+    bias, relu, gelu, residual = flags.values()
     if epilogue is None:
-        epilogue = tuple(name for name, on in (("bias", bias), ("relu", relu), ("gelu", gelu),
-                                               ("residual", residual)) if on)
+        epilogue = tuple(nm for nm, on in flags.items() if on)
+    elif isinstance(epilogue, str) or not isinstance(epilogue, (tuple, list)):
+        raise TensorProgramError(f"matmul: epilogue is a tuple of step names, e.g. ('bias', 'gelu'), got "
+                                 f"{epilogue!r}; write ({epilogue!r},) for one step")
     elif bias or relu or gelu or residual:
         raise TensorProgramError("matmul: give the epilogue either as flags (bias=, relu=, gelu=, residual=) "
                                  "or as epilogue=(...), not both")
@@ -144,8 +160,9 @@ def conv2d(n: int, c: int, h: int, w: int, f: int, kh: int, kw: int, *, stride: 
     dtype = canonical(dtype, FLOAT_DTYPES)
     n, c, h, w, f, kh, kw, stride = (_positive(nm, v) for nm, v in
                                      zip("n c h w f kh kw stride".split(), (n, c, h, w, f, kh, kw, stride)))
-    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
-        raise TensorProgramError(f"pad must be a non-negative integer, got {pad!r}")
+    pad = integer(pad, "pad", lo=0, error=TensorProgramError, hint="zero padding on each side, e.g. pad=1 for a "
+                                                                 "3x3 kernel that keeps the size")
+    bias = _flag("bias", bias)
     oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
     if oh < 1 or ow < 1:
         raise TensorProgramError(f"conv2d: a {kh}x{kw} kernel does not fit a {h}x{w} input with pad {pad}: "

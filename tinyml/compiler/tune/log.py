@@ -22,6 +22,7 @@ node runs the best schedule the log holds for its workload.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .errors import TuneLogError
@@ -56,11 +57,70 @@ def read_records(path) -> list:
         except json.JSONDecodeError as e:
             raise TuneLogError(f"{path}, line {n}: not JSON ({e}); a tuning log has one JSON record per "
                                f"line") from None
-        if not isinstance(rec, dict) or rec.get("version") != VERSION or "result" not in rec:
-            raise TuneLogError(f"{path}, line {n}: not a version-{VERSION} trial record (it needs "
-                               f"\"version\": {VERSION}, \"workload\", \"device\", \"result\")")
-        out.append(rec)
+        out.append(check_record(rec, f"{path}, line {n}"))
     return out
+
+
+#: a trial record's fields and what each holds (:func:`check_record`)
+FIELDS = {"workload": str, "workload_key": str, "device": str, "device_name": str, "measurer": str, "space": str,
+          "run": dict, "batch": int, "trial": int, "decisions": list, "result": dict}
+STATUSES = ("ok", "illegal", "failed", "wrong")
+_TYPE_NAMES = {str: "a string", dict: "an object", int: "an integer >= 0", list: "a list"}
+
+
+def check_record(rec, where: str) -> dict:
+    """``rec`` if it is a whole trial record (the module docstring's fields, each of its type; a result
+    whose status is one of ``ok illegal failed wrong``, with a finite positive ``time_s`` exactly when it
+    is ok); else a :class:`TuneLogError` naming ``where``, the field, what it holds and what it must.
+
+    Every reader (resume, transfer, ``TuningLog``, ``tinyml tune show``, ``compile --tune-log``) goes
+    through here, so a log edited by hand or written by another tool is refused at the line that is
+    wrong, never as a ``KeyError`` deep in the tuner."""
+    fix = "; a tuning log holds the records that tinyml tune ... --log FILE writes (re-run it, or remove the line)"
+    if not isinstance(rec, dict) or rec.get("version") != VERSION:
+        got = f"version {rec.get('version')!r}" if isinstance(rec, dict) else f"a {type(rec).__name__}"
+        raise TuneLogError(f"{where}: not a version-{VERSION} trial record (got {got}; it needs \"version\": "
+                           f"{VERSION}, \"workload\", \"device\", \"result\", ...){fix}")
+    for name, kind in FIELDS.items():
+        value = rec.get(name)
+        bad = (value is None or not isinstance(value, kind) or isinstance(value, bool)
+               or (kind is int and value < 0))
+        if bad:
+            got = "missing" if name not in rec else f"{value!r} ({type(value).__name__})"
+            raise TuneLogError(f"{where}: field \"{name}\" must be {_TYPE_NAMES[kind]}, got {got}{fix}")
+    trace = rec.get("trace", "missing")
+    if trace is not None and not (isinstance(trace, dict) and isinstance(trace.get("workload"), dict)
+                                  and isinstance(trace.get("instructions"), list)):
+        got = "missing" if trace == "missing" else repr(trace)[:80]
+        raise TuneLogError(f"{where}: field \"trace\" must be a trace (an object with \"workload\" and "
+                           f"\"instructions\") or null for a refused schedule, got {got}{fix}")
+    res = rec["result"]
+    status, time_s = res.get("status"), res.get("time_s")
+    if status not in STATUSES:
+        raise TuneLogError(f"{where}: result status {status!r} is not one of {', '.join(STATUSES)}{fix}")
+    if status == "ok":
+        real = isinstance(time_s, (int, float)) and not isinstance(time_s, bool)
+        if not (real and math.isfinite(time_s) and time_s > 0):
+            raise TuneLogError(f"{where}: an ok result needs a time: \"time_s\" must be a finite number > 0 "
+                               f"(seconds), got {time_s!r}{fix}")
+        if trace is None:
+            raise TuneLogError(f"{where}: an ok result needs the trace it timed, got null{fix}")
+    elif time_s is not None:
+        raise TuneLogError(f"{where}: a {status} trial has no time (\"time_s\": null), got {time_s!r}; a failure "
+                           f"is never a time{fix}")
+    return rec
+
+
+def append_to(path):
+    """The log file opened for appending, or a :class:`TuneLogError` saying why it cannot be (checked
+    before the first trial is measured, so no work is lost)."""
+    path = Path(path).expanduser()
+    try:
+        return path.open("a", encoding="utf-8")
+    except OSError as e:
+        why = ("its folder does not exist; create it first (mkdir -p " + str(path.parent) + ")"
+               if not path.parent.is_dir() else f"{e.strerror}; choose a writable place")
+        raise TuneLogError(f"cannot append to the tuning log {path}: {why}") from None
 
 
 def ok(rec: dict) -> bool:
@@ -78,8 +138,14 @@ class TuningLog:
     """A log's records, with the best schedule per workload (``lookup`` for the graph compiler)."""
 
     def __init__(self, source, device: "str | None" = None):
+        if not isinstance(source, (list, str, Path)):
+            raise TuneLogError(f"TuningLog takes a log's path or a list of its records, got {source!r} "
+                               f"({type(source).__name__})")
+        if device is not None and not isinstance(device, str):
+            raise TuneLogError(f"device is a device name (or hash) to pick trials by, got {device!r}")
         self.path = None if isinstance(source, list) else Path(source).expanduser()
-        self.records = list(source) if isinstance(source, list) else read_records(self.path)
+        self.records = ([check_record(r, f"record {q}") for q, r in enumerate(source)] if isinstance(source, list)
+                        else read_records(self.path))
         self.device = device
         if device is not None and not any(device in (r["device"], r.get("device_name")) for r in self.records):
             names = sorted({r.get("device_name") for r in self.records})

@@ -34,13 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from ...sim import load_device
-from ..tensor import ScheduleError, replay
+from ...sim.args import choice, flag, integer, number
+from ..tensor import PrimFunc, ScheduleError, replay
 from ..tensor import to_json as trace_json
 from .annealing import Annealing
-from .errors import TuneError
+from .errors import TuneError, TuneLogError
 from .evolution import Evolutionary
 from .features import FEATURE_KINDS, PRIOR, UNFIT, knob_features, nest_features
-from .log import VERSION, dumps, read_records
+from .log import VERSION, append_to, dumps, read_records
 from .measure import Result, failure
 from .model import MODELS, make_model, targets
 from .random_search import RandomSearch
@@ -137,24 +138,42 @@ def transfer_data(paths, kind: str) -> tuple:
 
 def _func_of(workload: dict):
     """The PrimFunc a trace's workload dict describes (matmul, conv2d)."""
-    from ..tensor import conv2d, matmul
+    from ..tensor import TensorProgramError, conv2d, matmul
 
-    ext = {a[0]: a[1] for a in workload["axes"]}
-    dtype = workload["buffers"][-1][2]
-    if workload["name"] == "matmul":
-        return matmul(ext["i"], ext["j"], ext["k"], dtype)
-    if workload["name"] == "conv2d":
-        (_, xs, _), (_, ws, _) = workload["buffers"][:2]
-        n, c, h, w = xs
-        f, _, kh, kw = ws
-        oh = ext["y"]
-        for stride in range(1, max(h, 1) + 1):
-            for pad in range(0, max(kh, kw)):
-                if (h + 2 * pad - kh) // stride + 1 == oh and (w + 2 * pad - kw) // stride + 1 == ext["x"]:
-                    func = conv2d(n, c, h, w, f, kh, kw, stride=stride, pad=pad, dtype=dtype)
-                    if func.to_dict() == workload:
-                        return func
-    raise TuneError(f"cannot rebuild workload {workload.get('name')!r} from a log record to transfer from")
+    try:
+        ext = {a[0]: a[1] for a in workload["axes"]}
+        dtype = workload["buffers"][-1][2]
+        if workload["name"] == "matmul":
+            func = matmul(ext["i"], ext["j"], ext["k"], dtype)
+            if func.to_dict() == workload:
+                return func
+        if workload["name"] == "conv2d":
+            (_, xs, _), (_, ws, _) = workload["buffers"][:2]
+            n, c, h, w = xs
+            f, _, kh, kw = ws
+            oh = ext["y"]
+            for stride in range(1, max(h, 1) + 1):
+                for pad in range(0, max(kh, kw)):
+                    if (h + 2 * pad - kh) // stride + 1 == oh and (w + 2 * pad - kw) // stride + 1 == ext["x"]:
+                        func = conv2d(n, c, h, w, f, kh, kw, stride=stride, pad=pad, dtype=dtype)
+                        if func.to_dict() == workload:
+                            return func
+    except (KeyError, IndexError, TypeError, ValueError, TensorProgramError):
+        pass                               # a workload dict edited by hand: refused below
+    name = workload.get("name") if isinstance(workload, dict) else workload
+    raise TuneLogError(f"cannot rebuild workload {name!r} from a log record's trace (tinyml rebuilds matmul and "
+                       f"conv2d workloads from the dict the tuner wrote); re-tune it, or remove the record")
+
+
+def _check_targets(func, measurer) -> tuple:
+    """A workload (PrimFunc) and a measurer (``SimulatedMeasurer``, ``CpuMeasurer``), or a TuneError."""
+    if not isinstance(func, PrimFunc):
+        raise TuneError(f"tune takes a workload (a PrimFunc, e.g. tinyml.compiler.tensor.matmul(1024, 1024, 1024)), "
+                        f"got {func!r} ({type(func).__name__})")
+    if not all(hasattr(measurer, a) for a in ("measure", "name", "hash", "kind", "device")):
+        raise TuneError(f"tune measures on a measurer, got {measurer!r} ({type(measurer).__name__}); pass "
+                        f"SimulatedMeasurer('a100-40gb'), CpuMeasurer() or measurer_for(device)")
+    return func, measurer
 
 
 def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboost", features: str = "nest",
@@ -176,16 +195,23 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     from ..lowering.scheduled import workload_hash, workload_key
     from .templates import template_for
 
-    if strategy not in STRATEGIES:
-        raise TuneError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if model not in MODELS:
-        raise TuneError(f"unknown cost model {model!r}; choose one of {', '.join(MODELS)}")
-    if trials < 1 or batch < 1:
-        raise TuneError(f"trials ({trials}) and batch ({batch}) must be >= 1")
-    if not 0.0 <= epsilon <= 1.0:
-        raise TuneError(f"epsilon must be in [0, 1] (the share of random candidates per batch), got {epsilon}")
-    if not retrain_growth >= 1.0:
-        raise TuneError(f"retrain_growth must be >= 1 (1: retrain after every batch), got {retrain_growth}")
+    func, measurer = _check_targets(func, measurer)
+    strategy = choice(strategy, "strategy", STRATEGIES, error=TuneError)
+    model = choice(model, "cost model", MODELS, error=TuneError)
+    features = choice(features, "features", FEATURE_KINDS, error=TuneError)
+    trials = integer(trials, "trials", lo=1, error=TuneError, hint="the number of candidates to measure")
+    batch = integer(batch, "batch", lo=1, error=TuneError, hint="trials per batch; the model retrains after each")
+    seed = integer(seed, "seed", lo=0, error=TuneError, hint="the search's seed: the same seed gives the same log")
+    epsilon = number(epsilon, "epsilon", lo=0.0, hi=1.0, error=TuneError,
+                     hint="the share of each batch drawn at random when a model picks the rest")
+    retrain_growth = number(retrain_growth, "retrain_growth", lo=1.0, error=TuneError,
+                            hint="retrain once the trials grew by this factor (1: after every batch)")
+    prior = flag(prior, "prior", error=TuneError)
+    if isinstance(transfer, (str, Path)) or not isinstance(transfer, (list, tuple)):
+        raise TuneError(f"transfer is a list of tuning-log paths, got {transfer!r}; write [{str(transfer)!r}] "
+                        f"for one log")
+    if progress is not None and not callable(progress):
+        raise TuneError(f"progress is called as progress(record, result) after each trial, got {progress!r}")
     t_start = time.perf_counter()
     space = Space(func, template or template_for(func, measurer.name))
     feat = Featurizer(space, measurer.device, features)
@@ -220,7 +246,7 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
             measured[Space.key(d)] = t
         strat.observe(ctx_for(b, "observe", None if m is None else _no_score), cands, times)
     b = max(batches, default=-1) + 1
-    out = path.open("a") if path is not None else None
+    out = append_to(path) if path is not None else None
     try:
         scorer_kept = None
         while len(records) < trials:

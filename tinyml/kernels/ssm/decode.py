@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ...sim import FLOAT_DTYPES, ShapeError, bits, current_profile
+from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_tile_load, count_vector, store_tile
 from .._contract import ceil_div, operand, same_mode
@@ -48,6 +48,9 @@ def _state(state, shape: tuple, kernel: str):
     S = operand(state, "state", ndim=len(shape), dtype="fp32", allowed=FLOAT_DTYPES)
     if S.shape != shape:
         raise ShapeError(f"{kernel}: state is {S.shape} but must be {shape} (fp32, one per sequence)")
+    if not S.execute and S.dtype != "fp32":
+        raise DTypeError(f"{kernel}: the state is fp32 (it accumulates over the whole sequence), got a "
+                         f"{S.dtype} MetaTensor; pass meta({shape}, 'fp32')")
     if S.execute and not (isinstance(state, np.ndarray) and state.dtype == np.float32 and state.flags.c_contiguous):
         raise ShapeError(f"{kernel}: the state is updated in place, so it must be a C-contiguous float32 array "
                          f"(got {getattr(state, 'dtype', type(state).__name__)}); make it with np.zeros({shape}, np.float32)")

@@ -50,9 +50,13 @@ def check_decay(decay, heads: int, kernel: str) -> np.ndarray:
     if decay is None:
         return np.ones(heads)
     try:
-        g = np.asarray(decay, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise DTypeError(f"{kernel}: decay must be a number or H numbers in (0, 1], got {decay!r}") from None
+        raw = np.asarray(decay) if not isinstance(decay, (str, bytes)) else None
+    except (TypeError, ValueError):                    # a ragged list
+        raw = np.asarray(None)
+    if raw is None or raw.dtype.kind not in "iuf":       # "0.5", True, 0.5+0j, None inside a list: not parsed
+        raise DTypeError(f"{kernel}: decay must be a real number or H real numbers in (0, 1], got {decay!r}"
+                         + (f" (dtype {raw.dtype})" if raw is not None else " (str)"))
+    g = raw.astype(np.float64).reshape(-1)
     if g.size == 1:
         g = np.full(heads, float(g[0]))
     if g.size != heads:

@@ -236,6 +236,9 @@ def selective_scan_backward(saved: ScanSaved, dy, *, block_d: "int | None" = Non
     ``saved`` is what ``selective_scan_fused(..., return_saved=True)`` returned; dD is None without D.
     ``block_d`` channels per block default to a size whose chunk states fit SRAM.
     """
+    if not isinstance(saved, ScanSaved):
+        raise ShapeError(f"{KERNEL}: saved must be the ScanSaved that selective_scan_fused(..., return_saved=True) "
+                         f"returned (y, saved = ...), got {type(saved).__name__}")
     call = saved.call
     DY = operand(dy, "dy", ndim=3, dtype=call.dtype, allowed=(call.dtype,))
     if DY.execute != call.execute:

@@ -127,6 +127,9 @@ def fused_tiles(block_d: int, chunk: int, state: int, dtype: str) -> dict:
 def pick_blocks(call: ScanCall, block_d, chunk, tiles_of, kernel: str) -> tuple[int, int, int, int]:
     """(BD, T, SRAM bytes, register bytes): the caller's sizes or the defaults, checked against the chip.
 
+    A caller's ``block_d`` above D or ``chunk`` above L is clamped to D or L (one block then holds the whole
+    dimension; the tile is the same as asking for exactly D or L), as FlashAttention clamps its blocks.
+
     Default BD: the largest of 128 .. 1 whose tiles fit and whose grid ``batch x ceil(D / BD)`` fills
     every SM (fewer channels per block means more blocks, but every block re-reads the chunk's B and C);
     default T: the largest of 256 .. 1 (at most L) that fits with that BD.

@@ -43,6 +43,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...sim import current_profile
+from ...sim.args import flag
 from ...sim.counters import new_counters
 from ...sim.tiles import count_tile_load, count_vector, store_tile
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
@@ -156,10 +157,11 @@ def selective_scan_fused(u, delta, A, B, C, D=None, *, dtype: str = "fp16", bloc
     u, delta: (batch, L, D); A: (D, N) <= 0; B, C: (batch, L, N); D: (D,) or None. NumPy arrays
     (executing) or ``tinyml.sim.meta`` tensors (counting). ``block_d`` channels per thread block and
     ``chunk`` tokens per SRAM chunk default to sizes that fit the active device
-    (:func:`.scan_call.pick_blocks`). With ``return_saved`` also returns a
+    (:func:`.scan_call.pick_blocks`; sizes above D or L are clamped to D or L). With ``return_saved`` also returns a
     :class:`~.scan_call.ScanSaved`: the inputs and the (batch, nT, D, N) fp32 states at the end of each
     chunk, what :func:`.scan_bwd.selective_scan_backward` restarts from.
     """
+    return_saved = flag(return_saved, "return_saved")
     call = prepare_scan(u, delta, A, B, C, D, dtype=dtype, kernel=KERNEL)
     y, ckpt, _, t = launch_fused(call, block_d, chunk)
     return (y, ScanSaved(call, ckpt, t)) if return_saved else y

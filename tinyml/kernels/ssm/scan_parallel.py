@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...sim import TileConfigError, current_profile
+from ...sim.args import choice, integer
 from ...sim.counters import SRAM_READ, SRAM_WRITE, new_counters
 from ...sim.sram import REG
 from ...sim.tiles import count_tile_load, count_vector, store_tile
@@ -54,6 +55,12 @@ from .scan_blocks import channel_block, count_chunk_inputs
 
 KERNEL = "scan_parallel"
 METHODS = {"hillis_steele": 0, "blelloch": 1}
+METHOD_HINT = ("'blelloch' is work-efficient (~2T combines in 2 log2 T steps), 'hillis_steele' is step-efficient "
+               "(T log2 T combines in log2 T steps)")
+
+
+def _method(method, kernel: str = "scan_parallel") -> int:
+    return METHODS[choice(method, f"{kernel} method", METHODS, error=TileConfigError, hint=METHOD_HINT)]
 
 
 @njit(cache=True)
@@ -173,8 +180,10 @@ def scan_stats(length: int, chunk: int, method: str) -> dict:
     """Combines (work) and dependent steps (depth) over one channel's sequence, parallel vs sequential.
 
     The chunks run one after another, so their depths add, plus one step per later chunk to apply the carry."""
-    m = METHODS[method]
-    full, last = divmod(int(length), int(chunk))
+    m = _method(method, "scan_stats")
+    length = integer(length, "length", lo=1, error=TileConfigError, hint="tokens in one channel's sequence")
+    chunk = integer(chunk, "chunk", lo=1, error=TileConfigError, hint="tokens per chunk scanned in parallel")
+    full, last = divmod(length, chunk)
     sizes = [chunk] * full + ([last] if last else [])
     return {"combines": sum(int(combines(n, m)) for n in sizes), "depth": sum(int(depth(n, m)) for n in sizes) + len(sizes) - 1,
             "sequential_combines": int(length) - 1, "sequential_depth": int(length) - 1}
@@ -193,9 +202,7 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, *, method: str = "blelloc
                             block_d: "int | None" = None, chunk: "int | None" = None):
     """y (batch, L, D) of the selective scan with each chunk scanned in parallel (``method``:
     'blelloch' or 'hillis_steele'); arguments as :func:`.scan_fused.selective_scan_fused`."""
-    if method not in METHODS:
-        raise TileConfigError(f"{KERNEL}: unknown method {method!r}; choose 'blelloch' (work-efficient, ~2T "
-                              f"combines in 2 log2 T steps) or 'hillis_steele' (T log2 T combines in log2 T steps)")
+    _method(method, KERNEL)
     call = prepare_scan(u, delta, A, B, C, D, dtype=dtype, kernel=KERNEL)
     bd, t, sram, regs = pick_blocks(call, block_d, chunk,
                                     lambda b, tt: parallel_tiles(b, tt, call.state, call.dtype), KERNEL)
