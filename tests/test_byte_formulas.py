@@ -216,9 +216,10 @@ def test_flash1_formula_at_hand_computed_points(b, h, kvh, nq, nk, d, bq, bk, dt
 #
 # equivalent mutant tinyml/kernels/attention/standard.py:204: 1 -> 2
 # equivalent mutant tinyml/kernels/attention/standard.py:210: H // KVH -> H / KVH
-#   the bmm's GQA group (the default 1, or H // KVH for dV) is carried in the BmmShape given to
-#   resolve_tiles, which picks tiles from (m, n, k, dtype) alone (choose_tiles); the group never reaches
-#   the formula.
+# equivalent mutant tinyml/kernels/attention/standard.py:205: False -> True
+#   the bmm's GQA group (the default 1, or H // KVH for dV) and its two transpose flags (the two
+#   False -> True mutants of line 205) are carried in the BmmShape given to resolve_tiles, which picks
+#   tiles from (m, n, k, dtype) alone (choose_tiles); neither reaches the formula.
 
 
 def standard_closed_form(B, H, KVH, Nq, Nk, d, s, qk, pv, dv, mask_rows, fwd_cols, bwd_cols,
