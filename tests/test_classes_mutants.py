@@ -37,6 +37,15 @@ def test_sizes_multiplicity_and_totals_of_a_class_used_by_two_runs():
     assert launch.expand().tolist() == [[1, 10]] * 3 + [[2, 20], [1, 10]]
 
 
+def test_classes_are_rows_not_columns():
+    # 3 classes of 2 counters each (classes != columns): blocks C A B A
+    launch = BlockClasses(np.array([[1, 10], [2, 20], [3, 30]], np.int64), np.array([2, 0, 1, 0]),
+                          np.array([1, 1, 1, 1]))
+    assert (launch.n_classes, launch.shape) == (3, (4, 2))
+    assert launch.multiplicity().tolist() == [2, 1, 1]
+    assert launch.totals().tolist() == [2 * 1 + 2 + 3, 2 * 10 + 20 + 30]
+
+
 def test_build_numbers_classes_by_first_appearance_and_merges_rows_and_runs():
     # rows 0 and 2 are equal; np.unique sorts [1] before [5], but [5] appears first in launch order
     launch = BlockClasses.build([[5], [1], [5]], [0, 1, 2], [1, 1, 1])

@@ -13,6 +13,11 @@ from tinyml.compiler import Graph, fuse, validate
 # equivalent mutant tinyml/compiler/passes/fuse.py:78: False -> None
 #   _kinds_allow / _makes_cycle are private and their one caller only tests their truth
 #   (``not _kinds_allow(...)``, ``or _makes_cycle(...)``): None and False are the same there.
+# equivalent mutant tinyml/compiler/passes/fuse.py:70: continue -> pass
+#   _makes_cycle's walk: a node already in ``seen`` got there with its whole group, whose consumers were
+#   checked against ``members`` then (a hit returned True) and pushed unless seen; walking the group again
+#   checks the same consumers and pushes none that were not already pushed. Only the work changes, and the
+#   walk still ends (the graph is acyclic and every pop marks its group seen).
 
 
 def build(fn):
@@ -87,3 +92,24 @@ def test_groups_that_become_ready_later_still_come_in_node_order():
         d = g.matmul(a, w)
         return [c, d]
     assert [ops for ops, *_ in described(fn)] == [("softmax",), ("matmul",), ("softmax",), ("matmul",)]
+
+
+# equivalent mutant tinyml/compiler/passes/fuse.py:101: 1 -> 2
+#   ``len(_complex(union)) > 1`` never decides a merge: every group holds at most one complex op (by
+#   induction over merges), and _kinds_allow already refuses every merge that would make two: a complex
+#   producer group takes only a consumer group of one node of pattern <= broadcast (no complex pattern:
+#   reduction 3, out-elementwise-fusable 4, opaque 5), and a producer group without one adds none.
+# equivalent mutant tinyml/compiler/passes/fuse.py:97: continue -> pass
+#   ``pg == cg`` never holds: the producer groups of a node are distinct and older than the node's own
+#   group, and after a merge the node's group is the producer group just merged, which the deduplicated
+#   list does not hold again. The guard is defensive only.
+
+
+def test_a_complex_producer_is_tried_before_an_elementwise_one():
+    # add(relu(x), matmul(x, w)): relu's group comes first in the inputs, but the matmul is tried first and
+    # takes add as its epilogue; relu then cannot join (its consumer's group holds a matmul), so it stays
+    # alone. Tried in input order, relu and add would merge and the matmul would stay alone.
+    def fn(g, x, w):
+        return [g.add(g.relu(x), g.matmul(x, w))]
+    assert described(fn) == [(("relu",), "elementwise", "elementwise", "relu"),
+                             (("matmul", "add"), "out-elementwise-fusable", "matmul", "matmul")]

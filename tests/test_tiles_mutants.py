@@ -87,6 +87,14 @@ def test_direct_loads_count_their_operand_and_skip_sram():
 # NUMBA_DISABLE_JIT=1. These tests call whichever the process has, so a mutation run covers the loops with
 # `--jit on` and the twins with `--jit off` (tests/README.md).
 
+# equivalent mutant tinyml/sim/tiles.py:66: sc + cols -> sc - cols
+# equivalent mutant tinyml/sim/tiles.py:67: dc + cols -> dc - cols
+#   the jitted copy_rect's row views ``src[sr + i, sc:sc + cols]`` / ``dst[dr + i, dc:dc + cols]``: with the
+#   stop moved before the start the view is empty but still starts at element sc (dc), and Numba does not
+#   check bounds (no NUMBA_BOUNDSCHECK), so ``d[j] = s[j]`` for j < cols reads and writes the same memory
+#   as before. Only a bounds-checked build could tell; the plain-Python twin's slices (line 38) are killed.
+
+
 def _grids():
     src = np.arange(7 * 9, dtype=np.float32).reshape(7, 9) + 1      # every element distinct and non-zero
     dst = np.full((6, 8), -1.0, dtype=np.float32)
