@@ -19,6 +19,13 @@ from tinyml.kernels._classes import (add_scaled, blocks_to_walk, edge_grid, laun
 from tinyml.kernels._counting import extent, stand_in
 from tinyml.sim.classes import BlockClasses, as_classes
 
+# Equivalent mutants (tools/mutate.py counts them as such):
+#
+# equivalent mutant tinyml/sim/classes.py:81: 1 -> 2
+# equivalent mutant tinyml/sim/classes.py:82: 1 -> 2
+#   ``reshape(-1)`` -> ``reshape(-2)`` of the run classes / run lengths: NumPy (2.4 here) takes any negative
+#   size as the one to infer, so both flatten the same way (the same mutant of sim/cost.py's panels).
+
 
 def listed(launch: BlockClasses):
     return launch.counters.tolist(), launch.run_class.tolist(), launch.run_length.tolist()

@@ -5,7 +5,13 @@ union's size."""
 
 from __future__ import annotations
 
-from tinyml.compiler import Graph, fuse, validate
+import importlib
+
+import pytest
+
+from tinyml.compiler import Graph, GraphError, fuse, validate
+
+fuse_module = importlib.import_module("tinyml.compiler.passes.fuse")
 
 # Equivalent mutants (tools/mutate.py counts them as such):
 #
@@ -113,3 +119,23 @@ def test_a_complex_producer_is_tried_before_an_elementwise_one():
         return [g.add(g.relu(x), g.matmul(x, w))]
     assert described(fn) == [(("relu",), "elementwise", "elementwise", "relu"),
                              (("matmul", "add"), "out-elementwise-fusable", "matmul", "matmul")]
+
+
+def test_default_group_size_is_eight():
+    def chain(g, x, w):
+        for _ in range(9):
+            x = g.tanh(x)
+        return [x]
+    assert [len(ops) for ops, *_ in described(chain)] == [8, 1]
+
+
+def test_a_cycle_the_merge_check_missed_is_refused_not_emitted(monkeypatch):
+    # the graph of test_compiler_passes' cycle test: tanh -> matmul -> layernorm -> add, and tanh -> add.
+    # With the cycle check switched off, {tanh, add} merge and no order of the groups exists: fuse says so
+    # instead of returning groups that cannot be launched in order.
+    def fn(g, x, w):
+        t = g.tanh(x)
+        return [g.add(t, g.layernorm(g.matmul(t, w), g.weight("lw", (4,)), g.weight("lb", (4,))))]
+    monkeypatch.setattr(fuse_module, "_makes_cycle", lambda *args: False)
+    with pytest.raises(GraphError, match=r"fuse: the groups form a cycle \(a bug in fuse's cycle check\)"):
+        fuse(build(fn))
