@@ -23,7 +23,8 @@ from tinyml.sim.classes import BlockClasses, as_classes
 #
 # equivalent mutant tinyml/sim/classes.py:81: 1 -> 2
 # equivalent mutant tinyml/sim/classes.py:82: 1 -> 2
-#   ``reshape(-1)`` -> ``reshape(-2)`` of the run classes / run lengths: NumPy (2.4 here) takes any negative
+# equivalent mutant tinyml/sim/classes.py:96: 1 -> 2
+#   ``reshape(-1)`` -> ``reshape(-2)`` of the run classes / run lengths / np.unique's inverse: NumPy (2.4 here) takes any negative
 #   size as the one to infer, so both flatten the same way (the same mutant of sim/cost.py's panels).
 
 
