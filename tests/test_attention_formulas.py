@@ -156,6 +156,10 @@ def test_k_block_rows_on_hand_made_spans(spans, bc):
 
 # ---- FA2 block sizes (flash2/block_sizes.py) -------------------------------------------------------------------
 
+# equivalent mutant tinyml/kernels/attention/flash2/block_sizes.py:87: 0 -> 1
+#   largest_head_dim's ``per_d[1] > 0`` -> ``> 1``: the register bytes per unit of head dim are 0 (no register
+#   file: all counted as SRAM) or 4 (r + 2 c) / 4 r for fp32 register tiles, at least 4; never 1.
+
 ELEM = {"fp16": 2, "bf16": 2, "fp32": 4}
 
 
