@@ -160,6 +160,10 @@ def test_k_block_rows_on_hand_made_spans(spans, bc):
 #   largest_head_dim's ``per_d[1] > 0`` -> ``> 1``: the register bytes per unit of head dim are 0 (no register
 #   file: all counted as SRAM) or 4 (r + 2 c) / 4 r for fp32 register tiles, at least 4; never 1.
 
+# equivalent mutant tinyml/kernels/attention/flash2/block_sizes.py:121: 0 -> 1
+#   resolve_blocks' ``block_size(block_q, "block_q", 0)`` (and block_k's): the default of block_size is used
+#   only for None, and both sizes were filled in from choose_blocks just above, so the 0 is never read.
+
 ELEM = {"fp16": 2, "bf16": 2, "fp32": 4}
 
 
