@@ -37,10 +37,10 @@ SHAPES = [(1, 1, 1), (3, 5, 7), (16, 16, 16), (17, 33, 9), (40, 24, 70)]
 # equivalent mutant tinyml/kernels/matmul/block_sizes.py:54: 0 -> 1
 #   choose_tiles' max(_cap(k), DEPTHS[0]) -> DEPTHS[1]: _cap returns at least SIZES[0] = 16 = DEPTHS[1],
 #   so both maxima are _cap(k).
-# equivalent mutant tinyml/kernels/attention/flash1/block_sizes.py:241: heads // kvh -> heads / kvh
+# equivalent mutant tinyml/kernels/attention/flash1/block_sizes.py:180: heads // kvh -> heads / kvh
 #   heads // kvh > 1 and heads / kvh > 1 differ only when heads is not a multiple of kv_heads, a GQA
 #   configuration the kernels refuse (the formula describes only launches that can happen).
-# equivalent mutant tinyml/kernels/attention/flash1/block_sizes.py:229: 8 -> 9
+# equivalent mutant tinyml/kernels/attention/flash1/block_sizes.py:155: 8 -> 9
 #   s = nbytes(8, dtype) // 8 is the element size; nbytes(9, dtype) // 8 is the same for every dtype
 #   width b (ceil(9 b / 8) // 8 == b // 8 for b = 4, 8, 16, 32).
 

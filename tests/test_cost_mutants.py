@@ -30,25 +30,25 @@ from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_
 # Equivalent mutants (no test can tell them apart; tools/mutate.py counts them as such), measured
 # 2026-12-05 on the cost.py of main 2476c12:
 #
-# equivalent mutant tinyml/sim/cost.py:219: starts // slots -> starts / slots
+# equivalent mutant tinyml/sim/cost.py:254: starts // slots -> starts / slots
 #   without panels or a Reuse declaration (by_wave False) no one reads a segment's wave: dram_read_scale
 #   runs only with panels and capacity_reuse returns early without a declaration.
-# equivalent mutant tinyml/sim/cost.py:221: -1 -> 1
+# equivalent mutant tinyml/sim/cost.py:256: -1 -> 1
 #   cuts[1:] != cuts[:1] keeps a duplicated cut (a run starting on a wave boundary) as a zero-length
 #   segment: it adds 0 to every sum, places no block in the scheduler and reads no panel.
-# equivalent mutant tinyml/sim/cost.py:305: issue.int_per_mma_flop > 0 -> issue.int_per_mma_flop >= 0
+# equivalent mutant tinyml/sim/cost.py:392: issue.int_per_mma_flop > 0 -> issue.int_per_mma_flop >= 0
 #   with int_per_mma_flop = 0 no op moves to the INT32 pipe: max((v - 0) / share, 0) is v / share.
-# equivalent mutant tinyml/sim/cost.py:309: issue.sfu_per_mma_flop > 0 -> issue.sfu_per_mma_flop >= 0
+# equivalent mutant tinyml/sim/cost.py:346: issue.sfu_per_mma_flop > 0 -> issue.sfu_per_mma_flop >= 0
 #   with sfu_per_mma_flop = 0 the SFU time is 0 and max(t_vector, 0) is t_vector.
-# equivalent mutant tinyml/sim/cost.py:312: issue.exchange_per_mma_flop > 0 -> issue.exchange_per_mma_flop >= 0
+# equivalent mutant tinyml/sim/cost.py:349: issue.exchange_per_mma_flop > 0 -> issue.exchange_per_mma_flop >= 0
 #   with exchange_per_mma_flop = 0 the exchange adds 0 seconds.
-# equivalent mutant tinyml/sim/cost.py:379: 4 -> 5
+# equivalent mutant tinyml/sim/cost.py:445: 4 -> 5
 #   _limiter's bincount(minlength=4 -> 5) adds an always-zero fifth entry; argmax never picks it
 #   (a tie at zero goes to the first index).
-# equivalent mutant tinyml/sim/cost.py:230: np.ones(n_waves) -> None
+# equivalent mutant tinyml/sim/cost.py:265: np.ones(n_waves) -> None
 #   dram_read_scale's no-panels return: kernel_cost calls it only ``if panels``.
-# equivalent mutant tinyml/sim/cost.py:344: False -> True
-# equivalent mutant tinyml/sim/cost.py:372: False -> True
+# equivalent mutant tinyml/sim/cost.py:410: False -> True
+# equivalent mutant tinyml/sim/cost.py:438: False -> True
 #   the ``overlap`` defaults of compute_time and _limiter: every caller passes overlap explicitly.
 
 US = 1e-6

@@ -16,8 +16,8 @@ from tinyml.sim.memory import HbmLedger
 
 # Equivalent mutants (tools/mutate.py counts them as such):
 #
-# equivalent mutant tinyml/sim/memory.py:94: -1 -> 1
-# equivalent mutant tinyml/sim/memory.py:94: 1 -> 2
+# equivalent mutant tinyml/sim/memory.py:114: -1 -> 1
+# equivalent mutant tinyml/sim/memory.py:114: 1 -> 2
 #   alias() stores -1 as the handle of a zero-byte entry, but nothing reads that value: is_tracked()
 #   and track() look at the key only, and the finalizer pops the key without looking at the value.
 
