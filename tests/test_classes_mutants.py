@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyml.kernels._classes import (add_scaled, blocks_to_walk, edge_grid, launch_counters, rep_count,
-                                     rep_tile, row_edge_grid, uniform_runs)
+from tinyml.kernels._classes import (add_scaled, blocks_to_walk, edge_grid, head_edge_grid, launch_counters,
+                                     rep_count, rep_tile, row_edge_grid, uniform_runs)
 from tinyml.kernels._counting import extent, stand_in
 from tinyml.sim.classes import BlockClasses, as_classes
 
@@ -147,6 +147,24 @@ def test_edge_grid(gm, gn, ids, run_class, run_length):
     got = edge_grid(gm, gn)
     assert [a.tolist() for a in got] == [ids, run_class, run_length]
     assert all(a.dtype == np.int64 for a in got)
+
+
+@pytest.mark.parametrize("gm, gn, ids, run_class, run_length", [
+    (1, 1, [0], [0], [1]),                                    # one column: column 0 is also the last
+    (1, 2, [0, 1], [0, 1], [1, 1]),                           # columns 0 and 1, no interior
+    (1, 3, [0, 1, 2], [0, 1, 2], [1, 1, 1]),                  # an interior of one column
+    (3, 1, [0, 2], [0, 0, 1], [1, 1, 1]),
+    (2, 2, [0, 1, 2, 3], [0, 1, 2, 3], [1, 1, 1, 1]),
+    # 2 x 4: a row is (column 0, 1 block), (columns 1..2, 2 blocks), (column 3, 1 block)
+    (2, 4, [0, 1, 3, 4, 5, 7], [0, 1, 2, 3, 4, 5], [1, 2, 1, 1, 2, 1]),
+    # 3 x 5: rows 0 and 1 alike (classes 0..2, blocks 0, 1, 4), row 2 its own (blocks 10, 11, 14)
+    (3, 5, [0, 1, 4, 10, 11, 14], [0, 1, 2, 0, 1, 2, 3, 4, 5], [1, 3, 1] * 3),
+])
+def test_head_edge_grid(gm, gn, ids, run_class, run_length):
+    got = head_edge_grid(gm, gn)
+    assert [a.tolist() for a in got] == [ids, run_class, run_length]
+    assert all(a.dtype == np.int64 for a in got)
+    assert sum(run_length) == gm * gn                         # the runs cover every block once
 
 
 @pytest.mark.parametrize("gm, gn, ids, run_class, run_length", [
