@@ -22,7 +22,7 @@ import pytest
 
 from tinyml.sim import Issue, Reuse, kernel_cost, load_device, occupancy, waves_for
 from tinyml.sim.classes import BlockClasses
-from tinyml.sim.cost import _Segments, schedule, sm_time
+from tinyml.sim.cost import _Segments, occupancy_limits, schedule, sm_time
 from tinyml.sim.schedule import list_schedule
 from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
                                  SRAM_WRITE, new_counters)
@@ -391,3 +391,22 @@ def test_equal_blocks_of_two_classes_use_the_closed_form_breakdown(toy):
 def test_panels_need_one_entry_per_block(toy):
     with pytest.raises(ValueError, match=r"panels\[0\] has 3 entries for 4 blocks"):
         kernel_cost(toy, blocks(4, hbm=100), panels={0: np.zeros(3, np.int64)})
+
+
+def test_occupancy_limits_lists_only_declared_resources(toy):
+    # toy: 2 blocks per SM, 2048 B of SRAM, 2048 B of registers, 2048 threads per SM
+    assert occupancy_limits(toy, 1024) == {"blocks": 2, "sram": 2}           # registers, threads undeclared
+    assert occupancy_limits(toy, 1024, 512, 256) == {"blocks": 2, "sram": 2, "registers": 4, "threads": 8}
+    assert occupancy_limits(toy, 0, regs_per_block=512) == {"blocks": 2, "registers": 4}
+
+
+def test_pipes_of_exactly_one_op_per_second_are_used(toy):
+    # the boundary of ``rate > 0``: a 1 op/s SFU or INT32 pipe is slow, not absent. Per SM: 1 / 4 op/s, so
+    # one op on it takes 4 s, against picoseconds for the one matmul FLOP and one vector FLOP.
+    c = blocks(1, mm=1, vec=1)
+    sfu = toy.replace(sfu_rate=1.0)
+    assert kernel_cost(sfu, c, issue=Issue(sfu_per_mma_flop=1.0)).time_s - kernel_cost(sfu, c).time_s == \
+        pytest.approx(4.0, rel=1e-9)
+    ints = toy.replace(int_rate=1.0)                         # eff_vector 1: the RNG's op at 1 / 4 op/s per SM
+    assert kernel_cost(ints, c, issue=Issue(int_per_mma_flop=1.0)).time_s - kernel_cost(ints, c).time_s == \
+        pytest.approx(4.0, rel=1e-9)
