@@ -63,6 +63,17 @@ def test_attention_issue_by_hand():
 
 
 # ---- masks.py -------------------------------------------------------------------------------------------------
+#
+# equivalent mutant tinyml/kernels/attention/masks.py:83: -1 -> 1
+# equivalent mutant tinyml/kernels/attention/masks.py:83: 1 -> 2
+#   q_block_spans' ``first = -1`` -> ``1`` / ``-2``: -2 is still "none found"; with 1, a block with no visible
+#   row skips the ``continue`` but its backward scan finds no visible row either, so its span stays (0, 0).
+# equivalent mutant tinyml/kernels/attention/masks.py:86: lo < hi -> lo <= hi
+#   an empty row range is (lo, lo) (key_range clamps hi to lo); rows that see nothing occur only at the top of
+#   the mask (p < 0 under causal, p < -right under a right window: bottom-right alignment), where lo =
+#   max(0, p - left) = 0, and the first row that does see a key has lo = 0 too (p - left <= 0 there). So taking
+#   span_lo from the first row of the block instead of the first visible one gives the same 0; a block of
+#   invisible rows only keeps span_hi = 0 <= span_lo, empty either way, and lo is 0 for it as well.
 
 MASKS = [(False, (-1, -1)), (True, (-1, -1)), (False, (2, 1)), (True, (3, -1)), (False, (0, 0)),
          (False, (-1, 2)), (True, (1, 0))]

@@ -339,3 +339,35 @@ def test_standard_formula_tiles_differ_per_kernel():
         # two tiles do not, so BC = the largest power of two that fits twice: 8192 (32,768 B), 3 chunks
         assert row_tiles(100, 20000, softmax_tiles("fp16", 1), "f").chunks(20000) == 1
         assert row_tiles(100, 20000, softmax_tiles("fp16", 2), "b").block_cols == 8192
+
+
+@pytest.mark.parametrize("nq, nk, bq, bk", [(10, 10, 4, 3), (12, 7, 5, 2), (5, 13, 2, 4), (9, 3, 4, 4), (1, 6, 1, 6)])
+@pytest.mark.parametrize("backward", [False, True])
+def test_flash1_causal_skip_masked_against_the_dense_mask(nq, nk, bq, bk, backward):
+    """skip_masked + causal: only the tiles some query of Q block i sees a key of K/V block j in move their
+    Q-side bytes; the tiles, their rows r_i, the Q blocks no tile reaches (dq = 0 written once) and those
+    some tile reaches (dq written at the last tile), all from the dense causal mask (bottom-right aligned)."""
+    b, h, d, s = 2, 3, 4, 2
+    p = np.arange(nq)[:, None] + (nk - nq)
+    vis = np.arange(nk)[None, :] <= p
+    starts_q, starts_k = range(0, nq, bq), range(0, nk, bk)
+    rows = [min(bq, nq - i) for i in starts_q]
+    tiles = [[vis[i:i + bq, j:j + bk].any() for j in starts_k] for i in starts_q]
+    tile_rows = sum(r for r, row in zip(rows, tiles) for t in row if t)
+    last = sum(r for r, row in zip(rows, tiles) if any(row))
+    unseen = nq - last
+    t_c = len(starts_k)
+    if not backward:
+        want = (b * h * (2 * nk * d * s + tile_rows * (2 * d * s + 8)), b * h * (nq + tile_rows) * (d * s + 8))
+    else:
+        want = (b * h * (2 * nk * d * s + tile_rows * (3 * d * s + 4 * d + 8)),
+                b * h * (nq * d * 4 + 4 * nk * d * s + (tile_rows - last) * d * 4 + (last + unseen) * d * s))
+    got = flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, causal=True, skip_masked=True,
+                                backward=backward)
+    assert got == want
+    # causal alone, or skip_masked alone, moves every tile's bytes: t_c N_q rows
+    every = flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, backward=backward)
+    assert every == flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, causal=True, backward=backward)
+    assert every == flash1_expected_bytes(b, h, nq, nk, d, block_q=bq, block_k=bk, skip_masked=True,
+                                          backward=backward)
+    assert (tile_rows < t_c * nq) == (got != every)

@@ -149,6 +149,11 @@ def test_edge_grid(gm, gn, ids, run_class, run_length):
     assert all(a.dtype == np.int64 for a in got)
 
 
+# equivalent mutant tinyml/kernels/_classes.py:136: 2 -> 3
+#   head_edge_grid's ``grid_n > 2`` -> ``grid_n > 3`` (the condition's 2): at grid_n = 3 both branches give the
+#   lengths [1, 1, 1] (grid_n - 2 = 1 interior column).
+
+
 @pytest.mark.parametrize("gm, gn, ids, run_class, run_length", [
     (1, 1, [0], [0], [1]),                                    # one column: column 0 is also the last
     (1, 2, [0, 1], [0, 1], [1, 1]),                           # columns 0 and 1, no interior
