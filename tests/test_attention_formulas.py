@@ -68,6 +68,9 @@ def test_attention_issue_by_hand():
 # equivalent mutant tinyml/kernels/attention/masks.py:83: 1 -> 2
 #   q_block_spans' ``first = -1`` -> ``1`` / ``-2``: -2 is still "none found"; with 1, a block with no visible
 #   row skips the ``continue`` but its backward scan finds no visible row either, so its span stays (0, 0).
+# equivalent mutant tinyml/kernels/attention/masks.py:91: continue -> pass
+#   the same block without the ``continue``: the backward scan runs over its rows and those above it (down to
+#   row -1), none of which sees a key (invisible rows are only at the top), so span_hi stays 0.
 # equivalent mutant tinyml/kernels/attention/masks.py:86: lo < hi -> lo <= hi
 #   an empty row range is (lo, lo) (key_range clamps hi to lo); rows that see nothing occur only at the top of
 #   the mask (p < 0 under causal, p < -right under a right window: bottom-right alignment), where lo =
