@@ -22,7 +22,7 @@ import pytest
 
 from tinyml.sim import Issue, Reuse, kernel_cost, load_device, occupancy, waves_for
 from tinyml.sim.classes import BlockClasses
-from tinyml.sim.cost import _Segments, occupancy_limits, schedule, sm_time
+from tinyml.sim.cost import _Segments, occupancy_limit, occupancy_limits, schedule, sm_time
 from tinyml.sim.schedule import list_schedule
 from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
                                  SRAM_WRITE, new_counters)
@@ -410,3 +410,21 @@ def test_pipes_of_exactly_one_op_per_second_are_used(toy):
     ints = toy.replace(int_rate=1.0)                         # eff_vector 1: the RNG's op at 1 / 4 op/s per SM
     assert kernel_cost(ints, c, issue=Issue(int_per_mma_flop=1.0)).time_s - kernel_cost(ints, c).time_s == \
         pytest.approx(4.0, rel=1e-9)
+
+
+def test_undeclared_registers_and_threads_never_limit(toy):
+    # a 1-byte register file and 1 thread per SM: a kernel that declares neither is limited by neither
+    one = toy.replace(register_bytes=1, max_threads_per_sm=1)
+    assert occupancy_limit(one, 0) == (2, "blocks") and occupancy(one, 0) == 2
+    assert occupancy_limit(one, 0, threads_per_block=1) == (1, "threads")
+    assert occupancy_limit(one, 0, regs_per_block=1) == (1, "registers")
+    assert occupancy(one, 0, threads_per_block=2) == 1                  # 0 fit, still 1 (the check is elsewhere)
+
+
+def test_the_rng_ops_leave_the_fma_pipe(toy):
+    # a fast INT32 pipe; 250 000 vector FLOPs (1 us on the FMA pipe), 0.125 RNG op per matmul FLOP:
+    # 125 000 of them go to the INT32 pipe, so the FMA pipe takes 0.5 us after the 1 us of matmul
+    dev = toy.replace(int_rate=toy.vector_rate() * 100)
+    c = blocks(1, mm=MM_US, vec=VEC_US)
+    assert kernel_cost(dev, c).time_s == approx(US + 1 * US + 1 * US)
+    assert kernel_cost(dev, c, issue=Issue(int_per_mma_flop=0.125)).time_s == approx(US + 1 * US + 0.5 * US)
