@@ -71,6 +71,17 @@ def test_attention_issue_by_hand():
 # equivalent mutant tinyml/kernels/attention/masks.py:91: continue -> pass
 #   the same block without the ``continue``: the backward scan runs over its rows and those above it (down to
 #   row -1), none of which sees a key (invisible rows are only at the top), so span_hi stays 0.
+# equivalent mutant tinyml/kernels/attention/masks.py:92: 1 -> 2
+# equivalent mutant tinyml/kernels/attention/masks.py:94: lo < hi -> lo <= hi
+#   the backward scan for a block's last visible row: a block with any visible row has a visible last row
+#   (rows that see nothing are only at the top), so the scan stops at its first step, r1 - 1, whatever its
+#   stop (``first - 2``), its step (``-2``) or its test (``<=``).
+# equivalent mutant tinyml/kernels/attention/masks.py:112: span_lo[a] >= span_hi[a] -> span_lo[a] > span_hi[a]
+# equivalent mutant tinyml/kernels/attention/masks.py:115: z > a -> z >= a
+#   k_block_rows' trimming of empty spans before the monotone fast path: with ``>`` an empty (0, 0) span is
+#   not trimmed, the spans are then "not monotone" and every K/V block takes the direct scan, which gives the
+#   same rows (test_k_block_rows_on_hand_made_spans checks both paths); ``z >= a`` differs only when every
+#   span is empty, where both paths find no q block.
 # equivalent mutant tinyml/kernels/attention/masks.py:86: lo < hi -> lo <= hi
 #   an empty row range is (lo, lo) (key_range clamps hi to lo); rows that see nothing occur only at the top of
 #   the mask (p < 0 under causal, p < -right under a right window: bottom-right alignment), where lo =
