@@ -71,6 +71,11 @@ def test_attention_issue_by_hand():
 # equivalent mutant tinyml/kernels/attention/masks.py:91: continue -> pass
 #   the same block without the ``continue``: the backward scan runs over its rows and those above it (down to
 #   row -1), none of which sees a key (invisible rows are only at the top), so span_hi stays 0.
+# equivalent mutant tinyml/kernels/attention/masks.py:117: True -> False
+# equivalent mutant tinyml/kernels/attention/masks.py:119: span_lo[ib] < span_lo[ib - 1] -> span_lo[ib] <= span_lo[ib - 1]
+# equivalent mutant tinyml/kernels/attention/masks.py:119: span_hi[ib] < span_hi[ib - 1] -> span_hi[ib] <= span_hi[ib - 1]
+#   k_block_rows' monotone flag only picks the fast path: starting it False, or calling spans with an equal
+#   lo or hi "not monotone", sends those K/V blocks to the direct scan, which finds the same q blocks.
 # equivalent mutant tinyml/kernels/attention/masks.py:92: 1 -> 2
 # equivalent mutant tinyml/kernels/attention/masks.py:94: lo < hi -> lo <= hi
 #   the backward scan for a block's last visible row: a block with any visible row has a visible last row
@@ -165,6 +170,8 @@ def test_tile_spans_and_rows_against_the_dense_mask(n_q, n_k, causal, window, br
     [(0, 4), (0, 0), (5, 8)],                          # an empty span inside: not monotone
     [(2, 5), (3, 4), (6, 9)],                          # hi moves back: not monotone
     [(0, 0), (0, 0)],                                  # nothing visible
+    [(6, 9), (0, 3)],                                  # two spans, the second before the first: not monotone
+    [(0, 4), (5, 5), (6, 8)],                          # an empty span written (5, 5), inside: not monotone
 ])
 @pytest.mark.parametrize("bc", [1, 2, 3, 4])
 def test_k_block_rows_on_hand_made_spans(spans, bc):

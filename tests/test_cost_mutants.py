@@ -397,6 +397,9 @@ def test_occupancy_limits_lists_only_declared_resources(toy):
     # toy: 2 blocks per SM, 2048 B of SRAM, 2048 B of registers, 2048 threads per SM
     assert occupancy_limits(toy, 1024) == {"blocks": 2, "sram": 2}           # registers, threads undeclared
     assert occupancy_limits(toy, 1024, 512, 256) == {"blocks": 2, "sram": 2, "registers": 4, "threads": 8}
+    limits = occupancy_limits(toy, 700, 600, 300)       # whole blocks: 2048 // 700, 2048 // 600, 2048 // 300
+    assert limits == {"blocks": 2, "sram": 2, "registers": 3, "threads": 6}
+    assert all(type(v) is int for v in limits.values())
     assert occupancy_limits(toy, 0, regs_per_block=512) == {"blocks": 2, "registers": 4}
 
 
