@@ -40,6 +40,11 @@ SHAPES = [(1, 1, 1), (3, 5, 7), (16, 16, 16), (17, 33, 9), (40, 24, 70)]
 # equivalent mutant tinyml/kernels/attention/flash1/block_sizes.py:180: heads // kvh -> heads / kvh
 #   heads // kvh > 1 and heads / kvh > 1 differ only when heads is not a multiple of kv_heads, a GQA
 #   configuration the kernels refuse (the formula describes only launches that can happen).
+# equivalent mutant tinyml/kernels/attention/flash1/block_sizes.py:160: 1 -> 2
+# equivalent mutant tinyml/kernels/attention/flash1/block_sizes.py:160: -1 -> 1
+#   flash1_expected_bytes' ``q_block_spans(n, m, block_q, True, -1, -1)``: a window bound of -2 is as unbounded
+#   as -1 (masks.py tests ``>= 0``), and a right bound of 1 adds nothing under causal (j <= p already hides
+#   every key a right window of 1 would). The left bound -1 -> 1 is killed.
 # equivalent mutant tinyml/kernels/attention/flash1/block_sizes.py:155: 8 -> 9
 #   s = nbytes(8, dtype) // 8 is the element size; nbytes(9, dtype) // 8 is the same for every dtype
 #   width b (ceil(9 b / 8) // 8 == b // 8 for b = 4, 8, 16, 32).
