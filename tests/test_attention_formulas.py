@@ -76,6 +76,9 @@ def test_attention_issue_by_hand():
 # equivalent mutant tinyml/kernels/attention/masks.py:119: span_hi[ib] < span_hi[ib - 1] -> span_hi[ib] <= span_hi[ib - 1]
 #   k_block_rows' monotone flag only picks the fast path: starting it False, or calling spans with an equal
 #   lo or hi "not monotone", sends those K/V blocks to the direct scan, which finds the same q blocks.
+# equivalent mutant tinyml/kernels/attention/masks.py:130: continue -> pass
+#   without the ``continue`` a K/V block the fast path answered also takes the direct scan, which writes the
+#   same [i_lo, i_hi) (or leaves the fast path's answer when it finds no q block, as the fast path did).
 # equivalent mutant tinyml/kernels/attention/masks.py:92: 1 -> 2
 # equivalent mutant tinyml/kernels/attention/masks.py:94: lo < hi -> lo <= hi
 #   the backward scan for a block's last visible row: a block with any visible row has a visible last row
