@@ -129,3 +129,19 @@ def test_copy_rect_t_writes_the_transpose_at_the_origin(sr, sc, rows, cols):
         for j in range(cols):
             want[j, i] = src[sr + i, sc + j]
     np.testing.assert_array_equal(dst, want)
+
+
+def test_count_warp_reads_by_hand():
+    from tinyml.sim.tiles import count_warp_reads
+    # a (6 x 5) @ (5 x 7) tile product over 2 x 3 warps: A (30 elements) read 3 times, B (35) twice;
+    # count_mma counted each once, so the re-reads are 30 * 2 + 35 * 1 = 95 elements, 190 B in fp16
+    counters = new_counters(3, n_operands=2)
+    count_warp_reads(6, 7, 5, 2, 3, counters, 1, 16)
+    expected = new_counters(3, n_operands=2)
+    expected[1, SRAM_READ] = 190
+    np.testing.assert_array_equal(counters, expected)
+    count_warp_reads(6, 7, 5, 2, 3, counters, 1, 4)                  # 95 codes of 4 bits: 47.5 -> 48 B, added
+    assert counters[1, SRAM_READ] == 190 + 48
+    one = new_counters(1, n_operands=2)
+    count_warp_reads(6, 7, 5, 1, 1, one, 0, 16)                      # one warp: no re-read
+    assert not one.any()
