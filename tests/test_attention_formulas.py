@@ -85,9 +85,10 @@ def test_attention_issue_by_hand():
 #   (rows that see nothing are only at the top), so the scan stops at its first step, r1 - 1, whatever its
 #   stop (``first - 2``), its step (``-2``) or its test (``<=``).
 # equivalent mutant tinyml/kernels/attention/masks.py:112: span_lo[a] >= span_hi[a] -> span_lo[a] > span_hi[a]
+# equivalent mutant tinyml/kernels/attention/masks.py:115: span_lo[z - 1] >= span_hi[z - 1] -> span_lo[z - 1] > span_hi[z - 1]
 # equivalent mutant tinyml/kernels/attention/masks.py:115: z > a -> z >= a
-#   k_block_rows' trimming of empty spans before the monotone fast path: with ``>`` an empty (0, 0) span is
-#   not trimmed, the spans are then "not monotone" and every K/V block takes the direct scan, which gives the
+#   k_block_rows' trimming of empty spans before the monotone fast path (leading and trailing): with ``>`` an
+#   empty (0, 0) span is not trimmed, the spans are then "not monotone" and every K/V block takes the direct scan, which gives the
 #   same rows (test_k_block_rows_on_hand_made_spans checks both paths); ``z >= a`` differs only when every
 #   span is empty, where both paths find no q block.
 # equivalent mutant tinyml/kernels/attention/masks.py:86: lo < hi -> lo <= hi
