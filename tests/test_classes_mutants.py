@@ -14,10 +14,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyml.kernels._classes import (add_scaled, blocks_to_walk, edge_grid, launch_counters, rep_count,
-                                     rep_tile, row_edge_grid, uniform_runs)
+from tinyml.kernels._classes import (add_scaled, blocks_to_walk, edge_grid, head_edge_grid, launch_counters,
+                                     rep_count, rep_tile, row_edge_grid, uniform_runs)
 from tinyml.kernels._counting import extent, stand_in
 from tinyml.sim.classes import BlockClasses, as_classes
+
+# Equivalent mutants (tools/mutate.py counts them as such):
+#
+# equivalent mutant tinyml/sim/classes.py:81: 1 -> 2
+# equivalent mutant tinyml/sim/classes.py:82: 1 -> 2
+# equivalent mutant tinyml/sim/classes.py:96: 1 -> 2
+#   ``reshape(-1)`` -> ``reshape(-2)`` of the run classes / run lengths / np.unique's inverse: NumPy (2.4 here) takes any negative
+#   size as the one to infer, so both flatten the same way (the same mutant of sim/cost.py's panels).
 
 
 def listed(launch: BlockClasses):
@@ -35,6 +43,15 @@ def test_sizes_multiplicity_and_totals_of_a_class_used_by_two_runs():
     assert launch.totals().tolist() == [4 * 1 + 2, 4 * 10 + 20]
     assert launch.block_class().tolist() == [0, 0, 0, 1, 0]
     assert launch.expand().tolist() == [[1, 10]] * 3 + [[2, 20], [1, 10]]
+
+
+def test_classes_are_rows_not_columns():
+    # 3 classes of 2 counters each (classes != columns): blocks C A B A
+    launch = BlockClasses(np.array([[1, 10], [2, 20], [3, 30]], np.int64), np.array([2, 0, 1, 0]),
+                          np.array([1, 1, 1, 1]))
+    assert (launch.n_classes, launch.shape) == (3, (4, 2))
+    assert launch.multiplicity().tolist() == [2, 1, 1]
+    assert launch.totals().tolist() == [2 * 1 + 2 + 3, 2 * 10 + 20 + 30]
 
 
 def test_build_numbers_classes_by_first_appearance_and_merges_rows_and_runs():
@@ -130,6 +147,29 @@ def test_edge_grid(gm, gn, ids, run_class, run_length):
     got = edge_grid(gm, gn)
     assert [a.tolist() for a in got] == [ids, run_class, run_length]
     assert all(a.dtype == np.int64 for a in got)
+
+
+# equivalent mutant tinyml/kernels/_classes.py:136: 2 -> 3
+#   head_edge_grid's ``grid_n > 2`` -> ``grid_n > 3`` (the condition's 2): at grid_n = 3 both branches give the
+#   lengths [1, 1, 1] (grid_n - 2 = 1 interior column).
+
+
+@pytest.mark.parametrize("gm, gn, ids, run_class, run_length", [
+    (1, 1, [0], [0], [1]),                                    # one column: column 0 is also the last
+    (1, 2, [0, 1], [0, 1], [1, 1]),                           # columns 0 and 1, no interior
+    (1, 3, [0, 1, 2], [0, 1, 2], [1, 1, 1]),                  # an interior of one column
+    (3, 1, [0, 2], [0, 0, 1], [1, 1, 1]),
+    (2, 2, [0, 1, 2, 3], [0, 1, 2, 3], [1, 1, 1, 1]),
+    # 2 x 4: a row is (column 0, 1 block), (columns 1..2, 2 blocks), (column 3, 1 block)
+    (2, 4, [0, 1, 3, 4, 5, 7], [0, 1, 2, 3, 4, 5], [1, 2, 1, 1, 2, 1]),
+    # 3 x 5: rows 0 and 1 alike (classes 0..2, blocks 0, 1, 4), row 2 its own (blocks 10, 11, 14)
+    (3, 5, [0, 1, 4, 10, 11, 14], [0, 1, 2, 0, 1, 2, 3, 4, 5], [1, 3, 1] * 3),
+])
+def test_head_edge_grid(gm, gn, ids, run_class, run_length):
+    got = head_edge_grid(gm, gn)
+    assert [a.tolist() for a in got] == [ids, run_class, run_length]
+    assert all(a.dtype == np.int64 for a in got)
+    assert sum(run_length) == gm * gn                         # the runs cover every block once
 
 
 @pytest.mark.parametrize("gm, gn, ids, run_class, run_length", [

@@ -22,7 +22,7 @@ import pytest
 
 from tinyml.sim import Issue, Reuse, kernel_cost, load_device, occupancy, waves_for
 from tinyml.sim.classes import BlockClasses
-from tinyml.sim.cost import _Segments, schedule, sm_time
+from tinyml.sim.cost import _Segments, occupancy_limit, occupancy_limits, schedule, sm_time
 from tinyml.sim.schedule import list_schedule
 from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ,
                                  SRAM_WRITE, new_counters)
@@ -30,25 +30,25 @@ from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_
 # Equivalent mutants (no test can tell them apart; tools/mutate.py counts them as such), measured
 # 2026-12-05 on the cost.py of main 2476c12:
 #
-# equivalent mutant tinyml/sim/cost.py:219: starts // slots -> starts / slots
+# equivalent mutant tinyml/sim/cost.py:254: starts // slots -> starts / slots
 #   without panels or a Reuse declaration (by_wave False) no one reads a segment's wave: dram_read_scale
 #   runs only with panels and capacity_reuse returns early without a declaration.
-# equivalent mutant tinyml/sim/cost.py:221: -1 -> 1
+# equivalent mutant tinyml/sim/cost.py:256: -1 -> 1
 #   cuts[1:] != cuts[:1] keeps a duplicated cut (a run starting on a wave boundary) as a zero-length
 #   segment: it adds 0 to every sum, places no block in the scheduler and reads no panel.
-# equivalent mutant tinyml/sim/cost.py:305: issue.int_per_mma_flop > 0 -> issue.int_per_mma_flop >= 0
+# equivalent mutant tinyml/sim/cost.py:392: issue.int_per_mma_flop > 0 -> issue.int_per_mma_flop >= 0
 #   with int_per_mma_flop = 0 no op moves to the INT32 pipe: max((v - 0) / share, 0) is v / share.
-# equivalent mutant tinyml/sim/cost.py:309: issue.sfu_per_mma_flop > 0 -> issue.sfu_per_mma_flop >= 0
+# equivalent mutant tinyml/sim/cost.py:346: issue.sfu_per_mma_flop > 0 -> issue.sfu_per_mma_flop >= 0
 #   with sfu_per_mma_flop = 0 the SFU time is 0 and max(t_vector, 0) is t_vector.
-# equivalent mutant tinyml/sim/cost.py:312: issue.exchange_per_mma_flop > 0 -> issue.exchange_per_mma_flop >= 0
+# equivalent mutant tinyml/sim/cost.py:349: issue.exchange_per_mma_flop > 0 -> issue.exchange_per_mma_flop >= 0
 #   with exchange_per_mma_flop = 0 the exchange adds 0 seconds.
-# equivalent mutant tinyml/sim/cost.py:379: 4 -> 5
+# equivalent mutant tinyml/sim/cost.py:445: 4 -> 5
 #   _limiter's bincount(minlength=4 -> 5) adds an always-zero fifth entry; argmax never picks it
 #   (a tie at zero goes to the first index).
-# equivalent mutant tinyml/sim/cost.py:230: np.ones(n_waves) -> None
+# equivalent mutant tinyml/sim/cost.py:265: np.ones(n_waves) -> None
 #   dram_read_scale's no-panels return: kernel_cost calls it only ``if panels``.
-# equivalent mutant tinyml/sim/cost.py:344: False -> True
-# equivalent mutant tinyml/sim/cost.py:372: False -> True
+# equivalent mutant tinyml/sim/cost.py:410: False -> True
+# equivalent mutant tinyml/sim/cost.py:438: False -> True
 #   the ``overlap`` defaults of compute_time and _limiter: every caller passes overlap explicitly.
 
 US = 1e-6
@@ -391,3 +391,43 @@ def test_equal_blocks_of_two_classes_use_the_closed_form_breakdown(toy):
 def test_panels_need_one_entry_per_block(toy):
     with pytest.raises(ValueError, match=r"panels\[0\] has 3 entries for 4 blocks"):
         kernel_cost(toy, blocks(4, hbm=100), panels={0: np.zeros(3, np.int64)})
+
+
+def test_occupancy_limits_lists_only_declared_resources(toy):
+    # toy: 2 blocks per SM, 2048 B of SRAM, 2048 B of registers, 2048 threads per SM
+    assert occupancy_limits(toy, 1024) == {"blocks": 2, "sram": 2}           # registers, threads undeclared
+    assert occupancy_limits(toy, 1024, 512, 256) == {"blocks": 2, "sram": 2, "registers": 4, "threads": 8}
+    limits = occupancy_limits(toy, 700, 600, 300)       # whole blocks: 2048 // 700, 2048 // 600, 2048 // 300
+    assert limits == {"blocks": 2, "sram": 2, "registers": 3, "threads": 6}
+    assert all(type(v) is int for v in limits.values())
+    assert occupancy_limits(toy, 0, regs_per_block=512) == {"blocks": 2, "registers": 4}
+
+
+def test_pipes_of_exactly_one_op_per_second_are_used(toy):
+    # the boundary of ``rate > 0``: a 1 op/s SFU or INT32 pipe is slow, not absent. Per SM: 1 / 4 op/s, so
+    # one op on it takes 4 s, against picoseconds for the one matmul FLOP and one vector FLOP.
+    c = blocks(1, mm=1, vec=1)
+    sfu = toy.replace(sfu_rate=1.0)
+    assert kernel_cost(sfu, c, issue=Issue(sfu_per_mma_flop=1.0)).time_s - kernel_cost(sfu, c).time_s == \
+        pytest.approx(4.0, rel=1e-9)
+    ints = toy.replace(int_rate=1.0)                         # eff_vector 1: the RNG's op at 1 / 4 op/s per SM
+    assert kernel_cost(ints, c, issue=Issue(int_per_mma_flop=1.0)).time_s - kernel_cost(ints, c).time_s == \
+        pytest.approx(4.0, rel=1e-9)
+
+
+def test_undeclared_registers_and_threads_never_limit(toy):
+    # a 1-byte register file and 1 thread per SM: a kernel that declares neither is limited by neither
+    one = toy.replace(register_bytes=1, max_threads_per_sm=1)
+    assert occupancy_limit(one, 0) == (2, "blocks") and occupancy(one, 0) == 2
+    assert occupancy_limit(one, 0, threads_per_block=1) == (1, "threads")
+    assert occupancy_limit(one, 0, regs_per_block=1) == (1, "registers")
+    assert occupancy(one, 0, threads_per_block=2) == 1                  # 0 fit, still 1 (the check is elsewhere)
+
+
+def test_the_rng_ops_leave_the_fma_pipe(toy):
+    # a fast INT32 pipe; 250 000 vector FLOPs (1 us on the FMA pipe), 0.125 RNG op per matmul FLOP:
+    # 125 000 of them go to the INT32 pipe, so the FMA pipe takes 0.5 us after the 1 us of matmul
+    dev = toy.replace(int_rate=toy.vector_rate() * 100)
+    c = blocks(1, mm=MM_US, vec=VEC_US)
+    assert kernel_cost(dev, c).time_s == approx(US + 1 * US + 1 * US)
+    assert kernel_cost(dev, c, issue=Issue(int_per_mma_flop=0.125)).time_s == approx(US + 1 * US + 0.5 * US)

@@ -5,7 +5,13 @@ union's size."""
 
 from __future__ import annotations
 
-from tinyml.compiler import Graph, fuse, validate
+import importlib
+
+import pytest
+
+from tinyml.compiler import Graph, GraphError, fuse, validate
+
+fuse_module = importlib.import_module("tinyml.compiler.passes.fuse")
 
 # Equivalent mutants (tools/mutate.py counts them as such):
 #
@@ -13,6 +19,11 @@ from tinyml.compiler import Graph, fuse, validate
 # equivalent mutant tinyml/compiler/passes/fuse.py:78: False -> None
 #   _kinds_allow / _makes_cycle are private and their one caller only tests their truth
 #   (``not _kinds_allow(...)``, ``or _makes_cycle(...)``): None and False are the same there.
+# equivalent mutant tinyml/compiler/passes/fuse.py:70: continue -> pass
+#   _makes_cycle's walk: a node already in ``seen`` got there with its whole group, whose consumers were
+#   checked against ``members`` then (a hit returned True) and pushed unless seen; walking the group again
+#   checks the same consumers and pushes none that were not already pushed. Only the work changes, and the
+#   walk still ends (the graph is acyclic and every pop marks its group seen).
 
 
 def build(fn):
@@ -87,3 +98,44 @@ def test_groups_that_become_ready_later_still_come_in_node_order():
         d = g.matmul(a, w)
         return [c, d]
     assert [ops for ops, *_ in described(fn)] == [("softmax",), ("matmul",), ("softmax",), ("matmul",)]
+
+
+# equivalent mutant tinyml/compiler/passes/fuse.py:101: 1 -> 2
+#   ``len(_complex(union)) > 1`` never decides a merge: every group holds at most one complex op (by
+#   induction over merges), and _kinds_allow already refuses every merge that would make two: a complex
+#   producer group takes only a consumer group of one node of pattern <= broadcast (no complex pattern:
+#   reduction 3, out-elementwise-fusable 4, opaque 5), and a producer group without one adds none.
+# equivalent mutant tinyml/compiler/passes/fuse.py:97: continue -> pass
+#   ``pg == cg`` never holds: the producer groups of a node are distinct and older than the node's own
+#   group, and after a merge the node's group is the producer group just merged, which the deduplicated
+#   list does not hold again. The guard is defensive only.
+
+
+def test_a_complex_producer_is_tried_before_an_elementwise_one():
+    # add(relu(x), matmul(x, w)): relu's group comes first in the inputs, but the matmul is tried first and
+    # takes add as its epilogue; relu then cannot join (its consumer's group holds a matmul), so it stays
+    # alone. Tried in input order, relu and add would merge and the matmul would stay alone.
+    def fn(g, x, w):
+        return [g.add(g.relu(x), g.matmul(x, w))]
+    assert described(fn) == [(("relu",), "elementwise", "elementwise", "relu"),
+                             (("matmul", "add"), "out-elementwise-fusable", "matmul", "matmul")]
+
+
+def test_default_group_size_is_eight():
+    def chain(g, x, w):
+        for _ in range(9):
+            x = g.tanh(x)
+        return [x]
+    assert [len(ops) for ops, *_ in described(chain)] == [8, 1]
+
+
+def test_a_cycle_the_merge_check_missed_is_refused_not_emitted(monkeypatch):
+    # the graph of test_compiler_passes' cycle test: tanh -> matmul -> layernorm -> add, and tanh -> add.
+    # With the cycle check switched off, {tanh, add} merge and no order of the groups exists: fuse says so
+    # instead of returning groups that cannot be launched in order.
+    def fn(g, x, w):
+        t = g.tanh(x)
+        return [g.add(t, g.layernorm(g.matmul(t, w), g.weight("lw", (4,)), g.weight("lb", (4,))))]
+    monkeypatch.setattr(fuse_module, "_makes_cycle", lambda *args: False)
+    with pytest.raises(GraphError, match=r"fuse: the groups form a cycle \(a bug in fuse's cycle check\)"):
+        fuse(build(fn))

@@ -16,8 +16,8 @@ from tinyml.sim.memory import HbmLedger
 
 # Equivalent mutants (tools/mutate.py counts them as such):
 #
-# equivalent mutant tinyml/sim/memory.py:94: -1 -> 1
-# equivalent mutant tinyml/sim/memory.py:94: 1 -> 2
+# equivalent mutant tinyml/sim/memory.py:114: -1 -> 1
+# equivalent mutant tinyml/sim/memory.py:114: 1 -> 2
 #   alias() stores -1 as the handle of a zero-byte entry, but nothing reads that value: is_tracked()
 #   and track() look at the key only, and the finalizer pops the key without looking at the value.
 
@@ -193,3 +193,11 @@ def test_a_collected_tensor_is_forgotten_so_a_new_one_at_its_address_is_accounte
             assert ledger.used == 32
             return
     pytest.skip("CPython never reused the address in 200 tries")
+
+
+def test_size_of_an_empty_dimension_is_zero_bytes_and_a_negative_one_is_refused():
+    from tinyml.sim import ShapeError
+    assert HbmLedger.size_of("x", (0, 4), "fp16") == 0               # empty: legal, 0 bytes
+    assert HbmLedger.size_of("x", (3, 5), "int4") == 8               # 15 codes of 4 bits: 7.5 -> 8 bytes
+    with pytest.raises(ShapeError, match=re.escape("cannot allocate x (2, -1): a dimension is negative")):
+        HbmLedger.size_of("x", (2, -1), "fp16")

@@ -14,9 +14,9 @@ F32 = np.float32
 
 # Equivalent mutants (tools/mutate.py counts them as such):
 #
-# equivalent mutant tinyml/kernels/quant/scheme.py:76: 8 -> 9
-# equivalent mutant tinyml/kernels/quant/scheme.py:112: 8 -> 9
-# equivalent mutant tinyml/kernels/quant/scheme.py:144: 8 -> 9
+# equivalent mutant tinyml/kernels/quant/scheme.py:75: 8 -> 9
+# equivalent mutant tinyml/kernels/quant/scheme.py:111: 8 -> 9
+# equivalent mutant tinyml/kernels/quant/scheme.py:143: 8 -> 9
 #   codes per byte, 8 // bits: bits is 2, 4 or 8 (check() refuses anything else before these lines
 #   matter, and a Layout only comes from a checked scheme), and 9 // b == 8 // b for each of them
 #   (4, 2, 1).

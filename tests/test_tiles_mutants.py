@@ -79,3 +79,69 @@ def test_direct_loads_count_their_operand_and_skip_sram():
     assert c[1, HBM_READ] == c[1, FIRST_OPERAND + 2] == 10
     assert c[1, FIRST_OPERAND] == c[1, FIRST_OPERAND + 1] == 0 and c[0].sum() == 0
     assert c[1, SRAM_READ] == c[1, SRAM_WRITE] == 0 and c[1, HBM_WRITE] == 2
+
+
+# ---- the copy loops (copy_rect, copy_rect_t), called directly ----------------------------------------------
+#
+# They are two functions each: the jitted loops (Numba on) and the NumPy-slice twins that replace them under
+# NUMBA_DISABLE_JIT=1. These tests call whichever the process has, so a mutation run covers the loops with
+# `--jit on` and the twins with `--jit off` (tests/README.md).
+
+# equivalent mutant tinyml/sim/tiles.py:66: sc + cols -> sc - cols
+# equivalent mutant tinyml/sim/tiles.py:67: dc + cols -> dc - cols
+#   the jitted copy_rect's row views ``src[sr + i, sc:sc + cols]`` / ``dst[dr + i, dc:dc + cols]``: with the
+#   stop moved before the start the view is empty but still starts at element sc (dc), and Numba does not
+#   check bounds (no NUMBA_BOUNDSCHECK), so ``d[j] = s[j]`` for j < cols reads and writes the same memory
+#   as before. Only a bounds-checked build could tell; the plain-Python twin's slices (line 38) are killed.
+
+
+def _grids():
+    src = np.arange(7 * 9, dtype=np.float32).reshape(7, 9) + 1      # every element distinct and non-zero
+    dst = np.full((6, 8), -1.0, dtype=np.float32)
+    return src, dst
+
+
+@pytest.mark.parametrize("sr, sc, rows, cols, dr, dc", [
+    (2, 3, 3, 4, 1, 2),     # a block from the middle into the middle
+    (0, 0, 1, 1, 0, 0),     # one element
+    (4, 5, 3, 4, 3, 4),     # up to src's last row and column, and dst's
+    (1, 2, 2, 5, 0, 3),
+])
+def test_copy_rect_copies_exactly_the_rectangle(sr, sc, rows, cols, dr, dc):
+    from tinyml.sim.tiles import copy_rect
+    src, dst = _grids()
+    copy_rect(src, sr, sc, rows, cols, dst, dr, dc)
+    want = np.full((6, 8), -1.0, dtype=np.float32)
+    for i in range(rows):
+        for j in range(cols):
+            want[dr + i, dc + j] = src[sr + i, sc + j]      # e.g. (2, 3) -> 2 * 9 + 3 + 1 = 22 at (1, 2)
+    np.testing.assert_array_equal(dst, want)
+
+
+@pytest.mark.parametrize("sr, sc, rows, cols", [(2, 3, 3, 4), (0, 0, 1, 1), (4, 3, 3, 6), (1, 5, 5, 4)])
+def test_copy_rect_t_writes_the_transpose_at_the_origin(sr, sc, rows, cols):
+    from tinyml.sim.tiles import copy_rect_t
+    src, _ = _grids()
+    dst = np.full((6, 6), -1.0, dtype=np.float32)
+    copy_rect_t(src, sr, sc, rows, cols, dst)
+    want = np.full((6, 6), -1.0, dtype=np.float32)
+    for i in range(rows):
+        for j in range(cols):
+            want[j, i] = src[sr + i, sc + j]
+    np.testing.assert_array_equal(dst, want)
+
+
+def test_count_warp_reads_by_hand():
+    from tinyml.sim.tiles import count_warp_reads
+    # a (6 x 5) @ (5 x 7) tile product over 2 x 3 warps: A (30 elements) read 3 times, B (35) twice;
+    # count_mma counted each once, so the re-reads are 30 * 2 + 35 * 1 = 95 elements, 190 B in fp16
+    counters = new_counters(3, n_operands=2)
+    count_warp_reads(6, 7, 5, 2, 3, counters, 1, 16)
+    expected = new_counters(3, n_operands=2)
+    expected[1, SRAM_READ] = 190
+    np.testing.assert_array_equal(counters, expected)
+    count_warp_reads(6, 7, 5, 2, 3, counters, 1, 4)                  # 95 codes of 4 bits: 47.5 -> 48 B, added
+    assert counters[1, SRAM_READ] == 190 + 48
+    one = new_counters(1, n_operands=2)
+    count_warp_reads(6, 7, 5, 1, 1, one, 0, 16)                      # one warp: no re-read
+    assert not one.any()
