@@ -45,7 +45,7 @@ from .._common import AttentionCall, prepare_attention
 from ..flops import EXP, ROW_MAX, attention_issue, forward_per_score
 from ..masks import visible
 from ..rng import keep
-from .block_sizes import resolve_blocks
+from .block_sizes import clamp_notes, resolve_blocks
 from .grid import block_ids, kv_panels, launch_counters, splits, tile_ranges
 
 # operand columns of the forward's counters (HBM bytes read per input)
@@ -301,7 +301,8 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
                   writes=mine * (D * s + 2 * 4))
     prof.record("flash1_fwd", (B, H, S), launch_counters(call, counters, B * H, S), dtype=call.dtype, sram_per_block=sram,
                 regs_per_block=regs, panels=kv_panels(call, (OP_K, OP_V), S), reuse=reuse,
-                pipelined=True, issue=attention_issue(D, split_k=(WARPS, b_k), dropout=call.dropout_p > 0))
+                pipelined=True, issue=attention_issue(D, split_k=(WARPS, b_k), dropout=call.dropout_p > 0),
+                notes=clamp_notes(block_q, block_k, b_q, b_k))
     if return_saved:
         return o, Flash1Saved(call, o, l, m, check_finite, num_splits, skip_masked)
     return o

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 from ....sim import Device, SramOverflowError, check_registers, check_tiles, tile_budget, tiles_fit
 from ....sim.sram import REG
-from ..._contract import block_size
+from ..._contract import block_size, clamp_note
 
 SIZES = (128, 64, 32, 16)
 
@@ -52,6 +52,10 @@ class Flash2Blocks:
             "dK_j, dV_j accumulators": ((2, bc, d), "fp32", REG), "dQ_i tile": ((br, d), "fp32", REG),
             "lse_i, D_i": ((2, br), "fp32", REG),
         }
+
+    def notes(self, block_q, block_k) -> tuple:
+        """The record's notes when the caller's ``block_q`` / ``block_k`` were clamped to the sequences."""
+        return clamp_note("block_q", block_q, self.block_q, "N_q") + clamp_note("block_k", block_k, self.block_k, "N_k")
 
     def tiles(self, kind: str, d: int, dtype: str) -> dict:
         return self.fwd_tiles(d, dtype) if kind == "fwd" else self.bwd_tiles(d, dtype)

@@ -278,7 +278,7 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
     panels = {OP_K: panel, OP_V: panel, OP_MASK: panel // KVH}
     prof.record(kernel, grid, launch_counters(counters, x, *classes), dtype=call.dtype, sram_per_block=sram,
                 panels=panels, regs_per_block=regs, pipelined=True,
-                issue=issue or attention_issue(D, dropout=call.dropout_p > 0))
+                issue=issue or attention_issue(D, dropout=call.dropout_p > 0), notes=blocks.notes(block_q, block_k))
     if not return_saved:
         return o
     return o, Flash2Saved(call, o, lse, block_q, block_k, check_finite)
