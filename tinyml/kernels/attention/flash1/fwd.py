@@ -265,7 +265,8 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     ``tinyml.sim.meta`` tensors (counting). Returns o (B, H, N_q, d), or
     ``(o, saved)`` with ``return_saved=True`` for
     :func:`flash_attention_v1_backward`. ``block_q`` (B_r) and ``block_k`` (B_c)
-    default to the paper's sizes (module docstring) and are clamped to N_q and N_k.
+    default to the paper's sizes (module docstring) and are clamped to N_q and N_k (a clamped
+    request is named in the record's ``notes``).
     ``num_splits`` / ``skip_masked``: the grid and tiles of the CUDA kernel as it shipped (default:
     its ``num_splits`` heuristic and causal tile skipping); ``num_splits=1, skip_masked=False`` is
     Algorithm 1 exactly, as the paper's Figure 2 measured it.

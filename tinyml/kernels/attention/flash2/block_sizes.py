@@ -12,7 +12,9 @@ in the logical dtype, and in registers the fp32 accumulators dK_j, dV_j
 SRAM.) The default is the largest pair that fits one SM's SRAM and register file, trying the block's own
 (outer) dimension first: B_r in 128, 64, 32, 16 then B_c in 128, 64, 32, 16
 for the forward; B_c first for the backward (whose blocks own a K/V column
-block), each clamped to its sequence length.
+block), each clamped to its sequence length. A caller's sizes are clamped too
+(no tile is longer than its sequence), and the launch's record says so in its
+``notes`` (:meth:`Flash2Blocks.notes`).
 """
 
 from __future__ import annotations

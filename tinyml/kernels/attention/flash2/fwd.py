@@ -293,7 +293,8 @@ def flash_attention_v2(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     q: (B, H, Nq, d); k, v: (B, KVH, Nk, d) (GQA when KVH < H); NumPy arrays
     (executing) or ``tinyml.sim.meta`` tensors (counting). ``window`` is a
     sliding window (int or (left, right)); ``block_q`` / ``block_k`` are B_r /
-    B_c (default: the largest that fit SRAM). Returns O (B, H, Nq, d), or
+    B_c (default: the largest that fit SRAM; sizes beyond Nq / Nk are clamped to them, and the
+    record's ``notes`` say so). Returns O (B, H, Nq, d), or
     ``(O, saved)`` with ``return_saved=True`` for :func:`flash_attention_v2_backward`.
     Records one kernel, ``flash2_fwd``. See the module docstring for the tile
     loop and the HBM bytes.
