@@ -22,7 +22,14 @@ so that Numba's compile or cache load is not timed):
   ``gelu(x + bias)`` over 65,536 x 16,384 (its classes are per tile row: a
   broadcast operand's reads depend on the row), and decoding attention of 4
   sequences over a 1,000,000-token KV cache (32 heads, 8 kv heads, d = 128),
-  all fp16 on a100-80gb.
+  all fp16 on a100-80gb;
+* backward passes whose small kernels once filled a counter row per block:
+  standard attention's row kernels (mask, softmax, dropout) over 64 x 128
+  (batch, head) pairs of 500 x 500 scores in row blocks of 3 (1.4 million
+  blocks each), and FlashAttention-2's backward at 2,000,003 tokens, 16 query
+  heads on 4 kv heads, 16 x 16 tiles (preprocess and dq-convert 2.0 million
+  blocks each, the GQA reduction 0.5 million), fp16 on a100-80gb. A case's
+  record sums every kernel it launched (blocks, simulated time).
 
 Measured per case: wall time of the call and the process's peak resident set
 (``resource.getrusage``), also as the growth over the peak after the warm-up.
@@ -67,6 +74,8 @@ CASES = {
     "softmax 1M rows": ("softmax", 1_000_000, False, "a100-80gb", "cost"),
     "elementwise 65536 x 16384": ("elementwise", 65_536, False, "a100-80gb", "cost"),
     "decode 1M-token cache": ("decode", 1_000_000, False, "a100-80gb", "cost"),
+    "standard fwd+bwd 1.4M row blocks": ("standard_bwd", 500, True, "a100-80gb", "cost"),
+    "flash2 fwd+bwd GQA 2M tokens": ("flash2_bwd", 2_000_003, False, "a100-80gb", "cost"),
 }
 QUICK = [name for name in CASES if "113000" not in name]
 
@@ -95,8 +104,18 @@ def _call(kernel: str, size: int, causal: bool):
 
         return decode_attention(meta((4, 32, 1, 128)), meta((4, 8, size, 128)), meta((4, 8, size, 128)),
                                 cache_len=size, split_kv=1)
-    from tinyml.kernels.attention.flash import flash_attention
-    from tinyml.kernels.attention.standard import standard_attention
+    from tinyml.kernels.attention.flash import flash_attention, flash_attention_backward
+    from tinyml.kernels.attention.standard import standard_attention, standard_attention_backward
+
+    if kernel == "standard_bwd":            # 64 x 128 heads, row blocks of 3 rows
+        shape = (64, 128, size, 8)
+        o, saved = standard_attention(meta(shape), meta(shape), meta(shape), causal=causal, dropout_p=0.1,
+                                      return_saved=True, block_rows=3)
+        return standard_attention_backward(meta(o.shape), saved)
+    if kernel == "flash2_bwd":              # 16 query heads on 4 kv heads, 16 x 16 tiles
+        q, kv = meta((1, 16, size, HEAD_DIM)), meta((1, 4, size, HEAD_DIM))
+        o, saved = flash_attention(q, kv, kv, version=2, causal=causal, block_q=16, block_k=16, return_saved=True)
+        return flash_attention_backward(meta(o.shape), saved)
 
     shape = (1, HEADS, size, HEAD_DIM)
     q, k, v = meta(shape), meta(shape), meta(shape)
@@ -118,9 +137,11 @@ def run_case(name: str) -> dict:
     try:
         with Profile(device) as prof:
             _call(kernel, size, causal)
-        rec = prof.records[0]
-        record = {"kernel": rec.name, "n_blocks": rec.n_blocks, "time_s": rec.time_s, "bound": rec.bound,
-                  "hbm_bytes": rec.hbm_bytes, "flops": rec.flops}
+        recs = prof.records                            # one kernel, or a forward and backward's several
+        record = {"kernel": recs[0].name if len(recs) == 1 else f"{len(recs)} kernels",
+                  "n_blocks": sum(r.n_blocks for r in recs), "time_s": sum(r.time_s for r in recs),
+                  "bound": recs[0].bound, "hbm_bytes": sum(r.hbm_bytes for r in recs),
+                  "flops": sum(r.flops for r in recs)}
     except HbmOutOfMemoryError as err:
         outcome, record = "oom", {"error": str(err).splitlines()[0]}
     wall = time.perf_counter() - t0
@@ -152,18 +173,18 @@ def main(argv=None) -> int:
     names = QUICK if args.quick else list(CASES)
     print(f"Counting mode at the limit: attention {SEQ:,} tokens x {HEADS} heads x d={HEAD_DIM} (a100-40gb), "
           f"matmul {MATMUL:,}^3 (a100-80gb); fp16\n")
-    print(f"{'case':<28} {'outcome':>8} {'wall s':>8} {'peak RSS MB':>12} {'growth MB':>10} "
+    print(f"{'case':<34} {'outcome':>8} {'wall s':>8} {'peak RSS MB':>12} {'growth MB':>10} "
           f"{'blocks':>12} {'simulated s':>12}")
     results, rows = [], []
     for name in names:
         r = measure(name)
         results.append(r)
         rec = r["record"] or {}
-        print(f"{name:<28} {r['outcome']:>8} {r['wall_s']:>8.2f} {r['peak_rss_mb']:>12.0f} "
+        print(f"{name:<34} {r['outcome']:>8} {r['wall_s']:>8.2f} {r['peak_rss_mb']:>12.0f} "
               f"{r['rss_growth_mb']:>10.0f} {rec.get('n_blocks', '-'):>12} "
               f"{rec['time_s'] if 'time_s' in rec else '-':>12}", flush=True)
         if r["outcome"] != "cost":
-            print(f"{'':<28} {rec.get('error', '')}")
+            print(f"{'':<34} {rec.get('error', '')}")
         rows.append((f"{name}: {'HbmOutOfMemoryError' if r['expect'] == 'oom' else 'costed'}", r["outcome"],
                      r["outcome"] == r["expect"], True))
         rows.append((f"{name}: wall <= {TIME_BUDGET_S:g} s", f"{r['wall_s']:.2f} s",

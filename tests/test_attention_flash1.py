@@ -283,6 +283,21 @@ def test_default_blocks_clamp_to_the_sequences():
     check_bytes(prof, (1, 2, 1, 5, 7, 64), (5, 7), (5, 7), 2, False)
 
 
+def test_requested_blocks_longer_than_the_sequences_are_clamped_visibly():
+    """Asked for 384 x 384 tiles over 5 queries and 7 keys, forward and backward run 5 x 7 tiles
+    (the records equal those of block_q=5, block_k=7) and their notes say so."""
+    shape = (1, 2, 1, 5, 7, 64)
+    asked = count(shape, blocks=(384, 384), bwd_blocks=(384, 6))
+    exact = count(shape, blocks=(5, 7), bwd_blocks=(5, 6))
+    for a, e in zip(asked.records, exact.records):
+        assert {**a.to_dict(), "notes": []} == e.to_dict()
+    q_note = "block_q=384 clamped to N_q = 5: no tile is longer than its sequence"
+    k_note = "block_k=384 clamped to N_k = 7: no tile is longer than its sequence"
+    assert [(r.name, r.notes) for r in asked.records] == [
+        ("flash1_fwd", (q_note, k_note)), ("flash1_bwd", (q_note,)), ("flash1_bwd_dkv_reduce", ())]
+    assert f"note: flash1_fwd: {k_note}" in asked.table() and "note:" not in exact.table()
+
+
 def test_large_head_dim_shrinks_block_q_first():
     """d = 128 fp16: the paper's B_c = 192, B_r = 128 overflow 192 KB; B_r = 64 fits."""
     shape = (1, 1, 1, 1024, 1024, 128)

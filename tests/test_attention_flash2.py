@@ -408,6 +408,33 @@ def test_default_blocks_on_a100(d, dtype, fwd, bwd):
 def test_blocks_clamp_to_short_sequences():
     _, _, recs, _ = run(meta((1, 1, 5, 8)), meta((1, 1, 40, 8)), meta((1, 1, 40, 8)), meta((1, 1, 5, 8)))
     assert recs[0].grid == (1, 1, 1) and recs[0].sram_per_block_bytes == fwd_sram(5, 40, 8, 2)
+    assert all(r.notes == () for r in recs)                      # the defaults: nothing was asked for
+
+
+@pytest.mark.parametrize("version", (2, 3))
+def test_requested_blocks_longer_than_the_sequences_are_clamped_visibly(version):
+    """block_q=128 over 5 queries runs 5-row tiles: the records equal those of block_q=5 (SRAM,
+    bytes, FLOPs) and say, in ``notes`` and under the table, what was clamped to what."""
+    def records(bq, bk):
+        shapes = ((1, 2, 5, 8), (1, 1, 40, 8), (1, 1, 40, 8))
+        with Profile("h100-sxm") as prof:
+            o, saved = flash_attention(*(meta(s) for s in shapes), version=version, block_q=bq, block_k=bk,
+                                       return_saved=True)
+            flash_attention_backward(meta(o.shape), saved)
+        return prof
+
+    asked, exact = records(128, 64), records(5, 40)
+    for a, e in zip(asked.records, exact.records):
+        assert {**a.to_dict(), "notes": []} == e.to_dict()
+    clamped = ("block_q=128 clamped to N_q = 5: no tile is longer than its sequence",
+               "block_k=64 clamped to N_k = 40: no tile is longer than its sequence")
+    by_name = {r.name: r.notes for r in asked.records}
+    assert by_name == {"flash3_fwd" if version == 3 else "flash2_fwd": clamped, "flash2_bwd_preprocess": (),
+                       "flash2_bwd": clamped, "flash2_bwd_dq_convert": (), "flash2_bwd_gqa_sum": ()}
+    assert all(r.notes == () for r in exact.records)
+    table = asked.table()
+    assert f"note: flash2_bwd: {clamped[0]}" in table and f"note: flash2_bwd: {clamped[1]}" in table
+    assert "note:" not in exact.table()
 
 
 # ---- sequence parallelism: FA2 vs FA1 ---------------------------------------------------------------

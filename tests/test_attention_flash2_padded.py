@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from tinyml.kernels.attention.flash import flash_attention
 from tinyml.sim import Profile, TileConfigError, meta
+from tinyml.sim.errors import ArgumentError
 
 RECORD_FIELDS = ("grid", "n_blocks", "time_s", "hbm_read_bytes", "hbm_write_bytes", "l2_hit_bytes",
                  "flops_matmul", "flops_vector", "sram_per_block_bytes")
@@ -96,3 +97,13 @@ def test_pad_queries_is_refused_by_flash_attention_1():
     with pytest.raises(TileConfigError, match="pad_queries"):
         flash_attention(meta((1, 1, 1, 16)), meta((1, 1, 8, 16)), meta((1, 1, 8, 16)), version=1,
                         pad_queries=True)
+
+
+@pytest.mark.parametrize("bad", ["no", None, 2])
+def test_pad_queries_is_a_flag_not_a_truthy_value(bad):
+    """``bool("no")`` is True: pad_queries goes through the shared flag check instead."""
+    with Profile("a100-80gb"):
+        q = meta((1, 1, 1, 64), "fp16")
+        kv = meta((1, 1, 256, 64), "fp16")
+        with pytest.raises(ArgumentError, match="pad_queries"):
+            flash_attention(q, kv, kv, version=2, pad_queries=bad)

@@ -84,6 +84,59 @@ def test_flash2_backward_at_1m_tokens_reproduces_the_byte_formula():
     assert rec.flops_matmul == 10 * D * H * n * n
 
 
+def test_standard_attention_row_kernels_count_by_class_over_millions_of_blocks():
+    """The mask, softmax and dropout kernels of standard attention, forward and backward, over
+    64 x 128 (batch, head) pairs of 500 x 500 scores in row blocks of 3 (1.4 million blocks per
+    kernel, the last row block of every head 2 rows): two classes each, the closed-form bytes
+    (X = B H N^2 s; the keep mask is B H N^2 bytes) and FLOPs (flops.py, written out here)."""
+    from tinyml.kernels.attention.standard import standard_attention, standard_attention_backward
+
+    b, h, n, d, br = 64, 128, 500, 8, 3
+    x, e = b * h * n * n * S, b * h * n * n
+    with Profile("a100-80gb") as prof:
+        o, saved = standard_attention(meta((b, h, n, d)), meta((b, h, n, d)), meta((b, h, n, d)), causal=True,
+                                      dropout_p=0.1, return_saved=True, block_rows=br)
+        standard_attention_backward(meta(o.shape), saved)
+    rec = {r.name: r for r in prof.records}
+    want = {  # kernel: (reads, writes, vector FLOPs per score)
+        "attn_std_mask": (x, x, 1), "attn_std_softmax": (x, x, 1 + 2 + 1 + 1),
+        "attn_std_dropout": (x, x + e, 15 + 2), "attn_std_bwd_dropout": (x + e, x, 2),
+        "attn_std_bwd_softmax": (2 * x, x, 3), "attn_std_bwd_mask": (x, x, 1)}
+    for name, (reads, writes, per_score) in want.items():
+        r = rec[name]
+        assert r.n_blocks == b * h * -(-n // br), name
+        assert (r.hbm_read_bytes + r.l2_hit_bytes, r.hbm_write_bytes + r.l2_write_hit_bytes) == (reads, writes), name
+        assert r.flops_vector == per_score * e and r.flops_matmul == 0, name
+
+
+def test_flash_backward_gqa_reduction_and_fa2_row_kernels_count_by_class():
+    """FlashAttention-2's backward at 2,000,003 tokens, 16 query heads on 4 kv heads, 16 x 16
+    tiles: its preprocess and dq-convert kernels (2.0 million blocks each) and the GQA reduction
+    (0.5 million) reproduce the module docstring's bytes; FA1's reduction (64 keys a block) too."""
+    from tinyml.kernels.attention.flash1 import flash_attention_v1
+
+    n, h, kvh, d, bt = 2_000_003, 16, 4, 64, 16
+    q, kv = meta((1, h, n, d)), meta((1, kvh, n, d))
+    with Profile("a100-80gb") as prof:
+        o, saved = flash_attention(q, kv, kv, version=2, block_q=bt, block_k=bt, return_saved=True)
+        flash_attention_backward(meta(o.shape), saved)
+    rec = {r.name: r for r in prof.records}
+    tiles = -(-n // bt)
+    total = lambda r: (r.hbm_read_bytes + r.l2_hit_bytes, r.hbm_write_bytes + r.l2_write_hit_bytes)  # noqa: E731
+    assert rec["flash2_bwd_preprocess"].n_blocks == rec["flash2_bwd_dq_convert"].n_blocks == h * tiles
+    assert total(rec["flash2_bwd_preprocess"]) == (2 * h * n * d * S, 4 * h * n + 4 * h * n * d)
+    assert total(rec["flash2_bwd_dq_convert"]) == (4 * h * n * d, h * n * d * S)
+    assert rec["flash2_bwd_gqa_sum"].n_blocks == kvh * tiles
+    assert total(rec["flash2_bwd_gqa_sum"]) == (2 * h * n * d * S, 2 * kvh * n * d * S)
+    assert rec["flash2_bwd_gqa_sum"].flops_vector == 2 * (h // kvh - 1) * kvh * n * d
+    with Profile("a100-80gb") as prof:
+        o, saved = flash_attention_v1(q, kv, kv, return_saved=True)
+        flash_attention_backward(meta(o.shape), saved)
+    red = prof.records[-1]
+    assert red.name == "flash1_bwd_dkv_reduce" and red.n_blocks == kvh * -(-n // 64)
+    assert total(red) == (2 * h * n * d * S, 2 * kvh * n * d * S)
+
+
 def test_matmul_100000_cubed_counts_by_class():
     n = 100_000
     recs = {}
@@ -206,3 +259,15 @@ def test_head_edge_grid_keeps_the_first_and_last_columns_apart(gm, gn):
     assert np.array_equal(blk % gn == gn - 1, rep % gn == gn - 1)               # the last column or not
     assert np.array_equal(blk % gn == 0, rep % gn == 0)                         # the first column or not
     assert len(set(ids.tolist())) == len(ids)
+
+
+@given(t_r=st.integers(1, 30), ranges=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), max_size=30))
+def test_last_cover_is_the_last_range_that_holds_each_q_block(t_r, ranges):
+    """FA1's grid finds, per Q block, the last K/V block whose Q-block range holds it in
+    O(T_r + T_c) (10M tokens: 26,000 ranges over 156,000 Q blocks); by hand, range by range."""
+    from tinyml.kernels.attention.flash1.grid import last_cover
+
+    lo = np.array([min(a, t_r) for a, _ in ranges], np.int64)
+    hi = np.array([min(max(a, b), t_r) for a, b in ranges], np.int64)
+    want = [max([j for j in range(len(ranges)) if lo[j] <= i < hi[j]], default=-1) for i in range(t_r)]
+    assert last_cover(lo, hi, t_r).tolist() == want

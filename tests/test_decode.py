@@ -235,6 +235,19 @@ def test_gqa_reads_each_kv_head_once():
     assert recs[0].grid == (b, kvh)
 
 
+@pytest.mark.parametrize("split", (1, 2))
+def test_a_requested_block_k_longer_than_the_cache_is_clamped_visibly(split):
+    """block_k=128 over a cache of L = 5 runs 5-row tiles: the same records as block_k=5, and the
+    (split) kernel's notes say so; the combine kernel has no block_k."""
+    x = (meta((1, 2, 1, 8)), meta((1, 1, 5, 8)), meta((1, 1, 5, 8)))
+    _, asked = run(*x, cache_len=4, split_kv=split, block_k=128)
+    _, exact = run(*x, cache_len=4, split_kv=split, block_k=5)
+    for a, e in zip(asked, exact):
+        assert {**a.to_dict(), "notes": []} == e.to_dict()
+    assert asked[0].notes == ("block_k=128 clamped to the cache's L = 5: no tile is longer than its sequence",)
+    assert all(r.notes == () for r in asked[1:] + exact)
+
+
 def test_default_block_k_and_sram():
     """B_c = 128 for Llama-2-7B shapes; one block keeps Q, K_j, V_j (fp16) in SRAM and S/P, O, m, l (fp32)
     in registers, or everything in SRAM on a device without a register file (m2-max)."""
@@ -243,6 +256,7 @@ def test_default_block_k_and_sram():
     assert recs[0].sram_per_block_bytes == (128 + 2 * 128 * 128) * 2
     _, recs = run(meta((1, 1, 1, 8)), meta((1, 1, 5, 8)), meta((1, 1, 5, 8)), cache_len=3, split_kv=1)
     assert recs[0].sram_per_block_bytes == (8 + 2 * 5 * 8) * 2                       # B_c clamped to L = 5
+    assert recs[0].notes == ()                                                        # (not asked for)
     _, recs = run(meta((1, 2, 1, 8)), meta((1, 1, 5, 8)), meta((1, 1, 5, 8)), device="m2-max", cache_len=3,
                   split_kv=1, block_k=4)
     assert recs[0].sram_per_block_bytes == (2 * 8 + 2 * 4 * 8) * 2 + (2 * 4 + 2 * 8 + 2 * 2) * 4

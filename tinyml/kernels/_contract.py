@@ -94,6 +94,22 @@ def block_size(value, name: str, default: int) -> int:
     return integer(value, name, lo=1, error=TileConfigError)
 
 
+def clamp_note(name: str, requested, used: int, seq_name: str) -> tuple:
+    """The record note saying a caller's block size was clamped to a sequence; ``()`` when it was not.
+
+    FlashAttention (block_q, block_k) and decoding (block_k) run no tile longer than its sequence:
+    asked for 128 over 37 keys, the kernel runs a 37-key tile, and its SRAM, FLOPs and bytes are
+    those of the 37-key tile. The kernels clamp rather than refuse (a default or tuned size serves
+    every sequence length), and ``Profile.record(notes=...)`` shows it::
+
+        clamp_note("block_k", 128, 37, "N_k")
+        # ('block_k=128 clamped to N_k = 37: no tile is longer than its sequence',)
+    """
+    if requested is None or int(requested) <= used:
+        return ()
+    return (f"{name}={int(requested)} clamped to {seq_name} = {used}: no tile is longer than its sequence",)
+
+
 @contextlib.contextmanager
 def blas_single_thread():
     """Pin BLAS to one thread while Numba's prange runs blocks in parallel.

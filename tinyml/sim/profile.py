@@ -67,6 +67,7 @@ class KernelRecord:
     resource_s: dict = field(default_factory=dict)
     threads_per_block: int = 0      # declared threads per block (0: not declared)
     occupancy_limit: str = "blocks"  # what bounds blocks_per_sm: blocks | sram | registers | threads
+    notes: tuple = ()               # what the kernel decided that the caller asked otherwise (one line each)
 
     @property
     def hbm_bytes(self) -> int:
@@ -84,6 +85,7 @@ class KernelRecord:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["grid"] = list(self.grid)
+        d["notes"] = list(self.notes)
         return d
 
 
@@ -113,7 +115,7 @@ class Profile:
     def record(self, name: str, grid: tuple, counters: "np.ndarray | BlockClasses", *, dtype: str,
                sram_per_block: int, panels: dict | None = None, stream: int = 0,
                reuse=None, regs_per_block: int = 0, pipelined: bool = False, issue=None,
-               threads_per_block: int = 0) -> KernelRecord:
+               threads_per_block: int = 0, notes: tuple = ()) -> KernelRecord:
         """Cost a launch's counters on this device and append the record.
 
         ``counters`` are per-block rows or :class:`~tinyml.sim.classes.BlockClasses` (counting
@@ -123,7 +125,9 @@ class Profile:
         ``regs_per_block`` is the register-file bytes one block's accumulators take;
         ``pipelined`` says the modelled GPU kernel overlaps its loads with its compute;
         ``issue`` (:class:`~tinyml.sim.cost.Issue`) which instructions it issues (default: the peak);
-        ``threads_per_block`` the block's threads, for the threads-per-SM occupancy limit (0: undeclared).
+        ``threads_per_block`` the block's threads, for the threads-per-SM occupancy limit (0: undeclared);
+        ``notes`` one line each on what the launch did that its caller asked otherwise (a block size
+        clamped to the sequence), shown under :meth:`table`.
         """
         cost = kernel_cost(self.device, counters, dtype=dtype, sram_per_block=sram_per_block, panels=panels,
                            reuse=reuse, regs_per_block=regs_per_block, pipelined=pipelined,
@@ -142,6 +146,7 @@ class Profile:
             flops_matmul=int(sums[FLOPS_MATMUL]), flops_vector=int(sums[FLOPS_VECTOR]),
             peak_hbm_bytes=self.hbm.peak, stream=stream, resource_s=cost.resource_s,
             threads_per_block=int(threads_per_block), occupancy_limit=cost.occupancy_limit,
+            notes=tuple(str(n) for n in notes),
         )
         self.records.append(rec)
         return rec

@@ -28,7 +28,8 @@ def profile_table(prof, width: int = 120) -> str:
                   f"{r.intensity:.3g}", fmt_time(r.time_s), r.bound)
     buf = io.StringIO()
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(t)
-    return buf.getvalue().rstrip() + f"\npeak HBM: {fmt_bytes(tot['peak_hbm_bytes'])}"
+    notes = "".join(f"\nnote: {r.name}: {n}" for r in prof.records for n in r.notes)
+    return buf.getvalue().rstrip() + f"\npeak HBM: {fmt_bytes(tot['peak_hbm_bytes'])}" + notes
 
 
 def chrome_trace(prof) -> dict:

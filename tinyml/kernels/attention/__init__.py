@@ -16,6 +16,7 @@ The public entry points are exported here::
 | `flash1/`     | FlashAttention-1, Algorithm 1 (K/V outer loop, O, l, m back to HBM)   |
 | `flash2/`     | FlashAttention-2 (Q outer loop, O on chip, sequence parallel, causal skipping) |
 |               | each: `block_sizes`, `grid` (splits, skipped tiles, block classes), `fwd`, `bwd` (body + launcher) |
+| `gqa_reduce`  | the GQA dK/dV reduction both backwards launch (per-query-head gradients summed per kv head) |
 | `flash3`      | FlashAttention-3 forward on Hopper (wgmma, warp specialisation, softmax/GEMM overlap) |
 | `flash`       | `flash_attention(version=1, 2 or 3)` and `flash_attention_backward`   |
 | `paper`       | the FlashAttention paper's Figure 2, reproduced                       |

@@ -67,7 +67,7 @@ from ...sim.sram import REG
 from ...sim.counters import new_counters
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._classes import blocks_to_walk, launch_counters, uniform_runs
-from .._contract import blas_single_thread, block_size, operand, same_mode
+from .._contract import blas_single_thread, block_size, clamp_note, operand, same_mode
 from .._counting import extent, stand_in
 from .._mma import sgemm
 from .decode_common import OP_Q, DecodeCall, attend_tiles, cache_lengths, check_prefix_finite
@@ -195,7 +195,7 @@ def _body(q, k, v, lens, o, B, H, KVH, L, D, BC, scale, execute, ids, counters, 
         store_tile(o_acc, G, D, o, row0, 0, execute, counters, row, elem_bits)
 
 
-def launch_plain(call: DecodeCall, o, block_k: int, sram: int, regs: int) -> None:
+def launch_plain(call: DecodeCall, o, block_k: int, sram: int, regs: int, notes: tuple = ()) -> None:
     """Run the plain kernel of a validated call into ``o`` and record it."""
     prof = current_profile()
     B, H, KVH, L, D = call.batch, call.heads, call.kv_heads, call.max_len, call.head_dim
@@ -211,7 +211,7 @@ def launch_plain(call: DecodeCall, o, block_k: int, sram: int, regs: int) -> Non
               call.lengths, o.reshape(B * H, D) if x else stand_in(2),
               B, H, KVH, L, D, block_k, call.scale, x, ids, counters, call.elem_bits, gemm)
     prof.record(KERNEL, (B, KVH), launch_counters(counters, x, run_class, run_length), dtype=call.dtype,
-                sram_per_block=sram, regs_per_block=regs, pipelined=True)
+                sram_per_block=sram, regs_per_block=regs, pipelined=True, notes=notes)
 
 
 # ---- the public entry point ----------------------------------------------------------------------------
@@ -239,7 +239,8 @@ def decode_attention(q, k_cache, v_cache, *, cache_len, split_kv: "int | None" =
     the device's SM count (:func:`.decode_split.auto_splits`). ``scale``
     defaults to 1/sqrt(d); ``block_k`` is B_c, the K/V tile rows (default: the
     largest of 128, 64, 32, 16 that fits SRAM; a block_k larger than the cache's
-    L is L, and SRAM is counted for L rows, as ``sram_per_block_bytes`` shows).
+    L is clamped to L, SRAM is counted for L rows, as ``sram_per_block_bytes`` shows, and
+    the record's ``notes`` say so).
     Returns o shaped like q.
     See the module docstrings for the tile loops and HBM bytes.
     """
@@ -251,8 +252,9 @@ def decode_attention(q, k_cache, v_cache, *, cache_len, split_kv: "int | None" =
     for op in (call.q, call.k, call.v):
         prof.hbm.track(op.obj, op.name, call.dtype)
     o = prof.hbm.new_tensor("o", call.q.shape, call.dtype, call.execute)          # like q
+    notes = clamp_note("block_k", block_k, bc, "the cache's L")
     if splits == 1:
-        launch_plain(call, o, bc, sram, regs)
+        launch_plain(call, o, bc, sram, regs, notes)
     else:
-        launch_split(call, o, bc, sram, regs, splits)
+        launch_split(call, o, bc, sram, regs, splits, notes)
     return o

@@ -194,7 +194,7 @@ def combine_tiles(splits: int, d: int) -> dict:
             "accumulator": ((d,), "fp32", REG)}
 
 
-def launch_split(call: DecodeCall, o, block_k: int, sram: int, regs: int, splits: int) -> None:
+def launch_split(call: DecodeCall, o, block_k: int, sram: int, regs: int, splits: int, notes: tuple = ()) -> None:
     """Run Flash-Decoding (split kernel, then combine) of a validated call into ``o``; records both launches."""
     prof = current_profile()
     B, H, KVH, L, D, S = call.batch, call.heads, call.kv_heads, call.max_len, call.head_dim, splits
@@ -220,7 +220,7 @@ def launch_split(call: DecodeCall, o, block_k: int, sram: int, regs: int, splits
                     lse_part.reshape(S, B * H) if x else stand_in(2),
                     B, H, KVH, L, D, block_k, S, call.scale, x, ids, counters, call.elem_bits, gemm)
     prof.record(SPLIT_KERNEL, (B, KVH, S), launch_counters(counters, x, run_class, run_length), dtype=call.dtype,
-                sram_per_block=sram, regs_per_block=regs, pipelined=True)
+                sram_per_block=sram, regs_per_block=regs, pipelined=True, notes=notes)
     # counting: the H rows of a sequence combine alike, one class per sequence
     ids, run_class, run_length = blocks_to_walk(B, H, x, uniform_runs)
     counters = new_counters(len(ids), n_operands=2)

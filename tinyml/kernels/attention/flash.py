@@ -31,12 +31,12 @@ def flash_attention(q, k, v, *, version: int = 2, causal: bool = False, key_padd
     ``block_k`` are the Q / K-V block rows (B_r / B_c; default: the largest
     that fit SRAM); a block larger than its sequence is the whole sequence
     (block_q=64 on 8 queries runs 8-row blocks, and SRAM is counted for those:
-    the record's ``sram_per_block_bytes`` shows it), as in FlashAttention's
-    own kernels, which never load rows that do not exist; ``pad_queries=True``
-    (versions 2 and 3) runs such a block at its full tile rows instead, as
-    FlashAttention-2's CUDA kernel does (the missing rows are not loaded but
-    are multiplied and exponentiated: decoding with FlashAttention-2);
-    ``dtype`` is the logical dtype bytes are counted in.
+    the record's ``sram_per_block_bytes`` shows it, and its ``notes`` name the
+    clamp), as in FlashAttention's own kernels, which never load rows that do
+    not exist; ``pad_queries=True`` (versions 2 and 3) runs such a block at its
+    full tile rows instead, as FlashAttention-2's CUDA kernel does (the missing
+    rows are not loaded but are multiplied and exponentiated: decoding with
+    FlashAttention-2); ``dtype`` is the logical dtype bytes are counted in.
     """
     if isinstance(version, bool) or version not in (1, 2, 3):
         raise TileConfigError(f"FlashAttention version must be 1, 2 or 3, got {version!r}")

@@ -39,10 +39,10 @@ DROPOUT_APPLY = DROPOUT - RNG_OPS
 
 
 @njit(parallel=True, cache=True)
-def _forward(p, pd, mask, B, H, NQ, NK, seed, prob, execute, elem_bits, BR, BC, counters):
-    n_rb = (NQ + BR - 1) // BR
+def _forward(p, pd, mask, B, H, NQ, NK, seed, prob, execute, elem_bits, BR, BC, ids, counters):
     scale = np.float32(1.0 / (1.0 - prob))
-    for blk in prange(B * H * n_rb):
+    for row in prange(len(ids)):                     # every block, or one per class (counting)
+        blk = ids[row]
         b, h, r0, rows = block_rows_of(blk, H, NQ, BR)
         p2 = p[b * execute, h * execute]                                           # (Nq, Nk)
         pd2 = pd[b * execute, h * execute]
@@ -51,23 +51,23 @@ def _forward(p, pd, mask, B, H, NQ, NK, seed, prob, execute, elem_bits, BR, BC, 
         k = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.uint8)       # (BR, BC) keep bits
         for c0 in range(0, NK, BC):
             cols = min(BC, NK - c0)
-            load_tile(p2, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
-            count_vector(DROPOUT * rows * cols, counters, blk)
+            load_tile(p2, r0, c0, rows, cols, t, execute, counters, row, 0, elem_bits)
+            count_vector(DROPOUT * rows * cols, counters, row)
             if execute:
                 for i in range(rows):
                     for j in range(cols):
                         kept = keep(seed, b, h, r0 + i, c0 + j, prob)
                         k[i, j] = kept
                         t[i, j] = t[i, j] * scale if kept else 0.0
-            store_tile(t, rows, cols, pd2, r0, c0, execute, counters, blk, elem_bits)
-            store_tile(k, rows, cols, m2, r0, c0, execute, counters, blk, 8)
+            store_tile(t, rows, cols, pd2, r0, c0, execute, counters, row, elem_bits)
+            store_tile(k, rows, cols, m2, r0, c0, execute, counters, row, 8)
 
 
 @njit(parallel=True, cache=True)
-def _backward(dpd, mask, dp, B, H, NQ, NK, prob, execute, elem_bits, BR, BC, counters):
-    n_rb = (NQ + BR - 1) // BR
+def _backward(dpd, mask, dp, B, H, NQ, NK, prob, execute, elem_bits, BR, BC, ids, counters):
     scale = np.float32(1.0 / (1.0 - prob))
-    for blk in prange(B * H * n_rb):
+    for row in prange(len(ids)):                     # every block, or one per class (counting)
+        blk = ids[row]
         b, h, r0, rows = block_rows_of(blk, H, NQ, BR)
         g2 = dpd[b * execute, h * execute]                                         # (Nq, Nk)
         m2 = mask[b * execute, h * execute]                                        # (Nq, Nk) uint8
@@ -76,14 +76,14 @@ def _backward(dpd, mask, dp, B, H, NQ, NK, prob, execute, elem_bits, BR, BC, cou
         k = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.uint8)       # (BR, BC) keep bits
         for c0 in range(0, NK, BC):
             cols = min(BC, NK - c0)
-            load_tile(g2, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
-            load_tile(m2, r0, c0, rows, cols, k, execute, counters, blk, 1, 8)
-            count_vector(DROPOUT_APPLY * rows * cols, counters, blk)
+            load_tile(g2, r0, c0, rows, cols, t, execute, counters, row, 0, elem_bits)
+            load_tile(m2, r0, c0, rows, cols, k, execute, counters, row, 1, 8)
+            count_vector(DROPOUT_APPLY * rows * cols, counters, row)
             if execute:
                 for i in range(rows):
                     for j in range(cols):
                         t[i, j] = t[i, j] * scale if k[i, j] else 0.0
-            store_tile(t, rows, cols, dp2, r0, c0, execute, counters, blk, elem_bits)
+            store_tile(t, rows, cols, dp2, r0, c0, execute, counters, row, elem_bits)
 
 
 def dropout_tiles(dtype: str):
@@ -98,7 +98,7 @@ def dropout_forward(call, p, pd, mask, name: str, block_rows=None, block_cols=No
     ex = call.execute
     args = (p if ex else stand_in(4), pd if ex else stand_in(4), mask if ex else stand_in(4, np.uint8), *shape, call.seed,
             call.dropout_p, ex, call.elem_bits)
-    run_rows(name, _forward, args, shape, tiles, call.dtype, n_operands=1)
+    run_rows(name, _forward, args, shape, tiles, call.dtype, execute=call.execute, n_operands=1)
 
 
 def dropout_backward(call, dpd, mask, dp, name: str, block_rows=None, block_cols=None) -> None:
@@ -109,4 +109,4 @@ def dropout_backward(call, dpd, mask, dp, name: str, block_rows=None, block_cols
     ex = call.execute
     args = (dpd if ex else stand_in(4), mask if ex else stand_in(4, np.uint8), dp if ex else stand_in(4), *shape, call.dropout_p,
             ex, call.elem_bits)
-    run_rows(name, _backward, args, shape, tiles, call.dtype, n_operands=2)
+    run_rows(name, _backward, args, shape, tiles, call.dtype, execute=call.execute, n_operands=2)

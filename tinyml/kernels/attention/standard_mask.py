@@ -34,24 +34,24 @@ from .standard_rows import block_rows_of, row_tiles, run_rows
 
 @njit(parallel=True, cache=True)
 def _body(x, key_valid, fill, B, H, NQ, NK, offset, causal, wl, wr, has_pad, execute, elem_bits,
-          BR, BC, counters):
-    n_rb = (NQ + BR - 1) // BR
-    for blk in prange(B * H * n_rb):
+          BR, BC, ids, counters):
+    for row in prange(len(ids)):                     # every block, or one per class (counting)
+        blk = ids[row]
         b, h, r0, rows = block_rows_of(blk, H, NQ, BR)
         x2 = x[b * execute, h * execute]                                           # (Nq, Nk)
         t = np.empty((extent(BR, execute), extent(BC, execute)), dtype=np.float32)     # (BR, BC) SRAM
         for c0 in range(0, NK, BC):
             cols = min(BC, NK - c0)
-            load_tile(x2, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
+            load_tile(x2, r0, c0, rows, cols, t, execute, counters, row, 0, elem_bits)
             if has_pad:
-                count_load_direct(cols, counters, blk, 1, 8)     # key_valid[b, c0:c0+cols]
-            count_vector(MASK * rows * cols, counters, blk)
+                count_load_direct(cols, counters, row, 1, 8)     # key_valid[b, c0:c0+cols]
+            count_vector(MASK * rows * cols, counters, row)
             if execute:
                 for i in range(rows):
                     for j in range(cols):
                         if not (visible(r0 + i, c0 + j, offset, causal, wl, wr) and key_valid[b, c0 + j]):
                             t[i, j] = fill
-            store_tile(t, rows, cols, x2, r0, c0, execute, counters, blk, elem_bits)
+            store_tile(t, rows, cols, x2, r0, c0, execute, counters, row, elem_bits)
 
 
 def mask_tiles(dtype: str, padded: bool):
@@ -72,4 +72,4 @@ def masked_fill(call, x, fill: float, name: str, block_rows=None, block_cols=Non
     wl, wr = call.window
     args = (x if call.execute else stand_in(4), call.key_valid_array(), np.float32(fill), *shape, call.offset,
             call.causal, wl, wr, padded, call.execute, call.elem_bits)
-    run_rows(name, _body, args, shape, tiles, call.dtype, n_operands=2, batch_panel=1 if padded else None)
+    run_rows(name, _body, args, shape, tiles, call.dtype, execute=call.execute, n_operands=2, batch_panel=1 if padded else None)

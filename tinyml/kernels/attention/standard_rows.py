@@ -13,6 +13,12 @@ tile in SRAM. The tiles are chosen to fit a quarter of an SM's SRAM
 
 Either can be given by the caller; given sizes are checked against the whole
 SRAM of an SM (``SramOverflowError`` suggests sizes that fit).
+
+Every block of the (B*H, ceil(Nq/BR)) grid moves the same bytes except the last
+row block of each (batch, head) when BR does not divide Nq (the mask's
+visibility and dropout's keep bits change values, never counts), so counting
+mode walks one interior and one last row block (:func:`~tinyml.kernels._classes.edge_grid`)
+and a body writes block ``ids[row]``'s counts into row ``row``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from numba import njit
 
 from ...sim import check_tiles, current_profile, tiles_bytes
 from ...sim.counters import new_counters
+from .._classes import blocks_to_walk, launch_counters
 from .._contract import block_size, ceil_div
 
 SRAM_SHARE = 4
@@ -82,22 +89,25 @@ def row_tiles(n_rows: int, n_cols: int, tiles, kernel: str, block_rows=None, blo
     return RowTiles(br, bc, need)
 
 
-def run_rows(name: str, body, args: tuple, shape: tuple, tiles: RowTiles, dtype: str, *,
+def run_rows(name: str, body, args: tuple, shape: tuple, tiles: RowTiles, dtype: str, *, execute: bool,
              n_operands: int, batch_panel: int | None = None):
     """Run a row kernel over a (B*H, ceil(Nq/BR)) grid and record it.
 
-    ``body(*args, BR, BC, counters)``; ``batch_panel``: the operand index every
-    block of one batch reads in full (the key padding mask), declared as an
-    L2 panel.
+    ``body(*args, BR, BC, ids, counters)`` walks the blocks ``ids`` (every block when executing,
+    one per class when counting: module docstring), block ``ids[row]`` counting into row ``row``.
+    ``batch_panel``: the operand index every block
+    of one batch reads in full (the key padding mask), declared as an L2 panel.
     """
     b, h, nq, _ = shape
     grid = (b * h, ceil_div(nq, tiles.block_rows))
-    counters = new_counters(grid[0] * grid[1], n_operands=n_operands)
-    body(*args, tiles.block_rows, tiles.block_cols, counters)
+    ids, run_class, run_length = blocks_to_walk(grid[0], grid[1], execute)
+    counters = new_counters(len(ids), n_operands=n_operands)
+    body(*args, tiles.block_rows, tiles.block_cols, ids, counters)
     panels = None
     if batch_panel is not None:
         panels = {batch_panel: np.arange(grid[0] * grid[1]) // (h * grid[1])}
-    current_profile().record(name, grid, counters, dtype=dtype, sram_per_block=tiles.sram_bytes, panels=panels)
+    current_profile().record(name, grid, launch_counters(counters, execute, run_class, run_length), dtype=dtype,
+                             sram_per_block=tiles.sram_bytes, panels=panels)
 
 
 @njit(cache=True)

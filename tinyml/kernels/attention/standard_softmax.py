@@ -39,10 +39,10 @@ FORWARD = ROW_MAX + EXP + ROW_SUM + NORMALIZE
 
 
 @njit(parallel=True, cache=True)
-def _forward(x, p, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
-    n_rb = (NQ + BR - 1) // BR
+def _forward(x, p, B, H, NQ, NK, execute, elem_bits, BR, BC, ids, counters):
     one_pass = BC >= NK
-    for blk in prange(B * H * n_rb):
+    for row in prange(len(ids)):                     # every block, or one per class (counting)
+        blk = ids[row]
         b, h, r0, rows = block_rows_of(blk, H, NQ, BR)
         x2 = x[b * execute, h * execute]                                           # (Nq, Nk)
         p2 = p[b * execute, h * execute]                                           # (Nq, Nk)
@@ -52,8 +52,8 @@ def _forward(x, p, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
         if not one_pass:                     # pass 1: online row max and sum
             for c0 in range(0, NK, BC):
                 cols = min(BC, NK - c0)
-                load_tile(x2, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
-                count_vector((ROW_MAX + EXP + ROW_SUM) * rows * cols, counters, blk)
+                load_tile(x2, r0, c0, rows, cols, t, execute, counters, row, 0, elem_bits)
+                count_vector((ROW_MAX + EXP + ROW_SUM) * rows * cols, counters, row)
                 if execute:
                     for i in range(rows):
                         mi = m[i]
@@ -68,8 +68,8 @@ def _forward(x, p, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
                         l[i] = li
         for c0 in range(0, NK, BC):          # (pass 2:) normalise and store
             cols = min(BC, NK - c0)
-            load_tile(x2, r0, c0, rows, cols, t, execute, counters, blk, 0, elem_bits)
-            count_vector((FORWARD if one_pass else EXP + NORMALIZE) * rows * cols, counters, blk)
+            load_tile(x2, r0, c0, rows, cols, t, execute, counters, row, 0, elem_bits)
+            count_vector((FORWARD if one_pass else EXP + NORMALIZE) * rows * cols, counters, row)
             if execute:
                 for i in range(rows):
                     if one_pass:
@@ -91,13 +91,13 @@ def _forward(x, p, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
                         inv = 1.0 / l[i] if l[i] > 0 else 0.0
                         for j in range(cols):
                             t[i, j] = math.exp(t[i, j] - mi) * inv if l[i] > 0 else 0.0
-            store_tile(t, rows, cols, p2, r0, c0, execute, counters, blk, elem_bits)
+            store_tile(t, rows, cols, p2, r0, c0, execute, counters, row, elem_bits)
 
 
 @njit(parallel=True, cache=True)
-def _backward(p, dp, ds, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
-    n_rb = (NQ + BR - 1) // BR
-    for blk in prange(B * H * n_rb):
+def _backward(p, dp, ds, B, H, NQ, NK, execute, elem_bits, BR, BC, ids, counters):
+    for row in prange(len(ids)):                     # every block, or one per class (counting)
+        blk = ids[row]
         b, h, r0, rows = block_rows_of(blk, H, NQ, BR)
         p2 = p[b * execute, h * execute]                                           # (Nq, Nk)
         dp2 = dp[b * execute, h * execute]
@@ -109,17 +109,17 @@ def _backward(p, dp, ds, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
         if not one_pass:                      # pass 1: D over the whole row
             for c0 in range(0, NK, BC):
                 cols = min(BC, NK - c0)
-                load_tile(p2, r0, c0, rows, cols, tp, execute, counters, blk, 0, elem_bits)
-                load_tile(dp2, r0, c0, rows, cols, td, execute, counters, blk, 1, elem_bits)
+                load_tile(p2, r0, c0, rows, cols, tp, execute, counters, row, 0, elem_bits)
+                load_tile(dp2, r0, c0, rows, cols, td, execute, counters, row, 1, elem_bits)
                 if execute:
                     for i in range(rows):
                         for j in range(cols):
                             d[i] += tp[i, j] * td[i, j]
         for c0 in range(0, NK, BC):
             cols = min(BC, NK - c0)
-            load_tile(p2, r0, c0, rows, cols, tp, execute, counters, blk, 0, elem_bits)
-            load_tile(dp2, r0, c0, rows, cols, td, execute, counters, blk, 1, elem_bits)
-            count_vector(SOFTMAX_BWD * rows * cols, counters, blk)
+            load_tile(p2, r0, c0, rows, cols, tp, execute, counters, row, 0, elem_bits)
+            load_tile(dp2, r0, c0, rows, cols, td, execute, counters, row, 1, elem_bits)
+            count_vector(SOFTMAX_BWD * rows * cols, counters, row)
             if execute:
                 for i in range(rows):
                     if one_pass:
@@ -129,7 +129,7 @@ def _backward(p, dp, ds, B, H, NQ, NK, execute, elem_bits, BR, BC, counters):
                         d[i] = acc
                     for j in range(cols):
                         td[i, j] = tp[i, j] * (td[i, j] - d[i])
-            store_tile(td, rows, cols, ds2, r0, c0, execute, counters, blk, elem_bits)
+            store_tile(td, rows, cols, ds2, r0, c0, execute, counters, row, elem_bits)
 
 
 def softmax_tiles(dtype: str, n_tiles: int):
@@ -144,7 +144,7 @@ def softmax_forward(call, s, p, name: str, block_rows=None, block_cols=None):
     tiles = row_tiles(call.seq_q, call.seq_k, softmax_tiles(call.dtype, 1), name, block_rows, block_cols)
     ex = call.execute
     args = (s if ex else stand_in(4), p if ex else stand_in(4), *shape, ex, call.elem_bits)
-    run_rows(name, _forward, args, shape, tiles, call.dtype, n_operands=1)
+    run_rows(name, _forward, args, shape, tiles, call.dtype, execute=call.execute, n_operands=1)
     return tiles
 
 
@@ -155,5 +155,5 @@ def softmax_backward(call, p, dp, ds, name: str, block_rows=None, block_cols=Non
     tiles = row_tiles(call.seq_q, call.seq_k, softmax_tiles(call.dtype, 2), name, block_rows, block_cols)
     ex = call.execute
     args = (p if ex else stand_in(4), dp if ex else stand_in(4), ds if ex else stand_in(4), *shape, ex, call.elem_bits)
-    run_rows(name, _backward, args, shape, tiles, call.dtype, n_operands=2)
+    run_rows(name, _backward, args, shape, tiles, call.dtype, execute=call.execute, n_operands=2)
     return tiles

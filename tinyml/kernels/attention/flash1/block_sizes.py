@@ -12,8 +12,8 @@ B_c. Algorithm 4 (line 2) reuses the forward's sizes, but the paper's analysis
 is asymptotic: its four B_c x d tiles K_j, V_j, dK~_j, dV~_j alone would fill M.
 The backward therefore starts from the same rule and shrinks the same way
 until its tile set fits (a100-40gb, d = 64, fp16: B_c = 192, B_r = 32).
-Explicit ``block_q`` / ``block_k`` are clamped the same way; tiles that do not
-fit raise :class:`~tinyml.sim.SramOverflowError` with sizes that do, or, when
+Explicit ``block_q`` / ``block_k`` are clamped the same way, and the record says so
+(``notes``: ``block_q=128 clamped to N_q = 37 ...``); tiles that do not fit raise :class:`~tinyml.sim.SramOverflowError` with sizes that do, or, when
 not even 1 x 1 blocks fit, the largest head_dim that does.
 
 The byte formula (:func:`flash1_expected_bytes`) is derived in the package docstring
@@ -29,7 +29,7 @@ import numpy as np
 
 from ....sim import Device, check_registers, check_tiles, current_profile, nbytes, tile_budget, tiles_fit
 from ....sim.sram import REG
-from ..._contract import block_size, ceil_div
+from ..._contract import block_size, ceil_div, clamp_note
 from .._common import AttentionCall
 from ..masks import k_block_rows, q_block_spans
 
@@ -137,6 +137,12 @@ def resolve_blocks(call: AttentionCall, block_q, block_k, *, backward: bool, ker
     chosen = tiles(b_q, b_k, call.head_dim, call.dtype)
     sram = check_tiles(dev, chosen, kernel=kernel, suggest=suggest)
     return b_q, b_k, sram, check_registers(dev, chosen)
+
+
+def clamp_notes(block_q, block_k, b_q: int, b_k: int) -> tuple:
+    """The record's notes when the caller's ``block_q`` / ``block_k`` were clamped to N_q / N_k
+    (:func:`~tinyml.kernels._contract.clamp_note`)."""
+    return clamp_note("block_q", block_q, b_q, "N_q") + clamp_note("block_k", block_k, b_k, "N_k")
 
 
 # ---- the byte formula -------------------------------------------------------------

@@ -20,7 +20,8 @@ batch x heads is small, all of them adding into the fp32 dQ in HBM. Per block::
         write dK_j = dK~, dV_j = dV~               # per query head
 
 With GQA (group > 1) dK, dV are per query head, (B, H, N_k, d), and a small
-second kernel sums each group into the kv head's (B, KVH, N_k, d).
+second kernel sums each group into the kv head's (B, KVH, N_k, d)
+(:mod:`~tinyml.kernels.attention.gqa_reduce`, shared with FA2).
 The exact byte formula is in :mod:`tinyml.kernels.attention.flash1` (package docstring).
 """
 
@@ -40,8 +41,9 @@ from ..._counting import extent
 from ..._mma import mma_acc, sgemm
 from .._common import check_saved
 from ..flops import DROPOUT, EXP, MASK, NORMALIZE, SCALE, SOFTMAX_BWD, attention_issue
+from ..gqa_reduce import gqa_reduce
 from ..rng import keep
-from .block_sizes import resolve_blocks
+from .block_sizes import clamp_notes, resolve_blocks
 from .fwd import NEG_INF, WARPS, Flash1Saved, _flat, _scores, _track_inputs, count_split_k
 from .grid import kv_panels, launch_counters, splits, tile_ranges
 
@@ -210,33 +212,6 @@ def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, 
             store_tile(dv_t, cols, D, dvb, c0, 0, execute, counters, row, eb)
 
 
-@njit(parallel=True, cache=True)
-def reduce_body(dkh, dvh, dk, dv, G, NK, D, ROWS, execute, counters, eb):
-    """dk[g] = sum of the group's per-query-head dK (same for dV); one block per (b, kv head, rows).
-    dkh, dvh: (B*H, N_k, d); dk, dv: (B*KVH, N_k, d). Elementwise: registers only, no SRAM."""
-    n_t = (NK + ROWS - 1) // ROWS
-    for blk in prange(counters.shape[0]):
-        g = blk // n_t                                     # b * KVH + kv head
-        r0 = (blk % n_t) * ROWS
-        rows = min(ROWS, NK - r0)
-        for _ in range(G):
-            count_load_direct(rows * D, counters, blk, 0, eb)
-            count_load_direct(rows * D, counters, blk, 1, eb)
-        count_vector(2 * (G - 1) * rows * D, counters, blk)
-        count_store_direct(rows * D, counters, blk, eb)
-        count_store_direct(rows * D, counters, blk, eb)
-        if execute:
-            for r in range(r0, r0 + rows):
-                for x in range(D):
-                    a = 0.0
-                    c = 0.0
-                    for t in range(G):
-                        a += dkh[g * G + t, r, x]
-                        c += dvh[g * G + t, r, x]
-                    dk[g, r, x] = a
-                    dv[g, r, x] = c
-
-
 # ---- the launcher ------------------------------------------------------------------
 
 def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | None" = None,
@@ -300,14 +275,11 @@ def flash_attention_v1_backward(dout, saved: Flash1Saved, *, block_q: "int | Non
     prof.record("flash1_bwd", (B, H, S), launch_counters(call, counters, B * H, S), dtype=call.dtype, sram_per_block=sram,
                 regs_per_block=regs, panels=kv_panels(call, (OP_K, OP_V), S), reuse=reuse,
                 pipelined=True, issue=attention_issue(D, backward=True, split_k=(WARPS, b_k),
-                                                     dropout=call.dropout_p > 0))
+                                                     dropout=call.dropout_p > 0),
+                notes=clamp_notes(block_q, block_k, b_q, b_k))
     del dq_acc                      # the fp32 accumulator dies with the kernel
     if G > 1:
-        rows = REDUCE_ROWS
-        grid = (B * KVH, ceil_div(NK, rows))
-        counters = new_counters(grid[0] * grid[1], 2)
-        reduce_body(_flat(call, dkh, B * H, NK, D), _flat(call, dvh, B * H, NK, D),
-                         _flat(call, dk, B * KVH, NK, D), _flat(call, dv, B * KVH, NK, D),
-                         G, NK, D, rows, ex, counters, call.elem_bits)
-        prof.record("flash1_bwd_dkv_reduce", grid, counters, dtype=call.dtype, sram_per_block=0)
+        gqa_reduce("flash1_bwd_dkv_reduce", (B * KVH, ceil_div(NK, REDUCE_ROWS)), dkh, dvh, dk, dv, batch=B,
+                   kv_heads=KVH, group=G, seq_k=NK, head_dim=D, rows=REDUCE_ROWS, execute=ex, dtype=call.dtype,
+                   elem_bits=call.elem_bits)
     return dq, dk, dv

@@ -45,7 +45,7 @@ from .._common import AttentionCall, prepare_attention
 from ..flops import EXP, ROW_MAX, attention_issue, forward_per_score
 from ..masks import visible
 from ..rng import keep
-from .block_sizes import resolve_blocks
+from .block_sizes import clamp_notes, resolve_blocks
 from .grid import block_ids, kv_panels, launch_counters, splits, tile_ranges
 
 # operand columns of the forward's counters (HBM bytes read per input)
@@ -265,7 +265,8 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     ``tinyml.sim.meta`` tensors (counting). Returns o (B, H, N_q, d), or
     ``(o, saved)`` with ``return_saved=True`` for
     :func:`flash_attention_v1_backward`. ``block_q`` (B_r) and ``block_k`` (B_c)
-    default to the paper's sizes (module docstring) and are clamped to N_q and N_k.
+    default to the paper's sizes (module docstring) and are clamped to N_q and N_k (a clamped
+    request is named in the record's ``notes``).
     ``num_splits`` / ``skip_masked``: the grid and tiles of the CUDA kernel as it shipped (default:
     its ``num_splits`` heuristic and causal tile skipping); ``num_splits=1, skip_masked=False`` is
     Algorithm 1 exactly, as the paper's Figure 2 measured it.
@@ -301,7 +302,8 @@ def flash_attention_v1(q, k, v, *, causal: bool = False, key_padding_mask=None, 
                   writes=mine * (D * s + 2 * 4))
     prof.record("flash1_fwd", (B, H, S), launch_counters(call, counters, B * H, S), dtype=call.dtype, sram_per_block=sram,
                 regs_per_block=regs, panels=kv_panels(call, (OP_K, OP_V), S), reuse=reuse,
-                pipelined=True, issue=attention_issue(D, split_k=(WARPS, b_k), dropout=call.dropout_p > 0))
+                pipelined=True, issue=attention_issue(D, split_k=(WARPS, b_k), dropout=call.dropout_p > 0),
+                notes=clamp_notes(block_q, block_k, b_q, b_k))
     if return_saved:
         return o, Flash1Saved(call, o, l, m, check_finite, num_splits, skip_masked)
     return o

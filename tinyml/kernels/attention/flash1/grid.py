@@ -10,6 +10,7 @@ bytes) and records them as block classes (:mod:`tinyml.kernels._classes`).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from ....sim import current_profile
 from ....sim.classes import BlockClasses
@@ -58,16 +59,44 @@ def tile_ranges(call: AttentionCall, b_q: int, b_k: int, skip_masked: bool):
         i_lo, i_hi = k_block_rows(lo, hi, call.seq_k, b_k)
     else:
         i_lo, i_hi = np.zeros(t_c, np.int64), np.full(t_c, t_r, np.int64)
-    j_last = np.full(t_r, -1, np.int64)
-    for j in range(t_c):
-        j_last[i_lo[j]:i_hi[j]] = j                   # ascending j: the last one that reaches i wins
+    j_last = last_cover(np.asarray(i_lo, np.int64), np.asarray(i_hi, np.int64), t_r)
     i_last_lo, i_last_hi = i_hi.copy(), i_hi.copy()
-    for j in range(t_c):
-        mine = np.flatnonzero(j_last[i_lo[j]:i_hi[j]] == j) + i_lo[j]
-        if len(mine):
-            i_last_lo[j], i_last_hi[j] = mine[0], mine[-1] + 1
-            assert len(mine) == mine[-1] + 1 - mine[0], "the Q blocks a K/V block is last for are contiguous"
+    seen = np.flatnonzero(j_last >= 0)
+    if len(seen):
+        mine = np.bincount(j_last[seen], minlength=t_c)            # Q blocks each K/V block is last for
+        first = np.full(t_c, t_r, np.int64)
+        last = np.full(t_c, -1, np.int64)
+        np.minimum.at(first, j_last[seen], seen)
+        np.maximum.at(last, j_last[seen], seen)
+        has = mine > 0
+        assert np.array_equal(mine[has], last[has] + 1 - first[has]), \
+            "the Q blocks a K/V block is last for are contiguous"
+        i_last_lo[has], i_last_hi[has] = first[has], last[has] + 1
     return i_lo, i_hi, i_last_lo, i_last_hi
+
+
+@njit(cache=True)
+def last_cover(i_lo, i_hi, t_r):
+    """(t_r,) for each Q block i the last K/V block j with ``i_lo[j] <= i < i_hi[j]``, or -1.
+
+    The K/V blocks are visited from the last, each painting the Q blocks of its range not painted
+    yet; ``nxt`` jumps over painted runs (path halving), so each Q block is painted once and the
+    whole is O(T_r + T_c), not O(T_r T_c) (10M tokens: 26,000 ranges over 156,000 Q blocks)."""
+    j_last = np.full(t_r, -1, np.int64)
+    nxt = np.arange(t_r + 1)                      # nxt[i]: towards the first unpainted Q block >= i
+    for j in range(len(i_lo) - 1, -1, -1):
+        i = i_lo[j]
+        while nxt[i] != i:                        # find, halving the path
+            nxt[i] = nxt[nxt[i]]
+            i = nxt[i]
+        while i < i_hi[j]:
+            j_last[i] = j
+            nxt[i] = i + 1
+            i += 1
+            while nxt[i] != i:
+                nxt[i] = nxt[nxt[i]]
+                i = nxt[i]
+    return j_last
 
 
 def runs(n_bh: int, splits: int):

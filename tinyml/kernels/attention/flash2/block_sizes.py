@@ -12,7 +12,9 @@ in the logical dtype, and in registers the fp32 accumulators dK_j, dV_j
 SRAM.) The default is the largest pair that fits one SM's SRAM and register file, trying the block's own
 (outer) dimension first: B_r in 128, 64, 32, 16 then B_c in 128, 64, 32, 16
 for the forward; B_c first for the backward (whose blocks own a K/V column
-block), each clamped to its sequence length.
+block), each clamped to its sequence length. A caller's sizes are clamped too
+(no tile is longer than its sequence), and the launch's record says so in its
+``notes`` (:meth:`Flash2Blocks.notes`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from types import SimpleNamespace
 
 from ....sim import Device, SramOverflowError, check_registers, check_tiles, tile_budget, tiles_fit
 from ....sim.sram import REG
-from ..._contract import block_size
+from ..._contract import block_size, clamp_note
 
 SIZES = (128, 64, 32, 16)
 
@@ -52,6 +54,10 @@ class Flash2Blocks:
             "dK_j, dV_j accumulators": ((2, bc, d), "fp32", REG), "dQ_i tile": ((br, d), "fp32", REG),
             "lse_i, D_i": ((2, br), "fp32", REG),
         }
+
+    def notes(self, block_q, block_k) -> tuple:
+        """The record's notes when the caller's ``block_q`` / ``block_k`` were clamped to the sequences."""
+        return clamp_note("block_q", block_q, self.block_q, "N_q") + clamp_note("block_k", block_k, self.block_k, "N_k")
 
     def tiles(self, kind: str, d: int, dtype: str) -> dict:
         return self.fwd_tiles(d, dtype) if kind == "fwd" else self.bwd_tiles(d, dtype)

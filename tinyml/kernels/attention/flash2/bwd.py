@@ -34,6 +34,7 @@ Kernels and tile loops::
 
     flash2_bwd_gqa_sum      grid (B, KVH, ceil(Nk / B_c)), only when group = H / KVH > 1
         dK[b, g], dV[b, g] = sum over the group's query heads    # read 2 B H Nk d s, write 2 B KVH Nk d s
+                                                # (tinyml.kernels.attention.gqa_reduce, shared with FA1)
 
 HBM traffic (``s`` bytes per element of the logical dtype, before L2 reuse),
 without causal / window masks (every tile computed, Tk = ceil(Nk / B_c))::
@@ -67,12 +68,13 @@ from ....sim import FLOAT_DTYPES, ShapeError, current_profile
 from ....sim.counters import new_counters
 from ....sim.tiles import (count_load_direct, count_mma, count_store_direct, count_vector, load_tile,
                            store_tile)
-from ..._classes import add_scaled, launch_counters, rep_count, rep_tile
+from ..._classes import add_scaled, blocks_to_walk, launch_counters, rep_count, rep_tile
 from ..._contract import blas_single_thread, ceil_div, operand, same_mode
 from ..._counting import extent, stand_in
 from ..._mma import mma_acc, mma_acc_bt, sgemm
 from .._common import check_saved
 from ..flops import DROPOUT, EXP, MASK, SCALE, SOFTMAX_BWD, attention_issue
+from ..gqa_reduce import gqa_reduce
 from ..masks import visible
 from ..rng import keep
 from .block_sizes import resolve_blocks
@@ -91,18 +93,20 @@ def bwd_per_score(masked: bool, dropout: bool) -> int:
 
 
 @njit(parallel=True, cache=True)
-def _pre_body(o, do, dd, dq_acc, BH, NQ, D, BR, execute, counters, elem_bits):
-    # o, do, dq_acc: (BH*NQ, D); dd: (BH, NQ)
+def _pre_body(o, do, dd, dq_acc, BH, NQ, D, BR, execute, ids, counters, elem_bits):
+    # o, do, dq_acc: (BH*NQ, D); dd: (BH, NQ); walks the blocks ids (all, or one per class when
+    # counting: a (batch, head)'s last q block is partial when B_r does not divide Nq)
     nqb = (NQ + BR - 1) // BR
-    for blk in prange(BH * nqb):
+    for row in prange(len(ids)):
+        blk = ids[row]
         bh = blk // nqb
         r0 = (blk % nqb) * BR
         rows = min(BR, NQ - r0)
-        count_load_direct(rows * D, counters, blk, 0, elem_bits)     # dO_i
-        count_load_direct(rows * D, counters, blk, 1, elem_bits)     # O_i
-        count_vector(2 * rows * D, counters, blk)
-        count_store_direct(rows, counters, blk, 32)                  # D_i
-        count_store_direct(rows * D, counters, blk, 32)              # dq_accum_i = 0
+        count_load_direct(rows * D, counters, row, 0, elem_bits)     # dO_i
+        count_load_direct(rows * D, counters, row, 1, elem_bits)     # O_i
+        count_vector(2 * rows * D, counters, row)
+        count_store_direct(rows, counters, row, 32)                  # D_i
+        count_store_direct(rows * D, counters, row, 32)              # dq_accum_i = 0
         if execute:
             for r in range(rows):
                 acc = 0.0
@@ -233,45 +237,20 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
 
 
 @njit(parallel=True, cache=True)
-def _convert_body(dq_acc, dq, BH, NQ, D, BR, scale, execute, counters, elem_bits):
-    # dq_acc (fp32), dq (logical dtype): (BH*NQ, D)
+def _convert_body(dq_acc, dq, BH, NQ, D, BR, scale, execute, ids, counters, elem_bits):
+    # dq_acc (fp32), dq (logical dtype): (BH*NQ, D); walks the blocks ids, as _pre_body
     nqb = (NQ + BR - 1) // BR
-    for blk in prange(BH * nqb):
+    for row in prange(len(ids)):
+        blk = ids[row]
         row0 = (blk // nqb) * NQ + (blk % nqb) * BR
         rows = min(BR, NQ - (blk % nqb) * BR)
-        count_load_direct(rows * D, counters, blk, 0, 32)
-        count_vector(rows * D, counters, blk)
-        count_store_direct(rows * D, counters, blk, elem_bits)
+        count_load_direct(rows * D, counters, row, 0, 32)
+        count_vector(rows * D, counters, row)
+        count_store_direct(rows * D, counters, row, elem_bits)
         if execute:
             for r in range(row0, row0 + rows):
                 for x in range(D):
                     dq[r, x] = scale * dq_acc[r, x]
-
-
-@njit(parallel=True, cache=True)
-def _gqa_sum_body(dk_h, dv_h, dk, dv, B, KVH, G, NK, D, BC, execute, counters, elem_bits):
-    # dk_h, dv_h: (B*KVH*G*NK, D) per query head; dk, dv: (B*KVH*NK, D)
-    nkb = (NK + BC - 1) // BC
-    for blk in prange(B * KVH * nkb):
-        bk = blk // nkb                    # b * KVH + kv head
-        c0 = (blk % nkb) * BC
-        cols = min(BC, NK - c0)
-        count_load_direct(G * cols * D, counters, blk, 0, elem_bits)
-        count_load_direct(G * cols * D, counters, blk, 1, elem_bits)
-        count_vector(2 * (G - 1) * cols * D, counters, blk)
-        count_store_direct(cols * D, counters, blk, elem_bits)
-        count_store_direct(cols * D, counters, blk, elem_bits)
-        if execute:
-            for c in range(c0, c0 + cols):
-                for x in range(D):
-                    sk = 0.0
-                    sv = 0.0
-                    for g in range(G):
-                        src = (bk * G + g) * NK + c
-                        sk += dk_h[src, x]
-                        sv += dv_h[src, x]
-                    dk[bk * NK + c, x] = sk
-                    dv[bk * NK + c, x] = sv
 
 
 def _dout(dout, saved: Flash2Saved):
@@ -317,10 +296,12 @@ def flash_attention_v2_backward(dout, saved: Flash2Saved):
     # 1. D = rowsum(dO * O); dq_accum = 0
     d_stat = prof.hbm.new_tensor("D", (B, H, NQ), "fp32", x)                       # (B, H, Nq)
     dq_acc = prof.hbm.new_tensor("dq_accum", (B, H, NQ, D), "fp32", x)             # (B, H, Nq, d)
-    counters = new_counters(B * H * nqb, n_operands=2)
+    q_ids, *q_classes = blocks_to_walk(B * H, nqb, x)        # counting: a full and the last q block
+    counters = new_counters(len(q_ids), n_operands=2)
     _pre_body(flat(saved.o, B * H * NQ), flat(dO.data, B * H * NQ), flat(d_stat, B * H),
-              flat(dq_acc, B * H * NQ), B * H, NQ, D, BR, x, counters, bits)
-    prof.record("flash2_bwd_preprocess", (B, H, nqb), counters, dtype=dt, sram_per_block=0)
+              flat(dq_acc, B * H * NQ), B * H, NQ, D, BR, x, q_ids, counters, bits)
+    prof.record("flash2_bwd_preprocess", (B, H, nqb), launch_counters(counters, x, *q_classes), dtype=dt,
+                sram_per_block=0)
 
     # 2. the main kernel: one block per (b, h, K/V column block)
     dk_h = prof.hbm.new_tensor("dk" if G == 1 else "dk_per_head", (B, H, NK, D), dt, x)   # (B, H, Nk, d)
@@ -342,14 +323,17 @@ def flash_attention_v2_backward(dout, saved: Flash2Saved):
     kv_panel = (b * KVH + h // G) * nkb + jb
     panels = {OP_Q: bh, OP_DO: bh, OP_LSE: bh, OP_D: bh, OP_K: kv_panel, OP_V: kv_panel, OP_MASK: b}
     prof.record(KERNEL, (B, H, nkb), launch_counters(counters, x, *classes), dtype=dt, sram_per_block=sram, panels=panels,
-                regs_per_block=regs, pipelined=True, issue=attention_issue(D, backward=True, dropout=call.dropout_p > 0))
+                regs_per_block=regs, pipelined=True, issue=attention_issue(D, backward=True, dropout=call.dropout_p > 0),
+                notes=blocks.notes(saved.block_q, saved.block_k))
     del d_stat                              # freed: D is dead after the main kernel
 
     # 3. dq = scale * dq_accum, in the logical dtype
     dq = prof.hbm.new_tensor("dq", (B, H, NQ, D), dt, x)                          # (B, H, Nq, d)
-    counters = new_counters(B * H * nqb, n_operands=1)
-    _convert_body(flat(dq_acc, B * H * NQ), flat(dq, B * H * NQ), B * H, NQ, D, BR, call.scale, x, counters, bits)
-    prof.record("flash2_bwd_dq_convert", (B, H, nqb), counters, dtype=dt, sram_per_block=0)
+    counters = new_counters(len(q_ids), n_operands=1)
+    _convert_body(flat(dq_acc, B * H * NQ), flat(dq, B * H * NQ), B * H, NQ, D, BR, call.scale, x, q_ids, counters,
+                  bits)
+    prof.record("flash2_bwd_dq_convert", (B, H, nqb), launch_counters(counters, x, *q_classes), dtype=dt,
+                sram_per_block=0)
     del dq_acc
 
     # 4. GQA: sum each group's per-head dk, dv
@@ -357,8 +341,6 @@ def flash_attention_v2_backward(dout, saved: Flash2Saved):
         return dq, dk_h, dv_h
     dk = prof.hbm.new_tensor("dk", (B, KVH, NK, D), dt, x)                        # (B, KVH, Nk, d)
     dv = prof.hbm.new_tensor("dv", (B, KVH, NK, D), dt, x)
-    counters = new_counters(B * KVH * nkb, n_operands=2)
-    _gqa_sum_body(flat(dk_h, B * H * NK), flat(dv_h, B * H * NK), flat(dk, B * KVH * NK), flat(dv, B * KVH * NK),
-                  B, KVH, G, NK, D, BC, x, counters, bits)
-    prof.record("flash2_bwd_gqa_sum", (B, KVH, nkb), counters, dtype=dt, sram_per_block=0)
+    gqa_reduce("flash2_bwd_gqa_sum", (B, KVH, nkb), dk_h, dv_h, dk, dv, batch=B, kv_heads=KVH, group=G, seq_k=NK,
+               head_dim=D, rows=BC, execute=x, dtype=dt, elem_bits=bits)
     return dq, dk, dv

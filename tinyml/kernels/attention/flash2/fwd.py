@@ -92,6 +92,7 @@ import numpy as np
 from numba import njit, prange
 
 from ....sim import current_profile
+from ....sim.args import flag
 from ....sim.counters import new_counters
 from ....sim.tiles import count_load_direct, count_mma, count_tile_load, count_vector, load_tile_t, store_tile
 from ..._classes import add_scaled, launch_counters, rep_count, rep_tile
@@ -305,7 +306,7 @@ def forward(call: AttentionCall, block_q, block_k, return_saved: bool, check_fin
     panels = {OP_K: panel, OP_V: panel, OP_MASK: panel // KVH}
     prof.record(kernel, grid, launch_counters(counters, x, *classes), dtype=call.dtype, sram_per_block=sram,
                 panels=panels, regs_per_block=regs, pipelined=True,
-                issue=issue or attention_issue(D, dropout=call.dropout_p > 0))
+                issue=issue or attention_issue(D, dropout=call.dropout_p > 0), notes=blocks.notes(block_q, block_k))
     if not return_saved:
         return o
     return o, Flash2Saved(call, o, lse, block_q, block_k, check_finite)
@@ -320,7 +321,8 @@ def flash_attention_v2(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     q: (B, H, Nq, d); k, v: (B, KVH, Nk, d) (GQA when KVH < H); NumPy arrays
     (executing) or ``tinyml.sim.meta`` tensors (counting). ``window`` is a
     sliding window (int or (left, right)); ``block_q`` / ``block_k`` are B_r /
-    B_c (default: the largest that fit SRAM). Returns O (B, H, Nq, d), or
+    B_c (default: the largest that fit SRAM; sizes beyond Nq / Nk are clamped to them, and the
+    record's ``notes`` say so). Returns O (B, H, Nq, d), or
     ``(O, saved)`` with ``return_saved=True`` for :func:`flash_attention_v2_backward`.
     ``pad_queries=True`` runs every q tile at its full B_r rows, as the CUDA kernel does when the
     query sequence is shorter than its tile (decoding with FlashAttention-2): same bytes, B_r-row
@@ -330,4 +332,4 @@ def flash_attention_v2(q, k, v, *, causal: bool = False, key_padding_mask=None, 
     call = prepare_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p,
                              seed=seed, scale=scale, window=window, dtype=dtype, kernel=KERNEL,
                              check_finite=check_finite)
-    return forward(call, block_q, block_k, return_saved, check_finite, pad_queries=bool(pad_queries))
+    return forward(call, block_q, block_k, return_saved, check_finite, pad_queries=flag(pad_queries, "pad_queries"))
