@@ -1,7 +1,8 @@
 """State-space and linear-recurrent kernels against FlashAttention-2, simulated on a100-80gb (ratios in one run).
 
 1. IO-aware vs naive selective scan: HBM bytes ratio and simulated speed-up, L = 512 .. 64k, and the
-   FlashAttention-2 forward of a layer of the same width (the crossover, and why).
+   FlashAttention-2 forward of a layer of the same width (the crossover, and why); then the two backwards
+   (saved states read from HBM vs recomputed from checkpoints): bytes and simulated time.
 2. Chunked linear attention vs FA2 vs the recurrent form over L; the chunk size that minimises simulated
    time on a100-80gb and h100-sxm.
 3. Decoding: per-token time of the mixing layers and the largest batch that fits, 2k .. 128k context,
@@ -24,7 +25,8 @@ import numpy as np
 
 from tinyml.kernels.attention import decode_attention, flash_attention
 from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_recurrent, linear_decode_step, scan_stats,
-                                selective_scan_fused, selective_scan_naive, selective_scan_parallel, ssm_decode_step)
+                                selective_scan_backward, selective_scan_fused, selective_scan_naive,
+                                selective_scan_naive_backward, selective_scan_parallel, ssm_decode_step)
 from tinyml.sim import HbmOutOfMemoryError, Profile, load_device, meta
 
 DEV = "a100-80gb"
@@ -70,6 +72,38 @@ def part1(lengths, fails):
             fails.append(f"fused scan only {naive[1] / pf.time_s:.1f}x faster than naive at L={L}")
     print(f"   fused scan faster than FA2 from L = {cross} on (scan: linear in L, {pf.records[0].bound}-bound; "
           f"FA2: quadratic in L, compute-bound)")
+
+
+def backward_cost(forward, backward, L):
+    """(HBM bytes, simulated seconds) of ``backward``'s kernels alone, after ``forward`` saved what it needs."""
+    with Profile(DEV) as prof:
+        _, saved = forward(*scan_args(1, L), return_saved=True)
+        first = len(prof.records)
+        backward(saved, meta((1, L, D_INNER)))
+    recs = prof.records[first:]
+    return sum(r.hbm_read_bytes + r.hbm_write_bytes for r in recs), sum(r.time_s for r in recs)
+
+
+def part1b(lengths, fails):
+    print(f"\n1b. selective-scan backward on {DEV}, batch 1, D={D_INNER}, N={N_STATE}, fp16: naive (autograd of the "
+          f"three kernels, saved exp(delta A) and states read from HBM) vs IO-aware (states recomputed per chunk)")
+    print(f"{'L':>7} {'naive HBM':>11} {'IO-aware HBM':>13} {'bytes x':>8} {'naive ms':>9} {'IO-aware ms':>12} "
+          f"{'speed-up':>8}")
+    for L in lengths:
+        try:
+            naive = backward_cost(selective_scan_naive, selective_scan_naive_backward, L)
+        except HbmOutOfMemoryError:
+            naive = (float("nan"), float("nan"))
+        fused = backward_cost(selective_scan_fused, selective_scan_backward, L)
+        if naive[0] != naive[0]:          # NaN: the naive forward's saved tensors and its gradients do not fit
+            print(f"{L:>7} {'out of HBM':>11} {fused[0] / 1e9:>11.2f}GB {'':>8} {'':>9} {fused[1] * 1e3:>12.3f}")
+            continue
+        print(f"{L:>7} {naive[0] / 1e9:>9.2f}GB {fused[0] / 1e9:>11.2f}GB {naive[0] / fused[0]:>8.1f} "
+              f"{naive[1] * 1e3:>9.3f} {fused[1] * 1e3:>12.3f} {naive[1] / fused[1]:>8.1f}")
+        if not naive[1] > fused[1]:
+            fails.append(f"IO-aware scan backward not faster than the naive one at L={L}")
+    print("   (the naive backward streams ~40 fp32 bytes per state element; the IO-aware one reads the inputs, "
+          "one checkpoint per chunk, and writes fp32 dB/dC partials per channel block, reduced after)")
 
 
 def part2(lengths, devices, chunks):
@@ -178,12 +212,14 @@ def main(argv=None) -> int:
     fails: list[str] = []
     if a.quick:
         part1([512, 4096], fails)
+        part1b([512, 4096], fails)
         part2([2048], ["a100-80gb"], [32, 64])
         part3([2048])
         part4(2, 256)
         part5(4096)
     else:
         part1([512, 1024, 2048, 4096, 8192, 16384, 32768, 65536], fails)
+        part1b([512, 2048, 8192, 32768, 65536], fails)
         part2([1024, 4096, 16384, 65536], ["a100-80gb", "h100-sxm"], [16, 32, 64, 128, 256])
         part3([2048, 8192, 32768, 131072])
         part4(5, 2048)
