@@ -27,7 +27,7 @@ from tinyml.kernels.attention import decode_attention, flash_attention
 from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_recurrent, linear_decode_step, scan_stats,
                                 selective_scan_backward, selective_scan_fused, selective_scan_naive,
                                 selective_scan_naive_backward, selective_scan_parallel, ssm_decode_step)
-from tinyml.sim import HbmOutOfMemoryError, Profile, load_device, meta
+from tinyml.sim import HbmOutOfMemoryError, Profile, SramOverflowError, load_device, meta
 
 DEV = "a100-80gb"
 # one layer of a ~1.4B model, width 2048 (Mamba: expand 2, N 16; Transformer: 16 heads of 128; RWKV: 32 heads of 64)
@@ -115,9 +115,14 @@ def part2(lengths, devices, chunks):
             qkv = [meta((b, H, L, d)) for _ in range(3)]
             fa = sim(flash_attention, *qkv, causal=True, device=dev).time_s
             rec = sim(linear_attention_recurrent, *qkv, device=dev).time_s
-            per = {c: sim(linear_attention_chunked, *qkv, chunk=c, device=dev).time_s for c in chunks if c <= L}
-            best = min(per, key=per.get)
-            row = " ".join(f"C{c}:{t * 1e3:.3f}" for c, t in per.items())
+            per = {}
+            for c in (c for c in chunks if c <= L):
+                try:
+                    per[c] = sim(linear_attention_chunked, *qkv, chunk=c, device=dev).time_s
+                except SramOverflowError:         # the (C, C) fp32 score tile does not fit the registers
+                    per[c] = float("nan")
+            best = min((c for c in per if per[c] == per[c]), key=per.get)
+            row = " ".join(f"C{c}:{t * 1e3:.3f}" if t == t else f"C{c}:no fit" for c, t in per.items())
             print(f"   {'':{len(dev)}}  {L:>6} {fa * 1e3:>9.3f} {rec * 1e3:>10.3f} {per[best] * 1e3:>9.3f} {best:>7}  {row}")
 
 
