@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from strategies import ELEM_BYTES, block_sizes, dims, examples, logical_dtypes, seeds
 from tinyml.kernels.ssm import reference as R
-from tinyml.kernels.ssm import scan_bwd, scan_fused, scan_naive
+from tinyml.kernels.ssm import scan_bwd, scan_fused, scan_naive, scan_naive_bwd
 from tinyml.kernels.ssm import (scan_stats, selective_scan_backward, selective_scan_fused, selective_scan_naive,
-                                selective_scan_parallel)
+                                selective_scan_naive_backward, selective_scan_parallel)
 from tinyml.sim import (DTypeError, NonFiniteError, Profile, ShapeError, SramOverflowError, TinymlError, meta)
 
 
@@ -115,6 +115,79 @@ def test_backward_matches_reference_gradients(b, L, D, N, seed, bd, chunk, skip)
         _, saved = selective_scan_fused(*metas(args), block_d=bd, chunk=chunk, return_saved=True)
         selective_scan_backward(saved, meta(dy.shape), block_d=bd)
     assert [r.to_dict() for r in prof.records] == recs
+
+
+def loss64(args, dy):
+    """sum(y dy) of the float64 reference: the loss whose gradients the backward kernels compute."""
+    return float((R.selective_scan(*args) * dy).sum())
+
+
+odd_lengths = st.integers(0, 9).map(lambda k: 2 * k + 1)
+
+
+@settings(max_examples=examples(20))   # each example runs six kernels in both modes and 24 reference scans
+@given(st.integers(1, 2), odd_lengths, dims(9), st.sampled_from([1, 3, 4]), seeds(),
+       st.one_of(st.none(), block_sizes(8)), st.one_of(st.none(), block_sizes(8)), st.booleans(), st.data())
+def test_naive_backward_matches_finite_differences(b, L, D, N, seed, bd, chunk, skip, data):
+    args = scan_inputs(seed, b, L, D, N, skip)
+    dy = np.random.default_rng(seed + 1).standard_normal((b, L, D)).astype(np.float32)
+    with Profile("a100-80gb") as prof:
+        _, saved = selective_scan_naive(*args, block_d=bd, chunk=chunk, return_saved=True)
+        first = len(prof.records)
+        grads = selective_scan_naive_backward(saved, dy, block_d=bd, chunk=chunk)
+        recs = [r.to_dict() for r in prof.records[first:]]
+    ref = R.selective_scan_loss_grads(*args, dy)
+    args64, dy64 = [None if a is None else a.astype(np.float64) for a in args], dy.astype(np.float64)
+    h = 1e-6
+    for i, (name, g, r) in enumerate(zip(("du", "ddelta", "dA", "dB", "dC", "dD"), grads, ref)):
+        if r is None:
+            assert g is None
+            continue
+        assert g.shape == r.shape
+        tol = 64 * np.finfo(np.float32).eps * (L + N + D) * (np.abs(r).max() + 1)
+        assert np.abs(g - r).max() <= tol, name
+        for _ in range(2):     # central differences of the float64 reference at random entries
+            idx = tuple(data.draw(st.integers(0, n - 1)) for n in g.shape)
+            plus, minus = list(args64), list(args64)
+            plus[i], minus[i] = args64[i].copy(), args64[i].copy()
+            plus[i][idx] += h
+            minus[i][idx] -= h
+            fd = (loss64(plus, dy64) - loss64(minus, dy64)) / (2 * h)
+            assert abs(g[idx] - fd) <= tol + 1e-6 * (1 + abs(fd)), (name, idx)
+    with Profile("a100-80gb") as prof:
+        _, saved = selective_scan_naive(*metas(args), block_d=bd, chunk=chunk, return_saved=True)
+        first = len(prof.records)
+        selective_scan_naive_backward(saved, meta(dy.shape), block_d=bd, chunk=chunk)
+    assert [r.to_dict() for r in prof.records[first:]] == recs
+
+
+@given(shapes, block_sizes(16), block_sizes(16), st.booleans(), logical_dtypes())
+def test_naive_backward_bytes_and_flops_equal_formulas(shape, bd, chunk, skip, dtype):
+    b, L, D, N = shape
+    s = ELEM_BYTES[dtype]
+    args = (meta((b, L, D), dtype), meta((b, L, D), dtype), meta((D, N), "fp32"), meta((b, L, N), dtype),
+            meta((b, L, N), dtype), meta((D,), "fp32") if skip else None)
+    with Profile("a100-80gb"):
+        _, saved = selective_scan_naive(*args, block_d=bd, chunk=chunk, dtype=dtype, return_saved=True)
+    with Profile("a100-80gb") as prof:
+        selective_scan_naive_backward(saved, meta((b, L, D), dtype), block_d=bd, chunk=chunk)
+    got = {r.name: (r.hbm_read_bytes, r.hbm_write_bytes) for r in prof.records}
+    nd = -(-D // min(bd, D))
+    assert got == scan_naive_bwd.expected_bytes(b, L, D, N, s, min(bd, D), skip)
+    # by hand: seven passes over fp32 (b, L, D, N) tensors read (the states, dH, abar, the states again less
+    # one row per sequence, d(abar), d(dBu), abar again), three written (dH, d(dBu), d(abar)); dy, delta, u,
+    # B and C per channel block; A; du, ddelta; the dB, dC, dA partials
+    E, bld, bln = b * L * D * N, b * L * D * s, b * L * N * s
+    main = ("scan_naive_bwd_readout", "scan_naive_bwd_states", "scan_naive_bwd_discretize")
+    reads = sum(got[k][0] for k in main)
+    writes = sum(got[k][1] for k in main)
+    assert reads == (24 * E + 4 * b * (L - 1) * D * N + 3 * bld + 2 * bln * nd + 4 * b * D * N
+                     + ((2 * bld + 4 * b * D) if skip else 0))
+    assert writes == 12 * E + 2 * bld + 8 * b * L * N * nd + 4 * b * D * N + (4 * b * D if skip else 0)
+    assert got["scan_naive_bwd_reduce_dC"] == (4 * nd * b * L * N, bln)
+    flops = {r.name: r.flops_vector for r in prof.records}
+    assert sum(flops[k] for k in main) == 15 * E + 4 * b * L * D + (4 * b * L * D if skip else 0)
+    assert {k: flops[k] for k in main} == scan_naive_bwd.expected_flops(b, L, D, N, skip)
 
 
 def combines_by_hand(n, method):
@@ -230,6 +303,11 @@ def test_errors_name_the_problem():
         selective_scan_fused(u, dt, A, B, meta(C.shape))
     with pytest.raises(DTypeError):
         selective_scan_fused(u.astype(bool), dt, A, B, C)
+    _, saved = selective_scan_naive(u, dt, A, B, C, return_saved=True)
+    with pytest.raises(ShapeError, match=r"dy is \(1, 4, 3\) but y is \(1, 5, 3\)"):
+        selective_scan_naive_backward(saved, u[:, :4])
+    with pytest.raises(ShapeError, match="same mode"):
+        selective_scan_naive_backward(saved, meta(u.shape, "fp16"))
 
 
 def test_a_state_that_does_not_fit_names_the_numbers():

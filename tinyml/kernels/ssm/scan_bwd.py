@@ -195,8 +195,9 @@ def _reduce(parts, out, P, M, TILE, execute, counters, out_bits):
 REDUCE_TILE = 1024
 
 
-def _launch_reduce(name: str, parts, shape: tuple, dtype: str, execute: bool):
-    """out (shape, dtype) = parts (P, prod(shape)) fp32 summed over P: one small memory-bound kernel."""
+def launch_reduce(name: str, parts, shape: tuple, dtype: str, execute: bool, kernel: str = REDUCE):
+    """out (shape, dtype) = parts (P, prod(shape)) fp32 summed over P: one small memory-bound kernel,
+    recorded as ``{kernel}_{name}``."""
     from ...sim import bits
 
     prof = current_profile()
@@ -207,8 +208,7 @@ def _launch_reduce(name: str, parts, shape: tuple, dtype: str, execute: bool):
     counters = new_counters(nb, n_operands=1)
     _reduce(parts.reshape(P, M) if execute else DUMMY2, out.reshape(-1) if execute else DUMMY1, P, M,
             REDUCE_TILE, execute, counters, bits(dtype))
-    prof.record(f"{REDUCE}_{name}", (nb,), counters,
-                dtype=dtype, sram_per_block=0)
+    prof.record(f"{kernel}_{name}", (nb,), counters, dtype=dtype, sram_per_block=0)
     return out
 
 
@@ -274,8 +274,8 @@ def selective_scan_backward(saved: ScanSaved, dy, *, block_d: "int | None" = Non
           bt, L, DM, N, bd, t, call.has_d, x, ids, counters, call.elem_bits)
     prof.record(KERNEL, grid, launch_counters(counters, x, rc, rl), dtype=call.dtype, sram_per_block=sram,
                 regs_per_block=regs)
-    dB = _launch_reduce("dB", dBp, (bt, L, N), call.dtype, x)
-    dC = _launch_reduce("dC", dCp, (bt, L, N), call.dtype, x)
-    dA = _launch_reduce("dA", dAp, (DM, N), "fp32", x)
-    dD = _launch_reduce("dD", dDp, (DM,), "fp32", x) if call.has_d else None
+    dB = launch_reduce("dB", dBp, (bt, L, N), call.dtype, x)
+    dC = launch_reduce("dC", dCp, (bt, L, N), call.dtype, x)
+    dA = launch_reduce("dA", dAp, (DM, N), "fp32", x)
+    dD = launch_reduce("dD", dDp, (DM,), "fp32", x) if call.has_d else None
     return du, ddt, dA, dB, dC, dD

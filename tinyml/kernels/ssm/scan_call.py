@@ -74,6 +74,16 @@ class ScanSaved:
     chunk: int
 
 
+@dataclass
+class NaiveScanSaved:
+    """What the naive backward reads: the validated inputs and the two (batch, L, D, N) fp32 tensors the
+    naive forward kept in HBM, as a framework's autograd keeps them."""
+
+    call: ScanCall
+    abar: object                 # exp(delta A), (batch, L, D, N) fp32
+    states: object               # h, (batch, L, D, N) fp32
+
+
 def _refuse(data, name: str, bad, rule: str, fix: str) -> None:
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])

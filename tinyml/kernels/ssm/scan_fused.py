@@ -60,7 +60,7 @@ PER_CHANNEL = 1
 PER_SKIP = 2
 
 
-@njit(cache=True, fastmath={"contract", "arcp", "nsz", "afn"})
+@njit(cache=True, fastmath={"contract", "arcp", "nsz", "afn", "reassoc"})
 def scan_chunk(u, dt, Bm, Cm, A, Dv, h, y_s, r0, nt, c0, nd, N, has_d):
     """Run the recurrence over tokens r0 : r0 + nt (rows of u, dt, Bm, Cm) for channels c0 : c0 + nd,
     updating the state h (nd, N) and writing y into y_s (nt, nd). Returns nothing."""
@@ -76,7 +76,7 @@ def scan_chunk(u, dt, Bm, Cm, A, Dv, h, y_s, r0, nt, c0, nd, N, has_d):
                 hd[n] = exp_le0(dd * a[n]) * hd[n] + du * b_t[n]
             acc = np.float32(0.0)
             c_t = Cm[r]
-            for n in range(N):
+            for n in range(N):            # the readout's sum, reassociated into SIMD lanes (~15% on this CPU)
                 acc += c_t[n] * hd[n]
             if has_d:
                 acc += Dv[c0 + d] * u[r, c0 + d]

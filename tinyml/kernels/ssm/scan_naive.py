@@ -41,7 +41,7 @@ from ...sim.sram import REG
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
 from .._contract import ceil_div
-from .scan_call import (DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, grid_of, pick_blocks,
+from .scan_call import (DUMMY2, NaiveScanSaved, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, grid_of, pick_blocks,
                         prepare_scan, track_inputs)
 from .._counting import extent
 from .scan_blocks import channel_block
@@ -157,9 +157,11 @@ def expected_bytes(batch, length, channels, state, elem_bytes, block_d, has_d=Fa
 
 
 def selective_scan_naive(u, delta, A, B, C, D=None, *, dtype: str = "fp16", block_d: "int | None" = None,
-                         chunk: "int | None" = None):
+                         chunk: "int | None" = None, return_saved: bool = False):
     """y (batch, L, D) of the selective scan in three kernels through HBM (see the module docstring).
-    Same arguments as :func:`.scan_fused.selective_scan_fused`; ``block_d`` and ``chunk`` only split the work."""
+    Same arguments as :func:`.scan_fused.selective_scan_fused`; ``block_d`` and ``chunk`` only split the work.
+    With ``return_saved`` also returns a :class:`~.scan_call.NaiveScanSaved`: ``exp(delta A)`` and the
+    states stay alive in HBM for :func:`.scan_naive_bwd.selective_scan_naive_backward`, as autograd keeps them."""
     call = prepare_scan(u, delta, A, B, C, D, dtype=dtype, kernel=KERNELS[0])
     bd, t, sram, regs = pick_blocks(call, block_d, chunk,
                                     lambda b, tt: naive_tiles(b, tt, call.state, call.dtype), KERNELS[0])
@@ -185,6 +187,7 @@ def selective_scan_naive(u, delta, A, B, C, D=None, *, dtype: str = "fp16", bloc
     _states(flat(dA), flat(dBu), flat(H), bt, L, DM, N, bd, t, x, ids, cnt)
     prof.record(KERNELS[1], grid, launch_counters(cnt, x, rc, rl), dtype=call.dtype, sram_per_block=sram,
                 regs_per_block=regs)
+    saved = NaiveScanSaved(call, dA, H) if return_saved else None
     del dA, dBu
     y = prof.hbm.new_tensor("y", (bt, L, DM), call.dtype, x)
     cnt = new_counters(len(ids), n_operands=6)
@@ -192,4 +195,4 @@ def selective_scan_naive(u, delta, A, B, C, D=None, *, dtype: str = "fp16", bloc
              call.has_d, x, ids, cnt, call.elem_bits)
     prof.record(KERNELS[2], grid, launch_counters(cnt, x, rc, rl), dtype=call.dtype, sram_per_block=sram,
                 regs_per_block=regs)
-    return y
+    return (y, saved) if return_saved else y
