@@ -321,8 +321,11 @@ def test_waves_for_edges(toy):
     assert waves_for(toy, 8) == 1 and waves_for(toy, 9) == 2
     assert waves_for(toy, 8, sram_per_block=2048) == 2 and waves_for(toy, 4, regs_per_block=2048) == 1
     assert waves_for(toy, 5, regs_per_block=2048) == 2
-    # no SRAM or registers declared: no limit from them, even on a device with 1 byte of each
+    # no SRAM, registers or threads declared: no limit from them, even on a device with 1 byte of each
+    # (1 thread per SM): 8 slots, 5 blocks in one wave; 1 declared thread per block leaves 4 slots, 2 waves
     assert waves_for(toy.replace(sram_per_sm=1), 5) == 1 and waves_for(toy.replace(register_bytes=1), 5) == 1
+    assert waves_for(toy.replace(max_threads_per_sm=1), 5) == 1
+    assert waves_for(toy.replace(max_threads_per_sm=1), 5, threads_per_block=1) == 2
 
 
 def test_sm_time_closed_form():
