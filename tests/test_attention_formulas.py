@@ -176,6 +176,8 @@ def test_tile_spans_and_rows_against_the_dense_mask(n_q, n_k, causal, window, br
     [(0, 0), (0, 0)],                                  # nothing visible
     [(6, 9), (0, 3)],                                  # two spans, the second before the first: not monotone
     [(0, 4), (5, 5), (6, 8)],                          # an empty span written (5, 5), inside: not monotone
+    [(0, 0), (1, 9), (9, 12), (5, 12)],                # lo moves back between neighbours only (5 < 9; not 5 < 1)
+    [(0, 0), (1, 8), (2, 3), (7, 11)],                 # hi moves back between neighbours only (3 < 8; not 11 < 8)
 ])
 @pytest.mark.parametrize("bc", [1, 2, 3, 4])
 def test_k_block_rows_on_hand_made_spans(spans, bc):

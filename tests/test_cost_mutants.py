@@ -50,6 +50,12 @@ from tinyml.sim.counters import (FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_
 # equivalent mutant tinyml/sim/cost.py:410: False -> True
 # equivalent mutant tinyml/sim/cost.py:438: False -> True
 #   the ``overlap`` defaults of compute_time and _limiter: every caller passes overlap explicitly.
+#
+# measured 2026-12-06 on the cost.py of main 74563d8:
+#
+# equivalent mutant tinyml/sim/cost.py:271: 1 -> 2
+#   dram_read_scale's ``reshape(-1)`` -> ``reshape(-2)``: NumPy infers the size from any negative one
+#   (``np.arange(3).reshape(-2)`` is ``[0, 1, 2]`` in NumPy 2.4), so the panel flattens the same way.
 
 US = 1e-6
 HBM_US, SRAM_US, MM_US, VEC_US = 32_000, 128_000, 1_000_000, 250_000     # per SM: one microsecond
@@ -145,6 +151,19 @@ def test_panels_with_a_wave_that_reads_nothing(toy):
     with np.errstate(all="raise"):
         cost = kernel_cost(toy, nothing, panels={0: np.zeros(4, np.int64)})
     assert cost.hbm_read_bytes == 0 and cost.l2_hit_bytes == 0 and math.isfinite(cost.time_s)
+
+
+def test_panels_with_a_wave_that_reads_one_byte(toy):
+    # the boundary of ``wave_reads > 0``: one wave of 2 blocks on panel 0. Block 0 declares the panel but
+    # reads none of it; block 1 reads 1 byte of it, and the model counts that as a repeat of the panel
+    # (panel_repeats keys on the declared panel): the wave reads (1 - 1) / 1 = 0 of its 1 byte from HBM.
+    c = blocks(2, vec=VEC_US)
+    c[1, HBM_READ] = c[1, FIRST_OPERAND] = 1
+    with np.errstate(all="raise"):
+        cost = kernel_cost(toy, c, panels={0: np.zeros(2, np.int64)})
+    assert cost.waves == 1 and cost.hbm_read_bytes == 0 and cost.l2_hit_bytes == 1
+    apart = kernel_cost(toy, c, panels={0: np.arange(2)})               # different panels: no repeat
+    assert apart.hbm_read_bytes == 1 and apart.l2_hit_bytes == 0
 
 
 def sweeping(n, passes, distinct):
@@ -254,6 +273,21 @@ def test_limiter_ties(toy):
     assert kernel_cost(toy, blocks(1, vec=3 * VEC_US)).bound == "compute"
 
 
+def test_multi_wave_limiter_weighs_each_class_by_its_blocks(toy):
+    # 2 blocks per SM, 8 slots, 11 blocks: several waves. Class A, 10 blocks of 1 us of HBM, holds a
+    # half-SM slot for 2 * 1 us; class B, 1 block of 3 us of matmul, for 2 * 3 us. The limiter weighs a
+    # class by the time all its blocks take: HBM 10 * 2 = 20 us against matmul 1 * 6 = 6 us.
+    c = blocks(11, hbm=HBM_US)
+    c[10, HBM_READ], c[10, FLOPS_MATMUL] = 0, 3 * MM_US
+    cost = kernel_cost(toy, c)
+    assert (cost.waves, cost.blocks_per_sm) == (2, 2)
+    # slots 0-7 run blocks 0-7 until 2 us; blocks 8, 9 go to slots 0, 1 (until 4 us), block 10 to slot 2
+    # (2 + 6 = 8 us): slot 2 ends last, with 1 us of HBM and 3 us of matmul, times 2 blocks per SM
+    assert cost.time_s == approx(US + 8 * US)
+    assert cost.resource_s == {"hbm": approx(2 * US), "sram": 0.0, "matmul": approx(6 * US), "vector": 0.0}
+    assert (cost.bound, cost.limiter) == ("memory", "hbm")
+
+
 def test_dtype_selects_the_matmul_rate_and_writes_count_as_hbm(toy):
     c = blocks(1, mm=MM_US, hbm_w=HBM_US)              # 1 us matmul fp16 (4 us fp32) + 1 us HBM writes
     assert kernel_cost(toy, c, dtype="fp16").time_s == approx(US + 2 * US)
@@ -287,8 +321,11 @@ def test_waves_for_edges(toy):
     assert waves_for(toy, 8) == 1 and waves_for(toy, 9) == 2
     assert waves_for(toy, 8, sram_per_block=2048) == 2 and waves_for(toy, 4, regs_per_block=2048) == 1
     assert waves_for(toy, 5, regs_per_block=2048) == 2
-    # no SRAM or registers declared: no limit from them, even on a device with 1 byte of each
+    # no SRAM, registers or threads declared: no limit from them, even on a device with 1 byte of each
+    # (1 thread per SM): 8 slots, 5 blocks in one wave; 1 declared thread per block leaves 4 slots, 2 waves
     assert waves_for(toy.replace(sram_per_sm=1), 5) == 1 and waves_for(toy.replace(register_bytes=1), 5) == 1
+    assert waves_for(toy.replace(max_threads_per_sm=1), 5) == 1
+    assert waves_for(toy.replace(max_threads_per_sm=1), 5, threads_per_block=1) == 2
 
 
 def test_sm_time_closed_form():
@@ -318,6 +355,27 @@ def test_schedule_equal_and_uneven_blocks():
     seg = _Segments(np.array([0]), np.array([1]), np.array([0]), np.array([0]))
     makespan, used = schedule(seg, np.array([2.5]), mark[:1], 3, n_waves=1)
     assert makespan == 2.5 and used.tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_schedule_of_equal_blocks_is_the_closed_form():
+    # equal blocks take the closed form: makespan = waves * duration, computed as one product. List
+    # scheduling reaches the same value by adding the duration once per wave, which in floating point
+    # differs: ten waves of 0.1 s add up to 0.9999999999999999, not 10 * 0.1 = 1.0.
+    mark = np.eye(4)[:1]
+    seg = _Segments(np.array([0]), np.array([20]), np.array([0]), np.array([0]))
+    makespan, used = schedule(seg, np.array([0.1]), mark, 2, n_waves=10)
+    assert makespan == 10 * 0.1 == 1.0 and used.tolist() == [10.0, 0.0, 0.0, 0.0]
+    busy, _ = list_schedule(np.array([20]), np.array([0.1]), mark, 2)
+    assert busy[0] == sum([0.1] * 10) != 1.0
+
+
+def test_a_launch_of_a_trillion_equal_blocks_costs_in_closed_form(toy):
+    # 10^12 blocks of one class, 8 slots: 1.25e11 waves of 2 * 1 us each, costed without visiting a block
+    launch = BlockClasses(blocks(1, vec=VEC_US), np.array([0]), np.array([10 ** 12]))
+    cost = kernel_cost(toy, launch)
+    assert (cost.waves, cost.blocks_per_sm) == (125_000_000_000, 2)
+    assert cost.time_s == approx(US + 125_000_000_000 * 2 * US)
+    assert cost.resource_s["vector"] == approx(2 * 125_000_000_000 * US)
 
 # ---- block classes with a Reuse declaration; the default Issue on a device with an INT32 pipe -------------
 
@@ -413,6 +471,9 @@ def test_pipes_of_exactly_one_op_per_second_are_used(toy):
     ints = toy.replace(int_rate=1.0)                         # eff_vector 1: the RNG's op at 1 / 4 op/s per SM
     assert kernel_cost(ints, c, issue=Issue(int_per_mma_flop=1.0)).time_s - kernel_cost(ints, c).time_s == \
         pytest.approx(4.0, rel=1e-9)
+    cvt = toy.replace(cvt_rate=1.0)                          # one conversion per vector FLOP at 1 / 4 op/s per SM
+    assert kernel_cost(cvt, c, issue=Issue(cvt_per_vector_flop=1.0)).time_s - kernel_cost(cvt, c).time_s == \
+        pytest.approx(4.0, rel=1e-9)
 
 
 def test_undeclared_registers_and_threads_never_limit(toy):
@@ -422,6 +483,9 @@ def test_undeclared_registers_and_threads_never_limit(toy):
     assert occupancy_limit(one, 0, threads_per_block=1) == (1, "threads")
     assert occupancy_limit(one, 0, regs_per_block=1) == (1, "registers")
     assert occupancy(one, 0, threads_per_block=2) == 1                  # 0 fit, still 1 (the check is elsewhere)
+    cost = kernel_cost(one, blocks(8, vec=VEC_US))                      # kernel_cost's default: no threads declared
+    assert (cost.blocks_per_sm, cost.occupancy_limit, cost.waves) == (2, "blocks", 1)
+    assert kernel_cost(one, blocks(8, vec=VEC_US), threads_per_block=1).blocks_per_sm == 1
 
 
 def test_the_rng_ops_leave_the_fma_pipe(toy):
