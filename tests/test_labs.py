@@ -280,3 +280,14 @@ def test_lab12_wrong_answers_say_what_is_wrong(tmp_path):
     assert got["12.1"].status == NOT_ATTEMPTED
     assert got["12.2"].status == WRONG and "SRAM" in got["12.2"].message
     assert got["12.3"].status == WRONG and "budget" in got["12.3"].message
+
+
+def test_lab12_random_search_misses_the_search_target():
+    """12.3's premise: with 24 trials on toy, uniform random search does not reach within 1% of the
+    small layer's exhaustive best on every seed (most candidates overflow toy's SRAM), so the exercise
+    asks for something random search cannot do."""
+    from tinyml.labs.lab12 import SEARCH_TARGET, check_better_search
+    from tinyml.labs.checks import Wrong
+
+    with pytest.raises(Wrong, match=rf"misses the {SEARCH_TARGET:.2f}x target"):
+        check_better_search(lambda: {"strategy": "random", "model": "none", "batch": 8})

@@ -47,6 +47,37 @@ def test_space_size_is_the_product_of_the_choices():
     assert space.size == 216 == len(set(map(Space.key, space.all())))
 
 
+def test_conv_space_size_closed_form():
+    """conv2d_gpu on lab 12's layer (32 -> 64 channels, 28 x 28, 3x3 pad 1): innermost tiles of F in
+    [4, 128] (4, 8, 16, 32, 64), of Y (28) in [1, 16] (1, 2, 4, 7, 14), of X (28) in [4, 64] (4, 7, 14,
+    28), of C (32) in [1, 64] (1, 2, 4, 8, 16, 32); 2 accumulator scopes."""
+    space = Space(conv2d(1, 32, 28, 28, 64, 3, 3, pad=1), T.conv2d_gpu)
+    assert [sorted(c[-1] for c in k.choices) for k in space.knobs[:4]] == [
+        [4, 8, 16, 32, 64], [1, 2, 4, 7, 14], [4, 7, 14, 28], [1, 2, 4, 8, 16, 32]]
+    assert space.size == 5 * 5 * 4 * 6 * 2 == 1200
+
+
+@pytest.mark.parametrize("device", ["a100-40gb", "rtx-4090"])
+def test_conv_space_holds_every_hand_tiling(device):
+    """The template's smallest tiles are the hand schedules' (BF = 4, one input channel per SRAM step),
+    so every hand schedule is a candidate: BF x BY per block, all OW columns, BC = 1, registers; it
+    measures to the hand schedule's time (a tuner that measured the whole space never loses to it)."""
+    from tinyml.compiler.tune.hand import hand_schedules
+
+    func = conv2d(1, 16, 7, 7, 64, 3, 3, pad=1)
+    space, meas = Space(func, T.conv2d_gpu), SimulatedMeasurer(device)
+    labels = []
+    for label, sch in hand_schedules(func, device):
+        bf, by = (int(part.split("=")[1]) for part in label.split()[-2:])
+        d = ((64 // bf, bf), (7 // by, by) if 7 % by == 0 else None, (1, 7), (16, 1), 0)
+        if d[1] is None:                        # BY that does not divide OH: not a perfect tile
+            continue
+        assert all(choice in k.choices for choice, k in zip(d, space.knobs)), label
+        assert meas.measure(space.schedule(d)).time_s == meas.measure(sch).time_s, label
+        labels.append(label)
+    assert "blocked conv2d BF=4 BY=1" in labels and len(labels) >= 3
+
+
 def test_mutation_changes_exactly_one_knob():
     space = Space(matmul(256, 128, 64), T.matmul_gpu)
     rng = random.Random(1)

@@ -1,20 +1,21 @@
 """Checks for Lab 12, auto-tuning (``labs/lab12_autotuning.py``).
 
-The layer is :func:`layer` (a 3x3 conv2d, 32 -> 64 channels on 28x28, fp16; 640 candidates of the
-``conv2d_gpu`` template); 12.3 uses :func:`small_layer` (16 -> 32 channels on 16x16, 270
+The layer is :func:`layer` (a 3x3 conv2d, 32 -> 64 channels on 28x28, fp16; 1,200 candidates of the
+``conv2d_gpu`` template); 12.3 uses :func:`small_layer` (16 -> 32 channels on 16x16, 600
 candidates). Every check measures with tinyml itself:
 
 12.1 ``tune_layer(device, trials, seed)`` returns the best *record* of a tuning run: a
 successful trial whose trace replays to its recorded simulated time on ``device``, within 10%
 of the best of the whole space (measured exhaustively here: the measurer counts one block per
-edge class of the padded convolution, so the 640 candidates cost about 1.3 CPU s per device),
+edge class of the padded convolution, so the 1,200 candidates cost 2-4 CPU s per device),
 on ``toy`` and ``a100-40gb``.
 12.2 ``explain(toy_best, a100_best)`` says from the two winners' profiles why they differ: the
 resource (``"sram"``), each winner's SRAM bytes per block, and how many blocks of the A100's
-winner fit on one of toy's SMs (fewer resident blocks: more waves on toy's 4 SMs).
+winner fit on one of toy's SMs (toy holds at most 2 blocks per SM in 2 KB: the A100's many small
+blocks take far more waves there than toy's own winner, whose blocks are as large as the SRAM allows).
 12.3 ``better_search()`` gives tuner settings (strategy, model, batch, epsilon) that, with 24
-trials on ``toy`` for the small layer, come within 10% of the space's best on every seed 0..4 (uniform random
-search does not: on toy most candidates overflow SRAM, and one seed never finds a good one).
+trials on ``toy`` for the small layer, come within 1% of the space's best on every seed 0..4 (uniform random
+search does not: 377 of the 600 candidates overflow toy's SRAM, and its best over seeds 0..4 is 1.011x-1.063x).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from .checks import Exercise, Wrong, call, call_text
 
 TARGET = 1.10                 # within 10% of the exhaustive best
+SEARCH_TARGET = 1.01          # 12.3: within 1% (random search: 1.011x-1.063x over seeds 0..4)
 BUDGET = 24                   # 12.3's trials per seed
 SEEDS = range(5)
 _BEST: dict = {}
@@ -118,8 +120,12 @@ def check_explain(fn) -> str:
         raise Wrong(f"{text}: a100_blocks_on_toy = {ans['a100_blocks_on_toy']!r}; toy has {toy.sram_per_sm:,} B of "
                     f"SRAM per SM and at most {toy.max_blocks_per_sm} resident blocks: how many blocks of "
                     f"{want['a100-40gb']:,} B fit at once?")
-    return (f"toy's winner keeps {want['toy']:,} B per block, the A100's {want['a100-40gb']:,} B: only {fit} of "
-            f"those fit on one of toy's {toy.sram_per_sm:,}-byte SMs, so on toy it runs in more waves")
+    n_a100 = bests["a100-40gb"]["result"]["profile"]["n_blocks"]
+    waves = -(-n_a100 // (fit * toy.sm_count))
+    return (f"toy's winner keeps {want['toy']:,} B per block, the A100's {want['a100-40gb']:,} B: {fit} of those fit "
+            f"on one of toy's {toy.sram_per_sm:,}-byte SMs at once (at most {toy.max_blocks_per_sm} resident), so the "
+            f"A100's {n_a100:,} blocks take {waves:,} waves on toy's {toy.sm_count} SMs, toy's own winner "
+            f"{bests['toy']['result']['profile']['waves']:,}")
 
 
 def check_better_search(fn) -> str:
@@ -139,11 +145,11 @@ def check_better_search(fn) -> str:
         except TuneError as exc:
             raise Wrong(f"{text}: tune() refused the settings: {exc}") from None
         ratios.append(rec["result"]["time_s"] / best if rec else float("inf"))
-    if max(ratios) > TARGET:
+    if max(ratios) > SEARCH_TARGET:
         worst = max(range(len(ratios)), key=lambda i: ratios[i])
         raise Wrong(f"{text} = {kw}: with {BUDGET} trials on toy the best found is "
                     f"{[round(r, 2) for r in ratios]} x the space's best over seeds 0..4; seed {worst} misses "
-                    f"the {TARGET:.2f}x target. Most of toy's space overflows its SRAM: a cost model that has "
+                    f"the {SEARCH_TARGET:.2f}x target. Most of toy's space overflows its SRAM: a cost model that has "
                     f"learned where the failures are, and smaller batches (it retrains after each), help")
     return f"{kw}: within {max(ratios):.3f}x of the best on every seed"
 
