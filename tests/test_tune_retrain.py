@@ -32,5 +32,5 @@ def test_fits_follow_the_growth_factor_and_the_run_is_deterministic(tmp_path):
 
 
 def test_a_growth_below_one_is_refused():
-    with pytest.raises(TuneError, match="retrain_growth must be >= 1"):
+    with pytest.raises(TuneError, match="retrain_growth must be a finite number >= 1, got 0.5"):
         _run(0.5)
