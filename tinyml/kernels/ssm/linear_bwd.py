@@ -43,7 +43,7 @@ from ...sim.counters import new_counters
 from ...sim.sram import REG
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._classes import add_scaled, launch_counters, rep_count, rep_tile
-from .._contract import blas_single_thread, operand
+from .._contract import blas_single_thread, clamp_note, operand
 from .._counting import extent
 from .linear_call import DUMMY2, OP_DO, OP_K, OP_Q, OP_V, prepare_linear
 from .linear_chunked import decay_mask, per_head_ids, resolve_chunk
@@ -206,5 +206,5 @@ def linear_attention_chunked_backward(q, k, v, do, *, decay=None, chunk: "int | 
               flat(dq, call.dk), flat(dk, call.dk), flat(dv, call.dv), call.decay, call.batch, call.heads,
               call.length, call.dk, call.dv, c, x, ids, counters, call.elem_bits)
     prof.record(KERNEL, (call.batch, call.heads), launch_counters(counters, x, rc, rl), dtype=call.dtype,
-                sram_per_block=sram, regs_per_block=regs)
+                sram_per_block=sram, regs_per_block=regs, notes=clamp_note("chunk", chunk, c, "N"))
     return dq, dk, dv

@@ -41,7 +41,7 @@ from ...sim.counters import new_counters
 from ...sim.sram import REG
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._classes import add_scaled, launch_counters, rep_count, rep_tile
-from .._contract import blas_single_thread, block_size
+from .._contract import blas_single_thread, block_size, clamp_note
 from .._counting import extent
 from .linear_call import DUMMY2, OP_K, OP_Q, OP_V, LinearCall, prepare_linear
 
@@ -57,7 +57,7 @@ def chunk_tiles(chunk: int, d: int, dv: int, dtype: str) -> dict:
 
 
 def resolve_chunk(call: LinearCall, chunk, tiles_of, kernel: str, default: int = DEFAULT_CHUNK):
-    """(C, SRAM bytes, register bytes): the caller's chunk (clamped to N) or the largest of 256 .. 1 up to
+    """(C, SRAM bytes, register bytes): the caller's chunk (clamped to N; the record's notes say so) or the largest of 256 .. 1 up to
     ``default`` that fits the chip."""
     dev = current_profile().device
     fits = [c for c in dict.fromkeys(min(x, call.length) for x in CHUNKS)
@@ -153,8 +153,10 @@ def expected_flops(batch, heads, length, d, dv, chunk):
     return batch * heads * mm, batch * heads * vec
 
 
-def run_linear(call: LinearCall, body, kernel: str, grid, ids, run_class, run_length, sram, regs, *args):
-    """Allocate o, run ``body`` over ``ids``, record the launch; returns o (shared by the three forms)."""
+def run_linear(call: LinearCall, body, kernel: str, grid, ids, run_class, run_length, sram, regs, *args,
+               notes: tuple = ()):
+    """Allocate o, run ``body`` over ``ids``, record the launch (with ``notes``: a clamped chunk); returns o
+    (shared by the three forms)."""
     prof = current_profile()
     for op in (call.q, call.k, call.v):
         prof.hbm.track(op.obj, op.name, call.dtype)
@@ -166,7 +168,7 @@ def run_linear(call: LinearCall, body, kernel: str, grid, ids, run_class, run_le
              call.decay, call.batch, call.heads, call.length, call.dk, call.dv, *args, x, ids, counters,
              call.elem_bits)
     prof.record(kernel, grid, launch_counters(counters, x, run_class, run_length), dtype=call.dtype,
-                sram_per_block=sram, regs_per_block=regs)
+                sram_per_block=sram, regs_per_block=regs, notes=notes)
     return o
 
 
@@ -187,4 +189,5 @@ def linear_attention_chunked(q, k, v, *, decay=None, chunk: "int | None" = None,
     call = prepare_linear(q, k, v, decay, dtype=dtype, kernel=KERNEL)
     c, sram, regs = resolve_chunk(call, chunk, lambda cc: chunk_tiles(cc, call.dk, call.dv, call.dtype), KERNEL)
     ids, rc, rl = per_head_ids(call)
-    return run_linear(call, _body, KERNEL, (call.batch, call.heads), ids, rc, rl, sram, regs, c)
+    return run_linear(call, _body, KERNEL, (call.batch, call.heads), ids, rc, rl, sram, regs, c,
+                      notes=clamp_note("chunk", chunk, c, "N"))

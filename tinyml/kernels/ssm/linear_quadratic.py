@@ -30,7 +30,7 @@ from numba import njit, prange
 from ...sim.sram import REG
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile
-from .._contract import ceil_div
+from .._contract import ceil_div, clamp_note
 from .._counting import extent
 from .linear_call import OP_K, OP_Q, OP_V, prepare_linear
 from .linear_chunked import resolve_chunk, run_linear
@@ -99,4 +99,5 @@ def linear_attention_quadratic(q, k, v, *, decay=None, block: "int | None" = Non
     else:                      # one class per q block; every head repeats them
         ids = np.arange(nqb, dtype=np.int64)
         rc, rl = np.tile(np.arange(nqb), heads), np.ones(heads * nqb, dtype=np.int64)
-    return run_linear(call, _body, KERNEL, (call.batch, call.heads, nqb), ids, rc, rl, sram, regs, bs)
+    return run_linear(call, _body, KERNEL, (call.batch, call.heads, nqb), ids, rc, rl, sram, regs, bs,
+                      notes=clamp_note("block", block, bs, "N"))

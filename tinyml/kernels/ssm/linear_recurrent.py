@@ -25,6 +25,7 @@ from numba import njit, prange
 from ...sim.sram import REG
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile
+from .._contract import clamp_note
 from .._counting import extent
 from .linear_call import OP_K, OP_Q, OP_V, prepare_linear
 from .linear_chunked import per_head_ids, resolve_chunk, run_linear
@@ -81,4 +82,5 @@ def linear_attention_recurrent(q, k, v, *, decay=None, chunk: "int | None" = Non
     call = prepare_linear(q, k, v, decay, dtype=dtype, kernel=KERNEL)
     t, sram, regs = resolve_chunk(call, chunk, lambda c: recurrent_tiles(c, call.dk, call.dv, call.dtype), KERNEL)
     ids, rc, rl = per_head_ids(call)
-    return run_linear(call, _body, KERNEL, (call.batch, call.heads), ids, rc, rl, sram, regs, t)
+    return run_linear(call, _body, KERNEL, (call.batch, call.heads), ids, rc, rl, sram, regs, t,
+                      notes=clamp_note("chunk", chunk, t, "N"))

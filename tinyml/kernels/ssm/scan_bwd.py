@@ -55,7 +55,8 @@ from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_ti
 from .._contract import ceil_div, operand
 from ..attention.fastexp import exp_le0
 from .._counting import extent
-from .scan_call import DUMMY1, DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanSaved, grid_of, pick_blocks
+from .scan_call import (DUMMY1, DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanSaved, clamp_notes, grid_of,
+                        pick_blocks)
 
 KERNEL = "scan_bwd"
 REDUCE = "scan_bwd_reduce"
@@ -248,6 +249,7 @@ def selective_scan_backward(saved: ScanSaved, dy, *, block_d: "int | None" = Non
         raise ShapeError(f"{KERNEL}: dy is {DY.shape} but y is {call.u.shape}; dy must have y's shape")
     bd, t, sram, regs = pick_blocks(call, block_d, saved.chunk,
                                     lambda b, tt: bwd_tiles(b, tt, call.state, call.dtype), KERNEL)
+    notes = clamp_notes(block_d, None, bd, t)
     prof = current_profile()
     prof.hbm.track(DY.obj, "dy", call.dtype)
     x = call.execute
@@ -273,7 +275,7 @@ def selective_scan_backward(saved: ScanSaved, dy, *, block_d: "int | None" = Non
           flat(dBp, N), flat(dCp, N), flat(dAp, N), flat(dDp, DM) if call.has_d else DUMMY2,
           bt, L, DM, N, bd, t, call.has_d, x, ids, counters, call.elem_bits)
     prof.record(KERNEL, grid, launch_counters(counters, x, rc, rl), dtype=call.dtype, sram_per_block=sram,
-                regs_per_block=regs)
+                regs_per_block=regs, notes=notes)
     dB = launch_reduce("dB", dBp, (bt, L, N), call.dtype, x)
     dC = launch_reduce("dC", dCp, (bt, L, N), call.dtype, x)
     dA = launch_reduce("dA", dAp, (DM, N), "fp32", x)

@@ -21,7 +21,7 @@ import numpy as np
 from ...sim import FLOAT_DTYPES, DTypeError, NonFiniteError, ShapeError, bits, check_registers, check_tiles
 from ...sim import current_profile, tiles_fit
 from ...sim.sram import REG
-from .._contract import Operand, block_size, ceil_div, operand, same_mode
+from .._contract import Operand, block_size, ceil_div, clamp_note, operand, same_mode
 from .._counting import stand_in
 
 DUMMY1, DUMMY2 = stand_in(1), stand_in(2)     # the scan launchers' stand-ins for data in counting mode
@@ -138,7 +138,8 @@ def pick_blocks(call: ScanCall, block_d, chunk, tiles_of, kernel: str) -> tuple[
     """(BD, T, SRAM bytes, register bytes): the caller's sizes or the defaults, checked against the chip.
 
     A caller's ``block_d`` above D or ``chunk`` above L is clamped to D or L (one block then holds the whole
-    dimension; the tile is the same as asking for exactly D or L), as FlashAttention clamps its blocks.
+    dimension; the tile is the same as asking for exactly D or L), as FlashAttention clamps its blocks; the
+    record's ``notes`` say so (:func:`clamp_notes`).
 
     Default BD: the largest of 128 .. 1 whose tiles fit and whose grid ``batch x ceil(D / BD)`` fills
     every SM (fewer channels per block means more blocks, but every block re-reads the chunk's B and C);
@@ -169,6 +170,12 @@ def pick_blocks(call: ScanCall, block_d, chunk, tiles_of, kernel: str) -> tuple[
     tiles = tiles_of(bd, t)
     sram = check_tiles(dev, tiles, kernel=kernel, suggest=suggest)
     return bd, t, sram, check_registers(dev, tiles)
+
+
+def clamp_notes(block_d, chunk, bd: int, t: int) -> tuple:
+    """The record's notes when the caller's ``block_d`` / ``chunk`` were clamped to D / L by
+    :func:`pick_blocks` (``()`` when nothing was clamped): the clamp is visible in ``Profile.table()``."""
+    return clamp_note("block_d", block_d, bd, "D") + clamp_note("chunk", chunk, t, "L")
 
 
 def grid_of(call: ScanCall, block_d: int) -> tuple[int, int]:

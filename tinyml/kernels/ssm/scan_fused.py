@@ -50,7 +50,7 @@ from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_ti
 from .._contract import ceil_div
 from ..attention.fastexp import exp_le0
 from .._counting import extent
-from .scan_call import (DUMMY2, ScanSaved, OP_A, OP_D, ScanCall, fused_tiles, grid_of,
+from .scan_call import (clamp_notes, DUMMY2, ScanSaved, OP_A, OP_D, ScanCall, fused_tiles, grid_of,
                         pick_blocks, prepare_scan, track_inputs)
 from .scan_blocks import channel_block, count_chunk_inputs
 
@@ -129,6 +129,7 @@ def launch_fused(call: ScanCall, block_d, chunk, kernel: str = KERNEL):
     """Run the fused scan of a validated call; returns (y, checkpoints, BD, T)."""
     bd, t, sram, regs = pick_blocks(call, block_d, chunk,
                                     lambda b, tt: fused_tiles(b, tt, call.state, call.dtype), kernel)
+    notes = clamp_notes(block_d, chunk, bd, t)
     prof = current_profile()
     track_inputs(call)
     x = call.execute
@@ -146,7 +147,7 @@ def launch_fused(call: ScanCall, block_d, chunk, kernel: str = KERNEL):
           ckpt.reshape(-1, call.state) if x else DUMMY2, call.batch, call.length, call.channels, call.state,
           bd, t, call.has_d, x, ids, counters, call.elem_bits)
     prof.record(kernel, grid, launch_counters(counters, x, run_class, run_length), dtype=call.dtype,
-                sram_per_block=sram, regs_per_block=regs)
+                sram_per_block=sram, regs_per_block=regs, notes=notes)
     return y, ckpt, bd, t
 
 

@@ -41,8 +41,8 @@ from ...sim.sram import REG
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
 from .._contract import ceil_div
-from .scan_call import (DUMMY2, NaiveScanSaved, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, grid_of, pick_blocks,
-                        prepare_scan, track_inputs)
+from .scan_call import (DUMMY2, NaiveScanSaved, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, clamp_notes, grid_of,
+                        pick_blocks, prepare_scan, track_inputs)
 from .._counting import extent
 from .scan_blocks import channel_block
 
@@ -165,6 +165,7 @@ def selective_scan_naive(u, delta, A, B, C, D=None, *, dtype: str = "fp16", bloc
     call = prepare_scan(u, delta, A, B, C, D, dtype=dtype, kernel=KERNELS[0])
     bd, t, sram, regs = pick_blocks(call, block_d, chunk,
                                     lambda b, tt: naive_tiles(b, tt, call.state, call.dtype), KERNELS[0])
+    notes = clamp_notes(block_d, chunk, bd, t)
     prof = current_profile()
     track_inputs(call)
     x = call.execute
@@ -181,12 +182,12 @@ def selective_scan_naive(u, delta, A, B, C, D=None, *, dtype: str = "fp16", bloc
     _discretize(call.data("u"), call.data("delta"), call.data("A"), call.data("B"), flat(dA), flat(dBu),
                 bt, L, DM, N, bd, t, x, ids, cnt, call.elem_bits)
     prof.record(KERNELS[0], grid, launch_counters(cnt, x, rc, rl), dtype=call.dtype, sram_per_block=sram,
-                regs_per_block=regs)
+                regs_per_block=regs, notes=notes)
     H = prof.hbm.new_tensor("states h", (bt, L, DM, N), "fp32", x)
     cnt = new_counters(len(ids), n_operands=1)
     _states(flat(dA), flat(dBu), flat(H), bt, L, DM, N, bd, t, x, ids, cnt)
     prof.record(KERNELS[1], grid, launch_counters(cnt, x, rc, rl), dtype=call.dtype, sram_per_block=sram,
-                regs_per_block=regs)
+                regs_per_block=regs, notes=notes)
     saved = NaiveScanSaved(call, dA, H) if return_saved else None
     del dA, dBu
     y = prof.hbm.new_tensor("y", (bt, L, DM), call.dtype, x)
@@ -194,5 +195,5 @@ def selective_scan_naive(u, delta, A, B, C, D=None, *, dtype: str = "fp16", bloc
     _readout(flat(H), call.data("C"), call.data("u"), call.data("D", 1), flat(y), bt, L, DM, N, bd, t,
              call.has_d, x, ids, cnt, call.elem_bits)
     prof.record(KERNELS[2], grid, launch_counters(cnt, x, rc, rl), dtype=call.dtype, sram_per_block=sram,
-                regs_per_block=regs)
+                regs_per_block=regs, notes=notes)
     return (y, saved) if return_saved else y

@@ -61,7 +61,7 @@ from .._contract import ceil_div, operand
 from .._counting import extent
 from .scan_blocks import channel_block
 from .scan_bwd import launch_reduce
-from .scan_call import DUMMY2, NaiveScanSaved, grid_of, pick_blocks
+from .scan_call import clamp_notes, DUMMY2, NaiveScanSaved, grid_of, pick_blocks
 from .scan_naive import naive_tiles
 
 KERNELS = ("scan_naive_bwd_readout", "scan_naive_bwd_states", "scan_naive_bwd_discretize")
@@ -277,6 +277,7 @@ def selective_scan_naive_backward(saved: NaiveScanSaved, dy, *, block_d: "int | 
         raise ShapeError(f"{KERNELS[0]}: dy is {DY.shape} but y is {call.u.shape}; dy must have y's shape")
     bd, t, sram, regs = pick_blocks(call, block_d, chunk,
                                     lambda b, tt: naive_tiles(b, tt, call.state, call.dtype), KERNELS[0])
+    notes = clamp_notes(block_d, chunk, bd, t)
     prof = current_profile()
     prof.hbm.track(DY.obj, "dy", call.dtype)
     x = call.execute
@@ -292,7 +293,7 @@ def selective_scan_naive_backward(saved: NaiveScanSaved, dy, *, block_d: "int | 
 
     def record(name, counters):
         prof.record(name, grid, launch_counters(counters, x, rc, rl), dtype=call.dtype, sram_per_block=sram,
-                    regs_per_block=regs)
+                    regs_per_block=regs, notes=notes)
 
     dH = prof.hbm.new_tensor("dL/dH", (bt, L, DM, N), "fp32", x)
     dCp = prof.hbm.new_tensor("dC partials", (nd, bt * L * N), "fp32", x)

@@ -49,7 +49,7 @@ from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_ti
 from .._contract import ceil_div
 from ..attention.fastexp import exp_le0
 from .._counting import extent
-from .scan_call import (DUMMY2, OP_A, OP_D, grid_of, pick_blocks, prepare_scan,
+from .scan_call import (clamp_notes, DUMMY2, OP_A, OP_D, grid_of, pick_blocks, prepare_scan,
                         track_inputs)
 from .scan_blocks import channel_block, count_chunk_inputs
 
@@ -206,6 +206,7 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, *, method: str = "blelloc
     call = prepare_scan(u, delta, A, B, C, D, dtype=dtype, kernel=KERNEL)
     bd, t, sram, regs = pick_blocks(call, block_d, chunk,
                                     lambda b, tt: parallel_tiles(b, tt, call.state, call.dtype), KERNEL)
+    notes = clamp_notes(block_d, chunk, bd, t)
     prof = current_profile()
     track_inputs(call)
     x = call.execute
@@ -223,5 +224,5 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, *, method: str = "blelloc
           call.batch, call.length, call.channels, call.state, bd, t, call.has_d, METHODS[method], x, ids,
           counters, call.elem_bits)
     prof.record(f"{KERNEL}_{method}", grid, launch_counters(counters, x, rc, rl), dtype=call.dtype,
-                sram_per_block=sram, regs_per_block=regs)
+                sram_per_block=sram, regs_per_block=regs, notes=notes)
     return y
