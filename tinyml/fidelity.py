@@ -65,11 +65,14 @@ def _figure2(variant: str, what: str) -> float:
     return prof.time_s * 1e3 if what == "ms" else prof.hbm_bytes / 1e9
 
 
-def _decode_tokens(fmt: str, model: str = "llama-2-7b", device: str = "a100-80gb", context: int = 256) -> float:
+def _decode_tokens(fmt: str, model: str = "llama-2-7b", device: str = "a100-80gb", context: int = 256,
+                   launch: str = "graph") -> float:
+    """Simulated tokens/s of one decode step at batch 1: ``launch`` "graph" replays the step as one CUDA graph
+    (gpt-fast, vLLM), "eager" pays the device's launch overhead per kernel (MLC LLM off CUDA, see MLC_EAGER)."""
     from .inference.report import serving_rows
 
     (row,) = serving_rows(model, device, formats=(fmt,), context=context)
-    return row["sim_tokens_per_s"]
+    return row["sim_tokens_per_s" if launch == "graph" else "sim_eager_tokens_per_s"]
 
 
 def _decode_attention_us(batch: int, n: int, kernel: str) -> float:
@@ -109,6 +112,17 @@ MLC70B = ("MLC LLM, github.com/mlc-ai/mlc-llm pull request #573 (Jul 2023): Llam
           "fp16 scale per 32 weights), Mac Studio with M2 Ultra, decoding 9.8 tokens/s")
 MLC8B = ("MLC LLM, github.com/mlc-ai/mlc-llm issue #2174 (Apr 2024), a maintainer's reply: Llama-3-8B-Instruct "
          "q4f16_1, `mlc_llm chat` on an M1 Pro laptop, about 25 tokens/s decode")
+#: why every MLC LLM row is timed eager (a launch per kernel), not as a graph: MLC captures CUDA graphs only
+#: on CUDA; on Metal, OpenCL and WebGPU each kernel of a step is dispatched on its own, every step
+MLC_EAGER = ("MLC LLM's compiler flags (python/mlc_llm/interface/compiler_flags.py, OptimizationFlags.update): "
+             "cudagraph is turned off unless the target is CUDA")
+WEBLLM = ("Ruan et al. 2024, WebLLM: A High-Performance In-Browser LLM Inference Engine (arXiv 2412.15803), "
+          "native vs in-browser table: MacBook Pro with M3 Max, Chrome Canary 133, 4-bit models (q4f16_1 assumed, "
+          "the prebuilt default), decoding tokens/s of native MLC LLM (Metal) and WebLLM (WebGPU)")
+MLC_ADRENO = ("MLC LLM, github.com/mlc-ai/mlc-llm issue #1896 (Mar 2024): Llama-2-7B q4f16_1 on a Snapdragon 8 Gen 3 "
+              "phone (Adreno 750, OpenCL), mlc_llm.build flow, decode 10.1 tokens/s (42-token prompt, 425 decoded)")
+MLC_ADRENO_TUNED = ("MLC LLM, github.com/mlc-ai/mlc-llm pull request #1536 (Jan 2024), Qualcomm's Adreno "
+                    "enhancements for Llama-2: decode up to 14 tokens/s on Snapdragon 8 Gen 3 (11 on 8 Gen 2)")
 FDBLOG = ("Dao, Haziza, Massa, Sizov, Flash-Decoding for long-context inference (Oct 2023, "
           "pytorch.org/blog/flash-decoding), micro-benchmark table: A100, fp16, 16 query heads, 2 kv heads "
           "(CodeLlama-34B on 4 GPUs), d 128")
@@ -140,10 +154,22 @@ SPECS: list[tuple[str, str, str, float, str, Callable[[], float]]] = [
     ("Llama-2-7B decode, int4 (group 32)", "a100-80gb", "tokens/s", 196.80, GPTFAST,
      lambda: _decode_tokens("int4-g32")),
 ]
-SPECS.append(("Llama-2-70B decode, MLC q4f16_1 (int4-g32)", "m2-ultra", "tokens/s", 9.8, MLC70B,
-              lambda: _decode_tokens("int4-g32", "llama-2-70b", "m2-ultra")))
-SPECS.append(("Llama-3-8B decode, MLC q4f16_1 (int4-g32)", "m1-pro", "tokens/s", 25.0, MLC8B,
-              lambda: _decode_tokens("int4-g32", "llama-3-8b", "m1-pro")))
+#: MLC LLM / WebLLM decoding at batch 1 (4-bit q4f16_1 = tinyml's int4-g32), each timed eager (MLC_EAGER):
+#: (what, device, published tokens/s, source, model). Llama-3.1-8B has Llama-3-8B's weight shapes.
+MLC_ROWS = [
+    ("Llama-2-70B decode, MLC q4f16_1 (int4-g32)", "m2-ultra", 9.8, MLC70B, "llama-2-70b"),
+    ("Llama-3-8B decode, MLC q4f16_1 (int4-g32)", "m1-pro", 25.0, MLC8B, "llama-3-8b"),
+    ("Llama-3.1-8B decode, native MLC (Metal), 4-bit (int4-g32)", "m3-max", 57.7, WEBLLM, "llama-3-8b"),
+    ("Llama-3.1-8B decode, WebLLM (WebGPU), 4-bit (int4-g32)", "m3-max-webgpu", 41.1, WEBLLM, "llama-3-8b"),
+    ("Phi-3.5-mini decode, native MLC (Metal), 4-bit (int4-g32)", "m3-max", 89.3, WEBLLM, "phi-3.5-mini"),
+    ("Phi-3.5-mini decode, WebLLM (WebGPU), 4-bit (int4-g32)", "m3-max-webgpu", 71.1, WEBLLM, "phi-3.5-mini"),
+    ("Llama-2-7B decode, MLC q4f16_1 (int4-g32), Adreno 750", "snapdragon-8-gen-3", 10.1, MLC_ADRENO, "llama-2-7b"),
+    ("Llama-2-7B decode, MLC with Qualcomm's kernels (4-bit)", "snapdragon-8-gen-3", 14.0, MLC_ADRENO_TUNED,
+     "llama-2-7b"),
+]
+for _what, _dev, _pub, _src, _model in MLC_ROWS:
+    SPECS.append((_what, _dev, "tokens/s", _pub, _src,
+                  lambda m=_model, d=_dev: _decode_tokens("int4-g32", m, d, launch="eager")))
 for _b, _n, _fa2, _fd in FLASH_DECODING_BLOG:
     SPECS.append((f"FA2 single-query decode attention, batch {_b}, {_n:,} tokens", "a100-80gb", "us", _fa2,
                   FDBLOG, lambda b=_b, n=_n: _decode_attention_us(b, n, "fa2")))

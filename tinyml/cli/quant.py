@@ -61,7 +61,9 @@ def _tps(x) -> str:
 
 
 def run(args) -> int:
-    from ..inference.report import serving_rows
+    from rich.markup import escape
+
+    from ..inference.report import capacity_source, serving_rows
     from ..sim import load_device
     from ..sim.models import load_model
 
@@ -72,6 +74,7 @@ def run(args) -> int:
     if args.json:
         emit_json({"command": "quant", "model": model.name, "device": device.name, "context": context,
                    "params": model.n_params, "hbm_capacity_bytes": device.hbm_capacity,
+                   "hbm_capacity_source": capacity_source(device),
                    "hbm_efficiency": device.eff_hbm, "results": rows})
         return 0
     columns = ["format", "bits/w", "size", "fits", "KV budget", "max batch", "bound tok/s", "sim tok/s",
@@ -90,4 +93,9 @@ def run(args) -> int:
             f"{device.eff_hbm:g} efficiency = {device.hbm_bandwidth * device.eff_hbm / 1e9:,.0f} GB/s); "
             f"sim: one layer's kernels x {model.layers} layers + embedding, final norm, LM head, "
             f"as one CUDA graph (eager: a launch per kernel). `tinyml decode` shows the kernels.")
+    notes = [r["note"] for r in rows if r["note"]]
+    for note in notes:
+        c.print(f"[bold]note[/bold]: {escape(note)}")
+    if notes:
+        c.print(f"{device.name}'s capacity, {device.hbm_capacity / 1e9:.2f} GB: {escape(capacity_source(device))}")
     return 0
