@@ -14,7 +14,7 @@ from tinyml.sim.models import load_model
 
 QUANT_KEYS = {"model", "device", "format", "context", "bits_per_weight", "size_bytes", "fits", "kv_budget_tokens",
               "max_batch", "bound_tokens_per_s", "hbm_efficiency", "sim_tokens_per_s", "sim_eager_tokens_per_s",
-              "fraction_of_bound"}
+              "fraction_of_bound", "note"}
 
 
 def run_json(capsys, *argv, status=0):
@@ -47,6 +47,8 @@ def test_quant_table_and_a_model_that_does_not_fit(capsys):
                    "--no-sim")
     r = out["results"][0]
     assert r["fits"] is False and r["bound_tokens_per_s"] is None and r["max_batch"] == 0
+    assert r["note"].startswith("fp16 does not fit: its weights alone take")
+    assert "none of the formats asked for fits" in r["note"]
 
 
 def test_decode_json_is_the_kernel_profile(capsys):

@@ -14,9 +14,11 @@ from tinyml.sim.models import ModelConfig, ModelConfigError, list_models, load_m
 
 #: the released checkpoints' parameter counts (each model card / checkpoint index), written out by hand
 CHECKPOINT_PARAMS = {"llama-2-7b": 6_738_415_616, "llama-2-13b": 13_015_864_320,
-                     "llama-2-70b": 68_976_648_192, "gpt2": 124_439_808, "llama-3-8b": 8_030_261_248}
+                     "llama-2-70b": 68_976_648_192, "gpt2": 124_439_808, "llama-3-8b": 8_030_261_248,
+                     "phi-3.5-mini": 3_821_079_552}
 #: the totals the authors publish, as the issue quotes them
-PUBLISHED = {"llama-2-7b": 6.74e9, "llama-2-13b": 13.0e9, "llama-2-70b": 69.0e9, "gpt2": 124e6, "llama-3-8b": 8.03e9}
+PUBLISHED = {"llama-2-7b": 6.74e9, "llama-2-13b": 13.0e9, "llama-2-70b": 69.0e9, "gpt2": 124e6, "llama-3-8b": 8.03e9,
+             "phi-3.5-mini": 3.82e9}
 
 
 def test_presets_are_listed_and_every_number_has_a_source():

@@ -71,8 +71,14 @@ def run(args) -> int:
             f"({fmt_bytes(b.hbm_bandwidth)}/s peak x {b.efficiency:g} efficiency = "
             f"{fmt_bytes(b.hbm_bandwidth * b.efficiency)}/s) = {fmt_time(b.step_s)} = {b.tokens_per_s:,.1f} tokens/s")
     if not fi.fits:
+        from rich.markup import escape
+
+        from ..inference.report import capacity_source
+
         c.print(f"[bold]note[/bold]: the weights ({fmt_bytes(fi.weight_bytes)}) and {args.batch} x {context:,} "
                 f"tokens of KV cache ({fmt_bytes(fi.kv_bytes)}) do not fit {device.name}'s "
                 f"{fmt_bytes(fi.capacity_bytes)} of HBM: the timing assumes they did (max batch here: "
-                f"{fi.max_batch})")
+                f"{fi.max_batch}). That capacity: {escape(capacity_source(device))}. "
+                f"`tinyml quant --model {model.name} --device {device.name} --context {context}` shows the "
+                f"formats that fit and their tokens/s")
     return 0
