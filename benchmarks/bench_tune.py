@@ -155,12 +155,12 @@ def _print_losses(rows: list) -> None:
               f"  | tuned {r['decisions']}: {_show(r['tuned_profile'])}")
     one = [r for r in rows if r.get("outcome") in ("hand failed", "tuned failed")]
     for r in one:
-        print(f"   {r['device']:<10} {r['workload']:<34} {r['outcome']}: {r.get('error', '')[:200]}")
+        print(f"   {r['device']:<10} {r['workload']:<34} {r['outcome']}: {' '.join(r.get('error', '').split())[:200]}")
     neither = [r for r in rows if r.get("outcome", "both" if r.get("speedup") else "neither") == "neither"]
     if neither:
         print(f"   not measured ({len(neither)}: hand and tuned both fail): " + "; ".join(
             f"{r['device']} {r['workload']}" for r in neither[:8]) + (" ..." if len(neither) > 8 else ""))
-        print(f"      e.g. {(neither[0].get('error') or '')[:240]}")
+        print(f"      e.g. {' '.join((neither[0].get('error') or '').split())[:240]}")
 
 
 def _brief(profile) -> "dict | None":
