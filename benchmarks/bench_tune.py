@@ -275,9 +275,11 @@ def quality(device: str, train_shapes, test_shapes, n_per_shape: int, build=None
 # ---- 5. transfer and 6. hardware matters ----------------------------------------------------------
 
 def transfer(func, src: str, dst: str, trials: int, seeds: int, tmp: Path) -> dict:
-    """Trials for ``dst`` to reach its from-scratch quality at ``trials``, from scratch and warm-started from
-    a ``src`` log; with the phase estimate ranking the first batch (the default) and without it
-    (``prior=False``: AutoTVM's random first batch, where a transferred model has a batch to win)."""
+    """Trials for ``dst`` to reach its from-scratch quality at ``trials`` (the default settings' median final
+    best), from scratch and warm-started from a ``src`` log, three ways: the default (the phase estimate ranks
+    the first batch); ``prior=False`` (AutoTVM's random first batch: the transferred model, margin included,
+    ranks the warm run's first batch); and ``prior=False, margin=False`` (the trees alone: what the other
+    device's trials carry without the estimate)."""
     log = tmp / f"transfer-{src}.jsonl"
     log.unlink(missing_ok=True)
     tune(func, SimulatedMeasurer(src), trials=trials, batch=16, seed=0, log=log)
@@ -286,26 +288,38 @@ def transfer(func, src: str, dst: str, trials: int, seeds: int, tmp: Path) -> di
     print(f"\n== 5. Transfer {src} -> {dst} ({label}, batches of 16): trials to reach the from-scratch quality "
           f"at {trials} trials (median of {seeds} seeds' final best), median over seeds")
     out = {"label": label, "src": src, "dst": dst, "budget": trials}
-    for name, prior in (("prior", True), ("random first batch", False)):
-        scratch = [tune(func, meas, trials=trials, batch=16, seed=s, prior=prior).curve() for s in range(seeds)]
-        warm = [tune(func, meas, trials=trials, batch=16, seed=s, transfer=[log], prior=prior).curve()
+    goal = None
+    for name, key, kw in (("prior", None, {}), ("random first batch", "random_first_batch", {"prior": False}),
+                          ("trees alone", "trees_alone", {"prior": False, "margin": False})):
+        scratch = [tune(func, meas, trials=trials, batch=16, seed=s, **kw).curve() for s in range(seeds)]
+        warm = [tune(func, meas, trials=trials, batch=16, seed=s, transfer=[log], **kw).curve()
                 for s in range(seeds)]
-        goal = statistics.median(c[-1] for c in scratch)                  # from-scratch quality at the budget
+        if goal is None:                          # the default's from-scratch quality at the budget, for all three
+            goal = statistics.median(c[-1] for c in scratch)
         hits = lambda cs: [next((i + 1 for i, c in enumerate(cv) if c and c <= goal), trials + 1)  # noqa: E731
                            for cv in cs]
         hs, hw = hits(scratch), hits(warm)
         r = {"goal_s": goal, "scratch_trials": statistics.median(hs), "warm_trials": statistics.median(hw),
              "scratch_per_seed": hs, "warm_per_seed": hw,
-             "first_trial_ratio": {"scratch": statistics.median(c[0] / goal for c in scratch if c[0]),
-                                   "warm": statistics.median(c[0] / goal for c in warm if c[0])}}
-        if prior:
+             "first_trial_ratio": {"scratch": _median_or_none([c[0] / goal for c in scratch if c[0]]),
+                                   "warm": _median_or_none([c[0] / goal for c in warm if c[0]])}}
+        if key is None:
             out.update(r)
         else:
-            out["random_first_batch"] = r
+            out[key] = r
         print(f"   {name:<20} goal {goal * 1e6:8.1f} us: from scratch {r['scratch_trials']:>5} (per seed {hs}), "
-              f"warm-started {r['warm_trials']:>5} (per seed {hw}); first trial / goal: scratch "
-              f"{r['first_trial_ratio']['scratch']:.2f}x, warm {r['first_trial_ratio']['warm']:.2f}x")
+              f"warm-started {r['warm_trials']:>5} (per seed {hw}); first trial / goal (median of the seeds whose "
+              f"first trial ran): scratch {_x(r['first_trial_ratio']['scratch'])}, "
+              f"warm {_x(r['first_trial_ratio']['warm'])}")
     return out
+
+
+def _median_or_none(xs) -> "float | None":
+    return statistics.median(xs) if xs else None
+
+
+def _x(v) -> str:
+    return f"{v:.2f}x" if v is not None else "-"
 
 
 def cross(func, a: str, b: str, trials: int) -> dict:
@@ -458,6 +472,11 @@ def targets_rows(c, hand, eff, q, tr, cr, cpu_rows, quick, qc=None) -> list:
             rows.append(("transfer, random first batch (prior=False): warm <= half of from-scratch trials",
                          f"{rf['warm_trials']} vs {rf['scratch_trials']}",
                          rf["warm_trials"] * 2 <= rf["scratch_trials"], True))
+        ta = tr.get("trees_alone")
+        if ta:
+            rows.append(("transfer, trees alone (prior=False, margin=False): warm <= half of from-scratch",
+                         f"{ta['warm_trials']} vs {ta['scratch_trials']}",
+                         ta["warm_trials"] * 2 <= ta["scratch_trials"], False))
     else:
         rows.append(("transfer", "not measured (--quick)" if quick else "not measured", None, False))
     if cr:
