@@ -552,6 +552,28 @@ def run_sections(sections, quick: bool, seeds: int, trials: int, presets, tmp: P
     return out
 
 
+def compact_efficiency(eff: dict) -> dict:
+    """Section 3 as the JSON keeps it: every space's trials to within 5% per seed; the curves (best so far
+    over the best known, per trial) of the main space only (the docs plot them), to 4 decimals."""
+    def one(e: dict, curves: bool) -> dict:
+        e = dict(e)
+        if "curves" in e:
+            e["per_seed"] = {k: [next((i + 1 for i, c in enumerate(cv) if c and c <= 1.05), len(cv) + 1) for cv in cs]
+                             for k, cs in e["curves"].items()}
+            if curves:
+                e["curves"] = {k: [[round(c, 4) if c else None for c in cv] for cv in cs]
+                               for k, cs in e["curves"].items()}
+            else:
+                del e["curves"]
+        return e
+
+    out = one(eff, True)
+    for k in ("rare", "conv"):
+        if eff.get(k):
+            out[k] = one(eff[k], False)
+    return out
+
+
 def merge(parts: list) -> dict:
     """Results of several ``--sections`` runs as one: sections merged (a later part wins on the same
     section; hand rows keyed by device and workload), every part of the same mode."""
@@ -637,8 +659,25 @@ def main(argv=None) -> int:
     if args.json:                            # every section's key present (None / [] where not measured)
         keys = ("cost", "hand", "efficiency", "quality", "quality_conv", "transfer", "cross", "cpu")
         res = {**{k: [] if k in ("hand", "cpu") else None for k in keys}, **res}
+        if res["efficiency"]:
+            res["efficiency"] = compact_efficiency(res["efficiency"])
         write_json(args.json, {k: v for k, v in res.items() if k not in ("targets", "failed")}, rows, failed)
+        _one_line_number_lists(Path(args.json))
     return 1 if failed else 0
+
+
+def _one_line_number_lists(path: Path) -> None:
+    """Rewrite ``path`` with every list of numbers on one line (the curves are ~13,000 numbers: one per
+    line, the file would be ~4x larger); the JSON is the same."""
+    import json
+    import re
+
+    text = path.read_text()
+    num = r"(?:-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|null)"
+    out = re.sub(rf"\[\s*{num}(?:\s*,\s*{num})*\s*\]", lambda m: re.sub(r"\s+", "", m.group(0)).replace(",", ", "),
+                 text)
+    assert json.loads(out) == json.loads(text)
+    path.write_text(out)
 
 
 if __name__ == "__main__":
