@@ -592,7 +592,9 @@ def merge(parts: list) -> dict:
             if k == "hand":
                 for h in v:
                     hand[(h["device"], h["workload"])] = h
-            elif k in ("sections", "efficiency") and isinstance(v, dict):
+            elif k == "sections" and isinstance(v, dict):      # section 2's pieces keyed by their presets
+                out[k].update({(f"{n} ({','.join(x['presets'])})" if x.get("presets") else n): x for n, x in v.items()})
+            elif k == "efficiency" and isinstance(v, dict):
                 out.setdefault(k, {}).update(v)
             else:
                 out[k] = v

@@ -83,7 +83,7 @@ def test_merge_joins_parts_and_a_later_part_wins(bench):
     assert next(h for h in m["hand"] if h["device"] == "m2-max")["speedup"] == 4.0    # p2's row replaced p1's
     assert m["transfer"] == p2["transfer"]                          # p1's None did not erase it
     assert m["efficiency"] == {"rare": {"space": 5}, "space": 7}
-    assert set(m["sections"]) == {"hand-gemm", "transfer", "efficiency"}
+    assert set(m["sections"]) == {"hand-gemm", "transfer", "efficiency"}        # p1 names no presets
     with pytest.raises(SystemExit, match="quick"):
         bench.merge([p1, {**p2, "quick": True}])
 
@@ -101,6 +101,7 @@ def test_main_merge_writes_one_json(bench, tmp_path, capsys):
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["note"] == "merged" and len(res["hand"]) == 2 * len(w) and res["cpu"] == [] and res["cost"] is None
+    assert set(res["sections"]) == {"hand-gemm (a100-40gb)", "hand-gemm (rtx-4090)"}      # both pieces kept
     assert res["failed"] == 0
     assert "24/24" in next(t["measured"] for t in res["targets"] if t["name"].startswith("rtx-4090"))
     assert "SKIP" in capsys.readouterr().out
