@@ -42,6 +42,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,10 +136,13 @@ def beat_hand(workloads: list, presets, trials: int) -> list:
                                                                                  if best else None)}
             if outcome != "both":
                 errs = [r["result"] for r in res.records if r["result"].get("error")]
-                row["error"] = (f"hand: {hand.error}: {hand.message}" if not hand.ok else "hand ok") + " | " + (
-                    f"tuned: all {len(res.records)} trials failed, e.g. {errs[0]['error']}: {errs[0]['message']}"
-                    if not tuned and errs else "tuned ok")
-                row["error"] = row["error"][:400]
+                kinds = Counter(e["error"] for e in errs)
+                row["tuned_errors"] = dict(kinds)
+                row["error"] = ((f"hand ({hl}): {hand.error}: {hand.message}"[:240] if not hand.ok else "hand ok")
+                                + " | " + (f"tuned: all {len(res.records)} trials failed ("
+                                           + ", ".join(f"{k} {v}" for k, v in kinds.most_common())
+                                           + f"), e.g. {errs[-1]['error']}: {errs[-1]['message']}"[:240]
+                                           if not tuned and errs else "tuned ok"))
             rows.append(row)
             fmt = lambda x: f"{x * 1e6:9.1f}us" if x else f"{'failed':>10}"  # noqa: E731
             print(f"   {dev:<10} {label:<34} {fmt(h)} {fmt(tuned)} {(f'{sp:8.2f}x' if sp else '      -'):>9}")
