@@ -15,6 +15,7 @@ from strategies import examples
 from tinyml.compiler.tensor import Schedule, matmul
 from tinyml.compiler.tune import SimulatedMeasurer, Space, tune
 from tinyml.compiler.tune import templates as T
+from tinyml.compiler.tune.errors import TuneError
 from tinyml.compiler.tune.features import NAMES, PRIOR, UNFIT, nest_features
 from tinyml.compiler.tune.metrics import spearman
 from tinyml.compiler.tune.model import make_model, targets
@@ -170,3 +171,31 @@ def test_a_space_exhausted_by_failures_ends_the_run_instead_of_crashing(strategy
                template=_acc_only)
     assert res.space_size == 2 and len(res.records) == 2
     assert all(r["result"]["status"] != "ok" for r in res.records) and res.best is None
+
+
+def test_margin_false_is_the_trees_alone_and_is_recorded_in_the_run():
+    """``margin=False``: the model does not start from the phase estimate (make_model(prior=None)), the
+    run says so, and a log of one setting is not resumed by the other."""
+    import tinyml.compiler.tune.tuner as tuner
+
+    func = matmul(256, 256, 256)
+    meas = SimulatedMeasurer("a100-40gb")
+    seen = []
+    real = tuner.make_model
+
+    def spy(name, seed=0, prior=None):
+        seen.append(prior)
+        return real(name, seed, prior=prior)
+
+    tuner.make_model = spy
+    try:
+        plain = tune(func, meas, trials=16, batch=8, seed=2, prior=False, margin=False).records
+        tune(func, meas, trials=16, batch=8, seed=2, prior=False)
+    finally:
+        tuner.make_model = real
+    assert seen == [None, PRIOR]
+    assert plain[0]["run"]["margin"] is False and plain[0]["run"]["prior"] is False
+    again = tune(func, meas, trials=16, batch=8, seed=2, prior=False, margin=False).records
+    assert [r["decisions"] for r in plain] == [r["decisions"] for r in again]
+    with pytest.raises(TuneError, match="margin"):
+        tune(func, meas, trials=8, margin="no")

@@ -178,7 +178,8 @@ def _check_targets(func, measurer) -> tuple:
 
 def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboost", features: str = "nest",
          trials: int = 64, batch: int = 16, seed: int = 0, epsilon: float = 0.1, log=None, template=None,
-         transfer=(), progress=None, retrain_growth: float = 1.0, prior: bool = True) -> TuneResult:
+         transfer=(), progress=None, retrain_growth: float = 1.0, prior: bool = True,
+         margin: bool = True) -> TuneResult:
     """Tune ``func`` on ``measurer`` (module docstring); returns a :class:`TuneResult`.
 
     ``retrain_growth``: retrain the model only once the measured trials have grown by this factor
@@ -188,6 +189,10 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
 
     ``prior``: before the model's first fit, score candidates by the phase estimate (with a model and
     ``features="nest"`` only; ``False``: the first batch is uniformly random, as AutoTVM's is).
+
+    ``margin``: the XGBoost model starts from the phase estimate as its base margin (with
+    ``features="nest"``); ``False``: the trees alone, as AutoTVM's are (the ablation that shows
+    what a transferred log's trees carry without the estimate).
 
     ``log``: a path; its records of this run (same workload, device, space and settings) are
     resumed and new trials are appended. ``progress(record, result)`` is called per trial.
@@ -207,6 +212,7 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     retrain_growth = number(retrain_growth, "retrain_growth", lo=1.0, error=TuneError,
                             hint="retrain once the trials grew by this factor (1: after every batch)")
     prior = flag(prior, "prior", error=TuneError)
+    margin = flag(margin, "margin", error=TuneError)
     if isinstance(transfer, (str, Path)) or not isinstance(transfer, (list, tuple)):
         raise TuneError(f"transfer is a list of tuning-log paths, got {transfer!r}; write [{str(transfer)!r}] "
                         f"for one log")
@@ -217,7 +223,7 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     feat = Featurizer(space, measurer.device, features)
     run = {"strategy": strategy, "model": model, "features": features, "seed": seed, "batch": batch,
            "epsilon": epsilon, **({"retrain_growth": retrain_growth} if retrain_growth != 1.0 else {}),
-           **({} if prior else {"prior": False})}
+           **({} if prior else {"prior": False}), **({} if margin else {"margin": False})}
     base = {"version": VERSION, "workload": workload_hash(func), "workload_key": workload_key(func),
             "device": measurer.hash, "device_name": measurer.name, "measurer": measurer.kind, "space": space.name,
             "run": run}
@@ -226,7 +232,7 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     history = [r for r in read_records(path) if mine(r)] if path is not None and path.exists() else []
     tx, tt, tg = transfer_data(transfer, features) if transfer else ([], [], [])
     strat = STRATEGIES[strategy]()
-    m = make_model(model, seed, prior=PRIOR if features == "nest" else None)
+    m = make_model(model, seed, prior=PRIOR if features == "nest" and margin else None)
     measured: dict = {}
     timing = {"measure": 0.0, "model": 0.0, "propose": 0.0}
     records = list(history)
