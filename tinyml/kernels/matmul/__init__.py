@@ -16,6 +16,7 @@ Each version is one file a reader can open alone; what they share sits beside th
 | `v2_tiled`    | v2's body (the tile product as FMA loops)                              |
 | `v3_mma`      | v3's body and its K loop (``mma_k_loop``, reused by ``matmul_epilogue``) |
 | `v4_pipelined`| v4's body: v3's tiles with C in registers, pipelined loads, warp tiles |
+| `streamk`     | v4's ``schedule="stream-k"``: the last waves' tiles shared out by MAC iteration, partial sums fixed up |
 | `batched`     | ``bmm``: v3's tiles once per (batch, head), transposes, GQA; the compiler lowers every batched matmul to it |
 | `block_sizes` | choosing block sizes that fit SRAM (`MatmulTiles`, `choose_tiles`)     |
 | `_tiled`      | what v2, v3 and ``bmm`` share: the byte formula, L2 panels, the launch |
