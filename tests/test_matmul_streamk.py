@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from strategies import ELEM_BYTES, logical_dtypes, matmul_shapes, seeds, tiled_blocks
 from test_matmul import COUNTER_FIELDS, assert_close_to_reference, operands
 from tinyml.kernels.matmul import matmul, matmul_v4
-from tinyml.kernels.matmul.streamk import plan_stream_k
+from tinyml.kernels.matmul.streamk import partial_bytes, plan_stream_k
 from tinyml.kernels.matmul.v4_pipelined import STAGES
 from tinyml.sim import Profile, TileConfigError, TinymlError, load_device, meta, occupancy
 
@@ -96,7 +96,9 @@ def test_bytes_are_v4s_plus_the_partials_written_and_read_back(shape, case):
     s = ELEM_BYTES[dtype]
     _, rec = record(meta((m, k), dtype), meta((k, n), dtype), device, dtype=dtype, block_m=bm, block_n=bn,
                     block_k=bk, schedule="stream-k")
-    extra = brute_force_partial_bytes(_plan(device, shape, (bm, bn, bk), dtype), m, n, bm, bn)
+    plan = _plan(device, shape, (bm, bn, bk), dtype)
+    extra = brute_force_partial_bytes(plan, m, n, bm, bn)
+    assert partial_bytes(plan, m, n, bm, bn) == extra              # the docstring's sum over seams
     v4_reads = math.ceil((m * k * math.ceil(n / bn) + k * n * math.ceil(m / bm)) * s)
     assert rec.hbm_read_bytes + rec.l2_hit_bytes == v4_reads + extra
     assert rec.hbm_write_bytes == math.ceil(m * n * s) + extra

@@ -33,7 +33,7 @@ and read back by the tile's owner::
 
     partial bytes = sum over seams of rows(t) * cols(t) * 4,   t = b_j // I (the tile it cuts)
     HBM writes    = M N s + partial bytes       (C, then the partials: fp32)
-    HBM reads     = v4's (M K ceil(N/BN) + K N ceil(M/BM)) s + partial bytes
+    HBM reads     = v4's (M K ceil(N/BN) + K N ceil(M/BM)) s + partial bytes     (before L2 reuse)
     vector FLOPs  = partial bytes / 4           (the owner adds each partial element once)
 
 ``rows(t)``, ``cols(t)``: the valid rows and columns of tile ``t`` (smaller only at the matrix edge).
