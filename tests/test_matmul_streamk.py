@@ -136,6 +136,26 @@ def test_whole_waves_stay_data_parallel(a, b, k, dtype):
         assert getattr(dp, f) == getattr(sk, f), f
 
 
+@given(tiles=st.integers(1, 3000), iters=st.integers(1, 300), wave=st.integers(1, 300))
+def test_the_plan_shares_every_iteration_evenly_and_only_when_it_pays(tiles, iters, wave):
+    """Stream-K blocks' ranges tile [0, T_sk I) in order, differ by at most one iteration, number at most a
+    wave; the data-parallel rest is whole waves; and the split is made only if the longest block is
+    shorter than the data-parallel waves it replaces (in MAC iterations)."""
+    plan = plan_stream_k(tiles, iters, wave)
+    assert plan.sk_tiles + plan.dp_tiles == tiles and plan.sk_blocks <= wave
+    dp_makespan = math.ceil(tiles / wave) * iters
+    if plan.sk_blocks == 0:
+        assert plan.sk_tiles == 0
+        return
+    ranges = [plan.block_range(j) for j in range(plan.sk_blocks)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == plan.sk_tiles * iters
+    assert all(e == b2 for (_, e), (b2, _) in zip(ranges, ranges[1:]))
+    lengths = {e - b for b, e in ranges}
+    assert max(lengths) - min(lengths) <= 1 and min(lengths) >= 1
+    assert plan.dp_tiles % wave == 0 and tiles % wave != 0
+    assert plan.dp_tiles // wave * iters + max(lengths) < dp_makespan
+
+
 def test_one_iteration_per_tile_has_nothing_to_split():
     """K within one BK step: a tile is one MAC iteration, which stream-K cannot share; data-parallel."""
     plan = plan_stream_k(tiles=15, iters=1, wave=4)
