@@ -44,9 +44,10 @@ at most one partial: its first range, when it starts inside a tile).
 The cost model needs nothing new: the stream-K blocks are ordinary blocks with unequal counters,
 launched first, so they fill the first wave one per slot and each SM's time is its own block's
 work (``tinyml.sim.cost``'s list scheduling); the data-parallel tiles follow in full waves.
-What is not modelled: the owner's wait for its peers' partials (they run concurrently and finish
-their share of the tile first, so the wait is short), and L2 absorbing the partials (they are
-charged to HBM, an upper bound). A stream-K block's L2 panels are those of the tile its range starts in.
+What is not modelled: the owner's wait for its peers' partials (a peer computes its share of the
+tile at the start of its range, the owner its share at the end of its own, and ranges differ by at
+most one iteration, so the wait is at most about one iteration), and L2 absorbing the partials
+(they are charged to HBM, an upper bound). A stream-K block's L2 panels are those of the tile its range starts in.
 """
 
 from __future__ import annotations
