@@ -42,7 +42,8 @@ def matmul(a, b, *, version: "int | str" = 3, dtype: str = "fp16", **block_sizes
 
     ``a``: (M, K), ``b``: (K, N) NumPy arrays (executing mode) or
     ``tinyml.sim.meta`` tensors (counting mode). ``dtype`` is the logical dtype
-    that bytes are counted in. Records one kernel in the active Profile.
+    that bytes are counted in. Records one kernel in the active Profile. Keyword arguments go to the
+    version: block sizes, and for version 4 ``schedule="stream-k"`` (:mod:`.streamk`).
     """
     v = NAMES.get(version, version) if isinstance(version, str) else version
     if v not in VERSIONS:
