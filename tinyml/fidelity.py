@@ -49,12 +49,14 @@ def _attention_tflops(device: str, version: int, d: int, n: int = N_FIG4, causal
     return 4 * n * n * d * h * b / (2 if causal else 1) / prof.time_s / 1e12
 
 
-def _matmul_tflops(device: str, n: int = 8192, dtype: str = "bf16") -> float:
+def _matmul_tflops(device: str, n: int = 8192, dtype: str = "bf16", schedule: str = "data-parallel") -> float:
+    """TFLOP/s of matmul v4 at n^3. The table's rows keep the data-parallel schedule: no source says which
+    schedule cuBLAS picks for the measured shape (docs/fidelity.md, "matmul on the H100")."""
     from .kernels.matmul import matmul_v4
     from .sim import Profile, meta
 
     with Profile(device) as prof:
-        matmul_v4(meta((n, n), dtype), meta((n, n), dtype), dtype=dtype)
+        matmul_v4(meta((n, n), dtype), meta((n, n), dtype), dtype=dtype, schedule=schedule)
     return 2 * n ** 3 / prof.time_s / 1e12
 
 

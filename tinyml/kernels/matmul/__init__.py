@@ -16,6 +16,7 @@ Each version is one file a reader can open alone; what they share sits beside th
 | `v2_tiled`    | v2's body (the tile product as FMA loops)                              |
 | `v3_mma`      | v3's body and its K loop (``mma_k_loop``, reused by ``matmul_epilogue``) |
 | `v4_pipelined`| v4's body: v3's tiles with C in registers, pipelined loads, warp tiles |
+| `streamk`     | v4's ``schedule="stream-k"``: the last waves' tiles shared out by MAC iteration, partial sums fixed up |
 | `batched`     | ``bmm``: v3's tiles once per (batch, head), transposes, GQA; the compiler lowers every batched matmul to it |
 | `block_sizes` | choosing block sizes that fit SRAM (`MatmulTiles`, `choose_tiles`)     |
 | `_tiled`      | what v2, v3 and ``bmm`` share: the byte formula, L2 panels, the launch |
@@ -41,7 +42,8 @@ def matmul(a, b, *, version: "int | str" = 3, dtype: str = "fp16", **block_sizes
 
     ``a``: (M, K), ``b``: (K, N) NumPy arrays (executing mode) or
     ``tinyml.sim.meta`` tensors (counting mode). ``dtype`` is the logical dtype
-    that bytes are counted in. Records one kernel in the active Profile.
+    that bytes are counted in. Records one kernel in the active Profile. Keyword arguments go to the
+    version: block sizes, and for version 4 ``schedule="stream-k"`` (:mod:`.streamk`).
     """
     v = NAMES.get(version, version) if isinstance(version, str) else version
     if v not in VERSIONS:

@@ -49,11 +49,16 @@ from numba import njit, prange
 
 from ...sim import Issue, check_tiles, current_profile, tile_budget, tiles_fit
 from ...sim.sram import REG
-from ...sim.tiles import count_mma, count_warp_reads, load_tile, store_tile
+from ...sim import TileConfigError
+from ...sim.args import choice
+from ...sim.cost import occupancy
+from ...sim.tiles import store_tile
 from .._contract import blas_single_thread, block_size, ceil_div
 from .._counting import extent
-from .._mma import mma_acc, sgemm
-from ._launch import prepare, run
+from .._mma import sgemm
+from . import streamk
+from ._launch import block_tile, prepare, run
+from .streamk import DATA_PARALLEL, SCHEDULES, STREAM_K, mac_iterations, plan_stream_k
 from .block_sizes import DEPTHS, SIZES, _cap
 from ._tiled import expected_bytes, tile_panels  # noqa: F401  (same traffic as v2 and v3)
 
@@ -63,6 +68,7 @@ STAGES = 3
 #: WARP_ROWS rows and the block's columns
 WARP_ROWS = WARP_COLS = 64
 KERNEL = "matmul_v4_pipelined"
+STREAMK_KERNEL = "matmul_v4_streamk"
 
 
 @dataclass(frozen=True)
@@ -117,34 +123,27 @@ def _choose(device, max_m: int, max_n: int, max_k: int, dtype: str):
 
 @njit(parallel=True, cache=True)
 def _body(a, b, c, M, N, K, BM, BN, BK, WM, WN, execute, ids, counters, elem_bits, gemm):
-    gn = (N + BN - 1) // BN
+    iters = (K + BK - 1) // BK
     for row in prange(len(ids)):         # every block, or one per class (counting)
-        blk = ids[row]
-        r0 = (blk // gn) * BM
-        c0 = (blk % gn) * BN
-        rows = min(BM, M - r0)
-        cols = min(BN, N - c0)
+        r0, c0, rows, cols = block_tile(ids[row], BM, BN, M, N)     # this block's tile of C
         a_s = np.zeros((extent(BM, execute), extent(BK, execute)), dtype=np.float32)   # (BM, BK) one stage
         b_s = np.zeros((extent(BK, execute), extent(BN, execute)), dtype=np.float32)   # (BK, BN)
         acc = np.zeros((extent(BM, execute), extent(BN, execute)), dtype=np.float32)   # (BM, BN) registers
-        for k0 in range(0, K, BK):
-            depth = min(BK, K - k0)
-            if execute and depth < BK:     # masked load: the padding must be zero
-                a_s[:] = 0.0
-                b_s[:] = 0.0
-            load_tile(a, r0, k0, rows, depth, a_s, execute, counters, row, 0, elem_bits)
-            load_tile(b, k0, c0, depth, cols, b_s, execute, counters, row, 1, elem_bits)
-            count_mma(rows, cols, depth, counters, row, elem_bits)
-            count_warp_reads(rows, cols, depth, WM, WN, counters, row, elem_bits)
-            if execute:
-                mma_acc(a_s, b_s, acc, gemm)     # every warp's MMAs: acc += (BM, BK) @ (BK, BN)
+        mac_iterations(a, b, r0, c0, rows, cols, K, BK, 0, iters, a_s, b_s, acc, WM, WN, execute, counters, row,
+                       elem_bits, gemm)
         store_tile(acc, rows, cols, c, r0, c0, execute, counters, row, elem_bits)
 
 
 def matmul_v4(a, b, *, dtype: str = "fp16", block_m: int | None = None, block_n: int | None = None,
-              block_k: int | None = None):
+              block_k: int | None = None, schedule: str = DATA_PARALLEL):
     """matmul v3 as production GEMMs run it (module doc): C in registers, STAGES-deep pipelined loads,
-    warp tiles. Block sizes default to the highest-intensity tiles that fit."""
+    warp tiles. Block sizes default to the highest-intensity tiles that fit.
+
+    ``schedule``: ``"data-parallel"`` (one block per C tile) or ``"stream-k"`` (the tail wave's tiles
+    shared out by MAC iteration over every SM, partial sums fixed up: :mod:`.streamk`)."""
+    schedule = choice(schedule, "matmul_v4 schedule", SCHEDULES, error=TileConfigError,
+                      hint=f"{DATA_PARALLEL!r} launches one block per C tile (the default); {STREAM_K!r} "
+                           "splits the last waves' tiles along K over every SM so no SM idles through a tail wave")
     call = prepare(a, b, dtype, "matmul_v4")
     dev = current_profile().device
     auto = choose_pipelined_tiles(dev, call.m, call.n, call.k, call.dtype) or PipelinedTiles(16, 16, 8)
@@ -161,10 +160,15 @@ def matmul_v4(a, b, *, dtype: str = "fp16", block_m: int | None = None, block_n:
     wm, wn = warp_grid(dev, t.block_m, t.block_n)
     grid = (ceil_div(call.m, t.block_m), ceil_div(call.n, t.block_n))
     gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
+    record = dict(regs_per_block=regs, pipelined=True, issue=Issue(mma="peak"))
+    sizes = (t.block_m, t.block_n, t.block_k, wm, wn)
     with blas_single_thread():
-        return run(call, KERNEL, _body, grid, grid[0] * grid[1], (t.block_m, t.block_n, t.block_k, wm, wn), sram,
-                   panels=tile_panels, extra=(gemm,),
-                   record=dict(regs_per_block=regs, pipelined=True, issue=Issue(mma="peak")))
+        if schedule == STREAM_K:
+            wave = dev.sm_count * occupancy(dev, sram, regs)
+            plan = plan_stream_k(grid[0] * grid[1], ceil_div(call.k, t.block_k), wave)
+            return streamk.launch(call, STREAMK_KERNEL, sizes, plan, sram, (gemm,), record, grid)
+        return run(call, KERNEL, _body, grid, grid[0] * grid[1], sizes, sram, panels=tile_panels, extra=(gemm,),
+                   record=record)
 
 
 __all__ = ["matmul_v4", "PipelinedTiles", "choose_pipelined_tiles", "warp_grid", "STAGES"]
