@@ -57,6 +57,30 @@ def test_canonical_form_keeps_every_block(launch):
         assert np.array_equal(getattr(again, field), getattr(canon, field))
 
 
+def test_canonical_form_merges_duplicate_rows_and_drops_unused_ones():
+    """Rows 0 and 2 are one class; row 3 is never run; run 2 has length 0 (dropped)."""
+    c = np.array([[5, 1], [7, 0], [5, 1], [9, 9]])
+    canon = BlockClasses.build(c, [1, 2, 3, 0, 1], [2, 3, 0, 4, 1])
+    assert canon.counters.tolist() == [[7, 0], [5, 1]]          # numbered by first appearance
+    assert canon.run_class.tolist() == [0, 1, 0]                 # rows 2 and 0 merged into one run
+    assert canon.run_length.tolist() == [2, 7, 1]
+
+
+def test_canonical_form_of_millions_of_runs():
+    """A causal attention launch's shape: classes repeat in a pattern over B * H * q-block runs."""
+    c = np.array([[1, 0], [2, 0], [3, 0], [1, 0]])               # the last row repeats the first
+    pattern = np.array([3, 1, 2, 0])
+    times = 500_000
+    canon = BlockClasses.build(c, np.tile(pattern, times), np.ones(4 * times, dtype=np.int64))
+    assert canon.counters.tolist() == [[1, 0], [2, 0], [3, 0]]
+    # rows 3 and 0 are one class A: A B C A | A B C A | ... merges into A B C (A A) B C (A A) ... B C A
+    assert np.array_equal(canon.run_class, np.r_[np.tile([0, 1, 2], times), 0])
+    lengths = np.r_[1, np.tile([1, 1, 2], times)]
+    lengths[-1] = 1
+    assert np.array_equal(canon.run_length, lengths)
+    assert canon.n_blocks == 4 * times
+
+
 def test_repeat_tiles_the_launch_order():
     c = np.arange(12, dtype=np.int64).reshape(2, 6)
     launch = BlockClasses.build(c, [0, 1], [3, 1])

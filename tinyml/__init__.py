@@ -11,6 +11,13 @@ JIT-compiles at import. Layers (imports point down only)::
 from __future__ import annotations
 
 import importlib
+import os
+
+# Worker threads sleep between kernels instead of spinning. Counting mode runs thousands of tiny
+# parallel launches (one block per class); with the OpenMP runtime's default policy each worker
+# spins after every one of them, which cost several times the CPU seconds of the counting itself
+# (tests/test_threads.py). Set here, before any kernel starts the runtime; a user's choice wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

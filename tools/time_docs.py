@@ -8,7 +8,8 @@ Usage (from the repository root)::
 Runs each ``python exec="on"`` block as markdown-exec does (blocks of one ``session`` share
 their globals; a block without a session gets fresh ones), with the block's output discarded,
 and prints ``cpu wall page:line`` per block, a total per page, and the heaviest blocks. CPU
-seconds are this process's (every thread); on a shared machine compare those, not wall.
+seconds are this process's (every thread) plus its finished child processes' (a block that runs
+the CLI with ``subprocess``); on a shared machine compare those, not wall.
 All pages run in one process, so a kernel's Numba compile or cache load is charged to the
 first block that runs it: time one page alone to see its cold cost.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import sys
 import time
@@ -34,6 +36,12 @@ def blocks(text: str):
         yield (session.group(1) if session else None), code, text[:m.start()].count("\n") + 1
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have exited (``subprocess.run``)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main(pages: list[str]) -> None:
     pages = pages or sorted(str(p) for p in Path("docs").glob("*.md"))
     timed = []
@@ -42,14 +50,14 @@ def main(pages: list[str]) -> None:
         page_cpu = page_wall = 0.0
         for session, code, line in blocks(Path(page).read_text()):
             env = sessions.setdefault(session, {"__name__": "__main__"}) if session else {"__name__": "__main__"}
-            c0, w0 = time.process_time(), time.perf_counter()
+            c0, w0 = cpu_seconds(), time.perf_counter()
             try:
                 with contextlib.redirect_stdout(io.StringIO()):
                     exec(compile(code, f"{page}:{line}", "exec"), env)
                 err = ""
             except Exception as exc:                  # noqa: BLE001 - reported, the next block still runs
                 err = f"  ERROR {type(exc).__name__}: {exc}"[:200]
-            cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+            cpu, wall = cpu_seconds() - c0, time.perf_counter() - w0
             page_cpu, page_wall = page_cpu + cpu, page_wall + wall
             timed.append((cpu, wall, f"{page}:{line}"))
             print(f"{cpu:7.2f} cpu {wall:7.2f} wall  {page}:{line}{err}", flush=True)

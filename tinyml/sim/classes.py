@@ -91,11 +91,17 @@ class BlockClasses:
         if len(run_class) == 0:
             empty = np.zeros((0, counters.shape[1]), dtype=np.int64)
             return cls(empty, np.zeros(0, np.int64), np.zeros(0, np.int64))
-        # merge identical rows, then number the classes by first appearance in launch order
-        uniq, inverse = np.unique(counters, axis=0, return_inverse=True)
-        run_class = inverse.reshape(-1)[run_class]
-        used, first = np.unique(run_class, return_index=True)
-        order = used[np.argsort(first, kind="stable")]           # class ids in order of first appearance
+        # merge identical rows, then number the classes by first appearance in launch order. No sort
+        # of the runs (a causal attention launch has B * H * q-block runs, counted thousands of times
+        # per compiled model): rows are merged by their bytes, first appearances found in one pass.
+        ids: dict = {}
+        inverse = np.array([ids.setdefault(row.tobytes(), len(ids)) for row in counters], dtype=np.int64)
+        uniq = counters[np.unique(inverse, return_index=True)[1]]    # row i: the first row of merged class i
+        run_class = inverse[run_class]
+        first = np.full(len(uniq), len(run_class), dtype=np.int64)  # first run of each merged class
+        np.minimum.at(first, run_class, np.arange(len(run_class)))
+        used = np.flatnonzero(first < len(run_class))
+        order = used[np.argsort(first[used], kind="stable")]     # class ids in order of first appearance
         relabel = np.empty(len(uniq), dtype=np.int64)
         relabel[order] = np.arange(len(order))
         run_class = relabel[run_class]
