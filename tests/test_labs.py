@@ -301,3 +301,26 @@ def test_lab12_random_search_misses_the_search_target():
 
     with pytest.raises(Wrong, match=rf"misses the {SEARCH_TARGET:.2f}x target"):
         check_better_search(lambda: {"strategy": "random", "model": "none", "batch": 8})
+
+
+def test_lab12_space_best_is_measured_once_and_kept_on_disk(monkeypatch, tmp_path):
+    """The exhaustive best of a space is measured once, then read back (a new process clears the memory
+    copy: simulated here by clearing it); a corrupt file is measured again, never trusted."""
+    from tinyml.compiler.tune.simulated import SimulatedMeasurer
+    from tinyml.labs import lab12
+    from tinyml.sim import jit
+
+    monkeypatch.setattr(jit, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(lab12, "_BEST", {})
+    calls = []
+    measure = SimulatedMeasurer.measure
+    monkeypatch.setattr(SimulatedMeasurer, "measure", lambda self, s: calls.append(1) or measure(self, s))
+    best = lab12.space_best("toy", lab12.small_layer())
+    n = len(calls)
+    assert n == 600 and best > 0                            # every candidate of the small layer's space
+    (path,) = tmp_path.glob("lab12-space-best-*.json")
+    lab12._BEST.clear()
+    assert lab12.space_best("toy", lab12.small_layer()) == best and len(calls) == n
+    path.write_text("{not json")
+    lab12._BEST.clear()
+    assert lab12.space_best("toy", lab12.small_layer()) == best and len(calls) == 2 * n
