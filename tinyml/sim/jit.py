@@ -76,12 +76,29 @@ def _writable(folder: Path) -> bool:
     return True
 
 
+def parallel_kernels() -> bool:
+    """Whether tinyml's kernels run their blocks on every core (``@njit(parallel=PARALLEL)``, ``prange``):
+    yes, unless ``TINYML_PARALLEL_KERNELS=0`` when tinyml is imported.
+
+    The tests set it to 0 (tests/conftest.py): their pytest workers already use every core, their grids
+    are tiny, and a serial kernel compiles about 3x faster on a cold cache (Numba's parfor passes are
+    the slow part). The loops, answers and counters are the same either way (each block writes its own
+    output tile and counter row); tests/test_parallel_kernels.py checks that on the parallel build.
+    Serial machine code is cached in its own folder (``numba-<hash>-serial``): Numba's cache does not
+    key on ``parallel``, so one folder would mix the two builds."""
+    return os.environ.get("TINYML_PARALLEL_KERNELS", "1") != "0"
+
+
+#: ``parallel=`` for every tiled kernel's ``@njit`` (read once, at import)
+PARALLEL = parallel_kernels()
+
+
 def configure_cache() -> str | None:
     """Point Numba's cache at the versioned folder; returns it (None: the user's NUMBA_CACHE_DIR, or
     no writable folder at all, in which case caching is off and :class:`NoCacheWarning` says so)."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return None
-    tag = f"numba-{source_hash()}"
+    tag = f"numba-{source_hash()}" + ("" if PARALLEL else "-serial")
     bases = candidate_bases()
     for base in bases:
         folder = base / tag

@@ -33,6 +33,7 @@ from ...kernels._contract import blas_single_thread, operand, same_mode
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_tiles, current_profile
 from ...sim.args import flag
 from ...sim.counters import new_counters
+from ...sim.jit import parallel_kernels
 from .codegen import generate
 from .errors import BindError, TensorProgramError
 from .limits import MAX_THREADS_PER_BLOCK
@@ -199,12 +200,11 @@ class Kernel:
 
 
 def default_parallel() -> bool:
-    """Whether :func:`build` compiles ``prange`` by default: yes, unless ``TINYML_PARALLEL_KERNELS=0``.
-
-    The tests set it to 0 (tests/conftest.py): their pytest workers already use every core, their
-    grids are tiny, and a serial kernel compiles several times faster on a cold cache; the counters
-    are the same either way (each block counts into its own row)."""
-    return os.environ.get("TINYML_PARALLEL_KERNELS", "1") != "0"
+    """Whether :func:`build` compiles ``prange`` by default: yes, unless ``TINYML_PARALLEL_KERNELS=0``
+    (:func:`tinyml.sim.jit.parallel_kernels`, read at each call; the hand-written kernels read it once,
+    at import). The tests set it to 0: the counters are the same either way (each block counts into
+    its own row), and a serial kernel compiles several times faster."""
+    return parallel_kernels()
 
 
 def build(nest_or_schedule, name: "str | None" = None, parallel: "bool | None" = None) -> Kernel:

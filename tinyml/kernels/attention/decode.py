@@ -60,6 +60,7 @@ from types import SimpleNamespace
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, check_registers, check_tiles
 from ...sim import current_profile, tiles_fit
 from ...sim.args import integer
@@ -166,7 +167,7 @@ def resolve_block_k(call: DecodeCall, block_k, kernel: str = KERNEL) -> tuple[in
     return bc, check_tiles(dev, tiles, kernel=kernel, suggest=suggest), check_registers(dev, tiles)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(q, k, v, lens, o, B, H, KVH, L, D, BC, scale, execute, ids, counters, elem_bits, gemm):
     # q, o: (B*H, D); k, v: (B*KVH*L, D); lens: (B,)
     G = H // KVH

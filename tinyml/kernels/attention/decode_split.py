@@ -59,6 +59,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import Device, check_registers, check_tiles, current_profile
 from ...sim.sram import REG
 from ...sim.counters import new_counters
@@ -116,7 +117,7 @@ def split_plan(lengths: np.ndarray, block_k: int, splits: int) -> tuple[np.ndarr
     return chunk, -(-tiles // chunk)                  # U_b = ceil(T_b / C_b) <= S
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, BC, S, scale, execute, ids,
                 counters, elem_bits, gemm):
     # q: (B*H, D); k, v: (B*KVH*L, D); o_part: (S*B*H, D) fp32; lse_part: (S, B*H) fp32
@@ -155,7 +156,7 @@ def _split_body(q, k, v, lens, chunk, used, o_part, lse_part, B, H, KVH, L, D, B
         store_tile(lse_row, 1, G, lse_part, s, row0, execute, counters, row, 32)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _combine_body(o_part, lse_part, used, o, B, H, D, S, execute, ids, counters, elem_bits):
     # o_part: (S*B*H, D) fp32; lse_part: (S, B*H) fp32; o: (B*H, D)
     for row in prange(len(ids)):             # every block, or one per sequence when counting

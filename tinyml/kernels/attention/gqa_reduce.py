@@ -31,6 +31,7 @@ import math
 
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
@@ -39,7 +40,7 @@ from .._contract import ceil_div
 from .._counting import stand_in
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(dk_h, dv_h, dk, dv, G, NK, D, ROWS, execute, ids, counters, elem_bits):
     # dk_h, dv_h: (B*KVH*G*NK, D) per query head; dk, dv: (B*KVH*NK, D)
     n_t = (NK + ROWS - 1) // ROWS

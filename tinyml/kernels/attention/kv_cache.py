@@ -34,6 +34,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, canonical, current_profile, nbytes
 from ...sim.counters import new_counters
 from ...sim.tiles import copy_rect, count_load_direct, count_store_direct
@@ -63,7 +64,7 @@ def bytes_per_token(layers: int, kv_heads: int, head_dim: int, dtype: str = "fp1
 
 # ---- the append kernel -------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _append_body(k_new, v_new, k, v, lens, n_new, B, KVH, T, L, D, execute, ids, counters, elem_bits):
     # k_new, v_new: (B*KVH*T, D); k, v: (B*KVH*L, D)
     for row in prange(len(ids)):           # every block, or one per sequence (counting)

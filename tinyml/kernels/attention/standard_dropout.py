@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._counting import extent, stand_in
 from .flops import DROPOUT
@@ -38,7 +39,7 @@ from .standard_rows import block_rows_of, row_tiles, run_rows
 DROPOUT_APPLY = DROPOUT - RNG_OPS
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _forward(p, pd, mask, B, H, NQ, NK, seed, prob, execute, elem_bits, BR, BC, ids, counters):
     scale = np.float32(1.0 / (1.0 - prob))
     for row in prange(len(ids)):                     # every block, or one per class (counting)
@@ -63,7 +64,7 @@ def _forward(p, pd, mask, B, H, NQ, NK, seed, prob, execute, elem_bits, BR, BC, 
             store_tile(k, rows, cols, m2, r0, c0, execute, counters, row, 8)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _backward(dpd, mask, dp, B, H, NQ, NK, prob, execute, elem_bits, BR, BC, ids, counters):
     scale = np.float32(1.0 / (1.0 - prob))
     for row in prange(len(ids)):                     # every block, or one per class (counting)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
 from .._counting import extent, stand_in
 from .flops import MASK
@@ -32,7 +33,7 @@ from .masks import visible
 from .standard_rows import block_rows_of, row_tiles, run_rows
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(x, key_valid, fill, B, H, NQ, NK, offset, causal, wl, wr, has_pad, execute, elem_bits,
           BR, BC, ids, counters):
     for row in prange(len(ids)):                     # every block, or one per class (counting)

@@ -30,6 +30,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._counting import extent, stand_in
 from .flops import EXP, NORMALIZE, ROW_MAX, ROW_SUM, SOFTMAX_BWD
@@ -38,7 +39,7 @@ from .standard_rows import block_rows_of, row_tiles, run_rows
 FORWARD = ROW_MAX + EXP + ROW_SUM + NORMALIZE
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _forward(x, p, B, H, NQ, NK, execute, elem_bits, BR, BC, ids, counters):
     one_pass = BC >= NK
     for row in prange(len(ids)):                     # every block, or one per class (counting)
@@ -94,7 +95,7 @@ def _forward(x, p, B, H, NQ, NK, execute, elem_bits, BR, BC, ids, counters):
             store_tile(t, rows, cols, p2, r0, c0, execute, counters, row, elem_bits)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _backward(p, dp, ds, B, H, NQ, NK, execute, elem_bits, BR, BC, ids, counters):
     for row in prange(len(ids)):                     # every block, or one per class (counting)
         blk = ids[row]

@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import FLOAT_DTYPES, DTypeError, MetaTensor, bits, canonical, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
@@ -54,7 +55,7 @@ from .program import Instr, Program
 TILE_ELEMS = 1024      # default block: 1024 threads, one output element each
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(flat, offs, widths, src, fresh, out, M, N, BM, BN, code, consts, n_slots, out_slot, flops,
           execute, ids, counters, in_bits, out_bits, n_rows):
     gn = (N + BN - 1) // BN

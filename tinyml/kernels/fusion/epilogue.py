@@ -43,6 +43,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import bits, check_tiles, current_profile, nbytes, tile_budget, tiles_fit
 from ...sim.counters import new_counters
 from ...sim.tiles import store_tile
@@ -62,7 +63,7 @@ from .program import Program
 EPILOGUE_SIZES = (8,) + SIZES
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(a, b, c, bias, res, M, N, K, BM, BN, BK, execute, ids, counters, elem_bits, gemm,
           code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
     for row in prange(len(ids)):         # every block, or one per class (tinyml.kernels._classes)

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, check_tiles, current_profile, nbytes, tiles_bytes
 from ...sim.counters import new_counters
 from ...sim.tiles import count_store_direct, count_vector, load_tile, store_tile
@@ -69,7 +70,7 @@ from .reduce import row_reduce
 TILE_ELEMS = 1024
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(x, gamma, beta, y, mean_out, rstd_out, R, C, BR, eps, save, execute, ids, counters, elem_bits):
     for row in prange(len(ids)):                 # every block, or one per class (counting)
         r0 = ids[row] * BR

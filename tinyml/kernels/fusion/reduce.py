@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import FLOAT_DTYPES, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
@@ -39,7 +40,7 @@ from .errors import ProgramError
 REDUCTIONS = {"sum": 0, "max": 1, "mean": 2}
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(x, out, R, C, BR, op, execute, ids, counters, elem_bits):
     for row in prange(len(ids)):                 # every block, or one per class (counting)
         r0 = ids[row] * BR

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_mma, count_vector, load_tile, load_tile_t, store_tile
@@ -92,7 +93,7 @@ class BmmShape:
         return self.group * self.depth
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(a, b, c, B, HC, M, N, K, G, RATIO, TA, TB, BM, BN, BK, alpha, has_alpha, execute,
           ids, counters, elem_bits, gemm):
     gm = (M + BM - 1) // BM

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import current_profile
 from ...sim.counters import FLOPS_VECTOR, HBM_READ, SRAM_WRITE, new_counters
 from ...sim.tiles import count_mma, count_warp_reads, load_tile, store_tile
@@ -168,7 +169,7 @@ def _block_of(i, Q, R):
     return R + (i - big) // Q
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(a, b, c, ws, held, M, N, K, BM, BN, BK, WM, WN, ITERS, SK_TILES, SK_BLOCKS, Q, R, execute, ids,
           counters, elem_bits, gemm):
     for row in prange(len(ids)):          # every block, or one per class (counting)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from ...sim import TileConfigError
 from .._contract import block_size, ceil_div
@@ -32,7 +33,7 @@ from ._launch import block_tile, prepare, run
 DEFAULT_BLOCK = 16   # a 16 x 16 thread block, as in the CUDA programming guide
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(a, b, c, M, N, K, BM, BN, execute, ids, counters, elem_bits):
     for row in prange(len(ids)):               # every block, or one per class (counting)
         r0, c0, rows, cols = block_tile(ids[row], BM, BN, M, N)     # this block's tile of C

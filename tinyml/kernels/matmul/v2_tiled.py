@@ -33,13 +33,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.tiles import count_fma, load_tile, store_tile
 from .._counting import extent
 from ._launch import block_tile, prepare
 from ._tiled import expected_bytes, launch_tiled, resolve_tiles, tile_panels  # noqa: F401  (this file's formula)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=PARALLEL, cache=True, fastmath=True)
 def _body(a, b, c, M, N, K, BM, BN, BK, execute, ids, counters, elem_bits):
     for row in prange(len(ids)):               # every block, or one per class (counting)
         r0, c0, rows, cols = block_tile(ids[row], BM, BN, M, N)     # this block's tile of C

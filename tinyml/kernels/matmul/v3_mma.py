@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.tiles import count_mma, load_tile, store_tile
 from .._contract import blas_single_thread
 from .._counting import extent
@@ -55,7 +56,7 @@ def mma_k_loop(a, b, r0, c0, rows, cols, K, BK, a_s, b_s, acc, execute, counters
             mma_acc(a_s, b_s, acc, gemm)     # the MMA: acc += (BM, BK) @ (BK, BN)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(a, b, c, M, N, K, BM, BN, BK, execute, ids, counters, elem_bits, gemm):
     for row in prange(len(ids)):               # every block, or one per class (counting)
         r0, c0, rows, cols = block_tile(ids[row], BM, BN, M, N)     # this block's tile of C

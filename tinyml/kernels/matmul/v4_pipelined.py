@@ -47,6 +47,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import Issue, check_tiles, current_profile, tile_budget, tiles_fit
 from ...sim.sram import REG
 from ...sim import TileConfigError
@@ -121,7 +122,7 @@ def _choose(device, max_m: int, max_n: int, max_k: int, dtype: str):
     return None if best is None else best[1]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(a, b, c, M, N, K, BM, BN, BK, WM, WN, execute, ids, counters, elem_bits, gemm):
     iters = (K + BK - 1) // BK
     for row in prange(len(ids)):         # every block, or one per class (counting)

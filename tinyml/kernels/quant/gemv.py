@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import Issue, MetaTensor, ShapeError, check_tiles, current_profile
 from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
 from .._contract import block_size, ceil_div
@@ -52,7 +53,7 @@ from ._launch import check_block_k, k_unit, prepare, run
 DEFAULT_BLOCK_N = 16
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(x, data, y, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
           execute, ids, counters, x_bits, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
     m = 1 if has_min else 0

@@ -43,6 +43,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import check_tiles, current_profile, nbytes
 from ...sim.counters import SRAM_READ, SRAM_WRITE
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile, tile_bytes
@@ -75,7 +76,7 @@ def dequantize_tile(data, r0, cols, k0, depth, g, bits, split, has_min, hdr, blo
                         transposed)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(x, data, y, M, N, K, Kp, BM, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels,
           execute, ids, counters, x_bits, gemm, bias, res, code, consts, n_slots, out_slot, flops, bias_slot, res_slot):
     m = 1 if has_min else 0

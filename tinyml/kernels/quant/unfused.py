@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import (FLOAT_DTYPES, DTypeError, MetaTensor, ShapeError, bits, canonical, check_tiles,
                    current_profile, tiles_bytes)
 from ...sim.counters import SRAM_READ, new_counters
@@ -39,7 +40,7 @@ from .matmul import dequantize_tile
 DEFAULT_BLOCK_N = 32
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(data, out, N, K, Kp, BN, BK, g, bits, split, has_min, hdr, block_bytes, levels, transposed,
           execute, ids, counters, out_bits):
     gk = (Kp + BK - 1) // BK

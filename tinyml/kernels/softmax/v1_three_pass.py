@@ -35,13 +35,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._counting import extent
 from ._launch import prepare, resolve_tiles, run
 from ._rowmath import tile_max, tile_normalize, tile_sum_exp
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(x, y, R, C, BR, BC, execute, ids, counters, elem_bits):
     for row in prange(len(ids)):                     # every block, or one per class (counting)
         r0 = ids[row] * BR

@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.tiles import count_vector, load_tile
 from .._contract import ceil_div
 from .._counting import extent
@@ -50,7 +51,7 @@ from ._rowmath import tile_online
 from .v1_three_pass import normalize_pass   # the same last pass as v1
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(x, y, R, C, BR, BC, execute, ids, counters, elem_bits):
     for row in prange(len(ids)):                     # every block, or one per class (counting)
         r0 = ids[row] * BR

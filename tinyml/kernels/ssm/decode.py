@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_tile_load, count_vector, store_tile
@@ -57,7 +58,7 @@ def _state(state, shape: tuple, kernel: str):
     return S
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _scan_step(u, dt, A, Bm, Cm, Dv, st, y, BT, DM, N, BD, has_d, execute, counters, elem_bits):
     # u, dt, y: (BT, DM); Bm, Cm: (BT, N); A: (DM, N); st: (BT*DM, N) fp32
     ndb = (DM + BD - 1) // BD
@@ -116,7 +117,7 @@ def ssm_decode_step(u, delta, A, B, C, D=None, *, state, dtype: str = "fp16", bl
     return y
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _linear_step(q, k, v, st, o, decay, BH, H, D, DV, execute, counters, elem_bits):
     # q, k: (BH, D); v, o: (BH, DV); st: (BH*D, DV) fp32
     for blk in prange(BH):

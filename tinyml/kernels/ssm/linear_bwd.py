@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import ShapeError, current_profile
 from ...sim.counters import new_counters
 from ...sim.sram import REG
@@ -70,7 +71,7 @@ def _scales(nc, g, up, down):
         w *= g
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(q, k, v, do, dq, dk, dv, decay, BT, H, N, D, DV, C, execute, ids, counters, elem_bits):
     nch = (N + C - 1) // C
     for row in prange(len(ids)):

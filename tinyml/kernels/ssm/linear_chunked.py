@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import check_registers, check_tiles, current_profile, tiles_fit
 from ...sim.counters import new_counters
 from ...sim.sram import REG
@@ -90,7 +91,7 @@ def decay_mask(P, nc, g):
             P[i, j] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(q, k, v, o, decay, BT, H, N, D, DV, C, execute, ids, counters, elem_bits):
     # q, k: (BT*H*N, D); v, o: (BT*H*N, DV); decay: (H,)
     nch = (N + C - 1) // C

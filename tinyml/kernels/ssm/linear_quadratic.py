@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.sram import REG
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile
@@ -43,7 +44,7 @@ def quadratic_tiles(block: int, d: int, dv: int, dtype: str) -> dict:
             "P": ((block, block), "fp32", REG), "O": ((block, dv), "fp32", REG)}
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(q, k, v, o, decay, BT, H, N, D, DV, BS, execute, ids, counters, elem_bits):
     nqb = (N + BS - 1) // BS
     for row in prange(len(ids)):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim.sram import REG
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile
@@ -39,7 +40,7 @@ def recurrent_tiles(chunk: int, d: int, dv: int, dtype: str) -> dict:
             "S": ((d, dv), "fp32", REG)}
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(q, k, v, o, decay, BT, H, N, D, DV, T, execute, ids, counters, elem_bits):
     nch = (N + T - 1) // T
     for row in prange(len(ids)):

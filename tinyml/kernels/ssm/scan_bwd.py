@@ -47,6 +47,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import ShapeError, current_profile
 from ...sim.counters import new_counters
 from ...sim.sram import REG
@@ -120,7 +121,7 @@ def _chunk_bwd(u, dt, Bm, Cm, dy, A, Dv, ckpt, crow, Hs, dh, dA, dD, du, ddt, dB
                 dD[d] += g_y * uu
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(u, dt, A, Bm, Cm, Dv, dy, ckpt, du, ddt, dBp, dCp, dAp, dDp, BT, L, DM, N, BD, T, has_d, execute, ids,
           counters, elem_bits):
     # u, dt, dy, du, ddt: (BT*L, DM); Bm, Cm: (BT*L, N); dBp, dCp: (nD*BT*L, N) fp32; ckpt: (BT*nT*DM, N);
@@ -174,7 +175,7 @@ def _body(u, dt, A, Bm, Cm, Dv, dy, ckpt, du, ddt, dBp, dCp, dAp, dDp, BT, L, DM
             store_tile(dD.reshape(1, -1), 1, nd, dDp, b, c0, execute, counters, row, 32)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _reduce(parts, out, P, M, TILE, execute, counters, out_bits):
     # parts: (P, M) fp32 -> out: (M,) = sum over P; one block per TILE elements
     nb = (M + TILE - 1) // TILE

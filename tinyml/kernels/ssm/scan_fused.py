@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import current_profile
 from ...sim.args import flag
 from ...sim.counters import new_counters
@@ -83,7 +84,7 @@ def scan_chunk(u, dt, Bm, Cm, A, Dv, h, y_s, r0, nt, c0, nd, N, has_d):
             y_s[t, d] = acc
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(u, dt, A, Bm, Cm, Dv, y, ckpt, BT, L, DM, N, BD, T, has_d, execute, ids, counters, elem_bits):
     # u, dt, y: (BT*L, DM); Bm, Cm: (BT*L, N); A: (DM, N); Dv: (DM,); ckpt: (BT*nT*DM, N) fp32
     ndb = (DM + BD - 1) // BD

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import current_profile
 from ...sim.counters import new_counters
 from ...sim.sram import REG
@@ -54,7 +55,7 @@ def naive_tiles(block_d: int, chunk: int, state: int, dtype: str) -> dict:
     return {"A, h": ((2, block_d, state), "fp32", REG)}
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _discretize(u, dt, A, Bm, dA, dBu, BT, L, DM, N, BD, T, execute, ids, counters, elem_bits):
     # u, dt: (BT*L, DM); Bm: (BT*L, N); A: (DM, N); dA, dBu: (BT*L, DM*N) fp32
     ndb = (DM + BD - 1) // BD
@@ -84,7 +85,7 @@ def _discretize(u, dt, A, Bm, dA, dBu, BT, L, DM, N, BD, T, execute, ids, counte
                             dBu[r, d * N + n] = du * Bm[r, n]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _states(dA, dBu, H, BT, L, DM, N, BD, T, execute, ids, counters):
     # dA, dBu, H: (BT*L, DM*N) fp32
     ndb = (DM + BD - 1) // BD
@@ -110,7 +111,7 @@ def _states(dA, dBu, H, BT, L, DM, N, BD, T, execute, ids, counters):
                         H[r, c0 * N + i] = h[i]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _readout(H, Cm, u, Dv, y, BT, L, DM, N, BD, T, has_d, execute, ids, counters, elem_bits):
     # H: (BT*L, DM*N) fp32; Cm: (BT*L, N); u, y: (BT*L, DM); Dv: (DM,)
     ndb = (DM + BD - 1) // BD

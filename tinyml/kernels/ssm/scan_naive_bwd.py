@@ -53,6 +53,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import ShapeError, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
@@ -70,7 +71,7 @@ READOUT_PER_STATE, STATES_PER_STATE, DISCRETIZE_PER_STATE = 3, 3, 9
 DISCRETIZE_PER_CHANNEL, PER_SKIP = 4, 2
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _readout_bwd(dy, Cm, H, u, dH, dCp, dDp, BT, L, DM, N, BD, T, has_d, execute, ids, counters, elem_bits):
     # dy, u: (BT*L, DM); Cm: (BT*L, N); H, dH: (BT*L, DM*N) fp32; dCp: (nD*BT*L, N) fp32; dDp: (BT, DM) fp32
     ndb = (DM + BD - 1) // BD
@@ -138,7 +139,7 @@ def _count_states_chunk(nt, n_prev, nd, N, step):
     count_store_direct(2 * nt * nd * N, step, 0, 32)                      # d(dBu), d(abar)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _states_bwd(dH, abar, H, ddBu, dAbar, BT, L, DM, N, BD, T, execute, ids, counters):
     # all (BT*L, DM*N) fp32
     ndb = (DM + BD - 1) // BD
@@ -168,7 +169,7 @@ def _states_bwd(dH, abar, H, ddBu, dAbar, BT, L, DM, N, BD, T, execute, ids, cou
         add_scaled(counters, row, step, 1)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _discretize_bwd(dAbar, ddBu, abar, u, dt, Bm, A, Dv, dy, du, ddt, dBp, dAp, BT, L, DM, N, BD, T, has_d,
                     execute, ids, counters, elem_bits):
     # dAbar, ddBu, abar: (BT*L, DM*N) fp32; u, dt, dy, du, ddt: (BT*L, DM); Bm: (BT*L, N); A: (DM, N);

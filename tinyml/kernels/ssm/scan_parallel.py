@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...sim.jit import PARALLEL
 from ...sim import TileConfigError, current_profile
 from ...sim.args import choice, integer
 from ...sim.counters import SRAM_READ, SRAM_WRITE, new_counters
@@ -117,7 +118,7 @@ def scan_pairs(a, b, nt, m, method):
         s //= 2
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(u, dt, A, Bm, Cm, Dv, y, ckpt, BT, L, DM, N, BD, T, has_d, method, execute, ids, counters, elem_bits):
     ndb = (DM + BD - 1) // BD
     nch = (L + T - 1) // T

@@ -32,6 +32,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ....sim.jit import PARALLEL
 from ....sim import FLOAT_DTYPES, DTypeError, Reuse, ShapeError, current_profile, nbytes
 from ....sim.counters import new_counters
 from ....sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile
@@ -102,7 +103,7 @@ def _bwd_step(q_s, k_s, kT_s, vT_s, o_s, do_s, dq_s, dk_t, dv_t, l_s, m_s, s64, 
     mma_acc(dsT, q_s, dk_t, gemm)                         # dK~ += (B_c, B_r) @ (B_r, d)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def bwd_body(q, k, v, o, do, l, m, kvalid, dq_acc, dq, dkh, dvh, H, G, KVH, NQ, NK, D, BR, BC, S, i_lo, i_hi,
              i_last_lo, i_last_hi, scale, causal, offset, wl, wr, has_mask, p_drop, seed, per_score, execute, bhs,
              counters, eb, gemm):

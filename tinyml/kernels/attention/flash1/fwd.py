@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from ....sim.jit import PARALLEL
 from ....sim import Reuse, current_profile, nbytes
 from ....sim.counters import SRAM_READ, SRAM_WRITE, new_counters
 from ....sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile, tile_bytes
@@ -141,7 +142,7 @@ def _fwd_step(q_s, kT_s, v_s, o_s, l_s, m_s, s64, p_t, pv, alpha, beta, rows, co
             o_s[r, x] = alpha[r] * o_s[r, x] + beta[r] * pv[r, x]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def fwd_body(q, k, v, o, l, m, kvalid, H, G, KVH, NQ, NK, D, BR, BC, S, i_lo, i_hi, scale, causal, offset, wl, wr,
              has_mask, p_drop, seed, per_score, execute, ids, counters, eb, gemm):
     """Algorithm 1 over a grid of (batch * heads * S) blocks; q, o: (B*H, N_q, d), k, v: (B*KVH, N_k, d),

@@ -64,6 +64,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ....sim.jit import PARALLEL
 from ....sim import FLOAT_DTYPES, ShapeError, current_profile
 from ....sim.counters import new_counters
 from ....sim.tiles import (count_load_direct, count_mma, count_store_direct, count_vector, load_tile,
@@ -92,7 +93,7 @@ def bwd_per_score(masked: bool, dropout: bool) -> int:
     return SCALE + (MASK if masked else 0) + EXP + ((DROPOUT + 1) if dropout else 0) + SOFTMAX_BWD
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _pre_body(o, do, dd, dq_acc, BH, NQ, D, BR, execute, ids, counters, elem_bits):
     # o, do, dq_acc: (BH*NQ, D); dd: (BH, NQ); walks the blocks ids (all, or one per class when
     # counting: a (batch, head)'s last q block is partial when B_r does not divide Nq)
@@ -116,7 +117,7 @@ def _pre_body(o, do, dd, dq_acc, BH, NQ, D, BR, execute, ids, counters, elem_bit
                 dd[bh, r0 + r] = acc
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D, BR, BC, i_lo, i_hi,
           causal, wl, wr, has_mask, scale, dropout_p, seed, per_score, execute, n_bh, jbs, counters, elem_bits, gemm):
     # q, do, dq_acc: (B*H*NQ, D); k, v: (B*KVH*NK, D); dk, dv: (B*H*NK, D); lse, dd: (B*H, NQ)
@@ -236,7 +237,7 @@ def _body(q, k, v, do, lse, dd, key_valid, dq_acc, dk, dv, B, H, KVH, NQ, NK, D,
             store_tile(dv_acc, cols, D, dv, bh * NK + c0, 0, execute, counters, blk, elem_bits)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _convert_body(dq_acc, dq, BH, NQ, D, BR, scale, execute, ids, counters, elem_bits):
     # dq_acc (fp32), dq (logical dtype): (BH*NQ, D); walks the blocks ids, as _pre_body
     nqb = (NQ + BR - 1) // BR

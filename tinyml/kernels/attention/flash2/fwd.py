@@ -91,6 +91,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from ....sim.jit import PARALLEL
 from ....sim import current_profile
 from ....sim.args import flag
 from ....sim.counters import new_counters
@@ -136,7 +137,7 @@ class Flash2Saved:
     version: int = 2
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _body(q, k, v, key_valid, o, lse, B, H, KVH, NQ, NK, D, BR, BC, span_lo, span_hi, causal, wl, wr,
           has_mask, scale, dropout_p, seed, per_score, execute, ids, counters, elem_bits, gemm, pad_rows):
     # q, o: (B*H*NQ, D); k, v: (B*KVH*NK, D); lse: (B*H, NQ); key_valid: (B, NK)

@@ -1,0 +1,77 @@
+"""The parallel build of the kernels computes and counts exactly what the serial build does.
+
+The tests run every kernel serially (``TINYML_PARALLEL_KERNELS=0``, tests/conftest.py: it compiles
+about 3x faster); users run the ``prange`` build. Each block writes its own output tile and its own
+counter row, so the two builds must agree bit for bit: this runs a set of kernels (the ones the tour
+compiles, so a run after the quick start finds them in the parallel cache) in a process with the
+parallel build, several blocks per launch, and compares outputs and profile records with this one's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from tinyml.sim import jit
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from tinyml.kernels.attention import flash_attention, standard_attention
+    from tinyml.kernels.matmul import matmul
+    from tinyml.kernels.softmax import softmax
+    from tinyml.sim import Profile, jit
+
+    def run():
+        rng = np.random.default_rng(7)
+        a = rng.standard_normal((70, 45)).astype(np.float32)           # (M, K)
+        b = rng.standard_normal((45, 66)).astype(np.float32)           # (K, N)
+        x = rng.standard_normal((37, 300)).astype(np.float32)          # (rows, cols)
+        q, k, v = (rng.standard_normal((2, 3, 80, 32)).astype(np.float32) for _ in range(3))  # (B, H, N, d)
+        outs, records = {}, []
+        with Profile("a100-40gb") as prof:
+            outs["matmul_v1"] = matmul(a, b, version=1, block_m=16, block_n=32)
+            for version in (2, 3):
+                outs[f"matmul_v{version}"] = matmul(a, b, version=version, block_m=16, block_n=32, block_k=16)
+            outs["softmax_v3"] = softmax(x, block_rows=8)
+            for version in (1, 2):
+                outs[f"flash{version}"] = flash_attention(q, k, v, version=version, causal=True, block_q=16,
+                                                          block_k=16)
+            outs["standard"] = standard_attention(q, k, v, causal=True)
+        records = [r.to_dict() for r in prof.records]
+        return outs, records
+
+    if __name__ == "__main__":
+        outs, records = run()
+        np.savez(sys.argv[1], **outs)
+        with open(sys.argv[2], "w") as f:
+            json.dump({"parallel": jit.PARALLEL, "cache": jit.CACHE_DIR, "records": records}, f)
+""")
+
+
+def test_the_parallel_build_equals_the_serial_build(tmp_path):
+    script = tmp_path / "kernels.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "TINYML_PARALLEL_KERNELS": "1"}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out.npz"), str(tmp_path / "rec.json")],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    par = json.loads((tmp_path / "rec.json").read_text())
+    assert par["parallel"] is True and not jit.PARALLEL                  # the two builds really differ
+    if par["cache"] and jit.CACHE_DIR:                                    # ... and are cached apart
+        assert jit.CACHE_DIR == par["cache"] + "-serial"
+
+    namespace: dict = {}
+    exec(compile(SCRIPT, "kernels.py", "exec"), namespace)             # the same calls, serial build
+    outs, records = namespace["run"]()
+    with np.load(tmp_path / "out.npz") as got:
+        assert sorted(got.files) == sorted(outs)
+        for name, want in outs.items():
+            np.testing.assert_array_equal(got[name], want, err_msg=name)
+    assert len(par["records"]) == len(records) > 8
+    for p, s in zip(par["records"], records):
+        assert p == json.loads(json.dumps(s)), p["name"]
