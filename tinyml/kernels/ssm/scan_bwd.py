@@ -53,11 +53,11 @@ from ...sim.counters import new_counters
 from ...sim.sram import REG
 from ...sim.tiles import count_tile_load, count_vector, store_tile
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
-from .._contract import ceil_div, operand
+from .._contract import ceil_div
 from ..attention.fastexp import exp_le0
 from .._counting import extent
-from .scan_call import (DUMMY1, DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanSaved, clamp_notes, grid_of,
-                        pick_blocks)
+from .scan_call import (DUMMY1, DUMMY2, OP_A, OP_B, OP_C, OP_D, OP_DELTA, OP_U, ScanSaved, check_dy, clamp_notes,
+                        grid_of, pick_blocks)
 
 KERNEL = "scan_bwd"
 REDUCE = "scan_bwd_reduce"
@@ -242,12 +242,7 @@ def selective_scan_backward(saved: ScanSaved, dy, *, block_d: "int | None" = Non
         raise ShapeError(f"{KERNEL}: saved must be the ScanSaved that selective_scan_fused(..., return_saved=True) "
                          f"returned (y, saved = ...), got {type(saved).__name__}")
     call = saved.call
-    DY = operand(dy, "dy", ndim=3, dtype=call.dtype, allowed=(call.dtype,))
-    if DY.execute != call.execute:
-        raise ShapeError(f"{KERNEL}: dy is {'an array' if DY.execute else 'a MetaTensor'} but the forward "
-                         f"{'executed' if call.execute else 'counted'}; use the same mode")
-    if DY.shape != call.u.shape:
-        raise ShapeError(f"{KERNEL}: dy is {DY.shape} but y is {call.u.shape}; dy must have y's shape")
+    DY = check_dy(dy, call, KERNEL)
     bd, t, sram, regs = pick_blocks(call, block_d, saved.chunk,
                                     lambda b, tt: bwd_tiles(b, tt, call.state, call.dtype), KERNEL)
     notes = clamp_notes(block_d, None, bd, t)

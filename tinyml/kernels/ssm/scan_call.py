@@ -123,6 +123,17 @@ def prepare_scan(u, delta, A, B, C, D=None, *, dtype: str, kernel: str) -> ScanC
     return ScanCall(U, DT, AA, BB, CC, DD, bt, L, dm, n, U.dtype, execute)
 
 
+def check_dy(dy, call: ScanCall, kernel: str) -> Operand:
+    """A backward's ``dy``: the forward's dtype, its mode (arrays or MetaTensors) and y's shape."""
+    DY = operand(dy, "dy", ndim=3, dtype=call.dtype, allowed=(call.dtype,))
+    if DY.execute != call.execute:
+        raise ShapeError(f"{kernel}: dy is {'an array' if DY.execute else 'a MetaTensor'} but the forward "
+                         f"{'executed' if call.execute else 'counted'}; use the same mode")
+    if DY.shape != call.u.shape:
+        raise ShapeError(f"{kernel}: dy is {DY.shape} but y is {call.u.shape}; dy must have y's shape")
+    return DY
+
+
 # ---- tiles ------------------------------------------------------------------------------------------
 
 def fused_tiles(block_d: int, chunk: int, state: int, dtype: str) -> dict:

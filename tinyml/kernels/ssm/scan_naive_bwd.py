@@ -54,15 +54,15 @@ import numpy as np
 from numba import njit, prange
 
 from ...sim.jit import PARALLEL
-from ...sim import ShapeError, current_profile
+from ...sim import current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from .._classes import add_scaled, edge_grid, launch_counters, rep_count, rep_tile
-from .._contract import ceil_div, operand
+from .._contract import ceil_div
 from .._counting import extent
 from .scan_blocks import channel_block
 from .scan_bwd import launch_reduce
-from .scan_call import clamp_notes, DUMMY2, NaiveScanSaved, grid_of, pick_blocks
+from .scan_call import DUMMY2, NaiveScanSaved, check_dy, clamp_notes, grid_of, pick_blocks
 from .scan_naive import naive_tiles
 
 KERNELS = ("scan_naive_bwd_readout", "scan_naive_bwd_states", "scan_naive_bwd_discretize")
@@ -270,12 +270,7 @@ def selective_scan_naive_backward(saved: NaiveScanSaved, dy, *, block_d: "int | 
     ``block_d`` and ``chunk`` only split the work (defaults as the forward's).
     """
     call = saved.call
-    DY = operand(dy, "dy", ndim=3, dtype=call.dtype, allowed=(call.dtype,))
-    if DY.execute != call.execute:
-        raise ShapeError(f"{KERNELS[0]}: dy is {'an array' if DY.execute else 'a MetaTensor'} but the forward "
-                         f"{'executed' if call.execute else 'counted'}; use the same mode")
-    if DY.shape != call.u.shape:
-        raise ShapeError(f"{KERNELS[0]}: dy is {DY.shape} but y is {call.u.shape}; dy must have y's shape")
+    DY = check_dy(dy, call, KERNELS[0])
     bd, t, sram, regs = pick_blocks(call, block_d, chunk,
                                     lambda b, tt: naive_tiles(b, tt, call.state, call.dtype), KERNELS[0])
     notes = clamp_notes(block_d, chunk, bd, t)
