@@ -20,6 +20,7 @@ search does not: 377 of the 600 candidates overflow toy's SRAM, and its best ove
 
 from __future__ import annotations
 
+import functools
 import json
 
 from .checks import Exercise, Wrong, call, call_text
@@ -67,24 +68,29 @@ def space_best(device: str, func=None) -> float:
     return _BEST[key]
 
 
-def _memo_path():
-    """``lab12-space-best-<hash>.json`` in Numba's cache folder (None: no cache folder), named after every
-    source the simulated time depends on (simulator, kernel helpers, tensor programs, tuner templates):
-    an edit to any of them starts a fresh file."""
+@functools.lru_cache(maxsize=None)
+def _sources_hash() -> str:
+    """What a simulated time depends on beyond the simulator's and kernels' Python sources (which
+    already name the cache folder, :mod:`tinyml.sim.jit`): the device presets, the tensor programs and
+    the tuner templates. Read once per process."""
     import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for folder, pattern in (("sim", "*.toml"), ("compiler/tensor", "*.py"), ("compiler/tune", "*.py")):
+        for path in sorted((root / folder).rglob(pattern)):
+            h.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _memo_path():
+    """``lab12-space-best-<hash>.json`` in Numba's cache folder (None: no cache folder)."""
     from pathlib import Path
 
     from ..sim import jit
 
-    if not jit.CACHE_DIR:
-        return None
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for folder in ("sim", "kernels", "compiler/tensor", "compiler/tune"):
-        for path in sorted((root / folder).rglob("*")):
-            if path.suffix in (".py", ".toml"):
-                h.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
-    return Path(jit.CACHE_DIR) / f"lab12-space-best-{h.hexdigest()[:16]}.json"
+    return Path(jit.CACHE_DIR) / f"lab12-space-best-{_sources_hash()}.json" if jit.CACHE_DIR else None
 
 
 def _disk_memo() -> dict:

@@ -199,21 +199,14 @@ class Kernel:
         return out
 
 
-def default_parallel() -> bool:
-    """Whether :func:`build` compiles ``prange`` by default: yes, unless ``TINYML_PARALLEL_KERNELS=0``
-    (:func:`tinyml.sim.jit.parallel_kernels`, read at each call; the hand-written kernels read it once,
-    at import). The tests set it to 0: the counters are the same either way (each block counts into
-    its own row), and a serial kernel compiles several times faster."""
-    return parallel_kernels()
-
-
 def build(nest_or_schedule, name: "str | None" = None, parallel: "bool | None" = None) -> Kernel:
     """A :class:`Kernel` for a :class:`~.ir.Nest` or a :class:`~.schedule.Schedule`'s nest.
 
     ``parallel=True`` runs the grid's blocks on the CPU's cores (``prange``); ``False`` runs
     them one after another: the same loops and counters, compiled several times faster;
-    ``None`` (the default) is True unless ``TINYML_PARALLEL_KERNELS=0`` (:func:`default_parallel`)."""
-    parallel = default_parallel() if parallel is None else flag(parallel, "parallel", error=TensorProgramError)
+    ``None`` (the default) is True unless ``TINYML_PARALLEL_KERNELS=0``
+    (:func:`tinyml.sim.jit.parallel_kernels`, read at each call; the tests set it to 0)."""
+    parallel = parallel_kernels() if parallel is None else flag(parallel, "parallel", error=TensorProgramError)
     if name is not None and not (isinstance(name, str) and name):
         raise TensorProgramError(f"build(name={name!r}): the kernel's name is a non-empty string (it names the "
                                  f"kernel's record in the profile), e.g. 'matmul_tiled'")
