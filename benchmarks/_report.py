@@ -8,7 +8,22 @@ A target row is ``(name, measured, ok, counts)``: ``ok`` is True, False or None
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
+
+
+def parallel_build(when: bool = True) -> None:
+    """Build tinyml's kernels parallel (``TINYML_PARALLEL_KERNELS=1``: every core runs blocks) for a
+    benchmark that times them executing on the CPU beside multithreaded BLAS, PyTorch or NumPy; tinyml's
+    default is the serial build, which is all that counting needs. Call it before tinyml's kernels are
+    imported (it says so otherwise); a value the user set wins."""
+    if not when:
+        return
+    if "tinyml.sim.jit" in sys.modules:
+        raise RuntimeError("parallel_build() must run before tinyml's kernels are imported: move it above the "
+                           "first tinyml import of the benchmark")
+    os.environ.setdefault("TINYML_PARALLEL_KERNELS", "1")
 
 
 def report_targets(rows, *, title: str = "== Targets", width: int = 72, info_label=None,

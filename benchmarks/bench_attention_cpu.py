@@ -76,7 +76,9 @@ for p in (str(ROOT), str(HERE)):          # run from a checkout without installi
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from _report import report_targets, verdict, write_json  # noqa: E402
+from _report import parallel_build, report_targets, verdict, write_json  # noqa: E402
+
+parallel_build()                          # the kernels run on every core, as PyTorch does
 
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402

@@ -38,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:            # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from _report import report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
+from _report import parallel_build, report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
+
+parallel_build()                         # section CPU times the kernels on every core
 
 from tinyml.inference import bandwidth_bound, fit, simulate_step  # noqa: E402
 from tinyml.inference.formats import FORMATS, weight_format  # noqa: E402

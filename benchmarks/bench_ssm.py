@@ -21,13 +21,20 @@ import statistics
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 
-from tinyml.kernels.attention import decode_attention, flash_attention
-from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_recurrent, linear_decode_step, scan_stats,
-                                selective_scan_backward, selective_scan_fused, selective_scan_naive,
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import parallel_build  # noqa: E402
+
+parallel_build()                         # section 4 times the fused scan on every core
+
+from tinyml.kernels.attention import decode_attention, flash_attention  # noqa: E402
+from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_recurrent, linear_decode_step,  # noqa: E402
+                                scan_stats, selective_scan_backward, selective_scan_fused, selective_scan_naive,
                                 selective_scan_naive_backward, selective_scan_parallel, ssm_decode_step)
-from tinyml.sim import HbmOutOfMemoryError, Profile, SramOverflowError, load_device, meta
+from tinyml.sim import HbmOutOfMemoryError, Profile, SramOverflowError, load_device, meta  # noqa: E402
 
 DEV = "a100-80gb"
 # one layer of a ~1.4B model, width 2048 (Mamba: expand 2, N 16; Transformer: 16 heads of 128; RWKV: 32 heads of 64)

@@ -37,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:            # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from _report import report_targets, verdict, write_json  # noqa: E402
+from _report import parallel_build, report_targets, verdict, write_json  # noqa: E402
+
+parallel_build("--quick" not in sys.argv)   # section 4 (full runs only) times kernels on every core
 
 from tinyml.compiler.tensor import Schedule, build, matmul, simulate  # noqa: E402
 from tinyml.compiler.tensor.examples import conv_tiles, implicit_gemm_conv2d, tiled_matmul  # noqa: E402

@@ -50,7 +50,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from _report import report_targets, verdict, write_json  # noqa: E402
+from _report import parallel_build, report_targets, verdict, write_json  # noqa: E402
+
+parallel_build("--quick" not in sys.argv)   # section 7 (full runs only) times kernels on every core
 
 from tinyml.compiler.tensor import conv2d, matmul, replay  # noqa: E402
 from tinyml.compiler.tensor.resnet import RESNET50_CONVS  # noqa: E402

@@ -25,9 +25,10 @@ from hypothesis import HealthCheck, settings
 # The tour compiles ahead in a second process on a cold cache; test workers already use every core.
 os.environ.setdefault("TINYML_COMPILE_AHEAD", "0")
 # Every kernel compiles serially (range, not prange; the hand-written ones at import, tinyml.sim.jit.PARALLEL,
-# the generated tensor programs unless a test asks for parallel=True): the same loops, answers and counters,
-# compiled about 3x faster on a cold cache, and the pytest workers already use every core. The serial
-# machine code has its own cache folder; tests/test_parallel_kernels.py checks the parallel build against it.
+# the generated tensor programs unless a test asks for parallel=True): tinyml's default, said here so that the
+# suite does not depend on it. The same loops, answers and counters as the parallel build, compiled about 3x
+# faster on a cold cache, and the pytest workers already use every core; the tour, docs and labs use the same
+# build, so the suite finds their kernels compiled. tests/test_parallel_kernels.py checks the parallel build.
 os.environ.setdefault("TINYML_PARALLEL_KERNELS", "0")
 
 # `from strategies import ...` works under any pytest import mode

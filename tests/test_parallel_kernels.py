@@ -1,10 +1,10 @@
 """The parallel build of the kernels computes and counts exactly what the serial build does.
 
-The tests run every kernel serially (``TINYML_PARALLEL_KERNELS=0``, tests/conftest.py: it compiles
-about 3x faster); users run the ``prange`` build. Each block writes its own output tile and its own
-counter row, so the two builds must agree bit for bit: this runs a set of kernels (the ones the tour
-compiles, so a run after the quick start finds them in the parallel cache) in a process with the
-parallel build, several blocks per launch, and compares outputs and profile records with this one's.
+The tests, like everything tinyml does by default, run every kernel serially
+(``TINYML_PARALLEL_KERNELS=0``: it compiles about 3x faster); the CPU benchmarks run the ``prange``
+build (``TINYML_PARALLEL_KERNELS=1``). Each block writes its own output tile and its own counter row,
+so the two builds must agree bit for bit: this runs a set of kernels in a process with the parallel
+build, several blocks per launch, and compares outputs and profile records with this one's.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_the_parallel_build_equals_the_serial_build(tmp_path):
     par = json.loads((tmp_path / "rec.json").read_text())
     assert par["parallel"] is True and not jit.PARALLEL                  # the two builds really differ
     if par["cache"] and jit.CACHE_DIR:                                    # ... and are cached apart
-        assert jit.CACHE_DIR == par["cache"] + "-serial"
+        assert jit.CACHE_DIR.endswith("-serial") and par["cache"] == jit.CACHE_DIR[:-len("serial")] + "parallel"
 
     namespace: dict = {}
     exec(compile(SCRIPT, "kernels.py", "exec"), namespace)             # the same calls, serial build
@@ -75,3 +75,39 @@ def test_the_parallel_build_equals_the_serial_build(tmp_path):
     assert len(par["records"]) == len(records) > 8
     for p, s in zip(par["records"], records):
         assert p == json.loads(json.dumps(s)), p["name"]
+
+
+def test_the_default_build_is_serial_and_a_bad_setting_is_refused():
+    """Unset means serial; anything but 0 or 1 is a TinymlError naming the value (the CLI prints it)."""
+    code = "import tinyml.sim.jit as j; print(j.PARALLEL, j.CACHE_DIR)"
+    env = {k: v for k, v in os.environ.items() if k != "TINYML_PARALLEL_KERNELS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    parallel, cache = out.stdout.split()
+    assert parallel == "False" and (cache == "None" or cache.endswith("-serial"))
+
+    bad = {**env, "TINYML_PARALLEL_KERNELS": "yes"}
+    cli = subprocess.run([sys.executable, "-m", "tinyml.cli", "matmul", "--m", "8", "--n", "8", "--k", "8"],
+                         env=bad, capture_output=True, text=True, timeout=120)
+    assert cli.returncode != 0
+    assert "TINYML_PARALLEL_KERNELS='yes'" in cli.stderr and "0 or 1" in cli.stderr
+    assert "Traceback" not in cli.stderr
+
+
+def test_tune_on_the_cpu_asks_for_the_parallel_build(monkeypatch):
+    """`tinyml tune --device cpu` times kernels on every core (tuned and matmul v3 alike); a simulated device,
+    a user's own setting or a process that already loaded the kernels keeps what it has."""
+    from tinyml.cli import tune as tune_cli
+
+    monkeypatch.delenv("TINYML_PARALLEL_KERNELS", raising=False)
+    tune_cli.parallel_build_for_cpu("a100-40gb")
+    assert "TINYML_PARALLEL_KERNELS" not in os.environ
+    monkeypatch.setitem(sys.modules, "tinyml.sim.jit", sys.modules.get("tinyml.sim.jit", jit))
+    tune_cli.parallel_build_for_cpu("cpu")                       # kernels already loaded here: unchanged
+    assert "TINYML_PARALLEL_KERNELS" not in os.environ
+    monkeypatch.delitem(sys.modules, "tinyml.sim.jit")
+    tune_cli.parallel_build_for_cpu("cpu")
+    assert os.environ["TINYML_PARALLEL_KERNELS"] == "1"
+    monkeypatch.setenv("TINYML_PARALLEL_KERNELS", "0")
+    tune_cli.parallel_build_for_cpu("cpu")
+    assert os.environ["TINYML_PARALLEL_KERNELS"] == "0"

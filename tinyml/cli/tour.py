@@ -44,18 +44,7 @@ def hierarchy(device) -> list[dict]:
     ]
 
 
-def serial_build() -> None:
-    """The tour only counts (``meta`` tensors, no data), so it asks for the serial build of the kernels
-    (``TINYML_PARALLEL_KERNELS=0``, :func:`tinyml.sim.jit.parallel_kernels`): the same counts, compiled
-    about 3x faster on a first run, and the build the tests use, so ``pytest`` after the tour finds
-    those kernels compiled. Only in a process that has loaded no kernel yet, and never over a user's
-    own setting; the compile-ahead process inherits it."""
-    if "tinyml.sim.jit" not in sys.modules:
-        os.environ.setdefault("TINYML_PARALLEL_KERNELS", "0")
-
-
 def run(args) -> int:
-    serial_build()
     from ..kernels.matmul import matmul
     from ..sim import load_device, meta
     from ..sim.units import fmt_bytes, fmt_rate

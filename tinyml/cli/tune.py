@@ -127,7 +127,19 @@ def _summary(res) -> dict:
     return d
 
 
+def parallel_build_for_cpu(device: str) -> None:
+    """``--device cpu`` times kernels on this machine's cores: ask for the parallel build of every kernel
+    (``TINYML_PARALLEL_KERNELS=1``, :func:`tinyml.sim.jit.parallel_kernels`), so the tuned kernel and
+    matmul v3 beside it both run their blocks on every core. Only in a process that has loaded no kernel
+    yet, and never over a user's own setting; a simulated device only counts and keeps the default."""
+    import os
+
+    if device == "cpu" and "tinyml.sim.jit" not in sys.modules:
+        os.environ.setdefault("TINYML_PARALLEL_KERNELS", "1")
+
+
 def run(args) -> int:
+    parallel_build_for_cpu(args.device)
     from ..compiler.tune import measurer_for, tune
     from ..compiler.tune.hand import hand_baseline
     from ..compiler.tune.measure import Result

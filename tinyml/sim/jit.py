@@ -78,15 +78,24 @@ def _writable(folder: Path) -> bool:
 
 def parallel_kernels() -> bool:
     """Whether tinyml's kernels run their blocks on every core (``@njit(parallel=PARALLEL)``, ``prange``):
-    yes, unless ``TINYML_PARALLEL_KERNELS=0`` when tinyml is imported.
+    only when ``TINYML_PARALLEL_KERNELS=1`` is set before tinyml is imported. By default each kernel is
+    built serial (``prange`` runs as ``range``).
 
-    The tests set it to 0 (tests/conftest.py): their pytest workers already use every core, their grids
-    are tiny, and a serial kernel compiles about 3x faster on a cold cache (Numba's parfor passes are
-    the slow part). The loops, answers and counters are the same either way (each block writes its own
-    output tile and counter row); tests/test_parallel_kernels.py checks that on the parallel build.
-    Serial machine code is cached in its own folder (``numba-<hash>-serial``): Numba's cache does not
-    key on ``parallel``, so one folder would mix the two builds."""
-    return os.environ.get("TINYML_PARALLEL_KERNELS", "1") != "0"
+    Almost everything tinyml does is counting (``meta`` tensors: the tour, the CLI, the docs, the labs,
+    the tests), where a kernel walks a handful of block classes and gains nothing from threads, and a
+    serial kernel compiles about 3x faster on a cold cache (Numba's parfor passes are the slow part):
+    one build, compiled once, serves all of them. Turn the parallel build on where kernels *execute* at
+    size and their wall-clock time is the point (the CPU benchmarks in ``benchmarks/`` do). The loops,
+    answers and counters are the same either way (each block writes its own output tile and counter
+    row); tests/test_parallel_kernels.py checks that bit for bit. Each build is cached in its own folder
+    (``numba-<hash>-serial``, ``numba-<hash>-parallel``): Numba's cache does not key on ``parallel``."""
+    value = os.environ.get("TINYML_PARALLEL_KERNELS", "0")
+    if value not in ("0", "1"):
+        from .errors import ArgumentError
+
+        raise ArgumentError(f"TINYML_PARALLEL_KERNELS={value!r}: expected 0 (serial kernels, the default) or 1 "
+                            f"(every kernel runs its blocks on all cores with prange). Unset it or set 0 or 1.")
+    return value == "1"
 
 
 #: ``parallel=`` for every tiled kernel's ``@njit`` (read once, at import)
@@ -98,7 +107,7 @@ def configure_cache() -> str | None:
     no writable folder at all, in which case caching is off and :class:`NoCacheWarning` says so)."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return None
-    tag = f"numba-{source_hash()}" + ("" if PARALLEL else "-serial")
+    tag = f"numba-{source_hash()}-" + ("parallel" if PARALLEL else "serial")
     bases = candidate_bases()
     for base in bases:
         folder = base / tag

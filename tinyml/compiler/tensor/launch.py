@@ -204,8 +204,8 @@ def build(nest_or_schedule, name: "str | None" = None, parallel: "bool | None" =
 
     ``parallel=True`` runs the grid's blocks on the CPU's cores (``prange``); ``False`` runs
     them one after another: the same loops and counters, compiled several times faster;
-    ``None`` (the default) is True unless ``TINYML_PARALLEL_KERNELS=0``
-    (:func:`tinyml.sim.jit.parallel_kernels`, read at each call; the tests set it to 0)."""
+    ``None`` (the default) follows ``TINYML_PARALLEL_KERNELS`` as the hand-written kernels do
+    (:func:`tinyml.sim.jit.parallel_kernels`: serial unless it is 1; read at each call)."""
     parallel = parallel_kernels() if parallel is None else flag(parallel, "parallel", error=TensorProgramError)
     if name is not None and not (isinstance(name, str) and name):
         raise TensorProgramError(f"build(name={name!r}): the kernel's name is a non-empty string (it names the "
