@@ -16,8 +16,10 @@ from pathlib import Path
 def parallel_build(when: bool = True) -> None:
     """Build tinyml's kernels parallel (``TINYML_PARALLEL_KERNELS=1``: every core runs blocks) for a
     benchmark that times them executing on the CPU beside multithreaded BLAS, PyTorch or NumPy; tinyml's
-    default is the serial build, which is all that counting needs. Call it before tinyml's kernels are
-    imported (it says so otherwise); a value the user set wins."""
+    default is the serial build, which is all that counting needs. ``when`` is False where nothing is
+    timed, and when a test imports the benchmark as a module (``__name__ != "__main__"``) to check its
+    helpers: the test process keeps its build. Call it before tinyml's kernels are imported (it says so
+    otherwise); a value the user set wins."""
     if not when:
         return
     if "tinyml.sim.jit" in sys.modules:
