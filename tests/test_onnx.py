@@ -108,6 +108,10 @@ def reference(model, fast_pools: bool = False):
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 MODELS = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
           "squeezenet", "vgg19", "zfnet512"]
+#: the two most expensive models run with `pytest -m slow` (VGG19: 143M weights; DenseNet-121: 120 convolutions);
+#: their operators are all in the others (alexnet and zfnet512 are VGG's kind, inception and squeezenet concatenate)
+SLOW_MODELS = ("densenet121", "vgg19")
+MODEL_PARAMS = [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_MODELS else m for m in MODELS]
 
 
 def light(name: str):
@@ -176,7 +180,7 @@ def close(ours, ref, rtol=1e-3):
 # ---- the nine "light" models ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_light_model_imports_folds_and_runs(name):
     """The shipped model (weights built by ConstantOfShape) imports with every weight folded."""
     model = light(name)
@@ -200,7 +204,7 @@ def test_light_model_imports_folds_and_runs(name):
 OPSET9_SAFE = ("bvlc_alexnet", "vgg19", "zfnet512")
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_light_model_matches_onnx_reference(name):
     """Random weights and input: tinyml's interpreter == onnx.reference on logits and outputs.
     tinyml imports the original opset-9 model and, where onnx.reference needs the opset-15

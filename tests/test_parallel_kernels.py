@@ -15,6 +15,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from tinyml.sim import jit
 
@@ -53,6 +54,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow          # it compiles the parallel build of these kernels: `pytest -m slow` (CI runs it)
 def test_the_parallel_build_equals_the_serial_build(tmp_path):
     script = tmp_path / "kernels.py"
     script.write_text(SCRIPT)

@@ -91,7 +91,7 @@ def same_records(r1, r2):
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
-@settings(max_examples=examples(12))
+@settings(max_examples=examples(6))
 @given(m=st.integers(1, 40), n=st.integers(1, 40), k=st.integers(1, 40),
        bm=st.integers(1, 17), bn=st.integers(1, 17), bk=st.integers(1, 17), seed=st.integers(0, 2 ** 16))
 def test_random_schedules_equal_the_reference_and_count_what_they_execute(name, m, n, k, bm, bn, bk, seed):
@@ -174,6 +174,7 @@ def test_hand_schedule_bytes_equal_the_closed_form_and_matmul_v2_v3(m, n, k, bm,
                 assert getattr(ours, f) == getattr(theirs, f), f
 
 
+@pytest.mark.slow          # the parallel build compiles a second time: `pytest -m slow` (CI runs it)
 def test_parallel_build_runs_the_same_kernel_on_all_cores():
     f = matmul(70, 50, 30)
     sch = Schedule(f)
@@ -221,7 +222,7 @@ def test_valid_counts_the_points_of_a_region_inside_the_axis(exts, data):
 
 
 @pytest.mark.parametrize("name", ["naive", "mma", "threads"])
-@settings(max_examples=examples(8))
+@settings(max_examples=examples(4))
 @given(m=st.integers(1, 30), n=st.integers(1, 30), k=st.integers(1, 30), bm=st.integers(1, 9),
        bn=st.integers(1, 9), bk=st.integers(1, 9), seed=st.integers(0, 2 ** 16))
 def test_bias_relu_epilogue_runs_once_per_finished_output(name, m, n, k, bm, bn, bk, seed):
@@ -263,7 +264,7 @@ def test_fused_epilogue_bytes_equal_matmul_epilogue(m, n, k, bm, bn, bk):
         assert getattr(ours, f) == getattr(theirs, f), f
 
 
-@settings(max_examples=examples(8))
+@settings(max_examples=examples(4))
 @given(data=st.data())
 def test_random_loop_orders_and_stage_placements(data):
     """Any order of the six tile loops, stages and the init at random loops: each primitive is

@@ -112,7 +112,7 @@ def test_the_blocked_conv_tensorizes_as_an_implicit_gemm_over_one_channel():
     assert prof.records[0].flops_matmul == 2 * 4 * 6 * 6 * 2 * 9
 
 
-@settings(max_examples=examples(6))
+@settings(max_examples=examples(3))
 @given(shape=conv_shapes(), data=st.data())
 def test_random_conv_loop_orders_and_stage_placements(shape, data):
     """Random splits and orders of the convolution's loops, caches at random loops (refused or

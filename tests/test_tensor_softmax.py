@@ -40,7 +40,7 @@ def schedule(f, rows, cols, how):
 
 
 @pytest.mark.parametrize("how", ["naive", "grid_shared", "grid_local", "cpu_rows", "threads"])
-@settings(max_examples=examples(10))
+@settings(max_examples=examples(5))
 @given(m=st.integers(1, 20), n=st.integers(1, 40), rows=st.integers(1, 6), cols=st.integers(1, 9),
        seed=st.integers(0, 2 ** 16))
 def test_random_schedules_equal_the_reference_and_count_what_they_execute(how, m, n, rows, cols, seed):

@@ -37,7 +37,7 @@ convs = st.tuples(st.integers(1, 2), st.sampled_from([4, 8]), st.integers(3, 13)
                   st.integers(1, 2))
 
 
-@settings(max_examples=examples(12), deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(shape=convs, seed=st.integers(0, 10_000))
 def test_template_conv_candidates_count_the_same_by_class(shape, seed):
     n, c, h, w, f, (k, pad), stride = shape

@@ -179,9 +179,7 @@ class Kernel:
         for op in ops:
             prof.hbm.track(op.obj, op.name, op.dtype)
         out = prof.hbm.new_tensor(f.output.name, f.output.shape, f.output.dtype, execute)
-        dummy = lambda nd: np.zeros((1,) * nd, dtype=np.float32)  # noqa: E731  (counting: no data)
-        arrays = [op.data if execute else dummy(len(op.shape)) for op in ops]
-        arrays.append(out if execute else dummy(len(f.output.shape)))
+        arrays = kernel_arrays([op.data for op in ops], out) if execute else counting_arrays(f)
         counters = new_counters(math.prod(self.nest.loops[i].extent for i in self.outer), n_operands=len(ops))
         fn = compile_source(self.source)
         if self.tensorized:
@@ -197,6 +195,26 @@ class Kernel:
         prof.record(self.name, self.grid, counters, dtype=f.dtype, sram_per_block=sram, panels=self.panels(),
                     regs_per_block=regs, threads_per_block=self.declared_threads)
         return out
+
+
+def kernel_arrays(inputs: list, out: np.ndarray) -> list:
+    """The arrays a generated kernel takes: the inputs as read-only views (no copy), then the output.
+
+    Read-only whatever the caller's flags (a compiled graph's weights are read-only, a user's arrays
+    are not): a kernel never writes its inputs, and Numba compiles one machine code per signature,
+    writability included, so this keeps it to one per nest, shared by both modes.
+    """
+    views = [a.view() for a in inputs]
+    for v in views:
+        v.flags.writeable = False
+    return views + [out]
+
+
+def counting_arrays(func: PrimFunc) -> list:
+    """Counting mode's stand-ins (one float32 element per buffer, nothing is read or written),
+    typed as :func:`kernel_arrays` types a launch's arrays."""
+    one = lambda b: np.zeros((1,) * len(b.shape), dtype=np.float32)  # noqa: E731
+    return kernel_arrays([one(b) for b in func.inputs], one(func.output))
 
 
 def build(nest_or_schedule, name: "str | None" = None, parallel: "bool | None" = None) -> Kernel:

@@ -43,7 +43,7 @@ from ...sim import check_registers, check_tiles, current_profile, meta
 from ...sim.classes import BlockClasses
 from ...sim.counters import new_counters
 from ..tensor.ir import as_index
-from ..tensor.launch import compile_source
+from ..tensor.launch import compile_source, counting_arrays
 
 
 def identical_blocks(kernel) -> bool:
@@ -140,7 +140,7 @@ def count_by_class(kernel):
     params[kernel.param_names.index("ROWS")] = len(ids)
     params[kernel.param_names.index("IDS")] = len(params)
     params = np.concatenate([params, ids])
-    dummy = [np.zeros((1,) * len(b.shape), dtype=np.float32) for b in f.params]
+    dummy = counting_arrays(f)
     counters = new_counters(len(ids), n_operands=len(f.inputs))
     fn = compile_source(kernel.source)
     if kernel.tensorized:                 # the same argument types as a launch (no MMA runs: counting)
