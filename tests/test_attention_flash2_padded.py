@@ -74,9 +74,11 @@ def test_padded_output_equals_unpadded_and_counting_equals_executing(nq, nk, kvh
     kw = dict(causal=causal, block_q=br, block_k=16)
     o_pad, executed = fwd(q, k, v, pad_queries=True, **kw)
     o_ref, _ = fwd(q, k, v, **kw)
-    # the same arithmetic on 16+ rows instead of nq: BLAS may take another path for a single row (OpenBLAS
-    # forwards a one-row GEMM to GEMV), so the last bit of a float32 may differ; nothing more may
-    np.testing.assert_allclose(o_pad, o_ref, rtol=2e-6, atol=1e-7)
+    # the same arithmetic on a taller tile: BLAS may take another path for another number of rows
+    # (OpenBLAS forwards a one-row GEMM to GEMV, and picks its small-matrix kernels by size), so a sum of
+    # O(1) terms may round differently in its last bits; absolute, since a sum that cancels to ~0.08 keeps
+    # the rounding of its O(1) terms (seen: 2.7e-7 at nq=32, nk=31)
+    np.testing.assert_allclose(o_pad, o_ref, rtol=1e-5, atol=2e-6)
     _, counted = fwd(meta(q.shape), meta(k.shape), meta(v.shape), pad_queries=True, **kw)
     for f in RECORD_FIELDS:
         assert getattr(counted, f) == getattr(executed, f), f
