@@ -28,6 +28,16 @@ def parallel_build(when: bool = True) -> None:
     os.environ.setdefault("TINYML_PARALLEL_KERNELS", "1")
 
 
+def build_line() -> str:
+    """Which build of tinyml's kernels this run times, for a benchmark's header."""
+    from tinyml.sim.jit import parallel_kernels
+
+    if parallel_kernels():
+        return "tinyml's kernels: the parallel build (prange: blocks on every core)"
+    return ("tinyml's kernels: the serial build (one core; --quick does not compile the parallel build, so its "
+            "CPU ratios set one core against every core)")
+
+
 def report_targets(rows, *, title: str = "== Targets", width: int = 72, info_label=None,
                    note: "str | None" = None) -> int:
     """Print the target table; return how many counted targets failed."""

@@ -76,9 +76,9 @@ for p in (str(ROOT), str(HERE)):          # run from a checkout without installi
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from _report import parallel_build, report_targets, verdict, write_json  # noqa: E402
+from _report import build_line, parallel_build, report_targets, verdict, write_json  # noqa: E402
 
-parallel_build(__name__ == "__main__")  # the kernels run on every core, as PyTorch does
+parallel_build(__name__ == "__main__" and "--quick" not in sys.argv)  # full runs: the kernels run on every core, as PyTorch does (--quick: the serial build, already compiled)
 
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
@@ -418,6 +418,7 @@ def main(argv=None) -> int:
     env["torch"] = torch_note
     env["malloc"] = malloc_note
     print(f"tinyml attention CPU benchmark{' (--quick)' if args.quick else ''}")
+    print(build_line())
     print_environment(env)
 
     only = set(args.variants.split(",")) if args.variants else None

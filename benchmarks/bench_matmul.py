@@ -43,9 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:            # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from _report import parallel_build, report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
+from _report import build_line, parallel_build, report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
-parallel_build(__name__ == "__main__")  # its CPU section times the kernels on every core
+parallel_build(__name__ == "__main__" and "--quick" not in sys.argv)  # full runs: its CPU section times the kernels on every core (--quick: the serial build, already compiled)
 
 from tinyml.kernels.matmul import choose_tiles, matmul  # noqa: E402
 from tinyml.sim import Profile, TinymlError, load_device, meta  # noqa: E402
@@ -347,6 +347,7 @@ def main(argv=None) -> int:
     v1_n = args.v1_size or n
     env = environment()
     print(f"tinyml matmul benchmark{' (--quick)' if args.quick else ''}")
+    print(build_line())
     print_environment(env, f" ({env['numba_threads']} threads)")
 
     try:

@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:            # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from _report import parallel_build, report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
+from _report import build_line, parallel_build, report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
-parallel_build(__name__ == "__main__")  # its CPU section times the kernels on every core
+parallel_build(__name__ == "__main__" and "--quick" not in sys.argv)  # full runs: its CPU section times the kernels on every core (--quick: the serial build, already compiled)
 
 from tinyml.inference import bandwidth_bound, fit, simulate_step  # noqa: E402
 from tinyml.inference.formats import FORMATS, weight_format  # noqa: E402
@@ -235,6 +235,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     print(f"tinyml quantization benchmark{' (--quick)' if args.quick else ''}")
+    print(build_line())
     size = sizes()
     print_sizes(size)
     gemv = simulated_gemv()

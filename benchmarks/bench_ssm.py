@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import parallel_build  # noqa: E402
+from _report import build_line, parallel_build  # noqa: E402
 
-parallel_build(__name__ == "__main__")  # section 4 times the fused scan on every core
+parallel_build(__name__ == "__main__" and "--quick" not in sys.argv)  # full runs: section 4 times the fused scan on every core
 
 from tinyml.kernels.attention import decode_attention, flash_attention  # noqa: E402
 from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_recurrent, linear_decode_step,  # noqa: E402
@@ -210,6 +210,7 @@ def part4(rounds, L):
         numpy_scan(*args)
         tn.append(time.perf_counter() - t0)
     print(f"\n4. this CPU, batch {b}, D {dm}, N {n}, L {L}, {rounds} interleaved rounds (max |diff| {err:.1e})")
+    print(f"   {build_line()}")
     print(f"   fused scan  min {min(tf) * 1e3:7.1f} ms  median {statistics.median(tf) * 1e3:7.1f} ms")
     print(f"   NumPy loop  min {min(tn) * 1e3:7.1f} ms  median {statistics.median(tn) * 1e3:7.1f} ms")
     print(f"   speed-up    min/min {min(tn) / min(tf):.1f}x  median/median "

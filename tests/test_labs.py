@@ -42,7 +42,17 @@ def test_checker_accepts_the_reference_solution(number):
     assert out["passed"] is True and out["counts"][OK] == len(report.results)
 
 
-@pytest.mark.parametrize("number", NUMBERS)
+def numbers(slow: tuple = ()) -> list:
+    """Every lab's number as a parameter, those in ``slow`` marked slow (`pytest -m slow`; CI runs them)."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in NUMBERS]
+
+
+#: lab 12 tunes (XGBoost fits, hundreds of simulated trials): about 30 CPU s over these two tests, which CI's
+#: labs step repeats (`tinyml lab run 12 --smoke`, `tinyml lab check 12 --file` on the solution)
+LAB12 = (12,)
+
+
+@pytest.mark.parametrize("number", numbers(slow=LAB12))
 def test_shipped_lab_is_not_attempted(number):
     before = dict(os.environ)
     report = check_lab(number)
@@ -178,7 +188,7 @@ def test_labs_dir_can_be_moved(tmp_path, monkeypatch):
         list_labs()
 
 
-@pytest.mark.parametrize("number", [pytest.param(n, marks=[] if n == 1 else pytest.mark.slow) for n in NUMBERS])
+@pytest.mark.parametrize("number", numbers(slow=tuple(n for n in NUMBERS if n != 1)))
 def test_lab_runs_in_smoke_mode(number, capfd):
     """Each lab as its own script (`tinyml lab run N --smoke`). Lab 1 in the default run; the others are
     marked slow (each a fresh interpreter: CI runs them all, in its labs step and with `pytest -m slow`)."""
@@ -187,10 +197,10 @@ def test_lab_runs_in_smoke_mode(number, capfd):
     assert f"Lab {number}:" in out and "not attempted" in out
 
 
-@pytest.mark.parametrize("number", NUMBERS)
+@pytest.mark.parametrize("number", numbers(slow=LAB12))
 def test_solution_runs_in_smoke_mode(number, monkeypatch, capsys):
-    """Every cell of the reference solution runs (in this process: test_lab_runs_in_smoke_mode already
-    starts each lab as its own script, `tinyml lab run N --smoke`), and its last cell, the checker on the
+    """Every cell of the reference solution runs (in this process: test_lab_runs_in_smoke_mode starts
+    each lab as its own script, `tinyml lab run N --smoke`), and its last cell, the checker on the
     solution itself, says every exercise is right."""
     lab = get_lab(number)
     monkeypatch.setenv("TINYML_LAB_SMOKE", "1")

@@ -91,7 +91,7 @@ def same_records(r1, r2):
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
-@settings(max_examples=examples(6))
+@settings(max_examples=examples(4))
 @given(m=st.integers(1, 40), n=st.integers(1, 40), k=st.integers(1, 40),
        bm=st.integers(1, 17), bn=st.integers(1, 17), bk=st.integers(1, 17), seed=st.integers(0, 2 ** 16))
 def test_random_schedules_equal_the_reference_and_count_what_they_execute(name, m, n, k, bm, bn, bk, seed):
