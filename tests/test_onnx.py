@@ -108,9 +108,10 @@ def reference(model, fast_pools: bool = False):
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 MODELS = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
           "squeezenet", "vgg19", "zfnet512"]
-#: the two most expensive models run with `pytest -m slow` (VGG19: 143M weights; DenseNet-121: 120 convolutions);
-#: their operators are all in the others (alexnet and zfnet512 are VGG's kind, inception and squeezenet concatenate)
-SLOW_MODELS = ("densenet121", "vgg19")
+#: the three most expensive models run with `pytest -m slow` (VGG19: 143M weights; DenseNet-121: 120 convolutions;
+#: ZFNet-512: AlexNet's operators on larger feature maps); the six others hold every operator they use (checked
+#: by test_the_default_run_covers_every_operator_of_the_light_models)
+SLOW_MODELS = ("densenet121", "vgg19", "zfnet512")
 MODEL_PARAMS = [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_MODELS else m for m in MODELS]
 
 
@@ -198,6 +199,13 @@ def test_light_model_imports_folds_and_runs(name):
     (y,) = run_tinyml(g, feeds_for(model, np.random.default_rng(1)))
     want = tuple(d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim)
     assert y.shape == want and np.isfinite(y).all()
+
+
+def test_the_default_run_covers_every_operator_of_the_light_models():
+    def ops(names):
+        return {n.op_type for name in names for n in light(name).graph.node}
+
+    assert ops(MODELS) == ops(m for m in MODELS if m not in SLOW_MODELS)
 
 
 #: models whose opset-9 ops onnx.reference gets right (no BatchNormalization, Softmax on the last axis)

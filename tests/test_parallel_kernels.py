@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     from tinyml.kernels.softmax import softmax
     from tinyml.sim import Profile, jit
 
-    def run():
+    def run(group):
         rng = np.random.default_rng(7)
         a = rng.standard_normal((70, 45)).astype(np.float32)           # (M, K)
         b = rng.standard_normal((45, 66)).astype(np.float32)           # (K, N)
@@ -35,19 +35,21 @@ SCRIPT = textwrap.dedent("""
         q, k, v = (rng.standard_normal((2, 3, 80, 32)).astype(np.float32) for _ in range(3))  # (B, H, N, d)
         outs, records = {}, []
         with Profile("a100-40gb") as prof:
-            outs["matmul_v1"] = matmul(a, b, version=1, block_m=16, block_n=32)
-            for version in (2, 3):
-                outs[f"matmul_v{version}"] = matmul(a, b, version=version, block_m=16, block_n=32, block_k=16)
-            outs["softmax_v3"] = softmax(x, block_rows=8)
-            for version in (1, 2):
-                outs[f"flash{version}"] = flash_attention(q, k, v, version=version, causal=True, block_q=16,
-                                                          block_k=16)
-            outs["standard"] = standard_attention(q, k, v, causal=True)
+            if group == "matmul":
+                outs["matmul_v1"] = matmul(a, b, version=1, block_m=16, block_n=32)
+                for version in (2, 3):
+                    outs[f"matmul_v{version}"] = matmul(a, b, version=version, block_m=16, block_n=32, block_k=16)
+                outs["softmax_v3"] = softmax(x, block_rows=8)
+            else:
+                for version in (1, 2):
+                    outs[f"flash{version}"] = flash_attention(q, k, v, version=version, causal=True, block_q=16,
+                                                              block_k=16)
+                outs["standard"] = standard_attention(q, k, v, causal=True)
         records = [r.to_dict() for r in prof.records]
         return outs, records
 
     if __name__ == "__main__":
-        outs, records = run()
+        outs, records = run(sys.argv[3])
         np.savez(sys.argv[1], **outs)
         with open(sys.argv[2], "w") as f:
             json.dump({"parallel": jit.PARALLEL, "cache": jit.CACHE_DIR, "records": records}, f)
@@ -55,11 +57,12 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow          # it compiles the parallel build of these kernels: `pytest -m slow` (CI runs it)
-def test_the_parallel_build_equals_the_serial_build(tmp_path):
+@pytest.mark.parametrize("group", ["matmul", "attention"])        # two processes: two cores compile
+def test_the_parallel_build_equals_the_serial_build(group, tmp_path):
     script = tmp_path / "kernels.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "TINYML_PARALLEL_KERNELS": "1"}
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out.npz"), str(tmp_path / "rec.json")],
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out.npz"), str(tmp_path / "rec.json"), group],
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     par = json.loads((tmp_path / "rec.json").read_text())
@@ -69,12 +72,12 @@ def test_the_parallel_build_equals_the_serial_build(tmp_path):
 
     namespace: dict = {}
     exec(compile(SCRIPT, "kernels.py", "exec"), namespace)             # the same calls, serial build
-    outs, records = namespace["run"]()
+    outs, records = namespace["run"](group)
     with np.load(tmp_path / "out.npz") as got:
         assert sorted(got.files) == sorted(outs)
         for name, want in outs.items():
             np.testing.assert_array_equal(got[name], want, err_msg=name)
-    assert len(par["records"]) == len(records) > 8
+    assert len(par["records"]) == len(records) >= 3
     for p, s in zip(par["records"], records):
         assert p == json.loads(json.dumps(s)), p["name"]
 
