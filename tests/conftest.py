@@ -38,7 +38,7 @@ if str(Path(__file__).parent) not in sys.path:
 settings.register_profile(
     "ci",
     deadline=None,
-    max_examples=40,
+    max_examples=20,
     derandomize=True,
     database=None,
     print_blob=True,

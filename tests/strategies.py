@@ -23,7 +23,7 @@ PRESETS = tuple(list_presets())
 # ---- how many examples ----------------------------------------------------------
 
 #: the ``ci`` profile's number of examples (conftest.py); a profile above it is a thorough run
-CI_EXAMPLES = 40
+CI_EXAMPLES = 20
 
 
 def examples(n: int) -> int:
