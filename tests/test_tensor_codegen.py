@@ -187,6 +187,28 @@ def test_parallel_build_runs_the_same_kernel_on_all_cores():
     same_records(ex, co)
 
 
+def test_one_machine_code_per_nest_whatever_the_inputs_flags():
+    """Writable inputs, read-only ones (a compiled graph's weights) and counting's stand-ins all reach the
+    kernel as the same Numba types, so the nest compiles once; the caller's arrays keep their flags."""
+    from tinyml.compiler.tensor.launch import compile_source
+
+    sch = Schedule(matmul(40, 24, 16))
+    cpu_rows(sch, 8, 8, 8)
+    kernel = build(sch)
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((40, 16)).astype(np.float32)
+    b = rng.standard_normal((16, 24)).astype(np.float32)
+    frozen = b.copy()
+    frozen.flags.writeable = False
+    with Profile("a100-40gb"):
+        c1 = kernel(a, b)
+        c2 = kernel(a, frozen)
+        kernel(meta(a.shape, kernel.func.dtype), meta(b.shape, kernel.func.dtype))
+    np.testing.assert_array_equal(c1, c2)
+    assert len(compile_source(kernel.source).signatures) == 1
+    assert a.flags.writeable and b.flags.writeable and not frozen.flags.writeable
+
+
 def test_tile_sizes_are_runtime_parameters_one_source_per_structure():
     one, two = Schedule(matmul(64, 64, 64)), Schedule(matmul(128, 96, 32))
     mma(one, 16, 16, 16)
