@@ -40,10 +40,11 @@ SCRIPT = textwrap.dedent("""
                 for version in (2, 3):
                     outs[f"matmul_v{version}"] = matmul(a, b, version=version, block_m=16, block_n=32, block_k=16)
                 outs["softmax_v3"] = softmax(x, block_rows=8)
-            else:
+            elif group == "flash":
                 for version in (1, 2):
                     outs[f"flash{version}"] = flash_attention(q, k, v, version=version, causal=True, block_q=16,
                                                               block_k=16)
+            else:
                 outs["standard"] = standard_attention(q, k, v, causal=True)
         records = [r.to_dict() for r in prof.records]
         return outs, records
@@ -57,7 +58,7 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow          # it compiles the parallel build of these kernels: `pytest -m slow` (CI runs it)
-@pytest.mark.parametrize("group", ["matmul", "attention"])        # two processes: two cores compile
+@pytest.mark.parametrize("group", ["matmul", "flash", "standard"])     # a process each: every core compiles
 def test_the_parallel_build_equals_the_serial_build(group, tmp_path):
     script = tmp_path / "kernels.py"
     script.write_text(SCRIPT)
@@ -77,7 +78,7 @@ def test_the_parallel_build_equals_the_serial_build(group, tmp_path):
         assert sorted(got.files) == sorted(outs)
         for name, want in outs.items():
             np.testing.assert_array_equal(got[name], want, err_msg=name)
-    assert len(par["records"]) == len(records) >= 3
+    assert len(par["records"]) == len(records) >= 1
     for p, s in zip(par["records"], records):
         assert p == json.loads(json.dumps(s)), p["name"]
 
