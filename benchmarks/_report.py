@@ -15,12 +15,14 @@ from pathlib import Path
 
 def parallel_build(when: bool = True) -> None:
     """Build tinyml's kernels parallel (``TINYML_PARALLEL_KERNELS=1``: every core runs blocks) for a
-    benchmark that times them executing on the CPU beside multithreaded BLAS, PyTorch or NumPy; tinyml's
-    default is the serial build, which is all that counting needs. ``when`` is False where nothing is
-    timed, and when a test imports the benchmark as a module (``__name__ != "__main__"``) to check its
-    helpers: the test process keeps its build. Call it before tinyml's kernels are imported (it says so
-    otherwise); a value the user set wins."""
-    if not when:
+    benchmark's full run, which times them executing on the CPU beside multithreaded BLAS, PyTorch or
+    NumPy; tinyml's default is the serial build, which is all that counting needs. Nothing changes when
+    ``when`` is False (a test imports the benchmark as a module, ``__name__ != "__main__"``, to check its
+    helpers: the test process keeps its build) or under ``--quick`` (CI's smoke run, whose CPU ratios are
+    INFO only: it keeps the serial build the tests, docs and labs compiled instead of compiling every
+    kernel a second time; :func:`build_line` says which build ran). Call it before tinyml's kernels are
+    imported (it says so otherwise); a value the user set wins."""
+    if not when or "--quick" in sys.argv:
         return
     if "tinyml.sim.jit" in sys.modules:
         raise RuntimeError("parallel_build() must run before tinyml's kernels are imported: move it above the "

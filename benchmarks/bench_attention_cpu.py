@@ -78,7 +78,7 @@ for p in (str(ROOT), str(HERE)):          # run from a checkout without installi
 
 from _report import build_line, parallel_build, report_targets, verdict, write_json  # noqa: E402
 
-parallel_build(__name__ == "__main__" and "--quick" not in sys.argv)  # full runs: the kernels run on every core, as PyTorch does (--quick: the serial build, already compiled)
+parallel_build(__name__ == "__main__")  # full runs: the kernels run on every core, as PyTorch does
 
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402

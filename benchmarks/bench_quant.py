@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:            # run from a checkout without installin
 
 from _report import build_line, parallel_build, report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
-parallel_build(__name__ == "__main__" and "--quick" not in sys.argv)  # full runs: its CPU section times the kernels on every core (--quick: the serial build, already compiled)
+parallel_build(__name__ == "__main__")  # full runs: its CPU section times the kernels on every core
 
 from tinyml.inference import bandwidth_bound, fit, simulate_step  # noqa: E402
 from tinyml.inference.formats import FORMATS, weight_format  # noqa: E402

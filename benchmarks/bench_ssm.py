@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import build_line, parallel_build  # noqa: E402
 
-parallel_build(__name__ == "__main__" and "--quick" not in sys.argv)  # full runs: section 4 times the fused scan on every core
+parallel_build(__name__ == "__main__")  # full runs: section 4 times the fused scan on every core
 
 from tinyml.kernels.attention import decode_attention, flash_attention  # noqa: E402
 from tinyml.kernels.ssm import (linear_attention_chunked, linear_attention_recurrent, linear_decode_step,  # noqa: E402

@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:            # run from a checkout without installin
 
 from _report import parallel_build, report_targets, verdict, write_json  # noqa: E402
 
-parallel_build(__name__ == "__main__" and "--quick" not in sys.argv)   # section 4 (full runs only) times kernels on every core
+parallel_build(__name__ == "__main__")  # full runs: section 4 times kernels on every core
 
 from tinyml.compiler.tensor import Schedule, build, matmul, simulate  # noqa: E402
 from tinyml.compiler.tensor.examples import conv_tiles, implicit_gemm_conv2d, tiled_matmul  # noqa: E402

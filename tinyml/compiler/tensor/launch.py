@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ...kernels._contract import blas_single_thread, operand, same_mode
+from ...kernels._counting import stand_in
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_tiles, current_profile
 from ...sim.args import flag
 from ...sim.counters import new_counters
@@ -213,8 +214,7 @@ def kernel_arrays(inputs: list, out: np.ndarray) -> list:
 def counting_arrays(func: PrimFunc) -> list:
     """Counting mode's stand-ins (one float32 element per buffer, nothing is read or written),
     typed as :func:`kernel_arrays` types a launch's arrays."""
-    one = lambda b: np.zeros((1,) * len(b.shape), dtype=np.float32)  # noqa: E731
-    return kernel_arrays([one(b) for b in func.inputs], one(func.output))
+    return kernel_arrays([stand_in(len(b.shape)) for b in func.inputs], stand_in(len(func.output.shape)))
 
 
 def build(nest_or_schedule, name: "str | None" = None, parallel: "bool | None" = None) -> Kernel:
