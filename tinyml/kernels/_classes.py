@@ -29,9 +29,8 @@ to walk, and each has its helper here:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from ..sim import jit  # noqa: F401  (versioned Numba cache; before any @njit)
+from ..sim.jit import njit  # versioned Numba cache, one compile per argument type
 from ..sim.classes import BlockClasses
 
 

@@ -19,9 +19,8 @@ for an operand that has no data:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from ..sim import jit  # noqa: F401  (versioned Numba cache; before any @njit)
+from ..sim.jit import njit  # versioned Numba cache, one compile per argument type
 
 
 @njit(cache=True)

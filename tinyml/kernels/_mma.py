@@ -17,7 +17,8 @@ from __future__ import annotations
 import ctypes
 
 import numpy as np
-from numba import njit
+
+from ..sim.jit import njit
 
 _VP = ctypes.c_void_p
 _SGEMM_TYPE = ctypes.CFUNCTYPE(None, *([_VP] * 13))

@@ -15,9 +15,8 @@ while durations are near-uniform (a sorted ring instead of a heap).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from . import jit  # noqa: F401  (versioned Numba cache; before any @njit)
+from .jit import njit  # versioned Numba cache, one compile per argument type
 
 
 @njit(cache=True)

@@ -19,9 +19,9 @@ a tile of ``n`` elements moves ``ceil(n * elem_bits / 8)`` bytes.
 
 from __future__ import annotations
 
-from numba import config, njit
+from numba import config
 
-from . import jit  # noqa: F401  (versioned Numba cache; before any @njit)
+from .jit import njit  # versioned Numba cache, one compile per argument type
 
 from .counters import FIRST_OPERAND, FLOPS_MATMUL, FLOPS_VECTOR, HBM_READ, HBM_WRITE, SRAM_READ, SRAM_WRITE
 

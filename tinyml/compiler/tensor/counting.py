@@ -9,9 +9,8 @@ updated in place in HBM.
 
 from __future__ import annotations
 
-from numba import njit
 
-from ...sim import jit  # noqa: F401  (versioned Numba cache; before any @njit)
+from ...sim.jit import njit  # versioned Numba cache, one compile per argument type
 from ...sim.counters import HBM_READ, HBM_WRITE, SRAM_READ, SRAM_WRITE
 from ...sim.tiles import tile_bytes
 

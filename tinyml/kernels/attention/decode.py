@@ -58,9 +58,9 @@ from functools import lru_cache
 from types import SimpleNamespace
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, check_registers, check_tiles
 from ...sim import current_profile, tiles_fit
 from ...sim.args import integer

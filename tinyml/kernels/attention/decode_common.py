@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from ...sim.jit import njit
 from ...sim import DTypeError, NonFiniteError, ShapeError, bits
 from ...sim.tiles import count_mma, count_vector, load_tile
 from .._contract import Operand, refuse_float32_overflow

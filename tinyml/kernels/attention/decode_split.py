@@ -57,9 +57,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import Device, check_registers, check_tiles, current_profile
 from ...sim.sram import REG
 from ...sim.counters import new_counters

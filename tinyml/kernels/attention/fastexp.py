@@ -25,8 +25,8 @@ a mask hides) give exactly 0: no denormals, as GPU kernels flush them.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ...sim.jit import njit
 from .._llvm import float32_from_bits, maxnum32
 
 _LOG2E = np.float32(1.44269504088896341)

@@ -32,9 +32,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, canonical, current_profile, nbytes
 from ...sim.counters import new_counters
 from ...sim.tiles import copy_rect, count_load_direct, count_store_direct

@@ -22,7 +22,8 @@ tile (i, j) is computed iff that span meets K/V block j (:func:`q_block_spans`,
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from ...sim.jit import njit
 
 
 @njit(cache=True)

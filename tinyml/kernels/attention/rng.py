@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit
+
+from ...sim.jit import njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

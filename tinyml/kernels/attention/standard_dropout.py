@@ -27,9 +27,9 @@ HBM traffic (``X = B H Nq Nk s``, the mask is ``B H Nq Nk`` bytes)::
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._counting import extent, stand_in
 from .flops import DROPOUT

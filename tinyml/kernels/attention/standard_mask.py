@@ -23,9 +23,9 @@ ceil(Nq/BR) Nk`` bytes of key padding mask), writes ``B H Nq Nk s``;
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
 from .._counting import extent, stand_in
 from .flops import MASK

@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from ...sim.jit import njit
 from ...sim import check_tiles, current_profile, tiles_bytes
 from ...sim.counters import new_counters
 from .._classes import blocks_to_walk, launch_counters

@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._counting import extent, stand_in
 from .flops import EXP, NORMALIZE, ROW_MAX, ROW_SUM, SOFTMAX_BWD

@@ -37,9 +37,9 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import FLOAT_DTYPES, DTypeError, MetaTensor, bits, canonical, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import bits, check_tiles, current_profile, nbytes, tile_budget, tiles_fit
 from ...sim.counters import new_counters
 from ...sim.tiles import store_tile

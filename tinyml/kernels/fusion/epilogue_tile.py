@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from ...sim.jit import njit
 from ...sim import DTypeError, ShapeError
 from ...sim.tiles import count_vector, load_tile
 from .._contract import operand

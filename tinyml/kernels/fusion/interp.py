@@ -18,8 +18,8 @@ NumPy), instead of Python's ZeroDivisionError.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ...sim.jit import njit
 from .ops import (ABS, ADD, CAUSAL, CONST, COPY, DIV, EXP, GELU, GT, LOG, LT, MAX, MIN, MUL, NEG, POW, RECIP,
                   RELU, RSQRT, SCALE, SIGMOID, SILU, SQRT, SQUARE, SUB, TANH, WHERE)
 

@@ -54,9 +54,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, check_tiles, current_profile, nbytes, tiles_bytes
 from ...sim.counters import new_counters
 from ...sim.tiles import count_store_direct, count_vector, load_tile, store_tile

@@ -25,9 +25,9 @@ HBM traffic (``s`` bytes per element; exact for any shape)::
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import FLOAT_DTYPES, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from ...sim.jit import njit
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
 from .._classes import edge_grid, launch_counters

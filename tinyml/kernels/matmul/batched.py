@@ -51,9 +51,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_mma, count_vector, load_tile, load_tile_t, store_tile

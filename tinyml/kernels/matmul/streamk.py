@@ -55,9 +55,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import current_profile
 from ...sim.counters import FLOPS_VECTOR, HBM_READ, SRAM_WRITE, new_counters
 from ...sim.tiles import count_mma, count_warp_reads, load_tile, store_tile

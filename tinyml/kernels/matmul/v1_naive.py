@@ -22,9 +22,9 @@ HBM traffic (``s`` = bytes per element of the logical dtype)::
 
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector
 from ...sim import TileConfigError
 from .._contract import block_size, ceil_div

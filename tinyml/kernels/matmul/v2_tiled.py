@@ -31,9 +31,9 @@ the tile product stays written out here, because it is this version's lesson.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.tiles import count_fma, load_tile, store_tile
 from .._counting import extent
 from ._launch import block_tile, prepare

@@ -26,9 +26,9 @@ HBM traffic (as v2, exact for any shape)::
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.tiles import count_mma, load_tile, store_tile
 from .._contract import blas_single_thread
 from .._counting import extent

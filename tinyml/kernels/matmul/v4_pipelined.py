@@ -45,9 +45,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import Issue, check_tiles, current_profile, tile_budget, tiles_fit
 from ...sim.sram import REG
 from ...sim import TileConfigError

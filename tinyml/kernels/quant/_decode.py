@@ -8,9 +8,8 @@ byte, ``e`` an element's index inside its group.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from ...sim import jit  # noqa: F401  (versioned Numba cache; before any @njit)
+from ...sim.jit import njit  # versioned Numba cache, one compile per argument type
 from ...sim.counters import FIRST_OPERAND, HBM_READ, SRAM_WRITE
 
 

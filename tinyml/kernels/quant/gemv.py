@@ -38,9 +38,9 @@ a multiple of g, ``ceil(Kp / BK)`` for one group per row split over tiles.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import Issue, MetaTensor, ShapeError, check_tiles, current_profile
 from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
 from .._contract import block_size, ceil_div

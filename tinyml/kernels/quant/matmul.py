@@ -41,9 +41,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import check_tiles, current_profile, nbytes
 from ...sim.counters import SRAM_READ, SRAM_WRITE
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile, tile_bytes

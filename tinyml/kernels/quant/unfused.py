@@ -21,9 +21,9 @@ vector FLOPs = N * K * (1 + m) (``m`` = 1 for schemes with a min).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import (FLOAT_DTYPES, DTypeError, MetaTensor, ShapeError, bits, canonical, check_tiles,
                    current_profile, tiles_bytes)
 from ...sim.counters import SRAM_READ, new_counters

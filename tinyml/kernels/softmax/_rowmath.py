@@ -11,7 +11,8 @@ exponent is then shifted by 0 instead (``shift``), so ``exp(-inf - 0) = 0``,
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from ...sim.jit import njit
 
 
 @njit(cache=True)

@@ -33,9 +33,9 @@ shifts by 0 instead, so the row comes out as zeros, never NaN.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._counting import extent
 from ._launch import prepare, resolve_tiles, run

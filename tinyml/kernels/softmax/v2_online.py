@@ -40,9 +40,9 @@ HBM traffic (exact for any shape)::
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.tiles import count_vector, load_tile
 from .._contract import ceil_div
 from .._counting import extent

@@ -29,9 +29,9 @@ HBM traffic (exact for any shape)::
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import TileConfigError
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._counting import extent

@@ -28,9 +28,9 @@ Linear-attention step (RWKV-style, per head), grid (batch, H)::
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, bits, current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_tile_load, count_vector, store_tile

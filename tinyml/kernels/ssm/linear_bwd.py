@@ -36,9 +36,9 @@ Per chunk of nc tokens: matmul FLOPs ``2 (3 nc^2 (d + dv) + 5 nc d dv)`` (sweep 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import ShapeError, current_profile
 from ...sim.counters import new_counters
 from ...sim.sram import REG

@@ -34,9 +34,9 @@ updates. The grid has only batch x H blocks: at small batch x heads most SMs idl
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import check_registers, check_tiles, current_profile, tiles_fit
 from ...sim.counters import new_counters
 from ...sim.sram import REG

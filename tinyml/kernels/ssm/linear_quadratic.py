@@ -25,9 +25,9 @@ HBM traffic (``r_i`` rows of q block i, ``c_j`` of kv block j)::
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.sram import REG
 from ...sim.tiles import count_mma, count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile

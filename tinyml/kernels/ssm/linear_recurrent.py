@@ -20,9 +20,9 @@ this is the slow way to train (:mod:`.linear_chunked` moves the work to matmuls)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim.sram import REG
 from ...sim.tiles import count_vector, load_tile, store_tile
 from .._classes import add_scaled, rep_count, rep_tile

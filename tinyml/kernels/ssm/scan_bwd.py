@@ -45,9 +45,9 @@ sum dh B 2, dB 2, dh abar 1.) Compare the naive backward, which would read the s
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import ShapeError, current_profile
 from ...sim.counters import new_counters
 from ...sim.sram import REG

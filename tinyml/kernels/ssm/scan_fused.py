@@ -40,9 +40,9 @@ about ``24 N / (3 s)``, 4N for fp16 inputs.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import current_profile
 from ...sim.args import flag
 from ...sim.counters import new_counters

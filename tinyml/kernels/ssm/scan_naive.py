@@ -33,9 +33,9 @@ states ``2 E``, readout ``2 E (+ 2 batch L D)``: the fused scan's ``6 E``, split
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import current_profile
 from ...sim.counters import new_counters
 from ...sim.sram import REG

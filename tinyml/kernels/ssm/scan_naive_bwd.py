@@ -51,9 +51,9 @@ also recomputes the forward.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import current_profile
 from ...sim.counters import new_counters
 from ...sim.tiles import count_load_direct, count_store_direct, count_vector

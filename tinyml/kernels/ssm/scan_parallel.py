@@ -38,9 +38,9 @@ pairs and writes one (24 bytes per state element), and the chunk's pairs must fi
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ...sim.jit import PARALLEL
+from ...sim.jit import PARALLEL, njit
 from ...sim import TileConfigError, current_profile
 from ...sim.args import choice, integer
 from ...sim.counters import SRAM_READ, SRAM_WRITE, new_counters

@@ -30,9 +30,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ....sim.jit import PARALLEL
+from ....sim.jit import PARALLEL, njit
 from ....sim import FLOAT_DTYPES, DTypeError, Reuse, ShapeError, current_profile, nbytes
 from ....sim.counters import new_counters
 from ....sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile

@@ -32,9 +32,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ....sim.jit import PARALLEL
+from ....sim.jit import PARALLEL, njit
 from ....sim import Reuse, current_profile, nbytes
 from ....sim.counters import SRAM_READ, SRAM_WRITE, new_counters
 from ....sim.tiles import count_load_direct, count_mma, count_store_direct, count_vector, load_tile, store_tile, tile_bytes

@@ -10,8 +10,8 @@ bytes) and records them as block classes (:mod:`tinyml.kernels._classes`).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ....sim.jit import njit
 from ....sim import current_profile
 from ....sim.classes import BlockClasses
 from ..._contract import block_size, ceil_div

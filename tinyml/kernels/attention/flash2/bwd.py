@@ -62,9 +62,9 @@ GQA group read the same K_j, V_j.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ....sim.jit import PARALLEL
+from ....sim.jit import PARALLEL, njit
 from ....sim import FLOAT_DTYPES, ShapeError, current_profile
 from ....sim.counters import new_counters
 from ....sim.tiles import (count_load_direct, count_mma, count_store_direct, count_vector, load_tile,

@@ -89,9 +89,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ....sim.jit import PARALLEL
+from ....sim.jit import PARALLEL, njit
 from ....sim import current_profile
 from ....sim.args import flag
 from ....sim.counters import new_counters
