@@ -47,7 +47,7 @@ from .._classes import add_scaled, launch_counters, rep_count, rep_tile
 from .._contract import blas_single_thread, clamp_note, operand
 from .._counting import extent
 from .linear_call import DUMMY2, OP_DO, OP_K, OP_Q, OP_V, prepare_linear
-from .linear_chunked import decay_mask, per_head_ids, resolve_chunk
+from .linear_chunked import decay_mask, per_head_ids, resolve_chunk, row_powers
 
 KERNEL = "linear_chunked_bwd"
 
@@ -56,19 +56,6 @@ def bwd_tiles(chunk: int, d: int, dv: int, dtype: str) -> dict:
     return {"Q_c, K_c": ((2, chunk, d), dtype), "V_c, dO_c": ((2, chunk, dv), dtype),
             "P, dP": ((2, chunk, chunk), "fp32", REG), "dQ/dK, dV": ((chunk, d + dv), "fp32", REG),
             "S or dS": ((d, dv), "fp32", REG)}
-
-
-@njit(cache=True)
-def _scales(nc, g, up, down):
-    """up[i] = g^(i+1), down[j] = g^(nc-1-j)."""
-    w = g
-    for i in range(nc):
-        up[i] = w
-        w *= g
-    w = 1.0
-    for j in range(nc - 1, -1, -1):
-        down[j] = w
-        w *= g
 
 
 @njit(parallel=PARALLEL, cache=True)
@@ -104,17 +91,14 @@ def _body(q, k, v, do, dq, dk, dv, decay, BT, H, N, D, DV, C, execute, ids, coun
             count_vector(nc * D + D * DV, step, 0)             # diag(g^(nc-1-j)) K, g^nc S
             count_mma(D, DV, nc, step, 0, elem_bits)           # K^T V
             if execute:
-                _scales(nc, g, up, down)
+                row_powers(nc, g, up, down)
                 kc, vc, dc = k_s[:nc], v_s[:nc], do_s[:nc]
                 dP = np.dot(dc, vc.T)
                 decay_mask(dP, nc, g)
-                gd = dc.copy()
-                kd = kc.copy()
-                for i in range(nc):
-                    gd[i] *= up[i]
-                    kd[i] *= down[i]
-                r_q[:nc] = np.dot(dP, kc) + np.dot(gd, S.T)
-                S[:, :] = S * np.float32(g ** nc) + np.dot(kd.T, vc)
+                gd = dc * up[:nc].reshape(nc, 1)               # diag(g^(i+1)) dO_c
+                kd = kc * down[:nc].reshape(nc, 1)             # diag(g^(nc-1-j)) K_c
+                np.add(np.dot(dP, kc), np.dot(gd, S.T), r_q[:nc])      # dQ_c, written into r_q
+                np.add(S * np.float32(g ** nc), np.dot(kd.T, vc), S)   # S = g^nc S + (g K_c)^T V_c, in place
             store_tile(r_q, nc, D, dq, r0, 0, execute, step, 0, elem_bits)
             add_scaled(counters, row, step, mult)
         if execute:
@@ -141,23 +125,18 @@ def _body(q, k, v, do, dq, dk, dv, decay, BT, H, N, D, DV, C, execute, ids, coun
             count_vector(D * DV + nc * D, step, 0)             # g^nc dS, diag(g^(i+1)) Q
             count_mma(D, DV, nc, step, 0, elem_bits)           # Q^T dO
             if execute:
-                _scales(nc, g, up, down)
+                row_powers(nc, g, up, down)
                 qc, kc, vc, dc = q_s[:nc], k_s[:nc], v_s[:nc], do_s[:nc]
                 P = np.dot(qc, kc.T)
                 decay_mask(P, nc, g)
                 dP = np.dot(dc, vc.T)
                 decay_mask(dP, nc, g)
-                a = np.dot(vc, S.T)                            # (nc, D)
-                bb = np.dot(kc, S)                             # (nc, DV)
-                for j in range(nc):
-                    a[j] *= down[j]
-                    bb[j] *= down[j]
-                r_q[:nc] = np.dot(dP.T, qc) + a
-                r_v[:nc] = np.dot(P.T, dc) + bb
-                gq = qc.copy()
-                for i in range(nc):
-                    gq[i] *= up[i]
-                S[:, :] = S * np.float32(g ** nc) + np.dot(gq.T, dc)
+                a = np.dot(vc, S.T) * down[:nc].reshape(nc, 1)    # (nc, D)
+                bb = np.dot(kc, S) * down[:nc].reshape(nc, 1)     # (nc, DV)
+                np.add(np.dot(dP.T, qc), a, r_q[:nc])             # dK_c
+                np.add(np.dot(P.T, dc), bb, r_v[:nc])             # dV_c
+                gq = qc * up[:nc].reshape(nc, 1)                  # diag(g^(i+1)) Q_c
+                np.add(S * np.float32(g ** nc), np.dot(gq.T, dc), S)   # dS = g^nc dS + (g Q_c)^T dO_c
             store_tile(r_q, nc, D, dk, r0, 0, execute, step, 0, elem_bits)
             store_tile(r_v, nc, DV, dv, r0, 0, execute, step, 0, elem_bits)
             add_scaled(counters, row, step, mult)

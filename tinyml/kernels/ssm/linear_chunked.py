@@ -91,6 +91,24 @@ def decay_mask(P, nc, g):
             P[i, j] = 0.0
 
 
+@njit(cache=True)
+def row_powers(nc, g, up, down):
+    """up[i] = g^(i+1), down[j] = g^(nc-1-j): the row scalings diag(g^(i+1)) and diag(g^(nc-1-j)).
+
+    The kernels scale rows by broadcasting (``qc * up[:nc].reshape(nc, 1)``) and write results with
+    ``np.add(a, b, out)`` rather than ``x[:n] = a + b`` or ``x[i] *= w``: Numba compiles a slice
+    assignment with an array on the right together with the text of its shape-mismatch error, which
+    took 2-6 s more per process than the arithmetic itself."""
+    w = g
+    for i in range(nc):
+        up[i] = w
+        w *= g
+    w = np.float32(1.0)
+    for j in range(nc - 1, -1, -1):
+        down[j] = w
+        w *= g
+
+
 @njit(parallel=PARALLEL, cache=True)
 def _body(q, k, v, o, decay, BT, H, N, D, DV, C, execute, ids, counters, elem_bits):
     # q, k: (BT*H*N, D); v, o: (BT*H*N, DV); decay: (H,)
@@ -104,6 +122,8 @@ def _body(q, k, v, o, decay, BT, H, N, D, DV, C, execute, ids, counters, elem_bi
         v_s = np.zeros((extent(C, execute), extent(DV, execute)), dtype=np.float32)
         S = np.zeros((extent(D, execute), extent(DV, execute)), dtype=np.float32)
         o_s = np.zeros((extent(C, execute), extent(DV, execute)), dtype=np.float32)
+        up = np.zeros(extent(C, execute), dtype=np.float32)
+        down = np.zeros(extent(C, execute), dtype=np.float32)
         step = np.zeros((1, counters.shape[1]), dtype=np.int64)
         for jr in range(rep_count(0, nch, execute)):
             c, mult = rep_tile(jr, 0, nch, execute)
@@ -124,18 +144,11 @@ def _body(q, k, v, o, decay, BT, H, N, D, DV, C, execute, ids, counters, elem_bi
                 qc, kc, vc = q_s[:nc], k_s[:nc], v_s[:nc]
                 P = np.dot(qc, kc.T)                             # (nc, nc)
                 decay_mask(P, nc, g)
-                qd = qc.copy()
-                kd = kc.copy()
-                w = g
-                for i in range(nc):
-                    qd[i] *= w                                   # g^(i+1)
-                    w *= g
-                w = 1.0
-                for j in range(nc - 1, -1, -1):
-                    kd[j] *= w                                   # g^(nc-1-j)
-                    w *= g
-                o_s[:nc] = np.dot(P, vc) + np.dot(qd, S)
-                S[:, :] = S * np.float32(g ** nc) + np.dot(kd.T, vc)
+                row_powers(nc, g, up, down)
+                qd = qc * up[:nc].reshape(nc, 1)                 # diag(g^(i+1)) Q_c
+                kd = kc * down[:nc].reshape(nc, 1)               # diag(g^(nc-1-j)) K_c
+                np.add(np.dot(P, vc), np.dot(qd, S), o_s[:nc])   # O = P V_c + (g Q_c) S, written into o_s
+                np.add(S * np.float32(g ** nc), np.dot(kd.T, vc), S)     # S = g^nc S + (g K_c)^T V_c, in place
             store_tile(o_s, nc, DV, o, r0, 0, execute, step, 0, elem_bits)
             add_scaled(counters, row, step, mult)
 

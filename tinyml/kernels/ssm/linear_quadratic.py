@@ -75,7 +75,7 @@ def _body(q, k, v, o, decay, BT, H, N, D, DV, BS, execute, ids, counters, elem_b
                     for bb in range(cols):
                         dist = (i * BS + a) - (j * BS + bb)
                         P[a, bb] = P[a, bb] * g ** dist if dist >= 0 else 0.0
-                o_s[:rows] += np.dot(P, v_s[:cols])
+                np.add(o_s[:rows], np.dot(P, v_s[:cols]), o_s[:rows])     # O += P V, in place (see linear_chunked.row_powers)
             add_scaled(counters, row, step, mult)
         store_tile(o_s, rows, DV, o, base + i * BS, 0, execute, counters, row, elem_bits)
 
