@@ -25,7 +25,10 @@ Each version is one file a reader can open alone; what they share sits beside th
 
 from __future__ import annotations
 
+import inspect
+
 from ...sim import TileConfigError
+from ...sim.errors import ArgumentError
 from .batched import bmm
 from .block_sizes import MatmulTiles, choose_tiles
 from .v1_naive import matmul_v1
@@ -48,6 +51,11 @@ def matmul(a, b, *, version: "int | str" = 3, dtype: str = "fp16", **block_sizes
     v = NAMES.get(version, version) if isinstance(version, str) else version
     if v not in VERSIONS:
         raise TileConfigError(f"unknown matmul version {version!r}; choose 1, 2, 3, 4 or one of {', '.join(NAMES)}")
+    accepted = [name for name in inspect.signature(VERSIONS[v]).parameters if name not in ("a", "b", "dtype")]
+    unknown = sorted(set(block_sizes) - set(accepted))
+    if unknown:
+        raise ArgumentError(f"matmul version {v} takes no {', '.join(map(repr, unknown))}; its keyword arguments are "
+                            f"dtype, {', '.join(accepted)} (pick the version with version=1..4)")
     return VERSIONS[v](a, b, dtype=dtype, **block_sizes)
 
 

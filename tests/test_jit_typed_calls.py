@@ -1,0 +1,76 @@
+"""tinyml.sim.jit.njit: a jitted helper compiles once per argument *type*, whatever constants its callers pass.
+
+Plain ``numba.njit`` types a constant argument at a call site from another jitted function by its value
+(``Literal[int](1)``) and compiles the callee once per value: the tile helpers were compiled 27-36 times
+each by the first tour. These tests fail if a helper is compiled per constant again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+import tinyml
+from tinyml.sim.counters import FIRST_OPERAND, new_counters
+from tinyml.sim.jit import TypedCallsDispatcher, njit
+from tinyml.sim.tiles import load_tile
+
+
+def test_a_helper_called_with_three_constants_compiles_once():
+    @njit
+    def helper(x, k):
+        return x + k
+
+    @njit
+    def one_and_two(x):
+        return helper(x, 1) + helper(x, 2)
+
+    @njit
+    def three(x):
+        return helper(x, 3)
+
+    assert one_and_two(1.0) == 5.0 and three(1.0) == 4.0
+    assert isinstance(helper, TypedCallsDispatcher)
+    assert [str(s) for s in helper.signatures] == ["(float64, int64)"]
+
+
+def test_a_helper_that_needs_the_constant_still_gets_it():
+    @njit
+    def pick(pair, i):
+        return pair[i]                 # a heterogeneous tuple indexes only with a constant
+
+    @njit
+    def second():
+        return pick((1, 2.5), 1)
+
+    assert second() == 2.5
+    assert any("Literal[int](1)" in str(s) for s in pick.signatures)
+
+
+def test_the_tile_helpers_compile_once_for_two_operands_and_two_bit_widths():
+    @njit
+    def load_two(src, dst, counters):
+        load_tile(src, 0, 0, 4, 4, dst, True, counters, 0, 1, 16)     # operand 1, fp16
+        load_tile(src, 0, 0, 4, 4, dst, True, counters, 0, 2, 32)     # operand 2, fp32
+
+    src, dst = np.ones((8, 8), np.float32), np.zeros((4, 4), np.float32)
+    counters = new_counters(1, n_operands=3)
+    load_two(src, dst, counters)
+    assert np.array_equal(dst, src[:4, :4])
+    assert counters[0, FIRST_OPERAND + 1] == 16 * 2 and counters[0, FIRST_OPERAND + 2] == 16 * 4
+    assert len(load_tile.signatures) >= 1
+    assert not [s for s in load_tile.signatures if "Literal" in str(s)], load_tile.signatures
+
+
+def test_every_jitted_function_in_tinyml_types_its_calls_this_way():
+    for info in pkgutil.walk_packages(tinyml.__path__, "tinyml."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    plain = [f"{name}.{attr}" for name, module in list(sys.modules.items()) if name.startswith("tinyml.")
+             for attr, obj in vars(module).items()
+             if isinstance(obj, CPUDispatcher) and not isinstance(obj, TypedCallsDispatcher)]
+    assert not plain, f"decorated with numba.njit instead of tinyml.sim.jit.njit: {plain}"
