@@ -10,13 +10,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
 import numpy as np
 from numba.core.registry import CPUDispatcher
 
 import tinyml
 from tinyml.sim.counters import FIRST_OPERAND, new_counters
-from tinyml.sim.jit import TypedCallsDispatcher, njit
+from tinyml.sim.jit import TypedCallsDispatcher, hashed_sources, njit
 from tinyml.sim.tiles import load_tile
 
 
@@ -66,11 +67,24 @@ def test_the_tile_helpers_compile_once_for_two_operands_and_two_bit_widths():
     assert not [s for s in load_tile.signatures if "Literal" in str(s)], load_tile.signatures
 
 
-def test_every_jitted_function_in_tinyml_types_its_calls_this_way():
+def tinyml_dispatchers() -> dict:
+    """Every jitted function tinyml defines, by qualified name."""
     for info in pkgutil.walk_packages(tinyml.__path__, "tinyml."):
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
-    plain = [f"{name}.{attr}" for name, module in list(sys.modules.items()) if name.startswith("tinyml.")
-             for attr, obj in vars(module).items()
-             if isinstance(obj, CPUDispatcher) and not isinstance(obj, TypedCallsDispatcher)]
+    return {f"{name}.{attr}": obj for name, module in list(sys.modules.items()) if name.startswith("tinyml.")
+            for attr, obj in vars(module).items() if isinstance(obj, CPUDispatcher)}
+
+
+def test_every_jitted_function_in_tinyml_types_its_calls_this_way():
+    found = tinyml_dispatchers()
+    assert len(found) > 50
+    plain = [name for name, obj in found.items() if not isinstance(obj, TypedCallsDispatcher)]
     assert not plain, f"decorated with numba.njit instead of tinyml.sim.jit.njit: {plain}"
+
+
+def test_the_cache_folder_changes_with_every_file_that_defines_a_jitted_function():
+    hashed = {p.resolve() for p in hashed_sources()}
+    missed = {name: obj.py_func.__code__.co_filename for name, obj in tinyml_dispatchers().items()
+              if Path(obj.py_func.__code__.co_filename).resolve() not in hashed}
+    assert not missed, f"an edit to these files would keep stale machine code in the cache: {missed}"

@@ -49,13 +49,19 @@ class NoCacheWarning(UserWarning):
     """No folder could hold Numba's cache: kernels compile again in every process."""
 
 
+def hashed_sources() -> list[Path]:
+    """The files whose edits start a fresh cache: every file that defines a jitted function."""
+    paths = [p for folder in ("sim", "kernels") for p in sorted((_ROOT / folder).rglob("*.py"))]
+    paths.append(_ROOT / "compiler" / "tensor" / "counting.py")    # the helpers generated kernels call
+    return paths
+
+
 def source_hash() -> str:
     """Hash of every source file whose functions get jitted, plus Numba's version."""
     h = hashlib.sha256(numba.__version__.encode())
-    for folder in ("sim", "kernels"):
-        for path in sorted((_ROOT / folder).rglob("*.py")):
-            h.update(path.relative_to(_ROOT).as_posix().encode())
-            h.update(path.read_bytes())
+    for path in hashed_sources():
+        h.update(path.relative_to(_ROOT).as_posix().encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
