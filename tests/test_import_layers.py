@@ -11,6 +11,7 @@ import keeps from breaking, and one of them should move (see docs/architecture.m
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "tinyml"
@@ -65,7 +66,11 @@ def _imports(module: str) -> tuple[set, list]:
     return top, inner
 
 
-GRAPH = {m: _imports(m) for m in MODULES}
+@functools.cache
+def graph() -> dict:
+    """{module: (module-level imports, function-level imports)}, parsed on first use (not at collection,
+    which every pytest worker does)."""
+    return {m: _imports(m) for m in MODULES}
 
 
 def _reaches(start: str, goal: str) -> "list[str] | None":
@@ -73,7 +78,7 @@ def _reaches(start: str, goal: str) -> "list[str] | None":
     seen, stack = {start}, [[start]]
     while stack:
         chain = stack.pop()
-        for nxt in GRAPH[chain[-1]][0]:
+        for nxt in graph()[chain[-1]][0]:
             if nxt == goal:
                 return chain + [nxt]
             if nxt not in seen:
@@ -84,7 +89,7 @@ def _reaches(start: str, goal: str) -> "list[str] | None":
 
 def test_no_import_cycle_hides_behind_a_function_level_import():
     cycles = []
-    for module, (_, inner) in GRAPH.items():
+    for module, (_, inner) in graph().items():
         for func, target in inner:
             if target == module:
                 continue
@@ -97,15 +102,15 @@ def test_no_import_cycle_hides_behind_a_function_level_import():
 
 def test_the_scan_sees_imports_and_cycles():
     """The scan finds what it should: module-level and function-level imports, and a planted cycle."""
-    top, _ = GRAPH["tinyml.kernels.attention.kv_cache"]
+    top, _ = graph()["tinyml.kernels.attention.kv_cache"]
     assert "tinyml.kernels.attention.decode" in top
-    _, inner = GRAPH["tinyml.kernels.attention.flash"]        # FlashAttention-1 loads on first use
+    _, inner = graph()["tinyml.kernels.attention.flash"]        # FlashAttention-1 loads on first use
     assert ("flash_attention", "tinyml.kernels.attention.flash1") in inner
     kv, common = "tinyml.kernels.attention.kv_cache", "tinyml.kernels.attention.decode_common"
     assert _reaches(common, kv) is None and _reaches(kv, kv) is None
-    saved = GRAPH[common]
+    saved = graph()[common]
     try:                                                       # plant decode_common -> kv_cache
-        GRAPH[common] = (saved[0] | {kv}, saved[1])
+        graph()[common] = (saved[0] | {kv}, saved[1])
         assert _reaches(kv, kv) in ([kv, common, kv], [kv, "tinyml.kernels.attention.decode", common, kv])
     finally:
-        GRAPH["tinyml.kernels.attention.decode_common"] = saved
+        graph()["tinyml.kernels.attention.decode_common"] = saved
