@@ -90,11 +90,29 @@ def same_records(r1, r2):
         assert getattr(r1, f) == getattr(r2, f), f
 
 
-@pytest.mark.parametrize("name", sorted(STRUCTURES))
+#: structures with an unrolled or vectorized loop, whose trip count is written into the source
+#: (codegen.trip): every example with a new extent compiles a new kernel (2-3 s), so the ci
+#: profile runs two examples of these and four of the others (which compile once whatever the sizes)
+UNROLLED = ("cpu_rows", "threads")
+SIZES = dict(m=st.integers(1, 40), n=st.integers(1, 40), k=st.integers(1, 40),
+             bm=st.integers(1, 17), bn=st.integers(1, 17), bk=st.integers(1, 17), seed=st.integers(0, 2 ** 16))
+
+
+@pytest.mark.parametrize("name", sorted(set(STRUCTURES) - set(UNROLLED)))
 @settings(max_examples=examples(4))
-@given(m=st.integers(1, 40), n=st.integers(1, 40), k=st.integers(1, 40),
-       bm=st.integers(1, 17), bn=st.integers(1, 17), bk=st.integers(1, 17), seed=st.integers(0, 2 ** 16))
+@given(**SIZES)
 def test_random_schedules_equal_the_reference_and_count_what_they_execute(name, m, n, k, bm, bn, bk, seed):
+    check_random_schedule(name, m, n, k, bm, bn, bk, seed)
+
+
+@pytest.mark.parametrize("name", UNROLLED)
+@settings(max_examples=examples(2))
+@given(**SIZES)
+def test_random_unrolled_schedules_equal_the_reference_and_count_what_they_execute(name, m, n, k, bm, bn, bk, seed):
+    check_random_schedule(name, m, n, k, bm, bn, bk, seed)
+
+
+def check_random_schedule(name, m, n, k, bm, bn, bk, seed):
     f = matmul(m, n, k)
     sch = Schedule(f)
     STRUCTURES[name](sch, bm, bn, bk)
@@ -243,11 +261,24 @@ def test_valid_counts_the_points_of_a_region_inside_the_axis(exts, data):
     assert valid(limit, e, s) == brute
 
 
-@pytest.mark.parametrize("name", ["naive", "mma", "threads"])
+EPILOGUE_SIZES = dict(m=st.integers(1, 30), n=st.integers(1, 30), k=st.integers(1, 30), bm=st.integers(1, 9),
+                     bn=st.integers(1, 9), bk=st.integers(1, 9), seed=st.integers(0, 2 ** 16))
+
+
+@pytest.mark.parametrize("name", ["naive", "mma"])
 @settings(max_examples=examples(4))
-@given(m=st.integers(1, 30), n=st.integers(1, 30), k=st.integers(1, 30), bm=st.integers(1, 9),
-       bn=st.integers(1, 9), bk=st.integers(1, 9), seed=st.integers(0, 2 ** 16))
+@given(**EPILOGUE_SIZES)
 def test_bias_relu_epilogue_runs_once_per_finished_output(name, m, n, k, bm, bn, bk, seed):
+    check_bias_relu(name, m, n, k, bm, bn, bk, seed)
+
+
+@settings(max_examples=examples(2))          # unrolled: a kernel per example (see UNROLLED)
+@given(**EPILOGUE_SIZES)
+def test_bias_relu_epilogue_runs_once_per_finished_output_unrolled(m, n, k, bm, bn, bk, seed):
+    check_bias_relu("threads", m, n, k, bm, bn, bk, seed)
+
+
+def check_bias_relu(name, m, n, k, bm, bn, bk, seed):
     f = matmul(m, n, k, bias=True, relu=True)
     sch = Schedule(f)
     STRUCTURES[name](sch, bm, bn, bk)
