@@ -15,11 +15,14 @@ resource ties in the limiter.
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
+from strategies import examples
 from tinyml.sim import Issue, Reuse, kernel_cost, load_device, occupancy, waves_for
 from tinyml.sim.classes import BlockClasses
 from tinyml.sim.cost import _Segments, occupancy_limit, occupancy_limits, schedule, sm_time
@@ -355,6 +358,38 @@ def test_schedule_equal_and_uneven_blocks():
     seg = _Segments(np.array([0]), np.array([1]), np.array([0]), np.array([0]))
     makespan, used = schedule(seg, np.array([2.5]), mark[:1], 3, n_waves=1)
     assert makespan == 2.5 and used.tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def heap_schedule(length, duration, times, n_slots):
+    """List scheduling the plain way: a heap of (free time, arrival order, slot), one pop and push per block."""
+    heap = [(0.0, i, i) for i in range(n_slots)]
+    used = np.zeros((n_slots, times.shape[1]))
+    arrivals = n_slots
+    for s, n in enumerate(length):
+        for _ in range(n):
+            free, _, slot = heapq.heappop(heap)
+            used[slot] += times[s]
+            heapq.heappush(heap, (free + duration[s], arrivals, slot))
+            arrivals += 1
+    busy = np.zeros(n_slots)
+    for free, _, slot in heap:
+        busy[slot] = free
+    return busy, used
+
+
+@settings(max_examples=examples(60))
+@given(data=st.data(), n_slots=st.integers(1, 24), ties=st.booleans())
+def test_the_ring_schedules_each_block_as_a_heap_would(data, n_slots, ties):
+    """Bit for bit, whichever side of the ring the insertions shift: a few duration values (ties) or
+    any, short runs or long; earlier-freed slots first among equals."""
+    n_seg = data.draw(st.integers(1, 12))
+    length = np.array(data.draw(st.lists(st.integers(1, 40), min_size=n_seg, max_size=n_seg)))
+    values = st.sampled_from([0.5, 1.0, 1.05, 2.0]) if ties else st.floats(0.01, 3.0)
+    duration = np.array(data.draw(st.lists(values, min_size=n_seg, max_size=n_seg)))
+    times = np.arange(n_seg * 4, dtype=np.float64).reshape(n_seg, 4) % 7 + 1
+    busy, used = list_schedule(length, duration, times, n_slots)
+    want_busy, want_used = heap_schedule(length, duration, times, n_slots)
+    assert np.array_equal(busy, want_busy) and np.array_equal(used, want_used)
 
 
 def test_schedule_of_equal_blocks_is_the_closed_form():

@@ -16,6 +16,9 @@ import numpy as np
 from numba.core.registry import CPUDispatcher
 
 import tinyml
+from tinyml.kernels.matmul import matmul
+from tinyml.kernels.quant import QuantizedTensor
+from tinyml.sim import Profile, meta
 from tinyml.sim.counters import FIRST_OPERAND, new_counters
 from tinyml.sim.jit import TypedCallsDispatcher, hashed_sources, njit
 from tinyml.sim.tiles import load_tile
@@ -88,3 +91,45 @@ def test_the_cache_folder_changes_with_every_file_that_defines_a_jitted_function
     missed = {name: obj.py_func.__code__.co_filename for name, obj in tinyml_dispatchers().items()
               if Path(obj.py_func.__code__.co_filename).resolve() not in hashed}
     assert not missed, f"an edit to these files would keep stale machine code in the cache: {missed}"
+
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` read-only, as a compiled graph keeps its weights."""
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def input_flags(body, positions) -> set:
+    """For every signature ``body`` has in this process: whether each input position is read-only."""
+    return {tuple(sig[i].mutable for i in positions) for sig in body.signatures}
+
+
+def test_graph_kernels_get_their_inputs_read_only_whoever_calls_them():
+    """A user's writable arrays, a graph's frozen weights and counting's stand-ins reach each body with the
+    same signature (writability is part of it): the body compiles once, not two or three times."""
+    from tinyml.kernels.fusion import epilogue, layernorm, matmul_epilogue
+    from tinyml.kernels.fusion.layernorm import layernorm_fused
+    from tinyml.kernels.matmul import v3_mma
+    from tinyml.kernels.quant import Int8PerChannel, matmul as qmatmul, quantize, quantized_matmul
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((6, 8)).astype(np.float32), rng.standard_normal((8, 5)).astype(np.float32)
+    bias, res = rng.standard_normal(5).astype(np.float32), rng.standard_normal((6, 5)).astype(np.float32)
+    g, beta = np.ones(8, np.float32), np.zeros(8, np.float32)
+    q = quantize(rng.standard_normal((5, 8)).astype(np.float32), Int8PerChannel())
+    with Profile("a100-80gb"):
+        for x, w in ((a, b), (frozen(a), frozen(b)), (meta(a.shape), meta(b.shape))):
+            matmul(x, w, version=3, block_m=16, block_n=16, block_k=16)
+            matmul_epilogue(x, w, activation="relu")                                   # no bias, no residual
+            layernorm_fused(x, frozen(g) if isinstance(x, np.ndarray) else meta(g.shape),
+                            beta if isinstance(x, np.ndarray) else meta(beta.shape))
+        matmul_epilogue(a, frozen(b), bias=frozen(bias), residual=res)
+        matmul_epilogue(frozen(a), b, bias=bias)
+        quantized_matmul(a, q)
+        quantized_matmul(frozen(a), q, bias=frozen(bias))
+        quantized_matmul(meta(a.shape), QuantizedTensor.meta(q.shape, q.scheme))
+    assert input_flags(v3_mma._body, (0, 1)) == {(False, False)}
+    assert input_flags(epilogue._body, (0, 1, 3, 4)) == {(False,) * 4}
+    assert input_flags(layernorm._body, (0, 1, 2)) == {(False,) * 3}
+    assert input_flags(qmatmul._body, (0, 1)) == {(False, False)}

@@ -48,7 +48,7 @@ from ...sim import bits, check_tiles, current_profile, nbytes, tile_budget, tile
 from ...sim.counters import new_counters
 from ...sim.tiles import store_tile
 from .._contract import blas_single_thread, block_size, ceil_div, same_mode
-from .._counting import extent, stand_in
+from .._counting import extent, input_array, stand_in
 from .._mma import sgemm
 from .._classes import edge_grid, launch_counters
 from ..matmul._launch import block_tile, prepare
@@ -191,7 +191,7 @@ def matmul_epilogue(a, b, *, bias=None, activation: "str | None" = None, residua
     bias2d, res2d, *program_args = epi.args(ex)
     gemm = sgemm()                   # load SciPy's BLAS first, so blas_single_thread pins it too
     with blas_single_thread():
-        _body(call.a.data if ex else stand_in(2), call.b.data if ex else stand_in(2), y if ex else stand_in(2), bias2d, res2d,
+        _body(input_array(call.a.data), input_array(call.b.data), y if ex else stand_in(2), bias2d, res2d,
               call.m, call.n, call.k, t.block_m, t.block_n, t.block_k, ex, ids, counters, bits(call.dtype), gemm,
               *program_args)
 

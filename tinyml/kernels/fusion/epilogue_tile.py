@@ -25,7 +25,7 @@ from ...sim.jit import njit
 from ...sim import DTypeError, ShapeError
 from ...sim.tiles import count_vector, load_tile
 from .._contract import operand
-from .._counting import extent, stand_in
+from .._counting import extent, input_array
 from .interp import run_program
 from .ops import OPS
 from .errors import ProgramError
@@ -122,8 +122,8 @@ class Epilogue:
             code, consts = self.program.encode()
             n_slots, out_slot, flops = self.program.n_slots, self.program.output, self.program.flops_per_element
         B, R = self.bias, self.residual
-        bias2d = B.data.reshape(1, -1) if execute and B is not None else stand_in(2)                # (1, N)
-        res2d = R.data if execute and R is not None else stand_in(2)                                # (M, N)
+        bias2d = input_array(B.data.reshape(1, -1) if execute and B is not None else None)          # (1, N)
+        res2d = input_array(R.data if execute and R is not None else None)                          # (M, N)
         bias_slot = 1 if B is not None else -1
         res_slot = 1 + (B is not None) if R is not None else -1
         return bias2d, res2d, code, consts, n_slots, out_slot, flops, bias_slot, res_slot

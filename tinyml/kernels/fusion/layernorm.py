@@ -62,7 +62,7 @@ from ...sim.counters import new_counters
 from ...sim.tiles import count_store_direct, count_vector, load_tile, store_tile
 from .._classes import blocks_to_walk, launch_counters
 from .._contract import block_size, ceil_div, operand, same_mode
-from .._counting import extent, stand_in
+from .._counting import extent, input_array, stand_in
 from .elementwise import fused_elementwise, pow2
 from .errors import FusionError
 from .reduce import row_reduce
@@ -188,7 +188,7 @@ def layernorm_fused(x, gamma, beta, *, eps: float = 1e-5, dtype: str = "fp16", b
     grid = (ceil_div(rows, tiles.block_rows),)
     ids, run_class, run_length = blocks_to_walk(grid[0], 1, ex)      # counting: the first and the last block
     counters = new_counters(len(ids), n_operands=3)
-    _body(X.data if ex else stand_in(2), G.data.reshape(1, -1) if ex else stand_in(2), B.data.reshape(1, -1) if ex else stand_in(2),
+    _body(input_array(X.data), input_array(G.data.reshape(1, -1) if ex else None), input_array(B.data.reshape(1, -1) if ex else None),
           y if ex else stand_in(2), mean if ex and return_stats else stand_in(1), rstd if ex and return_stats else stand_in(1),
           rows, cols, tiles.block_rows, np.float32(eps), return_stats, ex, ids, counters, bits(X.dtype))
     prof.record("layernorm_fused", grid, launch_counters(counters, ex, run_class, run_length), dtype=X.dtype,

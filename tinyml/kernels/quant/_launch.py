@@ -10,7 +10,7 @@ from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, TileConfigError, bits, 
 from ...sim.counters import new_counters
 from .._classes import edge_grid, launch_counters
 from .._contract import Operand, ceil_div, operand
-from .._counting import stand_in
+from .._counting import input_array, stand_in
 from .scheme import Layout
 from .tensor import QuantizedTensor
 
@@ -43,7 +43,7 @@ class QuantCall:
                 lay.block_bytes, self.w.levels())
 
     def weight_bytes(self) -> np.ndarray:
-        return self.w.data if self.execute else stand_in(2, np.uint8)
+        return input_array(self.w.data if self.execute else None, 2, np.uint8)
 
 
 def check_qweight(qweight, kernel: str) -> QuantizedTensor:

@@ -44,7 +44,7 @@ from ...sim.jit import PARALLEL, njit
 from ...sim import Issue, MetaTensor, ShapeError, check_tiles, current_profile
 from ...sim.tiles import count_load_direct, count_vector, load_tile, store_tile
 from .._contract import block_size, ceil_div
-from .._counting import extent, stand_in
+from .._counting import extent, input_array
 from ..fusion.epilogue_tile import Epilogue, finish_tile
 from ..fusion.program import Program
 from ._decode import group_dot, half, tile_groups
@@ -140,7 +140,7 @@ def quantized_gemv(x, qweight, *, bias=None, activation: "str | None" = None, re
     sram = check_tiles(dev, gemv_sram_tiles(bn, bk, call.dtype, has_b, has_r), kernel="quantized_gemv",
                        suggest=lambda: f"Try block_k={choose_block_k(call, bn, unit)} or a smaller block_n")
     grid = (ceil_div(call.n, bn),)
-    x_data = call.x.data if call.execute else stand_in(2)
+    x_data = input_array(call.x.data)
 
     def args(out, ids, counters):
         y2 = out.reshape(1, call.n) if call.execute else out           # (1, N)
