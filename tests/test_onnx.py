@@ -108,10 +108,10 @@ def reference(model, fast_pools: bool = False):
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 MODELS = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
           "squeezenet", "vgg19", "zfnet512"]
-#: the three most expensive models run with `pytest -m slow` (VGG19: 143M weights; DenseNet-121: 120 convolutions;
-#: ZFNet-512: AlexNet's operators on larger feature maps); the six others hold every operator they use (checked
-#: by test_the_default_run_covers_every_operator_of_the_light_models)
-SLOW_MODELS = ("densenet121", "vgg19", "zfnet512")
+#: the five most expensive models run with `pytest -m slow` (VGG19: 143M weights; DenseNet-121: 120 convolutions;
+#: ZFNet-512 and AlexNet: large fully connected layers; ResNet-50: 53 convolutions); the four others hold every
+#: operator the nine use (checked by test_the_default_run_covers_every_operator_of_the_light_models)
+SLOW_MODELS = ("bvlc_alexnet", "densenet121", "resnet50", "vgg19", "zfnet512")
 MODEL_PARAMS = [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_MODELS else m for m in MODELS]
 
 
@@ -232,7 +232,7 @@ def test_light_model_matches_onnx_reference(name):
         assert float(np.abs(ref[-1] - ref[-1].mean()).max()) > 1e-3
 
 
-@pytest.mark.parametrize("name", ["resnet50", "shufflenet", "squeezenet"])
+@pytest.mark.parametrize("name", [pytest.param("resnet50", marks=pytest.mark.slow), "shufflenet", "squeezenet"])
 def test_imported_graph_fuses_and_keeps_its_meaning(name):
     """The passes work on imported graphs: fused == unfused; every batch-norm mul/add and ReLU joins
     the kernel of the convolution (or pool) before it, so no elementwise op is a kernel of its own."""
