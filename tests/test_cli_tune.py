@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tinyml.cli import main
 
 SHAPE = ["--m", "64", "--n", "64", "--k", "64"]
@@ -37,7 +35,6 @@ def test_tune_matmul_json_compares_with_the_hand_tiles(capsys, tmp_path):
     assert again["trials"] == 12 and len(log.read_text().splitlines()) == 12        # resumed, 4 more
 
 
-@pytest.mark.xdist_group("conv_tune")        # lab 12's checker tunes the same conv kernels
 def test_tune_table_and_show(capsys, tmp_path):
     log = tmp_path / "t.jsonl"
     assert main(["tune", "conv2d", "--channels", "8", "--size", "8", "--filters", "16", "--device", "toy",

@@ -42,13 +42,9 @@ def test_checker_accepts_the_reference_solution(number):
     assert out["passed"] is True and out["counts"][OK] == len(report.results)
 
 
-def numbers(slow: tuple = (), groups: "dict | None" = None) -> list:
-    """Every lab's number as a parameter, those in ``slow`` marked slow (`pytest -m slow`; CI runs them), those in
-    ``groups`` kept on one pytest worker with the tests that compile the same kernels (``xdist_group``)."""
-    marks = {n: [pytest.mark.slow] if n in slow else [] for n in NUMBERS}
-    for n, group in (groups or {}).items():
-        marks[n].append(pytest.mark.xdist_group(group))
-    return [pytest.param(n, marks=marks[n]) if marks[n] else n for n in NUMBERS]
+def numbers(slow: tuple = ()) -> list:
+    """Every lab's number as a parameter, those in ``slow`` marked slow (`pytest -m slow`; CI runs them)."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in NUMBERS]
 
 
 #: lab 12 tunes (XGBoost fits, hundreds of simulated trials): about 30 CPU s over these two tests, which CI's
@@ -201,7 +197,7 @@ def test_lab_runs_in_smoke_mode(number, capfd):
     assert f"Lab {number}:" in out and "not attempted" in out
 
 
-@pytest.mark.parametrize("number", numbers(slow=LAB12, groups={11: "conv_mma_example"}))
+@pytest.mark.parametrize("number", numbers(slow=LAB12))
 def test_solution_runs_in_smoke_mode(number, monkeypatch, capsys):
     """Every cell of the reference solution runs (in this process: test_lab_runs_in_smoke_mode starts
     each lab as its own script, `tinyml lab run N --smoke`), and its last cell, the checker on the
@@ -294,7 +290,6 @@ def test_lab11_conv_schedule_without_tensorize_is_diagnosed(tmp_path):
     assert "target is 1.25x" in msg and "library call's idealised" in msg
 
 
-@pytest.mark.xdist_group("conv_tune")
 def test_lab12_wrong_answers_say_what_is_wrong(tmp_path):
     path = tmp_path / "my_lab12.py"
     text = get_lab(12).path.read_text()

@@ -30,7 +30,6 @@ def run_both(func, sch, seed=0):
     return y, func.reference(x, w), prof.records
 
 
-@pytest.mark.xdist_group("implicit_gemm")      # both compile the same ResNet layer kernel
 @settings(max_examples=examples(2))          # each example a new conv kernel to compile (5-6 s); deep runs 1,000
 @given(n=st.integers(1, 2), c=st.integers(1, 6), hw=st.integers(3, 10), f=st.integers(1, 6), k=st.sampled_from([1, 3]),
        stride=st.integers(1, 2), pad=st.integers(0, 1), bf=st.integers(1, 4), by=st.integers(1, 4),
@@ -61,7 +60,6 @@ def test_pointwise_layer_bytes_equal_the_closed_form(dtype):
     assert r.grid == (n * math.ceil(f / bf) * math.ceil(h / by),)
 
 
-@pytest.mark.xdist_group("implicit_gemm")      # both compile the same ResNet layer kernel
 def test_every_resnet50_layer_is_correct_at_batch_1():
     """All 23 distinct conv layers of ResNet-50, full spatial sizes, batch 1, with the shipped tiles."""
     assert sum(row[-1] for row in RESNET50_CONVS) == 53
