@@ -14,6 +14,7 @@ from strategies import (ELEM_BYTES, any_devices, block_sizes, logical_dtypes, ma
 from tinyml.kernels import reference
 from tinyml.kernels.matmul import matmul, matmul_v1, matmul_v2, matmul_v3
 from tinyml.sim import MetaTensor, Profile, load_device, meta
+from tinyml.sim.errors import ArgumentError
 
 pytestmark = pytest.mark.usefixtures("warm_kernels")
 
@@ -105,6 +106,12 @@ def test_versions_by_name_and_direct_functions():
             np.testing.assert_array_equal(fn(a, b), expected)
         assert prof.records[0].name == prof.records[1].name
 
+
+
+@pytest.mark.parametrize("version, takes", [(3, "block_m, block_n, block_k"), (4, "block_m, block_n, block_k, schedule")])
+def test_a_keyword_the_version_does_not_take_is_refused_with_the_ones_it_does(version, takes):
+    with pytest.raises(ArgumentError, match=rf"matmul version {version} takes no 'variant'.*dtype, {takes}"):
+        matmul(meta((8, 8)), meta((8, 8)), version=version, variant="tiled")
 
 # ---- counting mode == executing mode ---------------------------------------------------------
 
