@@ -60,7 +60,7 @@ from numba import prange
 from ...sim.jit import PARALLEL, njit
 from ...sim import current_profile
 from ...sim.counters import FLOPS_VECTOR, HBM_READ, SRAM_WRITE, new_counters
-from ...sim.tiles import count_mma, count_warp_reads, load_tile, store_tile
+from ...sim.tiles import copy_rect, count_mma, count_warp_reads, load_tile, store_tile
 from .._classes import launch_counters
 from .._contract import ceil_div
 from .._counting import extent, stand_in
@@ -204,7 +204,7 @@ def _body(a, b, c, ws, held, M, N, K, BM, BN, BK, WM, WN, ITERS, SK_TILES, SK_BL
                 counters[row, FLOPS_VECTOR] += peers * rows * cols
                 store_tile(acc, rows, cols, c, r0, c0, False, counters, row, elem_bits)   # written by _fixup
                 if execute:
-                    held[t, :, :] = acc                 # the accumulators it keeps while it waits
+                    copy_rect(acc, 0, 0, rows, cols, held[t], 0, 0)     # the accumulators it keeps while it waits
             else:                         # the whole tile
                 store_tile(acc, rows, cols, c, r0, c0, execute, counters, row, elem_bits)
             it = stop
@@ -223,7 +223,7 @@ def _fixup(c, ws, held, M, N, BM, BN, ITERS, SK_TILES, Q, R):
         out = held[t, :rows, :cols].copy()
         for j in range(first + 1, last + 1):
             out += ws[j, :rows, :cols]
-        c[r0:r0 + rows, c0:c0 + cols] = out
+        copy_rect(out, 0, 0, rows, cols, c, r0, c0)      # (a slice assignment: Numba compiles its error text, 4 s)
 
 
 def _classes(plan: StreamKPlan, gm: int, gn: int):
