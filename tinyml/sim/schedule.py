@@ -9,7 +9,8 @@ Blocks come as *segments*: ``length[s]`` consecutive blocks that each take
 ``duration[s]`` and use ``times[s]`` of each resource (a run of one block
 class, cut at wave boundaries). The loop still places every block, but memory stays
 O(segments + slots), never O(blocks), and a block costs O(1) time while durations are
-near-uniform (a sorted ring instead of a heap), O(log slots) plus a few moves otherwise.
+near-uniform (a sorted ring instead of a heap), otherwise O(log slots) plus moving the shorter
+side of the ring by one.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ updated in place in HBM.
 
 from __future__ import annotations
 
-
 from ...sim.jit import njit  # versioned Numba cache, one compile per argument type
 from ...sim.counters import HBM_READ, HBM_WRITE, SRAM_READ, SRAM_WRITE
 from ...sim.tiles import tile_bytes

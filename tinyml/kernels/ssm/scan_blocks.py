@@ -7,7 +7,6 @@ loads ``u`` and ``delta`` (nt x nd) and ``B`` and ``C`` (nt x N) from HBM.
 
 from __future__ import annotations
 
-
 from ...sim.jit import njit
 from ...sim.tiles import count_tile_load
 from .scan_call import OP_B, OP_C, OP_DELTA, OP_U
