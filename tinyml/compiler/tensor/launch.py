@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ...kernels._contract import blas_single_thread, operand, same_mode
-from ...kernels._counting import stand_in
+from ...kernels._counting import input_array, stand_in
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_tiles, current_profile
 from ...sim.args import flag
 from ...sim.counters import new_counters
@@ -205,10 +205,7 @@ def kernel_arrays(inputs: list, out: np.ndarray) -> list:
     are not): a kernel never writes its inputs, and Numba compiles one machine code per signature,
     writability included, so this keeps it to one per nest, shared by both modes.
     """
-    views = [a.view() for a in inputs]
-    for v in views:
-        v.flags.writeable = False
-    return views + [out]
+    return [input_array(a) for a in inputs] + [out]
 
 
 def counting_arrays(func: PrimFunc) -> list:
