@@ -25,8 +25,12 @@ def run_both(func, sch, seed=0):
     w = rng.standard_normal(func.inputs[1].shape).astype(np.float32)
     kern = build(sch, parallel=False)
     with Profile("a100-40gb") as prof:
+        kern(meta(x.shape, "fp32"), meta(w.shape, "fp32"))     # a new structure: its source, interpreted
         y = kern(x, w)
-        kern(meta(x.shape, "fp32"), meta(w.shape, "fp32"))
+        kern(meta(x.shape, "fp32"), meta(w.shape, "fp32"))     # the machine code executing compiled
+    first = prof.records.pop(0)
+    for fld in FIELDS:
+        assert getattr(first, fld) == getattr(prof.records[1], fld), f"interpreted vs compiled count: {fld}"
     return y, func.reference(x, w), prof.records
 
 

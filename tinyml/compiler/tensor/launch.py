@@ -15,6 +15,15 @@ re-costing a schedule with other tile sizes costs no compile::
     k = build(sch)              # Kernel: k.source, k.params
     with Profile("a100-40gb") as prof:
         k(meta((4096, 4096)), meta((4096, 4096)))     # counting mode: walks the tile loops only
+
+Two tiers, as a JIT with an interpreter in front of it has: compiling a nest costs 1-6 s of
+CPU, while counting walks only the tile loops, a few microseconds per step in plain Python.
+So a *short* counting walk (at most :data:`INTERPRETED_STEPS` steps, :func:`walk_steps`) of a
+nest not yet compiled in this process runs the generated function's Python source, the same
+text (the tile helpers it calls stay compiled); executing mode, and every longer walk, runs
+the machine code. The counts are the same either way (tested: interpreted, compiled and
+executing). A tuner counting each candidate one block per class walks a few hundred steps,
+so trying a new loop structure costs milliseconds, not a compile.
 """
 
 from __future__ import annotations
@@ -35,13 +44,19 @@ from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_
 from ...sim.args import flag
 from ...sim.counters import new_counters
 from ...sim.jit import parallel_kernels
-from .codegen import generate
+from .codegen import count_depth, generate
 from .errors import BindError, TensorProgramError
 from .limits import MAX_THREADS_PER_BLOCK
 from .ir import Nest, PrimFunc, access_axes
 
 _COMPILED: dict = {}        # source text -> jitted kernel
 _HERE = Path(__file__).resolve().parent
+
+#: The longest counting walk (:func:`walk_steps`) run as plain Python rather than compiled. A
+#: step costs 2-40 us interpreted (measured on one core: tile loads 2-4 us, a block's region
+#: arithmetic up to 40 us), so the longest such walk takes well under a second, where compiling
+#: the nest takes 1-6 s.
+INTERPRETED_STEPS = 20_000
 
 
 def _module_dir() -> Path:
@@ -181,21 +196,51 @@ class Kernel:
             prof.hbm.track(op.obj, op.name, op.dtype)
         out = prof.hbm.new_tensor(f.output.name, f.output.shape, f.output.dtype, execute)
         arrays = kernel_arrays([op.data for op in ops], out) if execute else counting_arrays(f)
-        counters = new_counters(math.prod(self.nest.loops[i].extent for i in self.outer), n_operands=len(ops))
-        fn = compile_source(self.source)
-        if self.tensorized:
-            from ...kernels._mma import sgemm
-
-            gemm = sgemm()                 # load SciPy's BLAS first, so blas_single_thread pins it too
-            with blas_single_thread():
-                fn(*arrays, self.params, execute, counters, gemm)
-        else:
-            fn(*arrays, self.params, execute, counters, 0)
+        rows = math.prod(self.nest.loops[i].extent for i in self.outer)
+        counters = new_counters(rows, n_operands=len(ops))
+        self.run(arrays, self.params, execute, counters, rows)
         if not self.is_grid:               # a parallel CPU loop: its iterations are one block's work
             counters = counters.sum(axis=0, keepdims=True)
         prof.record(self.name, self.grid, counters, dtype=f.dtype, sram_per_block=sram, panels=self.panels(),
                     regs_per_block=regs, threads_per_block=self.declared_threads)
         return out
+
+
+    def run(self, arrays: list, params: np.ndarray, execute: bool, counters: np.ndarray, rows: int) -> None:
+        """Run the body over ``rows`` blocks: compiled, or interpreted for a short counting walk
+        of a nest this process has not compiled (module docstring: two tiers)."""
+        fn = compile_source(self.source)
+        compiled = getattr(fn, "signatures", None)     # None under NUMBA_DISABLE_JIT: fn is Python already
+        if not execute and compiled == [] and walk_steps(self, rows) <= INTERPRETED_STEPS:
+            fn = fn.py_func                # the same source, run by Python: no compile
+        if self.tensorized:
+            from ...kernels._mma import sgemm
+
+            gemm = sgemm()                 # load SciPy's BLAS first, so blas_single_thread pins it too
+            with blas_single_thread():
+                fn(*arrays, params, execute, counters, gemm)
+        else:
+            fn(*arrays, params, execute, counters, 0)
+
+
+def walk_steps(kernel: Kernel, rows: int) -> int:
+    """How long a counting walk of ``rows`` blocks is: per block, one step per iteration of each
+    level of the tile loops down to the count point, plus one per tile-helper call of the stages
+    loaded or stored there (a stage of more than two dimensions calls the helper once per 2-D
+    slice)::
+
+        steps = rows * sum over depths d (grid .. count point) of
+                       iterations(d) * (1 + sum over stages at d of prod(footprint[:-2]))
+    """
+    nest = kernel.nest
+    stop = count_depth(nest)
+    steps, iterations = 0, 1
+    for d in range(len(kernel.outer), stop + 1):
+        calls = sum(math.prod(nest.footprint(st)[:-2]) for st in nest.stages if st.depth == d)
+        steps += iterations * (1 + calls)
+        if d < stop:
+            iterations *= nest.loops[d].extent
+    return rows * steps
 
 
 def kernel_arrays(inputs: list, out: np.ndarray) -> list:

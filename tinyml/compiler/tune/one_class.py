@@ -29,8 +29,10 @@ counters row each); the classes and the launch order's runs make the record::
     counters = kernel(..., P + [class representatives' ids], counting)   # (classes, columns)
     record(BlockClasses(counters, run_class, run_length), panels of the full grid)
 
-The same compiled kernel runs (every number is a runtime parameter), so nothing compiles; the
-tests check that the record equals the one counting every block, and executing mode.
+The same kernel runs (every number is a runtime parameter), so nothing new compiles, and a walk
+this short runs as plain Python until the nest is compiled (:mod:`tinyml.compiler.tensor.launch`:
+two tiers); the tests check that the record equals the one counting every block, and executing
+mode.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ...sim import check_registers, check_tiles, current_profile, meta
 from ...sim.classes import BlockClasses
 from ...sim.counters import new_counters
 from ..tensor.ir import as_index
-from ..tensor.launch import compile_source, counting_arrays
+from ..tensor.launch import counting_arrays
 
 
 def identical_blocks(kernel) -> bool:
@@ -140,14 +142,8 @@ def count_by_class(kernel):
     params[kernel.param_names.index("ROWS")] = len(ids)
     params[kernel.param_names.index("IDS")] = len(params)
     params = np.concatenate([params, ids])
-    dummy = counting_arrays(f)
     counters = new_counters(len(ids), n_operands=len(f.inputs))
-    fn = compile_source(kernel.source)
-    if kernel.tensorized:                 # the same argument types as a launch (no MMA runs: counting)
-        from ...kernels._mma import sgemm
-        fn(*dummy, params, False, counters, sgemm())
-    else:
-        fn(*dummy, params, False, counters, 0)
+    kernel.run(counting_arrays(f), params, False, counters, len(ids))
     classes = BlockClasses(counters, run_class, run_length)
     return prof.record(kernel.name, kernel.grid, classes, dtype=f.dtype, sram_per_block=sram,
                        panels=kernel.panels(), regs_per_block=regs, threads_per_block=kernel.declared_threads)

@@ -47,7 +47,7 @@ from .._classes import add_scaled, launch_counters, rep_count, rep_tile
 from .._contract import blas_single_thread, clamp_note, operand
 from .._counting import extent
 from .linear_call import DUMMY2, OP_DO, OP_K, OP_Q, OP_V, prepare_linear
-from .linear_chunked import decay_mask, per_head_ids, resolve_chunk, row_powers
+from .linear_chunked import add_into, decay_add, decay_mask, per_head_ids, resolve_chunk, row_powers, scale_rows
 
 KERNEL = "linear_chunked_bwd"
 
@@ -95,10 +95,10 @@ def _body(q, k, v, do, dq, dk, dv, decay, BT, H, N, D, DV, C, execute, ids, coun
                 kc, vc, dc = k_s[:nc], v_s[:nc], do_s[:nc]
                 dP = np.dot(dc, vc.T)
                 decay_mask(dP, nc, g)
-                gd = dc * up[:nc].reshape(nc, 1)               # diag(g^(i+1)) dO_c
-                kd = kc * down[:nc].reshape(nc, 1)             # diag(g^(nc-1-j)) K_c
-                np.add(np.dot(dP, kc), np.dot(gd, S.T), r_q[:nc])      # dQ_c, written into r_q
-                np.add(S * np.float32(g ** nc), np.dot(kd.T, vc), S)   # S = g^nc S + (g K_c)^T V_c, in place
+                gd = scale_rows(dc, up)                        # diag(g^(i+1)) dO_c
+                kd = scale_rows(kc, down)                      # diag(g^(nc-1-j)) K_c
+                add_into(np.dot(dP, kc), np.dot(gd, S.T), r_q)         # dQ_c, written into r_q
+                decay_add(S, np.float32(g ** nc), np.dot(kd.T, vc))    # S = g^nc S + (g K_c)^T V_c
             store_tile(r_q, nc, D, dq, r0, 0, execute, step, 0, elem_bits)
             add_scaled(counters, row, step, mult)
         if execute:
@@ -131,12 +131,12 @@ def _body(q, k, v, do, dq, dk, dv, decay, BT, H, N, D, DV, C, execute, ids, coun
                 decay_mask(P, nc, g)
                 dP = np.dot(dc, vc.T)
                 decay_mask(dP, nc, g)
-                a = np.dot(vc, S.T) * down[:nc].reshape(nc, 1)    # (nc, D)
-                bb = np.dot(kc, S) * down[:nc].reshape(nc, 1)     # (nc, DV)
-                np.add(np.dot(dP.T, qc), a, r_q[:nc])             # dK_c
-                np.add(np.dot(P.T, dc), bb, r_v[:nc])             # dV_c
-                gq = qc * up[:nc].reshape(nc, 1)                  # diag(g^(i+1)) Q_c
-                np.add(S * np.float32(g ** nc), np.dot(gq.T, dc), S)   # dS = g^nc dS + (g Q_c)^T dO_c
+                a = scale_rows(np.dot(vc, S.T), down)             # (nc, D)
+                bb = scale_rows(np.dot(kc, S), down)              # (nc, DV)
+                add_into(np.dot(dP.T, qc), a, r_q)                # dK_c
+                add_into(np.dot(P.T, dc), bb, r_v)                # dV_c
+                gq = scale_rows(qc, up)                           # diag(g^(i+1)) Q_c
+                decay_add(S, np.float32(g ** nc), np.dot(gq.T, dc))    # dS = g^nc dS + (g Q_c)^T dO_c
             store_tile(r_q, nc, D, dk, r0, 0, execute, step, 0, elem_bits)
             store_tile(r_v, nc, DV, dv, r0, 0, execute, step, 0, elem_bits)
             add_scaled(counters, row, step, mult)

@@ -93,12 +93,7 @@ def decay_mask(P, nc, g):
 
 @njit(cache=True)
 def row_powers(nc, g, up, down):
-    """up[i] = g^(i+1), down[j] = g^(nc-1-j): the row scalings diag(g^(i+1)) and diag(g^(nc-1-j)).
-
-    The kernels scale rows by broadcasting (``qc * up[:nc].reshape(nc, 1)``) and write results with
-    ``np.add(a, b, out)`` rather than ``x[:n] = a + b`` or ``x[i] *= w``: Numba compiles a slice
-    assignment with an array on the right together with the text of its shape-mismatch error, which
-    took 2-6 s more per process than the arithmetic itself."""
+    """up[i] = g^(i+1), down[j] = g^(nc-1-j): the row scalings diag(g^(i+1)) and diag(g^(nc-1-j))."""
     w = g
     for i in range(nc):
         up[i] = w
@@ -107,6 +102,39 @@ def row_powers(nc, g, up, down):
     for j in range(nc - 1, -1, -1):
         down[j] = w
         w *= g
+
+
+# The chunk algebra below is written as small loops rather than NumPy expressions
+# (``x * w[:n].reshape(n, 1)``, ``np.add(a, b, out)``, ``S * s + X``): Numba compiles each array
+# expression into the kernel body with its own broadcasting code, about half a second apiece,
+# and these compile once, shared by the forward, the backward and the quadratic form (the
+# backward's body: 9 -> 5 s of CPU to compile). Slice assignments with an array on the right
+# (``x[:n] = a + b``) are avoided for the same reason: they compile the text of a shape error.
+
+@njit(cache=True)
+def scale_rows(x, w):
+    """diag(w) x for x (n, m), w (>= n,): a new (n, m) array, row i of x times w[i]."""
+    out = np.empty((x.shape[0], x.shape[1]), dtype=np.float32)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i, j] = x[i, j] * w[i]
+    return out
+
+
+@njit(cache=True)
+def add_into(a, b, out):
+    """out[:n] = a + b for a, b (n, m): the first n rows of out, in place."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[i, j] = a[i, j] + b[i, j]
+
+
+@njit(cache=True)
+def decay_add(S, s, X):
+    """S = s S + X, in place: a state decayed over a chunk plus the chunk's contribution."""
+    for i in range(S.shape[0]):
+        for j in range(S.shape[1]):
+            S[i, j] = S[i, j] * s + X[i, j]
 
 
 @njit(parallel=PARALLEL, cache=True)
@@ -145,10 +173,10 @@ def _body(q, k, v, o, decay, BT, H, N, D, DV, C, execute, ids, counters, elem_bi
                 P = np.dot(qc, kc.T)                             # (nc, nc)
                 decay_mask(P, nc, g)
                 row_powers(nc, g, up, down)
-                qd = qc * up[:nc].reshape(nc, 1)                 # diag(g^(i+1)) Q_c
-                kd = kc * down[:nc].reshape(nc, 1)               # diag(g^(nc-1-j)) K_c
-                np.add(np.dot(P, vc), np.dot(qd, S), o_s[:nc])   # O = P V_c + (g Q_c) S, written into o_s
-                np.add(S * np.float32(g ** nc), np.dot(kd.T, vc), S)     # S = g^nc S + (g K_c)^T V_c, in place
+                qd = scale_rows(qc, up)                          # diag(g^(i+1)) Q_c
+                kd = scale_rows(kc, down)                        # diag(g^(nc-1-j)) K_c
+                add_into(np.dot(P, vc), np.dot(qd, S), o_s)     # O = P V_c + (g Q_c) S, written into o_s
+                decay_add(S, np.float32(g ** nc), np.dot(kd.T, vc))    # S = g^nc S + (g K_c)^T V_c
             store_tile(o_s, nc, DV, o, r0, 0, execute, step, 0, elem_bits)
             add_scaled(counters, row, step, mult)
 

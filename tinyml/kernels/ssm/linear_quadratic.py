@@ -34,7 +34,7 @@ from .._classes import add_scaled, rep_count, rep_tile
 from .._contract import ceil_div, clamp_note
 from .._counting import extent
 from .linear_call import OP_K, OP_Q, OP_V, prepare_linear
-from .linear_chunked import resolve_chunk, run_linear
+from .linear_chunked import add_into, resolve_chunk, run_linear
 
 KERNEL = "linear_quadratic"
 
@@ -75,7 +75,7 @@ def _body(q, k, v, o, decay, BT, H, N, D, DV, BS, execute, ids, counters, elem_b
                     for bb in range(cols):
                         dist = (i * BS + a) - (j * BS + bb)
                         P[a, bb] = P[a, bb] * g ** dist if dist >= 0 else 0.0
-                np.add(o_s[:rows], np.dot(P, v_s[:cols]), o_s[:rows])     # O += P V, in place (see linear_chunked.row_powers)
+                add_into(o_s[:rows], np.dot(P, v_s[:cols]), o_s)     # O += P V, in place (linear_chunked.add_into)
             add_scaled(counters, row, step, mult)
         store_tile(o_s, rows, DV, o, base + i * BS, 0, execute, counters, row, elem_bits)
 
