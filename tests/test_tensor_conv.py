@@ -98,6 +98,16 @@ def test_padding_in_the_printed_program_and_in_the_trace_identity():
         conv2d(1, 1, 2, 2, 1, 3, 3)
 
 
+@pytest.mark.parametrize("structure", [naive, blocked])
+def test_every_stride_and_padding_shares_one_source(structure):
+    """Strides and padding are numbers in P (the offset too when it is 0): one compile serves them all."""
+    shapes = [dict(stride=1, pad=0), dict(stride=2, pad=1), dict(stride=1, pad=2), dict(stride=3, pad=0)]
+    kernels = [build(structure(conv2d(2, 3, 9, 9, 4, 3, 3, dtype="fp32", **kw), 2, 2), parallel=False)
+               for kw in shapes]
+    assert len({k.source for k in kernels}) == 1
+    assert len({tuple(k.params) for k in kernels}) == len(shapes)
+
+
 def test_the_blocked_conv_tensorizes_as_an_implicit_gemm_over_one_channel():
     """blocked_conv2d stages X and W per input channel: tensorizing its tile is an implicit GEMM
     with K = 1 x KH x KW (tests/test_tensor_implicit_gemm.py covers BC channels per step)."""

@@ -139,17 +139,19 @@ class _Gen:
     def dim_value(self, dim, lo: int, hi: int, axis_text=None, key: "str | None" = None) -> str:
         """``sum(coef * axis) + offset`` of an access dimension, the axes summed over loops
         ``lo .. hi-1`` (or given by ``axis_text(axis)``). With ``key`` (``"X_2"``: buffer and
-        dimension) an affine dimension's coefficients and offset are runtime parameters, so
-        convolutions of every stride and padding share one compile."""
+        dimension) an affine dimension's coefficients and offset are runtime parameters, the
+        offset even when it is 0, so convolutions of every stride and padding share one compile."""
         idx = as_index(dim)
         affine = key is not None and not isinstance(dim, str)
         terms = []
         for a, c in idx.terms:
             v = axis_text(a) if axis_text else f"({self.axis_sum(a, lo, hi)})"
             terms.append(f"{v} * {self.p(f'K_{key}_{a}', c)}" if affine else v if c == 1 else f"{v} * {c}")
+        if affine:
+            return " + ".join(terms) + f" + ({self.p(f'O_{key}', idx.offset)})"
         if not idx.offset:
             return " + ".join(terms)
-        return " + ".join(terms) + (f" + ({self.p(f'O_{key}', idx.offset)})" if affine else f" + ({idx.offset})")
+        return " + ".join(terms) + f" + ({idx.offset})"
 
     def region(self, ind: int, st) -> None:
         """A stage's tile, per dimension: ``b_`` its first index (negative in the padding),
@@ -171,9 +173,10 @@ class _Gen:
         acc = self.nest.access(st.operand)
         nd = len(acc.axes)
         # where the region starts in the tile: 0 unless the access can reach below the buffer
-        # (padding); at 0 the tile passes whole, a C-contiguous array (a sliced view is not,
-        # and Numba's copies and the BLAS calls on it run slower)
-        at = [f"o_{st.name}_{d}" if as_index(dim).offset < 0 else "" for d, dim in enumerate(acc.axes)]
+        # (an affine dimension, a convolution's input: padding, a runtime number); elsewhere
+        # the tile passes whole, a C-contiguous array (a sliced view is not, and Numba's
+        # copies and the BLAS calls on it run slower)
+        at = [f"o_{st.name}_{d}" if not isinstance(dim, str) else "" for d, dim in enumerate(acc.axes)]
         lead = [f"t{d}" for d in range(nd - 2)]
         for d, t in enumerate(lead):
             self.emit(ind + d, f"for {t} in range(n_{st.name}_{d}):")
