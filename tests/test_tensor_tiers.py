@@ -25,8 +25,9 @@ FIELDS = ("hbm_read_bytes", "hbm_write_bytes", "l2_hit_bytes", "sram_read_bytes"
 
 
 def fresh(kernel):
-    """The kernel's dispatcher as a new process finds it: nothing compiled in memory."""
+    """The kernel's dispatcher as a new process finds it: nothing compiled in memory, nothing interpreted."""
     launch._COMPILED.pop(kernel.source, None)
+    launch._INTERPRETED.pop(kernel.source, None)
     return launch.compile_source(kernel.source)
 
 
@@ -63,6 +64,23 @@ def test_a_short_count_runs_the_source_and_a_long_one_compiles(monkeypatch):
     assert len(fn.signatures) == 1
     for f in FIELDS:
         assert getattr(interpreted, f) == getattr(compiled, f), f
+
+
+def test_a_structure_counted_long_enough_interpreted_is_compiled():
+    """Ski rental: once its interpreted walks have taken INTERPRETED_SECONDS, the structure compiles."""
+    sch = Schedule(matmul(36, 28, 20, "fp32"))
+    i0, _ = sch.split("i", [None, 12])
+    sch.bind(i0, "blockIdx.x")
+    sch.compute_at(sch.cache_read("B", "shared"), i0)
+    kernel = build(sch, parallel=False)
+    fn = fresh(kernel)
+    first = count(kernel)
+    assert fn.signatures == [] and launch._INTERPRETED[kernel.source] > 0
+    launch._INTERPRETED[kernel.source] = launch.INTERPRETED_SECONDS     # as if counted that long
+    second = count(kernel)
+    assert len(fn.signatures) == 1
+    for f in FIELDS:
+        assert getattr(first, f) == getattr(second, f), f
 
 
 def test_executing_always_runs_the_machine_code():

@@ -20,8 +20,9 @@ Two tiers, as a JIT with an interpreter in front of it has: compiling a nest cos
 CPU, while counting walks only the tile loops, a few microseconds per step in plain Python.
 So a *short* counting walk (at most :data:`INTERPRETED_STEPS` steps, :func:`walk_steps`) of a
 nest not yet compiled in this process runs the generated function's Python source, the same
-text (the tile helpers it calls stay compiled); executing mode, and every longer walk, runs
-the machine code. The counts are the same either way (tested: interpreted, compiled and
+text (the tile helpers it calls stay compiled), until its walks have taken
+:data:`INTERPRETED_SECONDS` in all; executing mode, and every longer walk, runs the machine
+code. The counts are the same either way (tested: interpreted, compiled and
 executing). A tuner counting each candidate one block per class walks a few hundred steps,
 so trying a new loop structure costs milliseconds, not a compile.
 """
@@ -34,6 +35,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,13 @@ _HERE = Path(__file__).resolve().parent
 #: arithmetic up to 40 us), so the longest such walk takes well under a second, where compiling
 #: the nest takes 1-6 s.
 INTERPRETED_STEPS = 20_000
+
+#: Seconds of interpreted walks a structure may take before it is compiled after all: a tuner
+#: that counts one structure hundreds of times would otherwise pay more than the compile. As in
+#: ski rental, rent until the rent reaches about the price of buying (a compile: 1-6 s), then
+#: buy; never more than twice the better choice made in hindsight.
+INTERPRETED_SECONDS = 1.0
+_INTERPRETED: dict = {}     # source text -> seconds its walks have run interpreted
 
 
 def _module_dir() -> Path:
@@ -211,8 +220,12 @@ class Kernel:
         of a nest this process has not compiled (module docstring: two tiers)."""
         fn = compile_source(self.source)
         compiled = getattr(fn, "signatures", None)     # None under NUMBA_DISABLE_JIT: fn is Python already
-        if not execute and compiled == [] and walk_steps(self, rows) <= INTERPRETED_STEPS:
+        spent = _INTERPRETED.get(self.source, 0.0)
+        interpret = (not execute and compiled == [] and spent < INTERPRETED_SECONDS
+                     and walk_steps(self, rows) <= INTERPRETED_STEPS)
+        if interpret:
             fn = fn.py_func                # the same source, run by Python: no compile
+        start = time.perf_counter()
         if self.tensorized:
             from ...kernels._mma import sgemm
 
@@ -221,6 +234,8 @@ class Kernel:
                 fn(*arrays, params, execute, counters, gemm)
         else:
             fn(*arrays, params, execute, counters, 0)
+        if interpret:
+            _INTERPRETED[self.source] = spent + time.perf_counter() - start
 
 
 def walk_steps(kernel: Kernel, rows: int) -> int:
