@@ -24,8 +24,15 @@ FIELDS = ("hbm_read_bytes", "hbm_write_bytes", "l2_hit_bytes", "sram_read_bytes"
           "flops_matmul", "flops_vector", "time_s", "waves", "blocks_per_sm")
 
 
+@pytest.fixture(autouse=True)
+def own_marks(monkeypatch, tmp_path):
+    """Each test's own 'compiled on this machine' marks, so other tests (other workers) compiling
+    the same structure cannot change which tier runs here."""
+    monkeypatch.setattr(launch, "_compiled_mark", lambda source: tmp_path / f"{hash(source)}.compiled")
+
+
 def fresh(kernel):
-    """The kernel's dispatcher as a new process finds it: nothing compiled in memory, nothing interpreted."""
+    """The kernel's dispatcher as a new process on a new machine finds it: nothing compiled, nothing interpreted."""
     launch._COMPILED.pop(kernel.source, None)
     launch._INTERPRETED.pop(kernel.source, None)
     return launch.compile_source(kernel.source)
@@ -81,6 +88,23 @@ def test_a_structure_counted_long_enough_interpreted_is_compiled():
     assert len(fn.signatures) == 1
     for f in FIELDS:
         assert getattr(first, f) == getattr(second, f), f
+
+
+def test_a_structure_compiled_before_loads_its_machine_code(monkeypatch):
+    """A later process finds the mark of an earlier compile: loading the cached machine code takes
+    milliseconds, less than interpreting, so no walk of it is interpreted."""
+    kernel = build(tiled_matmul(matmul(64, 64, 64), 16, 16, 16), parallel=False)
+    calls = []
+    monkeypatch.setitem(launch._COMPILED, kernel.source, _Spy(calls))
+    monkeypatch.setitem(launch._INTERPRETED, kernel.source, 0.0)
+    count(kernel)
+    assert calls == ["interpreted"] and not launch._compiled_mark(kernel.source).exists()
+    launch._INTERPRETED[kernel.source] = launch.INTERPRETED_SECONDS
+    count(kernel)                                       # over budget: compiles, and marks it
+    assert calls[-1] == "compiled" and launch._compiled_mark(kernel.source).exists()
+    launch._INTERPRETED[kernel.source] = 0.0            # a new process: nothing interpreted yet
+    count(kernel)
+    assert calls[-1] == "compiled"
 
 
 def test_executing_always_runs_the_machine_code():

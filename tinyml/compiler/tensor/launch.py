@@ -19,10 +19,10 @@ re-costing a schedule with other tile sizes costs no compile::
 Two tiers, as a JIT with an interpreter in front of it has: compiling a nest costs 1-6 s of
 CPU, while counting walks only the tile loops, a few microseconds per step in plain Python.
 So a *short* counting walk (at most :data:`INTERPRETED_STEPS` steps, :func:`walk_steps`) of a
-nest not yet compiled in this process runs the generated function's Python source, the same
+nest never compiled on this machine runs the generated function's Python source, the same
 text (the tile helpers it calls stay compiled), until its walks have taken
-:data:`INTERPRETED_SECONDS` in all; executing mode, and every longer walk, runs the machine
-code. The counts are the same either way (tested: interpreted, compiled and
+:data:`INTERPRETED_SECONDS` in all; executing mode, every longer walk and every nest compiled
+before (its machine code loads from the disk cache in milliseconds) run the machine code. The counts are the same either way (tested: interpreted, compiled and
 executing). A tuner counting each candidate one block per class walks a few hundred steps,
 so trying a new loop structure costs milliseconds, not a compile.
 """
@@ -62,10 +62,11 @@ INTERPRETED_STEPS = 20_000
 
 #: Seconds of interpreted walks a structure may take before it is compiled after all: a tuner
 #: that counts one structure hundreds of times would otherwise pay more than the compile. As in
-#: ski rental, rent until the rent reaches about the price of buying (a compile: 1-6 s), then
-#: buy; never more than twice the better choice made in hindsight.
-INTERPRETED_SECONDS = 1.0
+#: ski rental, rent until the rent reaches the price of buying, then buy: at most the rent more
+#: than the better choice made in hindsight (a compile costs 1-6 s).
+INTERPRETED_SECONDS = 0.5
 _INTERPRETED: dict = {}     # source text -> seconds its walks have run interpreted
+_MODULES: dict = {}         # source text -> its module file
 
 
 def _module_dir() -> Path:
@@ -96,7 +97,14 @@ def compile_source(source: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     fn = _COMPILED[source] = module.kernel
+    _MODULES[source] = path
     return fn
+
+
+def _compiled_mark(source: str) -> Path:
+    """A file beside the module, written once its machine code is in Numba's disk cache: a later
+    process loads that (tens of milliseconds) rather than interpreting."""
+    return _MODULES[source].with_suffix(".compiled")
 
 
 class Kernel:
@@ -214,7 +222,6 @@ class Kernel:
                     regs_per_block=regs, threads_per_block=self.declared_threads)
         return out
 
-
     def run(self, arrays: list, params: np.ndarray, execute: bool, counters: np.ndarray, rows: int) -> None:
         """Run the body over ``rows`` blocks: compiled, or interpreted for a short counting walk
         of a nest this process has not compiled (module docstring: two tiers)."""
@@ -222,7 +229,7 @@ class Kernel:
         compiled = getattr(fn, "signatures", None)     # None under NUMBA_DISABLE_JIT: fn is Python already
         spent = _INTERPRETED.get(self.source, 0.0)
         interpret = (not execute and compiled == [] and spent < INTERPRETED_SECONDS
-                     and walk_steps(self, rows) <= INTERPRETED_STEPS)
+                     and walk_steps(self, rows) <= INTERPRETED_STEPS and not _compiled_mark(self.source).exists())
         if interpret:
             fn = fn.py_func                # the same source, run by Python: no compile
         start = time.perf_counter()
@@ -236,6 +243,8 @@ class Kernel:
             fn(*arrays, params, execute, counters, 0)
         if interpret:
             _INTERPRETED[self.source] = spent + time.perf_counter() - start
+        elif compiled == []:
+            _compiled_mark(self.source).touch()
 
 
 def walk_steps(kernel: Kernel, rows: int) -> int:

@@ -8,7 +8,9 @@ deterministic, so a simulated trial needs one run and has no noise.
 Compiling is per *structure*: the generated source depends on the loop order, stages and
 bindings, and every number (tile sizes, extents) arrives at run time, so the candidates of
 one template compile a handful of kernels and each further trial only counts (a few ms for
-a 4096^3 matmul; ``benchmarks/bench_tune.py`` reports it). A grid of identical blocks
+a 4096^3 matmul; ``benchmarks/bench_tune.py`` reports it). A structure's first trials run
+its source interpreted, compiling nothing, until they have taken about a second
+(:mod:`tinyml.compiler.tensor.launch`: two tiers). A grid of identical blocks
 (plain accesses, exact tiles: every matmul candidate of the templates) is counted from one
 block, and a padded convolution from one block per edge class (:mod:`.one_class`), so a trial
 costs about the same for 16 blocks or 65,536.
