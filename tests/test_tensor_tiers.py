@@ -38,9 +38,9 @@ def fresh(kernel):
     return launch.compile_source(kernel.source)
 
 
-def count(kernel):
+def count(kernel, by_class=True):
     with Profile("a100-40gb") as prof:
-        kernel(*(meta(b.shape, b.dtype) for b in kernel.func.inputs))
+        kernel(*(meta(b.shape, b.dtype) for b in kernel.func.inputs), by_class=by_class)
     return prof.records[0]
 
 
@@ -63,11 +63,11 @@ def test_a_short_count_runs_the_source_and_a_long_one_compiles(monkeypatch):
     kernel = build(sch, parallel=False)
     fn = fresh(kernel)
     assert launch.walk_steps(kernel, 3) <= launch.INTERPRETED_STEPS
-    interpreted = count(kernel)
+    interpreted = count(kernel, by_class=False)                 # every block, interpreted
     assert fn.signatures == [], "a short count of a new structure compiled it"
 
     monkeypatch.setattr(launch, "INTERPRETED_STEPS", 0)         # every walk is now 'long'
-    compiled = count(kernel)
+    compiled = count(kernel)                                    # one block per class, compiled
     assert len(fn.signatures) == 1
     for f in FIELDS:
         assert getattr(interpreted, f) == getattr(compiled, f), f

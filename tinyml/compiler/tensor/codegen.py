@@ -462,7 +462,7 @@ def generate(nest: Nest, parallel: bool = True) -> Generated:
     g.emit(1, "ex = 1 if execute else 0")
     xs = [g.p(f"X_{nest.loops[i].name}", nest.loops[i].extent) for i in outer]
     # Which blocks run: every one (ROWS = the grid's size, IDS = 0: row blk is block blk), or, when
-    # counting by block class (tinyml.compiler.tune.one_class), ROWS blocks whose ids follow P[IDS:].
+    # counting by block class (tensor.block_classes), ROWS blocks whose ids follow P[IDS:].
     rows = g.p("ROWS", math.prod(nest.loops[i].extent for i in outer))
     ids = g.p("IDS", 0)
     g.emit(1, f"for blk in prange({rows}):")

@@ -44,8 +44,10 @@ from ...kernels._contract import blas_single_thread, operand, same_mode
 from ...kernels._counting import input_array, stand_in
 from ...sim import FLOAT_DTYPES, DTypeError, ShapeError, check_registers, check_tiles, current_profile
 from ...sim.args import flag
+from ...sim.classes import BlockClasses
 from ...sim.counters import new_counters
 from ...sim.jit import parallel_kernels
+from .block_classes import block_classes
 from .codegen import count_depth, generate
 from .errors import BindError, TensorProgramError
 from .limits import MAX_THREADS_PER_BLOCK
@@ -187,8 +189,12 @@ class Kernel:
             panels[op] = np.unique(key, return_inverse=True)[1].reshape(-1)
         return panels
 
-    def __call__(self, *inputs):
-        """Execute (NumPy arrays) or count (``tinyml.sim.meta`` tensors) on the active Profile's device."""
+    def __call__(self, *inputs, by_class: bool = True):
+        """Execute (NumPy arrays) or count (``tinyml.sim.meta`` tensors) on the active Profile's device.
+
+        Counting a grid walks one block per edge class (:mod:`.block_classes`: the record equals
+        walking every block, which ``by_class=False`` does), so a large launch counts in
+        milliseconds."""
         f = self.func
         if len(inputs) != len(f.inputs):
             raise ShapeError(f"{self.name} takes {len(f.inputs)} inputs "
@@ -213,9 +219,18 @@ class Kernel:
             prof.hbm.track(op.obj, op.name, op.dtype)
         out = prof.hbm.new_tensor(f.output.name, f.output.shape, f.output.dtype, execute)
         arrays = kernel_arrays([op.data for op in ops], out) if execute else counting_arrays(f)
-        rows = math.prod(self.nest.loops[i].extent for i in self.outer)
-        counters = new_counters(rows, n_operands=len(ops))
-        self.run(arrays, self.params, execute, counters, rows)
+        if not execute and by_class and self.is_grid:
+            ids, run_class, run_length = block_classes(self)
+            params = self.params.copy()
+            params[self.param_names.index("ROWS")] = len(ids)
+            params[self.param_names.index("IDS")] = len(params)       # the ids follow the numbers
+            counters = new_counters(len(ids), n_operands=len(ops))
+            self.run(arrays, np.concatenate([params, ids]), False, counters, len(ids))
+            counters = BlockClasses(counters, run_class, run_length)
+        else:
+            rows = math.prod(self.nest.loops[i].extent for i in self.outer)
+            counters = new_counters(rows, n_operands=len(ops))
+            self.run(arrays, self.params, execute, counters, rows)
         if not self.is_grid:               # a parallel CPU loop: its iterations are one block's work
             counters = counters.sum(axis=0, keepdims=True)
         prof.record(self.name, self.grid, counters, dtype=f.dtype, sram_per_block=sram, panels=self.panels(),
