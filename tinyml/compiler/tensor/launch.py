@@ -17,14 +17,15 @@ re-costing a schedule with other tile sizes costs no compile::
         k(meta((4096, 4096)), meta((4096, 4096)))     # counting mode: walks the tile loops only
 
 Two tiers, as a JIT with an interpreter in front of it has: compiling a nest costs 1-6 s of
-CPU, while counting walks only the tile loops, a few microseconds per step in plain Python.
-So a *short* counting walk (at most :data:`INTERPRETED_STEPS` steps, :func:`walk_steps`) of a
-nest never compiled on this machine runs the generated function's Python source, the same
-text (the tile helpers it calls stay compiled), until its walks have taken
-:data:`INTERPRETED_SECONDS` in all; executing mode, every longer walk and every nest compiled
-before (its machine code loads from the disk cache in milliseconds) run the machine code. The counts are the same either way (tested: interpreted, compiled and
-executing). A tuner counting each candidate one block per class walks a few hundred steps,
-so trying a new loop structure costs milliseconds, not a compile.
+CPU, while counting walks only the tile loops, a few microseconds per step in plain Python,
+and only one block per edge class of a grid (:mod:`.block_classes`). So a *short* counting walk
+(at most :data:`INTERPRETED_STEPS` steps, :func:`walk_steps`) of a nest never compiled on this
+machine runs the generated function's Python source, the same text (the tile helpers it calls
+stay compiled), until its walks have taken :data:`INTERPRETED_SECONDS` in all. Executing mode,
+every longer walk and every nest compiled before (its machine code loads from the disk cache
+in milliseconds) run the machine code. The counts are the same either way (tested:
+interpreted, compiled and executing), so costing a new loop structure, as a tuner does for
+each candidate, takes milliseconds, not a compile.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ class Kernel:
 
     def run(self, arrays: list, params: np.ndarray, execute: bool, counters: np.ndarray, rows: int) -> None:
         """Run the body over ``rows`` blocks: compiled, or interpreted for a short counting walk
-        of a nest this process has not compiled (module docstring: two tiers)."""
+        of a nest never compiled on this machine (module docstring: two tiers)."""
         fn = compile_source(self.source)
         compiled = getattr(fn, "signatures", None)     # None under NUMBA_DISABLE_JIT: fn is Python already
         spent = _INTERPRETED.get(self.source, 0.0)
