@@ -64,6 +64,7 @@ def test_pointwise_layer_bytes_equal_the_closed_form(dtype):
     assert r.grid == (n * math.ceil(f / bf) * math.ceil(h / by),)
 
 
+@pytest.mark.slow          # 23 full-size layers executed and checked against NumPy: `pytest -m slow` (CI runs it)
 def test_every_resnet50_layer_is_correct_at_batch_1():
     """All 23 distinct conv layers of ResNet-50, full spatial sizes, batch 1, with the shipped tiles."""
     assert sum(row[-1] for row in RESNET50_CONVS) == 53
