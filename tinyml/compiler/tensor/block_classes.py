@@ -59,20 +59,28 @@ def identical_blocks(kernel) -> bool:
     return True
 
 
-def block_bases(kernel) -> dict:
-    """{axis: (n_blocks,) first value of the axis each block covers}, for the axes the grid splits,
+def piece_values(kernel) -> dict:
+    """{(loop index, piece index): (n_blocks,) the piece's value in each block} for the grid loops,
     blocks in launch order (the last grid loop varies fastest, as the generated kernel decodes them)."""
-    nest = kernel.nest
-    n = math.prod(kernel.grid)
-    rest = np.arange(n, dtype=np.int64)
-    bases: dict = {}
+    rest = np.arange(math.prod(kernel.grid), dtype=np.int64)
+    values: dict = {}
     for li in reversed(kernel.outer):
-        lp = nest.loops[li]
+        lp = kernel.nest.loops[li]
         v = rest % lp.extent
         rest = rest // lp.extent
         for q, pc in enumerate(lp.pieces):
             inner = math.prod(p.extent for p in lp.pieces[q + 1:])
-            bases[pc.axis] = bases.get(pc.axis, 0) + ((v // inner) % pc.extent) * pc.stride
+            values[(li, q)] = (v // inner) % pc.extent
+    return values
+
+
+def block_bases(kernel) -> dict:
+    """{axis: (n_blocks,) first value of the axis each block covers}, for the axes the grid splits,
+    blocks in launch order (:func:`piece_values`)."""
+    bases: dict = {}
+    for (li, q), v in piece_values(kernel).items():
+        pc = kernel.nest.loops[li].pieces[q]
+        bases[pc.axis] = bases.get(pc.axis, 0) + v * pc.stride
     return bases
 
 

@@ -48,7 +48,7 @@ from ...sim.args import flag
 from ...sim.classes import BlockClasses
 from ...sim.counters import new_counters
 from ...sim.jit import parallel_kernels
-from .block_classes import block_classes
+from .block_classes import block_classes, piece_values
 from .codegen import count_depth, generate
 from .errors import BindError, TensorProgramError
 from .limits import MAX_THREADS_PER_BLOCK
@@ -170,15 +170,7 @@ class Kernel:
         if not self.is_grid:
             return None
         n = math.prod(self.grid)
-        rest = np.arange(n)
-        values = {}                                   # (loop index, piece index) -> value per block
-        for li in reversed(self.outer):
-            lp = self.nest.loops[li]
-            v = rest % lp.extent
-            rest = rest // lp.extent
-            for q, pc in enumerate(lp.pieces):
-                inner = math.prod(p.extent for p in lp.pieces[q + 1:])
-                values[(li, q)] = (v // inner) % pc.extent
+        values = piece_values(self)                   # (loop index, piece index) -> value per block
         panels = {}
         for op in range(len(self.func.inputs)):
             acc = self.nest.access(op)
