@@ -9,7 +9,7 @@ Compiling is per *structure*: the generated source depends on the loop order, st
 bindings, and every number (tile sizes, extents) arrives at run time, so the candidates of
 one template compile a handful of kernels and each further trial only counts (a few ms for
 a 4096^3 matmul; ``benchmarks/bench_tune.py`` reports it). A structure's first trials run
-its source interpreted, compiling nothing, until they have taken about a second
+its source interpreted, compiling nothing, until they have taken half a second
 (:mod:`tinyml.compiler.tensor.launch`: two tiers). A grid of identical blocks
 (plain accesses, exact tiles: every matmul candidate of the templates) is counted from one
 block, and a padded convolution from one block per edge class (:mod:`.one_class`), so a trial
