@@ -4,17 +4,22 @@ Times, on the real device, the quantities the simulator's presets claim:
 
 * HBM bandwidth: a large device-to-device copy (read + write bytes / time);
 * launch overhead: a tiny kernel launched many times back to back;
-* dense matmul throughput: fp16/bf16 GEMMs at 4096^3, 8192^3 and 16384^3 (and fp32);
+* dense matmul throughput: fp16/bf16 GEMMs at 4096^3, 8192^3 and 16384^3 (and fp32), with the
+  SM clock and power sampled by ``nvidia-smi`` while the largest one runs (the clock a GEMM
+  really holds, which the presets' matmul efficiency stands in for);
 * attention, PyTorch's math backend vs its flash backend (scaled_dot_product_attention),
   forward and forward+backward, at the FlashAttention paper's GPT-2 medium shape
   (batch 64, 16 heads, seq 1024, head dim 64, fp16) and at the FlashAttention-2 paper's
   sweep (batch x seq = 16k tokens, 2048 hidden, head dim 64 and 128, seq 512..16k).
 
-Writes ``benchmarks/results/gpu_calibration_<device>.json`` and prints a table that
-puts each measurement next to what the matching tinyml preset assumes (spec x efficiency)
-and, for matmul, next to the simulated time of tinyml's tiled kernel.
+Writes ``benchmarks/results/gpu_calibration_<preset>.json`` and prints every measurement next to
+what tinyml simulates for the same work on the matching preset (``tinyml.calibration``: the
+copy at the preset's achievable bandwidth, matmul v4, standard attention for the math backend,
+FlashAttention-2 for the flash backend).
 
-    python benchmarks/gpu_calibration.py                 # on the GPU machine
+    python benchmarks/gpu_calibration.py                 # on the GPU machine (about 2 minutes)
+    python benchmarks/gpu_calibration.py --no-compare    # measure only (compare later, anywhere)
+    python benchmarks/gpu_calibration.py --compare benchmarks/results/gpu_calibration_h200.json
     python benchmarks/gpu_calibration.py --dry-run       # tiny shapes on the CPU: checks the script runs
 
 Nothing in the test suite depends on this script or on a GPU.
@@ -26,20 +31,17 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-PRESET_FOR = {"H200": "h200", "H100": "h100-sxm", "A100-SXM4-80GB": "a100-80gb", "A100": "a100-40gb",
-              "RTX 4090": "rtx-4090", "MI300X": "mi300x"}
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))          # the checkout's tinyml, installed or not
 
-
-def preset_name(gpu_name: str) -> str | None:
-    for key, preset in PRESET_FOR.items():
-        if key in gpu_name:
-            return preset
-    return None
+SMI_FIELDS = ("clocks.sm", "clocks.max.sm", "clocks.mem", "power.draw", "power.limit", "temperature.gpu")
 
 
 class Timer:
@@ -91,6 +93,47 @@ def measure_launch(torch, timer, device, dry):
     return {"launches": launches, "time_per_launch_s": t / launches}
 
 
+class ClockSampler:
+    """``nvidia-smi`` sampling SM clock, power and temperature every 100 ms while a workload runs."""
+
+    def __init__(self):
+        self.proc, self.lines, self.error = None, [], None
+
+    def __enter__(self):
+        cmd = ["nvidia-smi", f"--query-gpu={','.join(SMI_FIELDS)}", "--format=csv,noheader,nounits", "-lms", "100"]
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        except OSError as exc:
+            self.error = f"nvidia-smi not available: {exc}"
+            return self
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=5)
+            self.reader.join(timeout=5)
+
+    def summary(self) -> dict:
+        if self.error:
+            return {"error": self.error}
+        samples = []
+        for line in self.lines:
+            parts = [p.strip() for p in line.split(",")]
+            try:
+                samples.append({k: float(v) for k, v in zip(SMI_FIELDS, parts, strict=True)})
+            except ValueError:          # a header, "[N/A]" or an error line
+                continue
+        if not samples:
+            return {"error": "nvidia-smi printed no samples: " + "".join(self.lines)[:200]}
+        busy = samples[len(samples) // 4:]          # the first quarter is the clock ramping up
+        return {"samples": len(samples),
+                **{f"{k}_median": statistics.median(s[k] for s in busy) for k in SMI_FIELDS},
+                "clocks.sm_min": min(s["clocks.sm"] for s in busy)}
+
+
 def measure_matmul(torch, timer, device, dry):
     out = []
     sizes = [256] if dry else [4096, 8192, 16384]
@@ -103,7 +146,16 @@ def measure_matmul(torch, timer, device, dry):
             a = torch.randn(n, n, device=device, dtype=dt)
             b = torch.randn(n, n, device=device, dtype=dt)
             t = timer(lambda: a @ b)
-            out.append({"dtype": name, "m": n, "n": n, "k": n, "time_s": t, "flops_per_s": 2 * n ** 3 / t})
+            row = {"dtype": name, "m": n, "n": n, "k": n, "time_s": t, "flops_per_s": 2 * n ** 3 / t}
+            if device == "cuda" and name == "bf16" and n == max(sizes):
+                # the clock a long GEMM holds: about 3 s of back-to-back matmuls under nvidia-smi
+                reps = max(1, int(3.0 / t))
+                with ClockSampler() as smi:
+                    for _ in range(reps):
+                        a @ b
+                    torch.cuda.synchronize()
+                row["under_load"] = smi.summary()
+            out.append(row)
     return out
 
 
@@ -152,41 +204,43 @@ def measure_attention(torch, timer, device, dry):
     return rows
 
 
-def compare_with_preset(results: dict) -> list[str]:
-    """Lines comparing measurements with the preset's achievable numbers (spec x efficiency)."""
+def print_comparison(results: dict) -> None:
+    """Each measurement next to tinyml's simulated time on the matching preset (tinyml.calibration)."""
     try:
-        from tinyml.kernels.matmul import matmul
-        from tinyml.sim import Profile, load_device, meta
-    except ImportError:
-        return ["(tinyml not importable: no comparison)"]
-    name = results.get("preset")
-    if not name:
-        return [f"no tinyml preset for GPU {results['gpu']!r}"]
-    dev = load_device(name)
-    lines = [f"preset {name}: measured vs assumed (spec x efficiency)"]
-    bw = results["hbm"]["bandwidth_Bps"]
-    lines.append(f"  HBM bandwidth   measured {bw / 1e12:7.2f} TB/s   preset {dev.hbm_bandwidth * dev.eff_hbm / 1e12:7.2f} TB/s"
-                 f"   -> eff_hbm would be {bw / dev.hbm_bandwidth:.2f}")
-    lo = results["launch"]["time_per_launch_s"]
-    lines.append(f"  launch overhead measured {lo * 1e6:6.2f} us     preset {dev.launch_overhead_s * 1e6:6.2f} us")
-    for row in results["matmul"]:
-        if row["dtype"] not in dev.matmul_flops:
-            continue
-        with Profile(dev) as prof:
-            matmul(meta((row["m"], row["k"]), row["dtype"]), meta((row["k"], row["n"]), row["dtype"]), version=3)
-        sim = prof.time_s
-        spec = dev.matmul_rate(row["dtype"])
-        lines.append(f"  matmul {row['dtype']} {row['m']}^3  measured {row['time_s'] * 1e3:8.3f} ms "
-                     f"({row['flops_per_s'] / 1e12:6.1f} TFLOP/s)   tinyml v3 {sim * 1e3:8.3f} ms   "
-                     f"-> eff_matmul would be {row['flops_per_s'] / spec:.2f}")
-    return lines
+        from tinyml.calibration import compare, table
+    except ImportError as exc:
+        print(f"(tinyml not importable here, {exc}: measure with --no-compare, then run "
+              f"`python benchmarks/gpu_calibration.py --compare FILE` where tinyml is installed)")
+        return
+    rows = compare(results)
+    print(f"\nmeasured on {results['gpu']} vs simulated on preset {results.get('preset')} "
+          "(error = simulated / measured time - 1):")
+    print(table(rows))
+    under = next((r["under_load"] for r in results.get("matmul", []) if "under_load" in r), None)
+    if under and "error" not in under:
+        print(f"SM clock under a long bf16 GEMM: median {under['clocks.sm_median']:.0f} MHz "
+              f"(max {under['clocks.max.sm_median']:.0f}), power {under['power.draw_median']:.0f} / "
+              f"{under['power.limit_median']:.0f} W, {under['samples']} samples")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes; runs on the CPU when there is no GPU")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    parser.add_argument("--no-compare", action="store_true", help="measure and write the JSON only")
+    parser.add_argument("--compare", type=Path, metavar="JSON", default=None,
+                        help="measure nothing: compare a results file written earlier with tinyml's presets")
     args = parser.parse_args(argv)
+    if args.compare is not None:
+        from tinyml.calibration import load
+        from tinyml.sim.errors import TinymlError
+
+        try:
+            print_comparison(load(args.compare))
+        except TinymlError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         import torch
     except ImportError:
@@ -197,6 +251,8 @@ def main(argv=None) -> int:
         print("No CUDA GPU here: nothing to calibrate (run it on the GPU machine, or pass --dry-run "
               "to check the script on the CPU).")
         return 0
+    from tinyml.calibration import preset_name
+
     device = "cuda" if cuda else "cpu"
     gpu = torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu"
     timer = Timer(torch, device)
@@ -205,17 +261,22 @@ def main(argv=None) -> int:
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.version.split()[0],
         "date": time.strftime("%Y-%m-%d"),
     }
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        results["device_properties"] = {"sm_count": props.multi_processor_count,
+                                        "total_memory_bytes": props.total_memory,
+                                        "capability": f"{props.major}.{props.minor}"}
     t0 = time.time()
-    results["hbm"] = measure_bandwidth(torch, timer, device, args.dry_run)
-    results["launch"] = measure_launch(torch, timer, device, args.dry_run)
-    results["matmul"] = measure_matmul(torch, timer, device, args.dry_run)
-    results["attention"] = measure_attention(torch, timer, device, args.dry_run)
+    for key, measure in (("hbm", measure_bandwidth), ("launch", measure_launch), ("matmul", measure_matmul),
+                         ("attention", measure_attention)):
+        results[key] = measure(torch, timer, device, args.dry_run)
+        print(f"{key}: measured ({time.time() - t0:.0f} s)", flush=True)
     results["wall_s"] = time.time() - t0
     slug = (results["preset"] or gpu).replace(" ", "_").lower()
     out = args.out or RESULTS / f"gpu_calibration_{slug}{'_dry' if args.dry_run else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(f"GPU: {gpu} (torch {torch.__version__}), {results['wall_s']:.0f} s")
+    print(f"GPU: {gpu} (torch {torch.__version__}), {results['wall_s']:.0f} s; wrote {out}")
     print(f"HBM copy: {results['hbm']['bandwidth_Bps'] / 1e12:.2f} TB/s; launch: "
           f"{results['launch']['time_per_launch_s'] * 1e6:.2f} us")
     for row in results["matmul"]:
@@ -223,12 +284,8 @@ def main(argv=None) -> int:
     for row in results["attention"]:
         if "error" in row:
             print(f"attention {row.get('shape')} {row.get('backend')} causal={row.get('causal')}: {row['error']}")
-        else:
-            print(f"attention {row['shape']} seq={row['seq']} d={row['head_dim']} causal={row['causal']} "
-                  f"{row['backend']:5s}: fwd {row['forward_s'] * 1e3:8.3f} ms, fwd+bwd {row['forward_backward_s'] * 1e3:8.3f} ms")
-    for line in compare_with_preset(results):
-        print(line)
-    print(f"wrote {out}")
+    if not args.no_compare and results["preset"]:
+        print_comparison(results)
     return 0
 
 

@@ -1,0 +1,198 @@
+"""A real GPU's measurements next to what tinyml simulates for the same work.
+
+``benchmarks/gpu_calibration.py`` times, on a CUDA GPU, a large copy, a tiny kernel's launch,
+dense matmuls and PyTorch's attention (its ``math`` backend: separate kernels through HBM; its
+``flash`` backend: FlashAttention-2), and writes them to a JSON file. This module reads such a
+file (or the dict the script builds) and simulates every measured setting on the matching
+preset, in counting mode (shapes only)::
+
+    from tinyml.calibration import compare, load
+    for row in compare(load("benchmarks/results/gpu_calibration_h200.json")):
+        print(row.what, row.measured_s, row.simulated_s, f"{row.error:+.0%}")
+
+What each measurement is compared with:
+
+====================  =======================================================================
+measurement           simulated
+====================  =======================================================================
+HBM copy              its bytes at the preset's achievable bandwidth (spec x ``[efficiency] hbm``)
+                      plus one launch: the number the preset *assumes*, so the row checks it
+launch                the preset's ``[launch] overhead_s``
+matmul fp16/bf16      ``matmul_v4`` (the fidelity table's GEMM: register accumulators,
+                      multi-stage loads)
+matmul fp32           ``matmul_v4`` in fp32 (PyTorch's default keeps TF32 off: the fp32 rate)
+attention ``math``    ``standard_attention`` (forward) and its backward: S and P through HBM
+attention ``flash``   ``flash_attention(version=2)`` and ``flash_attention_backward``
+====================  =======================================================================
+
+The error of a row is ``simulated / measured - 1`` in *time*: negative means the simulator is
+faster than the GPU. Nothing here fits a factor to the measurements; a preset number that the
+rows show to be wrong is changed in the preset, with the measurement as its source.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from .sim.errors import TinymlError
+
+#: PyTorch's ``get_device_name`` substrings -> tinyml presets, first match wins. The PCIe and NVL
+#: parts have fewer SMs or lower power limits than the SXM boards the presets describe: no preset.
+PRESET_FOR = (("PCIe", None), ("PCIE", None), ("NVL", None), ("H200", "h200"), ("H100", "h100-sxm"),
+              ("A100-SXM4-80GB", "a100-80gb"), ("A100-SXM4-40GB", "a100-40gb"), ("RTX 4090", "rtx-4090"),
+              ("MI300X", "mi300x"))
+
+#: the attention backends the script times, and the tinyml kernel each one is compared with
+BACKENDS = {"math": "standard attention (S, P through HBM)", "flash": "FlashAttention-2"}
+
+
+class CalibrationError(TinymlError, ValueError):
+    """A calibration results file that cannot be compared (missing fields, no matching preset)."""
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    """One measurement on the real GPU and the simulated time of the same work."""
+
+    kind: str            # "hbm", "launch", "matmul", "attention"
+    what: str
+    measured_s: float
+    simulated_s: float
+
+    @property
+    def error(self) -> float:
+        return self.simulated_s / self.measured_s - 1
+
+
+def preset_name(gpu_name: str) -> "str | None":
+    """The tinyml preset for a GPU name as PyTorch reports it, or None."""
+    for key, preset in PRESET_FOR:
+        if key in gpu_name:
+            return preset
+    return None
+
+
+def load(path) -> dict:
+    """Read a results JSON written by ``benchmarks/gpu_calibration.py``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalibrationError(f"no calibration results at {path}: run benchmarks/gpu_calibration.py on a "
+                               "GPU machine first (it writes benchmarks/results/gpu_calibration_<preset>.json)")
+    except json.JSONDecodeError as exc:
+        raise CalibrationError(f"{path} is not JSON ({exc.msg} at line {exc.lineno}): it should be the file "
+                               "benchmarks/gpu_calibration.py wrote; rerun the script") from None
+
+
+def _field(entry: dict, key: str, where: str):
+    try:
+        return entry[key]
+    except (KeyError, TypeError):
+        raise CalibrationError(f"calibration results: {where} has no {key!r} (fields: "
+                               f"{sorted(entry) if isinstance(entry, dict) else type(entry).__name__}); "
+                               "the file should be what benchmarks/gpu_calibration.py wrote") from None
+
+
+def _simulated_matmul(device: str, m: int, n: int, k: int, dtype: str) -> float:
+    from .kernels.matmul import matmul_v4
+    from .sim import Profile, meta
+
+    with Profile(device) as prof:
+        matmul_v4(meta((m, k), dtype), meta((k, n), dtype), dtype=dtype)      # (m, k) @ (k, n)
+    return prof.time_s
+
+
+def _simulated_attention(device: str, backend: str, batch: int, heads: int, seq: int, d: int, causal: bool,
+                         dtype: str, backward: bool) -> float:
+    """Seconds of PyTorch's ``backend`` at one shape: forward, or forward + backward."""
+    from .kernels.attention.flash import flash_attention, flash_attention_backward
+    from .kernels.attention.standard import standard_attention, standard_attention_backward
+    from .sim import Profile, meta
+
+    with Profile(device) as prof:
+        q, k, v = (meta((batch, heads, seq, d), dtype) for _ in range(3))      # (B, H, N, d)
+        if backend == "math":
+            out = standard_attention(q, k, v, causal=causal, dtype=dtype, return_saved=backward)
+            if backward:
+                standard_attention_backward(meta((batch, heads, seq, d), dtype), out[1])
+        else:
+            out = flash_attention(q, k, v, version=2, causal=causal, dtype=dtype, return_saved=backward)
+            if backward:
+                flash_attention_backward(meta((batch, heads, seq, d), dtype), out[1])
+    return prof.time_s
+
+
+def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
+    """Every measurement in ``results`` next to its simulated time on ``device`` (default: the
+    preset matching the measured GPU). Rows the script recorded as failed (``"error"``, e.g. the math
+    backend running out of memory at 16k tokens) are skipped."""
+    from .sim import load_device
+
+    device = device or results.get("preset") or preset_name(str(results.get("gpu", "")))
+    if not device:
+        raise CalibrationError(f"no tinyml preset matches the GPU {results.get('gpu')!r}: pass device= "
+                               "(a name from `tinyml devices`) to compare with a preset anyway")
+    dev = load_device(device)
+    sms = (results.get("device_properties") or {}).get("sm_count")
+    if sms and sms != dev.sm_count:
+        raise CalibrationError(f"the measured GPU {results.get('gpu')!r} has {sms} SMs, preset {device!r} "
+                               f"{dev.sm_count}: not the same chip. Compare with a preset of the same part "
+                               "(`tinyml devices`), or add one for this GPU")
+    rows: list[CalibrationRow] = []
+    if "hbm" in results:
+        hbm = results["hbm"]
+        moved = _field(hbm, "bytes_moved", "hbm")
+        rows.append(CalibrationRow("hbm", f"copy {moved / 2**30:.0f} GiB (read + write)", _field(hbm, "time_s", "hbm"),
+                                   moved / (dev.hbm_bandwidth * dev.eff_hbm) + dev.launch_overhead_s))
+    if "launch" in results:
+        rows.append(CalibrationRow("launch", "launch overhead, one tiny kernel",
+                                   _field(results["launch"], "time_per_launch_s", "launch"), dev.launch_overhead_s))
+    for i, mm in enumerate(results.get("matmul", ())):
+        where = f"matmul[{i}]"
+        m, n, k, dt = (_field(mm, key, where) for key in ("m", "n", "k", "dtype"))
+        if dt not in dev.matmul_flops:
+            continue
+        rows.append(CalibrationRow("matmul", f"matmul {dt} {m}x{n}x{k}", _field(mm, "time_s", where),
+                                   _simulated_matmul(device, m, n, k, dt)))
+    for i, att in enumerate(results.get("attention", ())):
+        if "error" in att:
+            continue
+        where = f"attention[{i}]"
+        backend = _field(att, "backend", where)
+        if backend not in BACKENDS:
+            raise CalibrationError(f"{where}: backend {backend!r} is not one of {sorted(BACKENDS)}")
+        shape = tuple(_field(att, key, where) for key in ("batch", "heads", "seq", "head_dim"))
+        causal, dt = bool(_field(att, "causal", where)), _field(att, "dtype", where)
+        dt = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(dt, dt)
+        label = (f"attention {backend:5s} b{shape[0]} h{shape[1]} n{shape[2]} d{shape[3]} {dt}"
+                 f"{' causal' if causal else ''}")
+        for key, backward, part in (("forward_s", False, "fwd"), ("forward_backward_s", True, "fwd+bwd")):
+            if key in att:
+                rows.append(CalibrationRow("attention", f"{label} {part}", att[key],
+                                           _simulated_attention(device, backend, *shape, causal, dt, backward)))
+    return rows
+
+
+def summary(rows: list[CalibrationRow]) -> dict[str, tuple[int, float]]:
+    """Per kind: (rows, median |error|)."""
+    kinds: dict[str, list[float]] = {}
+    for row in rows:
+        kinds.setdefault(row.kind, []).append(abs(row.error))
+    return {kind: (len(errs), statistics.median(errs)) for kind, errs in kinds.items()}
+
+
+def table(rows: list[CalibrationRow]) -> str:
+    """The rows as aligned text, then the median |error| of each kind."""
+    lines = [f"{'what':52s} {'measured':>12s} {'simulated':>12s} {'error':>7s}"]
+    for row in rows:
+        lines.append(f"{row.what:52s} {row.measured_s * 1e3:9.3f} ms {row.simulated_s * 1e3:9.3f} ms "
+                     f"{row.error:+7.0%}")
+    if any(row.kind == "attention" for row in rows):
+        lines.append("attention backends: " + "; ".join(f"{b} = {what}" for b, what in BACKENDS.items()))
+    for kind, (n, med) in summary(rows).items():
+        lines.append(f"median |error| {kind:10s} over {n:3d} rows: {med:.1%}")
+    return "\n".join(lines)
