@@ -175,7 +175,7 @@ def measure_attention(torch, timer, device, dry):
             heads = 2048 // d
             for seq in (512, 1024, 2048, 4096, 8192, 16384):
                 shapes.append((f"fa2-sweep d={d}", 16384 // seq, heads, seq, d))
-    dtype = torch.float32 if dry else torch.float16
+    dtype_name, dtype = ("fp32", torch.float32) if dry else ("fp16", torch.float16)
     rows = []
     for label, batch, heads, seq, d in shapes:
         q, k, v = (torch.randn(batch, heads, seq, d, device=device, dtype=dtype, requires_grad=True)
@@ -184,7 +184,7 @@ def measure_attention(torch, timer, device, dry):
         for causal in (False, True):
             for backend_name, backend in (("math", SDPBackend.MATH), ("flash", SDPBackend.FLASH_ATTENTION)):
                 row = {"shape": label, "batch": batch, "heads": heads, "seq": seq, "head_dim": d,
-                       "causal": causal, "backend": backend_name, "dtype": str(dtype).split(".")[-1]}
+                       "causal": causal, "backend": backend_name, "dtype": dtype_name}
                 try:
                     with sdpa_kernel(backend):
                         fwd = timer(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
@@ -204,16 +204,16 @@ def measure_attention(torch, timer, device, dry):
     return rows
 
 
-def print_comparison(results: dict) -> None:
-    """Each measurement next to tinyml's simulated time on the matching preset (tinyml.calibration)."""
+def print_comparison(results: dict, device: "str | None" = None) -> None:
+    """Each measurement next to tinyml's simulated time on the matching preset, or on ``device``."""
     try:
         from tinyml.calibration import compare, table
     except ImportError as exc:
         print(f"(tinyml not importable here, {exc}: measure with --no-compare, then run "
               f"`python benchmarks/gpu_calibration.py --compare FILE` where tinyml is installed)")
         return
-    rows = compare(results)
-    print(f"\nmeasured on {results['gpu']} vs simulated on preset {results.get('preset')} "
+    rows = compare(results, device)
+    print(f"\nmeasured on {results['gpu']} vs simulated on preset {device or results.get('preset')} "
           "(error = simulated / measured time - 1):")
     print(table(rows))
     under = next((r["under_load"] for r in results.get("matmul", []) if "under_load" in r), None)
@@ -230,13 +230,15 @@ def main(argv=None) -> int:
     parser.add_argument("--no-compare", action="store_true", help="measure and write the JSON only")
     parser.add_argument("--compare", type=Path, metavar="JSON", default=None,
                         help="measure nothing: compare a results file written earlier with tinyml's presets")
+    parser.add_argument("--device", default=None, help="with --compare: the preset to compare with (default: "
+                        "the one matching the measured GPU)")
     args = parser.parse_args(argv)
     if args.compare is not None:
         from tinyml.calibration import load
         from tinyml.sim.errors import TinymlError
 
         try:
-            print_comparison(load(args.compare))
+            print_comparison(load(args.compare), args.device)
         except TinymlError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -134,19 +134,21 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
 
     device = device or results.get("preset") or preset_name(str(results.get("gpu", "")))
     if not device:
-        raise CalibrationError(f"no tinyml preset matches the GPU {results.get('gpu')!r}: pass device= "
-                               "(a name from `tinyml devices`) to compare with a preset anyway")
+        raise CalibrationError(f"no tinyml preset matches the GPU {results.get('gpu')!r}: name a preset "
+                               "(`tinyml devices` lists them; device= here, --device on gpu_calibration.py) to "
+                               "compare with one anyway")
     dev = load_device(device)
     sms = (results.get("device_properties") or {}).get("sm_count")
     if sms and sms != dev.sm_count:
         raise CalibrationError(f"the measured GPU {results.get('gpu')!r} has {sms} SMs, preset {device!r} "
                                f"{dev.sm_count}: not the same chip. Compare with a preset of the same part "
-                               "(`tinyml devices`), or add one for this GPU")
+                               "(`tinyml devices`; device= here, --device on gpu_calibration.py), or add one for "
+                               "this GPU")
     rows: list[CalibrationRow] = []
     if "hbm" in results:
         hbm = results["hbm"]
         moved = _field(hbm, "bytes_moved", "hbm")
-        rows.append(CalibrationRow("hbm", f"copy {moved / 2**30:.0f} GiB (read + write)", _field(hbm, "time_s", "hbm"),
+        rows.append(CalibrationRow("hbm", f"copy {moved / 2**20:,.0f} MiB (read + write)", _field(hbm, "time_s", "hbm"),
                                    moved / (dev.hbm_bandwidth * dev.eff_hbm) + dev.launch_overhead_s))
     if "launch" in results:
         rows.append(CalibrationRow("launch", "launch overhead, one tiny kernel",
