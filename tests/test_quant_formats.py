@@ -18,10 +18,11 @@ from tinyml.kernels.quant import (SCHEMES, BlockAlignmentError, QuantizedTensor,
 from tinyml.sim import DTypeError, NonFiniteError, ShapeError, TinymlError
 
 F32 = np.float32
-BUILTIN = ("int8", "int4-g32", "int4-g64", "int4-g128", "q8_0", "q4_0")
+BUILTIN = ("int8", "int4-g32", "int4-g64", "int4-g128", "q8_0", "q4_0", "int4-asym-g32", "int4-asym-g64")
 #: (code bits, group size or None for one per row, header bytes, must K be a multiple of the group)
 SPEC = {"int8": (8, None, 2, False), "int4-g32": (4, 32, 2, False), "int4-g64": (4, 64, 2, False),
-        "int4-g128": (4, 128, 2, False), "q8_0": (8, 32, 2, True), "q4_0": (4, 32, 2, True)}
+        "int4-g128": (4, 128, 2, False), "q8_0": (8, 32, 2, True), "q4_0": (4, 32, 2, True),
+        "int4-asym-g32": (4, 32, 4, False), "int4-asym-g64": (4, 64, 4, False)}
 
 
 # ---- an independent scalar transcription of ggml-quants.c -------------------------------------
@@ -290,6 +291,8 @@ def step_bound(w: np.ndarray, fmt: str) -> np.ndarray:
     kp = math.ceil(k / g) * g
     padded = np.zeros((n, kp)); padded[:, :k] = w
     amax = np.abs(padded.reshape(n, -1, g)).max(axis=2)          # (N, G)
+    if fmt.startswith("int4-asym"):
+        return asym_step_bound(padded.reshape(n, -1, g), g)[:, :k]
     qmax = {"int8": 127, "q8_0": 127, "q4_0": 8}.get(fmt, 7)
     s = amax / qmax
     s16 = np.abs(s.astype(np.float16).astype(np.float64))
@@ -301,6 +304,17 @@ def step_bound(w: np.ndarray, fmt: str) -> np.ndarray:
         bound = np.maximum(s16 / 2, qmax * np.abs(s - s16)) + 1e-7 * s
     bound = bound * (1 + 1e-6) + 1e-45
     return np.repeat(bound, g, axis=1)[:, :k]
+
+
+def asym_step_bound(groups: np.ndarray, g: int) -> np.ndarray:
+    """int4-asym (module doc of int4_asym): codes span [z - 8 s16, z + 7 s16] with s16 = fp16((hi - lo) / 15)
+    and z = fp16(lo + 8 s16); inside, |err| <= s16 / 2; outside (s16 or z rounded), the distance to the span."""
+    lo, hi = groups.min(axis=2).astype(np.float64), groups.max(axis=2).astype(np.float64)     # (N, G)
+    s16 = ((hi - lo) / 15).astype(np.float32).astype(np.float16).astype(np.float64)
+    z = (lo + 8 * s16).astype(np.float32).astype(np.float16).astype(np.float64)
+    bound = np.maximum.reduce([s16 / 2, (z - 8 * s16) - lo, hi - (z + 7 * s16)])
+    bound = bound * (1 + 1e-6) + 1e-7 * np.maximum(np.abs(lo), np.abs(hi)) + 1e-45
+    return np.repeat(bound, g, axis=1)
 
 
 def assert_within_step_bound(w, d, fmt):
@@ -385,7 +399,8 @@ def test_a_scale_that_underflows_fp16_is_refused_with_the_numbers(fmt, tiny):
     with pytest.raises(ScaleUnderflowError) as err:
         quantize(w, fmt)
     msg = str(err.value)
-    assert fmt in msg and "group 0 of row 0" in msg and "decode to zeros" in msg and "underflow='zero'" in msg
+    decoded = "all decode to one value" if get_scheme(fmt).has_min else "decode to zeros"
+    assert fmt in msg and "group 0 of row 0" in msg and decoded in msg and "underflow='zero'" in msg
     assert f"{float(to_fp16(np.float32(2 ** -24))):.3g}" in msg              # fp16's smallest positive value
 
 

@@ -19,12 +19,14 @@ from tinyml.kernels.quant import (QuantizedTensor, Scheme, dequantize_kernel, qu
 from tinyml.sim import DTypeError, MetaTensor, NonFiniteError, Profile, ShapeError, TileConfigError, meta
 
 EPS32 = np.finfo(np.float32).eps
-FORMATS = ("int8", "int4-g32", "int4-g64", "int4-g128", "q8_0", "q4_0", "asym4", "nf4", "int2s", "int4-row")
+FORMATS = ("int8", "int4-g32", "int4-g64", "int4-g128", "q8_0", "q4_0", "asym4", "nf4", "int2s", "int4-row",
+           "int4-asym-g32")
 PER_ROW = ("int8", "int4-row")
 GGUF = ("q8_0", "q4_0")
 #: (code bits, group (None: whole row), header bytes), written out by hand
 SPEC = {"int8": (8, None, 2), "int4-g32": (4, 32, 2), "int4-g64": (4, 64, 2), "int4-g128": (4, 128, 2),
-        "q8_0": (8, 32, 2), "q4_0": (4, 32, 2), "asym4": (4, 32, 4), "nf4": (4, 64, 2), "int2s": (2, 16, 2), "int4-row": (4, None, 2)}
+        "q8_0": (8, 32, 2), "q4_0": (4, 32, 2), "asym4": (4, 32, 4), "nf4": (4, 64, 2), "int2s": (2, 16, 2), "int4-row": (4, None, 2),
+        "int4-asym-g32": (4, 32, 4)}
 COUNTER_FIELDS = ("grid", "n_blocks", "dtype", "time_s", "cycles", "bound", "limiter", "waves",
                   "blocks_per_sm", "sram_per_block_bytes", "hbm_read_bytes", "hbm_write_bytes",
                   "l2_hit_bytes", "sram_read_bytes", "sram_write_bytes", "flops_matmul", "flops_vector",
@@ -323,7 +325,7 @@ def test_bytes_and_flops_closed_form(fmt, m, n, kb, extra, dtype, blocks):
     g = group(fmt, k)
     bk = g * mult if fmt not in PER_ROW else 16 * mult
     kp = math.ceil(k / g) * g
-    has_min = fmt == "asym4"
+    has_min = fmt in ("asym4", "int4-asym-g32")
     _, (rec,) = one(quantized_matmul, meta((m, k), dtype), q, block_m=bm, block_n=bn, block_k=bk)
     assert raw_reads(rec) == math.ceil(n / bn) * m * k * s + math.ceil(m / bm) * qb
     assert rec.hbm_write_bytes == m * n * s

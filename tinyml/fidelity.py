@@ -109,7 +109,12 @@ FA3 = "Shah et al. 2024, FlashAttention-3, abstract: up to 740 TFLOP/s fp16 forw
 FA3_FIG = ("Shah et al. 2024, FlashAttention-3, attention forward speed bar charts (H100 80GB SXM5, FP16, "
            "no causal mask, batch x seqlen 16k, hidden 2048), seqlen 16k")
 MAMF = "Bekman, Machine Learning Engineering, 'Maximum Achievable Matmul FLOPS' table (mamf-finder, bf16)"
-GPTFAST = "gpt-fast README, Llama-2-7B on A100-80GB (330 W), batch 1, short prompt"
+GPTFAST = ("gpt-fast README, Llama-2-7B on A100-80GB (330 W), batch 1, short prompt; int8 = one scale per "
+           "output channel, int4 (G=32) = tinygemm's bf16 scale and zero per 32 weights (int4-asym-g32)")
+TORCHAO = ("torchao quantization README (pytorch/ao, torchao/quantization/README.md), CUDA backend tables, batch 1, "
+           "torch.compile: A100-80GB and 'NVIDIA-H100' (h100-sxm assumed: a PCIe H100's 2.0 TB/s could not "
+           "carry the 1.9 TB/s it reports); int8wo = one scale per output channel, int4wo-64 = tinygemm's bf16 "
+           "scale and zero per 64 weights (int4-asym-g64)")
 MLC70B = ("MLC LLM, github.com/mlc-ai/mlc-llm pull request #573 (Jul 2023): Llama-2-70B-chat q4f16_1 (4-bit, an "
           "fp16 scale per 32 weights), Mac Studio with M2 Ultra, decoding 9.8 tokens/s")
 MLC8B = ("MLC LLM, github.com/mlc-ai/mlc-llm issue #2174 (Apr 2024), a maintainer's reply: Llama-3-8B-Instruct "
@@ -151,11 +156,30 @@ SPECS: list[tuple[str, str, str, float, str, Callable[[], float]]] = [
      lambda: _attention_tflops("h100-sxm", 3, 128)),
     ("matmul 8192^3 bf16 (matmul v4)", "a100-80gb", "TFLOP/s", 268, MAMF, lambda: _matmul_tflops("a100-80gb")),
     ("matmul 8192^3 bf16 (matmul v4)", "h100-sxm", "TFLOP/s", 792, MAMF, lambda: _matmul_tflops("h100-sxm")),
-    ("Llama-2-7B decode, fp16", "a100-80gb", "tokens/s", 104.9, GPTFAST, lambda: _decode_tokens("fp16")),
-    ("Llama-2-7B decode, int8", "a100-80gb", "tokens/s", 155.58, GPTFAST, lambda: _decode_tokens("int8")),
-    ("Llama-2-7B decode, int4 (group 32)", "a100-80gb", "tokens/s", 196.80, GPTFAST,
-     lambda: _decode_tokens("int4-g32")),
+    ("Llama-2-7B decode, gpt-fast fp16", "a100-80gb", "tokens/s", 104.9, GPTFAST, lambda: _decode_tokens("fp16")),
+    ("Llama-2-7B decode, gpt-fast int8", "a100-80gb", "tokens/s", 155.58, GPTFAST, lambda: _decode_tokens("int8")),
+    ("Llama-2-7B decode, gpt-fast int4 G=32 (int4-asym-g32)", "a100-80gb", "tokens/s", 196.80, GPTFAST,
+     lambda: _decode_tokens("int4-asym-g32")),
 ]
+#: torchao's weight-only decoding (TORCHAO): (model as published, device, format, tokens/s, tinyml model)
+TORCHAO_ROWS = [
+    ("Llama-2-7B", "a100-80gb", "bf16", 107.38, "llama-2-7b"),
+    ("Llama-2-7B", "a100-80gb", "int8", 170.83, "llama-2-7b"),
+    ("Llama-2-7B", "a100-80gb", "int4-asym-g64", 201.14, "llama-2-7b"),
+    ("Llama-3-8B", "a100-80gb", "bf16", 95.64, "llama-3-8b"),
+    ("Llama-3-8B", "a100-80gb", "int8", 153.03, "llama-3-8b"),
+    ("Llama-3-8B", "a100-80gb", "int4-asym-g64", 180.80, "llama-3-8b"),
+    ("Llama-3.1-8B", "h100-sxm", "bf16", 126.90, "llama-3-8b"),
+    ("Llama-3.1-8B", "h100-sxm", "int8", 198.85, "llama-3-8b"),
+    ("Llama-3.1-8B", "h100-sxm", "int4-asym-g64", 241.39, "llama-3-8b"),
+]
+#: torchao's README also gives each quantized model's size (GB, the weights one decode step reads: the
+#: embedding table excluded), a check of the formats' bytes: (tinyml model, format) -> GB
+TORCHAO_MODEL_GB = {("llama-2-7b", "bf16"): 13.21, ("llama-2-7b", "int8"): 6.62, ("llama-2-7b", "int4-asym-g64"): 3.74,
+                    ("llama-3-8b", "bf16"): 15.01, ("llama-3-8b", "int8"): 7.52, ("llama-3-8b", "int4-asym-g64"): 4.22}
+for _model, _dev, _fmt, _pub, _tiny in TORCHAO_ROWS:
+    SPECS.append((f"{_model} decode, torchao {_fmt}", _dev, "tokens/s", _pub, TORCHAO,
+                  lambda f=_fmt, m=_tiny, d=_dev: _decode_tokens(f, m, d)))
 #: MLC LLM / WebLLM decoding at batch 1 (4-bit q4f16_1 = tinyml's int4-g32), each timed eager (MLC_EAGER):
 #: (what, device, published tokens/s, source, model). Llama-3.1-8B has Llama-3-8B's weight shapes.
 MLC_ROWS = [

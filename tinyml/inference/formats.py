@@ -8,6 +8,7 @@
 | q8_0      | 8.5  (8 + 16/32)                        | ``tinyml.kernels.quant`` (llama.cpp)      |
 | int4-g128 | 4.125 (4 + 16/128)                      | ``tinyml.kernels.quant``                  |
 | q4_0      | 4.5  (4 + 16/32)                        | ``tinyml.kernels.quant`` (llama.cpp)      |
+| int4-asym-g32 | 5 (4 + 32/32: a scale and a zero)   | ``tinyml.kernels.quant`` (gpt-fast)       |
 
 Every 2-D weight (embeddings, projections, LM head) is stored in the format;
 1-D weights (norms, biases) and activations stay in the *activation dtype*
@@ -61,8 +62,9 @@ class WeightFormat:
 
 
 def valid_names() -> str:
-    return ", ".join(("fp32", "fp16", "bf16", "int8", "q8_0", "q4_0", "int4-g32", "int4-g64", "int4-g128")) + \
-        " (any int4-g<N> with N even)"
+    return ", ".join(("fp32", "fp16", "bf16", "int8", "q8_0", "q4_0", "int4-g32", "int4-g64", "int4-g128",
+                      "int4-asym-g32", "int4-asym-g64", "int4-asym-g128")) + \
+        " (any int4-g<N> or int4-asym-g<N> with N even)"
 
 
 def weight_format(fmt) -> WeightFormat:

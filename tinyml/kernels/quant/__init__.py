@@ -4,6 +4,7 @@
 |-------------|---------------|-------------------|------------|---------------|
 | int8        | whole row     | int8, symmetric   | fp16 / row | 8 + 16/K      |
 | int4-g<g>   | g (32/64/128) | int4, symmetric   | fp16       | 4 + 16/g      |
+| int4-asym-g<g> | g          | int4, scale+zero  | fp16 + fp16| 4 + 32/g (gpt-fast, torchao) |
 | q8_0        | 32            | int8 (llama.cpp)  | fp16       | 8.5           |
 | q4_0        | 32            | int4 (llama.cpp)  | fp16       | 4.5           |
 | your Scheme | any           | 2/4/8-bit + table | fp16 (+min)| bits + 16(1+m)/g |
@@ -21,6 +22,7 @@ from .errors import (BlockAlignmentError, ScaleOverflowError, ScaleUnderflowErro
                      UnknownFormatError)
 from .gguf import Q4_0, Q8_0
 from .int4 import Int4Grouped
+from .int4_asym import Int4GroupedZero
 from .int8 import Int8PerChannel
 from .registry import SCHEMES, get_scheme, register
 from .scheme import Layout, Scheme, to_fp16
@@ -28,7 +30,7 @@ from .tensor import QuantizedTensor, quantize
 
 __all__ = [
     "quantize", "QuantizedTensor", "Scheme", "Layout", "SCHEMES", "register", "get_scheme", "to_fp16",
-    "Int8PerChannel", "Int4Grouped", "Q8_0", "Q4_0",
+    "Int8PerChannel", "Int4Grouped", "Int4GroupedZero", "Q8_0", "Q4_0",
     "BlockAlignmentError", "ScaleOverflowError", "ScaleUnderflowError", "SchemeDefinitionError", "UnknownFormatError",
     "quantized_gemv", "quantized_matmul", "dequantize_kernel", "unfused_quantized_matmul",
     "error_report", "format_report", "sample_weights",

@@ -11,6 +11,7 @@ import re
 from .errors import SchemeDefinitionError, UnknownFormatError
 from .gguf import Q4_0, Q8_0
 from .int4 import Int4Grouped
+from .int4_asym import Int4GroupedZero
 from .int8 import Int8PerChannel
 from .scheme import Scheme
 
@@ -29,11 +30,11 @@ def register(scheme: Scheme, *, replace: bool = False) -> Scheme:
     return scheme
 
 
-_INT4_G = re.compile(r"int4-g(\d+)$")
+_INT4_G = re.compile(r"int4-(asym-)?g(\d+)$")
 
 
 def get_scheme(fmt) -> Scheme:
-    """A Scheme from a name ('q4_0', 'int4-g32', any 'int4-g<N>' with N even) or a Scheme."""
+    """A Scheme from a name ('q4_0', 'int4-g32', any 'int4-g<N>' or 'int4-asym-g<N>' with N even) or a Scheme."""
     if isinstance(fmt, Scheme):
         fmt.check()
         return fmt
@@ -45,12 +46,13 @@ def get_scheme(fmt) -> Scheme:
     if name in SCHEMES:
         return SCHEMES[name]
     m = _INT4_G.match(name)
-    if m and int(m.group(1)) >= 2 and int(m.group(1)) % 2 == 0:
-        return Int4Grouped(int(m.group(1)))
+    if m and int(m.group(2)) >= 2 and int(m.group(2)) % 2 == 0:
+        return (Int4GroupedZero if m.group(1) else Int4Grouped)(int(m.group(2)))
     raise UnknownFormatError(
         f"unknown weight format {fmt!r}; choose one of {', '.join(sorted(SCHEMES))}, "
-        f"'int4-g<N>' with N even, or pass your own Scheme instance")
+        f"'int4-g<N>' or 'int4-asym-g<N>' with N even, or pass your own Scheme instance")
 
 
-for _scheme in (Int8PerChannel(), Int4Grouped(32), Int4Grouped(64), Int4Grouped(128), Q8_0(), Q4_0()):
+for _scheme in (Int8PerChannel(), Int4Grouped(32), Int4Grouped(64), Int4Grouped(128), Int4GroupedZero(32),
+                Int4GroupedZero(64), Int4GroupedZero(128), Q8_0(), Q4_0()):
     register(_scheme)

@@ -75,9 +75,10 @@ def error_report(w, formats=DEFAULT_FORMATS, *, x=None, seed: int = 0) -> list[d
 
 def format_report(rows: list[dict]) -> str:
     """The rows of :func:`error_report` as a plain-text table."""
-    head = f"{'format':<11} {'bits/w':>7} {'RMSE':>10} {'max err':>10} {'RMSE/RMS':>9} {'gemv rel':>9}"
+    w = max([11] + [len(r["format"]) for r in rows])
+    head = f"{'format':<{w}} {'bits/w':>7} {'RMSE':>10} {'max err':>10} {'RMSE/RMS':>9} {'gemv rel':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['format']:<11} {r['bits_per_weight']:>7.3f} {r['rmse']:>10.3e} {r['max_error']:>10.3e} "
+        lines.append(f"{r['format']:<{w}} {r['bits_per_weight']:>7.3f} {r['rmse']:>10.3e} {r['max_error']:>10.3e} "
                      f"{r['rel_rmse']:>9.4f} {r['gemv_rel_error']:>9.4f}")
     return "\n".join(lines)

@@ -180,17 +180,19 @@ FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)
 
 
 def check_fp16_underflow(scale: np.ndarray, spread: np.ndarray, scheme: str, groups_per_row: int,
-                         group: int) -> None:
+                         group: int, minimum: "np.ndarray | None" = None) -> None:
     """Raise :class:`ScaleUnderflowError` if a group whose weights differ (``spread`` > 0: max|w|,
-    or max - min for a scheme with a minimum) has a ``scale`` that rounds to fp16 zero."""
+    or max - min for a scheme with a ``minimum``) has a ``scale`` that rounds to fp16 zero."""
     lost = (to_fp16(scale) == 0) & (spread > 0)
     if lost.any():
         i = int(np.argmax(lost))
         row, grp = divmod(i, groups_per_row)
+        decoded = ("decode to zeros (relative error 1.0)" if minimum is None else
+                   f"all decode to one value, {float(to_fp16(minimum[i])):.3g} (their spread lost)")
         raise ScaleUnderflowError(
             f"{scheme}: the scale of group {grp} of row {row} is {float(scale[i]):.3g}, below fp16's smallest "
             f"positive value {FP16_TINY:.3g} (the group's weights span {float(spread[i]):.3g}): it would be "
-            f"stored as 0 and the group's {group} weights would decode to zeros (relative error 1.0); "
+            f"stored as 0 and the group's {group} weights would {decoded}; "
             f"{int(lost.sum())} group(s) underflow. Rescale the weights (multiply by a power of two such as "
             f"2**16 and fold its inverse into the next layer) before quantizing, or pass underflow='zero' "
             f"to accept zeros as llama.cpp does.")

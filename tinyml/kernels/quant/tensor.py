@@ -113,7 +113,7 @@ def quantize(w, fmt, *, underflow: str = "raise") -> QuantizedTensor:
     check_fp16(scale, "scale", scheme.name, lay.groups_per_row, amax)
     if underflow == "raise":
         spread = amax if minimum is None else groups.max(axis=1) - groups.min(axis=1)
-        check_fp16_underflow(scale, spread, scheme.name, lay.groups_per_row, lay.group)
+        check_fp16_underflow(scale, spread, scheme.name, lay.groups_per_row, lay.group, minimum)
     if minimum is not None:
         check_fp16(minimum, "min", scheme.name, lay.groups_per_row, amax)
         minimum = to_fp16(minimum).reshape(n, lay.groups_per_row)
