@@ -4,6 +4,8 @@ Times, on the real device, the quantities the simulator's presets claim:
 
 * HBM bandwidth: a large device-to-device copy (read + write bytes / time);
 * launch overhead: a tiny kernel launched many times back to back;
+* inside a CUDA graph (as decoding runs): copies from 64 KiB to 1 GiB and Llama-2-7B's bf16 decode
+  GEMVs, so time against bytes gives what a kernel costs beyond its bytes and the streaming rate;
 * dense matmul throughput: fp16/bf16 GEMMs at 4096^3, 8192^3 and 16384^3 (and fp32), with the
   SM clock and power sampled by ``nvidia-smi`` while the largest one runs (the clock a GEMM
   really holds, which the presets' matmul efficiency stands in for);
@@ -159,6 +161,46 @@ def measure_matmul(torch, timer, device, dry):
     return out
 
 
+#: Llama-2-7B's decode linears, (out N, in K): the bf16 GEMVs a decoding step streams
+DECODE_GEMVS = [(12288, 4096), (4096, 4096), (22016, 4096), (4096, 11008), (32000, 4096)]
+
+
+def graph_time(torch, timer, fn, calls: int) -> float:
+    """Seconds per call of ``fn`` replayed ``calls`` times back to back inside one CUDA graph (as a
+    decoding step runs in gpt-fast or vLLM: no CPU launch per kernel, each kernel still dispatched,
+    ramped up and drained on the GPU)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return timer(graph.replay) / calls
+
+
+def measure_graph(torch, timer, device, dry):
+    """Copies from 64 KiB to 1 GiB and Llama-2-7B's bf16 decode GEMVs, each inside a CUDA graph: the
+    time a kernel costs beyond its bytes (the intercept of time against bytes) and the streaming rate."""
+    if device != "cuda":
+        return {"skipped": "CUDA graphs need a CUDA GPU"}
+    out = {"copy": [], "gemv": []}
+    for log2 in range(16, 31, 2):
+        n = (1 << log2) // 4                                    # fp32 elements: 2^log2 bytes read
+        x = torch.empty(n, dtype=torch.float32, device=device)
+        y = torch.empty_like(x)
+        out["copy"].append({"bytes_moved": 2 * 4 * n, "time_s": graph_time(torch, timer, lambda: y.copy_(x), 20)})
+    for n, k in DECODE_GEMVS:
+        x = torch.randn(1, k, device=device, dtype=torch.bfloat16)            # (1, K)
+        w = torch.randn(n, k, device=device, dtype=torch.bfloat16)            # (N, K), as Linear.weight
+        t = graph_time(torch, timer, lambda: torch.nn.functional.linear(x, w), 10)
+        out["gemv"].append({"dtype": "bf16", "n": n, "k": k, "time_s": t})
+    return out
+
+
 def measure_attention(torch, timer, device, dry):
     import torch.nn.functional as F
 
@@ -207,15 +249,21 @@ def measure_attention(torch, timer, device, dry):
 def print_comparison(results: dict, device: "str | None" = None) -> None:
     """Each measurement next to tinyml's simulated time on the matching preset, or on ``device``."""
     try:
-        from tinyml.calibration import compare, table
+        from tinyml.calibration import compare, graph_fit, preset_for, table
+        from tinyml.sim import load_device
     except ImportError as exc:
         print(f"(tinyml not importable here, {exc}: measure with --no-compare, then run "
               f"`python benchmarks/gpu_calibration.py --compare FILE` where tinyml is installed)")
         return
     rows = compare(results, device)
-    print(f"\nmeasured on {results['gpu']} vs simulated on preset {device or results.get('preset')} "
+    print(f"\nmeasured on {results['gpu']} vs simulated on preset {preset_for(results, device)} "
           "(error = simulated / measured time - 1):")
     print(table(rows))
+    fit = graph_fit(results)
+    if fit:
+        dev = load_device(preset_for(results, device))
+        print(f"a kernel in a CUDA graph: {fit[0] * 1e6:.2f} us + bytes / {fit[1] / 1e12:.2f} TB/s measured (copies); "
+              f"the preset: 0 us + bytes / {dev.hbm_bandwidth * dev.eff_hbm / 1e12:.2f} TB/s")
     under = next((r["under_load"] for r in results.get("matmul", []) if "under_load" in r), None)
     if under and "error" not in under:
         print(f"SM clock under a long bf16 GEMM: median {under['clocks.sm_median']:.0f} MHz "
@@ -269,8 +317,8 @@ def main(argv=None) -> int:
                                         "total_memory_bytes": props.total_memory,
                                         "capability": f"{props.major}.{props.minor}"}
     t0 = time.time()
-    for key, measure in (("hbm", measure_bandwidth), ("launch", measure_launch), ("matmul", measure_matmul),
-                         ("attention", measure_attention)):
+    for key, measure in (("hbm", measure_bandwidth), ("launch", measure_launch), ("graph", measure_graph),
+                         ("matmul", measure_matmul), ("attention", measure_attention)):
         results[key] = measure(torch, timer, device, args.dry_run)
         print(f"{key}: measured ({time.time() - t0:.0f} s)", flush=True)
     results["wall_s"] = time.time() - t0

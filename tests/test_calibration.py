@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyml.calibration import CalibrationError, compare, load, preset_name, summary, table
+from tinyml.calibration import CalibrationError, compare, graph_fit, load, preset_name, summary, table
 from tinyml.sim import Profile, load_device, meta
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_calibration.py"
@@ -45,6 +45,38 @@ def test_copy_and_launch_rows_are_the_presets_assumptions():
     assert copy.simulated_s == pytest.approx(moved / (dev.hbm_bandwidth * dev.eff_hbm) + dev.launch_overhead_s)
     assert copy.error == pytest.approx(copy.simulated_s / t - 1)
     assert launch.simulated_s == dev.launch_overhead_s and launch.measured_s == 5e-6
+
+
+def graph_results(fixed_s=3e-6, rate=1.9e12):
+    """Copies and GEMVs timed in a CUDA graph as a line: ``fixed_s`` per kernel plus bytes at ``rate``."""
+    return results(graph={"copy": [{"bytes_moved": 2 * 2**k, "time_s": fixed_s + 2 * 2**k / rate}
+                                   for k in range(16, 31, 2)],
+                          "gemv": [{"dtype": "bf16", "n": 4096, "k": 11008, "time_s": 40e-6}]})
+
+
+def test_graph_rows_cost_the_work_without_a_launch():
+    dev = load_device("h200")
+    rows = compare(graph_results())
+    copies = [r for r in rows if r.kind == "graph copy"]
+    assert len(copies) == 8 and copies[0].what == "copy 0.125 MiB in a CUDA graph"
+    for row, k in zip(copies, range(16, 31, 2)):
+        assert row.simulated_s == pytest.approx(2 * 2**k / (dev.hbm_bandwidth * dev.eff_hbm))
+    (gemv,) = [r for r in rows if r.kind == "graph gemv"]
+    from tinyml.inference.formats import weight_format
+    from tinyml.inference.step import linear
+
+    with Profile("h200") as prof:
+        linear(weight_format("bf16"), 1, 4096, 11008)
+    assert gemv.simulated_s == pytest.approx(prof.time_s - dev.launch_overhead_s) and gemv.what == \
+        "gemv bf16 11008->4096 in a CUDA graph"
+    assert gemv.simulated_s >= 2 * 4096 * 11008 / dev.hbm_bandwidth                  # the weights, at no more than peak
+
+
+@pytest.mark.parametrize("fixed_s,rate", [(3e-6, 1.9e12), (0.0, 4.0e12), (8e-6, 0.9e12)])
+def test_graph_fit_recovers_the_cost_beyond_the_bytes(fixed_s, rate):
+    intercept, bandwidth = graph_fit(graph_results(fixed_s, rate))
+    assert intercept == pytest.approx(fixed_s, abs=1e-9) and bandwidth == pytest.approx(rate, rel=1e-6)
+    assert graph_fit(results()) is None
 
 
 def test_matmul_rows_keep_m_n_k_apart_and_respect_the_roofline():
@@ -124,6 +156,13 @@ def test_script_compare_reads_a_results_file(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "measured on NVIDIA H200 vs simulated on preset h200" in out
     assert "attention math  b4 h16 n2048 d64 fp16 fwd+bwd" in out and "median |error| launch" in out
+
+
+def test_script_compare_prints_the_graph_fit(tmp_path, capsys):
+    path = tmp_path / "gpu_calibration_h200.json"
+    path.write_text(json.dumps(graph_results(3e-6, 1.9e12)))
+    assert _script().main(["--compare", str(path)]) == 0
+    assert "a kernel in a CUDA graph: 3.00 us + bytes / 1.90 TB/s measured" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text,match", [(None, "no calibration results at"), ("{not json", "is not JSON")])

@@ -18,6 +18,10 @@ measurement           simulated
 HBM copy              its bytes at the preset's achievable bandwidth (spec x ``[efficiency] hbm``)
                       plus one launch: the number the preset *assumes*, so the row checks it
 launch                the preset's ``[launch] overhead_s``
+graph copy            a copy's bytes at the achievable bandwidth, no launch: a kernel in a CUDA
+                      graph costs its work only, as ``tinyml decode``'s graph timing assumes
+graph gemv            the decode step's linear (``tinyml.inference.step.linear``, bf16, batch 1)
+                      less the launch overhead, as in the decode step's graph timing
 matmul fp16/bf16      ``matmul_v4`` (the fidelity table's GEMM: register accumulators,
                       multi-stage loads)
 matmul fp32           ``matmul_v4`` in fp32 (PyTorch's default keeps TF32 off: the fp32 rate)
@@ -106,6 +110,17 @@ def _simulated_matmul(device: str, m: int, n: int, k: int, dtype: str) -> float:
     return prof.time_s
 
 
+def _simulated_decode_linear(device: str, n: int, k: int, dtype: str) -> float:
+    """Seconds of the decode step's linear y (1, N) = x (1, K) @ W^T, its block sizes tuned as the step tunes them."""
+    from .inference.formats import weight_format
+    from .inference.step import linear
+    from .sim import Profile
+
+    with Profile(device) as prof:
+        linear(weight_format(dtype), 1, n, k)
+    return prof.time_s
+
+
 def _simulated_attention(device: str, backend: str, batch: int, heads: int, seq: int, d: int, causal: bool,
                          dtype: str, backward: bool) -> float:
     """Seconds of PyTorch's ``backend`` at one shape: forward, or forward + backward."""
@@ -126,17 +141,23 @@ def _simulated_attention(device: str, backend: str, batch: int, heads: int, seq:
     return prof.time_s
 
 
+def preset_for(results: dict, device: "str | None" = None) -> str:
+    """``device`` if given, else the preset the results name or the one matching their GPU."""
+    device = device or results.get("preset") or preset_name(str(results.get("gpu", "")))
+    if not device:
+        raise CalibrationError(f"no tinyml preset matches the GPU {results.get('gpu')!r}: name a preset "
+                               "(`tinyml devices` lists them; device= here, --device on gpu_calibration.py) to "
+                               "compare with one anyway")
+    return device
+
+
 def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
     """Every measurement in ``results`` next to its simulated time on ``device`` (default: the
     preset matching the measured GPU). Rows the script recorded as failed (``"error"``, e.g. the math
     backend running out of memory at 16k tokens) are skipped."""
     from .sim import load_device
 
-    device = device or results.get("preset") or preset_name(str(results.get("gpu", "")))
-    if not device:
-        raise CalibrationError(f"no tinyml preset matches the GPU {results.get('gpu')!r}: name a preset "
-                               "(`tinyml devices` lists them; device= here, --device on gpu_calibration.py) to "
-                               "compare with one anyway")
+    device = preset_for(results, device)
     dev = load_device(device)
     sms = (results.get("device_properties") or {}).get("sm_count")
     if sms and sms != dev.sm_count:
@@ -153,6 +174,16 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
     if "launch" in results:
         rows.append(CalibrationRow("launch", "launch overhead, one tiny kernel",
                                    _field(results["launch"], "time_per_launch_s", "launch"), dev.launch_overhead_s))
+    graph = results.get("graph") or {}
+    for i, cp in enumerate(graph.get("copy", ())):
+        moved = _field(cp, "bytes_moved", f"graph.copy[{i}]")
+        rows.append(CalibrationRow("graph copy", f"copy {moved / 2**20:,.4g} MiB in a CUDA graph",
+                                   _field(cp, "time_s", f"graph.copy[{i}]"), moved / (dev.hbm_bandwidth * dev.eff_hbm)))
+    for i, gv in enumerate(graph.get("gemv", ())):
+        where = f"graph.gemv[{i}]"
+        n, k, dt = (_field(gv, key, where) for key in ("n", "k", "dtype"))
+        rows.append(CalibrationRow("graph gemv", f"gemv {dt} {k}->{n} in a CUDA graph", _field(gv, "time_s", where),
+                                   _simulated_decode_linear(device, n, k, dt) - dev.launch_overhead_s))
     for i, mm in enumerate(results.get("matmul", ())):
         where = f"matmul[{i}]"
         m, n, k, dt = (_field(mm, key, where) for key in ("m", "n", "k", "dtype"))
@@ -179,6 +210,24 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
     return rows
 
 
+def graph_fit(results: dict) -> "tuple[float, float] | None":
+    """(seconds a kernel costs beyond its bytes, streaming bytes/s): the least-squares line of time
+    against bytes over the copies timed inside a CUDA graph; None without at least two of them."""
+    copies = (results.get("graph") or {}).get("copy", ())
+    if len(copies) < 2:
+        return None
+    import numpy as np
+
+    moved = np.array([c["bytes_moved"] for c in copies], dtype=np.float64)
+    time = np.array([c["time_s"] for c in copies], dtype=np.float64)
+    slope, intercept = np.polyfit(moved, time, 1)
+    return float(intercept), float(1 / slope)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:9.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:9.2f} us"
+
+
 def summary(rows: list[CalibrationRow]) -> dict[str, tuple[int, float]]:
     """Per kind: (rows, median |error|)."""
     kinds: dict[str, list[float]] = {}
@@ -191,8 +240,7 @@ def table(rows: list[CalibrationRow]) -> str:
     """The rows as aligned text, then the median |error| of each kind."""
     lines = [f"{'what':52s} {'measured':>12s} {'simulated':>12s} {'error':>7s}"]
     for row in rows:
-        lines.append(f"{row.what:52s} {row.measured_s * 1e3:9.3f} ms {row.simulated_s * 1e3:9.3f} ms "
-                     f"{row.error:+7.0%}")
+        lines.append(f"{row.what:52s} {_ms(row.measured_s)} {_ms(row.simulated_s)} {row.error:+7.0%}")
     if any(row.kind == "attention" for row in rows):
         lines.append("attention backends: " + "; ".join(f"{b} = {what}" for b, what in BACKENDS.items()))
     for kind, (n, med) in summary(rows).items():
