@@ -92,6 +92,7 @@ def quantize(w, fmt, *, underflow: str = "raise") -> QuantizedTensor:
     """Quantize a weight matrix ``w`` ``(N, K)`` (out, in) into ``fmt``.
 
     ``fmt``: 'int8', 'int4-g32', 'int4-g64', 'int4-g128' (any 'int4-g<N>'),
+    'int4-asym-g32/64/128' (a scale and a zero per group, any 'int4-asym-g<N>'),
     'q8_0', 'q4_0', another registered name, or a :class:`Scheme` instance.
     NaN/Inf weights are refused with their position; a scale that overflows
     fp16 is refused (:class:`~.errors.ScaleOverflowError`), and so is one that
