@@ -33,6 +33,8 @@ CLI = [
     ["schedule", "matmul", "--device", "nosuch"], ["tune", "matmul", "--trials", "0"],
     ["tune", "matmul", "--trials", "nan"], ["ssm", "--seq", "-1"], ["ssm", "--seq", "1e99"],
     ["ssm", "--heads", "3"], ["ssm", "--heads", "10000"], ["ssm", "--channels", "3"],
+    ["tune", "matmul", "--device", "cpu", "--m", "1000000", "--n", "1000000", "--k", "1000000", "--trials", "2",
+     "--model", "none"],
     ["attention", "--variants", "flash3", "--seq", "0"],
     ["tune", "show", "{binary}"], ["tune", "show", "{broken}"], ["tune", "show", "{missing}"],
     ["compile", "tiny_gpt", "--tune-log", "{binary}"], ["compile", "tiny_gpt", "--tune-log", "{broken}"],
@@ -73,3 +75,14 @@ def test_ssm_error_rows_keep_the_advice(capsys):
     forms = json.loads(capsys.readouterr().out)["forms"]
     hbm = [r["error"] for r in forms if "out of HBM" in r.get("error", "")]
     assert hbm and all("Use a smaller shape" in e for e in hbm)
+
+
+def test_cpu_measurer_asks_the_host_before_drawing_inputs():
+    """A shape too big for this machine's RAM is a HostMemoryError that points to a simulated device,
+    not NumPy's MemoryError out of the middle of tune()."""
+    from tinyml.compiler.tensor.workloads import matmul
+    from tinyml.compiler.tune.cpu import CpuMeasurer
+    from tinyml.sim import HostMemoryError
+
+    with pytest.raises(HostMemoryError, match="on a simulated device"):
+        CpuMeasurer().inputs(matmul(10 ** 6, 10 ** 6, 10 ** 6))
