@@ -138,6 +138,24 @@ def test_a_binary_trace_file_is_a_trace_error(tmp_path):
     refused(lambda: read(tmp_path / "none.json"), TraceError, "cannot read the trace", "No such file")
 
 
+@pytest.mark.parametrize("text, kind", [("[]", "an array"), ('"mma"', "a string"), ("3", "a number"),
+                                        ("null", "null")])
+def test_a_trace_file_that_is_not_an_object_is_a_trace_error(tmp_path, capsys, text, kind):
+    """`[]` used to replay as an empty schedule: the CLI printed the naive nest twice, exit 0."""
+    from tinyml.compiler.tensor.trace import read
+
+    path = tmp_path / "t.json"
+    path.write_text(text)
+    refused(lambda: read(path), TraceError, f"holds {kind}, not a trace", "--write-trace")
+    assert main(["schedule", "matmul", "--m", "64", "--n", "64", "--k", "64", "--trace", str(path)]) == 2
+    assert "not a trace" in capsys.readouterr().err
+
+
+def test_a_trace_without_a_version_says_where_traces_come_from():
+    refused(lambda: replay(matmul(64, 64, 64), {"workload": {}, "instructions": []}), TraceError,
+            'has no "version"', "--write-trace")
+
+
 # ---- auto-tuning ------------------------------------------------------------------------------------
 
 class _Measurer:
