@@ -17,7 +17,10 @@ def bad_files(tmp_path):
     binary.write_bytes(bytes(range(128, 256)))
     broken = tmp_path / "broken.json"
     broken.write_text('{"not": json\n')
-    return {"binary": binary, "broken": broken, "folder": tmp_path, "missing": tmp_path / "missing.json"}
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    return {"binary": binary, "broken": broken, "folder": tmp_path, "missing": tmp_path / "missing.json",
+            "empty": empty}
 
 
 @pytest.mark.parametrize("kind, match", [("binary", "not a text file"), ("broken", "not JSON"),
@@ -37,6 +40,8 @@ CLI = [
      "--model", "none"],
     ["attention", "--variants", "flash3", "--seq", "0"],
     ["tune", "show", "{binary}"], ["tune", "show", "{broken}"], ["tune", "show", "{missing}"],
+    ["tune", "show", "{empty}"], ["tune", "matmul", "--m", "64", "--n", "64", "--k", "64", "--trials", "2",
+                                  "--transfer", "{empty}"],
     ["compile", "tiny_gpt", "--tune-log", "{binary}"], ["compile", "tiny_gpt", "--tune-log", "{broken}"],
     ["compile", "tiny_gpt", "--schedule", "{missing}"],
 ]

@@ -188,6 +188,7 @@ TUNE = [
     ("retrain_growth inf", dict(retrain_growth=math.inf), TuneError, "retrain_growth must be a finite number >= 1, got inf"),
     ("retrain_growth '2'", dict(retrain_growth="2"), TuneError, "got '2' (str)"),
     ("transfer a string", dict(transfer="a.jsonl"), TuneError, "write ['a.jsonl'] for one log"),
+    ("transfer without a model", dict(transfer=["a.jsonl"], model="none"), TuneError, "model='none' has none"),
     ("progress not callable", dict(progress=3), TuneError, "progress is called as progress(record, result)"),
 ]
 
@@ -279,6 +280,15 @@ def test_a_trace_whose_workload_cannot_be_rebuilt_is_a_log_error(tmp_path):
     path.write_text(json.dumps(_record(trace={"version": 1, "workload": {"name": "matmul"}, "instructions": []}))
                     + "\n")
     refused(lambda: transfer_data([path], "nest"), TuneLogError, "cannot rebuild workload 'matmul'")
+
+
+def test_a_transfer_log_with_nothing_to_learn_from_is_refused(tmp_path):
+    """An empty log (or one of failed trials only) used to warm-start nothing, silently."""
+    from tinyml.compiler.tune.tuner import transfer_data
+
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    refused(lambda: transfer_data([path], "nest"), TuneLogError, "holds 0 trial(s), none with a schedule")
 
 
 def test_tuning_log_refuses_a_source_that_is_not_a_path_or_records():
