@@ -243,9 +243,18 @@ def test_a_binary_or_folder_given_as_a_device_or_model_file_is_one_line(tmp_path
     ["compile", "nosuch"], ["lab", "check", "99"], ["lab", "run", "99"], ["compile", "mlp", "--out", "explain"],
     ["matmul", "--m", "3", "--n", "4", "--k", "5", "--dtype", "fp64"],
     ["attention", "--heads", "6", "--kv-heads", "4", "--seq", "8"],
+    ["devices", ""], ["tour", "--device", ""], ["matmul", "--m", "3", "--n", "4", "--k", "5", "--device", " "],
 ])
 def test_names_and_values_checked_after_parsing_are_one_line_too(capsys, argv):
     assert_one_line_refusal(capsys, argv)
+
+
+def test_an_empty_device_name_is_named_as_such():
+    """'' used to read as the path '.' ("is a directory"), and `tinyml devices ''` printed every preset."""
+    from tinyml.sim import DeviceConfigError, load_device
+
+    with pytest.raises(DeviceConfigError, match="the device name is empty; give a preset"):
+        load_device("")
 
 
 def test_the_largest_seed_runs_end_to_end(capsys):

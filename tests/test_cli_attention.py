@@ -50,6 +50,20 @@ def test_bad_input_exits_2_with_a_message(capsys, argv, needle):
     assert needle in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, flags", [
+    (["--seq", "4096"], "--seq"),
+    (["--trace", "{tmp}/fig2.json", "--dtype", "bf16"], "--dtype, --trace"),
+    (["--variants", "flash2", "--execute"], "--variant, --execute"),
+])
+def test_paper_refuses_the_options_it_would_ignore(capsys, tmp_path, argv, flags):
+    """--paper fig2 runs its own configuration: --seq, --dtype, --trace ... used to be dropped without a
+    word (the trace file was never written)."""
+    assert main(["attention", "--paper", "fig2", *[a.format(tmp=tmp_path) for a in argv]]) == 2
+    err = capsys.readouterr().err
+    assert f"would ignore {flags};" in err and "drop --paper" in err
+    assert not (tmp_path / "fig2.json").exists()
+
+
 def _fig2(capsys):
     _, out = run_json(capsys, "attention", "--paper", "fig2")
     assert {r["variant"] for r in out["results"]} == {"standard", "flash1", "flash2"}

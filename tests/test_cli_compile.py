@@ -91,12 +91,26 @@ def test_fuse_table_with_a_matmul_epilogue(capsys):
     assert "matmul_epilogue" in text and "fewer HBM bytes" in text
 
 
+def test_fuse_costs_a_matmul_chain_too_big_for_host_ram(capsys):
+    """100000 x 100000: 60 GB of fp16 tensors fit the MI300X's HBM; counting mode costs them by shape
+    (the weight used to be drawn in host RAM first: 120 GB, a HostMemoryError)."""
+    out = run_json(capsys, "fuse", "--ops", "matmul,gelu", "--shape", "100000,100000", "--device", "mi300x")
+    assert out["fused"]["kernels"] == 1 and out["fused"]["hbm_bytes"] >= 3 * 2 * 10 ** 10
+
+
 @pytest.mark.parametrize("argv, words", [
     (["fuse", "--ops", "mul,frobnicate"], "unknown op"),
     (["fuse", "--ops", "add,matmul"], "matmul must come first"),
     (["fuse", "--ops", "gelu", "--shape", "12"], "--shape"),
     (["fuse", "--ops", "scale:abc"], "scale:0.5"),
+    (["fuse", "--ops", "scale:nan"], "finite factor"),
+    (["fuse", "--ops", "mul,,add"], "op 2 is empty"),
+    (["fuse", "--ops", "gelu:2"], "gelu takes no argument"),
+    (["fuse", "--ops", "matmul:3,add"], "matmul takes no argument"),
     (["compile", "mlp", "--passes", "nope"], "unknown pass"),
+    (["compile", "mlp", "--scheme", "int3"], "unknown weight format 'int3'"),
+    (["compile", "mlp", "--scheme", "int8"], "would be ignored"),
+    (["compile", "mlp", "--skip", "h0.*"], "would be ignored"),
     (["compile", "mlp", "--seq", "0"], "--seq"),
     (["compile", "mlp", "--seq", "n"], "--bound n="),
     (["compile", "mlp", "--seq", "m"], "the symbol n"),

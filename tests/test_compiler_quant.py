@@ -262,3 +262,19 @@ def test_a_scheme_that_cannot_pad_names_the_weight_and_the_fix():
         quantize_weights(g, "q4_0")
     gq = quantize_weights(g, "q4_0", skip=["w1"])          # w2's K = 32 is fine
     assert [r["layer"] for r in gq.quant_report] == ["w2"]
+
+
+def test_compile_binds_or_refuses_scheme_and_skip_outside_passes_all():
+    """scheme/skip used to configure passes='all' only: a 'quantize_weights' listed by name ran int4-g32
+    whatever scheme said, and a scheme or skip with no quantize_weights pass was dropped without a word."""
+    from tinyml.compiler import zoo
+    from tinyml.kernels.quant import UnknownFormatError
+
+    c = compile(zoo.get("mlp"), passes=["quantize_weights"], scheme="int8", explain=False)
+    assert {r["fmt"] for r in c.graph.quant_report} == {"int8"}
+    with pytest.raises(GraphError, match="scheme='int8' configures the quantize_weights pass"):
+        compile(zoo.get("mlp"), passes=["fuse"], scheme="int8", explain=False)
+    with pytest.raises(GraphError, match="skip=.*would be ignored"):
+        compile(zoo.get("mlp"), skip=["*"], explain=False)
+    with pytest.raises(UnknownFormatError, match="unknown weight format 'int3'"):
+        compile(zoo.get("mlp"), passes=["fuse"], scheme="int3", explain=False)

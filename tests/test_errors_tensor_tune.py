@@ -138,6 +138,24 @@ def test_a_binary_trace_file_is_a_trace_error(tmp_path):
     refused(lambda: read(tmp_path / "none.json"), TraceError, "cannot read the trace", "No such file")
 
 
+@pytest.mark.parametrize("text, kind", [("[]", "an array"), ('"mma"', "a string"), ("3", "a number"),
+                                        ("null", "null")])
+def test_a_trace_file_that_is_not_an_object_is_a_trace_error(tmp_path, capsys, text, kind):
+    """`[]` used to replay as an empty schedule: the CLI printed the naive nest twice, exit 0."""
+    from tinyml.compiler.tensor.trace import read
+
+    path = tmp_path / "t.json"
+    path.write_text(text)
+    refused(lambda: read(path), TraceError, f"holds {kind}, not a trace", "--write-trace")
+    assert main(["schedule", "matmul", "--m", "64", "--n", "64", "--k", "64", "--trace", str(path)]) == 2
+    assert "not a trace" in capsys.readouterr().err
+
+
+def test_a_trace_without_a_version_says_where_traces_come_from():
+    refused(lambda: replay(matmul(64, 64, 64), {"workload": {}, "instructions": []}), TraceError,
+            'has no "version"', "--write-trace")
+
+
 # ---- auto-tuning ------------------------------------------------------------------------------------
 
 class _Measurer:
@@ -170,6 +188,7 @@ TUNE = [
     ("retrain_growth inf", dict(retrain_growth=math.inf), TuneError, "retrain_growth must be a finite number >= 1, got inf"),
     ("retrain_growth '2'", dict(retrain_growth="2"), TuneError, "got '2' (str)"),
     ("transfer a string", dict(transfer="a.jsonl"), TuneError, "write ['a.jsonl'] for one log"),
+    ("transfer without a model", dict(transfer=["a.jsonl"], model="none"), TuneError, "model='none' has none"),
     ("progress not callable", dict(progress=3), TuneError, "progress is called as progress(record, result)"),
 ]
 
@@ -261,6 +280,15 @@ def test_a_trace_whose_workload_cannot_be_rebuilt_is_a_log_error(tmp_path):
     path.write_text(json.dumps(_record(trace={"version": 1, "workload": {"name": "matmul"}, "instructions": []}))
                     + "\n")
     refused(lambda: transfer_data([path], "nest"), TuneLogError, "cannot rebuild workload 'matmul'")
+
+
+def test_a_transfer_log_with_nothing_to_learn_from_is_refused(tmp_path):
+    """An empty log (or one of failed trials only) used to warm-start nothing, silently."""
+    from tinyml.compiler.tune.tuner import transfer_data
+
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    refused(lambda: transfer_data([path], "nest"), TuneLogError, "holds 0 trial(s), none with a schedule")
 
 
 def test_tuning_log_refuses_a_source_that_is_not_a_path_or_records():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._args import choices, hidden_alias, positive_int, probability
+from ._args import UsageError, choices, hidden_alias, positive_int, probability
 from ._out import console, emit_json, table
 from .results import add_run_options, execute_preflight, run_profiled, write_files
 
@@ -27,7 +27,8 @@ EXECUTE_LIMIT = 2 ** 24
 def register(sub) -> None:
     p = sub.add_parser("attention", help="standard vs FlashAttention on a simulated GPU", epilog=HELP)
     p.add_argument("--paper", choices=["fig2"], help="reproduce a figure of the FlashAttention paper "
-                                                     "(its own shapes: the shape options are ignored; default: off)")
+                                                     "(its own configuration: only --device and --json go with it; "
+                                                     "default: off)")
     p.add_argument("--batch", type=positive_int, default=1, help="sequences in the batch")
     p.add_argument("--heads", type=positive_int, default=16, help="query heads")
     p.add_argument("--kv-heads", type=positive_int, default=None,
@@ -46,12 +47,25 @@ def register(sub) -> None:
                         f"(default: {', '.join(DEFAULT_VARIANTS)}; flash3 needs a Hopper device)")
     hidden_alias(p, "--variants", "variant", type=choices(VARIANTS, "variant"))
     add_run_options(p, seed_help="seed of the random inputs and of the dropout mask")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, paper_defaults={dest: p.get_default(dest) for dest in PAPER_IGNORES})
+
+
+#: what ``--paper`` does not use: the figure has its own shapes, options and mode, and writes no files
+PAPER_IGNORES = ("batch", "heads", "kv_heads", "seq", "seq_k", "head_dim", "causal", "dropout", "backward", "dtype",
+                 "variant", "count_only", "execute", "seed", "trace", "roofline")
 
 
 def run(args) -> int:
     if args.paper:
         from .attention_paper import run_paper
+
+        given = [d for d in PAPER_IGNORES if getattr(args, d) != args.paper_defaults[d]]
+        if given:
+            flags = ", ".join("--" + d.replace("_", "-") for d in given)
+            raise UsageError(f"--paper {args.paper} runs the paper's own configuration (B=64 H=16 N=1024 d=64 fp16, "
+                             f"causal, dropout 0.1, forward + backward, counting mode) and would ignore {flags}; "
+                             f"drop {flags}, or drop --paper to run your own (only --device and --json go with "
+                             f"--paper)")
 
         return run_paper(args)
     import numpy as np

@@ -38,7 +38,7 @@ FOOTER = ("peak: the spec sheet; achievable: peak x the preset's efficiency, the
 def run(args) -> int:
     from ..sim import list_presets, load_device
 
-    if args.name:
+    if args.name is not None:                       # '' is refused by load_device, not read as no name
         d = load_device(args.name)
         if args.json:
             emit_json({"devices": [d.to_dict()]})

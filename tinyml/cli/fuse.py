@@ -2,12 +2,14 @@
 
 The chain starts at an input ``x (M, N)``; every binary op takes a new
 ``(M, N)`` input; ``scale:0.5`` scales by a constant; a leading ``matmul``
-multiplies ``x (M, N)`` by a weight ``(N, N)`` and the rest becomes its
-epilogue. Both forms are lowered by the compiler and counted on the
+multiplies ``x (M, N)`` by ``w (N, N)`` (an input, so any size is costed by
+shape alone) and the rest becomes its epilogue. Both forms are lowered by the compiler and counted on the
 simulated device.
 """
 
 from __future__ import annotations
+
+import math
 
 from ._out import console, emit_json, table
 
@@ -49,26 +51,36 @@ def build_chain(ops_text: str, m: int, n: int, dtype: str = "fp16"):
     from ..compiler import Graph
     from ..compiler.errors import GraphError
 
-    ops = [o.strip() for o in ops_text.split(",") if o.strip()]
-    if not ops:
+    ops = [o.strip() for o in ops_text.split(",")]
+    if not any(ops):
         raise GraphError(f"--ops {ops_text!r} names no op; e.g. --ops mul,add,gelu")
+    if not all(ops):
+        raise GraphError(f"--ops {ops_text!r}: op {ops.index('') + 1} is empty (two commas in a row, or one at "
+                         f"an end?); e.g. --ops mul,add,gelu")
     g = Graph("chain", dtype=dtype)
     x = g.input("x", (m, n))                                               # (M, N)
     for i, op in enumerate(ops):
-        name, _, arg = op.partition(":")
+        name, colon, arg = op.partition(":")
+        if colon and name != "scale" and name in UNARY + BINARY + ("matmul",):
+            raise GraphError(f"--ops: {name} takes no argument, got {op!r}; only scale takes one (scale:0.5)")
         if name == "matmul":
             if i:
                 raise GraphError(f"--ops: matmul must come first (it was op {i + 1} of {ops})")
-            x = g.matmul(x, g.weight("w", (n, n), std=0.02))               # (M, N)
+            # w is an input, not a drawn weight: counting mode costs it by shape, at any size (a weight
+            # would be drawn in host RAM first); the kernels and bytes are the same either way
+            x = g.matmul(x, g.input("w", (n, n)))                          # (M, N)
         elif name in UNARY:
             x = getattr(g, name)(x)
         elif name in BINARY:
             x = getattr(g, name)(x, g.input(f"a{i}", (m, n)))              # (M, N)
         elif name == "scale":
             try:
-                x = g.scale(x, float(arg))
+                factor = float(arg)
             except ValueError:
                 raise GraphError(f"--ops: write scale with its factor, e.g. scale:0.5 (got {op!r})") from None
+            if not math.isfinite(factor):
+                raise GraphError(f"--ops: scale needs a finite factor, got {op!r}; e.g. scale:0.5")
+            x = g.scale(x, factor)
         else:
             raise GraphError(f"--ops: unknown op {op!r}; choose from {', '.join(UNARY + BINARY)}, scale:C, "
                              f"matmul (first)")

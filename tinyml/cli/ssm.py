@@ -22,7 +22,8 @@ def register(sub) -> None:
     p.add_argument("--batch", type=positive_int, default=1, help="sequences (default 1)")
     p.add_argument("--channels", type=positive_int, default=4096, help="scan channels D (default 4096)")
     p.add_argument("--state", type=positive_int, default=16, help="state size N per channel (default 16)")
-    p.add_argument("--heads", type=positive_int, default=16, help="FlashAttention-2 heads (default 16)")
+    p.add_argument("--heads", type=positive_int, default=16,
+                   help="FlashAttention-2 heads; 2 x heads must divide --channels (default 16)")
     p.add_argument("--device", default="a100-80gb", help="preset name or .toml file (default a100-80gb)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON instead of a table")
     p.set_defaults(func=run)
@@ -32,11 +33,20 @@ def measure(seq: int, batch: int, channels: int, state: int, heads: int, device:
     """One row per form: kernels, HBM bytes, simulated time, bound (an error instead, e.g. out of HBM)."""
     from ..kernels.attention import flash_attention
     from ..kernels.ssm import selective_scan_fused, selective_scan_naive, selective_scan_parallel
-    from ..sim import Profile, TinymlError, meta
+    from ..sim import Profile, ShapeError, TinymlError, meta
 
+    if channels % (2 * heads):           # never round (or clamp to 1) the head dim: the layers would differ in width
+        fits = [h for h in (1, 2, 4, 8, 16, 32, 64) if channels % (2 * h) == 0]
+        near = min(fits, key=lambda h: abs(h - heads), default=None)
+        hint = (f"use e.g. --heads {near} (head dim {channels // (2 * near)})" if near
+                else "use an even --channels, e.g. 4096")
+        raise ShapeError(f"--channels {channels} is not a multiple of 2 x --heads = {2 * heads}: the "
+                         f"FlashAttention-2 layer is channels / 2 = {channels / 2:g} wide, split into {heads} heads "
+                         f"of {channels / (2 * heads):.4g} dimensions, and a head dim must be a whole number "
+                         f"(tinyml does not round it); {hint}")
     args = (meta((batch, seq, channels)), meta((batch, seq, channels)), meta((channels, state), "fp32"),
             meta((batch, seq, state)), meta((batch, seq, state)), None)
-    head_dim = max(1, channels // (2 * heads))
+    head_dim = channels // (2 * heads)
     qkv = [meta((batch, heads, seq, head_dim)) for _ in range(3)]
     forms = {"naive scan": (selective_scan_naive, args, {}), "IO-aware scan": (selective_scan_fused, args, {}),
              "parallel scan (Blelloch)": (selective_scan_parallel, args, {}),
@@ -47,7 +57,7 @@ def measure(seq: int, batch: int, channels: int, state: int, heads: int, device:
             with Profile(device) as prof:
                 fn(*a, **kw)
         except TinymlError as exc:
-            rows.append({"form": name, "error": str(exc).splitlines()[0]})
+            rows.append({"form": name, "error": " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())})
             continue
         rows.append({"form": name, "kernels": len(prof.records), "hbm_bytes": prof.hbm_bytes,
                      "flops": prof.flops_matmul + prof.flops_vector, "time_s": prof.time_s, "bound": prof.bound})

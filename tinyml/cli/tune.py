@@ -206,10 +206,14 @@ def _print(func, meas, result, statuses, best, tuned, label, hand, speedup) -> N
 
 def show(args) -> int:
     from ..compiler.tensor import build, loop_tree, numpy_source, replay
+    from ..compiler.tune.errors import TuneLogError
     from ..compiler.tune.log import TuningLog
     from ..compiler.tune.tuner import _func_of
 
     log = TuningLog(args.log, device=args.device)
+    if not log.records:                  # an empty file: say so rather than print nothing
+        raise TuneLogError(f"the tuning log {args.log} holds no trials; fill it with tinyml tune matmul ... "
+                           f"--log {args.log}")
     out = []
     for wh, key in log.workloads().items():
         rec = log.best(wh)

@@ -66,6 +66,25 @@ def _then_fuse(fn, name: str):
     return step
 
 
+def _bind_quantize(passes: list, scheme, skip) -> list:
+    """``passes`` with a ``"quantize_weights"`` name bound to ``scheme`` and ``skip``; refuses a ``scheme``
+    or ``skip`` that no pass would use (they were silently ignored)."""
+    from ..kernels.quant import get_scheme
+    from .passes import quantize_weights
+
+    get_scheme(scheme)                   # a misspelt format is refused even where nothing quantizes
+    names = [p if isinstance(p, str) else getattr(p, "__name__", "") for p in passes]
+    if "quantize_weights" not in names and (not (isinstance(scheme, str) and scheme == "int4-g32") or skip):
+        given = ", ".join(f"{k}={v!r}" for k, v in (("scheme", scheme), ("skip", skip))
+                          if v and not (k == "scheme" and v == "int4-g32"))
+        raise GraphError(f"compile: {given} configures the quantize_weights pass, which the passes {names} "
+                         f"do not include: it would be ignored. Add 'quantize_weights' to the passes (or use "
+                         f"passes='all'), or leave {given} out")
+    fn = functools.partial(quantize_weights, scheme=scheme, **({"skip": skip} if skip else {}))
+    fn.__name__ = "quantize_weights"                                    # type: ignore[attr-defined]
+    return [fn if p == "quantize_weights" else p for p in passes]
+
+
 def all_passes(bounds: "dict | None" = None, scheme="int4-g32", skip=()) -> list:
     """The passes of ``passes="all"`` as functions: quantization with ``scheme``/``skip``, the memory
     plan made for ``bounds`` (every symbol's largest value)."""
@@ -269,8 +288,9 @@ def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = 
     With ``explain``, every step keeps its IR text and drawing and, when the
     graph's symbols are bound (``bindings={"n": 1024}``), its simulated
     kernels, HBM bytes and time on ``device`` in ``dtype`` (see the module docstring).
-    ``bounds`` (default: ``bindings``), ``scheme`` and ``skip`` configure ``plan_memory`` and
-    ``quantize_weights`` in ``passes="all"``. ``schedules`` lowers the matmul and conv2d
+    ``bounds`` (default: ``bindings``) configures ``plan_memory`` in ``passes="all"``; ``scheme`` and
+    ``skip`` configure ``quantize_weights``, in ``passes="all"`` or listed by name (given without it, they
+    are refused rather than ignored). ``schedules`` lowers the matmul and conv2d
     nodes it names with a schedule's generated kernel (a dict: node name, workload key or op kind
     -> Schedule, trace or callable; see :mod:`tinyml.compiler.lowering.scheduled`); every step's
     numbers (the per-pass table) then count the generated kernels, as the compiled plan runs them.
@@ -291,6 +311,8 @@ def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = 
         passes = all_passes(bounds, scheme, skip)
     elif isinstance(passes, str):
         passes = [passes]
+    if not everything:
+        passes = _bind_quantize(list(DEFAULT_PASSES if passes is None else passes), scheme, skip)
     table = schedules
     if isinstance(schedules, dict) and schedules:
         from .lowering.scheduled import ScheduleTable

@@ -228,6 +228,9 @@ def load_device(spec: "str | Path | Device | None" = None) -> Device:
         spec = DEFAULT_DEVICE
     text_spec = str(spec)
     presets = list_presets()
+    if not text_spec.strip():                    # Path("") is the working directory: say what is wrong
+        raise DeviceConfigError(f"the device name is empty; give a preset ({', '.join(presets)}) or the path "
+                                f"of your own .toml file (see `tinyml devices`)")
     if text_spec in presets:                     # a preset name always means the preset
         if text_spec not in _PRESET_CACHE:
             text = (resources.files("tinyml.sim") / "presets" / f"{text_spec}.toml").read_text()

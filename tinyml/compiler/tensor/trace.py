@@ -64,7 +64,10 @@ def replay(func: PrimFunc, trace: "str | dict | list", *, decisions: "dict | Non
             raise TraceError(f"the trace is not valid JSON: {e}") from None
     if isinstance(trace, dict):
         if trace.get("version") != VERSION:
-            raise TraceError(f"trace version {trace.get('version')!r}; this tinyml reads version {VERSION}")
+            got = f"version {trace['version']!r}" if "version" in trace else "no \"version\""
+            raise TraceError(f"the trace has {got}; this tinyml reads version {VERSION} (a trace is what "
+                             f"tinyml schedule ... --write-trace FILE.json or tinyml.compiler.tensor.to_json "
+                             f"writes; start from one of those)")
         wl = trace.get("workload", {})
         mine = func.to_dict()
         if (wl != mine) if same_shapes else (_kind(wl) != _kind(mine)):
@@ -117,10 +120,16 @@ def read(path) -> dict:
         raise TraceError(f"cannot read the trace {path}: {e.strerror}; pass a trace file written by "
                          f"tinyml schedule ... --write-trace FILE.json") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise TraceError(f"{path} is not JSON ({e}); write it with --write-trace or "
                          f"tinyml.compiler.tensor.to_json") from None
+    if not isinstance(data, dict):       # [] would replay as an empty schedule: nothing applied, no word said
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
+        raise TraceError(f"{path} holds {kind}, not a trace: a trace is a JSON object {{\"version\": {VERSION}, "
+                         f"\"workload\": ..., \"instructions\": [...]}} as tinyml schedule ... --write-trace "
+                         f"FILE.json or tinyml.compiler.tensor.to_json writes it")
+    return data
 
 
 def _instructions(data) -> list:

@@ -21,6 +21,7 @@ cpu`` and the tuning benchmark set. The hand-written matmul v3 the tuned kernel 
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -29,6 +30,7 @@ import time
 import numpy as np
 
 from ...sim import Profile, TinymlError, load_device
+from ...sim.host import check_host_memory
 from ..tensor import ScheduleError, build
 from .measure import Result, digest, failure
 
@@ -68,6 +70,13 @@ class CpuMeasurer:
         """(arrays, float64 reference output) for ``func``, made once per workload."""
         key = str(func.to_dict())
         if key not in self._data:
+            # float32 inputs (drawn in float64 first), their float64 copies in the reference, its float64
+            # output and the kernel's float32 one: about 12 bytes per element of every buffer
+            check_host_memory(12 * sum(math.prod(b.shape) for b in func.params),
+                              f"measuring {func.name} {' x '.join(str(list(b.shape)) for b in func.inputs)} on the CPU",
+                              advice="(every candidate is executed on real float32 inputs and checked against a "
+                                     "float64 reference). Tune this shape on a simulated device instead (e.g. "
+                                     "--device a100-40gb: counting mode, shapes only), or a smaller shape on the CPU.")
             rng = np.random.default_rng(self.seed)
             arrays = [rng.standard_normal(b.shape).astype(np.float32) for b in func.inputs]
             self._data[key] = (arrays, func.reference(*arrays))

@@ -121,7 +121,11 @@ def transfer_data(paths, kind: str) -> tuple:
     """(features, times, groups) of the trials in other logs, for warm-starting a model."""
     xs, ts, gs = [], [], []
     for path in paths:
-        for rec in read_records(path):
+        records = read_records(path)
+        if not any(rec.get("trace") is not None for rec in records):      # nothing to learn from: say so
+            raise TuneLogError(f"the transfer log {path} holds {len(records)} trial(s), none with a schedule to "
+                               f"learn from; pass a log that tinyml tune ... --log FILE filled, or drop it")
+        for rec in records:
             if rec.get("trace") is None:
                 continue
             if kind == "knobs":
@@ -216,6 +220,10 @@ def tune(func, measurer, *, strategy: str = "evolutionary", model: str = "xgboos
     if isinstance(transfer, (str, Path)) or not isinstance(transfer, (list, tuple)):
         raise TuneError(f"transfer is a list of tuning-log paths, got {transfer!r}; write [{str(transfer)!r}] "
                         f"for one log")
+    if transfer and model == "none":
+        raise TuneError(f"transfer warm-starts the cost model, but model='none' has none (its trials would be "
+                        f"ignored); pick a model (one of {', '.join(m for m in MODELS if m != 'none')}) or drop "
+                        f"transfer")
     if progress is not None and not callable(progress):
         raise TuneError(f"progress is called as progress(record, result) after each trial, got {progress!r}")
     t_start = time.perf_counter()
