@@ -76,3 +76,13 @@ def test_the_text_tour_prints_every_stop_and_the_memory_lesson(capsys):
     for stop in range(1, 7):
         assert f"{stop}. " in out
     assert "standard: does not fit" in out and "flash2: fits" in out and "grows as N^2" in out
+
+
+def test_the_tour_explains_a_matmul_too_big_for_the_device(capsys):
+    """--size past the device's HBM: every variant fails; the stop says why once, not three bare error names."""
+    from tinyml.cli import main
+
+    assert main(["tour", "--size", "1000000"]) == 0              # the other stops still run
+    out = capsys.readouterr().out
+    assert out.count("naive, tiled, mma: out of HBM on a100-40gb") == 1
+    assert "(1000000, 1000000) fp16 needs 2 TB" in out and "Use a smaller shape" in out and "5. " in out

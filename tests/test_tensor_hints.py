@@ -51,6 +51,14 @@ def test_a_bind_past_cudas_limit_is_refused_when_scheduled():
         s.bind(j1, "threadIdx.x")
 
 
+def test_a_grid_past_cudas_limit_says_how_to_fit_it():
+    s = Schedule(matmul(70000, 8, 8))
+    with pytest.raises(BindError, match=r"70,000 iterations but blockIdx.y allows at most 65,535 blocks .*"
+                                        r"Bind the longer grid loop to blockIdx.x .* larger tile"):
+        s.bind("i", "blockIdx.y")
+    s.bind("i", "blockIdx.x")                      # the advice works: x allows 2^31 - 1
+
+
 @pytest.mark.parametrize("hint", ["unroll", "vectorize"])
 def test_unrolled_and_vectorized_loops_carry_their_trip_count_in_the_source(hint):
     s = Schedule(matmul(16, 24, 8))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from ._args import positive_int
 from ._out import console, emit_json, table
@@ -92,6 +90,12 @@ def run(args) -> int:
     c.print(f"[bold]2. Naive vs tiled matmul[/bold], {n}x{n}x{n} fp16, costed in counting mode:")
     c.print(table(None, COMPARISON_COLUMNS, comparison_rows(results), set(COMPARISON_COLUMNS[1:6])))
     ok = [r for r in results if "error" not in r]
+    failed: dict[str, list[str]] = {}                  # message -> the variants that raised it
+    for r in results:
+        if "error" in r:
+            failed.setdefault(r["error"]["message"], []).append(r["variant"])
+    for message, variants in failed.items():
+        c.print(f"[bold]{', '.join(variants)}[/bold]: {message}\n")
     if len(ok) == 3:
         naive, tiled, mma = ok
         ratio = (naive["hbm_read_bytes"] + naive["hbm_write_bytes"]) / (mma["hbm_read_bytes"] + mma["hbm_write_bytes"])
@@ -175,8 +179,8 @@ def attention_story(c, device, n_long: int = 65536) -> None:
             c.print(f"  {name}: fits, peak HBM {fmt_bytes(prof.peak_hbm_bytes)}, {fmt_time(prof.time_s)}")
         except HbmOutOfMemoryError:
             c.print(f"  {name}: [bold]does not fit[/bold]. {_oom_lesson(device, heads, n_long)}")
-    c.print(f"That is the lesson of this stop: standard attention's memory grows as N^2, FlashAttention's as N "
-            f"(Q, K, V and O), so only FlashAttention reaches long contexts on this GPU.\n")
+    c.print("That is the lesson of this stop: standard attention's memory grows as N^2, FlashAttention's as N "
+            "(Q, K, V and O), so only FlashAttention reaches long contexts on this GPU.\n")
 
 
 def _oom_lesson(device, heads: int, n: int) -> str:

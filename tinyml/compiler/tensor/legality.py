@@ -66,7 +66,10 @@ def check_nest(nest: Nest, kind: str) -> None:
                                 f"must enclose everything else (reorder {lp.name} outwards)")
             if lp.extent > GRID_EXTENT[lp.thread]:
                 raise BindError(f"{kind}: {lp.name} has {lp.extent:,} iterations but {lp.thread} allows at most "
-                                f"{GRID_EXTENT[lp.thread]:,} blocks")
+                                f"{GRID_EXTENT[lp.thread]:,} blocks (CUDA's grid limit). Bind the longer grid "
+                                f"loop to blockIdx.x (up to {GRID_EXTENT['blockIdx.x']:,}), split {lp.name} with a "
+                                f"larger tile so fewer blocks cover it, or split it in two and bind the outer part "
+                                f"to blockIdx.z")
         else:
             seen_unbound = seen_unbound or lp.name
     threads = [lp for lp in loops if lp.thread and lp.thread.startswith("threadIdx")]
