@@ -111,10 +111,13 @@ def online_update(m: float, d: float, x: float) -> tuple[float, float]:
 row = [0.5, 2.0, 1.0, 7.0, 3.0, 7.5, -math.inf, 1.0]
 try:
     m, d = -math.inf, 0.0
-    print(f"{'x':>6} {'m':>6} {'d':>8}")
+    steps = []
     for xj in row:
         m, d = online_update(m, d, xj)
-        print(f"{xj:>6} {m:>6} {d:>8.4f}")
+        steps.append((xj, m, d))
+    print(f"{'x':>6} {'m':>6} {'d':>8}")
+    for xj, mj, dj in steps:
+        print(f"{xj:>6} {mj:>6} {dj:>8.4f}")
     m_direct = max(row)
     print(f"direct: max {m_direct}, sum exp(x - max) = {sum(math.exp(v - m_direct) for v in row):.4f}")
 except NotImplementedError as exc:
