@@ -51,11 +51,13 @@ TOY = load_device("toy")          # a teaching GPU: 4 SMs, 2 KB of SRAM each, 1 
 # kernels reach).
 
 # %%
-print(f"{'device':<10} {'SMs':>4} {'SRAM/SM':>9} {'SRAM':>9} {'SRAM BW':>11} {'HBM':>9} {'HBM BW':>11} "
+W = max(len(name) for name in list_presets())   # the longest preset name
+print(f"{'device':<{W}} {'SMs':>4} {'SRAM/SM':>9} {'SRAM':>9} {'SRAM BW':>11} {'HBM':>9} {'HBM BW':>11} "
       f"{'fp16 matmul':>13} {'launch':>8}")
 for name in list_presets():
     d = load_device(name)
-    print(f"{d.name:<10} {d.sm_count:>4} {fmt_bytes(d.sram_per_sm):>9} {fmt_bytes(d.sram_total):>9} "
+    print(f"{d.name:<{W}} {d.sm_count:>4} {fmt_bytes(d.sram_per_sm, binary=True):>9} "
+          f"{fmt_bytes(d.sram_total, binary=True):>9} "
           f"{fmt_rate(d.sram_bandwidth):>11} {fmt_bytes(d.hbm_capacity):>9} {fmt_rate(d.hbm_bandwidth):>11} "
           f"{fmt_rate(d.matmul_rate('fp16'), 'FLOP/s'):>13} {fmt_time(d.launch_overhead_s):>8}")
 print()
@@ -73,12 +75,12 @@ for key in ("sm.sram_bytes", "sram.bandwidth", "hbm.bandwidth", "efficiency.hbm"
 for d in (A100, TOY):
     print(f"{d.name}: {d.description}")
     levels = [
-        ("SRAM (on chip)", d.sram_total, d.sram_bandwidth),
-        ("HBM", d.hbm_capacity, d.hbm_bandwidth),
-        ("host link", d.hbm_capacity, d.host_bandwidth),   # filling HBM from the CPU
+        ("SRAM (on chip)", d.sram_total, d.sram_bandwidth, True),   # SRAM sizes in KiB/MiB, as on spec sheets
+        ("HBM", d.hbm_capacity, d.hbm_bandwidth, False),
+        ("host link", d.hbm_capacity, d.host_bandwidth, False),   # filling HBM from the CPU
     ]
-    for level, size, bw in levels:
-        print(f"  {level:<15} {fmt_bytes(size):>9} at {fmt_rate(bw):>11}: read it all in {fmt_time(size / bw)}")
+    for level, size, bw, binary in levels:
+        print(f"  {level:<15} {fmt_bytes(size, binary):>9} at {fmt_rate(bw):>11}: read it all in {fmt_time(size / bw)}")
     print(f"  SRAM is {d.sram_bandwidth / d.hbm_bandwidth:.0f}x faster than HBM "
           f"and {d.hbm_capacity / d.sram_total:,.0f}x smaller.\n")
 
@@ -152,7 +154,7 @@ def ridge_point(device, dtype: str = "fp16") -> float:
 try:
     for name in list_presets():
         d = load_device(name)
-        print(f"{name:<10} ridge point: {ridge_point(d, 'fp16'):6.1f} FLOP/B (fp16) "
+        print(f"{name:<{W}} ridge point: {ridge_point(d, 'fp16'):6.1f} FLOP/B (fp16) "
               f"{ridge_point(d, 'fp32'):6.1f} (fp32)")
 except NotImplementedError as exc:
     print(f"[Exercise 1.2 not attempted] {exc}")
@@ -239,7 +241,7 @@ try:
     for name in list_presets():
         d = load_device(name)
         bytes_ = launch_break_even_bytes(d)
-        print(f"{name:<10} launch {fmt_time(d.launch_overhead_s):>7} = moving {fmt_bytes(bytes_):>9}")
+        print(f"{name:<{W}} launch {fmt_time(d.launch_overhead_s):>7} = moving {fmt_bytes(bytes_):>9}")
 except NotImplementedError as exc:
     print(f"[Exercise 1.3 not attempted] {exc}")
     print("  Hint: on the A100 it is a few megabytes.")

@@ -310,10 +310,10 @@ for (bm, bn, bk), r in zip(((16, 16, 16), (32, 8, 8), (8, 32, 8)), l2.records):
 
 # %% [markdown]
 # Tall tiles load more in total, but a wave's blocks share one big A panel,
-# so HBM serves less and the kernel is a little *faster* (its limit moves from
-# HBM to SRAM bandwidth); wide tiles share only a small panel and are the
-# slowest. The cache and the order in which blocks run are part of the tile
-# choice. (Real kernels go further and
+# so HBM serves a fifth less. The time does not drop with it: the limit moves
+# from HBM to SRAM bandwidth (the `bound` column), which here lands on the
+# same time. Wide tiles share only a small panel and are the slowest. The
+# cache and the order in which blocks run are part of the tile choice. (Real kernels go further and
 # reorder blocks, "swizzling", so a wave covers a square patch of C.)
 #
 # On the A100 problem, the tiles tinyml chooses and how much L2 saves:

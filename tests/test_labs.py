@@ -175,6 +175,20 @@ def test_errors_are_lab_errors_that_list_the_labs(tmp_path):
         check_lab(1, path=other)
 
 
+def test_the_lab_checking_itself_suggests_the_plain_command(tmp_path, monkeypatch):
+    # A lab's last cell calls check_lab(N, path=__file__): the shipped file, however it is named,
+    # gets the command its docstring gives; a copy gets --file and its path.
+    shipped = get_lab(1).path
+    monkeypatch.chdir(shipped.parent)
+    for path in (shipped, shipped.name):
+        report = check_lab(1, path=path)
+        assert report.rerun == "tinyml lab check 1"
+        assert report.render().rstrip().endswith("run `tinyml lab check 1` again.")
+    copy = tmp_path / shipped.name
+    copy.write_text(shipped.read_text())
+    assert check_lab(1, path=copy).rerun == f"tinyml lab check 1 --file {copy}"
+
+
 def test_labs_dir_can_be_moved(tmp_path, monkeypatch):
     (tmp_path / "lab07_custom_things.py").write_text('"""Lab 7: Custom things."""\nprint("hi")\n')
     (tmp_path / "notes.py").write_text("")

@@ -171,13 +171,15 @@ def check_lab(number: int, path: "str | Path | None" = None) -> CheckReport:
     """
     number = _number(number)
     exercises = exercises_for(number)
+    shipped = None                              # the lab's own file in labs/, if there is one
     if path is None:
         lab = get_lab(number)
-        file = lab.path
+        file = shipped = lab.path
     else:
         file = _existing(path, number)
         try:
             lab = get_lab(number)
+            shipped = lab.path
         except LabError:
             if not exercises:
                 raise
@@ -194,7 +196,9 @@ def check_lab(number: int, path: "str | Path | None" = None) -> CheckReport:
                        f"{_available()}")
     loaded = load_lab_functions(file)
     results = run_checks(exercises, loaded)
-    rerun = f"tinyml lab check {number}" + ("" if path is None else f" --file {shlex.quote(str(path))}")
+    # the lab's own file (the lab script checking itself passes its __file__): the plain command
+    own = shipped is not None and file == Path(shipped).resolve()
+    rerun = f"tinyml lab check {number}" + ("" if own else f" --file {shlex.quote(str(path))}")
     return CheckReport(lab=number, title=lab.title, path=file, results=results,
                        functions={e.id: e.function for e in exercises}, rerun=rerun)
 
