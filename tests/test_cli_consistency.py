@@ -115,3 +115,17 @@ def test_json_help_says_it_prints_results(capsys, command):
     assert main([command, "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "print the results as JSON" in text and "JSON schema" not in text
+
+
+def test_lab_list_shows_paths_from_where_you_stand(capsys, monkeypatch, tmp_path):
+    """Below the working directory a lab file is shown relative to it (labs/lab01_...py); elsewhere, absolute."""
+    from tinyml.labs import list_labs
+
+    first = list_labs()[0].path
+    monkeypatch.chdir(first.parent.parent)
+    assert main(["lab", "list"]) == 0
+    assert f"labs/{first.name}" in capsys.readouterr().out
+    from tinyml.cli.lab import _shown
+
+    monkeypatch.chdir(tmp_path)                                  # not above the labs: the full path
+    assert _shown(first) == str(first)

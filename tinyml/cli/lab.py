@@ -43,7 +43,7 @@ def run_list(args) -> int:
         emit_json({"labs": [{"number": lab.number, "title": lab.title, "path": str(lab.path)} for lab in labs]})
         return 0
     console().print(table("Labs (tinyml lab run N, tinyml lab check N)", ["lab", "title", "file"],
-                          [[str(lab.number), lab.title, str(lab.path)] for lab in labs]))
+                          [[str(lab.number), lab.title, _shown(lab.path)] for lab in labs]))
     return 0
 
 
@@ -62,3 +62,13 @@ def run_check(args) -> int:
     else:
         print(report.render())
     return 0 if report.passed else 1
+
+
+def _shown(path) -> str:
+    """A lab's path relative to the working directory when it is below it (labs/lab01_...py), else absolute."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
