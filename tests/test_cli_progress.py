@@ -86,3 +86,19 @@ def test_the_tour_explains_a_matmul_too_big_for_the_device(capsys):
     out = capsys.readouterr().out
     assert out.count("naive, tiled, mma: out of HBM on a100-40gb") == 1
     assert "(1000000, 1000000) fp16 needs 2 TB" in out and "Use a smaller shape" in out and "5. " in out
+
+
+def test_the_readme_transcript_is_what_the_tour_prints(capsys):
+    """Every line of README's tour transcript appears in `tinyml tour`'s output (whitespace aside: the terminal
+    wraps where it likes); only the abbreviated stop 4 line is the README's own. It drifted before."""
+    from pathlib import Path
+
+    from tinyml.cli import main
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("Part of what `tinyml tour` prints:")[1].split("```text")[1].split("```")[0]
+    assert main(["tour"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    lines = [ln for ln in block.splitlines() if ln.strip() and not ln.startswith("(4.")]
+    assert len(lines) > 30
+    assert [ln for ln in lines if " ".join(ln.split()) not in printed] == []
