@@ -266,3 +266,16 @@ def test_the_largest_seed_runs_end_to_end(capsys):
 
     results = json.loads(capsys.readouterr().out)["results"]
     assert all(r["max_abs_err"] < 1e-5 for r in results)
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["tour", "--sizee", "3"], "tinyml tour: unrecognized arguments: --sizee 3; did you mean --size?"),
+    (["matmul", "--m", "3", "--n", "3", "--k", "3", "--devce", "h200"], "tinyml matmul: unrecognized arguments: "
+                                                                          "--devce h200; did you mean --device?"),
+    (["matmul", "--m", "3", "--n", "3", "--k", "3", "--zzz"], "tinyml matmul: unrecognized arguments: --zzz (see"),
+    (["--sizee", "3"], "tinyml tour: unrecognized arguments: --sizee 3; did you mean --size?"),    # tour is the default
+])
+def test_an_unknown_option_is_refused_by_its_command_with_a_guess(capsys, argv, says):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1

@@ -54,9 +54,12 @@ def _version() -> str:
 def main(argv: "list[str] | None" = None) -> int:
     parser = build_parser()
     try:                             # a bad argument: one line and exit 2 (Parser.error); --help: 0
-        args = parser.parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+            argv = ["tour", *argv]   # the tour is the default command, options and all: tinyml --size 2048
+        args = _parse(parser, argv)
         if args.command is None:
-            args = parser.parse_args(["tour", *(argv or [])])
+            args = _parse(parser, ["tour"])
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
     try:
@@ -74,6 +77,24 @@ def main(argv: "list[str] | None" = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _parse(parser: Parser, argv):
+    """``parser.parse_args``, but an unknown option is refused by its command's parser, which names the
+    command and the option it probably meant (``tinyml tour: unrecognized arguments: --sizee 3; did you
+    mean --size?``)."""
+    import difflib
+
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser._subparsers._group_actions[0].choices.get(args.command) if args.command else None
+        owner = command or parser
+        known = [opt for action in owner._actions for opt in action.option_strings]
+        guesses = {g for word in extra if word.startswith("-")
+                   for g in difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7)}
+        hint = f"; did you mean {', '.join(sorted(guesses))}?" if guesses else ""
+        owner.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args
 
 
 def _quiet_pipe() -> int:
