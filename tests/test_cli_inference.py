@@ -71,6 +71,8 @@ def test_decode_json_is_the_kernel_profile(capsys):
     (["quant", "--model", "llama-3"], ["unknown model", "llama-2-7b", "gpt2"]),
     (["quant", "--formats", "fp16,q5_k", "--no-sim"], ["unknown weight format", "q4_0", "int4-g128"]),
     (["quant", "--device", "h300", "--no-sim"], ["unknown device", "a100-80gb"]),
+    (["quant", "--format", "fp16,int8,fp16", "--no-sim"], ["names fp16 twice"]),
+    (["quant", "--format", "fp16,,int8", "--no-sim"], ["format 2 is empty"]),
     (["quant", "--context", "0", "--no-sim"], ["--context", ">= 1"]),
     (["decode", "--format", "nf4"], ["unknown weight format", "q8_0"]),
     (["decode", "--batch", "0"], ["--batch"]),

@@ -46,9 +46,15 @@ def parse_formats(text: "str | None") -> list[str]:
 
     if text is None:
         return list(DEFAULT_FORMATS)
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names:
+    names = [t.strip() for t in text.split(",")]
+    if not any(names):
         raise FormatError(f"--format is empty; give a comma-separated list from {valid_names()}")
+    if not all(names):
+        raise FormatError(f"--format {text!r}: format {names.index('') + 1} is empty (two commas in a row, or one "
+                          f"at an end?); e.g. --format fp16,int8,q4_0")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise FormatError(f"--format {text!r} names {', '.join(twice)} twice; each format is one row, give it once")
     return names
 
 
