@@ -24,6 +24,15 @@ FlashAttention-2 for the flash backend).
     python benchmarks/gpu_calibration.py --compare benchmarks/results/gpu_calibration_h200.json
     python benchmarks/gpu_calibration.py --dry-run       # tiny shapes on the CPU: checks the script runs
 
+On a lent machine where only one folder comes back (``$OUT``) and the output is cut to its tail,
+measure there and compare here (the comparison compiles the simulator's kernels: ~30 s cold)::
+
+    timeout 420 python -W ignore benchmarks/gpu_calibration.py --no-compare --out "$OUT/cal.json" 2>&1 | tee "$OUT/log.txt"
+    python benchmarks/gpu_calibration.py --compare cal.json          # back on this machine
+
+The JSON is rewritten after every section, so a section that fails (recorded as ``{"error": ...}``)
+or a run cut short keeps what was measured before it.
+
 Nothing in the test suite depends on this script or on a GPU.
 """
 
@@ -84,6 +93,8 @@ def measure_bandwidth(torch, timer, device, dry):
 
 
 def measure_launch(torch, timer, device, dry):
+    """A one-element op issued back to back from eager PyTorch: what an eager step pays per kernel (the
+    CPU's dispatch and the driver's launch; tinyml's ``[launch] overhead_s``), not the GPU's own latency."""
     x = torch.zeros(1, device=device)
     launches = 100 if dry else 2000
 
@@ -98,11 +109,12 @@ def measure_launch(torch, timer, device, dry):
 class ClockSampler:
     """``nvidia-smi`` sampling SM clock, power and temperature every 100 ms while a workload runs."""
 
-    def __init__(self):
-        self.proc, self.lines, self.error = None, [], None
+    def __init__(self, gpu: str = "0"):
+        self.gpu, self.proc, self.lines, self.error = gpu, None, [], None
 
     def __enter__(self):
-        cmd = ["nvidia-smi", f"--query-gpu={','.join(SMI_FIELDS)}", "--format=csv,noheader,nounits", "-lms", "100"]
+        cmd = ["nvidia-smi", "-i", self.gpu, f"--query-gpu={','.join(SMI_FIELDS)}", "--format=csv,noheader,nounits",
+               "-lms", "100"]
         try:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         except OSError as exc:
@@ -110,12 +122,18 @@ class ClockSampler:
             return self
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self.reader.start()
+        deadline = time.time() + 3.0                 # nvidia-smi's start-up must not eat the window
+        while not self.lines and time.time() < deadline and self.proc.poll() is None:
+            time.sleep(0.02)
         return self
 
     def __exit__(self, *exc):
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(timeout=5)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
             self.reader.join(timeout=5)
 
     def summary(self) -> dict:
@@ -124,16 +142,27 @@ class ClockSampler:
         samples = []
         for line in self.lines:
             parts = [p.strip() for p in line.split(",")]
-            try:
-                samples.append({k: float(v) for k, v in zip(SMI_FIELDS, parts, strict=True)})
-            except ValueError:          # a header, "[N/A]" or an error line
+            if len(parts) != len(SMI_FIELDS):        # a header or an error line
                 continue
+            row = {}
+            for key, text in zip(SMI_FIELDS, parts):
+                try:
+                    row[key] = float(text)
+                except ValueError:                   # "[N/A]" (power under vGPU or MIG): that field only
+                    pass
+            if row:
+                samples.append(row)
         if not samples:
             return {"error": "nvidia-smi printed no samples: " + "".join(self.lines)[:200]}
         busy = samples[len(samples) // 4:]          # the first quarter is the clock ramping up
-        return {"samples": len(samples),
-                **{f"{k}_median": statistics.median(s[k] for s in busy) for k in SMI_FIELDS},
-                "clocks.sm_min": min(s["clocks.sm"] for s in busy)}
+        out = {"samples": len(samples)}
+        for key in SMI_FIELDS:
+            values = [row[key] for row in busy if key in row]
+            if values:
+                out[f"{key}_median"] = statistics.median(values)
+                if key == "clocks.sm":
+                    out["clocks.sm_min"] = min(values)
+        return out
 
 
 def measure_matmul(torch, timer, device, dry):
@@ -152,7 +181,8 @@ def measure_matmul(torch, timer, device, dry):
             if device == "cuda" and name == "bf16" and n == max(sizes):
                 # the clock a long GEMM holds: about 3 s of back-to-back matmuls under nvidia-smi
                 reps = max(1, int(3.0 / t))
-                with ClockSampler() as smi:
+                uuid = getattr(torch.cuda.get_device_properties(0), "uuid", None)
+                with ClockSampler(f"GPU-{uuid}" if uuid else "0") as smi:
                     for _ in range(reps):
                         a @ b
                     torch.cuda.synchronize()
@@ -184,30 +214,61 @@ def graph_time(torch, timer, fn, calls: int) -> float:
 
 def measure_graph(torch, timer, device, dry):
     """Copies from 64 KiB to 1 GiB and Llama-2-7B's bf16 decode GEMVs, each inside a CUDA graph: the
-    time a kernel costs beyond its bytes (the intercept of time against bytes) and the streaming rate."""
+    time a kernel costs beyond its bytes (the intercept of time against bytes) and the streaming rate.
+
+    The copy is ``torch.mul(x, 1, out=y)``, an elementwise kernel (``y.copy_(x)`` would be a memcpy node).
+    Each call of a graph reads its own slice of a buffer at least 4x the L2, so no call finds its data
+    in L2 from the call before (the same 32 MiB replayed would be read from the 50 MB L2)."""
     if device != "cuda":
         return {"skipped": "CUDA graphs need a CUDA GPU"}
-    out = {"copy": [], "gemv": []}
-    for log2 in range(16, 31, 2):
-        n = (1 << log2) // 4                                    # fp32 elements: 2^log2 bytes read
-        x = torch.empty(n, dtype=torch.float32, device=device)
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 << 20)
+    out = {"l2_bytes": l2, "copy": [], "gemv": []}
+    for log2 in range(16, 21 if dry else 31, 2):
+        nbytes = 1 << log2                                       # bytes read per call (fp32)
+        calls = max(8, min(4096, -(-4 * l2 // nbytes)))
+        x = torch.empty(calls, nbytes // 4, dtype=torch.float32, device=device)     # (calls, n)
         y = torch.empty_like(x)
-        out["copy"].append({"bytes_moved": 2 * 4 * n, "time_s": graph_time(torch, timer, lambda: y.copy_(x), 20)})
-    for n, k in DECODE_GEMVS:
-        x = torch.randn(1, k, device=device, dtype=torch.bfloat16)            # (1, K)
-        w = torch.randn(n, k, device=device, dtype=torch.bfloat16)            # (N, K), as Linear.weight
-        t = graph_time(torch, timer, lambda: torch.nn.functional.linear(x, w), 10)
-        out["gemv"].append({"dtype": "bf16", "n": n, "k": k, "time_s": t})
+        slices = iter(range(10 ** 9))
+
+        def copy(x=x, y=y, slices=slices, calls=calls):
+            i = next(slices) % calls
+            torch.mul(x[i], 1.0, out=y[i])
+
+        out["copy"].append({"bytes_moved": 2 * nbytes, "calls": calls,
+                            "time_s": graph_time(torch, timer, copy, calls)})
+        del x, y
+    for n, k in [(256, 128)] if dry else DECODE_GEMVS:
+        copies = max(1, -(-4 * l2 // (2 * n * k)))
+        x = torch.randn(1, k, device=device, dtype=torch.bfloat16)                  # (1, K)
+        w = torch.randn(copies, n, k, device=device, dtype=torch.bfloat16)          # (copies, N, K)
+        slices = iter(range(10 ** 9))
+        calls = max(10, copies)
+
+        def gemv(x=x, w=w, slices=slices, copies=copies):
+            torch.nn.functional.linear(x, w[next(slices) % copies])
+
+        out["gemv"].append({"dtype": "bf16", "n": n, "k": k, "weight_copies": copies,
+                            "time_s": graph_time(torch, timer, gemv, calls)})
+        del x, w
     return out
 
 
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+
+
 def measure_attention(torch, timer, device, dry):
+    """PyTorch's SDPA, math vs flash backend, forward and forward + backward, at Figure 2's shape and the
+    FlashAttention-2 paper's sweep. The math backend keeps fp16 (``allow_fp16_bf16_reduction_math_sdp``:
+    since torch 2.5 it upcasts to fp32 by default), as standard attention ran when the papers measured it."""
     import torch.nn.functional as F
 
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
     except ImportError:  # older torch
         return [{"error": "torch.nn.attention.sdpa_kernel not available"}]
+    if hasattr(torch.backends.cuda, "allow_fp16_bf16_reduction_math_sdp"):
+        torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)
     shapes = []
     if dry:
         shapes.append(("tiny", 2, 2, 128, 32))
@@ -227,22 +288,25 @@ def measure_attention(torch, timer, device, dry):
             for backend_name, backend in (("math", SDPBackend.MATH), ("flash", SDPBackend.FLASH_ATTENTION)):
                 row = {"shape": label, "batch": batch, "heads": heads, "seq": seq, "head_dim": d,
                        "causal": causal, "backend": backend_name, "dtype": dtype_name}
+                failed = False
                 try:
-                    with sdpa_kernel(backend):
-                        fwd = timer(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+                    with sdpa_kernel(backend), torch.no_grad():
+                        row["forward_s"] = timer(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+                except RuntimeError as exc:                # no kernel for this backend, out of memory ...
+                    row["error"], failed = _first_line(exc), True
+                if not failed:
+                    def fwd_bwd():                          # gradients returned, never accumulated into .grad
+                        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                        torch.autograd.grad(o, (q, k, v), grad)
 
-                        def fwd_bwd():
-                            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-                            o.backward(grad)
-
-                        both = timer(fwd_bwd, warmup=2, reps=5)
-                    row.update(forward_s=fwd, forward_backward_s=both)
-                except (RuntimeError, torch.cuda.OutOfMemoryError if device == "cuda" else RuntimeError) as exc:
-                    row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                    if device == "cuda":
-                        torch.cuda.empty_cache()
+                    try:
+                        with sdpa_kernel(backend):
+                            row["forward_backward_s"] = timer(fwd_bwd, warmup=2, reps=5)
+                    except RuntimeError as exc:
+                        row["forward_backward_error"], failed = _first_line(exc), True
+                if failed and device == "cuda":
+                    torch.cuda.empty_cache()               # after the except: its traceback held the tensors
                 rows.append(row)
-                q.grad = k.grad = v.grad = None
     return rows
 
 
@@ -264,11 +328,15 @@ def print_comparison(results: dict, device: "str | None" = None) -> None:
         dev = load_device(preset_for(results, device))
         print(f"a kernel in a CUDA graph: {fit[0] * 1e6:.2f} us + bytes / {fit[1] / 1e12:.2f} TB/s measured (copies); "
               f"the preset: 0 us + bytes / {dev.hbm_bandwidth * dev.eff_hbm / 1e12:.2f} TB/s")
-    under = next((r["under_load"] for r in results.get("matmul", []) if "under_load" in r), None)
+    matmuls = results.get("matmul") if isinstance(results.get("matmul"), list) else []
+    under = next((r["under_load"] for r in matmuls if "under_load" in r), None)
     if under and "error" not in under:
-        print(f"SM clock under a long bf16 GEMM: median {under['clocks.sm_median']:.0f} MHz "
-              f"(max {under['clocks.max.sm_median']:.0f}), power {under['power.draw_median']:.0f} / "
-              f"{under['power.limit_median']:.0f} W, {under['samples']} samples")
+        def value(key, unit):
+            return f"{under[key]:.0f} {unit}" if key in under else "n/a"
+
+        print(f"under a long bf16 GEMM ({under['samples']} samples): SM clock median {value('clocks.sm_median', 'MHz')} "
+              f"(max {value('clocks.max.sm_median', 'MHz')}), power {value('power.draw_median', 'W')} of "
+              f"{value('power.limit_median', 'W')}")
 
 
 def main(argv=None) -> int:
@@ -315,27 +383,52 @@ def main(argv=None) -> int:
         props = torch.cuda.get_device_properties(0)
         results["device_properties"] = {"sm_count": props.multi_processor_count,
                                         "total_memory_bytes": props.total_memory,
-                                        "capability": f"{props.major}.{props.minor}"}
-    t0 = time.time()
-    for key, measure in (("hbm", measure_bandwidth), ("launch", measure_launch), ("graph", measure_graph),
-                         ("matmul", measure_matmul), ("attention", measure_attention)):
-        results[key] = measure(torch, timer, device, args.dry_run)
-        print(f"{key}: measured ({time.time() - t0:.0f} s)", flush=True)
-    results["wall_s"] = time.time() - t0
+                                        "capability": f"{props.major}.{props.minor}",
+                                        "l2_bytes": getattr(props, "L2_cache_size", None)}
+        results["settings"] = {
+            "allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            # measure_attention turns this on where torch has it (math backend in fp16, not upcast to fp32)
+            "math_sdp_fp16_reduction": hasattr(torch.backends.cuda, "allow_fp16_bf16_reduction_math_sdp"),
+        }
     slug = (results["preset"] or gpu).replace(" ", "_").lower()
     out = args.out or RESULTS / f"gpu_calibration_{slug}{'_dry' if args.dry_run else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    t0 = time.time()
+    # the CUDA-graph section last: a capture that fails cannot take the others with it; the file is
+    # rewritten after every section, so a run cut short keeps what it measured
+    for key, measure in (("hbm", measure_bandwidth), ("launch", measure_launch), ("matmul", measure_matmul),
+                         ("attention", measure_attention), ("graph", measure_graph)):
+        try:
+            results[key] = measure(torch, timer, device, args.dry_run)
+        except Exception as exc:            # noqa: BLE001 - record it and go on to the next section
+            results[key] = {"error": _first_line(exc)}
+        results["wall_s"] = time.time() - t0
+        out.write_text(json.dumps(results, indent=2))
+        print(f"{key}: {'FAILED ' + results[key]['error'] if isinstance(results[key], dict) and 'error' in results[key] else 'measured'}"
+              f" ({time.time() - t0:.0f} s)", flush=True)
     print(f"GPU: {gpu} (torch {torch.__version__}), {results['wall_s']:.0f} s; wrote {out}")
-    print(f"HBM copy: {results['hbm']['bandwidth_Bps'] / 1e12:.2f} TB/s; launch: "
-          f"{results['launch']['time_per_launch_s'] * 1e6:.2f} us")
-    for row in results["matmul"]:
-        print(f"matmul {row['dtype']} {row['m']}^3: {row['time_s'] * 1e3:.3f} ms = {row['flops_per_s'] / 1e12:.1f} TFLOP/s")
-    for row in results["attention"]:
-        if "error" in row:
-            print(f"attention {row.get('shape')} {row.get('backend')} causal={row.get('causal')}: {row['error']}")
-    if not args.no_compare and results["preset"]:
+    if isinstance(results["matmul"], list):
+        for row in results["matmul"]:
+            print(f"matmul {row['dtype']} {row['m']}^3: {row['time_s'] * 1e3:.3f} ms = "
+                  f"{row['flops_per_s'] / 1e12:.1f} TFLOP/s")
+    if isinstance(results["attention"], list):
+        for row in results["attention"]:
+            for key in ("error", "forward_backward_error"):
+                if key in row:
+                    print(f"attention {row.get('shape')} {row.get('backend')} causal={row.get('causal')} "
+                          f"{'fwd' if key == 'error' else 'fwd+bwd'}: {row[key]}")
+    if args.no_compare:
+        return 0
+    if not results["preset"]:
+        print(f"no tinyml preset matches {gpu!r}: compare later with --compare {out} --device PRESET")
+        return 0
+    from tinyml.sim.errors import TinymlError
+
+    try:
         print_comparison(results)
+    except TinymlError as exc:              # e.g. a MIG slice: fewer SMs than the preset
+        print(f"not compared: {exc}")
     return 0
 
 

@@ -26,7 +26,8 @@ def attention_row(backend, seq=2048, causal=False, **extra):
             "backend": backend, "dtype": "float16", "forward_s": 1e-3, "forward_backward_s": 3e-3, **extra}
 
 
-@pytest.mark.parametrize("name,preset", [("NVIDIA H200", "h200"), ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+@pytest.mark.parametrize("name,preset", [("NVIDIA H200", "h200"), ("NVIDIA GH200 480GB", None),
+                                         ("NVIDIA H100 80GB HBM3 MIG 1g.10gb", None), ("NVIDIA H100 80GB HBM3", "h100-sxm"),
                                          ("NVIDIA A100-SXM4-80GB", "a100-80gb"),
                                          ("NVIDIA A100-SXM4-40GB", "a100-40gb"),
                                          ("NVIDIA H100 PCIe", None), ("NVIDIA H200 NVL", None),
@@ -95,8 +96,9 @@ def test_matmul_rows_keep_m_n_k_apart_and_respect_the_roofline():
 
 
 def test_attention_rows_math_is_standard_and_flash_is_fa2():
+    failed = {k: v for k, v in attention_row("math", seq=16384).items() if not k.endswith("_s")}
     measured = [attention_row("math"), attention_row("flash"), attention_row("flash", causal=True),
-                attention_row("math", seq=16384, error="OutOfMemoryError: ...")]           # failed on the GPU: skipped
+                {**failed, "error": "OutOfMemoryError: ..."}]                                # no time: skipped
     rows = {r.what: r for r in compare(results(attention=measured))}
     assert len(rows) == 6 and all("n16384" not in what for what in rows)
     fwd = {w: r.simulated_s for w, r in rows.items() if w.endswith(" fwd")}
@@ -111,6 +113,15 @@ def test_attention_rows_math_is_standard_and_flash_is_fa2():
         flash_attention(*(meta((4, 16, 2048, 64), "fp16") for _ in range(3)), version=2)
     assert flash_fwd == pytest.approx(prof.time_s)
     assert rows["attention math  b4 h16 n2048 d64 fp16 fwd+bwd"].measured_s == 3e-3
+
+
+def test_what_failed_on_the_gpu_is_skipped_and_what_ran_is_kept():
+    fwd_only = {k: v for k, v in attention_row("flash").items() if k != "forward_backward_s"}
+    rows = compare(results(hbm={"error": "RuntimeError: ..."}, matmul={"error": "RuntimeError: ..."},
+                           graph={"error": "RuntimeError: capture failed"},
+                           attention=[{**fwd_only, "forward_backward_error": "OutOfMemoryError: ..."}],
+                           launch={"launches": 1, "time_per_launch_s": 5e-6}))
+    assert [r.kind for r in rows] == ["launch", "attention"] and rows[1].what.endswith(" fwd")
 
 
 def test_summary_and_table():

@@ -44,8 +44,10 @@ from pathlib import Path
 from .sim.errors import TinymlError
 
 #: PyTorch's ``get_device_name`` substrings -> tinyml presets, first match wins. The PCIe and NVL
-#: parts have fewer SMs or lower power limits than the SXM boards the presets describe: no preset.
-PRESET_FOR = (("PCIe", None), ("PCIE", None), ("NVL", None), ("H200", "h200"), ("H100", "h100-sxm"),
+#: parts have fewer SMs or lower power limits than the SXM boards the presets describe, a GH200 is
+#: another part, a MIG slice a fraction of the chip: no preset.
+PRESET_FOR = (("PCIe", None), ("PCIE", None), ("NVL", None), ("GH200", None), ("MIG", None), ("H200", "h200"),
+              ("H100", "h100-sxm"),
               ("A100-SXM4-80GB", "a100-80gb"), ("A100-SXM4-40GB", "a100-40gb"), ("RTX 4090", "rtx-4090"),
               ("MI300X", "mi300x"))
 
@@ -153,8 +155,9 @@ def preset_for(results: dict, device: "str | None" = None) -> str:
 
 def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
     """Every measurement in ``results`` next to its simulated time on ``device`` (default: the
-    preset matching the measured GPU). Rows the script recorded as failed (``"error"``, e.g. the math
-    backend running out of memory at 16k tokens) are skipped."""
+    preset matching the measured GPU). What the script recorded as failed is skipped: a whole section
+    (``{"error": ...}``), an attention setting with no time (``"error"``: no kernel for the backend, out
+    of memory), the forward + backward of one whose forward ran (``"forward_backward_error"``)."""
     from .sim import load_device
 
     device = preset_for(results, device)
@@ -166,6 +169,8 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
                                "(`tinyml devices`; device= here, --device on gpu_calibration.py), or add one for "
                                "this GPU")
     rows: list[CalibrationRow] = []
+    results = {key: value for key, value in results.items()             # a section that failed on the GPU
+               if not (isinstance(value, dict) and "error" in value)}
     if "hbm" in results:
         hbm = results["hbm"]
         moved = _field(hbm, "bytes_moved", "hbm")
@@ -192,7 +197,7 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
         rows.append(CalibrationRow("matmul", f"matmul {dt} {m}x{n}x{k}", _field(mm, "time_s", where),
                                    _simulated_matmul(device, m, n, k, dt)))
     for i, att in enumerate(results.get("attention", ())):
-        if "error" in att:
+        if "forward_s" not in att and "forward_backward_s" not in att:   # failed on the GPU ("error")
             continue
         where = f"attention[{i}]"
         backend = _field(att, "backend", where)
