@@ -43,6 +43,7 @@ def test_counting_mode_standard_moves_quadratic_bytes(capsys):
     (["--variants", "standard,flash9"], "unknown variant"),
     (["--seq", "0"], "--seq: must be an integer >= 1"),
     (["--variant", "standard,flash9"], "unknown variant"),
+    (["--variant", "standard,,flash2"], "variant 2 of 'standard,,flash2' is empty"),
 ])
 def test_bad_input_exits_2_with_a_message(capsys, argv, needle):
     assert main(["attention", "--head-dim", "8", "--seq", "16", *argv]) == 2

@@ -115,7 +115,11 @@ def choices(names, what: str, allow_all: bool = True):
     names = tuple(names)
 
     def parse(text: str) -> list:
-        picked = [t.strip() for t in text.split(",") if t.strip()]
+        picked = [t.strip() for t in text.split(",")]
+        if any(picked) and not all(picked):
+            raise argparse.ArgumentTypeError(f"{what} {picked.index('') + 1} of {text!r} is empty (two commas in a "
+                                             f"row, or one at an end?)")
+        picked = [t for t in picked if t]
         if allow_all and picked == ["all"]:
             return list(names)
         bad = [t for t in picked if t not in names]
