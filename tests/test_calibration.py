@@ -124,6 +124,22 @@ def test_what_failed_on_the_gpu_is_skipped_and_what_ran_is_kept():
     assert [r.kind for r in rows] == ["launch", "attention"] and rows[1].what.endswith(" fwd")
 
 
+def test_a_setting_the_simulator_refuses_is_a_row_not_a_crash(monkeypatch):
+    import tinyml.calibration as cal
+    from tinyml.sim import HbmOutOfMemoryError
+
+    def refuse(*args):
+        raise HbmOutOfMemoryError("out of HBM")
+
+    monkeypatch.setattr(cal, "_simulated_matmul", refuse)
+    rows = compare(results(matmul=[{"dtype": "bf16", "m": 64, "n": 64, "k": 64, "time_s": 1e-5}],
+                           launch={"launches": 1, "time_per_launch_s": 5e-6}))
+    refused = rows[1]
+    assert refused.what == "matmul bf16 64x64x64 (not simulated: HbmOutOfMemoryError)"
+    assert refused.simulated_s != refused.simulated_s and "matmul" not in summary(rows)
+    assert "not simulated" in table(rows) and "nan" not in table(rows)
+
+
 def test_summary_and_table():
     rows = compare(results(launch={"launches": 1, "time_per_launch_s": 2 * load_device("h200").launch_overhead_s},
                            attention=[attention_row("flash")]))

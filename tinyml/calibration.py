@@ -63,7 +63,7 @@ class CalibrationError(TinymlError, ValueError):
 class CalibrationRow:
     """One measurement on the real GPU and the simulated time of the same work."""
 
-    kind: str            # "hbm", "launch", "matmul", "attention"
+    kind: str            # "hbm", "launch", "graph copy", "graph gemv", "matmul", "attention"
     what: str
     measured_s: float
     simulated_s: float
@@ -143,6 +143,16 @@ def _simulated_attention(device: str, backend: str, batch: int, heads: int, seq:
     return prof.time_s
 
 
+def _row(kind: str, what: str, measured_s: float, simulate) -> CalibrationRow:
+    """A row whose simulated time is ``simulate()``, or NaN with the reason in ``what`` when the simulator
+    refuses the setting (say, out of HBM on the preset where the GPU had room): one such setting does not
+    stop the comparison."""
+    try:
+        return CalibrationRow(kind, what, measured_s, float(simulate()))
+    except TinymlError as exc:
+        return CalibrationRow(kind, f"{what} (not simulated: {type(exc).__name__})", measured_s, float("nan"))
+
+
 def preset_for(results: dict, device: "str | None" = None) -> str:
     """``device`` if given, else the preset the results name or the one matching their GPU."""
     device = device or results.get("preset") or preset_name(str(results.get("gpu", "")))
@@ -187,15 +197,15 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
     for i, gv in enumerate(graph.get("gemv", ())):
         where = f"graph.gemv[{i}]"
         n, k, dt = (_field(gv, key, where) for key in ("n", "k", "dtype"))
-        rows.append(CalibrationRow("graph gemv", f"gemv {dt} {k}->{n} in a CUDA graph", _field(gv, "time_s", where),
-                                   _simulated_decode_linear(device, n, k, dt) - dev.launch_overhead_s))
+        rows.append(_row("graph gemv", f"gemv {dt} {k}->{n} in a CUDA graph", _field(gv, "time_s", where),
+                         lambda: _simulated_decode_linear(device, n, k, dt) - dev.launch_overhead_s))
     for i, mm in enumerate(results.get("matmul", ())):
         where = f"matmul[{i}]"
         m, n, k, dt = (_field(mm, key, where) for key in ("m", "n", "k", "dtype"))
         if dt not in dev.matmul_flops:
             continue
-        rows.append(CalibrationRow("matmul", f"matmul {dt} {m}x{n}x{k}", _field(mm, "time_s", where),
-                                   _simulated_matmul(device, m, n, k, dt)))
+        rows.append(_row("matmul", f"matmul {dt} {m}x{n}x{k}", _field(mm, "time_s", where),
+                         lambda: _simulated_matmul(device, m, n, k, dt)))
     for i, att in enumerate(results.get("attention", ())):
         if "forward_s" not in att and "forward_backward_s" not in att:   # failed on the GPU ("error")
             continue
@@ -210,8 +220,8 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
                  f"{' causal' if causal else ''}")
         for key, backward, part in (("forward_s", False, "fwd"), ("forward_backward_s", True, "fwd+bwd")):
             if key in att:
-                rows.append(CalibrationRow("attention", f"{label} {part}", att[key],
-                                           _simulated_attention(device, backend, *shape, causal, dt, backward)))
+                rows.append(_row("attention", f"{label} {part}", att[key],
+                                 lambda: _simulated_attention(device, backend, *shape, causal, dt, backward)))
     return rows
 
 
@@ -230,14 +240,17 @@ def graph_fit(results: dict) -> "tuple[float, float] | None":
 
 
 def _ms(seconds: float) -> str:
+    if seconds != seconds:                              # NaN: not simulated
+        return f"{'-':>12s}"
     return f"{seconds * 1e3:9.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:9.2f} us"
 
 
 def summary(rows: list[CalibrationRow]) -> dict[str, tuple[int, float]]:
-    """Per kind: (rows, median |error|)."""
+    """Per kind: (rows, median |error|) over the rows that were simulated."""
     kinds: dict[str, list[float]] = {}
     for row in rows:
-        kinds.setdefault(row.kind, []).append(abs(row.error))
+        if row.simulated_s == row.simulated_s:          # NaN: not simulated, no error to count
+            kinds.setdefault(row.kind, []).append(abs(row.error))
     return {kind: (len(errs), statistics.median(errs)) for kind, errs in kinds.items()}
 
 
@@ -245,7 +258,8 @@ def table(rows: list[CalibrationRow]) -> str:
     """The rows as aligned text, then the median |error| of each kind."""
     lines = [f"{'what':52s} {'measured':>12s} {'simulated':>12s} {'error':>7s}"]
     for row in rows:
-        lines.append(f"{row.what:52s} {_ms(row.measured_s)} {_ms(row.simulated_s)} {row.error:+7.0%}")
+        error = f"{row.error:+7.0%}" if row.error == row.error else f"{'-':>7s}"
+        lines.append(f"{row.what:52s} {_ms(row.measured_s)} {_ms(row.simulated_s)} {error}")
     if any(row.kind == "attention" for row in rows):
         lines.append("attention backends: " + "; ".join(f"{b} = {what}" for b, what in BACKENDS.items()))
     for kind, (n, med) in summary(rows).items():
