@@ -313,7 +313,7 @@ def measure_attention(torch, timer, device, dry):
 def print_comparison(results: dict, device: "str | None" = None) -> None:
     """Each measurement next to tinyml's simulated time on the matching preset, or on ``device``."""
     try:
-        from tinyml.calibration import compare, graph_fit, preset_for, table
+        from tinyml.calibration import compare, graph_fit, measured_efficiencies, preset_for, table
         from tinyml.sim import load_device
     except ImportError as exc:
         print(f"(tinyml not importable here, {exc}: measure with --no-compare, then run "
@@ -328,6 +328,15 @@ def print_comparison(results: dict, device: "str | None" = None) -> None:
         dev = load_device(preset_for(results, device))
         print(f"a kernel in a CUDA graph: {fit[0] * 1e6:.2f} us + bytes / {fit[1] / 1e12:.2f} TB/s measured (copies); "
               f"the preset: 0 us + bytes / {dev.hbm_bandwidth * dev.eff_hbm / 1e12:.2f} TB/s")
+    eff = measured_efficiencies(results, device)
+    if eff:
+        dev = load_device(preset_for(results, device))
+        def preset(key):                     # what the preset assumes now, where it has such a number
+            value = dev.eff_hbm if key == "hbm" else dev.eff_matmul if key.startswith("matmul") else None
+            return "" if value is None else f" (preset {value:.2f})"
+
+        print("measured efficiencies (a preset's [efficiency] numbers would be these, sourced to this file): "
+              + ", ".join(f"{key} {value:.2f}{preset(key)}" for key, value in eff.items()))
     matmuls = results.get("matmul") if isinstance(results.get("matmul"), list) else []
     under = next((r["under_load"] for r in matmuls if "under_load" in r), None)
     if under and "error" not in under:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tinyml.calibration import CalibrationError, compare, graph_fit, load, preset_name, summary, table
+from tinyml.calibration import (CalibrationError, compare, graph_fit, load, measured_efficiencies, preset_name,
+                                summary, table)
 from tinyml.sim import Profile, load_device, meta
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_calibration.py"
@@ -138,6 +139,19 @@ def test_a_setting_the_simulator_refuses_is_a_row_not_a_crash(monkeypatch):
     assert refused.what == "matmul bf16 64x64x64 (not simulated: HbmOutOfMemoryError)"
     assert refused.simulated_s != refused.simulated_s and "matmul" not in summary(rows)
     assert "not simulated" in table(rows) and "nan" not in table(rows)
+
+
+def test_measured_efficiencies_are_measurement_over_spec():
+    dev = load_device("h200")
+    n = 8192
+    res = results(hbm={"bytes_moved": 8 * 2**30, "time_s": 8 * 2**30 / (0.9 * dev.hbm_bandwidth)},
+                  matmul=[{"dtype": "bf16", "m": n, "n": n, "k": n, "time_s": 2 * n**3 / (0.6 * dev.matmul_rate("bf16"))},
+                          {"dtype": "bf16", "m": 4096, "n": 4096, "k": 4096, "time_s": 1.0,
+                           "under_load": {"clocks.sm_median": 1600.0, "clocks.max.sm_median": 1980.0}}])
+    eff = measured_efficiencies(res)
+    assert eff["hbm"] == pytest.approx(0.9) and eff["matmul_bf16"] == pytest.approx(0.6)     # the best GEMM
+    assert eff["clock"] == pytest.approx(1600 / 1980)
+    assert measured_efficiencies(results(hbm={"error": "..."})) == {}
 
 
 def test_summary_and_table():

@@ -239,6 +239,30 @@ def graph_fit(results: dict) -> "tuple[float, float] | None":
     return float(intercept), float(1 / slope)
 
 
+def measured_efficiencies(results: dict, device: "str | None" = None) -> dict[str, float]:
+    """What the preset's ``[efficiency]`` numbers would be if they were these measurements: ``hbm`` =
+    the large copy's bandwidth / the spec, ``matmul_<dtype>`` = the best GEMM's FLOP/s / the spec
+    (tensor-core rate), and ``clock`` = the SM clock a long GEMM held / its maximum. A preset takes
+    them with the results file as their source; nothing is fitted."""
+    from .sim import load_device
+
+    dev = load_device(preset_for(results, device))
+    out: dict[str, float] = {}
+    hbm = results.get("hbm")
+    if isinstance(hbm, dict) and "bytes_moved" in hbm and "time_s" in hbm:
+        out["hbm"] = hbm["bytes_moved"] / hbm["time_s"] / dev.hbm_bandwidth
+    matmuls = results.get("matmul") if isinstance(results.get("matmul"), list) else []
+    for row in matmuls:
+        dt = row.get("dtype")
+        if dt in dev.matmul_flops and "time_s" in row:
+            rate = 2 * row["m"] * row["n"] * row["k"] / row["time_s"] / dev.matmul_rate(dt)
+            out[f"matmul_{dt}"] = max(out.get(f"matmul_{dt}", 0.0), rate)
+        under = row.get("under_load") or {}
+        if "clocks.sm_median" in under and under.get("clocks.max.sm_median"):
+            out["clock"] = under["clocks.sm_median"] / under["clocks.max.sm_median"]
+    return out
+
+
 def _ms(seconds: float) -> str:
     if seconds != seconds:                              # NaN: not simulated
         return f"{'-':>12s}"
