@@ -33,8 +33,10 @@ HBM traffic (``s`` bytes per element of the logical dtype, ``nD = ceil(D / BD)``
 (per state element: delta A 1, exp 1, times h 1, delta u times B 1, add 1, C h
 multiply-add 2; per token and channel: delta u 1; the skip: multiply-add 2.) The
 naive scan moves ``24 batch L D N`` bytes of fp32 states instead
-(:func:`tinyml.kernels.ssm.scan_naive.expected_bytes`): with D >> N nD the ratio is
-about ``24 N / (3 s)``, 4N for fp16 inputs.
+(:func:`tinyml.kernels.ssm.scan_naive.expected_bytes`): per token and channel the
+fused scan moves ``s (3 + 2 N nD / D)`` bytes (B and C are re-read once per channel
+block), so the ratio is about ``24 N / (s (3 + 2 N nD / D))``: 4N for fp16 inputs when
+D >> N nD, 3N when N nD = D (D = 4096, N = 16, BD = 32: a 47x ratio).
 """
 
 from __future__ import annotations
