@@ -275,13 +275,34 @@ def test_clip_and_sigmoid_as_a_matmul_epilogue():
 
 
 def test_matmul_epilogue_group_counts_what_the_kernel_counts():
+    from tinyml.compiler.lowering.anchors import _skinny_blocks
     from tinyml.kernels.fusion import matmul_epilogue
 
     g = chain_graph()
-    with Profile() as direct:
-        matmul_epilogue(meta((20, 32)), meta((32, 48)), bias=meta((48,)), activation="gelu")
+    with Profile() as direct:                  # 20 rows: the lowering costs tiles for few rows (below)
+        blocks = _skinny_blocks(20, 48, 32, "fp16", True, True, False)
+        matmul_epilogue(meta((20, 32)), meta((32, 48)), bias=meta((48,)), activation="gelu", **blocks)
     _, lowered = lower(fuse(g)).run(bindings={"n": 20}, count=True)
     same_counters(direct, lowered)
+
+
+@pytest.mark.parametrize("n,k", [(2304, 768), (768, 3072), (50257, 768)])
+def test_a_matmul_of_one_row_is_spread_over_the_gpu(n, k):
+    """Decoding: the default tiles maximise intensity (the widest N tile), so x (1, K) @ W (K, N) ran as
+    N / 256 blocks on 108 SMs (9 for GPT-2's qkv projection). The lowering costs tiles for few rows and
+    keeps the fastest: more blocks, less time, the same bytes of W; many rows keep the default untouched."""
+    from tinyml.compiler.lowering.anchors import SKINNY_ROWS, _skinny_blocks
+    from tinyml.kernels.matmul import matmul
+
+    with Profile("a100-40gb") as default:
+        matmul(meta((1, k)), meta((k, n)))
+    with Profile("a100-40gb") as lowered:
+        blocks = _skinny_blocks(1, n, k, "fp16", False, False, False)
+        matmul(meta((1, k)), meta((k, n)), **blocks)
+    (d,), (r,) = default.records, lowered.records
+    assert r.n_blocks > d.n_blocks and r.time_s < d.time_s
+    assert r.hbm_read_bytes >= k * n * 2                        # W is still read whole, once at least
+    assert _skinny_blocks(SKINNY_ROWS + 1, n, k, "fp16", False, False, False) == {}
 
 
 def test_copy_and_gather_read_once_and_write_once():

@@ -9,6 +9,9 @@ Each becomes one kernel launch when the kernel can do the whole group:
   with the epilogue as an op program over ``(acc, bias?, residual?)`` (plain
   :func:`~tinyml.kernels.matmul.matmul` when there is no epilogue). Leading
   dimensions of A fold into M (``(H, n, K) @ (K, N)`` is one ``(H n, K) @ (K, N)``).
+  With few rows (M <= ``SKINNY_ROWS``: decoding, short prompts) the default
+  tiles, the widest that fit, would leave most SMs idle; the lowering costs
+  tiles that spread N over more blocks and keeps the fastest (``_skinny_blocks``).
   Batched ``(.., M, K) @ (.., K, N)`` -> :func:`~tinyml.kernels.matmul.batched.bmm`.
 * ``softmax`` -> the fused softmax (v3, whole rows in SRAM; v2 when a row does not fit);
 * ``layernorm`` -> :func:`~tinyml.kernels.fusion.layernorm_fused`;
@@ -109,6 +112,67 @@ def run_quantized_matmul(ctx, nodes, outputs) -> dict:
     return out
 
 
+#: rows past which the default tiles already spread a matmul over the GPU (one full tile row of 256)
+SKINNY_ROWS = 256
+
+
+def _skinny_blocks(m: int, n: int, k: int, dtype: str, epilogue: bool, bias: bool, residual: bool) -> dict:
+    """Block sizes for a matmul of few rows (decoding: M = 1 to a few): the default tiles maximise
+    arithmetic intensity, which at M = 1 means the widest N tile, and a (1 x 768) @ (768 x 2304) then runs
+    as 9 blocks on 108 SMs. As the serving step tunes its linears (:func:`tinyml.inference.step.tune_linear`),
+    cost the default and tiles that spread N over more blocks (block_m the rows rounded up, block_n 16 to
+    256, the deepest block_k that fits SRAM) in counting mode and keep the fastest; {} keeps the default.
+    Larger M keeps the default without costing anything."""
+    if m > SKINNY_ROWS:
+        return {}
+    from ...sim import current_profile
+
+    return dict(_fastest_blocks(current_profile().device, m, n, k, dtype, epilogue, bias, residual))
+
+
+#: (device, shape, dtype, epilogue operands) -> the block sizes _search_blocks chose
+_BLOCKS: dict = {}
+
+
+def _fastest_blocks(device, m, n, k, dtype, epilogue, bias, residual) -> tuple:
+    key = (device.name, device.sm_count, device.sram_per_sm, m, n, k, dtype, epilogue, bias, residual)
+    if key not in _BLOCKS:
+        _BLOCKS[key] = _search_blocks(device, m, n, k, dtype, epilogue, bias, residual)
+    return _BLOCKS[key]
+
+
+def _search_blocks(device, m, n, k, dtype, epilogue, bias, residual) -> tuple:
+    """The default tiles (``()``) and, per block_n, the deepest block_k that fits, each costed in a scratch
+    profile (counting mode); the fastest wins, the default on a tie."""
+    from ...kernels.fusion import matmul_epilogue
+    from ...kernels.matmul import matmul
+    from ...kernels.matmul.block_sizes import DEPTHS, SIZES
+    from ...sim import Profile, SramOverflowError, meta
+
+    bm = next((size for size in SIZES if size >= m), SIZES[-1])
+    candidates = [()] + [(("block_m", bm), ("block_n", bn), ("block_k", bk))
+                         for bn in SIZES if bn < 2 * n for bk in reversed(DEPTHS) if bk <= max(k, DEPTHS[0])]
+    best, best_t, fitted = (), float("inf"), set()
+    for blocks in candidates:
+        if blocks and blocks[1][1] in fitted:
+            continue                                  # a deeper block_k for this block_n fitted already
+        try:
+            with Profile(device) as prof:
+                a, b = meta((m, k), dtype), meta((k, n), dtype)                  # (M, K), (K, N)
+                if epilogue:
+                    matmul_epilogue(a, b, dtype=dtype, bias=meta((n,), dtype) if bias else None,
+                                    residual=meta((m, n), dtype) if residual else None, **dict(blocks))
+                else:
+                    matmul(a, b, dtype=dtype, **dict(blocks))
+        except SramOverflowError:
+            continue
+        if blocks:
+            fitted.add(blocks[1][1])
+        if prof.time_s < best_t:
+            best, best_t = blocks, prof.time_s
+    return best
+
+
 def run_matmul(ctx, nodes, outputs) -> dict:
     from ...kernels.fusion import matmul_epilogue
     from ...kernels.matmul import matmul
@@ -125,16 +189,20 @@ def run_matmul(ctx, nodes, outputs) -> dict:
         if plan is not None:
             prog, bias, res = plan
             out = epi[-1].name if epi else mm.name
+            k = sa[-1]
+            blocks = _skinny_blocks(m, n, k, ctx.dtype, prog is not None, bias is not None, res is not None)
             with ctx.output(out):
                 if prog is None:
-                    y = matmul(a2, b, dtype=ctx.dtype)                       # (M, N)
+                    y = matmul(a2, b, dtype=ctx.dtype, **blocks)              # (M, N)
                 else:
                     y = matmul_epilogue(a2, b, dtype=ctx.dtype, epilogue=prog,
                                         bias=None if bias is None else ctx.reshape(ctx.env[bias], (n,)),
-                                        residual=None if res is None else ctx.reshape(ctx.env[res], (m, n)))
+                                        residual=None if res is None else ctx.reshape(ctx.env[res], (m, n)),
+                                        **blocks)
             return {out: ctx.reshape(y, out_shape)}
+        blocks = _skinny_blocks(m, n, sa[-1], ctx.dtype, False, False, False)
         with ctx.output(mm.name):
-            c = ctx.reshape(matmul(a2, b, dtype=ctx.dtype), out_shape)
+            c = ctx.reshape(matmul(a2, b, dtype=ctx.dtype, **blocks), out_shape)
     else:
         with ctx.output(mm.name):
             c = _batched(ctx, a, b, sa, sb, out_shape)
