@@ -66,6 +66,10 @@ def _then_fuse(fn, name: str):
     return step
 
 
+#: the weight format of the quantize_weights pass when compile() is not told one
+DEFAULT_SCHEME = "int4-g32"
+
+
 def _bind_quantize(passes: list, scheme, skip) -> list:
     """``passes`` with a ``"quantize_weights"`` name bound to ``scheme`` and ``skip``; refuses a ``scheme``
     or ``skip`` that no pass would use (they were silently ignored)."""
@@ -74,9 +78,9 @@ def _bind_quantize(passes: list, scheme, skip) -> list:
 
     get_scheme(scheme)                   # a misspelt format is refused even where nothing quantizes
     names = [p if isinstance(p, str) else getattr(p, "__name__", "") for p in passes]
-    if "quantize_weights" not in names and (not (isinstance(scheme, str) and scheme == "int4-g32") or skip):
-        given = ", ".join(f"{k}={v!r}" for k, v in (("scheme", scheme), ("skip", skip))
-                          if v and not (k == "scheme" and v == "int4-g32"))
+    given = {k: v for k, v in (("scheme", scheme), ("skip", skip)) if v and v != DEFAULT_SCHEME}
+    if "quantize_weights" not in names and given:
+        given = ", ".join(f"{k}={v!r}" for k, v in given.items())
         raise GraphError(f"compile: {given} configures the quantize_weights pass, which the passes {names} "
                          f"do not include: it would be ignored. Add 'quantize_weights' to the passes (or use "
                          f"passes='all'), or leave {given} out")
@@ -85,7 +89,7 @@ def _bind_quantize(passes: list, scheme, skip) -> list:
     return [fn if p == "quantize_weights" else p for p in passes]
 
 
-def all_passes(bounds: "dict | None" = None, scheme="int4-g32", skip=()) -> list:
+def all_passes(bounds: "dict | None" = None, scheme=DEFAULT_SCHEME, skip=()) -> list:
     """The passes of ``passes="all"`` as functions: quantization with ``scheme``/``skip``, the memory
     plan made for ``bounds`` (every symbol's largest value)."""
     from .passes import PASSES, plan_memory, quantize_weights, rewrite_attention
@@ -281,7 +285,7 @@ class Compiled:
 
 def compile(graph, device: str = "a100-40gb", passes: "Sequence | str | None" = None, explain: bool = True,
             dtype: str = "fp16", bindings: "dict | None" = None, *, bounds: "dict | None" = None,
-            scheme="int4-g32", skip=(), schedules=None) -> Compiled:
+            scheme=DEFAULT_SCHEME, skip=(), schedules=None) -> Compiled:
     """Run ``passes`` (default :data:`DEFAULT_PASSES`; ``"all"``: :data:`ALL_PASSES`) on ``graph``
     and lower the result.
 
