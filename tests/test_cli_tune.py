@@ -72,3 +72,15 @@ def test_compile_with_a_tune_log(capsys, tmp_path):
     one_line_error(capsys, ["compile", "mlp", "--seq", "64", "--tune-log", str(log)], "--tune-log", "no schedule")
     one_line_error(capsys, ["compile", "mlp", "--seq", "128", "--tune-log", str(log), "--device", "m2-max"],
                    "no trial on device 'm2-max'")
+
+
+def test_a_shape_the_hand_tiles_cannot_launch_is_still_tuned(capsys):
+    """M = 2^25 rows: matmul v3's tiles bind M to blockIdx.y and need more than its 65,535 blocks. The
+    tuner's first random schedule could be that illegal too and stopped everything with a BindError;
+    now the space is probed until a legal draw, the tuned schedule binds M to blockIdx.x, and the hand
+    baseline is a row marked illegal with the reason."""
+    long_m = ["--m", str(2 ** 25), "--n", "64", "--k", "64", "--trials", "4", "--batch-trials", "4"]
+    assert main(["tune", "matmul", *long_m]) == 0
+    out = capsys.readouterr().out
+    assert "matmul v3 tiles: illegal: bind:" in out and "blockIdx.y allows at most 65,535 blocks" in out
+    assert "speed-up over the hand-picked schedule" not in out and "tuned decisions:" in out

@@ -195,6 +195,8 @@ def _print(func, meas, result, statuses, best, tuned, label, hand, speedup) -> N
     rows = [_row("tuned", tuned, meas), _row(label, hand, meas)]
     c.print(table("tuned vs hand-picked", ["schedule", "time", "HBM traffic", "SRAM/block", "bound"], rows,
                   {"time", "HBM traffic", "SRAM/block"}))
+    if not hand.ok and hand.message:
+        c.print(f"{label}: {hand.status}: {hand.message}", markup=False)
     if best is not None:
         c.print(f"tuned decisions: {json.dumps(best['decisions'])} (trial {best['trial']})", markup=False)
     if speedup is not None:

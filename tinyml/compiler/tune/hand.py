@@ -11,16 +11,22 @@
 from __future__ import annotations
 
 from ...sim import TinymlError
+from ..tensor import ScheduleError
 from ..tensor.examples import blocked_conv2d, example
+from .measure import failure
 
 CONV_TILES = ((64, 8), (32, 8), (32, 4), (16, 4), (16, 2), (8, 2), (8, 1), (4, 1))
 
 
 def hand_schedules(func, device: str) -> list:
-    """(label, Schedule) of the hand-picked schedules for ``func`` on ``device``."""
+    """(label, Schedule) of the hand-picked schedules for ``func`` on ``device`` (the ScheduleError in the
+    schedule's place when the shape makes it illegal)."""
     if func.block.name == "matmul":
         dev = "a100-40gb" if device == "cpu" else device
-        return [("matmul v3 tiles", example("mma", func, dev))]
+        try:
+            return [("matmul v3 tiles", example("mma", func, dev))]
+        except ScheduleError as exc:         # the schedule is illegal for this shape: hand_baseline says so
+            return [("matmul v3 tiles", exc)]
     if func.block.name == "conv2d":
         ext = {a.name: a.extent for a in func.block.axes}
         seen, out = set(), []
@@ -34,12 +40,14 @@ def hand_schedules(func, device: str) -> list:
 
 
 def hand_baseline(func, measurer) -> tuple:
-    """(label, Result) of the best hand-picked schedule measured on ``measurer``."""
+    """(label, Result) of the best hand-picked schedule measured on ``measurer``. A hand schedule that is
+    illegal for this shape (matmul v3's grid binds M's tiles to blockIdx.y, at most 65,535 of them) is an
+    "illegal" result the table shows, not an error that stops the tuning."""
     if measurer.kind == "cpu" and func.block.name == "matmul":
         return "matmul v3", matmul_v3_on_cpu(func, measurer)
     best = None
     for label, sch in hand_schedules(func, measurer.name):
-        res = measurer.measure(sch)
+        res = failure("illegal", sch) if isinstance(sch, ScheduleError) else measurer.measure(sch)
         if best is None or (res.ok and (not best[1].ok or res.time_s < best[1].time_s)):
             best = (label, res)
     return best

@@ -24,7 +24,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from ..tensor import Schedule
+from ..tensor import Schedule, ScheduleError
 from ..tensor.sampling import divisors
 from .errors import TuneError
 
@@ -50,6 +50,26 @@ def factorizations(extent: int, n: int, max_innermost: int) -> list:
     return out
 
 
+#: random draws of the template tried to find one legal replay, whose trace shows the knobs
+PROBES = 64
+
+
+def _probe(func, template, name: str):
+    """A schedule of ``template`` replayed legally with random decisions: its trace lists the knobs. Some
+    draws can be illegal for a shape (small tiles of a long M bound to blockIdx.y: more than 65,535
+    blocks), so a few seeds are tried before the shape is called untunable."""
+    last = None
+    for seed in range(PROBES):
+        probe = Schedule(func, seed=seed)
+        try:
+            template(probe)
+            return probe
+        except ScheduleError as exc:
+            last = exc
+    raise TuneError(f"template {name}: none of {PROBES} random schedules of {func.name} is legal; the last "
+                    f"said: {last}. Tune a smaller shape")
+
+
 class Space:
     """The candidates of ``template`` on ``func`` (module docstring)."""
 
@@ -57,8 +77,7 @@ class Space:
         self.func = func
         self.template = template
         self.name = name or getattr(template, "__name__", "template")
-        probe = Schedule(func)
-        template(probe)
+        probe = _probe(func, template, self.name)
         knobs = []
         for i, ins in enumerate(probe.trace):
             if ins.kind == "sample_perfect_tile":
