@@ -35,9 +35,14 @@ SEQ = 128 if SMOKE else 1024
 # %% [markdown]
 # ## 1. A block, pass by pass
 #
-# Before `fuse` every op is its own kernel (as eager PyTorch runs it);
-# `rewrite_attention` turns the written-out attention into FlashAttention;
-# `fuse` makes one kernel per group.
+# Before `fuse` every op is its own kernel (as eager PyTorch runs it), except
+# layout ops that cost none: a `reshape` is a view, and the slices and
+# transposes around attention are read in place by the kernel that reads
+# them (`tinyml/compiler/lowering/layout.py`), which is why the table shows
+# fewer kernels than nodes. `rewrite_attention` turns the written-out
+# attention into FlashAttention; `fuse` makes one kernel per group, less the
+# groups of layout ops alone (the `injective` groups in the IR below), so
+# again fewer kernels than groups.
 
 # %%
 block = zoo.get("gpt2_block", d_model=256 if SMOKE else 768, n_heads=4 if SMOKE else 12)

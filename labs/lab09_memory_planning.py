@@ -36,7 +36,9 @@ D, HEADS = (64, 4) if SMOKE else (768, 12)
 # ## 1. A block's intermediates
 #
 # The liveness of GPT-2's block after fusion: each intermediate with its size
-# in bytes (a polynomial in `n`) and its interval of program points.
+# in bytes (a polynomial in `n`) and its interval of program points. The
+# attention is left written out here (no `rewrite_attention`), so its scores
+# and probabilities, the two `n^2` buffers, are intermediates too.
 
 # %%
 block = fuse(zoo.get("gpt2_block", d_model=D, n_heads=HEADS))
@@ -110,7 +112,9 @@ except NotImplementedError as exc:
 # With a memory plan, a compiled graph allocates **one** arena and every
 # intermediate is a slice of it. So its peak HBM is known before it runs:
 # the inputs, the weights, the arena and the outputs (outputs are the
-# caller's, not the arena's). Predict it, then run and compare.
+# caller's, not the arena's). Predict it, then run and compare. This compile
+# runs `rewrite_attention` before `fuse`: FlashAttention keeps the `n^2`
+# scores on chip, so the arena is far below section 2's LOAD, which had them.
 
 # %%
 def predicted_peak(compiled, n: int) -> int:

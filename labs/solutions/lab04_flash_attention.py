@@ -23,7 +23,9 @@ Walkthrough:  docs/attention.md (and docs/flash2.md, docs/backward.md)
 # sum of Lab 3. tinyml has all three (`tinyml/kernels/attention/`):
 #
 # * `standard_attention(q, k, v)`: the 2022 PyTorch baseline, one kernel per step;
-# * `flash_attention(q, k, v, version=1)`: FlashAttention-1 (Dao et al. 2022, Algorithm 1);
+# * `flash_attention(q, k, v, version=1)`: FlashAttention-1 (Dao et al. 2022) as its CUDA kernel shipped
+#   (more blocks per (batch, head) when that fills the SMs better); `flash_attention_v1(q, k, v,
+#   **PAPER_FLASH1)` runs the paper's Algorithm 1 grid, one block per (batch, head);
 # * `flash_attention(q, k, v, version=2)`: FlashAttention-2 (Dao 2023).
 #
 # Exercises are the functions marked *Exercise 4.x*: replace each
@@ -37,6 +39,8 @@ import numpy as np
 
 from tinyml.kernels import reference
 from tinyml.kernels.attention import flash_attention, flash_blocks, standard_attention
+from tinyml.kernels.attention.flash1 import flash_attention_v1
+from tinyml.kernels.attention.paper import PAPER_FLASH1     # Algorithm 1's grid: num_splits=1, skip_masked=False
 from tinyml.sim import Profile, SramOverflowError, load_device, meta, nbytes   # noqa: F401
 from tinyml.sim.units import fmt_bytes, fmt_time
 
@@ -80,6 +84,9 @@ print(f"one N x N matrix, all heads: {fmt_bytes(x_bytes)}; moved in all: {fmt_by
 # Q, K, V, O are in the logical dtype (`nbytes(1, dtype)` bytes per element);
 # `l` and `m` are always fp32 (4 bytes). Note what the inner loop covers: over
 # one K/V block, the `B_r`-row tiles add up to all of Q and O exactly once.
+# The cell below counts Algorithm 1 itself (`PAPER_FLASH1`); the shipped
+# kernel's default grid also splits the Q blocks of a (batch, head) over
+# several thread blocks, each of which reads all of K and V, so it moves more.
 
 # %%
 def fa1_hbm_bytes(batch: int, heads: int, seq: int, head_dim: int, dtype: str,
@@ -102,7 +109,7 @@ def fa1_hbm_bytes(batch: int, heads: int, seq: int, head_dim: int, dtype: str,
 # %%
 with Profile(A100) as fa1:
     q, k, v = (meta((BATCH, HEADS, SEQ, HEAD_DIM)) for _ in range(3))
-    flash_attention(q, k, v, version=1)
+    flash_attention_v1(q, k, v, **PAPER_FLASH1)
 r1 = fa1.records[0]
 bq, bk = flash_blocks(A100, SEQ, SEQ, HEAD_DIM, "fp16", version=1)   # Algorithm 1, line 1: B_r, B_c
 counted = r1.hbm_read_bytes + r1.l2_hit_bytes + r1.hbm_write_bytes + r1.l2_write_hit_bytes
@@ -117,7 +124,8 @@ except NotImplementedError as exc:
 
 # %% [markdown]
 # Your formula also says how the traffic depends on the block size: only
-# `B_c` matters, and the big term, `2 T_c N d s`, falls as `1 / B_c`. Since
+# `B_c` matters, and the big term, `3 T_c N d s` (Q and O read, O written,
+# once per K/V block), falls as `1 / B_c`. Since
 # `B_c` is about `M / 4d` for an SRAM of `M` elements, that is Theorem 2 of
 # the paper: `Theta(N^2 d^2 / M)` HBM accesses. Try it: double the device's
 # SRAM with `A100.replace(sram_per_sm=2 * A100.sram_per_sm)`.
@@ -127,7 +135,7 @@ for sram in (A100.sram_per_sm // 2, A100.sram_per_sm, 2 * A100.sram_per_sm):
     dev = A100.replace(name=f"a100-{sram // 1024}k", sram_per_sm=sram)
     with Profile(dev) as p:
         q, k, v = (meta((BATCH, HEADS, SEQ, HEAD_DIM)) for _ in range(3))
-        flash_attention(q, k, v, version=1)
+        flash_attention_v1(q, k, v, **PAPER_FLASH1)
     r = p.records[0]
     print(f"SRAM {sram // 1024:>4} KiB per SM: {fmt_bytes(r.hbm_read_bytes + r.l2_hit_bytes + r.hbm_write_bytes + r.l2_write_hit_bytes)}")
 
