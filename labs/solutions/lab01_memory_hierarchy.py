@@ -9,7 +9,7 @@ The reference solution: the lab with every exercise answered. CI checks it with
 `tinyml lab check 1 --file labs/solutions/lab01_memory_hierarchy.py`.
 
 Run it:       python labs/solutions/lab01_memory_hierarchy.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 1
+Check it:     tinyml lab check 1 --file labs/solutions/lab01_memory_hierarchy.py
 Walkthrough:  docs/memory-hierarchy.md
 """
 

@@ -9,7 +9,7 @@ The reference solution: the lab with every exercise answered. CI checks it with
 `tinyml lab check 2 --file labs/solutions/lab02_tiled_matmul.py`.
 
 Run it:       python labs/solutions/lab02_tiled_matmul.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 2
+Check it:     tinyml lab check 2 --file labs/solutions/lab02_tiled_matmul.py
 Walkthrough:  docs/tiling-matmul.md
 """
 

@@ -9,7 +9,7 @@ The reference solution: the lab with every exercise answered. CI checks it with
 `tinyml lab check 3 --file labs/solutions/lab03_online_softmax.py`.
 
 Run it:       python labs/solutions/lab03_online_softmax.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 3
+Check it:     tinyml lab check 3 --file labs/solutions/lab03_online_softmax.py
 Walkthrough:  docs/softmax.md
 """
 

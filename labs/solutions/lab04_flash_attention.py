@@ -9,7 +9,7 @@ The reference solution: the lab with every exercise answered. CI checks it with
 `tinyml lab check 4 --file labs/solutions/lab04_flash_attention.py`.
 
 Run it:       python labs/solutions/lab04_flash_attention.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 4
+Check it:     tinyml lab check 4 --file labs/solutions/lab04_flash_attention.py
 Walkthrough:  docs/attention.md (and docs/flash2.md, docs/backward.md)
 """
 

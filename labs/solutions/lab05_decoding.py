@@ -4,8 +4,11 @@ What a KV cache costs, decode attention's HBM bytes predicted by hand, the
 split-KV count (Flash-Decoding) that makes decode attention fastest at batch 1
 and at batch 64 and why, and a whole decode step of Llama-2-7B on the simulator.
 
-Run it:       python labs/lab05_decoding.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 5
+The reference solution: the lab with every exercise answered. CI checks it with
+`tinyml lab check 5 --file labs/solutions/lab05_decoding.py`.
+
+Run it:       python labs/solutions/lab05_decoding.py    (or open it as a notebook in VS Code)
+Check it:     tinyml lab check 5 --file labs/solutions/lab05_decoding.py
 Walkthrough:  docs/decoding.md and docs/serving.md
 """
 

@@ -4,8 +4,11 @@ How many bytes a weight costs in each format, the tokens/s that HBM bandwidth
 allows at batch 1 (predicted, then simulated), a 4-bit scheme of your own (NF4)
 run through the fused dequantize-gemv kernel, and the best format that fits.
 
-Run it:       python labs/lab06_quantization.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 6
+The reference solution: the lab with every exercise answered. CI checks it with
+`tinyml lab check 6 --file labs/solutions/lab06_quantization.py`.
+
+Run it:       python labs/solutions/lab06_quantization.py    (or open it as a notebook in VS Code)
+Check it:     tinyml lab check 6 --file labs/solutions/lab06_quantization.py
 Walkthrough:  docs/quantization.md and docs/serving.md
 """
 

@@ -5,8 +5,11 @@ chain run op by op and fused, write the rule that decides which ops of a chain
 share a kernel, and write an activation so that the compiler fuses it into a
 single kernel.
 
-Run it:       python labs/lab07_fusion.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 7
+The reference solution: the lab with every exercise answered. CI checks it with
+`tinyml lab check 7 --file labs/solutions/lab07_fusion.py`.
+
+Run it:       python labs/solutions/lab07_fusion.py    (or open it as a notebook in VS Code)
+Check it:     tinyml lab check 7 --file labs/solutions/lab07_fusion.py
 Walkthrough:  docs/compiler.md
 """
 

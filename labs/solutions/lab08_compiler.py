@@ -6,8 +6,11 @@ dead-code elimination), then write a pass, folding a constant scale into the
 weight of the matmul before it, and check with a property test that it
 preserves what the graph computes.
 
-Run it:       python labs/lab08_compiler.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 8
+The reference solution: the lab with every exercise answered. CI checks it with
+`tinyml lab check 8 --file labs/solutions/lab08_compiler.py`.
+
+Run it:       python labs/solutions/lab08_compiler.py    (or open it as a notebook in VS Code)
+Check it:     tinyml lab check 8 --file labs/solutions/lab08_compiler.py
 Walkthrough:  docs/compiler.md
 """
 

@@ -5,8 +5,11 @@ bytes any plan needs), write a planner of your own and compare it with
 tinyml's greedy-by-size arena, then predict the peak HBM of a model that runs
 with its plan.
 
-Run it:       python labs/lab09_memory_planning.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 9
+The reference solution: the lab with every exercise answered. CI checks it with
+`tinyml lab check 9 --file labs/solutions/lab09_memory_planning.py`.
+
+Run it:       python labs/solutions/lab09_memory_planning.py    (or open it as a notebook in VS Code)
+Check it:     tinyml lab check 9 --file labs/solutions/lab09_memory_planning.py
 Walkthrough:  docs/memory-planning.md
 """
 

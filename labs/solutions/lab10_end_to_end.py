@@ -5,8 +5,11 @@ int4 weights, the memory plan, lowering. Read what every stage buys, predict
 the bytes of a quantized layer, then write the greedy decoding loop that runs
 the compiled model token by token, and check it against the interpreter.
 
-Run it:       python labs/lab10_end_to_end.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 10
+The reference solution: the lab with every exercise answered. CI checks it with
+`tinyml lab check 10 --file labs/solutions/lab10_end_to_end.py`.
+
+Run it:       python labs/solutions/lab10_end_to_end.py    (or open it as a notebook in VS Code)
+Check it:     tinyml lab check 10 --file labs/solutions/lab10_end_to_end.py
 Walkthrough:  docs/quantize-model.md
 """
 

@@ -11,7 +11,7 @@ The reference solution: the lab with every exercise answered. CI checks it with
 `tinyml lab check 11 --file labs/solutions/lab11_tensor_programs.py`.
 
 Run it:       python labs/solutions/lab11_tensor_programs.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 11
+Check it:     tinyml lab check 11 --file labs/solutions/lab11_tensor_programs.py
 Walkthrough:  docs/tensor-programs.md
 """
 

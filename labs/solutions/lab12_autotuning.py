@@ -9,7 +9,7 @@ The reference solution: the lab with every exercise answered. CI checks it with
 `tinyml lab check 12 --file labs/solutions/lab12_autotuning.py`.
 
 Run it:       python labs/solutions/lab12_autotuning.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 12
+Check it:     tinyml lab check 12 --file labs/solutions/lab12_autotuning.py
 Walkthrough:  docs/autotuning.md
 """
 

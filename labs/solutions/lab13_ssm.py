@@ -5,8 +5,11 @@ one token at a time it runs on the vector units; chunked, it runs on the
 tensor cores. Write the chunked update, check it against the token-by-token
 recurrence, then find the chunk size that minimises simulated time on two devices.
 
-Run it:       python labs/lab13_ssm.py    (or open it as a notebook in VS Code)
-Check it:     tinyml lab check 13
+The reference solution: the lab with every exercise answered. CI checks it with
+`tinyml lab check 13 --file labs/solutions/lab13_ssm.py`.
+
+Run it:       python labs/solutions/lab13_ssm.py    (or open it as a notebook in VS Code)
+Check it:     tinyml lab check 13 --file labs/solutions/lab13_ssm.py
 Walkthrough:  docs/ssm.md
 """
 
