@@ -67,7 +67,8 @@ def test_conv_space_holds_every_hand_tiling(device):
     func = conv2d(1, 16, 7, 7, 64, 3, 3, pad=1)
     space, meas = Space(func, T.conv2d_gpu), SimulatedMeasurer(device)
     labels = []
-    for label, sch in hand_schedules(func, device):
+    for label, make in hand_schedules(func, device):
+        sch = make()
         bf, by = (int(part.split("=")[1]) for part in label.split()[-2:])
         d = ((64 // bf, bf), (7 // by, by) if 7 % by == 0 else None, (1, 7), (16, 1), 0)
         if d[1] is None:                        # BY that does not divide OH: not a perfect tile

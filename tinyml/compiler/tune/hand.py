@@ -19,14 +19,11 @@ CONV_TILES = ((64, 8), (32, 8), (32, 4), (16, 4), (16, 2), (8, 2), (8, 1), (4, 1
 
 
 def hand_schedules(func, device: str) -> list:
-    """(label, Schedule) of the hand-picked schedules for ``func`` on ``device`` (the ScheduleError in the
-    schedule's place when the shape makes it illegal)."""
+    """(label, build) of the hand-picked schedules for ``func`` on ``device``: ``build()`` makes the
+    Schedule, or raises the ScheduleError that says why the shape makes it illegal."""
     if func.block.name == "matmul":
         dev = "a100-40gb" if device == "cpu" else device
-        try:
-            return [("matmul v3 tiles", example("mma", func, dev))]
-        except ScheduleError as exc:         # the schedule is illegal for this shape: hand_baseline says so
-            return [("matmul v3 tiles", exc)]
+        return [("matmul v3 tiles", lambda: example("mma", func, dev))]
     if func.block.name == "conv2d":
         ext = {a.name: a.extent for a in func.block.axes}
         seen, out = set(), []
@@ -34,7 +31,7 @@ def hand_schedules(func, device: str) -> list:
             t = (min(bf, ext["f"]), min(by, ext["y"]))
             if t not in seen:
                 seen.add(t)
-                out.append((f"blocked conv2d BF={t[0]} BY={t[1]}", blocked_conv2d(func, *t)))
+                out.append((f"blocked conv2d BF={t[0]} BY={t[1]}", lambda t=t: blocked_conv2d(func, *t)))
         return out
     raise TinymlError(f"no hand schedule for workload {func.name!r}")
 
@@ -46,8 +43,11 @@ def hand_baseline(func, measurer) -> tuple:
     if measurer.kind == "cpu" and func.block.name == "matmul":
         return "matmul v3", matmul_v3_on_cpu(func, measurer)
     best = None
-    for label, sch in hand_schedules(func, measurer.name):
-        res = failure("illegal", sch) if isinstance(sch, ScheduleError) else measurer.measure(sch)
+    for label, build in hand_schedules(func, measurer.name):
+        try:
+            res = measurer.measure(build())
+        except ScheduleError as exc:
+            res = failure("illegal", exc)
         if best is None or (res.ok and (not best[1].ok or res.time_s < best[1].time_s)):
             best = (label, res)
     return best
