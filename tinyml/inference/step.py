@@ -50,7 +50,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from ..sim import Profile, SramOverflowError, load_device, meta, tiles_fit
+from ..sim import Profile, load_device, meta, tiles_fit
 from ..sim.models import load_model
 from .bound import Bound, bandwidth_bound
 from .formats import weight_format
@@ -175,15 +175,13 @@ def _candidates(f, device, batch: int, k: int) -> list[dict]:
 @lru_cache(maxsize=1024)
 def tune_linear(f, device, batch: int, n: int, k: int) -> tuple:
     """The fastest candidate block sizes for this linear on ``device`` (each costed in counting mode)."""
+    from ..kernels.matmul.block_sizes import blocks_time
+
     best, best_t = (), float("inf")
     for blocks in _candidates(f, device, batch, k):
-        try:
-            with Profile(device) as prof:
-                run_linear(f, batch, n, k, blocks)
-        except SramOverflowError:
-            continue
-        if prof.time_s < best_t:
-            best, best_t = tuple(sorted(blocks.items())), prof.time_s
+        t = blocks_time(device, lambda **kw: run_linear(f, batch, n, k, kw), blocks)
+        if t is not None and t < best_t:
+            best, best_t = tuple(sorted(blocks.items())), t
     return best
 
 

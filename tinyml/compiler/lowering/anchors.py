@@ -146,30 +146,27 @@ def _search_blocks(device, m, n, k, dtype, epilogue, bias, residual) -> tuple:
     profile (counting mode); the fastest wins, the default on a tie."""
     from ...kernels.fusion import matmul_epilogue
     from ...kernels.matmul import matmul
-    from ...kernels.matmul.block_sizes import DEPTHS, SIZES
-    from ...sim import Profile, SramOverflowError, meta
+    from ...kernels.matmul.block_sizes import DEPTHS, SIZES, _cap, blocks_time
+    from ...sim import meta
 
-    bm = next((size for size in SIZES if size >= m), SIZES[-1])
-    candidates = [()] + [(("block_m", bm), ("block_n", bn), ("block_k", bk))
-                         for bn in SIZES if bn < 2 * n for bk in reversed(DEPTHS) if bk <= max(k, DEPTHS[0])]
-    best, best_t, fitted = (), float("inf"), set()
-    for blocks in candidates:
-        if blocks and blocks[1][1] in fitted:
-            continue                                  # a deeper block_k for this block_n fitted already
-        try:
-            with Profile(device) as prof:
-                a, b = meta((m, k), dtype), meta((k, n), dtype)                  # (M, K), (K, N)
-                if epilogue:
-                    matmul_epilogue(a, b, dtype=dtype, bias=meta((n,), dtype) if bias else None,
-                                    residual=meta((m, n), dtype) if residual else None, **dict(blocks))
-                else:
-                    matmul(a, b, dtype=dtype, **dict(blocks))
-        except SramOverflowError:
-            continue
-        if blocks:
-            fitted.add(blocks[1][1])
-        if prof.time_s < best_t:
-            best, best_t = blocks, prof.time_s
+    a, b = meta((m, k), dtype), meta((k, n), dtype)                              # (M, K), (K, N)
+    if epilogue:
+        def launch(**blocks):
+            matmul_epilogue(a, b, dtype=dtype, bias=meta((n,), dtype) if bias else None,
+                            residual=meta((m, n), dtype) if residual else None, **blocks)
+    else:
+        def launch(**blocks):
+            matmul(a, b, dtype=dtype, **blocks)
+
+    best, best_t = (), blocks_time(device, launch, {}) or float("inf")
+    for bn in (size for size in SIZES if size < 2 * n):
+        for bk in (depth for depth in reversed(DEPTHS) if depth <= max(k, DEPTHS[0])):
+            blocks = (("block_m", _cap(m)), ("block_n", bn), ("block_k", bk))
+            t = blocks_time(device, launch, dict(blocks))
+            if t is not None:                         # the deepest block_k that fits this block_n
+                if t < best_t:
+                    best, best_t = blocks, t
+                break
     return best
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ...sim import Device, check_tiles, nbytes, tiles_bytes
+from ...sim import Device, Profile, SramOverflowError, check_tiles, nbytes, tiles_bytes
 
 SIZES = (16, 32, 64, 128, 256)
 DEPTHS = (8, 16, 32, 64, 128)
@@ -35,6 +35,18 @@ class MatmulTiles:
 
     def sram_bytes(self, dtype: str) -> int:
         return tiles_bytes(self.sram_tiles(dtype))
+
+
+def blocks_time(device, launch, blocks: dict) -> "float | None":
+    """Seconds of ``launch(**blocks)`` (one kernel on meta tensors) in a scratch profile on ``device``,
+    or None when those tiles overflow its SRAM: how a caller costs block-size candidates (the decode
+    step's linears, the compiler's matmuls of few rows) before launching the kernel for real."""
+    try:
+        with Profile(device) as prof:
+            launch(**blocks)
+    except SramOverflowError:
+        return None
+    return prof.time_s
 
 
 def _cap(dim: int) -> int:
