@@ -110,16 +110,25 @@ def probability(text: str) -> float:
     return value
 
 
+def comma_items(text: str, what: str, *, flag: "str | None" = None, error=argparse.ArgumentTypeError,
+                example: str = "") -> list:
+    """The comma-separated items of ``text``, stripped. An empty item (two commas in a row, or one at an
+    end) is refused with ``error``, never dropped; no item at all is the caller's to refuse."""
+    items = [t.strip() for t in text.split(",")]
+    if any(items) and not all(items):
+        i = items.index("") + 1
+        where = f"{flag} {text!r}: {what} {i}" if flag else f"{what} {i} of {text!r}"
+        raise error(f"{where} is empty (two commas in a row, or one at an end?)" + (f"; e.g. {example}" if example
+                                                                                   else ""))
+    return [t for t in items if t]
+
+
 def choices(names, what: str, allow_all: bool = True):
     """A type for a comma-separated subset of ``names`` (``all`` for every one), in the order given."""
     names = tuple(names)
 
     def parse(text: str) -> list:
-        picked = [t.strip() for t in text.split(",")]
-        if any(picked) and not all(picked):
-            raise argparse.ArgumentTypeError(f"{what} {picked.index('') + 1} of {text!r} is empty (two commas in a "
-                                             f"row, or one at an end?)")
-        picked = [t for t in picked if t]
+        picked = comma_items(text, what)
         if allow_all and picked == ["all"]:
             return list(names)
         bad = [t for t in picked if t not in names]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from ._args import comma_items
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -51,12 +52,9 @@ def build_chain(ops_text: str, m: int, n: int, dtype: str = "fp16"):
     from ..compiler import Graph
     from ..compiler.errors import GraphError
 
-    ops = [o.strip() for o in ops_text.split(",")]
-    if not any(ops):
+    ops = comma_items(ops_text, "op", flag="--ops", error=GraphError, example="--ops mul,add,gelu")
+    if not ops:
         raise GraphError(f"--ops {ops_text!r} names no op; e.g. --ops mul,add,gelu")
-    if not all(ops):
-        raise GraphError(f"--ops {ops_text!r}: op {ops.index('') + 1} is empty (two commas in a row, or one at "
-                         f"an end?); e.g. --ops mul,add,gelu")
     g = Graph("chain", dtype=dtype)
     x = g.input("x", (m, n))                                               # (M, N)
     for i, op in enumerate(ops):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._args import hidden_alias, positive_int
+from ._args import comma_items, hidden_alias, positive_int
 from ._out import console, emit_json, table
 
 HELP = """examples:
@@ -46,12 +46,9 @@ def parse_formats(text: "str | None") -> list[str]:
 
     if text is None:
         return list(DEFAULT_FORMATS)
-    names = [t.strip() for t in text.split(",")]
-    if not any(names):
+    names = comma_items(text, "format", flag="--format", error=FormatError, example="--format fp16,int8,q4_0")
+    if not names:
         raise FormatError(f"--format is empty; give a comma-separated list from {valid_names()}")
-    if not all(names):
-        raise FormatError(f"--format {text!r}: format {names.index('') + 1} is empty (two commas in a row, or one "
-                          f"at an end?); e.g. --format fp16,int8,q4_0")
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise FormatError(f"--format {text!r} names {', '.join(twice)} twice; each format is one row, give it once")
