@@ -42,6 +42,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (tour, devices, kernels, attention, fuse, compile, schedule, tune, quant, decode, ssm, lab):
         module.register(sub)
+    parser.commands = sub.choices           # name -> its parser (_parse asks the command about unknown options)
     return parser
 
 
@@ -87,8 +88,7 @@ def _parse(parser: Parser, argv):
 
     args, extra = parser.parse_known_args(argv)
     if extra:
-        command = parser._subparsers._group_actions[0].choices.get(args.command) if args.command else None
-        owner = command or parser
+        owner = parser.commands.get(args.command, parser)
         known = [opt for action in owner._actions for opt in action.option_strings]
         guesses = {g for word in extra if word.startswith("-")
                    for g in difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7)}
