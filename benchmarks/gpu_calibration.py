@@ -319,18 +319,17 @@ def print_comparison(results: dict, device: "str | None" = None) -> None:
         print(f"(tinyml not importable here, {exc}: measure with --no-compare, then run "
               f"`python benchmarks/gpu_calibration.py --compare FILE` where tinyml is installed)")
         return
-    rows = compare(results, device)
-    print(f"\nmeasured on {results['gpu']} vs simulated on preset {preset_for(results, device)} "
-          "(error = simulated / measured time - 1):")
+    name = preset_for(results, device)
+    dev = load_device(name)
+    rows = compare(results, name)
+    print(f"\nmeasured on {results['gpu']} vs simulated on preset {name} (error = simulated / measured time - 1):")
     print(table(rows))
     fit = graph_fit(results)
     if fit:
-        dev = load_device(preset_for(results, device))
         print(f"a kernel in a CUDA graph: {fit[0] * 1e6:.2f} us + bytes / {fit[1] / 1e12:.2f} TB/s measured (copies); "
               f"the preset: 0 us + bytes / {dev.hbm_bandwidth * dev.eff_hbm / 1e12:.2f} TB/s")
-    eff = measured_efficiencies(results, device)
+    eff = measured_efficiencies(results, name)
     if eff:
-        dev = load_device(preset_for(results, device))
         def preset(key):                     # what the preset assumes now, where it has such a number
             value = dev.eff_hbm if key == "hbm" else dev.eff_matmul if key.startswith("matmul") else None
             return "" if value is None else f" (preset {value:.2f})"

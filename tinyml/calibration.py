@@ -178,6 +178,7 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
                                f"{dev.sm_count}: not the same chip. Compare with a preset of the same part "
                                "(`tinyml devices`; device= here, --device on gpu_calibration.py), or add one for "
                                "this GPU")
+    hbm_rate = dev.hbm_bandwidth * dev.eff_hbm                          # the preset's achievable bytes/s
     rows: list[CalibrationRow] = []
     results = {key: value for key, value in results.items()             # a section that failed on the GPU
                if not (isinstance(value, dict) and "error" in value)}
@@ -185,7 +186,7 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
         hbm = results["hbm"]
         moved = _field(hbm, "bytes_moved", "hbm")
         rows.append(CalibrationRow("hbm", f"copy {moved / 2**20:,.0f} MiB (read + write)", _field(hbm, "time_s", "hbm"),
-                                   moved / (dev.hbm_bandwidth * dev.eff_hbm) + dev.launch_overhead_s))
+                                   moved / hbm_rate + dev.launch_overhead_s))
     if "launch" in results:
         rows.append(CalibrationRow("launch", "launch overhead, one tiny kernel",
                                    _field(results["launch"], "time_per_launch_s", "launch"), dev.launch_overhead_s))
@@ -193,7 +194,7 @@ def compare(results: dict, device: "str | None" = None) -> list[CalibrationRow]:
     for i, cp in enumerate(graph.get("copy", ())):
         moved = _field(cp, "bytes_moved", f"graph.copy[{i}]")
         rows.append(CalibrationRow("graph copy", f"copy {moved / 2**20:,.4g} MiB in a CUDA graph",
-                                   _field(cp, "time_s", f"graph.copy[{i}]"), moved / (dev.hbm_bandwidth * dev.eff_hbm)))
+                                   _field(cp, "time_s", f"graph.copy[{i}]"), moved / hbm_rate))
     for i, gv in enumerate(graph.get("gemv", ())):
         where = f"graph.gemv[{i}]"
         n, k, dt = (_field(gv, key, where) for key in ("n", "k", "dtype"))
