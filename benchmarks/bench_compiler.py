@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:            # run from a checkout without installin
 from _report import report_targets, verdict, write_json  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 from tinyml.compiler import compile, lower, zoo  # noqa: E402
+from tinyml.inference.step import graph_seconds  # noqa: E402
 from tinyml.sim import load_device  # noqa: E402
 
 DEVICE = "a100-40gb"
@@ -93,11 +94,11 @@ def pipeline() -> dict:
     fp16, int4 = by["rewrite_attention"], by["quantize_weights"]
     # a decoding step of a 124M model is mostly launches when each kernel is launched on its own (87 kernels
     # x 5 us); replayed as one CUDA graph, as gpt-fast and vLLM decode, it is the weights' bytes again
-    # (tinyml.inference.step.DecodeStep.graph_s: the kernels' times less their launch overhead, plus one)
+    # (the kernels' times less their launch overhead, plus one: tinyml decode's graph timing)
     launch = load_device(DEVICE).launch_overhead_s
 
     def graph_s(step):
-        return step["time_s"] - (step["kernels"] - 1) * launch
+        return graph_seconds(step["time_s"], step["kernels"], launch)
 
     out["decode_quant_speedup_eager"] = fp16["time_s"] / int4["time_s"]
     out["decode_launches_s"] = int4["kernels"] * launch                # of the int4 step's eager time

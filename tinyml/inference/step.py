@@ -94,7 +94,7 @@ class DecodeStep:
     @property
     def graph_s(self) -> float:
         """The step as one CUDA graph: kernel times without their launch overhead, plus one launch."""
-        return self.eager_s - (self.kernels_per_step - 1) * self.launch_s
+        return graph_seconds(self.eager_s, self.kernels_per_step, self.launch_s)
 
     @property
     def tokens_per_s(self) -> float:
@@ -135,6 +135,12 @@ class DecodeStep:
             "fraction_of_bound": self.tokens_per_s / self.bound.tokens_per_s if self.bound else None,
             "kernels": self.kernel_rows(),
         }
+
+
+def graph_seconds(eager_s: float, kernels: int, launch_s: float) -> float:
+    """``kernels`` launched one by one in ``eager_s``, replayed as one CUDA graph: their times without
+    their launch overhead, plus the graph's one launch."""
+    return eager_s - (kernels - 1) * launch_s
 
 
 # ---- the linear layer, autotuned ------------------------------------------------------------
