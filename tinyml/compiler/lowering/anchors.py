@@ -29,6 +29,7 @@ a reduction (its prologue) run as one fused elementwise kernel before it.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -127,20 +128,10 @@ def _skinny_blocks(m: int, n: int, k: int, dtype: str, epilogue: bool, bias: boo
         return {}
     from ...sim import current_profile
 
-    return dict(_fastest_blocks(current_profile().device, m, n, k, dtype, epilogue, bias, residual))
+    return dict(_search_blocks(current_profile().device, m, n, k, dtype, epilogue, bias, residual))
 
 
-#: (device, shape, dtype, epilogue operands) -> the block sizes _search_blocks chose
-_BLOCKS: dict = {}
-
-
-def _fastest_blocks(device, m, n, k, dtype, epilogue, bias, residual) -> tuple:
-    key = (device.name, device.sm_count, device.sram_per_sm, m, n, k, dtype, epilogue, bias, residual)
-    if key not in _BLOCKS:
-        _BLOCKS[key] = _search_blocks(device, m, n, k, dtype, epilogue, bias, residual)
-    return _BLOCKS[key]
-
-
+@lru_cache(maxsize=1024)
 def _search_blocks(device, m, n, k, dtype, epilogue, bias, residual) -> tuple:
     """The default tiles (``()``) and, per block_n, the deepest block_k that fits, each costed in a scratch
     profile (counting mode); the fastest wins, the default on a tie."""
